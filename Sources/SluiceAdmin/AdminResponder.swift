@@ -1,0 +1,56 @@
+import NIOCore
+import NIOHTTP1
+public import SluiceCore
+public import SluiceHTTP
+
+/// The admin listener's endpoints. Never on the data-plane port.
+///
+/// - `GET /ready`: 200 once every listener accepts and every sink reaches its backend;
+///   503 otherwise (and while draining), with the state of each.
+/// - `GET /health`: 200 while the process runs (liveness).
+public struct AdminResponder: HTTPResponder {
+    private let listeners: [HTTPServer]
+    private let sinks: [any Sink]
+
+    public init(listeners: [HTTPServer], sinks: [any Sink]) {
+        self.listeners = listeners
+        self.sinks = sinks
+    }
+
+    public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        guard request.head.method == .GET || request.head.method == .HEAD else {
+            return .error(.methodNotAllowed, code: "method_not_allowed", message: "the admin API takes GET", headers: ["allow": "GET, HEAD"])
+        }
+        switch request.path {
+        case "/ready":
+            var ready = true
+            var json = JSONWriter()
+            json.object { json in
+                json.key("listeners")
+                json.object { json in
+                    for listener in self.listeners {
+                        let accepting = listener.isAccepting
+                        ready = ready && accepting
+                        json.field(listener.name, accepting ? "accepting" : "not_accepting")
+                    }
+                }
+                json.key("sinks")
+                json.object { json in
+                    for sink in self.sinks {
+                        let sinkReady = sink.isReady
+                        ready = ready && sinkReady
+                        json.field(sink.name, sinkReady ? "ready" : "not_ready")
+                    }
+                }
+                json.field("ready", ready)
+            }
+            return .json(ready ? .ok : .serviceUnavailable, json)
+        case "/health":
+            var json = JSONWriter()
+            json.object { $0.field("status", "alive") }
+            return .json(.ok, json)
+        default:
+            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health")
+        }
+    }
+}

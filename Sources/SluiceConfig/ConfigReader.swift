@@ -1,0 +1,248 @@
+import Yams
+
+/// Walks a YAML document, collecting every problem with its path instead of stopping at the first.
+final class ConfigReader {
+    private(set) var errors: [ConfigError] = []
+    private let environment: [String: String]
+
+    init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    func error(_ path: String, _ message: String) {
+        self.errors.append(ConfigError(path: path, message: message))
+    }
+
+    static func join(_ path: String, _ key: String) -> String {
+        path.isEmpty ? key : "\(path).\(key)"
+    }
+
+    /// Reads a mapping; reports non-mappings, duplicate keys and keys outside `allowed`.
+    func mapping(_ node: Node?, _ path: String, allowed: [String]) -> [String: (Node, String)]? {
+        guard let node else { return nil }
+        guard case .mapping(let mapping) = node else {
+            self.error(path, "expected a mapping with keys \(allowed.joined(separator: ", "))")
+            return nil
+        }
+        var result: [String: (Node, String)] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else {
+                self.error(path, "keys must be plain strings")
+                continue
+            }
+            let childPath = Self.join(path, key)
+            guard allowed.contains(key) else {
+                self.error(childPath, "unknown key \"\(key)\"" + Self.suggestion(for: key, among: allowed))
+                continue
+            }
+            guard result[key] == nil else {
+                self.error(childPath, "duplicate key \"\(key)\"")
+                continue
+            }
+            result[key] = (value, childPath)
+        }
+        return result
+    }
+
+    /// Reads a mapping whose keys are free-form (e.g. librdkafka properties), in document order.
+    func freeMapping(_ node: Node?, _ path: String) -> [(key: String, value: Node, path: String)] {
+        guard let node else { return [] }
+        guard case .mapping(let mapping) = node else {
+            self.error(path, "expected a mapping")
+            return []
+        }
+        var seen: Set<String> = []
+        var result: [(key: String, value: Node, path: String)] = []
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else {
+                self.error(path, "keys must be plain strings")
+                continue
+            }
+            let childPath = Self.join(path, key)
+            guard seen.insert(key).inserted else {
+                self.error(childPath, "duplicate key \"\(key)\"")
+                continue
+            }
+            result.append((key, value, childPath))
+        }
+        return result
+    }
+
+    func sequence(_ node: Node?, _ path: String) -> [(Node, String)]? {
+        guard let node else { return nil }
+        guard case .sequence(let sequence) = node else {
+            self.error(path, "expected a list")
+            return nil
+        }
+        return sequence.enumerated().map { ($1, "\(path)[\($0)]") }
+    }
+
+    /// Reads a scalar as a string, with `${NAME}` replaced from the environment.
+    func string(_ node: Node?, _ path: String) -> String? {
+        guard let node else { return nil }
+        guard case .scalar(let scalar) = node else {
+            self.error(path, "expected a string")
+            return nil
+        }
+        if scalar.style == .plain, ["null", "~", "Null", "NULL", ""].contains(scalar.string) {
+            self.error(path, "expected a string, got null")
+            return nil
+        }
+        return self.substitute(scalar.string, path)
+    }
+
+    func nonEmptyString(_ node: Node?, _ path: String) -> String? {
+        guard let value = self.string(node, path) else { return nil }
+        if value.isEmpty {
+            self.error(path, "must not be empty")
+            return nil
+        }
+        return value
+    }
+
+    func stringList(_ node: Node?, _ path: String) -> [String]? {
+        guard let items = self.sequence(node, path) else { return nil }
+        return items.compactMap { self.nonEmptyString($0.0, $0.1) }
+    }
+
+    func integer(_ node: Node?, _ path: String, range: ClosedRange<Int>) -> Int? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            self.error(path, "expected a whole number in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
+            return nil
+        }
+        return value
+    }
+
+    func bool(_ node: Node?, _ path: String) -> Bool? {
+        guard let text = self.string(node, path) else { return nil }
+        switch text {
+        case "true": return true
+        case "false": return false
+        default:
+            self.error(path, "expected true or false, got \"\(text)\"")
+            return nil
+        }
+    }
+
+    func size(_ node: Node?, _ path: String, min: Int = 1) -> Int? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = ByteSize.parse(text) else {
+            self.error(path, "invalid size \"\(text)\": use a number with a unit, like 512KiB, 1MiB, 10MB")
+            return nil
+        }
+        guard value >= min else {
+            self.error(path, "must be at least \(ByteSize.format(min))")
+            return nil
+        }
+        return value
+    }
+
+    func duration(_ node: Node?, _ path: String, min: Duration = .zero) -> Duration? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = DurationText.parse(text) else {
+            self.error(path, "invalid duration \"\(text)\": use a number with a unit, like 250ms, 5s, 2m")
+            return nil
+        }
+        guard value >= min else {
+            self.error(path, "must be at least \(DurationText.format(min))")
+            return nil
+        }
+        return value
+    }
+
+    func address(_ node: Node?, _ path: String) -> SocketAddressConfig? {
+        guard let text = self.nonEmptyString(node, path) else { return nil }
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[close...].hasPrefix("]:") else {
+                self.error(path, "invalid address \"\(text)\": expected [ipv6]:port")
+                return nil
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else {
+                self.error(path, "invalid address \"\(text)\": expected host:port, like 127.0.0.1:8080")
+                return nil
+            }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+            self.error(path, "invalid address \"\(text)\": expected host:port with a port in 0...65535")
+            return nil
+        }
+        return SocketAddressConfig(host: String(host), port: port)
+    }
+
+    func required<T>(_ value: (Node, String)?, in path: String, key: String, _ read: (Node, String) -> T?) -> T? {
+        guard let (node, childPath) = value else {
+            self.error(Self.join(path, key), "required")
+            return nil
+        }
+        return read(node, childPath)
+    }
+
+    /// Replaces `${NAME}` with the environment variable NAME (`${NAME:-default}` when unset or
+    /// empty); `$${` is a literal `${`.
+    private func substitute(_ text: String, _ path: String) -> String? {
+        guard text.contains("${") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        var ok = true
+        while let dollar = rest.range(of: "${") {
+            let before = rest[rest.startIndex..<dollar.lowerBound]
+            if before.hasSuffix("$") {
+                out += before.dropLast() + "${"
+                rest = rest[dollar.upperBound...]
+                continue
+            }
+            out += before
+            guard let close = rest[dollar.upperBound...].firstIndex(of: "}") else {
+                self.error(path, "unclosed \"${\"")
+                return nil
+            }
+            var name = String(rest[dollar.upperBound..<close])
+            var fallback: String?
+            if let separator = name.range(of: ":-") {
+                fallback = String(name[separator.upperBound...])
+                name = String(name[..<separator.lowerBound])
+            }
+            if let value = self.environment[name], !(value.isEmpty && fallback != nil) {
+                out += value
+            } else if let fallback {
+                out += fallback
+            } else {
+                self.error(path, "environment variable \(name) is not set")
+                ok = false
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        out += rest
+        return ok ? out : nil
+    }
+
+    static func suggestion(for key: String, among allowed: [String]) -> String {
+        let best = allowed.min { editDistance($0, key) < editDistance($1, key) }
+        if let best, editDistance(best, key) <= 2 { return "; did you mean \"\(best)\"?" }
+        return "; expected one of: \(allowed.joined(separator: ", "))"
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                current[j] = Swift.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

@@ -1,0 +1,120 @@
+/// How a route matches the request path.
+public enum PathPattern: Sendable, Equatable {
+    /// The path equals this string.
+    case exact(String)
+    /// The path starts with this prefix, at a segment boundary (`/api` matches `/api` and
+    /// `/api/x`, not `/apix`); a prefix ending in `/` matches anything under it.
+    case prefix(String)
+    /// Segments, each a literal or a `{name}` parameter that matches one non-empty segment.
+    case template([Segment])
+
+    public enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    /// Parses `path` (may contain `{name}` segments); returns a message on error.
+    public static func parseTemplate(_ path: String) -> Result<PathPattern, ConfigError> {
+        guard path.hasPrefix("/") else {
+            return .failure(ConfigError(path: "", message: "must start with \"/\""))
+        }
+        guard path.contains("{") || path.contains("}") else { return .success(.exact(path)) }
+        var segments: [Segment] = []
+        var seen: Set<String> = []
+        for raw in path.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            let part = String(raw)
+            if part.hasPrefix("{"), part.hasSuffix("}"), part.count > 2 {
+                let name = String(part.dropFirst().dropLast())
+                guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    return .failure(ConfigError(path: "", message: "parameter \"\(name)\" may contain only letters, digits and _"))
+                }
+                guard seen.insert(name).inserted else {
+                    return .failure(ConfigError(path: "", message: "parameter \"\(name)\" appears twice"))
+                }
+                segments.append(.parameter(name))
+            } else if part.contains("{") || part.contains("}") {
+                return .failure(ConfigError(path: "", message: "a parameter must be a whole segment, like /v1/{topic}; got \"\(part)\""))
+            } else {
+                segments.append(.literal(part))
+            }
+        }
+        return .success(.template(segments))
+    }
+
+    /// Names of the template's parameters.
+    public var parameters: [String] {
+        guard case .template(let segments) = self else { return [] }
+        return segments.compactMap {
+            if case .parameter(let name) = $0 { return name }
+            return nil
+        }
+    }
+}
+
+/// A string with `{param}` placeholders filled from the route's path parameters, such as a topic.
+public struct ParameterTemplate: Sendable, Equatable, CustomStringConvertible {
+    public enum Part: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    public var parts: [Part]
+
+    public static func parse(_ text: String) -> Result<ParameterTemplate, ConfigError> {
+        var parts: [Part] = []
+        var literal = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            literal += rest[rest.startIndex..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                return .failure(ConfigError(path: "", message: "unclosed \"{\" in \"\(text)\""))
+            }
+            let name = String(rest[rest.index(after: open)..<close])
+            guard !name.isEmpty else {
+                return .failure(ConfigError(path: "", message: "empty parameter \"{}\" in \"\(text)\""))
+            }
+            if !literal.isEmpty { parts.append(.literal(literal)) }
+            literal = ""
+            parts.append(.parameter(name))
+            rest = rest[rest.index(after: close)...]
+        }
+        literal += rest
+        if literal.contains("}") {
+            return .failure(ConfigError(path: "", message: "unmatched \"}\" in \"\(text)\""))
+        }
+        if !literal.isEmpty { parts.append(.literal(literal)) }
+        return .success(ParameterTemplate(parts: parts))
+    }
+
+    public var parameters: [String] {
+        self.parts.compactMap {
+            if case .parameter(let name) = $0 { return name }
+            return nil
+        }
+    }
+
+    /// The fixed value when the template has no parameters.
+    public var fixedValue: String? {
+        self.parameters.isEmpty ? self.description : nil
+    }
+
+    public func render(_ values: [String: String]) -> String {
+        var out = ""
+        for part in self.parts {
+            switch part {
+            case .literal(let text): out += text
+            case .parameter(let name): out += values[name] ?? ""
+            }
+        }
+        return out
+    }
+
+    public var description: String {
+        self.parts.map {
+            switch $0 {
+            case .literal(let text): text
+            case .parameter(let name): "{\(name)}"
+            }
+        }.joined()
+    }
+}

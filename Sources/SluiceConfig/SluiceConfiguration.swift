@@ -1,0 +1,109 @@
+public import FileSink
+public import KafkaSink
+
+/// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
+/// reference in it resolves and every value is in range.
+public struct SluiceConfiguration: Sendable {
+    public var listeners: [ListenerConfig]
+    public var admin: AdminConfig?
+    public var sinks: [SinkConfig]
+    public var routes: [RouteConfig]
+    public var shutdown: ShutdownConfig
+
+    public func sink(named name: String) -> SinkConfig? {
+        self.sinks.first { $0.name == name }
+    }
+}
+
+/// `host:port` to bind.
+public struct SocketAddressConfig: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
+}
+
+public struct ListenerConfig: Sendable {
+    public var name: String
+    public var address: SocketAddressConfig
+    /// How long a connection may stay idle (no request in progress) before it is closed.
+    public var idleTimeout: Duration
+}
+
+public struct AdminConfig: Sendable {
+    public var address: SocketAddressConfig
+}
+
+public struct SinkConfig: Sendable {
+    public var name: String
+    public var kind: Kind
+
+    public enum Kind: Sendable {
+        case kafka(KafkaSinkConfig)
+        case file(FileSinkConfig)
+    }
+}
+
+public struct RouteConfig: Sendable {
+    public var name: String
+    public var match: RouteMatchConfig
+    public var action: Action
+
+    public enum Action: Sendable {
+        case ingest(IngestConfig)
+    }
+}
+
+public struct RouteMatchConfig: Sendable {
+    public var path: PathPattern
+    /// Upper-case methods; empty means any method.
+    public var methods: [String]
+    /// Exact host (case-insensitive, port ignored) or `*.suffix`; nil means any host.
+    public var host: String?
+    /// Headers that must be present with exactly these values (names case-insensitive).
+    public var headers: [(name: String, value: String)]
+}
+
+public struct IngestConfig: Sendable {
+    public var sink: String
+    public var topic: ParameterTemplate
+    public var topicsAllowed: Set<String>?
+    public var key: KeySource?
+    public var ack: AckMode
+    /// Request headers copied into each event's record headers.
+    public var headersToKafka: [String]
+    public var maxBodyBytes: Int
+    public var maxEvents: Int
+    public var maxEventBytes: Int
+    /// How long a request may wait for room in a full sink queue before it gets 503.
+    public var maxWait: Duration
+
+    public static let defaultMaxBodyBytes = 16 * 1024 * 1024
+    public static let defaultMaxEvents = 10_000
+    public static let defaultMaxEventBytes = 1_000_000
+    public static let defaultMaxWait = Duration.seconds(5)
+}
+
+/// Where an event's record key comes from.
+public enum KeySource: Sendable, Equatable {
+    case header(String)
+    case query(String)
+    /// An RFC 6901 JSON Pointer into each event, e.g. `/user/id`.
+    case jsonPointer([String])
+}
+
+public enum AckMode: String, Sendable {
+    /// Answer after the backend made every event durable.
+    case sink
+    /// Answer 202 once every event is in the sink's bounded queue.
+    case accepted
+}
+
+public struct ShutdownConfig: Sendable {
+    /// How long in-flight requests may take to finish after a stop signal.
+    public var drainTimeout: Duration
+    /// How long sinks may take to deliver what they hold after the listeners have drained.
+    public var flushTimeout: Duration
+}

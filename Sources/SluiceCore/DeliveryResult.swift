@@ -1,0 +1,62 @@
+/// The fate of one event, as reported by its sink.
+public enum DeliveryResult: Sendable, Equatable {
+    /// The backend has made the event durable.
+    case delivered(DeliveryReceipt)
+    /// The event was not delivered.
+    case failed(DeliveryFailure)
+}
+
+/// Where a delivered event landed: partition and offset for Kafka, segment offset for files.
+public struct DeliveryReceipt: Sendable, Equatable {
+    public var partition: Int32?
+    public var offset: Int64?
+
+    public init(partition: Int32? = nil, offset: Int64? = nil) {
+        self.partition = partition
+        self.offset = offset
+    }
+}
+
+/// Why an event was not delivered, in words a client can act on.
+public struct DeliveryFailure: Error, Sendable, Equatable {
+    /// A stable, machine-readable reason, e.g. `sink_queue_full` or `kafka_msg_size_too_large`.
+    public var code: String
+    /// What went wrong and what to do about it.
+    public var message: String
+    /// Whether the same event may succeed if sent again later.
+    public var isRetryable: Bool
+    /// The HTTP status that best describes a non-retryable failure (retryable ones map to 503).
+    public var httpStatus: Int
+
+    public init(code: String, message: String, isRetryable: Bool, httpStatus: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.isRetryable = isRetryable
+        self.httpStatus = httpStatus ?? (isRetryable ? 503 : 422)
+    }
+
+    /// The sink's bounded queue stayed full for longer than the request may wait.
+    public static func queueFull(sink: String) -> DeliveryFailure {
+        DeliveryFailure(
+            code: "sink_saturated",
+            message: "sink \"\(sink)\" is saturated: its queue stayed full past the route's wait limit; retry later",
+            isRetryable: true
+        )
+    }
+
+    /// The sink is shutting down and accepts no new events.
+    public static func shuttingDown(sink: String) -> DeliveryFailure {
+        DeliveryFailure(
+            code: "sink_shutting_down",
+            message: "sink \"\(sink)\" is shutting down; retry against another instance",
+            isRetryable: true
+        )
+    }
+
+    /// The event was never handed to the sink because the request stopped earlier.
+    public static let notAttempted = DeliveryFailure(
+        code: "not_attempted",
+        message: "not sent: the request stopped before this event",
+        isRetryable: true
+    )
+}

@@ -1,0 +1,76 @@
+import NIOConcurrencyHelpers
+
+/// Collects the fate of every event of one request, in request order.
+///
+/// The request handler reserves one slot per event before handing the events to a
+/// sink; the sink completes each slot exactly once, from any thread. `results()`
+/// returns when every reserved slot is complete and the tracker is sealed.
+public final class DeliveryTracker: Sendable {
+    private struct State {
+        var results: [DeliveryResult?] = []
+        var pending = 0
+        var sealed = false
+        var waiter: CheckedContinuation<[DeliveryResult], Never>?
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let onFailure: (@Sendable (Int, DeliveryFailure) -> Void)?
+
+    /// - Parameter onFailure: called for every failed event (used when nobody waits for results).
+    public init(onFailure: (@Sendable (Int, DeliveryFailure) -> Void)? = nil) {
+        self.onFailure = onFailure
+    }
+
+    /// Reserves `count` consecutive slots and returns the index of the first.
+    public func reserve(_ count: Int) -> Int {
+        self.state.withLockedValue { state in
+            precondition(!state.sealed, "reserve after seal")
+            let first = state.results.count
+            state.results.append(contentsOf: repeatElement(nil, count: count))
+            state.pending += count
+            return first
+        }
+    }
+
+    /// Records the fate of the event in slot `index`. A second completion of the same slot is ignored.
+    public func complete(_ index: Int, with result: DeliveryResult) {
+        let (waiter, results): (CheckedContinuation<[DeliveryResult], Never>?, [DeliveryResult]) =
+            self.state.withLockedValue { state in
+                guard state.results[index] == nil else { return (nil, []) }
+                state.results[index] = result
+                state.pending -= 1
+                if state.sealed, state.pending == 0, let waiter = state.waiter {
+                    state.waiter = nil
+                    return (waiter, state.results.map { $0! })
+                }
+                return (nil, [])
+            }
+        if case .failed(let failure) = result {
+            self.onFailure?(index, failure)
+        }
+        waiter?.resume(returning: results)
+    }
+
+    /// Number of slots reserved so far.
+    public var count: Int {
+        self.state.withLockedValue { $0.results.count }
+    }
+
+    /// Marks that no more slots will be reserved.
+    public func seal() {
+        self.state.withLockedValue { $0.sealed = true }
+    }
+
+    /// Waits until every slot is complete; requires `seal()` first.
+    public func results() async -> [DeliveryResult] {
+        await withCheckedContinuation { continuation in
+            let ready: [DeliveryResult]? = self.state.withLockedValue { state in
+                precondition(state.sealed, "results() before seal()")
+                if state.pending == 0 { return state.results.map { $0! } }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}

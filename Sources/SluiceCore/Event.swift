@@ -1,0 +1,43 @@
+public import NIOCore
+
+/// One event on its way from a producer to a sink.
+///
+/// The value is a slice of the request body wherever possible, so decoding an
+/// event does not copy its bytes.
+public struct Event: Sendable {
+    /// The event's payload, exactly as the producer sent it.
+    public var value: ByteBuffer
+    /// The record key, if the route extracts one.
+    public var key: ByteBuffer?
+    /// Record headers (Kafka headers), in order.
+    public var headers: [EventHeader]
+    /// Whether `value` is known to hold one valid JSON value.
+    public var valueIsJSON: Bool
+
+    public init(value: ByteBuffer, key: ByteBuffer? = nil, headers: [EventHeader] = [], valueIsJSON: Bool = false) {
+        self.value = value
+        self.key = key
+        self.headers = headers
+        self.valueIsJSON = valueIsJSON
+    }
+
+    /// Bytes this event occupies in a sink's queue (value, key and headers).
+    public var size: Int {
+        var total = self.value.readableBytes + (self.key?.readableBytes ?? 0)
+        for header in self.headers {
+            total += header.name.utf8.count + header.value.utf8.count
+        }
+        return total
+    }
+}
+
+/// A record header.
+public struct EventHeader: Sendable, Hashable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}

@@ -1,0 +1,26 @@
+/// A backend that events are delivered to: Kafka, a file, and later Kinesis and Zerobus.
+///
+/// The contract every sink keeps:
+/// - `enqueue` hands events to the sink's bounded queue. When the queue is full it waits,
+///   but never past `deadline`.
+/// - Every event passed to `enqueue` is completed in `tracker` exactly once, at slot
+///   `firstIndex + i`: `.delivered` only when the backend has made it durable, `.failed`
+///   with a reason otherwise. Events the sink could not queue are completed as failed
+///   before `enqueue` returns.
+public protocol Sink: Sendable {
+    /// The sink's name in the configuration.
+    var name: String { get }
+
+    /// Whether the sink can currently reach its backend.
+    var isReady: Bool { get }
+
+    /// Queues `events` for `topic`. Returns how many of them were queued (a prefix);
+    /// the rest have been completed as failed, and the caller should stop sending.
+    func enqueue(
+        _ events: [Event],
+        topic: String,
+        tracker: DeliveryTracker,
+        firstIndex: Int,
+        deadline: ContinuousClock.Instant
+    ) async -> Int
+}

@@ -1,0 +1,160 @@
+import NIOCore
+import SluiceCore
+
+/// How a request body turns into events, chosen by Content-Type.
+public enum BodyFormat: Sendable, Equatable {
+    /// `application/x-ndjson`: one JSON event per line, decoded as the body streams.
+    case ndjson
+    /// `application/json`: an array is one event per element, anything else one event.
+    case json
+    /// Any other type: the whole body is one event.
+    case raw
+
+    public init(contentType: String?) {
+        guard let contentType else {
+            self = .raw
+            return
+        }
+        let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() } ?? ""
+        switch media.lowercased() {
+        case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines":
+            self = .ndjson
+        case "application/json":
+            self = .json
+        default:
+            self = .raw
+        }
+    }
+}
+
+/// A body that could not be decoded; `status` is 400 for bad input and 413 for a limit.
+public struct BodyDecodingError: Error, Sendable, Equatable {
+    public var status: Int
+    public var code: String
+    public var message: String
+    /// The 1-based NDJSON line, when the problem is on one.
+    public var line: Int?
+
+    static func invalidJSON(line: Int?, _ error: JSONScanner.SyntaxError) -> BodyDecodingError {
+        let place = line.map { "line \($0), column \(error.offset + 1)" } ?? "byte \(error.offset + 1)"
+        return BodyDecodingError(status: 400, code: "invalid_json", message: "\(place): \(error.message)", line: line)
+    }
+}
+
+/// Splits a streamed NDJSON body into events without holding more than one partial line.
+struct NDJSONDecoder {
+    let maxLineBytes: Int
+    private var carry: ByteBuffer?
+    private(set) var line = 0
+
+    init(maxLineBytes: Int) {
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// Decodes every complete line in `chunk` and appends one event per non-empty line.
+    mutating func feed(_ chunk: ByteBuffer, into events: inout [Event]) throws(BodyDecodingError) {
+        var chunk = chunk
+        while let newline = chunk.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+            let length = newline - chunk.readerIndex
+            var lineBuffer = chunk.readSlice(length: length)!
+            chunk.moveReaderIndex(forwardBy: 1)
+            if var carry = self.carry {
+                self.carry = nil
+                carry.writeBuffer(&lineBuffer)
+                lineBuffer = carry
+            }
+            try self.emit(lineBuffer, into: &events)
+        }
+        if chunk.readableBytes > 0 {
+            if self.carry == nil {
+                // Copy: holding a slice would pin the whole chunk for one partial line.
+                var carry = ByteBufferAllocator().buffer(capacity: min(self.maxLineBytes, max(chunk.readableBytes * 2, 1024)))
+                carry.writeBuffer(&chunk)
+                self.carry = carry
+            } else {
+                self.carry!.writeBuffer(&chunk)
+            }
+            if self.carry!.readableBytes > self.maxLineBytes {
+                throw BodyDecodingError(
+                    status: 413, code: "event_too_large",
+                    message: "line \(self.line + 1) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line + 1)
+            }
+        }
+    }
+
+    /// Decodes a last line that has no trailing newline.
+    mutating func finish(into events: inout [Event]) throws(BodyDecodingError) {
+        guard let carry = self.carry else { return }
+        self.carry = nil
+        try self.emit(carry, into: &events)
+    }
+
+    private mutating func emit(_ buffer: ByteBuffer, into events: inout [Event]) throws(BodyDecodingError) {
+        self.line += 1
+        var buffer = buffer
+        if buffer.readableBytesView.last == UInt8(ascii: "\r") {
+            buffer.moveWriterIndex(to: buffer.writerIndex - 1)
+        }
+        if buffer.readableBytes > self.maxLineBytes {
+            throw BodyDecodingError(
+                status: 413, code: "event_too_large",
+                message: "line \(self.line) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line)
+        }
+        let blank = buffer.readableBytesView.allSatisfy { $0 == 0x20 || $0 == 0x09 }
+        if blank { return }
+        let line = self.line
+        let result: JSONScanner.SyntaxError? = buffer.withUnsafeReadableBytes { raw in
+            do throws(JSONScanner.SyntaxError) {
+                try JSONScanner.validate(raw)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let result { throw .invalidJSON(line: line, result) }
+        events.append(Event(value: buffer, valueIsJSON: true))
+    }
+}
+
+/// Decodes a whole `application/json` body.
+enum JSONBodyDecoder {
+    static func decode(_ body: ByteBuffer, maxEventBytes: Int) throws(BodyDecodingError) -> [Event] {
+        let outcome: Result<[Range<Int>]?, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { raw in
+            do throws(JSONScanner.SyntaxError) {
+                return .success(try JSONScanner.topLevelArrayElements(raw))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case .failure(let error):
+            throw .invalidJSON(line: nil, error)
+        case .success(nil):
+            guard body.readableBytes <= maxEventBytes else {
+                throw BodyDecodingError(status: 413, code: "event_too_large", message: "the event is larger than max_event_bytes (\(maxEventBytes) bytes)")
+            }
+            return [Event(value: body, valueIsJSON: true)]
+        case .success(let ranges?):
+            var events: [Event] = []
+            events.reserveCapacity(ranges.count)
+            for (index, range) in ranges.enumerated() {
+                guard range.count <= maxEventBytes else {
+                    throw BodyDecodingError(
+                        status: 413, code: "event_too_large",
+                        message: "array element \(index) is larger than max_event_bytes (\(maxEventBytes) bytes)")
+                }
+                events.append(Event(value: body.getSlice(at: body.readerIndex + range.lowerBound, length: range.count)!, valueIsJSON: true))
+            }
+            return events
+        }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String {
+        var s = self
+        while let first = s.first, first == " " || first == "\t" { s.removeFirst() }
+        while let last = s.last, last == " " || last == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

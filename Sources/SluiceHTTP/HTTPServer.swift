@@ -1,0 +1,368 @@
+public import Logging
+public import NIOCore
+import NIOConcurrencyHelpers
+import NIOExtras
+public import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+public import ServiceLifecycle
+
+/// Answers requests; shared by every connection and stream of a listener.
+public protocol HTTPResponder: Sendable {
+    func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse
+}
+
+/// One request as handlers see it, whether it came over HTTP/1.1 or HTTP/2.
+public struct HTTPRequest: Sendable {
+    public var head: HTTPRequestHead
+    /// The path without the query string (not percent-decoded).
+    public var path: String
+    /// The raw query string, without `?`.
+    public var query: Substring?
+    public var isHTTP2: Bool
+
+    public init(head: HTTPRequestHead, isHTTP2: Bool) {
+        self.head = head
+        self.isHTTP2 = isHTTP2
+        if let mark = head.uri.firstIndex(of: "?") {
+            self.path = String(head.uri[..<mark])
+            self.query = head.uri[head.uri.index(after: mark)...]
+        } else {
+            self.path = head.uri
+            self.query = nil
+        }
+    }
+
+    public var method: String { self.head.method.rawValue }
+
+    /// The first value of a header (names are case-insensitive).
+    public func header(_ name: String) -> String? {
+        self.head.headers.first(name: name)
+    }
+
+    public var host: String? {
+        self.header("host") ?? self.header(":authority")
+    }
+
+    /// The first value of a query parameter, percent-decoded ('+' is a space).
+    public func queryParameter(_ name: String) -> String? {
+        guard let query = self.query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = percentDecode(parts[0].utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 })
+            if key == name {
+                guard parts.count == 2 else { return "" }
+                return percentDecode(parts[1].utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 })
+            }
+        }
+        return nil
+    }
+}
+
+/// A listener: accepts TCP connections and serves HTTP/1.1 (keep-alive) and cleartext HTTP/2
+/// (prior knowledge) on the same port.
+///
+/// On graceful shutdown it stops accepting, lets in-flight requests finish (HTTP/1.1
+/// connections close after their current response, HTTP/2 connections get GOAWAY), and
+/// after `drainTimeout` closes whatever is left.
+public final class HTTPServer: Service, Sendable {
+    public let name: String
+    private let host: String
+    private let port: Int
+    private let responder: any HTTPResponder
+    private let idleTimeout: Duration
+    private let drainTimeout: Duration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let bound = NIOLockedValueBox<SocketAddress?>(nil)
+    private let boundWaiters = NIOLockedValueBox<[CheckedContinuation<SocketAddress?, Never>]>([])
+
+    public init(
+        name: String,
+        host: String,
+        port: Int,
+        responder: any HTTPResponder,
+        idleTimeout: Duration = .seconds(60),
+        drainTimeout: Duration = .seconds(10),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.responder = responder
+        self.idleTimeout = idleTimeout
+        self.drainTimeout = drainTimeout
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "listener"] = "\(name)"
+        self.logger = logger
+    }
+
+    private let draining = NIOLockedValueBox(false)
+
+    /// The address the listener is bound to, once it is accepting.
+    public var localAddress: SocketAddress? {
+        self.bound.withLockedValue { $0 }
+    }
+
+    /// Whether the listener is bound and not draining.
+    public var isAccepting: Bool {
+        self.localAddress != nil && !self.draining.withLockedValue { $0 }
+    }
+
+    /// Waits until the listener is bound (or failed to bind: nil).
+    public func waitUntilBound() async -> SocketAddress? {
+        await withCheckedContinuation { continuation in
+            let address: SocketAddress?? = self.bound.withLockedValue { bound in
+                if let bound { return .some(bound) }
+                self.boundWaiters.withLockedValue { $0.append(continuation) }
+                return .none
+            }
+            if let address { continuation.resume(returning: address) }
+        }
+    }
+
+    private func publishBound(_ address: SocketAddress?) {
+        self.bound.withLockedValue { $0 = address }
+        let waiters = self.boundWaiters.withLockedValue { waiters in
+            defer { waiters = [] }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(returning: address) }
+    }
+
+    enum Connection: Sendable {
+        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
+        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>)
+    }
+
+    public func run() async throws {
+        let quiesce = ServerQuiescingHelper(group: self.group)
+        let idleTimeout = TimeAmount.nanoseconds(Int64(self.idleTimeout.components.seconds) * 1_000_000_000 + self.idleTimeout.components.attoseconds / 1_000_000_000)
+        let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
+        do {
+            serverChannel = try await ServerBootstrap(group: self.group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                    }
+                }
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .bind(host: self.host, port: self.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let promise = channel.eventLoop.makePromise(of: Connection.self)
+                        let sniffer = HTTPProtocolSniffer<Connection>(promise: promise) { channel, wireProtocol in
+                            try Self.configure(channel, wireProtocol, idleTimeout: idleTimeout)
+                        }
+                        try channel.pipeline.syncOperations.addHandler(sniffer)
+                        return promise.futureResult
+                    }
+                }
+        } catch {
+            self.publishBound(nil)
+            self.logger.error("cannot listen", metadata: ["address": "\(self.host):\(self.port)", "error": "\(error)"])
+            throw error
+        }
+        self.publishBound(serverChannel.channel.localAddress)
+        self.logger.info("listening", metadata: ["address": "\(serverChannel.channel.localAddress.map { "\($0)" } ?? "?")"])
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await self.serve(serverChannel)
+            }
+            group.addTask {
+                // Stop accepting on graceful shutdown; give in-flight requests drainTimeout.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                self.draining.withLockedValue { $0 = true }
+                self.logger.info("draining", metadata: ["timeout": "\(self.drainTimeout)"])
+                quiesce.initiateShutdown(promise: nil)
+                do {
+                    try await Task.sleep(for: self.drainTimeout)
+                    self.logger.warning("drain timeout passed; closing remaining connections")
+                } catch {
+                    // Every connection finished in time.
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        self.logger.info("listener stopped")
+    }
+
+    private static func configure(_ channel: any Channel, _ wireProtocol: HTTPProtocolSniffer<Connection>.WireProtocol, idleTimeout: TimeAmount) throws -> Connection {
+        let sync = channel.pipeline.syncOperations
+        switch wireProtocol {
+        case .http1:
+            try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+            try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: idleTimeout))
+            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+        case .http2:
+            try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+            let multiplexer = try sync.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+                }
+            }
+            try sync.addHandler(HTTP2IdleCloseHandler())
+            return .http2(multiplexer)
+        }
+    }
+
+    private func serve(_ serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>) async {
+        do {
+            try await serverChannel.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask {
+                            guard let connection = try? await connection.get() else { return }
+                            switch connection {
+                            case .http1(let channel):
+                                await self.serveHTTP1(channel)
+                            case .http2(let multiplexer):
+                                await self.serveHTTP2(multiplexer)
+                            }
+                        }
+                    }
+                }
+            }
+        } catch {
+            self.logger.error("listener failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serveHTTP1(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                while let part = try await iterator.next() {
+                    guard case .head(let head) = part else { continue }
+                    var body = RequestBody(iterator: iterator)
+                    let request = HTTPRequest(head: head, isHTTP2: false)
+                    var response = await self.responder.respond(to: request, body: &body)
+                    // Keep the connection only if the whole request body has been read.
+                    let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
+                    if let next = body.iterator { iterator = next }
+                    let keepAlive = head.isKeepAlive && complete
+                    if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
+                    try await Self.write(response, version: head.version, to: outbound)
+                    if !keepAlive { return }
+                }
+            }
+        } catch {
+            self.logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serveHTTP2(
+        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>
+    ) async {
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await stream in multiplexer.inbound {
+                    group.addTask {
+                        await self.serveHTTP2Stream(stream)
+                    }
+                }
+            }
+        } catch {
+            self.logger.debug("http/2 connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serveHTTP2Stream(_ stream: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        do {
+            try await stream.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                guard let part = try await iterator.next(), case .head(let head) = part else { return }
+                var body = RequestBody(iterator: iterator)
+                let response = await self.responder.respond(to: HTTPRequest(head: head, isHTTP2: true), body: &body)
+                try await Self.write(response, version: head.version, to: outbound)
+            }
+        } catch {
+            self.logger.debug("http/2 stream ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private static func write(
+        _ response: HTTPResponse,
+        version: HTTPVersion,
+        to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    ) async throws {
+        var headers = response.headers
+        headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        if version.major >= 2 { headers.remove(name: "connection") }
+        let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
+        if response.body.readableBytes > 0 {
+            try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(response.body)), .end(nil)])
+        } else {
+            try await outbound.write(contentsOf: [.head(head), .end(nil)])
+        }
+    }
+}
+
+/// Closes an HTTP/1.1 connection that has had no request in progress for `timeout`.
+final class HTTP1IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var inFlight = 0
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.arm(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = self.unwrapInboundIn(data) {
+            self.inFlight += 1
+            self.timer?.cancel()
+            self.timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = self.unwrapOutboundIn(data) {
+            self.inFlight -= 1
+            if self.inFlight == 0 { self.arm(context: context) }
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func arm(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleTask(in: self.timeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+}
+
+/// Closes an HTTP/2 connection when its IdleStateHandler reports no reads for the idle timeout.
+final class HTTP2IdleCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Any
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -1,0 +1,273 @@
+public import Logging
+import NIOCore
+import NIOHTTP1
+public import SluiceConfig
+public import SluiceCore
+
+/// Turns one HTTP request into events, hands them to the route's sink as the body streams,
+/// and answers with the fate of every event (see `AckMode`).
+public struct IngestHandler: Sendable {
+    public let routeName: String
+    public let config: IngestConfig
+    public let sink: any Sink
+    private let logger: Logger
+
+    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger) {
+        self.routeName = routeName
+        self.config = config
+        self.sink = sink
+        var logger = logger
+        logger[metadataKey: "route"] = "\(routeName)"
+        self.logger = logger
+    }
+
+    public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HTTPResponse {
+        // Topic: fixed, or from path parameters; checked before any byte of the body is read.
+        let topic = self.config.topic.render(parameters)
+        if let problem = TopicName.problem(topic) {
+            return .error(.badRequest, code: "invalid_topic", message: problem)
+        }
+        if let allowed = self.config.topicsAllowed, !allowed.contains(topic) {
+            return .error(.notFound, code: "unknown_topic", message: "topic \"\(topic)\" is not served by this route")
+        }
+        if let length = request.header("content-length").flatMap(Int.init), length > self.config.maxBodyBytes {
+            return Self.bodyTooLarge(self.config.maxBodyBytes)
+        }
+
+        let format = BodyFormat(contentType: request.header("content-type"))
+        let requestKey: ByteBuffer?
+        switch self.config.key {
+        case .header(let name)?: requestKey = request.header(name).map { ByteBuffer(string: $0) }
+        case .query(let name)?: requestKey = request.queryParameter(name).map { ByteBuffer(string: $0) }
+        case .jsonPointer?, nil: requestKey = nil
+        }
+        if case .jsonPointer = self.config.key, format == .raw {
+            return .error(
+                .unsupportedMediaType, code: "json_required",
+                message: "this route takes the key from a JSON pointer; send application/json or application/x-ndjson")
+        }
+        var headers: [EventHeader] = []
+        for name in self.config.headersToKafka {
+            for value in request.head.headers[name] { headers.append(EventHeader(name: name, value: value)) }
+        }
+
+        let tracker = DeliveryTracker(onFailure: self.config.ack == .accepted ? self.logAcceptedFailure(topic: topic) : nil)
+        var session = IngestSession(
+            handler: self, topic: topic, tracker: tracker, requestKey: requestKey, headers: headers,
+            deadline: .now + self.config.maxWait)
+
+        // Read and send.
+        var stop: HTTPResponse?
+        do {
+            switch format {
+            case .ndjson:
+                var decoder = NDJSONDecoder(maxLineBytes: self.config.maxEventBytes)
+                var events: [Event] = []
+                while let chunk = try await body.next() {
+                    if body.bytesRead > self.config.maxBodyBytes { throw Self.bodyTooLargeError(self.config.maxBodyBytes) }
+                    try decoder.feed(chunk, into: &events)
+                    if !events.isEmpty {
+                        guard await session.send(&events, firstLine: decoder.line) else { break }
+                    }
+                }
+                if body.isComplete {
+                    try decoder.finish(into: &events)
+                    _ = await session.send(&events, firstLine: decoder.line)
+                }
+            case .json, .raw:
+                var whole = ByteBuffer()
+                while var chunk = try await body.next() {
+                    if body.bytesRead > self.config.maxBodyBytes { throw Self.bodyTooLargeError(self.config.maxBodyBytes) }
+                    whole.writeBuffer(&chunk)
+                }
+                var events: [Event]
+                if format == .json {
+                    events = try JSONBodyDecoder.decode(whole, maxEventBytes: self.config.maxEventBytes)
+                } else {
+                    guard whole.readableBytes <= self.config.maxEventBytes else {
+                        throw BodyDecodingError(
+                            status: 413, code: "event_too_large",
+                            message: "the body is one event and is larger than max_event_bytes (\(self.config.maxEventBytes) bytes)")
+                    }
+                    events = [Event(value: whole)]
+                }
+                _ = await session.send(&events, firstLine: nil)
+            }
+        } catch let error as BodyDecodingError {
+            stop = .error(HTTPResponseStatus(statusCode: error.status), code: error.code, message: error.message)
+        } catch {
+            // The client went away or broke the protocol mid-body.
+            stop = .error(.badRequest, code: "body_read_failed", message: "could not read the request body: \(error)")
+        }
+        if stop == nil, let failure = session.failure {
+            stop = .error(HTTPResponseStatus(statusCode: failure.status), code: failure.code, message: failure.message)
+        }
+        if stop == nil, session.sent == 0, session.saturated == nil {
+            stop = .error(.badRequest, code: "no_events", message: "the body holds no events")
+        }
+
+        tracker.seal()
+        if self.config.ack == .accepted, stop == nil, session.saturated == nil {
+            var json = JSONWriter()
+            json.object { $0.field("accepted", session.sent) }
+            return .json(.accepted, json)
+        }
+        let results = await tracker.results()
+        return self.response(results: results, stop: stop, saturated: session.saturated)
+    }
+
+    /// Builds the response from every event's fate: 200 when all were delivered; otherwise
+    /// 503 + Retry-After if any failure is retryable, else the failures' 4xx/5xx status.
+    private func response(results: [DeliveryResult], stop: HTTPResponse?, saturated: DeliveryFailure?) -> HTTPResponse {
+        var delivered = 0
+        var retryable = false
+        var worstStatus = 0
+        for result in results {
+            switch result {
+            case .delivered: delivered += 1
+            case .failed(let failure):
+                if failure.isRetryable { retryable = true } else { worstStatus = max(worstStatus, failure.httpStatus) }
+            }
+        }
+        let failed = results.count - delivered
+        var json = JSONWriter()
+        json.object { json in
+            if let stop {
+                // Carry the request-level error next to the per-event results.
+                let errorJSON = String(decoding: stop.body.readableBytesView, as: UTF8.self)
+                json.key("error")
+                json.raw(Self.innerError(errorJSON))
+            } else if let saturated {
+                json.key("error")
+                json.object {
+                    $0.field("code", saturated.code)
+                    $0.field("message", saturated.message)
+                    $0.field("sink", self.sink.name)
+                }
+            }
+            json.field("accepted", delivered)
+            if failed > 0 { json.field("failed", failed) }
+            json.key("results")
+            json.array { json in
+                for result in results {
+                    json.object { json in
+                        switch result {
+                        case .delivered(let receipt):
+                            if let partition = receipt.partition { json.field("partition", partition) }
+                            if let offset = receipt.offset { json.field("offset", offset) }
+                        case .failed(let failure):
+                            json.key("error")
+                            json.object {
+                                $0.field("code", failure.code)
+                                $0.field("message", failure.message)
+                                $0.field("retryable", failure.isRetryable)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let status: HTTPResponseStatus
+        var headers = HTTPHeaders()
+        if let stop {
+            status = stop.status
+        } else if failed == 0 {
+            status = .ok
+        } else if retryable || saturated != nil {
+            status = .serviceUnavailable
+        } else {
+            status = HTTPResponseStatus(statusCode: worstStatus)
+        }
+        if status == .serviceUnavailable { headers.add(name: "retry-after", value: "1") }
+        return .json(status, json, headers: headers)
+    }
+
+    /// `{"error":{…}}` -> `{…}`
+    private static func innerError(_ json: String) -> String {
+        let prefix = #"{"error":"#
+        guard json.hasPrefix(prefix), json.hasSuffix("}") else { return json }
+        return String(json.dropFirst(prefix.count).dropLast())
+    }
+
+    static func bodyTooLargeError(_ limit: Int) -> BodyDecodingError {
+        BodyDecodingError(status: 413, code: "body_too_large", message: "the body is larger than max_body_bytes (\(limit) bytes)")
+    }
+
+    static func bodyTooLarge(_ limit: Int) -> HTTPResponse {
+        let error = bodyTooLargeError(limit)
+        return .error(.payloadTooLarge, code: error.code, message: error.message, headers: ["connection": "close"])
+    }
+
+    private func logAcceptedFailure(topic: String) -> @Sendable (Int, DeliveryFailure) -> Void {
+        let logger = self.logger
+        let sink = self.sink.name
+        return { index, failure in
+            logger.error(
+                "event accepted with ack=accepted was not delivered",
+                metadata: ["sink": "\(sink)", "topic": "\(topic)", "event": "\(index)", "code": "\(failure.code)", "reason": "\(failure.message)"])
+        }
+    }
+
+    /// Per-event key extraction, limits and sending, for one request.
+    struct IngestSession {
+        let handler: IngestHandler
+        let topic: String
+        let tracker: DeliveryTracker
+        let requestKey: ByteBuffer?
+        let headers: [EventHeader]
+        let deadline: ContinuousClock.Instant
+        var sent = 0
+        var saturated: DeliveryFailure?
+        var failure: BodyDecodingError?
+
+        /// Sends `events` (and empties the array). Returns false when the request must stop.
+        mutating func send(_ events: inout [Event], firstLine: Int?) async -> Bool {
+            defer { events.removeAll(keepingCapacity: true) }
+            guard !events.isEmpty, self.saturated == nil, self.failure == nil else { return self.saturated == nil && self.failure == nil }
+            let config = self.handler.config
+            if self.sent + events.count > config.maxEvents {
+                self.failure = BodyDecodingError(
+                    status: 413, code: "too_many_events", message: "the request holds more than max_events (\(config.maxEvents)) events")
+                return false
+            }
+            eventLoop: for index in events.indices {
+                if case .jsonPointer(let pointer)? = config.key {
+                    let found = events[index].value.withUnsafeReadableBytes { JSONScanner.scalar(at: pointer, in: $0) }
+                    switch found {
+                    case .value(let bytes):
+                        events[index].key = ByteBuffer(bytes: bytes)
+                    case .missing:
+                        events[index].key = nil
+                    case .notScalar:
+                        let place = firstLine.map { "line \($0 - events.count + index + 1)" } ?? "event \(self.sent + index)"
+                        self.failure = BodyDecodingError(
+                            status: 400, code: "invalid_key",
+                            message: "\(place): the key pointer points at an object, array or null; it must point at a string, number or boolean")
+                        // Send the events before this one; drop the rest of the request.
+                        events.removeSubrange(index...)
+                        break eventLoop
+                    }
+                } else {
+                    events[index].key = self.requestKey
+                }
+                events[index].headers = self.headers
+            }
+            guard !events.isEmpty else { return false }
+            let first = self.tracker.reserve(events.count)
+            let taken = await self.handler.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: self.deadline)
+            self.sent += events.count
+            if taken < events.count {
+                self.saturated = .queueFull(sink: self.handler.sink.name)
+                return false
+            }
+            return self.failure == nil
+        }
+    }
+}
+
+extension JSONWriter {
+    /// Writes pre-encoded JSON as the next value.
+    mutating func raw(_ json: String) {
+        self.appendRaw(Array(json.utf8))
+    }
+}

@@ -1,0 +1,77 @@
+import NIOCore
+import NIOHTTP1
+
+/// The body of one request, read part by part from the connection (HTTP/1.1) or stream
+/// (HTTP/2). Reading is pull-based: while the handler does not ask for the next part,
+/// NIO stops reading the socket (HTTP/1.1) or withholds WINDOW_UPDATE (HTTP/2).
+public struct RequestBody {
+    private var source: Source?
+    /// Bytes of body read so far.
+    public private(set) var bytesRead = 0
+    /// Whether the end of the body has been reached.
+    public private(set) var isComplete = false
+
+    enum Source {
+        case channel(NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator)
+        case buffer(ByteBuffer?)
+    }
+
+    init(iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) {
+        self.source = .channel(iterator)
+    }
+
+    /// A body held in memory (tests, internal callers).
+    public init(bytes: ByteBuffer) {
+        self.source = .buffer(bytes)
+    }
+
+    /// The next part of the body, or nil at its end.
+    public mutating func next() async throws -> ByteBuffer? {
+        guard !self.isComplete, let source = self.source else { return nil }
+        switch source {
+        case .buffer(let buffer):
+            self.source = .buffer(nil)
+            guard let buffer else {
+                self.isComplete = true
+                return nil
+            }
+            self.bytesRead += buffer.readableBytes
+            return buffer
+        case .channel(var iterator):
+            self.source = nil
+            defer { self.source = .channel(iterator) }
+            switch try await iterator.next() {
+            case .body(let buffer):
+                self.bytesRead += buffer.readableBytes
+                return buffer
+            case .end, nil:
+                self.isComplete = true
+                return nil
+            case .head:
+                throw RequestBodyError.unexpectedHead
+            }
+        }
+    }
+
+    /// Reads and discards the rest of the body, up to `limit` bytes. Returns whether the end was reached.
+    public mutating func drain(limit: Int) async -> Bool {
+        let start = self.bytesRead
+        while !self.isComplete, self.bytesRead - start <= limit {
+            do {
+                guard try await self.next() != nil else { break }
+            } catch {
+                return false
+            }
+        }
+        return self.isComplete
+    }
+
+    var iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator? {
+        if case .channel(let iterator) = self.source { return iterator }
+        return nil
+    }
+}
+
+enum RequestBodyError: Error {
+    case unexpectedHead
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import FileSink
+import Foundation
+import KafkaSink
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SluiceAdmin
+import SluiceConfig
+import SluiceCore
+import SluiceHTTP
+
+@main
+struct Sluice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "An ingress gateway for event pipelines: HTTP in, Kafka (and files) out.",
+        subcommands: [Run.self, Validate.self, PrintDefaultConfig.self]
+    )
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start the gateway.",
+        discussion: "Without --config, runs the embedded quickstart configuration (file sink in ./data/events)."
+    )
+
+    @Option(name: .long, help: "Path to the YAML configuration.")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let level = self.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice")
+
+        let configuration: SluiceConfiguration
+        do {
+            if let path = self.config {
+                configuration = try SluiceConfiguration.load(path: path)
+            } else {
+                logger.info("no --config given: running the embedded quickstart configuration")
+                configuration = try SluiceConfiguration.parse(yaml: DefaultConfig.yaml)
+            }
+        } catch {
+            for problem in error.errors { printError(problem.description) }
+            throw ExitCode(1)
+        }
+
+        var sinks: [String: any Sink] = [:]
+        var sinkServices: [any Service] = []
+        for sinkConfig in configuration.sinks {
+            do {
+                switch sinkConfig.kind {
+                case .kafka(let kafka):
+                    let sink = try KafkaSink(name: sinkConfig.name, config: kafka, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
+                    sinks[sinkConfig.name] = sink
+                    sinkServices.append(sink)
+                case .file(let file):
+                    let sink = try FileSink(name: sinkConfig.name, config: file, logger: logger)
+                    sinks[sinkConfig.name] = sink
+                    sinkServices.append(sink)
+                }
+            } catch {
+                printError("sinks: \(sinkConfig.name): cannot start: \(error)")
+                throw ExitCode(1)
+            }
+        }
+
+        let responder = GatewayResponder(config: configuration, sinks: sinks, logger: logger)
+        let listeners = configuration.listeners.map { listener in
+            HTTPServer(
+                name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
+                idleTimeout: listener.idleTimeout, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+        }
+        var services: [any Service] = []
+        if let admin = configuration.admin {
+            let orderedSinks = configuration.sinks.compactMap { sinks[$0.name] }
+            services.append(
+                HTTPServer(
+                    name: "admin", host: admin.address.host, port: admin.address.port,
+                    responder: AdminResponder(listeners: listeners, sinks: orderedSinks),
+                    drainTimeout: .seconds(1), logger: logger))
+        }
+        // ServiceGroup stops services in reverse order: listeners drain first, then sinks flush,
+        // and the admin listener (first) answers /ready with 503 until the very end.
+        services.append(contentsOf: sinkServices)
+        services.append(contentsOf: listeners)
+
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        logger.info("stopped")
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a configuration file and print every error with its path.",
+        discussion: "Exits 0 when the configuration is valid, 1 otherwise."
+    )
+
+    @Argument(help: "Path to the YAML configuration.")
+    var file: String
+
+    func run() throws {
+        do {
+            let config = try SluiceConfiguration.load(path: self.file)
+            print("\(self.file): valid (\(config.listeners.count) listener(s), \(config.sinks.count) sink(s), \(config.routes.count) route(s))")
+        } catch {
+            for problem in error.errors { print("\(self.file): \(problem)") }
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct PrintDefaultConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "default-config",
+        abstract: "Print the embedded quickstart configuration."
+    )
+
+    func run() throws {
+        print(DefaultConfig.yaml, terminator: "")
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,147 @@
+import Dispatch
+public import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+public import ServiceLifecycle
+public import SluiceCore
+
+/// The embedded default sink: appends each event as one NDJSON line to size-rotated
+/// segment files. An event is reported delivered after its line is written — and,
+/// with `fsync: always`, after it is on disk. The result's `offset` is the event's
+/// position in the sink's log (segment files are named by their first offset).
+///
+/// Line format: `{"ts":<ms>,"topic":"…","key":"…"|null,"headers":{…},"value":<json>}`;
+/// a value that is not JSON is written as `"value_base64":"…"` instead.
+public final class FileSink: Sink, Service {
+    public let name: String
+    private let config: FileSinkConfig
+    private let logger: Logger
+    private let queue: DispatchQueue
+    private let writer: SegmentWriterBox
+    private let state = NIOLockedValueBox(State())
+    /// Bytes handed to the writer queue and not yet written: the sink's bounded queue.
+    private let maxPendingBytes: Int
+
+    private struct State {
+        var pendingBytes = 0
+        var closed = false
+    }
+
+    public init(name: String, config: FileSinkConfig, maxPendingBytes: Int = 64 * 1024 * 1024, logger: Logger) throws {
+        self.name = name
+        self.config = config
+        var logger = logger
+        logger[metadataKey: "sink"] = "\(name)"
+        self.logger = logger
+        self.maxPendingBytes = maxPendingBytes
+        self.queue = DispatchQueue(label: "sluice.file-sink.\(name)")
+        self.writer = SegmentWriterBox(try SegmentWriter(directory: config.directory, segmentBytes: config.segmentBytes))
+    }
+
+    public var isReady: Bool { !self.state.withLockedValue { $0.closed } }
+
+    public func enqueue(
+        _ events: [Event],
+        topic: String,
+        tracker: DeliveryTracker,
+        firstIndex: Int,
+        deadline: ContinuousClock.Instant
+    ) async -> Int {
+        guard !events.isEmpty else { return 0 }
+        var lines: [UInt8] = []
+        lines.reserveCapacity(events.reduce(0) { $0 + $1.size + 64 })
+        let now = wallClockMilliseconds()
+        for event in events {
+            NDJSONLineEncoder.append(event, topic: topic, timestamp: now, to: &lines)
+        }
+        let size = lines.count
+        // Wait for room in the bounded queue.
+        while true {
+            let outcome: Bool? = self.state.withLockedValue { state in
+                if state.closed { return nil }
+                if state.pendingBytes == 0 || state.pendingBytes + size <= self.maxPendingBytes {
+                    state.pendingBytes += size
+                    return true
+                }
+                return false
+            }
+            switch outcome {
+            case nil:
+                self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
+                return 0
+            case true?:
+                break
+            case false?:
+                if ContinuousClock.now >= deadline {
+                    self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+                    return 0
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+                continue
+            }
+            break
+        }
+        let count = events.count
+        let policy = self.config.fsync
+        self.queue.async { [writer, state, logger, lines] in
+            do throws(FileSinkError) {
+                let first = try writer.value.append(lines, count: count, fsyncPolicy: policy)
+                for i in 0..<count {
+                    tracker.complete(firstIndex + i, with: .delivered(DeliveryReceipt(partition: 0, offset: first + Int64(i))))
+                }
+            } catch {
+                logger.error("file sink write failed", metadata: ["error": "\(error)"])
+                for i in 0..<count {
+                    tracker.complete(firstIndex + i, with: .failed(error.deliveryFailure))
+                }
+            }
+            state.withLockedValue { $0.pendingBytes -= size }
+        }
+        return count
+    }
+
+    private func failAll(_ count: Int, firstIndex: Int, tracker: DeliveryTracker, with failure: DeliveryFailure) {
+        for i in 0..<count {
+            tracker.complete(firstIndex + i, with: .failed(failure))
+        }
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.shutdown()
+    }
+
+    /// Stops accepting events, writes what is queued and fsyncs.
+    public func shutdown() async {
+        self.state.withLockedValue { $0.closed = true }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            self.queue.async { [writer, logger] in
+                do {
+                    try writer.value.sync()
+                } catch {
+                    logger.error("file sink fsync at shutdown failed", metadata: ["error": "\(error)"])
+                }
+                continuation.resume()
+            }
+        }
+        self.logger.info("file sink flushed")
+    }
+}
+
+/// Holds the writer, which is only touched on the sink's serial queue.
+final class SegmentWriterBox: @unchecked Sendable {
+    let value: SegmentWriter
+    init(_ value: SegmentWriter) { self.value = value }
+}
+
+func wallClockMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

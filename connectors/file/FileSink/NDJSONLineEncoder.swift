@@ -1,0 +1,98 @@
+import NIOCore
+import SluiceCore
+
+/// Encodes one event as one line of the file sink's NDJSON format.
+enum NDJSONLineEncoder {
+    static func append(_ event: Event, topic: String, timestamp: Int64, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"ts":"#.utf8)
+        out.append(contentsOf: String(timestamp).utf8)
+        out.append(contentsOf: #","topic":"#.utf8)
+        appendString(topic.utf8, to: &out)
+        out.append(contentsOf: #","key":"#.utf8)
+        if let key = event.key {
+            key.withUnsafeReadableBytes { appendString($0, to: &out) }
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(contentsOf: #","headers":{"#.utf8)
+        for (i, header) in event.headers.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            appendString(header.name.utf8, to: &out)
+            out.append(UInt8(ascii: ":"))
+            appendString(header.value.utf8, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        if event.valueIsJSON {
+            out.append(contentsOf: #","value":"#.utf8)
+            event.value.withUnsafeReadableBytes { raw in
+                // A JSON value never contains a raw newline outside strings, and strings
+                // cannot hold one unescaped; trim surrounding whitespace only.
+                var start = 0
+                var end = raw.count
+                while start < end, isSpace(raw[start]) { start += 1 }
+                while end > start, isSpace(raw[end - 1]) { end -= 1 }
+                for i in start..<end {
+                    let byte = raw[i]
+                    // Pretty-printed JSON may contain newlines between tokens; keep one line.
+                    out.append(byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") ? UInt8(ascii: " ") : byte)
+                }
+            }
+        } else {
+            out.append(contentsOf: #","value_base64":""#.utf8)
+            event.value.withUnsafeReadableBytes { out.append(contentsOf: base64Encode($0).utf8) }
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(contentsOf: "}\n".utf8)
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
+    static func appendString<S: Sequence>(_ bytes: S, to out: inout [UInt8]) where S.Element == UInt8 {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0..<0x20:
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func base64Encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 2 < bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(table[Int(n >> 18 & 63)])
+            out.append(table[Int(n >> 12 & 63)])
+            out.append(table[Int(n >> 6 & 63)])
+            out.append(table[Int(n & 63)])
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out.append(table[Int(n >> 18 & 63)])
+            out.append(table[Int(n >> 12 & 63)])
+            out.append(contentsOf: "==".utf8)
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out.append(table[Int(n >> 18 & 63)])
+            out.append(table[Int(n >> 12 & 63)])
+            out.append(table[Int(n >> 6 & 63)])
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,298 @@
+import CRdKafka
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SluiceCore
+
+/// One librdkafka producer: the wire side of `KafkaSink`.
+///
+/// librdkafka is thread-safe: `produce` is called from request tasks, delivery
+/// reports are served by a dedicated poll thread that completes each event's slot
+/// in its request's `DeliveryTracker`.
+final class KafkaProducerClient: @unchecked Sendable {
+    // @unchecked: `handle` is an immutable pointer to a thread-safe librdkafka
+    // instance; all mutable state is behind locks.
+    private let handle: OpaquePointer
+    private let logger: Logger
+    private let callbackContext: Unmanaged<CallbackContext>
+    private let topics = NIOLockedValueBox([String: OpaquePointer]())
+    private let polling = NIOLockedValueBox(true)
+    private let pollThreadDone = NIOLockedValueBox<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+    /// Topic handles are cached for speed; past this many topics, produce by name instead.
+    private static let maxCachedTopics = 1024
+
+    /// State reachable from librdkafka's C callbacks.
+    final class CallbackContext: Sendable {
+        let logger: Logger
+        let brokersDown = NIOLockedValueBox(false)
+        init(logger: Logger) { self.logger = logger }
+    }
+
+    init(config: KafkaSinkConfig, logger: Logger) throws {
+        self.logger = logger
+        guard let conf = rd_kafka_conf_new() else {
+            throw KafkaClientSetupError(message: "librdkafka could not allocate a configuration")
+        }
+        for property in config.effectiveProperties {
+            if let problem = KafkaSinkConfig.apply(property, to: conf) {
+                rd_kafka_conf_destroy(conf)
+                throw KafkaClientSetupError(message: "property \(property.name): \(problem)")
+            }
+        }
+        let context = Unmanaged.passRetained(CallbackContext(logger: logger))
+        rd_kafka_conf_set_opaque(conf, context.toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryReport)
+        rd_kafka_conf_set_error_cb(conf, kafkaError)
+        rd_kafka_conf_set_log_cb(conf, kafkaLog)
+
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
+            // rd_kafka_new does not take ownership of conf on failure.
+            rd_kafka_conf_destroy(conf)
+            context.release()
+            throw KafkaClientSetupError(message: String(cString: errstr))
+        }
+        self.handle = handle
+        self.callbackContext = context
+        self.startPollThread()
+    }
+
+    deinit {
+        self.topics.withLockedValue { topics in
+            for topic in topics.values { rd_kafka_topic_destroy(topic) }
+        }
+        rd_kafka_destroy(self.handle)
+        self.callbackContext.release()
+    }
+
+    private func startPollThread() {
+        let thread = Thread { [self] in
+            while self.polling.withLockedValue({ $0 }) {
+                rd_kafka_poll(self.handle, 100)
+            }
+            let waiter = self.pollThreadDone.withLockedValue { state in
+                state.done = true
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+        thread.name = "sluice-kafka-poll"
+        thread.start()
+    }
+
+    /// Hands one event to librdkafka. Returns nil when queued; the delivery report completes
+    /// `tracker[index]` later. On an error the slot is not completed.
+    func produce(_ event: Event, topic: String, tracker: DeliveryTracker, index: Int) -> rd_kafka_resp_err_t {
+        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index))
+        let topicHandle = self.topicHandle(topic)
+        var entries: [rd_kafka_vu_t] = []
+        entries.reserveCapacity(6 + event.headers.count)
+
+        let err: rd_kafka_resp_err_t = topic.withCString { topicName in
+            var vu = rd_kafka_vu_t()
+            if let topicHandle {
+                vu.vtype = RD_KAFKA_VTYPE_RKT
+                vu.u.rkt = topicHandle
+            } else {
+                vu.vtype = RD_KAFKA_VTYPE_TOPIC
+                vu.u.cstr = topicName
+            }
+            entries.append(vu)
+            vu = rd_kafka_vu_t()
+            vu.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+            vu.u.i = RD_KAFKA_MSG_F_COPY
+            entries.append(vu)
+            vu = rd_kafka_vu_t()
+            vu.vtype = RD_KAFKA_VTYPE_OPAQUE
+            vu.u.ptr = ticket.toOpaque()
+            entries.append(vu)
+            return event.value.withUnsafeReadableBytes { value in
+                var vu = rd_kafka_vu_t()
+                vu.vtype = RD_KAFKA_VTYPE_VALUE
+                vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                vu.u.mem.size = value.count
+                entries.append(vu)
+                return withOptionalBytes(event.key) { key in
+                    if let key {
+                        var vu = rd_kafka_vu_t()
+                        vu.vtype = RD_KAFKA_VTYPE_KEY
+                        vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                        vu.u.mem.size = key.count
+                        entries.append(vu)
+                    }
+                    return withHeaders(event.headers, entries: &entries) { entries in
+                        guard let error = rd_kafka_produceva(self.handle, entries, entries.count) else {
+                            return RD_KAFKA_RESP_ERR_NO_ERROR
+                        }
+                        let code = rd_kafka_error_code(error)
+                        rd_kafka_error_destroy(error)
+                        return code
+                    }
+                }
+            }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            ticket.release()
+        }
+        return err
+    }
+
+    private func topicHandle(_ topic: String) -> OpaquePointer? {
+        self.topics.withLockedValue { topics in
+            if let handle = topics[topic] { return handle }
+            guard topics.count < Self.maxCachedTopics,
+                let handle = rd_kafka_topic_new(self.handle, topic, nil)
+            else { return nil }
+            topics[topic] = handle
+            return handle
+        }
+    }
+
+    /// Events handed to librdkafka whose fate is not yet known.
+    var outstanding: Int {
+        Int(rd_kafka_outq_len(self.handle))
+    }
+
+    /// Whether librdkafka reports every broker down.
+    var brokersDown: Bool {
+        self.callbackContext.takeUnretainedValue().brokersDown.withLockedValue { $0 }
+    }
+
+    /// Asks a broker for cluster metadata; true when one answers within `timeoutMS`. Blocking.
+    func probeMetadata(timeoutMS: Int32) -> Bool {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(self.handle, 0, nil, &metadata, timeoutMS)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            self.callbackContext.takeUnretainedValue().brokersDown.withLockedValue { $0 = false }
+            return true
+        }
+        return false
+    }
+
+    /// Waits up to `timeoutMS` for every queued event's delivery report; then purges what is
+    /// left (those events fail as retryable), and stops the poll thread. Blocking.
+    func flushAndStop(timeoutMS: Int32) -> Int {
+        let flushErr = rd_kafka_flush(self.handle, timeoutMS)
+        var purged = 0
+        if flushErr != RD_KAFKA_RESP_ERR_NO_ERROR {
+            purged = self.outstanding
+            rd_kafka_purge(self.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            // Serve the purge delivery reports so every request learns its events' fate.
+            _ = rd_kafka_flush(self.handle, 1000)
+        }
+        self.polling.withLockedValue { $0 = false }
+        return purged
+    }
+
+    /// Waits until the poll thread has exited.
+    func waitForPollThread() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = self.pollThreadDone.withLockedValue { state in
+                if state.done { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}
+
+struct KafkaClientSetupError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { self.message }
+}
+
+/// The per-event opaque that travels through librdkafka to the delivery report.
+final class KafkaDeliveryTicket {
+    let tracker: DeliveryTracker
+    let index: Int
+    init(tracker: DeliveryTracker, index: Int) {
+        self.tracker = tracker
+        self.index = index
+    }
+}
+
+private func withOptionalBytes<R>(_ buffer: ByteBuffer?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    guard let buffer else { return body(nil) }
+    return buffer.withUnsafeReadableBytes { body($0) }
+}
+
+/// Appends one header entry per event header, keeping the C strings alive for the call.
+private func withHeaders<R>(
+    _ headers: [EventHeader],
+    entries: inout [rd_kafka_vu_t],
+    _ body: ([rd_kafka_vu_t]) -> R
+) -> R {
+    guard !headers.isEmpty else { return body(entries) }
+    // One contiguous arena of NUL-terminated names and raw values.
+    var arena: [UInt8] = []
+    var spans: [(name: Int, value: Int, valueCount: Int)] = []
+    for header in headers {
+        let nameStart = arena.count
+        arena.append(contentsOf: header.name.utf8)
+        arena.append(0)
+        let valueStart = arena.count
+        arena.append(contentsOf: header.value.utf8)
+        spans.append((nameStart, valueStart, arena.count - valueStart))
+    }
+    arena.append(0)
+    return arena.withUnsafeBufferPointer { raw in
+        let base = UnsafeRawPointer(raw.baseAddress!)
+        for span in spans {
+            var vu = rd_kafka_vu_t()
+            vu.vtype = RD_KAFKA_VTYPE_HEADER
+            vu.u.header.name = (base + span.name).assumingMemoryBound(to: CChar.self)
+            vu.u.header.val = base + span.value
+            vu.u.header.size = span.valueCount
+            entries.append(vu)
+        }
+        return body(entries)
+    }
+}
+
+private let kafkaDeliveryReport:
+    @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
+        _, message, _ in
+        guard let message, let opaque = message.pointee._private else { return }
+        let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
+        let report = message.pointee
+        if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            ticket.tracker.complete(
+                ticket.index,
+                with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset))
+            )
+        } else {
+            ticket.tracker.complete(ticket.index, with: .failed(KafkaSinkError(report.err).deliveryFailure))
+        }
+    }
+
+private let kafkaError: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+    _, code, reason, opaque in
+    guard let opaque else { return }
+    let context = Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    let err = rd_kafka_resp_err_t(rawValue: code)
+    if err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN {
+        context.brokersDown.withLockedValue { $0 = true }
+    }
+    let text = reason.map { String(cString: $0) } ?? ""
+    context.logger.warning("kafka error", metadata: ["error": "\(KafkaSinkError(err).name)", "reason": "\(text)"])
+}
+
+private let kafkaLog: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
+    rk, level, facility, message in
+    guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
+    let context = Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    let text = message.map { String(cString: $0) } ?? ""
+    let fac = facility.map { String(cString: $0) } ?? ""
+    // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug
+    let logLevel: Logger.Level =
+        switch level {
+        case ...3: .error
+        case 4: .warning
+        case 5...6: .info
+        default: .debug
+        }
+    context.logger.log(level: logLevel, "librdkafka: \(text)", metadata: ["facility": "\(fac)"])
+}
