@@ -50,15 +50,17 @@ extension SluiceConfiguration {
         guard let top = r.mapping(root, "", allowed: Self.topLevelKeys) else { return nil }
 
         var listeners: [ListenerConfig] = []
+        var listenerIndices: [Int] = []
         if let items = r.required(top["listeners"], in: "", key: "listeners", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error("listeners", "at least one listener is required") }
             var names: Set<String> = []
-            for (node, path) in items {
+            for (index, (node, path)) in items.enumerated() {
                 guard let listener = readListener(node, path, r) else { continue }
                 if !names.insert(listener.name).inserted {
                     r.error(path + ".name", "duplicate listener name \"\(listener.name)\"")
                 }
                 listeners.append(listener)
+                listenerIndices.append(index)
             }
         }
 
@@ -70,15 +72,19 @@ extension SluiceConfiguration {
         }
 
         var sinks: [SinkConfig] = []
+        var declaredSinks: [String] = []
         if let items = r.required(top["sinks"], in: "", key: "sinks", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error("sinks", "at least one sink is required") }
             var names: Set<String> = []
             for (node, path) in items {
-                guard let sink = readSink(node, path, r) else { continue }
-                if !names.insert(sink.name).inserted {
-                    r.error(path + ".name", "duplicate sink name \"\(sink.name)\"")
+                let (name, sink) = readSink(node, path, r)
+                guard let name else { continue }
+                // A sink with errors still counts as declared, so routes naming it get no second error.
+                declaredSinks.append(name)
+                if !names.insert(name).inserted {
+                    r.error(path + ".name", "duplicate sink name \"\(name)\"")
                 }
-                sinks.append(sink)
+                if let sink { sinks.append(sink) }
             }
         }
 
@@ -86,7 +92,7 @@ extension SluiceConfiguration {
         if let items = r.required(top["routes"], in: "", key: "routes", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error("routes", "at least one route is required") }
             var names: Set<String> = []
-            let sinkNames = sinks.map(\.name)
+            let sinkNames = declaredSinks
             for (node, path) in items {
                 guard let route = readRoute(node, path, sinkNames: sinkNames, r) else { continue }
                 if !names.insert(route.name).inserted {
@@ -105,7 +111,7 @@ extension SluiceConfiguration {
         }
 
         if let admin {
-            for (index, listener) in listeners.enumerated() where listener.address == admin.address && admin.address.port != 0 {
+            for (index, listener) in zip(listenerIndices, listeners) where listener.address == admin.address && admin.address.port != 0 {
                 r.error("admin.address", "\(admin.address) is already used by listeners[\(index)]")
             }
         }
@@ -132,13 +138,13 @@ extension SluiceConfiguration {
         return ListenerConfig(name: name, address: address, idleTimeout: idle)
     }
 
-    private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> SinkConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["name", "kafka", "file"]) else { return nil }
+    private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {
+        guard let fields = r.mapping(node, path, allowed: ["name", "kafka", "file"]) else { return (nil, nil) }
         let name = readName(fields, path, r)
         let kinds = ["kafka", "file"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
             r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
-            return nil
+            return (name, nil)
         }
         let kind: SinkConfig.Kind?
         if let (n, p) = fields["kafka"] {
@@ -148,15 +154,15 @@ extension SluiceConfiguration {
         } else {
             kind = nil
         }
-        guard let name, let kind else { return nil }
-        return SinkConfig(name: name, kind: kind)
+        guard let name, let kind else { return (name, nil) }
+        return (name, SinkConfig(name: name, kind: kind))
     }
 
     private static func readKafka(_ node: Node, _ path: String, _ r: ConfigReader) -> KafkaSinkConfig? {
         guard let fields = r.mapping(node, path, allowed: ["bootstrap_servers", "properties", "delivery_timeout"]) else { return nil }
         var ok = true
         let servers = r.required(fields["bootstrap_servers"], in: path, key: "bootstrap_servers") { r.stringList($0, $1) }
-        if let servers, servers.isEmpty {
+        if let servers, servers.isEmpty, case .sequence(let raw)? = fields["bootstrap_servers"]?.0, raw.isEmpty {
             r.error(path + ".bootstrap_servers", "at least one broker address is required")
             ok = false
         }
@@ -185,7 +191,7 @@ extension SluiceConfiguration {
         if let (n, p) = fields["delivery_timeout"] {
             if let value = r.duration(n, p, min: .milliseconds(1)) { timeout = value } else { ok = false }
         }
-        guard ok, let servers else { return nil }
+        guard ok, let servers, !servers.isEmpty else { return nil }
         return KafkaSinkConfig(bootstrapServers: servers, properties: properties, deliveryTimeout: timeout)
     }
 

@@ -20,6 +20,11 @@ public struct SocketAddressConfig: Sendable, Equatable, CustomStringConvertible 
     public var host: String
     public var port: Int
 
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
     public var description: String {
         self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }
@@ -64,6 +69,13 @@ public struct RouteMatchConfig: Sendable {
     public var host: String?
     /// Headers that must be present with exactly these values (names case-insensitive).
     public var headers: [(name: String, value: String)]
+
+    public init(path: PathPattern, methods: [String] = [], host: String? = nil, headers: [(name: String, value: String)] = []) {
+        self.path = path
+        self.methods = methods
+        self.host = host
+        self.headers = headers
+    }
 }
 
 public struct IngestConfig: Sendable {
@@ -79,6 +91,23 @@ public struct IngestConfig: Sendable {
     public var maxEventBytes: Int
     /// How long a request may wait for room in a full sink queue before it gets 503.
     public var maxWait: Duration
+
+    public init(
+        sink: String, topic: ParameterTemplate, topicsAllowed: Set<String>? = nil, key: KeySource? = nil, ack: AckMode = .sink,
+        headersToKafka: [String] = [], maxBodyBytes: Int = Self.defaultMaxBodyBytes, maxEvents: Int = Self.defaultMaxEvents,
+        maxEventBytes: Int = Self.defaultMaxEventBytes, maxWait: Duration = Self.defaultMaxWait
+    ) {
+        self.sink = sink
+        self.topic = topic
+        self.topicsAllowed = topicsAllowed
+        self.key = key
+        self.ack = ack
+        self.headersToKafka = headersToKafka
+        self.maxBodyBytes = maxBodyBytes
+        self.maxEvents = maxEvents
+        self.maxEventBytes = maxEventBytes
+        self.maxWait = maxWait
+    }
 
     public static let defaultMaxBodyBytes = 16 * 1024 * 1024
     public static let defaultMaxEvents = 10_000

@@ -13,28 +13,28 @@ public struct RequestBody {
 
     enum Source {
         case channel(NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator)
-        case buffer(ByteBuffer?)
+        case chunks(ArraySlice<ByteBuffer>)
     }
 
     init(iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) {
         self.source = .channel(iterator)
     }
 
-    /// A body held in memory (tests, internal callers).
-    public init(bytes: ByteBuffer) {
-        self.source = .buffer(bytes)
+    /// A body held in memory, delivered in the given chunks (tests, internal callers).
+    public init(chunks: [ByteBuffer]) {
+        self.source = .chunks(chunks[...])
     }
 
     /// The next part of the body, or nil at its end.
     public mutating func next() async throws -> ByteBuffer? {
         guard !self.isComplete, let source = self.source else { return nil }
         switch source {
-        case .buffer(let buffer):
-            self.source = .buffer(nil)
-            guard let buffer else {
+        case .chunks(var chunks):
+            guard let buffer = chunks.popFirst() else {
                 self.isComplete = true
                 return nil
             }
+            self.source = .chunks(chunks)
             self.bytesRead += buffer.readableBytes
             return buffer
         case .channel(var iterator):

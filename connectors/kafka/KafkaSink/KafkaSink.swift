@@ -32,6 +32,8 @@ public final class KafkaSink: Sink, Service {
         self.logger = logger
         self.flushTimeout = flushTimeout
         self.client = try KafkaProducerClient(config: config, logger: logger)
+        let shown = config.effectiveProperties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
+        logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
 
     public var isReady: Bool {

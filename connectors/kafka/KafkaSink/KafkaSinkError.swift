@@ -7,6 +7,11 @@ public struct KafkaSinkError: Error, Sendable, CustomStringConvertible {
     public let name: String
     public let reason: String
 
+    /// The error for a librdkafka `rd_kafka_resp_err_t` code.
+    public init(code: Int32) {
+        self.init(rd_kafka_resp_err_t(rawValue: code))
+    }
+
     init(_ err: rd_kafka_resp_err_t) {
         self.code = err.rawValue
         self.name = String(cString: rd_kafka_err2name(err))

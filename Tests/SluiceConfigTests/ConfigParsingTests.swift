@@ -1,0 +1,114 @@
+import SluiceConfig
+import Testing
+
+@Suite struct ConfigParsingTests {
+    static let base = """
+        listeners: [{ name: main, address: "127.0.0.1:8080" }]
+        sinks:
+          - name: events
+            kafka:
+              bootstrap_servers: ["${BROKER}"]
+              properties: { sasl.password: "${PASSWORD}", linger.ms: 7 }
+        routes:
+          - name: ingest
+            match: { path: "/v1/events/{topic}", methods: [post] }
+            ingest:
+              sink: events
+              topic: "raw.{topic}"
+              key: "json:/user/a~1b"
+              headers: []
+        """
+
+    @Test func reportsEveryErrorAtOnceWithItsPath() {
+        #expect(throws: ConfigValidationError.self) {
+            try SluiceConfiguration.parse(yaml: Self.base, environment: [:])
+        }
+        do {
+            _ = try SluiceConfiguration.parse(yaml: Self.base, environment: [:])
+        } catch {
+            let messages = error.errors.map(\.description)
+            #expect(messages.contains("sinks[0].kafka.bootstrap_servers[0]: environment variable BROKER is not set"))
+            #expect(messages.contains("sinks[0].kafka.properties.sasl.password: environment variable PASSWORD is not set"))
+            #expect(messages.contains { $0.hasPrefix("routes[0].ingest.headers: unknown key \"headers\"") })
+            #expect(messages.count == 3)
+        }
+    }
+
+    @Test func substitutesEnvironmentVariablesAndKeepsPropertyOrder() throws {
+        let yaml = Self.base.replacingOccurrences(of: "      headers: []", with: "")
+        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["BROKER": "10.1.2.3:9092", "PASSWORD": "pw"])
+        guard case .kafka(let kafka) = config.sinks[0].kind else {
+            Issue.record("expected a kafka sink")
+            return
+        }
+        #expect(kafka.bootstrapServers == ["10.1.2.3:9092"])
+        #expect(kafka.properties.map(\.name) == ["sasl.password", "linger.ms"])
+        #expect(kafka.properties[0].value == "pw")
+        #expect(kafka.properties[0].isSecret)
+        #expect(!kafka.properties[1].isSecret)
+        guard case .ingest(let ingest) = config.routes[0].action else { return }
+        #expect(ingest.key == .jsonPointer(["user", "a/b"]))
+        #expect(ingest.topic.render(["topic": "orders"]) == "raw.orders")
+        #expect(config.routes[0].match.methods == ["POST"])
+        #expect(ingest.ack == .sink)
+        #expect(ingest.maxBodyBytes == IngestConfig.defaultMaxBodyBytes)
+    }
+
+    @Test func defaultValueSyntaxAndLiteralDollar() throws {
+        let yaml = """
+            listeners: [{ name: main, address: "${HOST:-127.0.0.1}:${PORT:-8080}" }]
+            sinks: [{ name: f, file: { directory: "$${NOT_EXPANDED}/x" } }]
+            routes: [{ name: r, match: { path: /x }, ingest: { sink: f, topic: x } }]
+            """
+        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["PORT": "9000"])
+        #expect(config.listeners[0].address == SocketAddressConfig(host: "127.0.0.1", port: 9000))
+        guard case .file(let file) = config.sinks[0].kind else { return }
+        #expect(file.directory == "${NOT_EXPANDED}/x")
+    }
+
+    @Test(arguments: [
+        ("512", 512), ("64KiB", 65536), ("1MiB", 1_048_576), ("10MB", 10_000_000), ("2GiB", 2_147_483_648), ("1 KiB", 1024),
+    ])
+    func parsesSizes(text: String, bytes: Int) {
+        #expect(ByteSize.parse(text) == bytes)
+    }
+
+    @Test(arguments: ["10 MiBs", "-1", "1.5MiB", "MiB", "lots", "99999999999999999999GiB"])
+    func rejectsBadSizes(text: String) {
+        #expect(ByteSize.parse(text) == nil)
+    }
+
+    @Test func parsesDurations() {
+        #expect(DurationText.parse("250ms") == .milliseconds(250))
+        #expect(DurationText.parse("5s") == .seconds(5))
+        #expect(DurationText.parse("2m") == .seconds(120))
+        #expect(DurationText.parse("1h") == .seconds(3600))
+        #expect(DurationText.parse("100us") == .microseconds(100))
+        #expect(DurationText.parse("5") == nil)
+        #expect(DurationText.parse("5 sec") == nil)
+        #expect(DurationText.parse("s") == nil)
+    }
+
+    @Test func pathTemplatesAndPrefixes() throws {
+        #expect(try PathPattern.parseTemplate("/v1/events").get() == .exact("/v1/events"))
+        #expect(try PathPattern.parseTemplate("/v1/{topic}/x").get() == .template([.literal("v1"), .parameter("topic"), .literal("x")]))
+        #expect(throws: ConfigError.self) { try PathPattern.parseTemplate("/v1/{a}/{a}").get() }
+        #expect(throws: ConfigError.self) { try PathPattern.parseTemplate("v1").get() }
+    }
+
+    @Test func jsonPointers() {
+        #expect(JSONPointer.parse("/a/b") == ["a", "b"])
+        #expect(JSONPointer.parse("/a~0b/c~1d") == ["a~b", "c/d"])
+        #expect(JSONPointer.parse("/") == [""])
+        #expect(JSONPointer.parse("a") == nil)
+        #expect(JSONPointer.parse("/a~2") == nil)
+    }
+
+    @Test func topicNames() {
+        #expect(TopicName.problem("orders.v1_x-y") == nil)
+        #expect(TopicName.problem("") != nil)
+        #expect(TopicName.problem("..") != nil)
+        #expect(TopicName.problem("a b") != nil)
+        #expect(TopicName.problem(String(repeating: "a", count: 250)) != nil)
+    }
+}

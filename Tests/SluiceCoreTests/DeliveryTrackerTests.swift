@@ -1,0 +1,63 @@
+import SluiceCore
+import Testing
+
+@Suite struct DeliveryTrackerTests {
+    @Test func returnsResultsInRequestOrderWhateverTheCompletionOrder() async {
+        let tracker = DeliveryTracker()
+        let first = tracker.reserve(3)
+        #expect(first == 0)
+        tracker.complete(2, with: .delivered(DeliveryReceipt(partition: 0, offset: 12)))
+        tracker.complete(0, with: .delivered(DeliveryReceipt(partition: 0, offset: 10)))
+        tracker.seal()
+        let waiter = Task { await tracker.results() }
+        tracker.complete(1, with: .failed(.queueFull(sink: "s")))
+        let results = await waiter.value
+        #expect(results.count == 3)
+        #expect(results[0] == .delivered(DeliveryReceipt(partition: 0, offset: 10)))
+        #expect(results[1] == .failed(.queueFull(sink: "s")))
+        #expect(results[2] == .delivered(DeliveryReceipt(partition: 0, offset: 12)))
+    }
+
+    @Test func ignoresASecondCompletionOfTheSameSlot() async {
+        let tracker = DeliveryTracker()
+        _ = tracker.reserve(1)
+        tracker.complete(0, with: .delivered(DeliveryReceipt(offset: 1)))
+        tracker.complete(0, with: .failed(.notAttempted))
+        tracker.seal()
+        #expect(await tracker.results() == [.delivered(DeliveryReceipt(offset: 1))])
+    }
+
+    @Test func reportsEveryFailureToTheFailureCallback() async {
+        let failures = Counter()
+        let tracker = DeliveryTracker(onFailure: { _, _ in failures.increment() })
+        _ = tracker.reserve(4)
+        for i in 0..<4 {
+            tracker.complete(i, with: i.isMultiple(of: 2) ? .failed(.notAttempted) : .delivered(DeliveryReceipt()))
+        }
+        tracker.seal()
+        _ = await tracker.results()
+        #expect(failures.value == 2)
+    }
+
+    @Test func sealedEmptyTrackerReturnsAtOnce() async {
+        let tracker = DeliveryTracker()
+        tracker.seal()
+        #expect(await tracker.results().isEmpty)
+    }
+
+    @Test func failuresMapRetryableToServiceUnavailable() {
+        #expect(DeliveryFailure(code: "x", message: "m", isRetryable: true).httpStatus == 503)
+        #expect(DeliveryFailure(code: "x", message: "m", isRetryable: false).httpStatus == 422)
+        #expect(DeliveryFailure(code: "x", message: "m", isRetryable: false, httpStatus: 413).httpStatus == 413)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var count = 0
+    func increment() { self.lock.withLock { self.count += 1 } }
+    var value: Int { self.lock.withLock { self.count } }
+}
+
+import Foundation
+typealias NSLockLike = NSLock

@@ -1,0 +1,97 @@
+@testable import SluiceHTTP
+import SluiceConfig
+import Testing
+
+@Suite struct RouterTests {
+    static func match(_ path: PathPattern, methods: [String] = [], host: String? = nil, headers: [(String, String)] = []) -> RouteMatchConfig {
+        RouteMatchConfig(path: path, methods: methods, host: host, headers: headers.map { (name: $0.0, value: $0.1) })
+    }
+
+    static let router = Router<String>([
+        .init(name: "events", match: match(try! PathPattern.parseTemplate("/v1/events/{topic}").get(), methods: ["POST"]), target: "events"),
+        .init(name: "exact", match: match(.exact("/v1/health"), methods: ["GET"]), target: "exact"),
+        .init(name: "tenant", match: match(.prefix("/api"), headers: [("x-tenant", "acme")]), target: "tenant-api"),
+        .init(name: "api", match: match(.prefix("/api")), target: "api"),
+        .init(name: "host", match: match(.prefix("/"), host: "*.example.com"), target: "wildcard-host"),
+    ])
+
+    static func request(_ method: String, _ path: String, host: String? = nil, headers: [String: String] = [:]) -> RouteRequest {
+        RouteRequest(method: method, path: path, host: host) { headers[$0] }
+    }
+
+    @Test func matchesTemplatesAndDecodesParameters() {
+        guard case .matched(let target, let parameters) = Self.router.route(Self.request("POST", "/v1/events/or%64ers")) else {
+            Issue.record("expected a match")
+            return
+        }
+        #expect(target == "events")
+        #expect(parameters == ["topic": "orders"])
+    }
+
+    @Test func templateParametersMatchOneNonEmptySegment() {
+        guard case .notFound = Self.router.route(Self.request("POST", "/v1/events/")) else {
+            Issue.record("an empty segment must not match a parameter")
+            return
+        }
+        guard case .notFound = Self.router.route(Self.request("POST", "/v1/events/a/b")) else {
+            Issue.record("a parameter must not span segments")
+            return
+        }
+    }
+
+    @Test func wrongMethodOnAMatchingPathIs405WithTheAllowedMethods() {
+        guard case .methodNotAllowed(let allowed) = Self.router.route(Self.request("GET", "/v1/events/orders")) else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(allowed == ["POST"])
+    }
+
+    @Test func exactPathsMatchExactly() {
+        guard case .matched("exact", _) = Self.router.route(Self.request("GET", "/v1/health")) else {
+            Issue.record("expected exact")
+            return
+        }
+        guard case .notFound = Self.router.route(Self.request("GET", "/v1/health/x")) else {
+            Issue.record("exact must not match a longer path")
+            return
+        }
+    }
+
+    @Test func prefixesMatchAtSegmentBoundariesAndHeadersSelectRoutes() {
+        guard case .matched("api", _) = Self.router.route(Self.request("GET", "/api/x")) else {
+            Issue.record("expected api")
+            return
+        }
+        guard case .matched("tenant-api", _) = Self.router.route(Self.request("GET", "/api", headers: ["x-tenant": "acme"])) else {
+            Issue.record("expected the header-matched route first")
+            return
+        }
+        guard case .notFound = Self.router.route(Self.request("GET", "/apix")) else {
+            Issue.record("/api must not match /apix")
+            return
+        }
+    }
+
+    @Test func hostWildcardsIgnoreThePort() {
+        guard case .matched("wildcard-host", _) = Self.router.route(Self.request("GET", "/other", host: "Ingest.Example.com:8443")) else {
+            Issue.record("expected the wildcard host route")
+            return
+        }
+        guard case .notFound = Self.router.route(Self.request("GET", "/other", host: "example.com")) else {
+            Issue.record("*.example.com must not match the bare domain")
+            return
+        }
+        guard case .notFound = Self.router.route(Self.request("GET", "/other")) else {
+            Issue.record("a host route needs a host")
+            return
+        }
+    }
+
+    @Test func percentDecoding() {
+        #expect(percentDecode(Array("a%2Fb".utf8)) == "a/b")
+        #expect(percentDecode(Array("%zz".utf8)) == nil)
+        #expect(percentDecode(Array("%C3%A9".utf8)) == "é")
+        #expect(percentDecode(Array("%FF".utf8)) == nil)
+    }
+}

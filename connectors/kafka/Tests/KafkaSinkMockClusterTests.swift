@@ -1,0 +1,93 @@
+import KafkaSink
+import Logging
+import NIOCore
+import SluiceCore
+import Testing
+
+/// KafkaSink against librdkafka's in-process mock cluster: the real producer path
+/// (produceva, delivery reports, purge) without a broker. Broker integration is in EndToEndTests.
+@Suite struct KafkaSinkMockClusterTests {
+    func makeSink(_ extra: [KafkaProperty] = []) throws -> KafkaSink {
+        let config = KafkaSinkConfig(
+            bootstrapServers: ["127.0.0.1:1"],
+            properties: [KafkaProperty("test.mock.num.brokers", "1")] + extra,
+            deliveryTimeout: .seconds(5))
+        return try KafkaSink(name: "mock", config: config, flushTimeout: .seconds(2), logger: Logger(label: "test"))
+    }
+
+    @Test func deliversEveryEventWithItsOffsetInOrder() async throws {
+        let sink = try self.makeSink()
+        let tracker = DeliveryTracker()
+        let events = (0..<20).map { Event(value: ByteBuffer(string: "{\"n\":\($0)}"), key: ByteBuffer(string: "k"), headers: [EventHeader(name: "h", value: "v")]) }
+        let first = tracker.reserve(events.count)
+        let taken = await sink.enqueue(events, topic: "mock-topic", tracker: tracker, firstIndex: first, deadline: .now + .seconds(5))
+        #expect(taken == 20)
+        tracker.seal()
+        let results = await tracker.results()
+        let offsets = results.compactMap { result -> Int64? in
+            if case .delivered(let receipt) = result { return receipt.offset }
+            return nil
+        }
+        #expect(offsets.count == 20)
+        #expect(offsets == offsets.sorted(), "one key, one partition: offsets follow request order")
+        await sink.shutdown()
+    }
+
+    @Test func rejectsAnOversizedEventAloneWith413() async throws {
+        let sink = try self.makeSink([KafkaProperty("message.max.bytes", "2000")])
+        let tracker = DeliveryTracker()
+        let events = [
+            Event(value: ByteBuffer(string: "small")),
+            Event(value: ByteBuffer(repeating: UInt8(ascii: "x"), count: 5000)),
+            Event(value: ByteBuffer(string: "small too")),
+        ]
+        let first = tracker.reserve(events.count)
+        _ = await sink.enqueue(events, topic: "mock-topic", tracker: tracker, firstIndex: first, deadline: .now + .seconds(5))
+        tracker.seal()
+        let results = await tracker.results()
+        guard case .failed(let failure) = results[1] else {
+            Issue.record("the oversized event must fail, got \(results[1])")
+            return
+        }
+        #expect(failure.code == "kafka_msg_size_too_large")
+        #expect(failure.httpStatus == 413)
+        #expect(!failure.isRetryable)
+        if case .delivered = results[0] {} else { Issue.record("event 0 should be delivered: \(results[0])") }
+        if case .delivered = results[2] {} else { Issue.record("event 2 should be delivered: \(results[2])") }
+        await sink.shutdown()
+    }
+
+    @Test func refusesEventsAfterShutdownAsRetryable() async throws {
+        let sink = try self.makeSink()
+        await sink.shutdown()
+        let tracker = DeliveryTracker()
+        let first = tracker.reserve(2)
+        let taken = await sink.enqueue(
+            [Event(value: ByteBuffer(string: "a")), Event(value: ByteBuffer(string: "b"))], topic: "t", tracker: tracker,
+            firstIndex: first, deadline: .now + .seconds(1))
+        #expect(taken == 0)
+        tracker.seal()
+        for result in await tracker.results() {
+            #expect(result == .failed(.shuttingDown(sink: "mock")))
+        }
+        #expect(!sink.isReady)
+    }
+
+    @Test func waitsForRoomAndThenGivesUpAtTheDeadlineWhenTheQueueIsFull() async throws {
+        // A queue of 5 messages and a linger long enough that nothing drains during the test.
+        let sink = try self.makeSink([KafkaProperty("queue.buffering.max.messages", "5"), KafkaProperty("linger.ms", "2000")])
+        let tracker = DeliveryTracker()
+        let events = (0..<8).map { Event(value: ByteBuffer(string: "e\($0)")) }
+        let first = tracker.reserve(events.count)
+        let started = ContinuousClock.now
+        let taken = await sink.enqueue(events, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .milliseconds(300))
+        #expect(taken == 5)
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        tracker.seal()
+        let results = await tracker.results()
+        for index in 5..<8 {
+            #expect(results[index] == .failed(.queueFull(sink: "mock")))
+        }
+        await sink.shutdown()
+    }
+}
