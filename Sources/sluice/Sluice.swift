@@ -133,7 +133,7 @@ struct PrintDefaultConfig: ParsableCommand {
     )
 
     func run() throws {
-        print(DefaultConfig.yaml, terminator: "")
+        print(DefaultConfig.yaml)
     }
 }
 

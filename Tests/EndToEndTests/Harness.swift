@@ -1,0 +1,241 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a program to completion and captures its output.
+struct ProgramResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+@discardableResult
+func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> ProgramResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    let input = Pipe()
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(stdin) }
+    try input.fileHandleForWriting.close()
+    // Read both pipes before waiting, so a chatty program cannot fill one and block.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return ProgramResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func which(_ name: String) throws -> String {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let path = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw HarnessError("\(name) is not installed; run scripts/setup.sh")
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A TCP port that was free a moment ago.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw HarnessError("bind() failed") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The `sluice` binary built next to this test bundle (or SLUICE_BINARY).
+func sluiceBinary() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["SLUICE_BINARY"] { return path }
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("sluice").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    let fallback = packageRoot.appendingPathComponent(".build/debug/sluice").path
+    if FileManager.default.isExecutableFile(atPath: fallback) { return fallback }
+    throw HarnessError("cannot find the sluice binary; run `swift build` or set SLUICE_BINARY")
+}
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The broker the end-to-end tests use. `make test` starts one; without it these tests fail, never skip.
+let kafkaBootstrap = ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BOOTSTRAP"] ?? "127.0.0.1:19092"
+
+func requireBroker() throws {
+    let result = try runProgram("kcat", ["-L", "-b", kafkaBootstrap, "-m", "5"])
+    if result.status != 0 {
+        throw HarnessError(
+            "no Kafka broker at \(kafkaBootstrap) (\(result.stderr.prefix(200))). Start one with scripts/kafka-broker.sh start, or run make test.")
+    }
+}
+
+func uniqueTopic(_ name: String) -> String {
+    "e2e-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// A running `sluice run` process with its own ports and working directory.
+final class SluiceProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    let adminPort: Int
+    let workDirectory: URL
+    let logURL: URL
+
+    /// Starts sluice with `config` (a YAML template: `{PORT}`, `{ADMIN_PORT}`, `{KAFKA}` are filled in),
+    /// or with the embedded default config when `config` is nil.
+    init(config: String?, arguments: [String] = [], waitUntilReady: Bool = true) async throws {
+        self.workDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.workDirectory, withIntermediateDirectories: true)
+        self.logURL = self.workDirectory.appendingPathComponent("sluice.log")
+        var args = ["run"]
+        if let config {
+            self.port = try freePort()
+            self.adminPort = try freePort()
+            let text = config
+                .replacingOccurrences(of: "{PORT}", with: String(self.port))
+                .replacingOccurrences(of: "{ADMIN_PORT}", with: String(self.adminPort))
+                .replacingOccurrences(of: "{KAFKA}", with: kafkaBootstrap)
+            let path = self.workDirectory.appendingPathComponent("sluice.yaml")
+            try text.write(to: path, atomically: true, encoding: .utf8)
+            args += ["--config", path.path]
+        } else {
+            self.port = 8080
+            self.adminPort = 9901
+        }
+        self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
+        self.process.arguments = args + arguments
+        self.process.currentDirectoryURL = self.workDirectory
+        FileManager.default.createFile(atPath: self.logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: self.logURL)
+        self.process.standardOutput = log
+        self.process.standardError = log
+        try self.process.run()
+        if waitUntilReady { try await self.waitUntilReady() }
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(self.port)" }
+
+    var log: String { (try? String(contentsOf: self.logURL, encoding: .utf8)) ?? "" }
+
+    func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard self.process.isRunning else {
+                throw HarnessError("sluice exited with \(self.process.terminationStatus) before it was ready:\n\(self.log)")
+            }
+            if let response = try? curl(["http://127.0.0.1:\(self.adminPort)/ready"]), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("sluice not ready after \(timeout):\n\(self.log)")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now + timeout
+        while self.process.isRunning {
+            if ContinuousClock.now > deadline {
+                kill(self.process.processIdentifier, SIGKILL)
+                throw HarnessError("sluice did not exit within \(timeout) of SIGTERM:\n\(self.log)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return self.process.terminationStatus
+    }
+
+    deinit {
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(at: self.workDirectory)
+    }
+}
+
+/// One HTTP exchange through curl (a client no one here wrote).
+struct CurlResponse {
+    var status: Int
+    var body: String
+    var httpVersion: String
+    var headers: String
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(self.body.utf8))) as? [String: Any] ?? [:]
+    }
+
+    /// `results` of an ingest response as (partition, offset) pairs.
+    var receipts: [(partition: Int, offset: Int)] {
+        ((self.json["results"] as? [[String: Any]]) ?? []).compactMap { result in
+            guard let partition = result["partition"] as? Int, let offset = result["offset"] as? Int else { return nil }
+            return (partition, offset)
+        }
+    }
+}
+
+func curl(_ arguments: [String], body: Data? = nil) throws -> CurlResponse {
+    let marker = "\n--sluice-e2e-status--"
+    var args = ["-sS", "-D", "/dev/stderr", "-w", "\(marker)%{http_code} %{http_version}", "--max-time", "60"]
+    if body != nil { args += ["--data-binary", "@-"] }
+    let result = try runProgram("curl", args + arguments, stdin: body)
+    guard let range = result.stdout.range(of: marker, options: .backwards) else {
+        throw HarnessError("curl failed (\(result.status)): \(result.stderr)")
+    }
+    let trailer = result.stdout[range.upperBound...].split(separator: " ")
+    return CurlResponse(
+        status: Int(trailer.first ?? "") ?? 0, body: String(result.stdout[..<range.lowerBound]),
+        httpVersion: trailer.count > 1 ? String(trailer[1]) : "", headers: result.stderr)
+}
+
+/// One record read back from Kafka with kcat.
+struct ConsumedRecord {
+    var partition: Int
+    var offset: Int
+    var key: String?
+    var value: String
+    var headers: [(String, String)]
+}
+
+/// Reads every record of `topic` from the beginning.
+func consume(_ topic: String, expecting count: Int) throws -> [ConsumedRecord] {
+    var records: [ConsumedRecord] = []
+    // The topic may take a moment to show every record; retry for a bounded time.
+    for _ in 0..<20 {
+        let result = try runProgram("kcat", ["-C", "-b", kafkaBootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J", "-m", "5"])
+        records = result.stdout.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            let flat = (object["headers"] as? [String]) ?? []
+            var headers: [(String, String)] = []
+            var index = 0
+            while index + 1 < flat.count {
+                headers.append((flat[index], flat[index + 1]))
+                index += 2
+            }
+            return ConsumedRecord(
+                partition: object["partition"] as? Int ?? -1, offset: object["offset"] as? Int ?? -1, key: object["key"] as? String,
+                value: object["payload"] as? String ?? "", headers: headers)
+        }
+        if records.count >= count { break }
+        Thread.sleep(forTimeInterval: 0.25)
+    }
+    return records.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `sluice` binary in front of the real broker that `make test` / `.ci/run` start.
+/// Every event answered 2xx must be in the topic, at the partition and offset the response named.
+@Suite(.timeLimit(.minutes(3))) struct KafkaIngestTests {
+    static let config = """
+        listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+        admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+        sinks:
+          - name: events
+            kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s }
+        shutdown: { drain_timeout: 10s, flush_timeout: 10s }
+        routes:
+          - name: ingest
+            match: { path: "/v1/events/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", key: "header:X-Event-Key", headers_to_kafka: [X-Request-Id, X-Tenant] }
+          - name: by-user
+            match: { path: "/v1/users/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", key: "json:/user/id" }
+          - name: by-query
+            match: { path: "/v1/q/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", key: "query:key" }
+          - name: allow-listed
+            match: { path: "/v1/only/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", topics_allowed: [orders] }
+        """
+
+    init() throws {
+        try requireBroker()
+    }
+
+    /// Checks that the records in `topic` are exactly `values`, at the positions `response` reported.
+    func expectDelivered(_ response: CurlResponse, topic: String, values: [String], key: (Int) -> String?) throws -> [ConsumedRecord] {
+        #expect(response.status == 200, "body: \(response.body)")
+        #expect(response.json["accepted"] as? Int == values.count)
+        let receipts = response.receipts
+        #expect(receipts.count == values.count)
+        let records = try consume(topic, expecting: values.count)
+        #expect(records.count == values.count)
+        for (index, record) in records.enumerated() where index < values.count && index < receipts.count {
+            #expect(record.value == values[index])
+            #expect(record.partition == receipts[index].partition)
+            #expect(record.offset == receipts[index].offset)
+            #expect(record.key == key(index))
+        }
+        return records
+    }
+
+    @Test func ndjsonOverHTTP1LandsInKafkaWithKeyHeadersPartitionAndOffset() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("ndjson")
+        let values = [#"{"n":1}"#, #"{"n":2,"s":"two"}"#, #"{"n":3}"#]
+        let response = try curl(
+            ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: k1", "-H", "X-Request-Id: r-1", "-H", "X-Tenant: acme",
+             "-H", "X-Not-Copied: no", "\(sluice.baseURL)/v1/events/\(topic)"],
+            body: Data((values.joined(separator: "\n") + "\n\n").utf8))
+        #expect(response.httpVersion == "1.1")
+        let records = try self.expectDelivered(response, topic: topic, values: values) { _ in "k1" }
+        for record in records {
+            #expect(record.headers.map(\.0) == ["X-Request-Id", "X-Tenant"])
+            #expect(record.headers.map(\.1) == ["r-1", "acme"])
+        }
+    }
+
+    @Test func ndjsonOverHTTP2PriorKnowledge() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("ndjson-h2")
+        let values = (0..<50).map { #"{"i":\#($0)}"# }
+        let response = try curl(
+            ["--http2-prior-knowledge", "-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: h2", "\(sluice.baseURL)/v1/events/\(topic)"],
+            body: Data(values.joined(separator: "\n").utf8))
+        #expect(response.httpVersion == "2")
+        _ = try self.expectDelivered(response, topic: topic, values: values) { _ in "h2" }
+    }
+
+    @Test func jsonArrayIsOneEventPerElementOverBothProtocols() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        for http2 in [false, true] {
+            let topic = uniqueTopic(http2 ? "array-h2" : "array-h1")
+            let body = #"[{"a":1}, {"b":[1,2]} ,"three",4]"#
+            let response = try curl(
+                (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(topic)"],
+                body: Data(body.utf8))
+            #expect(response.httpVersion == (http2 ? "2" : "1.1"))
+            _ = try self.expectDelivered(response, topic: topic, values: [#"{"a":1}"#, #"{"b":[1,2]}"#, #""three""#, "4"]) { _ in nil }
+        }
+    }
+
+    @Test func jsonObjectAndRawBodiesAreOneEventEach() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let objectTopic = uniqueTopic("object")
+        let object = #"{"whole": {"nested": [1, 2]}}"#
+        let objectResponse = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(objectTopic)"], body: Data(object.utf8))
+        _ = try self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
+
+        for http2 in [false, true] {
+            let rawTopic = uniqueTopic(http2 ? "raw-h2" : "raw-h1")
+            let raw = "plain text, not JSON\nsecond line stays in the same event"
+            let rawResponse = try curl(
+                (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: text/plain", "-H", "X-Event-Key: r", "\(sluice.baseURL)/v1/events/\(rawTopic)"],
+                body: Data(raw.utf8))
+            _ = try self.expectDelivered(rawResponse, topic: rawTopic, values: [raw]) { _ in "r" }
+        }
+    }
+
+    @Test func keysFromJSONPointersAndQueryParameters() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("pointer")
+        let values = [#"{"user":{"id":"u-1"},"n":1}"#, #"{"user":{"id":42}}"#, #"{"no_user":true}"#]
+        let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/users/\(topic)"], body: Data(values.joined(separator: "\n").utf8))
+        _ = try self.expectDelivered(response, topic: topic, values: values) { [Optional("u-1"), "42", nil][$0] }
+
+        let queryTopic = uniqueTopic("query")
+        let queryResponse = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/q/\(queryTopic)?x=1&key=a%20b"], body: Data(#"{"q":1}"#.utf8))
+        _ = try self.expectDelivered(queryResponse, topic: queryTopic, values: [#"{"q":1}"#]) { _ in "a b" }
+    }
+
+    @Test func http1KeepAliveServesSeveralRequestsOnOneConnection() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("keepalive")
+        let url = "\(sluice.baseURL)/v1/events/\(topic)"
+        let result = try runProgram(
+            "curl", ["-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}:%{http_code} ",
+                     "-H", "content-type: application/x-ndjson", "--data-binary", #"{"k":1}"#, url, url, url])
+        #expect(result.stdout == "1:200 0:200 0:200 ", "three requests, one TCP connection: \(result.stdout)")
+        #expect(try consume(topic, expecting: 3).count == 3)
+    }
+
+    @Test func errorsAreJSONAndSayWhatIsWrong() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let notAllowed = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/only/payments"], body: Data("{}".utf8))
+        #expect(notAllowed.status == 404)
+        #expect((notAllowed.json["error"] as? [String: Any])?["code"] as? String == "unknown_topic")
+
+        let wrongMethod = try curl(["\(sluice.baseURL)/v1/events/orders"])
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.headers.lowercased().contains("allow: post"))
+        #expect((wrongMethod.json["error"] as? [String: Any])?["code"] as? String == "method_not_allowed")
+
+        let noRoute = try curl(["--http2-prior-knowledge", "\(sluice.baseURL)/nowhere"])
+        #expect(noRoute.status == 404)
+        #expect((noRoute.json["error"] as? [String: Any])?["code"] as? String == "no_route")
+
+        let topic = uniqueTopic("badline")
+        let badLine = try curl(
+            ["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{\"ok\":1}\n{\"ok\":2}\n{nope}\n".utf8))
+        #expect(badLine.status == 400)
+        let error = badLine.json["error"] as? [String: Any]
+        #expect(error?["code"] as? String == "invalid_json")
+        #expect((error?["message"] as? String)?.hasPrefix("line 3") == true)
+    }
+
+    @Test func sigtermLetsAnInFlightUploadFinishFlushesAndExitsZero() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("drain")
+        let lines = (0..<2000).map { #"{"seq":\#($0),"pad":"0123456789012345678901234567890123456789"}"# }
+        let body = lines.joined(separator: "\n") + "\n"
+        // A slow upload (~2 s) that is still in flight when SIGTERM arrives.
+        let upload = Task.detached {
+            try curl(["--limit-rate", "50K", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data(body.utf8))
+        }
+        try await Task.sleep(for: .milliseconds(700))
+        let status = try await sluice.terminate()
+        let response = try await upload.value
+        #expect(status == 0, "log:\n\(sluice.log)")
+        #expect(response.status == 200, "body: \(response.body.prefix(300))")
+        #expect(response.json["accepted"] as? Int == lines.count)
+        #expect(try consume(topic, expecting: lines.count).count == lines.count)
+        #expect(sluice.log.contains("kafka sink flushed"))
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
+    @Test func validateExitsZeroForValidConfigs() throws {
+        let result = try runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/quickstart.yaml").path])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("valid"))
+    }
+
+    @Test func validatePrintsEveryErrorWithItsPathAndExitsOne() throws {
+        let path = packageRoot.appendingPathComponent("configs/testdata/invalid/duplicate-names.yaml").path
+        let result = try runProgram(try sluiceBinary(), ["validate", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains(#"sinks[1].name: duplicate sink name "events""#))
+        #expect(result.stdout.contains(#"routes[1].name: duplicate route name "a""#))
+        #expect(result.stdout.contains(#"listeners[1].name: duplicate listener name "main""#))
+        let unknown = try runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/testdata/invalid/unknown-sink.yaml").path])
+        #expect(unknown.stdout.contains(#"routes[1].ingest.sink: unknown sink "evnts""#))
+    }
+
+    @Test func runRefusesAnInvalidConfigWithExitOne() throws {
+        let path = packageRoot.appendingPathComponent("configs/testdata/invalid/bad-units.yaml").path
+        let result = try runProgram(try sluiceBinary(), ["run", "--config", path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains(#"routes[0].ingest.max_wait: invalid duration "5""#))
+    }
+
+    @Test func theEmbeddedDefaultConfigIsTheQuickstartFile() throws {
+        let result = try runProgram(try sluiceBinary(), ["default-config"])
+        let file = try String(contentsOf: packageRoot.appendingPathComponent("configs/quickstart.yaml"), encoding: .utf8)
+        #expect(result.stdout == file)
+    }
+
+    @Test func quickstartRunsOnTheEmbeddedConfigAndWritesEventsToFiles() async throws {
+        let sluice = try await SluiceProcess(config: nil)
+        let response = try curl(
+            ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: q", "\(sluice.baseURL)/v1/events/orders"],
+            body: Data("{\"id\":1}\n{\"id\":2}\n".utf8))
+        #expect(response.status == 200, "body: \(response.body)")
+        #expect(response.json["accepted"] as? Int == 2)
+        let segment = sluice.workDirectory.appendingPathComponent("data/events/00000000000000000000.ndjson")
+        let lines = try String(contentsOf: segment, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines.first?.contains(#""topic":"orders","key":"q""#) == true)
+        #expect(lines.first?.hasSuffix(#""value":{"id":1}}"#) == true)
+        #expect(try await sluice.terminate() == 0)
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: unit tests and the end-to-end tests that drive the real
+# `sluice` binary against a real Kafka-protocol broker started here (and stopped on exit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+export KAFKA_PORT="${KAFKA_PORT:-19092}"
+trap 'scripts/kafka-broker.sh stop' EXIT
+scripts/kafka-broker.sh start
+export SLUICE_TEST_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+
+swift build --build-tests
+swift test --skip-build "$@"
