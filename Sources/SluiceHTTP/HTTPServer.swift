@@ -241,7 +241,7 @@ public final class HTTPServer: Service, Sendable {
                 var iterator = inbound.makeAsyncIterator()
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { continue }
-                    var body = RequestBody(iterator: iterator)
+                    var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, outbound))
                     let request = HTTPRequest(head: head, isHTTP2: false)
                     var response = await self.responder.respond(to: request, body: &body)
                     // Keep the connection only if the whole request body has been read.
@@ -279,12 +279,24 @@ public final class HTTPServer: Service, Sendable {
             try await stream.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
                 guard let part = try await iterator.next(), case .head(let head) = part else { return }
-                var body = RequestBody(iterator: iterator)
+                var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, outbound))
                 let response = await self.responder.respond(to: HTTPRequest(head: head, isHTTP2: true), body: &body)
                 try await Self.write(response, version: head.version, to: outbound)
             }
         } catch {
             self.logger.debug("http/2 stream ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// For `Expect: 100-continue`, a closure that sends the interim `100 Continue` response.
+    private static func continueSender(
+        _ head: HTTPRequestHead,
+        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    ) -> (@Sendable () async throws -> Void)? {
+        guard head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) else { return nil }
+        let version = head.version
+        return {
+            try await outbound.write(.head(HTTPResponseHead(version: version, status: .continue)))
         }
     }
 

@@ -10,14 +10,21 @@ public struct RequestBody {
     public private(set) var bytesRead = 0
     /// Whether the end of the body has been reached.
     public private(set) var isComplete = false
+    /// Sends `100 Continue` when the client asked for it; called before the first read, so a
+    /// request refused before its body is read never invites the body.
+    private var sendContinue: (@Sendable () async throws -> Void)?
 
     enum Source {
         case channel(NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator)
         case chunks(ArraySlice<ByteBuffer>)
     }
 
-    init(iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator) {
+    init(
+        iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        sendContinue: (@Sendable () async throws -> Void)? = nil
+    ) {
         self.source = .channel(iterator)
+        self.sendContinue = sendContinue
     }
 
     /// A body held in memory, delivered in the given chunks (tests, internal callers).
@@ -28,6 +35,10 @@ public struct RequestBody {
     /// The next part of the body, or nil at its end.
     public mutating func next() async throws -> ByteBuffer? {
         guard !self.isComplete, let source = self.source else { return nil }
+        if let sendContinue = self.sendContinue {
+            self.sendContinue = nil
+            try await sendContinue()
+        }
         switch source {
         case .chunks(var chunks):
             guard let buffer = chunks.popFirst() else {
@@ -54,7 +65,9 @@ public struct RequestBody {
     }
 
     /// Reads and discards the rest of the body, up to `limit` bytes. Returns whether the end was reached.
+    /// A client still waiting for `100 Continue` has sent no body: nothing to drain.
     public mutating func drain(limit: Int) async -> Bool {
+        if self.sendContinue != nil { return false }
         let start = self.bytesRead
         while !self.isComplete, self.bytesRead - start <= limit {
             do {

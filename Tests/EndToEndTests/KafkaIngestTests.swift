@@ -120,6 +120,23 @@ import Glibc
         _ = try self.expectDelivered(queryResponse, topic: queryTopic, values: [#"{"q":1}"#]) { _ in "a b" }
     }
 
+    @Test func aLargeUploadIsInvitedWith100ContinueAndStreamedThrough() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("large")
+        let lines = (0..<9000).map { #"{"seq":\#($0),"pad":"\#(String(repeating: "p", count: 120))"}"# }
+        // curl sends `Expect: 100-continue` for a body this size and waits for the interim response.
+        let response = try curl(
+            ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: big", "\(sluice.baseURL)/v1/events/\(topic)"],
+            body: Data(lines.joined(separator: "\n").utf8))
+        #expect(response.headers.contains("HTTP/1.1 100 Continue"))
+        #expect(response.status == 200)
+        #expect(response.json["accepted"] as? Int == lines.count)
+        let records = try consume(topic, expecting: lines.count)
+        #expect(records.count == lines.count)
+        #expect(records.first?.value == lines.first)
+        #expect(records.last?.value == lines.last)
+    }
+
     @Test func http1KeepAliveServesSeveralRequestsOnOneConnection() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("keepalive")
