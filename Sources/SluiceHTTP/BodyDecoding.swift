@@ -1,6 +1,12 @@
 import NIOCore
 import SluiceCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How a request body turns into events, chosen by Content-Type.
 public enum BodyFormat: Sendable, Equatable {
     /// `application/x-ndjson`: one JSON event per line, decoded as the body streams.
@@ -54,8 +60,7 @@ struct NDJSONDecoder {
     /// Decodes every complete line in `chunk` and appends one event per non-empty line.
     mutating func feed(_ chunk: ByteBuffer, into events: inout [Event]) throws(BodyDecodingError) {
         var chunk = chunk
-        while let newline = chunk.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-            let length = newline - chunk.readerIndex
+        while let length = Self.offsetOfNewline(in: chunk) {
             var lineBuffer = chunk.readSlice(length: length)!
             chunk.moveReaderIndex(forwardBy: 1)
             if var carry = self.carry {
@@ -82,6 +87,13 @@ struct NDJSONDecoder {
         }
     }
 
+    private static func offsetOfNewline(in buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { raw in
+            guard let base = raw.baseAddress, raw.count > 0, let found = memchr(base, 0x0A, raw.count) else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
+        }
+    }
+
     /// Decodes a last line that has no trailing newline.
     mutating func finish(into events: inout [Event]) throws(BodyDecodingError) {
         guard let carry = self.carry else { return }
@@ -100,19 +112,25 @@ struct NDJSONDecoder {
                 status: 413, code: "event_too_large",
                 message: "line \(self.line) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line)
         }
-        let blank = buffer.readableBytesView.allSatisfy { $0 == 0x20 || $0 == 0x09 }
-        if blank { return }
         let line = self.line
-        let result: JSONScanner.SyntaxError? = buffer.withUnsafeReadableBytes { raw in
+        // nil: a valid event; .some(nil): a blank line; .some(error): invalid JSON.
+        let outcome: JSONScanner.SyntaxError?? = buffer.withUnsafeReadableBytes { raw in
+            if JSONScanner(bytes: raw).skipSpace(0) == raw.count { return .some(nil) }
             do throws(JSONScanner.SyntaxError) {
                 try JSONScanner.validate(raw)
                 return nil
             } catch {
-                return error
+                return .some(error)
             }
         }
-        if let result { throw .invalidJSON(line: line, result) }
-        events.append(Event(value: buffer, valueIsJSON: true))
+        switch outcome {
+        case nil:
+            events.append(Event(value: buffer, valueIsJSON: true))
+        case .some(nil):
+            return
+        case .some(let error?):
+            throw .invalidJSON(line: line, error)
+        }
     }
 }
 

@@ -74,8 +74,23 @@ public struct JSONWriter: Sendable {
 
     public mutating func field<I: BinaryInteger>(_ name: String, _ value: I) {
         self.key(name)
-        self.bytes.append(contentsOf: String(value).utf8)
+        self.integer(Int64(value))
         self.needsComma = true
+    }
+
+    /// Writes an integer's decimal digits without going through String.
+    private mutating func integer(_ value: Int64) {
+        if value < 0 { self.bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        }
     }
 
     public mutating func field(_ name: String, _ value: Bool) {
@@ -96,18 +111,31 @@ public struct JSONWriter: Sendable {
     }
 
     private mutating func string(_ value: String) {
-        let hex = Array("0123456789abcdef".utf8)
-        self.bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): self.bytes.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): self.bytes.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0..<0x20:
-                self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: self.bytes.append(byte)
+        var value = value
+        value.withUTF8 { utf8 in
+            self.bytes.append(UInt8(ascii: "\""))
+            // Fast path: nothing to escape (keys, codes, most messages).
+            if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+                self.bytes.append(contentsOf: utf8)
+            } else {
+                let hex = Array("0123456789abcdef".utf8)
+                for byte in utf8 {
+                    switch byte {
+                    case UInt8(ascii: "\""): self.bytes.append(contentsOf: [0x5C, 0x22])
+                    case UInt8(ascii: "\\"): self.bytes.append(contentsOf: [0x5C, 0x5C])
+                    case 0x0A: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                    case 0..<0x20:
+                        self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                    default: self.bytes.append(byte)
+                    }
+                }
             }
+            self.bytes.append(UInt8(ascii: "\""))
         }
-        self.bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Reserves room for about `count` more bytes.
+    public mutating func reserveCapacity(_ count: Int) {
+        self.bytes.reserveCapacity(self.bytes.count + count)
     }
 }

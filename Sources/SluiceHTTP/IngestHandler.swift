@@ -89,7 +89,8 @@ public struct IngestHandler: Sendable {
                             status: 413, code: "event_too_large",
                             message: "the body is one event and is larger than max_event_bytes (\(self.config.maxEventBytes) bytes)")
                     }
-                    events = [Event(value: whole)]
+                    // An empty body is not an empty event: Kafka would store it as a null value (a tombstone).
+                    events = whole.readableBytes == 0 ? [] : [Event(value: whole)]
                 }
                 _ = await session.send(&events, firstLine: nil)
             }
@@ -131,6 +132,7 @@ public struct IngestHandler: Sendable {
         }
         let failed = results.count - delivered
         var json = JSONWriter()
+        json.reserveCapacity(64 + results.count * 32)
         json.object { json in
             if let stop {
                 // Carry the request-level error next to the per-event results.

@@ -154,5 +154,6 @@ final class ScriptedSink: Sink, @unchecked Sendable {
         #expect(status == .accepted)
         #expect(body == #"{"accepted":1}"#)
         #expect(await Self.post(handler, chunks: ["\n\n"]).0 == .badRequest)
+        #expect(await Self.post(handler, contentType: "text/plain", chunks: []).0 == .badRequest)
     }
 }

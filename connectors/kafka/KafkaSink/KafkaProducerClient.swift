@@ -81,48 +81,83 @@ final class KafkaProducerClient: @unchecked Sendable {
         thread.start()
     }
 
-    /// Hands one event to librdkafka. Returns nil when queued; the delivery report completes
-    /// `tracker[index]` later. On an error the slot is not completed.
-    func produce(_ event: Event, topic: String, tracker: DeliveryTracker, index: Int) -> rd_kafka_resp_err_t {
-        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index))
-        let topicHandle = self.topicHandle(topic)
-        var entries: [rd_kafka_vu_t] = []
-        entries.reserveCapacity(6 + event.headers.count)
+    /// The topic to produce to: a cached librdkafka handle, or (past the cache bound) its name.
+    enum Destination {
+        case handle(OpaquePointer)
+        case name(String)
+    }
 
-        let err: rd_kafka_resp_err_t = topic.withCString { topicName in
-            var vu = rd_kafka_vu_t()
-            if let topicHandle {
+    func destination(_ topic: String) -> Destination {
+        self.topicHandle(topic).map { .handle($0) } ?? .name(topic)
+    }
+
+    /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report completes
+    /// `tracker[index]` later. On an error the slot is not completed.
+    func produce(_ event: Event, to destination: Destination, tracker: DeliveryTracker, index: Int) -> rd_kafka_resp_err_t {
+        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index))
+        let err: rd_kafka_resp_err_t
+        switch destination {
+        case .handle(let handle):
+            err = self.produce(event, ticket: ticket) { vu in
                 vu.vtype = RD_KAFKA_VTYPE_RKT
-                vu.u.rkt = topicHandle
-            } else {
-                vu.vtype = RD_KAFKA_VTYPE_TOPIC
-                vu.u.cstr = topicName
+                vu.u.rkt = handle
             }
-            entries.append(vu)
-            vu = rd_kafka_vu_t()
-            vu.vtype = RD_KAFKA_VTYPE_MSGFLAGS
-            vu.u.i = RD_KAFKA_MSG_F_COPY
-            entries.append(vu)
-            vu = rd_kafka_vu_t()
-            vu.vtype = RD_KAFKA_VTYPE_OPAQUE
-            vu.u.ptr = ticket.toOpaque()
-            entries.append(vu)
-            return event.value.withUnsafeReadableBytes { value in
+        case .name(let name):
+            err = name.withCString { cName in
+                self.produce(event, ticket: ticket) { vu in
+                    vu.vtype = RD_KAFKA_VTYPE_TOPIC
+                    vu.u.cstr = cName
+                }
+            }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            ticket.release()
+        }
+        return err
+    }
+
+    private func produce(
+        _ event: Event,
+        ticket: Unmanaged<KafkaDeliveryTicket>,
+        topic: (inout rd_kafka_vu_t) -> Void
+    ) -> rd_kafka_resp_err_t {
+        let capacity = 5 + event.headers.count
+        return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
+            var count = 0
+            func append(_ fill: (inout rd_kafka_vu_t) -> Void) {
                 var vu = rd_kafka_vu_t()
-                vu.vtype = RD_KAFKA_VTYPE_VALUE
-                vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                vu.u.mem.size = value.count
-                entries.append(vu)
+                fill(&vu)
+                entries.initializeElement(at: count, to: vu)
+                count += 1
+            }
+            append(topic)
+            append { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY }
+            append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() }
+            return event.value.withUnsafeReadableBytes { value in
+                append {
+                    $0.vtype = RD_KAFKA_VTYPE_VALUE
+                    $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                    $0.u.mem.size = value.count
+                }
                 return withOptionalBytes(event.key) { key in
                     if let key {
-                        var vu = rd_kafka_vu_t()
-                        vu.vtype = RD_KAFKA_VTYPE_KEY
-                        vu.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                        vu.u.mem.size = key.count
-                        entries.append(vu)
+                        append {
+                            $0.vtype = RD_KAFKA_VTYPE_KEY
+                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                            $0.u.mem.size = key.count
+                        }
                     }
-                    return withHeaders(event.headers, entries: &entries) { entries in
-                        guard let error = rd_kafka_produceva(self.handle, entries, entries.count) else {
+                    return withHeaderArena(event.headers) { spans in
+                        for span in spans {
+                            append {
+                                $0.vtype = RD_KAFKA_VTYPE_HEADER
+                                $0.u.header.name = span.name
+                                $0.u.header.val = span.value
+                                $0.u.header.size = span.count
+                            }
+                        }
+                        defer { entries.baseAddress!.deinitialize(count: count) }
+                        guard let error = rd_kafka_produceva(self.handle, entries.baseAddress, count) else {
                             return RD_KAFKA_RESP_ERR_NO_ERROR
                         }
                         let code = rd_kafka_error_code(error)
@@ -132,10 +167,6 @@ final class KafkaProducerClient: @unchecked Sendable {
                 }
             }
         }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            ticket.release()
-        }
-        return err
     }
 
     private func topicHandle(_ topic: String) -> OpaquePointer? {
@@ -219,36 +250,34 @@ private func withOptionalBytes<R>(_ buffer: ByteBuffer?, _ body: (UnsafeRawBuffe
     return buffer.withUnsafeReadableBytes { body($0) }
 }
 
-/// Appends one header entry per event header, keeping the C strings alive for the call.
-private func withHeaders<R>(
-    _ headers: [EventHeader],
-    entries: inout [rd_kafka_vu_t],
-    _ body: ([rd_kafka_vu_t]) -> R
-) -> R {
-    guard !headers.isEmpty else { return body(entries) }
-    // One contiguous arena of NUL-terminated names and raw values.
+/// One header as C pointers into an arena that lives for the duration of the call.
+struct HeaderSpan {
+    var name: UnsafePointer<CChar>
+    var value: UnsafeRawPointer
+    var count: Int
+}
+
+/// Lays out NUL-terminated header names and raw values in one buffer for librdkafka, which
+/// copies them during `rd_kafka_produceva`.
+private func withHeaderArena<R>(_ headers: [EventHeader], _ body: ([HeaderSpan]) -> R) -> R {
+    guard !headers.isEmpty else { return body([]) }
     var arena: [UInt8] = []
-    var spans: [(name: Int, value: Int, valueCount: Int)] = []
+    var offsets: [(name: Int, value: Int, count: Int)] = []
     for header in headers {
         let nameStart = arena.count
         arena.append(contentsOf: header.name.utf8)
         arena.append(0)
         let valueStart = arena.count
         arena.append(contentsOf: header.value.utf8)
-        spans.append((nameStart, valueStart, arena.count - valueStart))
+        offsets.append((nameStart, valueStart, arena.count - valueStart))
     }
     arena.append(0)
     return arena.withUnsafeBufferPointer { raw in
         let base = UnsafeRawPointer(raw.baseAddress!)
-        for span in spans {
-            var vu = rd_kafka_vu_t()
-            vu.vtype = RD_KAFKA_VTYPE_HEADER
-            vu.u.header.name = (base + span.name).assumingMemoryBound(to: CChar.self)
-            vu.u.header.val = base + span.value
-            vu.u.header.size = span.valueCount
-            entries.append(vu)
+        let spans = offsets.map {
+            HeaderSpan(name: (base + $0.name).assumingMemoryBound(to: CChar.self), value: base + $0.value, count: $0.count)
         }
-        return body(entries)
+        return body(spans)
     }
 }
 

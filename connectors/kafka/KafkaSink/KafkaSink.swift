@@ -49,12 +49,13 @@ public final class KafkaSink: Sink, Service {
     ) async -> Int {
         var index = 0
         var backoff = Duration.microseconds(500)
+        let destination = self.client.destination(topic)
         while index < events.count {
             if self.state.withLockedValue({ $0.closed }) {
                 self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
                 return index
             }
-            let err = self.client.produce(events[index], topic: topic, tracker: tracker, index: firstIndex + index)
+            let err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index)
             switch err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 index += 1
