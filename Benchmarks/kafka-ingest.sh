@@ -13,9 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N="${N:-200000}"
+N="${N:-500000}"
 EVENTS_PER_REQUEST="${EVENTS_PER_REQUEST:-100}"
-CONNECTIONS="${CONNECTIONS:-8}"
+CONNECTIONS="${CONNECTIONS:-32}"
 SINGLE_REQUESTS="${SINGLE_REQUESTS:-20000}"
 export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
@@ -52,15 +52,24 @@ with open(f"{work}/single.json", "w") as f:
     f.write(event(0))
 PY
 
-now() { date +%s.%N; }
 rate() { python3 -c "print(round($1 / ($3 - $2)))"; }
 
 # (a) Reference: librdkafka via kcat, same producer settings as Sluice's defaults.
-start=$(now)
-kcat -P -b "$BROKER" -t bench-direct -X acks=all -X enable.idempotence=true -X compression.type=lz4 \
-    -X linger.ms=5 -l "$work/events.ndjson"
-end=$(now)
-direct=$(rate "$N" "$start" "$end")
+# Runs a command; prints its wall-clock seconds and CPU seconds (children's rusage).
+wall_and_cpu_of() { python3 -c 'import resource, subprocess, sys, time
+start = time.monotonic()
+subprocess.run(sys.argv[1:], check=True)
+wall = time.monotonic() - start
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, r.ru_utime + r.ru_stime)' "$@"; }
+# CPU seconds a running process has used so far.
+cpu_of_pid() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+per_event_us() { python3 -c "print(f'{($2 - $1) * 1e6 / $3:.2f}')"; }
+
+read -r kcat_wall kcat_cpu < <(wall_and_cpu_of kcat -P -b "$BROKER" -t bench-direct -X acks=all -X enable.idempotence=true \
+    -X compression.type=lz4 -X linger.ms=5 -l "$work/events.ndjson")
+direct=$(rate "$N" 0 "$kcat_wall")
+kcat_us=$(per_event_us 0 "$kcat_cpu" "$N")
 
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
@@ -94,7 +103,9 @@ run_hey() {  # requests body content-type topic
 
 # (b) NDJSON, EVENTS_PER_REQUEST events per request.
 requests=$((N / EVENTS_PER_REQUEST / CONNECTIONS * CONNECTIONS))
+cpu_before=$(cpu_of_pid "$sluice_pid")
 rps=$(run_hey "$requests" "$work/request.ndjson" application/x-ndjson bench-ndjson)
+sluice_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$((requests * EVENTS_PER_REQUEST))")
 batched=$(python3 -c "print(round($rps * $EVENTS_PER_REQUEST))")
 p99b=$(awk '/99% in/ {print $3 * 1000 " ms"}' "$work/hey.out")
 
@@ -107,8 +118,8 @@ ratio=$(python3 -c "print(f'{$batched / $direct:.2f}')")
 cat <<OUT
 date:                          $(date -u +%Y-%m-%d)
 events:                        $N x 200 B, $CONNECTIONS connections
-(a) kcat direct produce:       $direct events/s
-(b) Sluice NDJSON x$EVENTS_PER_REQUEST:        $batched events/s  (p99 $p99b per request)
+(a) kcat direct produce:       $direct events/s  ($kcat_us us CPU per event)
+(b) Sluice NDJSON x$EVENTS_PER_REQUEST:        $batched events/s  (p99 $p99b per request; $sluice_us us CPU per event in Sluice)
 (c) Sluice 1 event/request:    $single events/s  (p99 $p99s)
 ratio (b)/(a):                 $ratio
 OUT

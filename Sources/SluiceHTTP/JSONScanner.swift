@@ -164,6 +164,11 @@ struct JSONScanner {
         var i = start + 1
         let b = self.bytes
         while i < b.count {
+            // Skip 8 ordinary bytes at a time (no quote, backslash or control character).
+            while i + 8 <= b.count, !Self.mayHoldStringSpecial(b.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+                i += 8
+            }
+            guard i < b.count else { break }
             let c = b[i]
             if c == UInt8(ascii: "\"") { return i + 1 }
             if c == UInt8(ascii: "\\") {
@@ -186,6 +191,19 @@ struct JSONScanner {
             i += 1
         }
         throw SyntaxError(offset: start, message: "unterminated string")
+    }
+
+    /// Whether any of the 8 bytes in `word` is `"`, `\` or below 0x20 (may say yes for
+    /// bytes at or above 0x80; the byte loop then decides).
+    @inline(__always)
+    static func mayHoldStringSpecial(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        let quote = hasZeroByte(word ^ (ones &* 0x22))
+        let backslash = hasZeroByte(word ^ (ones &* 0x5C))
+        let control = (word &- ones &* 0x20) & ~word & highs != 0
+        return quote || backslash || control
     }
 
     private func skipArray(_ start: Int, depth: Int) throws(SyntaxError) -> Int {

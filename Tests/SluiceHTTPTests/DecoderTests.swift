@@ -30,6 +30,16 @@ import Testing
         #expect(Self.validate(text) != nil)
     }
 
+    @Test func longStringsAreScannedCorrectlyAroundEveryEightByteBoundary() {
+        for offset in 0..<17 {
+            let pad = String(repeating: "a", count: offset)
+            #expect(Self.validate("\"\(pad)é日本\(pad)\\\"\(pad)\"") == nil)
+            #expect(Self.validate("\"\(pad)\u{01}\(pad)\"") != nil, "control character after \(offset) bytes")
+            #expect(Self.validate("\"\(pad)\(pad)") != nil, "unterminated after \(offset) bytes")
+            #expect(Self.validate("[\"\(pad)\", \"\(pad)\\u0041\"]") == nil)
+        }
+    }
+
     @Test func findsTopLevelArrayElementsWithTheirExactBytes() throws {
         let text = #"[ {"a": 1} , "x",3,[4, 5] ]"#
         let bytes = Array(text.utf8)
