@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluiceCore
 
 /// A complete response. Sluice's own responses are small JSON documents, so they are built whole.
 public struct HTTPResponse: Sendable {
@@ -112,26 +113,7 @@ public struct JSONWriter: Sendable {
 
     private mutating func string(_ value: String) {
         var value = value
-        value.withUTF8 { utf8 in
-            self.bytes.append(UInt8(ascii: "\""))
-            // Fast path: nothing to escape (keys, codes, most messages).
-            if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-                self.bytes.append(contentsOf: utf8)
-            } else {
-                let hex = Array("0123456789abcdef".utf8)
-                for byte in utf8 {
-                    switch byte {
-                    case UInt8(ascii: "\""): self.bytes.append(contentsOf: [0x5C, 0x22])
-                    case UInt8(ascii: "\\"): self.bytes.append(contentsOf: [0x5C, 0x5C])
-                    case 0x0A: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                    case 0..<0x20:
-                        self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-                    default: self.bytes.append(byte)
-                    }
-                }
-            }
-            self.bytes.append(UInt8(ascii: "\""))
-        }
+        value.withUTF8 { JSONString.append($0, to: &self.bytes) }
     }
 
     /// Reserves room for about `count` more bytes.

@@ -325,7 +325,8 @@ struct JSONScanner {
         return value
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt8? {
+    /// The value of an ASCII hex digit.
+    static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10

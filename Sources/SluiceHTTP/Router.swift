@@ -106,17 +106,10 @@ func percentDecode<C: Collection>(_ bytes: C) -> String? where C.Element == UInt
             out.append(byte)
             continue
         }
-        guard let high = iterator.next().flatMap(hexDigit), let low = iterator.next().flatMap(hexDigit) else { return nil }
+        guard let high = iterator.next().flatMap(JSONScanner.hexValue), let low = iterator.next().flatMap(JSONScanner.hexValue) else {
+            return nil
+        }
         out.append(high << 4 | low)
     }
     return String(validating: out, as: UTF8.self)
-}
-
-private func hexDigit(_ c: UInt8) -> UInt8? {
-    switch c {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-    default: nil
-    }
 }

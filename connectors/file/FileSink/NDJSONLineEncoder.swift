@@ -7,19 +7,19 @@ enum NDJSONLineEncoder {
         out.append(contentsOf: #"{"ts":"#.utf8)
         out.append(contentsOf: String(timestamp).utf8)
         out.append(contentsOf: #","topic":"#.utf8)
-        appendString(topic.utf8, to: &out)
+        JSONString.append(topic.utf8, to: &out)
         out.append(contentsOf: #","key":"#.utf8)
         if let key = event.key {
-            key.withUnsafeReadableBytes { appendString($0, to: &out) }
+            key.withUnsafeReadableBytes { JSONString.append($0, to: &out) }
         } else {
             out.append(contentsOf: "null".utf8)
         }
         out.append(contentsOf: #","headers":{"#.utf8)
         for (i, header) in event.headers.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            appendString(header.name.utf8, to: &out)
+            JSONString.append(header.name.utf8, to: &out)
             out.append(UInt8(ascii: ":"))
-            appendString(header.value.utf8, to: &out)
+            JSONString.append(header.value.utf8, to: &out)
         }
         out.append(UInt8(ascii: "}"))
         if event.valueIsJSON {
@@ -47,24 +47,6 @@ enum NDJSONLineEncoder {
 
     private static func isSpace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
-    }
-
-    static func appendString<S: Sequence>(_ bytes: S, to out: inout [UInt8]) where S.Element == UInt8 {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        out.append(UInt8(ascii: "\""))
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0..<0x20:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 
     static func base64Encode(_ bytes: UnsafeRawBufferPointer) -> String {
