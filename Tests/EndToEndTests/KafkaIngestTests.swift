@@ -25,6 +25,9 @@ import Glibc
           - name: by-query
             match: { path: "/v1/q/{topic}", methods: [POST] }
             ingest: { sink: events, topic: "{topic}", key: "query:key" }
+          - name: big-events
+            match: { path: "/v1/big/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", max_event_bytes: 2MiB }
           - name: allow-listed
             match: { path: "/v1/only/{topic}", methods: [POST] }
             ingest: { sink: events, topic: "{topic}", topics_allowed: [orders] }
@@ -72,10 +75,15 @@ import Glibc
         let topic = uniqueTopic("ndjson-h2")
         let values = (0..<50).map { #"{"i":\#($0)}"# }
         let response = try curl(
-            ["--http2-prior-knowledge", "-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: h2", "\(sluice.baseURL)/v1/events/\(topic)"],
+            ["--http2-prior-knowledge", "-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: h2", "-H", "X-Tenant: t2",
+             "\(sluice.baseURL)/v1/events/\(topic)"],
             body: Data(values.joined(separator: "\n").utf8))
         #expect(response.httpVersion == "2")
-        _ = try self.expectDelivered(response, topic: topic, values: values) { _ in "h2" }
+        let records = try self.expectDelivered(response, topic: topic, values: values) { _ in "h2" }
+        for record in records {
+            #expect(record.headers.map(\.0) == ["X-Tenant"])
+            #expect(record.headers.map(\.1) == ["t2"])
+        }
     }
 
     @Test func jsonArrayIsOneEventPerElementOverBothProtocols() async throws {
@@ -93,12 +101,16 @@ import Glibc
 
     @Test func jsonObjectAndRawBodiesAreOneEventEach() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
-        let objectTopic = uniqueTopic("object")
-        let object = #"{"whole": {"nested": [1, 2]}}"#
-        let objectResponse = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(objectTopic)"], body: Data(object.utf8))
-        _ = try self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
-
         for http2 in [false, true] {
+            let objectTopic = uniqueTopic(http2 ? "object-h2" : "object-h1")
+            let object = #"{"whole": {"nested": [1, 2]}}"#
+            let objectResponse = try curl(
+                (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(objectTopic)"],
+                body: Data(object.utf8))
+            #expect(objectResponse.httpVersion == (http2 ? "2" : "1.1"))
+            _ = try self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
+
+
             let rawTopic = uniqueTopic(http2 ? "raw-h2" : "raw-h1")
             let raw = "plain text, not JSON\nsecond line stays in the same event"
             let rawResponse = try curl(
@@ -135,6 +147,31 @@ import Glibc
         #expect(records.count == lines.count)
         #expect(records.first?.value == lines.first)
         #expect(records.last?.value == lines.last)
+    }
+
+    @Test func anEventKafkaRefusesFailsAloneAndTheResponseIsNot2xx() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("refused")
+        // The route allows 2 MiB events; the producer's message.max.bytes (1 MB) refuses this one.
+        let big = #"{"blob":""# + String(repeating: "b", count: 1_200_000) + #""}"#
+        let body = [#"{"n":1}"#, big, #"{"n":3}"#].joined(separator: "\n")
+        let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/big/\(topic)"], body: Data(body.utf8))
+        #expect(response.status == 413, "body: \(response.body.prefix(400))")
+        #expect(response.json["accepted"] as? Int == 2)
+        #expect(response.json["failed"] as? Int == 1)
+        let results = response.json["results"] as? [[String: Any]] ?? []
+        #expect(results.count == 3)
+        let failure = results.count == 3 ? results[1]["error"] as? [String: Any] : nil
+        #expect(failure?["code"] as? String == "kafka_msg_size_too_large")
+        #expect(failure?["retryable"] as? Bool == false)
+        // Exactly the two accepted events are in the topic, where the response said.
+        let records = try consume(topic, expecting: 2)
+        #expect(records.map(\.value) == [#"{"n":1}"#, #"{"n":3}"#])
+        let receipts = response.receipts
+        #expect(receipts.count == 2)
+        for (record, receipt) in zip(records, receipts) {
+            #expect(record.partition == receipt.partition && record.offset == receipt.offset)
+        }
     }
 
     @Test func http1KeepAliveServesSeveralRequestsOnOneConnection() async throws {
