@@ -110,7 +110,6 @@ import Glibc
             #expect(objectResponse.httpVersion == (http2 ? "2" : "1.1"))
             _ = try self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
 
-
             let rawTopic = uniqueTopic(http2 ? "raw-h2" : "raw-h1")
             let raw = "plain text, not JSON\nsecond line stays in the same event"
             let rawResponse = try curl(
