@@ -4,18 +4,21 @@
 #   (a) reference: kcat produces N 200-byte events straight to the broker
 #   (b) the same N events POSTed to Sluice as NDJSON, EVENTS_PER_REQUEST per request,
 #       CONNECTIONS concurrent connections (ack: sink: every response waits for the broker)
+#   (b') the same over HTTP/2 (H2_CONNECTIONS connections x H2_STREAMS concurrent streams)
 #   (c) one event per request, SINGLE_REQUESTS requests
 #
 # Prints events/s for each and the ratio (b)/(a). Everything runs on 127.0.0.1, bounded by
 # request counts. Both producers use the same librdkafka settings (acks=all, idempotence, lz4,
 # linger.ms=5). Usage: Benchmarks/kafka-ingest.sh   (env: N, EVENTS_PER_REQUEST, CONNECTIONS,
-# SINGLE_REQUESTS, KAFKA_PORT, SLUICE_PORT)
+# H2_CONNECTIONS, H2_STREAMS, SINGLE_REQUESTS, KAFKA_PORT, SLUICE_PORT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-500000}"
 EVENTS_PER_REQUEST="${EVENTS_PER_REQUEST:-100}"
-CONNECTIONS="${CONNECTIONS:-32}"
+CONNECTIONS="${CONNECTIONS:-64}"
+H2_CONNECTIONS="${H2_CONNECTIONS:-8}"
+H2_STREAMS="${H2_STREAMS:-8}"
 SINGLE_REQUESTS="${SINGLE_REQUESTS:-20000}"
 export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
@@ -90,36 +93,47 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || { echo "sluice not ready"; cat "$work/sluice.log"; exit 1; }
 
-# hey sends exactly -n requests (a multiple of -c); every one must be answered 200 for the run to count.
-run_hey() {  # requests body content-type topic
-    hey -n "$1" -c "$CONNECTIONS" -m POST -T "$3" -D "$2" "http://127.0.0.1:$SLUICE_PORT/v1/events/$4" >"$work/hey.out"
-    if ! grep -q "\[200\]	$1 responses" "$work/hey.out"; then
-        echo "not every request was answered 200:" >&2
-        cat "$work/hey.out" >&2
+# h2load (nghttp2, C) sends exactly -n requests and costs the shared CPU little; every request
+# must be answered 2xx for the run to count. Prints requests/s; leaves the report in load.out.
+run_load() {  # requests body content-type topic [h2]
+    local proto=(--h1 -c "$CONNECTIONS")
+    [[ "${5:-}" == h2 ]] && proto=(-c "$H2_CONNECTIONS" -m "$H2_STREAMS")
+    h2load "${proto[@]}" -n "$1" -d "$2" -H "content-type: $3" "http://127.0.0.1:$SLUICE_PORT/v1/events/$4" >"$work/load.out" 2>&1
+    if ! grep -q "status codes: $1 2xx" "$work/load.out"; then
+        echo "not every request was answered 2xx:" >&2
+        cat "$work/load.out" >&2
         exit 1
     fi
-    awk '/Requests\/sec/ {print $2}' "$work/hey.out"
+    awk '/finished in/ {print $4}' "$work/load.out"
 }
+latency() { awk '/time for request:/ {print "mean " $6 ", max " $5}' "$work/load.out"; }  # h2load: min max mean sd
 
-# (b) NDJSON, EVENTS_PER_REQUEST events per request.
-requests=$((N / EVENTS_PER_REQUEST / CONNECTIONS * CONNECTIONS))
+# (b) NDJSON, EVENTS_PER_REQUEST events per request, HTTP/1.1.
+requests=$((N / EVENTS_PER_REQUEST))
 cpu_before=$(cpu_of_pid "$sluice_pid")
-rps=$(run_hey "$requests" "$work/request.ndjson" application/x-ndjson bench-ndjson)
-sluice_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$((requests * EVENTS_PER_REQUEST))")
+rps=$(run_load "$requests" "$work/request.ndjson" application/x-ndjson bench-ndjson)
+sluice_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
 batched=$(python3 -c "print(round($rps * $EVENTS_PER_REQUEST))")
-p99b=$(awk '/99% in/ {print $3 * 1000 " ms"}' "$work/hey.out")
+latb=$(latency)
+
+# (b') the same over HTTP/2: H2_CONNECTIONS connections x H2_STREAMS concurrent streams.
+rps2=$(run_load "$requests" "$work/request.ndjson" application/x-ndjson bench-ndjson-h2 h2)
+batched2=$(python3 -c "print(round($rps2 * $EVENTS_PER_REQUEST))")
 
 # (c) One event per request.
-single=$(run_hey "$((SINGLE_REQUESTS / CONNECTIONS * CONNECTIONS))" "$work/single.json" application/json bench-single)
+single=$(run_load "$SINGLE_REQUESTS" "$work/single.json" application/json bench-single)
 single=$(python3 -c "print(round($single))")
-p99s=$(awk '/99% in/ {print $3 * 1000 " ms"}' "$work/hey.out")
+lats=$(latency)
 
 ratio=$(python3 -c "print(f'{$batched / $direct:.2f}')")
+ratio2=$(python3 -c "print(f'{$batched2 / $direct:.2f}')")
 cat <<OUT
 date:                          $(date -u +%Y-%m-%d)
-events:                        $N x 200 B, $CONNECTIONS connections
+events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HTTP/2 $H2_CONNECTIONS x $H2_STREAMS streams
 (a) kcat direct produce:       $direct events/s  ($kcat_us us CPU per event)
-(b) Sluice NDJSON x$EVENTS_PER_REQUEST:        $batched events/s  (p99 $p99b per request; $sluice_us us CPU per event in Sluice)
-(c) Sluice 1 event/request:    $single events/s  (p99 $p99s)
+(b) Sluice NDJSON x$EVENTS_PER_REQUEST h1:     $batched events/s  (request time $latb; $sluice_us us CPU per event in Sluice)
+(b') Sluice NDJSON x$EVENTS_PER_REQUEST h2:    $batched2 events/s
+(c) Sluice 1 event/request:    $single events/s  (request time $lats)
 ratio (b)/(a):                 $ratio
+ratio (b')/(a):                $ratio2
 OUT

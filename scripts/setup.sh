@@ -11,7 +11,6 @@ command -v kcat >/dev/null || need_apt+=(kcat)
 command -v curl >/dev/null || need_apt+=(curl)
 curl --version 2>/dev/null | grep -q HTTP2 || need_apt+=(curl)
 if [[ "${1:-}" == "bench" ]]; then
-    command -v hey >/dev/null || need_apt+=(hey)
     command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 fi
 if ((${#need_apt[@]})); then
