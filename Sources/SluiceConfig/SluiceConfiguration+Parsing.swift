@@ -139,8 +139,19 @@ extension SluiceConfiguration {
     }
 
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {
-        guard let fields = r.mapping(node, path, allowed: ["name", "kafka", "file"]) else { return (nil, nil) }
+        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file"]) else {
+            return (nil, nil)
+        }
         let name = readName(fields, path, r)
+        var maxBytes = SinkConfig.defaultMaxInFlightBytes
+        var maxEvents = SinkConfig.defaultMaxInFlightEvents
+        var limitsOK = true
+        if let (n, p) = fields["max_in_flight_bytes"] {
+            if let value = r.size(n, p, min: 1024) { maxBytes = value } else { limitsOK = false }
+        }
+        if let (n, p) = fields["max_in_flight_events"] {
+            if let value = r.integer(n, p, range: 1...10_000_000) { maxEvents = value } else { limitsOK = false }
+        }
         let kinds = ["kafka", "file"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
             r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
@@ -154,8 +165,8 @@ extension SluiceConfiguration {
         } else {
             kind = nil
         }
-        guard let name, let kind else { return (name, nil) }
-        return (name, SinkConfig(name: name, kind: kind))
+        guard let name, let kind, limitsOK else { return (name, nil) }
+        return (name, SinkConfig(name: name, kind: kind, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents))
     }
 
     private static func readKafka(_ node: Node, _ path: String, _ r: ConfigReader) -> KafkaSinkConfig? {

@@ -44,6 +44,13 @@ public struct AdminConfig: Sendable {
 public struct SinkConfig: Sendable {
     public var name: String
     public var kind: Kind
+    /// Bytes (event values, keys and headers) handed to the sink whose fate is not yet known.
+    public var maxInFlightBytes: Int
+    /// Events handed to the sink whose fate is not yet known.
+    public var maxInFlightEvents: Int
+
+    public static let defaultMaxInFlightBytes = 32 * 1024 * 1024
+    public static let defaultMaxInFlightEvents = 50_000
 
     public enum Kind: Sendable {
         case kafka(KafkaSinkConfig)

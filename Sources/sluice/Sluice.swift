@@ -57,14 +57,16 @@ struct Run: AsyncParsableCommand {
         var sinks: [String: any Sink] = [:]
         var sinkServices: [any Service] = []
         for sinkConfig in configuration.sinks {
+            let budget = InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents)
             do {
                 switch sinkConfig.kind {
                 case .kafka(let kafka):
-                    let sink = try KafkaSink(name: sinkConfig.name, config: kafka, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
+                    let sink = try KafkaSink(
+                        name: sinkConfig.name, config: kafka, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
                     sinks[sinkConfig.name] = sink
                     sinkServices.append(sink)
                 case .file(let file):
-                    let sink = try FileSink(name: sinkConfig.name, config: file, logger: logger)
+                    let sink = try FileSink(name: sinkConfig.name, config: file, budget: budget, logger: logger)
                     sinks[sinkConfig.name] = sink
                     sinkServices.append(sink)
                 }

@@ -173,6 +173,38 @@ import Glibc
         }
     }
 
+    @Test func aSaturatedSinkAnswers503WithRetryAfterOnceMaxWaitPasses() async throws {
+        // A budget of one event, held for a 1.5 s linger; the request may wait 300 ms for room.
+        let config = """
+            listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+            admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+            sinks:
+              - name: slow
+                max_in_flight_events: 1
+                kafka: { bootstrap_servers: ["{KAFKA}"], properties: { linger.ms: "1500" } }
+            routes:
+              - name: ingest
+                match: { path: "/v1/events/{topic}", methods: [POST] }
+                ingest: { sink: slow, topic: "{topic}", max_wait: 300ms }
+            """
+        let sluice = try await SluiceProcess(config: config)
+        let topic = uniqueTopic("saturated")
+        let response = try curl(
+            ["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{\"n\":1}\n{\"n\":2}\n".utf8))
+        #expect(response.status == 503, "body: \(response.body)")
+        #expect(response.headers.lowercased().contains("retry-after: 1"))
+        let error = response.json["error"] as? [String: Any]
+        #expect(error?["code"] as? String == "sink_saturated")
+        #expect(error?["sink"] as? String == "slow")
+        #expect(response.json["accepted"] as? Int == 1)
+        let results = response.json["results"] as? [[String: Any]] ?? []
+        #expect(results.count == 2)
+        #expect(results.first?["offset"] as? Int != nil, "the first event was delivered")
+        #expect((results.last?["error"] as? [String: Any])?["code"] as? String == "sink_saturated")
+        let records = try consume(topic, expecting: 1)
+        #expect(records.map(\.value) == [#"{"n":1}"#], "only the acknowledged event is in the topic")
+    }
+
     @Test func http1KeepAliveServesSeveralRequestsOnOneConnection() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("keepalive")

@@ -18,27 +18,22 @@ public final class FileSink: Sink, Service {
     private let logger: Logger
     private let queue: DispatchQueue
     private let writer: SegmentWriterBox
-    private let state = NIOLockedValueBox(State())
-    /// Bytes handed to the writer queue and not yet written: the sink's bounded queue.
-    private let maxPendingBytes: Int
+    private let closed = NIOLockedValueBox(false)
+    /// Lines handed to the writer queue and not yet written (and fsynced).
+    public let budget: InFlightBudget
 
-    private struct State {
-        var pendingBytes = 0
-        var closed = false
-    }
-
-    public init(name: String, config: FileSinkConfig, maxPendingBytes: Int = 64 * 1024 * 1024, logger: Logger) throws {
+    public init(name: String, config: FileSinkConfig, budget: InFlightBudget, logger: Logger) throws {
         self.name = name
         self.config = config
         var logger = logger
         logger[metadataKey: "sink"] = "\(name)"
         self.logger = logger
-        self.maxPendingBytes = maxPendingBytes
+        self.budget = budget
         self.queue = DispatchQueue(label: "sluice.file-sink.\(name)")
         self.writer = SegmentWriterBox(try SegmentWriter(directory: config.directory, segmentBytes: config.segmentBytes))
     }
 
-    public var isReady: Bool { !self.state.withLockedValue { $0.closed } }
+    public var isReady: Bool { !self.closed.withLockedValue { $0 } }
 
     public func enqueue(
         _ events: [Event],
@@ -55,35 +50,20 @@ public final class FileSink: Sink, Service {
             NDJSONLineEncoder.append(event, topic: topic, timestamp: now, to: &lines)
         }
         let size = lines.count
-        // Wait for room in the bounded queue.
-        while true {
-            let outcome: Bool? = self.state.withLockedValue { state in
-                if state.closed { return nil }
-                if state.pendingBytes == 0 || state.pendingBytes + size <= self.maxPendingBytes {
-                    state.pendingBytes += size
-                    return true
-                }
-                return false
-            }
-            switch outcome {
-            case nil:
-                self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
-                return 0
-            case true?:
-                break
-            case false?:
-                if ContinuousClock.now >= deadline {
-                    self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
-                    return 0
-                }
-                try? await Task.sleep(for: .milliseconds(2))
-                continue
-            }
-            break
+        if self.closed.withLockedValue({ $0 }) {
+            self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
+            return 0
+        }
+        // The batch's share of the in-flight budget, held until it is written.
+        if !self.budget.tryAcquire(bytes: size, events: events.count),
+            !(await self.budget.acquire(bytes: size, events: events.count, deadline: deadline))
+        {
+            self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+            return 0
         }
         let count = events.count
         let policy = self.config.fsync
-        self.queue.async { [writer, state, logger, lines] in
+        self.queue.async { [writer, budget, logger, lines] in
             do throws(FileSinkError) {
                 let first = try writer.value.append(lines, count: count, fsyncPolicy: policy)
                 for i in 0..<count {
@@ -95,7 +75,7 @@ public final class FileSink: Sink, Service {
                     tracker.complete(firstIndex + i, with: .failed(error.deliveryFailure))
                 }
             }
-            state.withLockedValue { $0.pendingBytes -= size }
+            budget.release(bytes: size, events: count)
         }
         return count
     }
@@ -113,7 +93,7 @@ public final class FileSink: Sink, Service {
 
     /// Stops accepting events, writes what is queued and fsyncs.
     public func shutdown() async {
-        self.state.withLockedValue { $0.closed = true }
+        self.closed.withLockedValue { $0 = true }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             self.queue.async { [writer, logger] in
                 do {

@@ -11,6 +11,8 @@ import Testing
         return path
     }
 
+    static func budget() -> InFlightBudget { InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000) }
+
     static func write(_ sink: FileSink, _ events: [Event], topic: String = "t") async -> [DeliveryResult] {
         let tracker = DeliveryTracker()
         let first = tracker.reserve(events.count)
@@ -29,7 +31,7 @@ import Testing
     @Test func writesOneLinePerEventAndReportsOffsets() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), logger: Logger(label: "t"))
+        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
         let results = await Self.write(sink, [
             Event(value: ByteBuffer(string: "{\"a\":\n 1}"), key: ByteBuffer(string: "k\"1"), headers: [EventHeader(name: "h", value: "v")], valueIsJSON: true),
             Event(value: ByteBuffer(bytes: [0, 1, 2, 255])),
@@ -49,7 +51,7 @@ import Testing
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), logger: Logger(label: "t"))
+            let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
             _ = await Self.write(sink, (0..<3).map { Event(value: ByteBuffer(string: "\($0)"), valueIsJSON: true) })
             await sink.shutdown()
         }
@@ -60,7 +62,7 @@ import Testing
         handle.write(Data(#"{"ts":1,"topic":"#.utf8))
         handle.closeFile()
 
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), logger: Logger(label: "t"))
+        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
         let results = await Self.write(sink, [Event(value: ByteBuffer(string: "3"), valueIsJSON: true)])
         #expect(results == [.delivered(DeliveryReceipt(partition: 0, offset: 3))])
         #expect(try Self.lines(in: directory).count == 4)
@@ -70,7 +72,7 @@ import Testing
     @Test func rotatesSegmentsBySizeAndNamesThemByFirstOffset() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory, segmentBytes: 4096, fsync: .never), logger: Logger(label: "t"))
+        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory, segmentBytes: 4096, fsync: .never), budget: Self.budget(), logger: Logger(label: "t"))
         let payload = String(repeating: "x", count: 1000)
         for _ in 0..<10 {
             _ = await Self.write(sink, [Event(value: ByteBuffer(string: payload))])

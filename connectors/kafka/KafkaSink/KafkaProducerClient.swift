@@ -25,22 +25,26 @@ final class KafkaProducerClient: @unchecked Sendable {
     /// State reachable from librdkafka's C callbacks.
     final class CallbackContext: Sendable {
         let logger: Logger
+        let budget: InFlightBudget
         let brokersDown = NIOLockedValueBox(false)
-        init(logger: Logger) { self.logger = logger }
+        init(logger: Logger, budget: InFlightBudget) {
+            self.logger = logger
+            self.budget = budget
+        }
     }
 
-    init(config: KafkaSinkConfig, logger: Logger) throws {
+    init(properties: [KafkaProperty], budget: InFlightBudget, logger: Logger) throws {
         self.logger = logger
         guard let conf = rd_kafka_conf_new() else {
             throw KafkaClientSetupError(message: "librdkafka could not allocate a configuration")
         }
-        for property in config.effectiveProperties {
+        for property in properties {
             if let problem = KafkaSinkConfig.apply(property, to: conf) {
                 rd_kafka_conf_destroy(conf)
                 throw KafkaClientSetupError(message: "property \(property.name): \(problem)")
             }
         }
-        let context = Unmanaged.passRetained(CallbackContext(logger: logger))
+        let context = Unmanaged.passRetained(CallbackContext(logger: logger, budget: budget))
         rd_kafka_conf_set_opaque(conf, context.toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryReport)
         rd_kafka_conf_set_error_cb(conf, kafkaError)
@@ -93,8 +97,9 @@ final class KafkaProducerClient: @unchecked Sendable {
 
     /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report completes
     /// `tracker[index]` later. On an error the slot is not completed.
-    func produce(_ event: Event, to destination: Destination, tracker: DeliveryTracker, index: Int) -> rd_kafka_resp_err_t {
-        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index))
+    /// The ticket carries the event's budget share; the delivery report gives it back.
+    func produce(_ event: Event, to destination: Destination, tracker: DeliveryTracker, index: Int, size: Int) -> rd_kafka_resp_err_t {
+        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index, size: size))
         let err: rd_kafka_resp_err_t
         switch destination {
         case .handle(let handle):
@@ -239,9 +244,12 @@ struct KafkaClientSetupError: Error, CustomStringConvertible {
 final class KafkaDeliveryTicket {
     let tracker: DeliveryTracker
     let index: Int
-    init(tracker: DeliveryTracker, index: Int) {
+    /// The event's share of the in-flight budget.
+    let size: Int
+    init(tracker: DeliveryTracker, index: Int, size: Int) {
         self.tracker = tracker
         self.index = index
+        self.size = size
     }
 }
 
@@ -283,9 +291,13 @@ private func withHeaderArena<R>(_ headers: [EventHeader], _ body: ([HeaderSpan])
 
 private let kafkaDeliveryReport:
     @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
-        _, message, _ in
+        _, message, contextOpaque in
         guard let message, let opaque = message.pointee._private else { return }
         let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
+        if let contextOpaque {
+            Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(contextOpaque).takeUnretainedValue()
+                .budget.release(bytes: ticket.size)
+        }
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
             ticket.tracker.complete(

@@ -8,8 +8,11 @@ public import SluiceCore
 /// Delivers events to Apache Kafka through one librdkafka producer shared by every route.
 ///
 /// Delivery: with the defaults (`acks=all`, idempotence on) an event is reported
-/// delivered only when every in-sync replica has it. The producer's queue is bounded;
-/// when it is full `enqueue` waits, up to the caller's deadline.
+/// delivered only when every in-sync replica has it.
+///
+/// Backpressure: each event takes its share of the sink's in-flight budget before it is
+/// produced and gives it back in its delivery report. When the budget is spent `enqueue`
+/// waits, up to the caller's deadline — and the request waiting in it reads no more body.
 ///
 /// Lifecycle: as a `Service`, the sink runs until graceful shutdown, then flushes what
 /// is queued for at most `flushTimeout`; whatever is left fails as retryable.
@@ -18,6 +21,7 @@ public final class KafkaSink: Sink, Service {
     private let client: KafkaProducerClient
     private let logger: Logger
     private let flushTimeout: Duration
+    public let budget: InFlightBudget
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -25,14 +29,18 @@ public final class KafkaSink: Sink, Service {
         var closed = false
     }
 
-    public init(name: String, config: KafkaSinkConfig, flushTimeout: Duration, logger: Logger) throws {
+    /// - Parameter budget: the sink's in-flight budget; each event holds its share from
+    ///   `enqueue` until its delivery report.
+    public init(name: String, config: KafkaSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger) throws {
         self.name = name
         var logger = logger
         logger[metadataKey: "sink"] = "\(name)"
         self.logger = logger
         self.flushTimeout = flushTimeout
-        self.client = try KafkaProducerClient(config: config, logger: logger)
-        let shown = config.effectiveProperties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
+        self.budget = budget
+        let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
+        self.client = try KafkaProducerClient(properties: properties, budget: budget, logger: logger)
+        let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
 
@@ -55,21 +63,31 @@ public final class KafkaSink: Sink, Service {
                 self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
                 return index
             }
-            let err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index)
+            // The event's share of the in-flight budget, held until its delivery report.
+            let size = events[index].size
+            if !self.budget.tryAcquire(bytes: size), !(await self.budget.acquire(bytes: size, deadline: deadline)) {
+                self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+                return index
+            }
+            var err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+            // librdkafka's queue is sized to twice the budget, so it is full only when the
+            // budget was raised past it; wait for delivery reports to drain it.
+            while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .milliseconds(20))
+                err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+            }
+            backoff = .microseconds(500)
             switch err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 index += 1
-                backoff = .microseconds(500)
             case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                // The bounded producer queue is full: wait for delivery reports to drain it.
-                if ContinuousClock.now >= deadline {
-                    self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
-                    return index
-                }
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .milliseconds(20))
+                self.budget.release(bytes: size)
+                self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+                return index
             default:
                 // This event alone was refused (too large, bad topic, ...); the rest may proceed.
+                self.budget.release(bytes: size)
                 tracker.complete(firstIndex + index, with: .failed(KafkaSinkError(err).deliveryFailure))
                 index += 1
             }

@@ -23,10 +23,17 @@ public struct KafkaSinkConfig: Sendable, Equatable {
         KafkaProperty("enable.idempotence", "true"),
         KafkaProperty("compression.type", "lz4"),
         KafkaProperty("linger.ms", "5"),
-        // librdkafka's own default is 1 GiB; a gateway should not hold that much per sink.
-        KafkaProperty("queue.buffering.max.kbytes", "65536"),
-        KafkaProperty("queue.buffering.max.messages", "100000"),
     ]
+
+    /// librdkafka's local queue, sized to hold twice the sink's in-flight budget so that the
+    /// budget, not a full queue, is what slows producers down. (librdkafka's own default is
+    /// 1 GiB, more than a gateway should hold per sink.)
+    public static func queueProperties(maxInFlightBytes: Int, maxInFlightEvents: Int) -> [KafkaProperty] {
+        [
+            KafkaProperty("queue.buffering.max.kbytes", String(min(max(2 * maxInFlightBytes / 1024, 1024), 2_097_151))),
+            KafkaProperty("queue.buffering.max.messages", String(min(max(2 * maxInFlightEvents, 1000), 2_147_483_647))),
+        ]
+    }
 
     /// Properties that have their own config key and may not be set through `properties`.
     public static let reservedProperties: [String: String] = [
@@ -37,8 +44,9 @@ public struct KafkaSinkConfig: Sendable, Equatable {
     ]
 
     /// Every property handed to librdkafka, in the order it is applied.
-    public var effectiveProperties: [KafkaProperty] {
+    public func effectiveProperties(maxInFlightBytes: Int, maxInFlightEvents: Int) -> [KafkaProperty] {
         var result = Self.defaultProperties
+        result.append(contentsOf: Self.queueProperties(maxInFlightBytes: maxInFlightBytes, maxInFlightEvents: maxInFlightEvents))
         result.append(KafkaProperty("bootstrap.servers", self.bootstrapServers.joined(separator: ",")))
         let timeoutMS = self.deliveryTimeout.components.seconds * 1000
             + self.deliveryTimeout.components.attoseconds / 1_000_000_000_000_000

@@ -7,12 +7,12 @@ import Testing
 /// KafkaSink against librdkafka's in-process mock cluster: the real producer path
 /// (produceva, delivery reports, purge) without a broker. Broker integration is in EndToEndTests.
 @Suite struct KafkaSinkMockClusterTests {
-    func makeSink(_ extra: [KafkaProperty] = []) throws -> KafkaSink {
+    func makeSink(_ extra: [KafkaProperty] = [], budget: InFlightBudget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)) throws -> KafkaSink {
         let config = KafkaSinkConfig(
             bootstrapServers: ["127.0.0.1:1"],
             properties: [KafkaProperty("test.mock.num.brokers", "1")] + extra,
             deliveryTimeout: .seconds(5))
-        return try KafkaSink(name: "mock", config: config, flushTimeout: .seconds(2), logger: Logger(label: "test"))
+        return try KafkaSink(name: "mock", config: config, budget: budget, flushTimeout: .seconds(2), logger: Logger(label: "test"))
     }
 
     @Test func deliversEveryEventWithItsOffsetInOrder() async throws {
@@ -73,9 +73,10 @@ import Testing
         #expect(!sink.isReady)
     }
 
-    @Test func waitsForRoomAndThenGivesUpAtTheDeadlineWhenTheQueueIsFull() async throws {
-        // A queue of 5 messages and a linger long enough that nothing drains during the test.
-        let sink = try self.makeSink([KafkaProperty("queue.buffering.max.messages", "5"), KafkaProperty("linger.ms", "2000")])
+    @Test func waitsForBudgetAndThenGivesUpAtTheDeadline() async throws {
+        // A budget of 5 events and a linger long enough that nothing is delivered during the test.
+        let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 5)
+        let sink = try self.makeSink([KafkaProperty("linger.ms", "2000")], budget: budget)
         let tracker = DeliveryTracker()
         let events = (0..<8).map { Event(value: ByteBuffer(string: "e\($0)")) }
         let first = tracker.reserve(events.count)
@@ -88,6 +89,37 @@ import Testing
         for index in 5..<8 {
             #expect(results[index] == .failed(.queueFull(sink: "mock")))
         }
+        #expect(budget.inFlight == (0, 0), "delivery reports gave every share back")
+        await sink.shutdown()
+    }
+
+    @Test func givesBudgetBackForEveryDeliveredOrRefusedEvent() async throws {
+        let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)
+        let sink = try self.makeSink([KafkaProperty("message.max.bytes", "2000")], budget: budget)
+        let tracker = DeliveryTracker()
+        let events = [Event(value: ByteBuffer(string: "ok")), Event(value: ByteBuffer(repeating: 1, count: 5000))]
+        let first = tracker.reserve(events.count)
+        _ = await sink.enqueue(events, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .seconds(5))
+        tracker.seal()
+        _ = await tracker.results()
+        #expect(budget.inFlight == (0, 0))
+        await sink.shutdown()
+    }
+
+    @Test func aFullQueueBehindARaisedBudgetStillEndsAtTheDeadline() async throws {
+        // The user raised the budget past librdkafka's queue: QUEUE_FULL is the bound then.
+        let sink = try self.makeSink(
+            [KafkaProperty("queue.buffering.max.messages", "5"), KafkaProperty("linger.ms", "2000")],
+            budget: InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000))
+        let tracker = DeliveryTracker()
+        let events = (0..<8).map { Event(value: ByteBuffer(string: "e\($0)")) }
+        let first = tracker.reserve(events.count)
+        let taken = await sink.enqueue(events, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .milliseconds(300))
+        #expect(taken == 5)
+        tracker.seal()
+        let results = await tracker.results()
+        #expect(results[5] == .failed(.queueFull(sink: "mock")))
+        #expect(sink.budget.inFlight == (0, 0))
         await sink.shutdown()
     }
 }

@@ -1,0 +1,67 @@
+import SluiceCore
+import Testing
+
+@Suite struct InFlightBudgetTests {
+    @Test func takesUntilEitherBoundIsReached() {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 3)
+        #expect(budget.tryAcquire(bytes: 60))
+        #expect(!budget.tryAcquire(bytes: 50), "bytes bound")
+        #expect(budget.tryAcquire(bytes: 10))
+        #expect(budget.tryAcquire(bytes: 10))
+        #expect(!budget.tryAcquire(bytes: 1), "events bound")
+        #expect(budget.inFlight == (80, 3))
+        budget.release(bytes: 60)
+        #expect(budget.tryAcquire(bytes: 50))
+    }
+
+    @Test func anOversizedAmountPassesOnlyWhenNothingIsInFlight() {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
+        #expect(budget.tryAcquire(bytes: 1000))
+        #expect(!budget.tryAcquire(bytes: 1))
+        budget.release(bytes: 1000)
+        #expect(budget.inFlight == (0, 0))
+    }
+
+    @Test func aWaiterIsLetInWhenBudgetIsReleased() async {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
+        #expect(budget.tryAcquire(bytes: 100))
+        let waiter = Task { await budget.acquire(bytes: 40, deadline: .now + .seconds(10)) }
+        while budget.waiting == 0 { await Task.yield() }
+        #expect(!budget.tryAcquire(bytes: 1), "nobody jumps the queue while someone waits")
+        budget.release(bytes: 100)
+        #expect(await waiter.value)
+        #expect(budget.inFlight == (40, 1))
+    }
+
+    @Test func aWaitEndsAtItsDeadlineWithNothingTaken() async {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
+        #expect(budget.tryAcquire(bytes: 100))
+        let started = ContinuousClock.now
+        let granted = await budget.acquire(bytes: 10, deadline: .now + .milliseconds(100))
+        #expect(!granted)
+        #expect(ContinuousClock.now - started >= .milliseconds(100))
+        #expect(budget.inFlight == (100, 1))
+        #expect(budget.waiting == 0)
+    }
+
+    @Test func anExpiredBigWaiterStopsBlockingSmallerOnesBehindIt() async {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
+        #expect(budget.tryAcquire(bytes: 50))
+        let big = Task { await budget.acquire(bytes: 80, deadline: .now + .milliseconds(50)) }
+        while budget.waiting == 0 { await Task.yield() }
+        let small = Task { await budget.acquire(bytes: 10, deadline: .now + .seconds(10)) }
+        #expect(await big.value == false)
+        #expect(await small.value == true)
+        #expect(budget.inFlight == (60, 2))
+    }
+
+    @Test func cancellationEndsAWait() async {
+        let budget = InFlightBudget(maxBytes: 10, maxEvents: 10)
+        #expect(budget.tryAcquire(bytes: 10))
+        let waiter = Task { await budget.acquire(bytes: 5, deadline: .now + .seconds(30)) }
+        while budget.waiting == 0 { await Task.yield() }
+        waiter.cancel()
+        #expect(await waiter.value == false)
+        #expect(budget.waiting == 0)
+    }
+}
