@@ -10,9 +10,7 @@ pkg-config --exists rdkafka 2>/dev/null || need_apt+=(librdkafka-dev)
 command -v kcat >/dev/null || need_apt+=(kcat)
 command -v curl >/dev/null || need_apt+=(curl)
 curl --version 2>/dev/null | grep -q HTTP2 || need_apt+=(curl)
-if [[ "${1:-}" == "bench" ]]; then
-    command -v h2load >/dev/null || need_apt+=(nghttp2-client)
-fi
+command -v nghttp >/dev/null || need_apt+=(nghttp2-client)   # nghttp (tests), h2load (benchmarks)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

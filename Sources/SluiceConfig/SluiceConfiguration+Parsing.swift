@@ -129,13 +129,33 @@ extension SluiceConfiguration {
     }
 
     private static func readListener(_ node: Node, _ path: String, _ r: ConfigReader) -> ListenerConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["name", "address", "idle_timeout"]) else { return nil }
+        let allowed = ["name", "address", "idle_timeout", "body_read_timeout", "max_header_bytes", "max_connections", "max_concurrent_streams"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let name = readName(fields, path, r)
         let address = r.required(fields["address"], in: path, key: "address") { r.address($0, $1) }
-        var idle = Duration.seconds(60)
-        if let (n, p) = fields["idle_timeout"], let value = r.duration(n, p, min: .milliseconds(1)) { idle = value }
-        guard let name, let address else { return nil }
-        return ListenerConfig(name: name, address: address, idleTimeout: idle)
+        var listener = ListenerConfig(
+            name: name ?? "", address: address ?? SocketAddressConfig(host: "", port: 0),
+            idleTimeout: ListenerConfig.defaultIdleTimeout, bodyReadTimeout: ListenerConfig.defaultBodyReadTimeout,
+            maxHeaderBytes: ListenerConfig.defaultMaxHeaderBytes, maxConnections: ListenerConfig.defaultMaxConnections,
+            maxConcurrentStreams: ListenerConfig.defaultMaxConcurrentStreams)
+        var ok = true
+        if let (n, p) = fields["idle_timeout"] {
+            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.idleTimeout = value } else { ok = false }
+        }
+        if let (n, p) = fields["body_read_timeout"] {
+            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.bodyReadTimeout = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_header_bytes"] {
+            if let value = r.size(n, p, min: 1024) { listener.maxHeaderBytes = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_connections"] {
+            if let value = r.integer(n, p, range: 1...1_000_000) { listener.maxConnections = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_concurrent_streams"] {
+            if let value = r.integer(n, p, range: 1...10_000) { listener.maxConcurrentStreams = value } else { ok = false }
+        }
+        guard name != nil, address != nil, ok else { return nil }
+        return listener
     }
 
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {

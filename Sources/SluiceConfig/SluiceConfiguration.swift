@@ -33,8 +33,23 @@ public struct SocketAddressConfig: Sendable, Equatable, CustomStringConvertible 
 public struct ListenerConfig: Sendable {
     public var name: String
     public var address: SocketAddressConfig
-    /// How long a connection may stay idle (no request in progress) before it is closed.
+    /// How long a connection may go without a complete request head (idle keep-alive, or a
+    /// head arriving too slowly) before it is closed.
     public var idleTimeout: Duration
+    /// How long a request may send no body bytes while Sluice waits for them.
+    public var bodyReadTimeout: Duration
+    /// Request head size limit: 431 over HTTP/1.1; SETTINGS_MAX_HEADER_LIST_SIZE over HTTP/2.
+    public var maxHeaderBytes: Int
+    /// Open connections; further ones are closed at once.
+    public var maxConnections: Int
+    /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    public var maxConcurrentStreams: Int
+
+    public static let defaultIdleTimeout = Duration.seconds(60)
+    public static let defaultBodyReadTimeout = Duration.seconds(30)
+    public static let defaultMaxHeaderBytes = 32 * 1024
+    public static let defaultMaxConnections = 4096
+    public static let defaultMaxConcurrentStreams = 100
 }
 
 public struct AdminConfig: Sendable {

@@ -70,8 +70,9 @@ public final class HTTPServer: Service, Sendable {
     private let host: String
     private let port: Int
     private let responder: any HTTPResponder
-    private let idleTimeout: Duration
+    private let limits: ListenerLimits
     private let drainTimeout: Duration
+    private let connections = NIOLockedValueBox(0)
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bound = NIOLockedValueBox<SocketAddress?>(nil)
@@ -82,7 +83,7 @@ public final class HTTPServer: Service, Sendable {
         host: String,
         port: Int,
         responder: any HTTPResponder,
-        idleTimeout: Duration = .seconds(60),
+        limits: ListenerLimits = ListenerLimits(),
         drainTimeout: Duration = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
@@ -91,7 +92,7 @@ public final class HTTPServer: Service, Sendable {
         self.host = host
         self.port = port
         self.responder = responder
-        self.idleTimeout = idleTimeout
+        self.limits = limits
         self.drainTimeout = drainTimeout
         self.group = group
         var logger = logger
@@ -139,7 +140,9 @@ public final class HTTPServer: Service, Sendable {
 
     public func run() async throws {
         let quiesce = ServerQuiescingHelper(group: self.group)
-        let idleTimeout = TimeAmount.nanoseconds(Int64(self.idleTimeout.components.seconds) * 1_000_000_000 + self.idleTimeout.components.attoseconds / 1_000_000_000)
+        let limits = self.limits
+        let connections = self.connections
+        let logger = self.logger
         let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: self.group)
@@ -153,10 +156,22 @@ public final class HTTPServer: Service, Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .bind(host: self.host, port: self.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    // Past max_connections a new connection is closed at once.
+                    let admitted = connections.withLockedValue { count in
+                        guard count < limits.maxConnections else { return false }
+                        count += 1
+                        return true
+                    }
+                    guard admitted else {
+                        logger.debug("connection refused: max_connections reached", metadata: ["max_connections": "\(limits.maxConnections)"])
+                        channel.close(promise: nil)
+                        return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+                    }
+                    channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0 -= 1 } }
+                    return channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: Connection.self)
                         let sniffer = HTTPProtocolSniffer<Connection>(promise: promise) { channel, wireProtocol in
-                            try Self.configure(channel, wireProtocol, idleTimeout: idleTimeout)
+                            try Self.configure(channel, wireProtocol, limits: limits)
                         }
                         try channel.pipeline.syncOperations.addHandler(sniffer)
                         return promise.futureResult
@@ -193,18 +208,36 @@ public final class HTTPServer: Service, Sendable {
         self.logger.info("listener stopped")
     }
 
-    private static func configure(_ channel: any Channel, _ wireProtocol: HTTPProtocolSniffer<Connection>.WireProtocol, idleTimeout: TimeAmount) throws -> Connection {
+    private static func configure(
+        _ channel: any Channel,
+        _ wireProtocol: HTTPProtocolSniffer<Connection>.WireProtocol,
+        limits: ListenerLimits
+    ) throws -> Connection {
         let sync = channel.pipeline.syncOperations
+        let bodyReadTimeout = TimeAmount(limits.bodyReadTimeout)
         switch wireProtocol {
         case .http1:
-            try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-            try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: idleTimeout))
+            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+            try sync.configureHTTPServerPipeline(
+                withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: decoderLimits)
+            try sync.addHandler(HTTP1ParseErrorResponder(maxHeaderBytes: limits.maxHeaderBytes))
+            try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: TimeAmount(limits.idleTimeout)))
+            try sync.addHandler(BodyReadTimeoutHandler(timeout: bodyReadTimeout))
             return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
         case .http2:
-            try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-            let multiplexer = try sync.configureAsyncHTTP2Pipeline(mode: .server) { stream in
+            try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout)))
+            var configuration = NIOHTTP2Handler.Configuration()
+            configuration.connection.initialSettings = [
+                HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
+                HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
+            ]
+            let multiplexer = try sync.configureAsyncHTTP2Pipeline(mode: .server, configuration: configuration) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                    try stream.pipeline.syncOperations.addHandler(BodyReadTimeoutHandler(timeout: bodyReadTimeout))
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
                 }
             }

@@ -239,3 +239,50 @@ func consume(_ topic: String, expecting count: Int) throws -> [ConsumedRecord] {
     }
     return records.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
 }
+
+/// A plain TCP connection for tests that must misbehave on the wire (slow or partial requests).
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard self.fd >= 0 else { throw HarnessError("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else {
+            close(self.fd)
+            throw HarnessError("connect to 127.0.0.1:\(port) failed")
+        }
+    }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Reads until the peer closes or `timeout` passes; returns what arrived and whether the peer closed.
+    func readUntilClosed(timeout: Duration) -> (text: String, closed: Bool) {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var pollfd = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+            let remaining = deadline - ContinuousClock.now
+            let ms = Int32(max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+            guard poll(&pollfd, 1, ms) > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return (String(decoding: received, as: UTF8.self), true) }
+            received.append(contentsOf: buffer[0..<n])
+        }
+        return (String(decoding: received, as: UTF8.self), false)
+    }
+
+    deinit {
+        close(self.fd)
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+
+/// Each listener limit, triggered on purpose against the real binary (file sink: no broker needed).
+@Suite(.timeLimit(.minutes(2))) struct ListenerLimitTests {
+    static let config = """
+        listeners:
+          - name: main
+            address: "127.0.0.1:{PORT}"
+            idle_timeout: 400ms
+            body_read_timeout: 400ms
+            max_header_bytes: 4KiB
+            max_connections: 3
+            max_concurrent_streams: 7
+        admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+        sinks:
+          - name: files
+            file: { directory: ./data }
+        routes:
+          - name: ingest
+            match: { path: "/v1/events/{topic}", methods: [POST] }
+            ingest: { sink: files, topic: "{topic}", max_body_bytes: 1KiB, max_events: 3, max_event_bytes: 100 }
+        """
+
+    @Test func anOversizedRequestHeadGets431() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let response = try curl(["-H", "X-Big: \(String(repeating: "x", count: 5000))", "-H", "content-type: application/json",
+                                 "\(sluice.baseURL)/v1/events/t"], body: Data("{}".utf8))
+        #expect(response.status == 431)
+        #expect((response.json["error"] as? [String: Any])?["code"] as? String == "headers_too_large")
+        #expect(((response.json["error"] as? [String: Any])?["message"] as? String)?.contains("max_header_bytes (4096 bytes)") == true)
+    }
+
+    @Test func bodyLimitsGive413NamingTheLimit() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let url = "\(sluice.baseURL)/v1/events/t"
+        let body = try curl(["-H", "content-type: application/x-ndjson", url], body: Data(String(repeating: "{\"a\":1}\n", count: 200).utf8))
+        #expect(body.status == 413)
+        #expect(((body.json["error"] as? [String: Any])?["message"] as? String)?.contains("max_body_bytes (1024 bytes)") == true)
+        let line = try curl(["-H", "content-type: application/x-ndjson", url], body: Data("{\"a\":1}\n{\"b\":\"\(String(repeating: "y", count: 150))\"}\n".utf8))
+        #expect(line.status == 413)
+        #expect(((line.json["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("line 2 is longer than max_event_bytes (100 bytes)") == true)
+        let events = try curl(["-H", "content-type: application/x-ndjson", url], body: Data("1\n2\n3\n4\n".utf8))
+        #expect(events.status == 413)
+        #expect(((events.json["error"] as? [String: Any])?["code"] as? String) == "too_many_events")
+    }
+
+    @Test func aStalledBodyClosesThatConnectionOnly() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let stalled = try RawConnection(port: sluice.port)
+        stalled.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 500\r\n\r\n{\"a\":1}\n")
+        // Another client is served meanwhile.
+        let other = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
+        #expect(other.status == 200)
+        let (_, closed) = stalled.readUntilClosed(timeout: .seconds(5))
+        #expect(closed, "the connection that stopped sending its body is closed after body_read_timeout")
+    }
+
+    @Test func aSlowRequestHeadIsClosedAfterTheIdleTimeout() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let slow = try RawConnection(port: sluice.port)
+        slow.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\n")
+        let (_, closed) = slow.readUntilClosed(timeout: .seconds(5))
+        #expect(closed)
+    }
+
+    @Test func connectionsPastTheLimitAreClosedAtOnce() async throws {
+        // Long timeouts here, so that only max_connections can close a connection.
+        let config = Self.config.replacingOccurrences(of: "idle_timeout: 400ms", with: "idle_timeout: 30s")
+            .replacingOccurrences(of: "body_read_timeout: 400ms", with: "body_read_timeout: 30s")
+        let sluice = try await SluiceProcess(config: config)
+        var held = try (0..<3).map { _ in try RawConnection(port: sluice.port) }
+        try await Task.sleep(for: .milliseconds(200))
+        let extra = try RawConnection(port: sluice.port)
+        let (_, closed) = extra.readUntilClosed(timeout: .seconds(5))
+        #expect(closed, "a fourth connection is closed without being served")
+        let (_, heldClosed) = held[0].readUntilClosed(timeout: .milliseconds(200))
+        #expect(!heldClosed, "the connections within the limit stay open")
+        // Once the held connections are gone, new ones are served again.
+        held.removeAll()
+        try await Task.sleep(for: .milliseconds(300))
+        let after = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/t"], body: Data("{}".utf8))
+        #expect(after.status == 200)
+    }
+
+    @Test func http2AdvertisesTheStreamAndHeaderLimits() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let result = try runProgram("nghttp", ["-v", "-n", "\(sluice.baseURL)/nowhere"])
+        #expect(result.stdout.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]"), "\(result.stdout.prefix(2000))")
+        #expect(result.stdout.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):4096]"))
+    }
+}
