@@ -387,7 +387,7 @@ extension SluiceConfiguration {
             if let v = r.size(n, p) { config.maxBodyBytes = v } else { ok = false }
         }
         if let (n, p) = fields["max_events"] {
-            if let v = r.integer(n, p, range: 1...1_000_000) { config.maxEvents = v } else { ok = false }
+            if let v = r.integer(n, p, range: 1...100_000_000) { config.maxEvents = v } else { ok = false }
         }
         if let (n, p) = fields["max_event_bytes"] {
             if let v = r.size(n, p) { config.maxEventBytes = v } else { ok = false }

@@ -5,19 +5,27 @@ import NIOConcurrencyHelpers
 /// The request handler reserves one slot per event before handing the events to a
 /// sink; the sink completes each slot exactly once, from any thread. `results()`
 /// returns when every reserved slot is complete and the tracker is sealed.
+///
+/// A tracker that does not record results (`recordsResults: false`) only counts: its memory
+/// does not grow with the number of events, for requests nobody waits on (`ack: accepted`).
 public final class DeliveryTracker: Sendable {
     private struct State {
         var results: [DeliveryResult?] = []
+        var reserved = 0
         var pending = 0
         var sealed = false
         var waiter: CheckedContinuation<[DeliveryResult], Never>?
     }
 
     private let state = NIOLockedValueBox(State())
+    private let recordsResults: Bool
     private let onFailure: (@Sendable (Int, DeliveryFailure) -> Void)?
 
-    /// - Parameter onFailure: called for every failed event (used when nobody waits for results).
-    public init(onFailure: (@Sendable (Int, DeliveryFailure) -> Void)? = nil) {
+    /// - Parameters:
+    ///   - recordsResults: keep every event's result for `results()`; false to only count.
+    ///   - onFailure: called for every failed event (used when nobody waits for results).
+    public init(recordsResults: Bool = true, onFailure: (@Sendable (Int, DeliveryFailure) -> Void)? = nil) {
+        self.recordsResults = recordsResults
         self.onFailure = onFailure
     }
 
@@ -25,15 +33,24 @@ public final class DeliveryTracker: Sendable {
     public func reserve(_ count: Int) -> Int {
         self.state.withLockedValue { state in
             precondition(!state.sealed, "reserve after seal")
-            let first = state.results.count
-            state.results.append(contentsOf: repeatElement(nil, count: count))
+            let first = state.reserved
+            if self.recordsResults {
+                state.results.append(contentsOf: repeatElement(nil, count: count))
+            }
+            state.reserved += count
             state.pending += count
             return first
         }
     }
 
-    /// Records the fate of the event in slot `index`. A second completion of the same slot is ignored.
+    /// Records the fate of the event in slot `index`. A second completion of the same slot is
+    /// ignored (when results are recorded; a counting tracker trusts sinks to complete once).
     public func complete(_ index: Int, with result: DeliveryResult) {
+        if !self.recordsResults {
+            self.state.withLockedValue { $0.pending -= 1 }
+            if case .failed(let failure) = result { self.onFailure?(index, failure) }
+            return
+        }
         let (waiter, results): (CheckedContinuation<[DeliveryResult], Never>?, [DeliveryResult]) =
             self.state.withLockedValue { state in
                 guard state.results[index] == nil else { return (nil, []) }
@@ -53,7 +70,7 @@ public final class DeliveryTracker: Sendable {
 
     /// Number of slots reserved so far.
     public var count: Int {
-        self.state.withLockedValue { $0.results.count }
+        self.state.withLockedValue { $0.reserved }
     }
 
     /// Marks that no more slots will be reserved.
@@ -61,9 +78,10 @@ public final class DeliveryTracker: Sendable {
         self.state.withLockedValue { $0.sealed = true }
     }
 
-    /// Waits until every slot is complete; requires `seal()` first.
+    /// Waits until every slot is complete; requires `seal()` first and a tracker that records results.
     public func results() async -> [DeliveryResult] {
-        await withCheckedContinuation { continuation in
+        precondition(self.recordsResults, "results() on a counting tracker")
+        return await withCheckedContinuation { continuation in
             let ready: [DeliveryResult]? = self.state.withLockedValue { state in
                 precondition(state.sealed, "results() before seal()")
                 if state.pending == 0 { return state.results.map { $0! } }

@@ -51,7 +51,11 @@ public struct IngestHandler: Sendable {
             for value in request.head.headers[name] { headers.append(EventHeader(name: name, value: value)) }
         }
 
-        let tracker = DeliveryTracker(onFailure: self.config.ack == .accepted ? self.logAcceptedFailure(topic: topic) : nil)
+        // With ack: accepted nobody waits for results: count, log failures, keep nothing per event.
+        let tracker =
+            self.config.ack == .accepted
+            ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
+            : DeliveryTracker()
         var session = IngestSession(
             handler: self, topic: topic, tracker: tracker, requestKey: requestKey, headers: headers,
             deadline: .now + self.config.maxWait)
@@ -108,10 +112,8 @@ public struct IngestHandler: Sendable {
         }
 
         tracker.seal()
-        if self.config.ack == .accepted, stop == nil, session.saturated == nil {
-            var json = JSONWriter()
-            json.object { $0.field("accepted", session.sent) }
-            return .json(.accepted, json)
+        if self.config.ack == .accepted {
+            return self.acceptedResponse(session: session, stop: stop)
         }
         let results = await tracker.results()
         return self.response(results: results, stop: stop, saturated: session.saturated)
@@ -184,6 +186,33 @@ public struct IngestHandler: Sendable {
         return .json(status, json, headers: headers)
     }
 
+    /// `ack: accepted`: 202 when every event is in the sink's queue; otherwise the error, with
+    /// how many events were queued (they will be delivered) and how many were not.
+    private func acceptedResponse(session: IngestSession, stop: HTTPResponse?) -> HTTPResponse {
+        guard stop != nil || session.saturated != nil else {
+            var json = JSONWriter()
+            json.object { $0.field("accepted", session.queued) }
+            return .json(.accepted, json)
+        }
+        var json = JSONWriter()
+        json.object { json in
+            json.key("error")
+            if let stop {
+                json.raw(Self.innerError(String(decoding: stop.body.readableBytesView, as: UTF8.self)))
+            } else if let saturated = session.saturated {
+                json.object {
+                    $0.field("code", saturated.code)
+                    $0.field("message", saturated.message)
+                    $0.field("sink", self.sink.name)
+                }
+            }
+            json.field("accepted", session.queued)
+            json.field("not_accepted", session.sent - session.queued)
+        }
+        let status = stop?.status ?? .serviceUnavailable
+        return .json(status, json, headers: status == .serviceUnavailable ? ["retry-after": "1"] : [:])
+    }
+
     /// `{"error":{…}}` -> `{…}`
     private static func innerError(_ json: String) -> String {
         let prefix = #"{"error":"#
@@ -218,7 +247,10 @@ public struct IngestHandler: Sendable {
         let requestKey: ByteBuffer?
         let headers: [EventHeader]
         let deadline: ContinuousClock.Instant
+        /// Events handed to the sink (including any it refused).
         var sent = 0
+        /// Events the sink took into its queue.
+        var queued = 0
         var saturated: DeliveryFailure?
         var failure: BodyDecodingError?
 
@@ -258,6 +290,7 @@ public struct IngestHandler: Sendable {
             let first = self.tracker.reserve(events.count)
             let taken = await self.handler.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: self.deadline)
             self.sent += events.count
+            self.queued += taken
             if taken < events.count {
                 self.saturated = .queueFull(sink: self.handler.sink.name)
                 return false

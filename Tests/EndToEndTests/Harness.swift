@@ -286,3 +286,84 @@ final class RawConnection {
         close(self.fd)
     }
 }
+
+/// A Kafka-protocol broker of the test's own (noida-db, as scripts/kafka-broker.sh runs it), for
+/// tests that pause or stop their broker without disturbing the others.
+final class BrokerProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    let directory: URL
+    var bootstrap: String { "127.0.0.1:\(self.port)" }
+
+    init() async throws {
+        self.port = try freePort()
+        self.directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-broker-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+        self.process.executableURL = URL(fileURLWithPath: try which("noida-db"))
+        self.process.arguments = [
+            "start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", String(self.port),
+            "--data-dir", self.directory.appendingPathComponent("data").path,
+        ]
+        let log = self.directory.appendingPathComponent("broker.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        self.process.standardOutput = handle
+        self.process.standardError = handle
+        try self.process.run()
+        for _ in 0..<150 {
+            if try runProgram("kcat", ["-L", "-b", self.bootstrap, "-m", "2"]).status == 0 { return }
+            guard self.process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        self.signal(SIGKILL)
+        throw HarnessError("test broker did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+    }
+
+    /// Every process of this broker: the launcher and the server it starts, found by the
+    /// broker's own data directory on their command lines (nothing else has it).
+    var pids: [Int32] {
+        let marker = self.directory.path
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                String(decoding: cmdline, as: UTF8.self).contains(marker)
+            else { return nil }
+            return pid
+        }
+    }
+
+    func signal(_ signal: Int32) {
+        for pid in self.pids { kill(pid, signal) }
+    }
+
+    func pause() { self.signal(SIGSTOP) }
+    func resume() { self.signal(SIGCONT) }
+
+    deinit {
+        self.signal(SIGCONT)
+        self.signal(SIGTERM)
+        for _ in 0..<100 where self.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        if self.process.isRunning { self.signal(SIGKILL) }
+        try? FileManager.default.removeItem(at: self.directory)
+    }
+}
+
+/// A field of /proc/PID/status in bytes (VmRSS, VmHWM, ...).
+func procStatusBytes(_ pid: Int32, _ field: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first
+        return kb.map { $0 * 1024 }
+    }
+    return nil
+}
+
+/// Bytes a process has read so far (/proc/PID/io rchar): how far an uploading curl got in its file.
+func procReadBytes(_ pid: Int32) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("rchar:") {
+        return Int(line.split(separator: " ").last ?? "")
+    }
+    return nil
+}

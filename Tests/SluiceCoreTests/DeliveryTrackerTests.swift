@@ -39,6 +39,18 @@ import Testing
         #expect(failures.value == 2)
     }
 
+    @Test func aCountingTrackerKeepsNothingPerEventButStillReportsFailures() {
+        let failures = Counter()
+        let tracker = DeliveryTracker(recordsResults: false, onFailure: { _, _ in failures.increment() })
+        #expect(tracker.reserve(1000) == 0)
+        #expect(tracker.reserve(5) == 1000)
+        for i in 0..<1005 {
+            tracker.complete(i, with: i == 7 ? .failed(.notAttempted) : .delivered(DeliveryReceipt()))
+        }
+        #expect(tracker.count == 1005)
+        #expect(failures.value == 1)
+    }
+
     @Test func sealedEmptyTrackerReturnsAtOnce() async {
         let tracker = DeliveryTracker()
         tracker.seal()

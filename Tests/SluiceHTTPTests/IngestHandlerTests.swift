@@ -148,6 +148,15 @@ final class ScriptedSink: Sink, @unchecked Sendable {
         #expect(raw == .unsupportedMediaType)
     }
 
+    @Test func ackAcceptedReportsHowManyWereQueuedWhenTheSinkIsSaturated() async {
+        let handler = IngestHandler(routeName: "r", config: Self.config { $0.ack = .accepted }, sink: ScriptedSink(capacity: 2), logger: Logger(label: "t"))
+        let (status, body, headers) = await Self.post(handler, chunks: ["1\n2\n3\n"])
+        #expect(status == .serviceUnavailable)
+        #expect(headers["retry-after"] == ["1"])
+        #expect(body.contains(#""accepted":2,"not_accepted":1"#))
+        #expect(body.contains(#""code":"sink_saturated""#))
+    }
+
     @Test func ackAcceptedAnswers202AndAnEmptyBodyIs400() async {
         let handler = IngestHandler(routeName: "r", config: Self.config { $0.ack = .accepted }, sink: ScriptedSink(), logger: Logger(label: "t"))
         let (status, body, _) = await Self.post(handler, contentType: "application/octet-stream", chunks: ["binary\u{0}data"])
