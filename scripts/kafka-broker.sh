@@ -48,7 +48,8 @@ stop)
         exit 0
     fi
     pid=$(cat "$pidfile")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    # noida-db stops cleanly on SIGINT (its Ctrl-C); SIGTERM is not enough.
+    kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2

@@ -222,6 +222,13 @@ extension SluiceConfiguration {
         if let (n, p) = fields["delivery_timeout"] {
             if let value = r.duration(n, p, min: .milliseconds(1)) { timeout = value } else { ok = false }
         }
+        // librdkafka refuses at start-up a linger as long as the delivery timeout; say so now.
+        for property in properties where property.name == "linger.ms" || property.name == "queue.buffering.max.ms" {
+            if let linger = Double(property.value), Duration.milliseconds(Int64(linger)) >= timeout {
+                r.error("\(path).properties.\(property.name)", "must be shorter than \(path).delivery_timeout (\(DurationText.format(timeout)))")
+                ok = false
+            }
+        }
         guard ok, let servers, !servers.isEmpty else { return nil }
         return KafkaSinkConfig(bootstrapServers: servers, properties: properties, deliveryTimeout: timeout)
     }

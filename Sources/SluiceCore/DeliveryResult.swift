@@ -53,6 +53,15 @@ public struct DeliveryFailure: Error, Sendable, Equatable {
         )
     }
 
+    /// The sink did not settle the event in time; it may still be delivered later.
+    public static func unsettled(sink: String, after timeout: Duration) -> DeliveryFailure {
+        DeliveryFailure(
+            code: "delivery_unconfirmed",
+            message: "sink \"\(sink)\" did not confirm this event within \(timeout); it may still be delivered, so a retry may duplicate it",
+            isRetryable: true
+        )
+    }
+
     /// The event was never handed to the sink because the request stopped earlier.
     public static let notAttempted = DeliveryFailure(
         code: "not_attempted",

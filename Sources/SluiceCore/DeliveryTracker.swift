@@ -78,6 +78,22 @@ public final class DeliveryTracker: Sendable {
         self.state.withLockedValue { $0.sealed = true }
     }
 
+    /// Waits until every slot is complete or `deadline` passes; slots still open then are
+    /// reported as `unsettled`. Requires `seal()` first and a tracker that records results.
+    public func results(deadline: ContinuousClock.Instant, unsettled: DeliveryFailure) async -> [DeliveryResult] {
+        let timer = Task { [weak self] in
+            guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil, let self else { return }
+            let expired: (CheckedContinuation<[DeliveryResult], Never>, [DeliveryResult])? = self.state.withLockedValue { state in
+                guard let waiter = state.waiter else { return nil }
+                state.waiter = nil
+                return (waiter, state.results.map { $0 ?? .failed(unsettled) })
+            }
+            if let (waiter, results) = expired { waiter.resume(returning: results) }
+        }
+        defer { timer.cancel() }
+        return await self.results()
+    }
+
     /// Waits until every slot is complete; requires `seal()` first and a tracker that records results.
     public func results() async -> [DeliveryResult] {
         precondition(self.recordsResults, "results() on a counting tracker")

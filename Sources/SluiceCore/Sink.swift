@@ -14,6 +14,11 @@ public protocol Sink: Sendable {
     /// Whether the sink can currently reach its backend.
     var isReady: Bool { get }
 
+    /// The longest the sink may take to settle an event it accepted (Kafka: its delivery
+    /// timeout). A request stops waiting after that and reports unsettled events as failed
+    /// and retryable. nil: no bound.
+    var settleTimeout: Duration? { get }
+
     /// Queues `events` for `topic`. Returns how many of them were queued (a prefix);
     /// the rest have been completed as failed, and the caller should stop sending.
     func enqueue(

@@ -63,11 +63,90 @@ import Glibc
         let response = (try? JSONSerialization.jsonObject(with: Data(contentsOf: output))) as? [String: Any] ?? [:]
         #expect(response["accepted"] as? Int == eventCount)
         #expect(peak < 256 << 20, "peak RSS \(peak >> 20) MiB for a \(fileSize >> 20) MiB upload")
+        print("backpressure: \(fileSize >> 20) MiB body; curl read \(readAt4s >> 20) MiB of it while the broker was paused; Sluice peak RSS \(peak >> 20) MiB")
 
         // Every event arrived once the broker resumed.
         let counted = try runProgram("kcat", ["-C", "-b", broker.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%S\\n", "-m", "10"])
         let sizes = counted.stdout.split(separator: "\n")
         #expect(sizes.count == eventCount)
         #expect(sizes.allSatisfy { Int($0) ?? 0 > 300_000 })
+    }
+
+    @Test func aBrokerOutageGivesRetryable503sAndNoFalse2xx() async throws {
+        let broker = try await BrokerProcess()
+        let config = """
+            listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+            admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+            sinks:
+              - name: events
+                kafka: { bootstrap_servers: ["\(broker.bootstrap)"], delivery_timeout: 3s }
+            routes:
+              - name: ingest
+                match: { path: "/v1/events/{topic}", methods: [POST] }
+                ingest: { sink: events, topic: "{topic}" }
+            """
+        let sluice = try await SluiceProcess(config: config)
+        let topic = uniqueTopic("outage")
+        var sequence = 0
+        var answers: [(status: Int, values: [String], response: CurlResponse)] = []
+        func post() throws {
+            let values = (0..<5).map { i in #"{"seq":\#(sequence * 5 + i)}"# }
+            sequence += 1
+            let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"],
+                                    body: Data(values.joined(separator: "\n").utf8))
+            answers.append((response.status, values, response))
+        }
+        for _ in 0..<5 { try post() }
+        let stopping = ContinuousClock.now
+        await broker.stop()
+        print("outage: broker stop took \(ContinuousClock.now - stopping)")
+        let stopped = ContinuousClock.now
+        for _ in 0..<3 {
+            let started = ContinuousClock.now
+            try post()
+            let took = ContinuousClock.now - started
+            print("outage: a request during the outage was answered \(answers.last!.status) after \(took)")
+            // The answer comes within the sink's 3 s delivery timeout plus slack, not whenever librdkafka gives up.
+            #expect(took < .seconds(6), "answered after \(took): \(answers.last!.response.body.prefix(300))")
+        }
+        print("outage: three requests during the outage took \(ContinuousClock.now - stopped)")
+        let restarting = ContinuousClock.now
+        try await broker.start()
+        print("outage: broker restart took \(ContinuousClock.now - restarting)")
+        // Sluice reconnects on its own; new requests succeed again within a bounded time.
+        var recovered = false
+        for _ in 0..<40 {
+            try post()
+            if answers.last?.status == 200 {
+                recovered = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        for _ in 0..<5 { try post() }
+        #expect(recovered, "requests must succeed again after the broker returns, without restarting Sluice:\n\(sluice.log.suffix(3000))")
+
+        let down = answers[5..<8]
+        #expect(down.allSatisfy { $0.status == 503 }, "while the broker is down: \(down.map(\.status))")
+        #expect(down.allSatisfy { $0.response.headers.lowercased().contains("retry-after:") })
+
+        // Every event a response claims delivered is in the topic, where the response said.
+        let records = try consume(topic, expecting: answers.filter { $0.status == 200 }.count * 5, bootstrap: broker.bootstrap)
+        let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0.value) }, uniquingKeysWith: { first, _ in first })
+        var claimed = 0
+        for answer in answers {
+            let results = answer.response.json["results"] as? [[String: Any]] ?? []
+            #expect(results.count == answer.values.count)
+            for (value, result) in zip(answer.values, results) {
+                guard let partition = result["partition"] as? Int, let offset = result["offset"] as? Int else {
+                    #expect(answer.status != 200, "a 200 lists every event as delivered")
+                    continue
+                }
+                claimed += 1
+                #expect(byPosition["\(partition)/\(offset)"] == value, "claimed delivered at \(partition)/\(offset) but not found there")
+            }
+        }
+        #expect(claimed >= 50)
+        print("outage: statuses \(answers.map(\.status)); \(claimed) events claimed delivered, \(records.count) in the topic")
     }
 }

@@ -216,11 +216,11 @@ struct ConsumedRecord {
 }
 
 /// Reads every record of `topic` from the beginning.
-func consume(_ topic: String, expecting count: Int) throws -> [ConsumedRecord] {
+func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBootstrap) throws -> [ConsumedRecord] {
     var records: [ConsumedRecord] = []
     // The topic may take a moment to show every record; retry for a bounded time.
     for _ in 0..<20 {
-        let result = try runProgram("kcat", ["-C", "-b", kafkaBootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J", "-m", "5"])
+        let result = try runProgram("kcat", ["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J", "-m", "5"])
         records = result.stdout.split(separator: "\n").compactMap { line in
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
             let flat = (object["headers"] as? [String]) ?? []
@@ -290,7 +290,7 @@ final class RawConnection {
 /// A Kafka-protocol broker of the test's own (noida-db, as scripts/kafka-broker.sh runs it), for
 /// tests that pause or stop their broker without disturbing the others.
 final class BrokerProcess: @unchecked Sendable {
-    let process = Process()
+    var process = Process()
     let port: Int
     let directory: URL
     var bootstrap: String { "127.0.0.1:\(self.port)" }
@@ -299,14 +299,25 @@ final class BrokerProcess: @unchecked Sendable {
         self.port = try freePort()
         self.directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-broker-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
-        self.process.executableURL = URL(fileURLWithPath: try which("noida-db"))
+        try await self.start()
+    }
+
+    /// Starts the broker (again) on the same port and data directory; data persists across restarts.
+    func start() async throws {
+        self.process = Process()
+        // noida-db stops cleanly only on SIGINT (its Ctrl-C), and a child spawned from a test
+        // worker thread inherits that thread's blocked signals: unblock them before exec.
+        self.process.executableURL = URL(fileURLWithPath: try which("python3"))
         self.process.arguments = [
-            "start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", String(self.port),
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])",
+            try which("noida-db"), "start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", String(self.port),
             "--data-dir", self.directory.appendingPathComponent("data").path,
         ]
         let log = self.directory.appendingPathComponent("broker.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
         self.process.standardOutput = handle
         self.process.standardError = handle
         try self.process.run()
@@ -317,6 +328,15 @@ final class BrokerProcess: @unchecked Sendable {
         }
         self.signal(SIGKILL)
         throw HarnessError("test broker did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+    }
+
+    /// Stops the broker (SIGINT, its Ctrl-C; SIGKILL after 30 s) and waits until it is gone.
+    func stop() async {
+        self.signal(SIGCONT)
+        self.signal(SIGINT)
+        for _ in 0..<300 where !self.pids.isEmpty { try? await Task.sleep(for: .milliseconds(100)) }
+        if !self.pids.isEmpty { self.signal(SIGKILL) }
+        for _ in 0..<50 where !self.pids.isEmpty { try? await Task.sleep(for: .milliseconds(100)) }
     }
 
     /// Every process of this broker: the launcher and the server it starts, found by the
@@ -342,9 +362,9 @@ final class BrokerProcess: @unchecked Sendable {
 
     deinit {
         self.signal(SIGCONT)
-        self.signal(SIGTERM)
-        for _ in 0..<100 where self.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
-        if self.process.isRunning { self.signal(SIGKILL) }
+        self.signal(SIGINT)
+        for _ in 0..<100 where !self.pids.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+        if !self.pids.isEmpty { self.signal(SIGKILL) }
         try? FileManager.default.removeItem(at: self.directory)
     }
 }

@@ -51,6 +51,17 @@ import Testing
         #expect(failures.value == 1)
     }
 
+    @Test func stopsWaitingAtTheDeadlineAndReportsOpenSlotsAsUnsettled() async {
+        let tracker = DeliveryTracker()
+        _ = tracker.reserve(2)
+        tracker.complete(0, with: .delivered(DeliveryReceipt(offset: 1)))
+        tracker.seal()
+        let unsettled = DeliveryFailure.unsettled(sink: "s", after: .milliseconds(50))
+        let results = await tracker.results(deadline: .now + .milliseconds(50), unsettled: unsettled)
+        #expect(results == [.delivered(DeliveryReceipt(offset: 1)), .failed(unsettled)])
+        tracker.complete(1, with: .delivered(DeliveryReceipt(offset: 2)))  // a late report is harmless
+    }
+
     @Test func sealedEmptyTrackerReturnsAtOnce() async {
         let tracker = DeliveryTracker()
         tracker.seal()

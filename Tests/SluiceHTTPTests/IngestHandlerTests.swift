@@ -11,6 +11,7 @@ import Testing
 final class ScriptedSink: Sink, @unchecked Sendable {
     let name = "scripted"
     var isReady: Bool { true }
+    var settleTimeout: Duration? { nil }
     private let lock = NIOLock()
     private var _received: [(topic: String, event: Event)] = []
     /// Decides the fate of the n-th event received (0-based, across requests).

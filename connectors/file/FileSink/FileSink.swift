@@ -35,6 +35,9 @@ public final class FileSink: Sink, Service {
 
     public var isReady: Bool { !self.closed.withLockedValue { $0 } }
 
+    /// A local write has no timeout of its own.
+    public var settleTimeout: Duration? { nil }
+
     public func enqueue(
         _ events: [Event],
         topic: String,

@@ -38,11 +38,15 @@ public final class KafkaSink: Sink, Service {
         self.logger = logger
         self.flushTimeout = flushTimeout
         self.budget = budget
+        self.settleTimeout = config.deliveryTimeout
         let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
         self.client = try KafkaProducerClient(properties: properties, budget: budget, logger: logger)
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
+
+    /// librdkafka's `message.timeout.ms`: by then every produced event has a delivery report.
+    public let settleTimeout: Duration?
 
     public var isReady: Bool {
         self.state.withLockedValue { $0.ready && !$0.closed } && !self.client.brokersDown

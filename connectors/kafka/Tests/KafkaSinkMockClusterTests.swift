@@ -7,11 +7,14 @@ import Testing
 /// KafkaSink against librdkafka's in-process mock cluster: the real producer path
 /// (produceva, delivery reports, purge) without a broker. Broker integration is in EndToEndTests.
 @Suite struct KafkaSinkMockClusterTests {
-    func makeSink(_ extra: [KafkaProperty] = [], budget: InFlightBudget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)) throws -> KafkaSink {
+    func makeSink(
+        _ extra: [KafkaProperty] = [], budget: InFlightBudget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000),
+        deliveryTimeout: Duration = .seconds(5)
+    ) throws -> KafkaSink {
         let config = KafkaSinkConfig(
             bootstrapServers: ["127.0.0.1:1"],
             properties: [KafkaProperty("test.mock.num.brokers", "1")] + extra,
-            deliveryTimeout: .seconds(5))
+            deliveryTimeout: deliveryTimeout)
         return try KafkaSink(name: "mock", config: config, budget: budget, flushTimeout: .seconds(2), logger: Logger(label: "test"))
     }
 
@@ -74,9 +77,10 @@ import Testing
     }
 
     @Test func waitsForBudgetAndThenGivesUpAtTheDeadline() async throws {
-        // A budget of 5 events and a linger long enough that nothing is delivered during the test.
+        // A budget of 5 events and a linger far longer than the test: nothing is delivered
+        // (so no budget comes back) until shutdown purges the queue.
         let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 5)
-        let sink = try self.makeSink([KafkaProperty("linger.ms", "2000")], budget: budget)
+        let sink = try self.makeSink([KafkaProperty("linger.ms", "60000")], budget: budget, deliveryTimeout: .seconds(120))
         let tracker = DeliveryTracker()
         let events = (0..<8).map { Event(value: ByteBuffer(string: "e\($0)")) }
         let first = tracker.reserve(events.count)
@@ -84,13 +88,19 @@ import Testing
         let taken = await sink.enqueue(events, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .milliseconds(300))
         #expect(taken == 5)
         #expect(ContinuousClock.now - started >= .milliseconds(300))
+        await sink.shutdown()
         tracker.seal()
         let results = await tracker.results()
         for index in 5..<8 {
             #expect(results[index] == .failed(.queueFull(sink: "mock")))
         }
-        #expect(budget.inFlight == (0, 0), "delivery reports gave every share back")
-        await sink.shutdown()
+        for index in 0..<5 {
+            // Shutdown flushes (sending at once, whatever the linger) or purges: delivered, or retryable.
+            if case .failed(let failure) = results[index] {
+                #expect(failure.isRetryable, "event \(index): \(failure)")
+            }
+        }
+        #expect(budget.inFlight == (0, 0), "every share came back, through delivery reports or purge")
     }
 
     @Test func givesBudgetBackForEveryDeliveredOrRefusedEvent() async throws {
@@ -109,17 +119,17 @@ import Testing
     @Test func aFullQueueBehindARaisedBudgetStillEndsAtTheDeadline() async throws {
         // The user raised the budget past librdkafka's queue: QUEUE_FULL is the bound then.
         let sink = try self.makeSink(
-            [KafkaProperty("queue.buffering.max.messages", "5"), KafkaProperty("linger.ms", "2000")],
-            budget: InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000))
+            [KafkaProperty("queue.buffering.max.messages", "5"), KafkaProperty("linger.ms", "60000")],
+            budget: InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000), deliveryTimeout: .seconds(120))
         let tracker = DeliveryTracker()
         let events = (0..<8).map { Event(value: ByteBuffer(string: "e\($0)")) }
         let first = tracker.reserve(events.count)
         let taken = await sink.enqueue(events, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .milliseconds(300))
         #expect(taken == 5)
+        await sink.shutdown()
         tracker.seal()
         let results = await tracker.results()
         #expect(results[5] == .failed(.queueFull(sink: "mock")))
         #expect(sink.budget.inFlight == (0, 0))
-        await sink.shutdown()
     }
 }
