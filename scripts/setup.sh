@@ -26,4 +26,7 @@ if ! command -v noida-db >/dev/null; then
     python3 -m pip install -q --disable-pip-version-check noida-db==0.2.3
 fi
 
+# python-hyper's h2: an independent HTTP/2 client for the stream-isolation test.
+python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
+
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.x toolchain required)" >&2; exit 1; }

@@ -270,11 +270,11 @@ public final class HTTPServer: Service, Sendable {
 
     private func serveHTTP1(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         do {
-            try await channel.executeThenClose { inbound, outbound in
+            try await channel.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { continue }
-                    var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, outbound))
+                    var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
                     let request = HTTPRequest(head: head, isHTTP2: false)
                     var response = await self.responder.respond(to: request, body: &body)
                     // Keep the connection only if the whole request body has been read.
@@ -282,7 +282,7 @@ public final class HTTPServer: Service, Sendable {
                     if let next = body.iterator { iterator = next }
                     let keepAlive = head.isKeepAlive && complete
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
-                    try await Self.write(response, version: head.version, to: outbound)
+                    try await Self.write(response, version: head.version, to: channel.channel)
                     if !keepAlive { return }
                 }
             }
@@ -309,12 +309,12 @@ public final class HTTPServer: Service, Sendable {
 
     private func serveHTTP2Stream(_ stream: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         do {
-            try await stream.executeThenClose { inbound, outbound in
+            try await stream.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 guard let part = try await iterator.next(), case .head(let head) = part else { return }
-                var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, outbound))
+                var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
                 let response = await self.responder.respond(to: HTTPRequest(head: head, isHTTP2: true), body: &body)
-                try await Self.write(response, version: head.version, to: outbound)
+                try await Self.write(response, version: head.version, to: stream.channel)
             }
         } catch {
             self.logger.debug("http/2 stream ended", metadata: ["error": "\(error)"])
@@ -322,31 +322,28 @@ public final class HTTPServer: Service, Sendable {
     }
 
     /// For `Expect: 100-continue`, a closure that sends the interim `100 Continue` response.
-    private static func continueSender(
-        _ head: HTTPRequestHead,
-        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
-    ) -> (@Sendable () async throws -> Void)? {
+    private static func continueSender(_ head: HTTPRequestHead, _ channel: any Channel) -> (@Sendable () async throws -> Void)? {
         guard head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) else { return nil }
         let version = head.version
         return {
-            try await outbound.write(.head(HTTPResponseHead(version: version, status: .continue)))
+            try await channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .continue))).get()
         }
     }
 
-    private static func write(
-        _ response: HTTPResponse,
-        version: HTTPVersion,
-        to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
-    ) async throws {
+    /// Writes a whole response and returns once it has left the channel: the connection or
+    /// stream may be closed right after without cutting it short. (Writes handed to an
+    /// NIOAsyncChannel writer are only queued; closing then drops what the peer's window or the
+    /// socket buffer has not taken yet — an HTTP/2 stream is reset mid-response.)
+    private static func write(_ response: HTTPResponse, version: HTTPVersion, to channel: any Channel) async throws {
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         if version.major >= 2 { headers.remove(name: "connection") }
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
+        channel.write(HTTPServerResponsePart.head(head), promise: nil)
         if response.body.readableBytes > 0 {
-            try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(response.body)), .end(nil)])
-        } else {
-            try await outbound.write(contentsOf: [.head(head), .end(nil)])
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(response.body)), promise: nil)
         }
+        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
     }
 }
 

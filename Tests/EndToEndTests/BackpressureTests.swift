@@ -149,4 +149,60 @@ import Glibc
         #expect(claimed >= 50)
         print("outage: statuses \(answers.map(\.status)); \(claimed) events claimed delivered, \(records.count) in the topic")
     }
+
+    @Test func http2AStreamStalledOnASaturatedSinkDoesNotBlockAnotherStream() async throws {
+        let broker = try await BrokerProcess()
+        let config = """
+            listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+            admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+            sinks:
+              - name: slow
+                max_in_flight_bytes: 64KiB
+                kafka: { bootstrap_servers: ["\(broker.bootstrap)"], delivery_timeout: 120s }
+              - name: fast
+                file: { directory: ./fast }
+            routes:
+              - name: slow
+                match: { path: "/v1/slow/{topic}", methods: [POST] }
+                ingest: { sink: slow, topic: "{topic}", max_body_bytes: 64MiB, max_events: 1000000, max_wait: 120s }
+              - name: fast
+                match: { path: "/v1/fast/{topic}", methods: [POST] }
+                ingest: { sink: fast, topic: "{topic}" }
+            """
+        let sluice = try await SluiceProcess(config: config)
+        let topic = uniqueTopic("h2-stalled")
+        broker.pause()
+        // One HTTP/2 connection, two streams, driven by python-hyper's h2: a 5 MB upload to the
+        // stalled sink, then a small event to the file sink.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: try which("python3"))
+        client.arguments = [
+            packageRoot.appendingPathComponent("scripts/testing/h2_two_streams.py").path, String(sluice.port),
+            "/v1/slow/\(topic)", "/v1/fast/orders", String(5_000_000),
+        ]
+        let output = Pipe()
+        client.standardOutput = output
+        try client.run()
+        let reader = output.fileHandleForReading
+
+        // The small stream is answered while the big one is still stalled behind its paused sink.
+        var firstLines = ""
+        while !firstLines.contains("slow "), client.isRunning || !firstLines.isEmpty {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            firstLines += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(firstLines.contains("fast 200"), "client said: \(firstLines)")
+        #expect(firstLines.contains("slow pending"), "client said: \(firstLines)")
+        let segment = sluice.workDirectory.appendingPathComponent("fast/00000000000000000000.ndjson")
+        #expect((try? String(contentsOf: segment, encoding: .utf8))?.contains(#""fast":true"#) == true)
+
+        broker.resume()
+        let rest = String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0)
+        #expect(rest.contains("slow 200"), "client said: \(rest)")
+        let events = 5_000_000 / 211
+        #expect(try consume(topic, expecting: events, bootstrap: broker.bootstrap).count == events)
+    }
 }
