@@ -129,7 +129,10 @@ extension SluiceConfiguration {
     }
 
     private static func readListener(_ node: Node, _ path: String, _ r: ConfigReader) -> ListenerConfig? {
-        let allowed = ["name", "address", "idle_timeout", "body_read_timeout", "max_header_bytes", "max_connections", "max_concurrent_streams"]
+        let allowed = [
+            "name", "address", "idle_timeout", "body_read_timeout", "min_body_rate", "max_header_bytes", "max_connections",
+            "max_concurrent_streams",
+        ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let name = readName(fields, path, r)
         let address = r.required(fields["address"], in: path, key: "address") { r.address($0, $1) }
@@ -137,8 +140,18 @@ extension SluiceConfiguration {
             name: name ?? "", address: address ?? SocketAddressConfig(host: "", port: 0),
             idleTimeout: ListenerConfig.defaultIdleTimeout, bodyReadTimeout: ListenerConfig.defaultBodyReadTimeout,
             maxHeaderBytes: ListenerConfig.defaultMaxHeaderBytes, maxConnections: ListenerConfig.defaultMaxConnections,
-            maxConcurrentStreams: ListenerConfig.defaultMaxConcurrentStreams)
+            maxConcurrentStreams: ListenerConfig.defaultMaxConcurrentStreams, minBodyRate: ListenerConfig.defaultMinBodyRate)
         var ok = true
+        if let (n, p) = fields["min_body_rate"] {
+            // A size per second: "1KiB" means 1 KiB/s; "0" turns the check off.
+            let text = r.string(n, p).map { $0.hasSuffix("/s") ? String($0.dropLast(2)) : $0 }
+            if let text, let value = ByteSize.parse(text) {
+                listener.minBodyRate = value
+            } else {
+                if text != nil { r.error(p, "invalid rate \"\(text!)\": use a size per second, like 1KiB/s, or 0 to turn it off") }
+                ok = false
+            }
+        }
         if let (n, p) = fields["idle_timeout"] {
             if let value = r.duration(n, p, min: .milliseconds(1)) { listener.idleTimeout = value } else { ok = false }
         }

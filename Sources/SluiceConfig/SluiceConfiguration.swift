@@ -44,12 +44,16 @@ public struct ListenerConfig: Sendable {
     public var maxConnections: Int
     /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams: Int
+    /// Bytes per second a body must average while Sluice waits for it, judged once it has
+    /// waited `bodyReadTimeout` in all; 0 turns the check off.
+    public var minBodyRate: Int
 
     public static let defaultIdleTimeout = Duration.seconds(60)
     public static let defaultBodyReadTimeout = Duration.seconds(30)
     public static let defaultMaxHeaderBytes = 32 * 1024
     public static let defaultMaxConnections = 4096
     public static let defaultMaxConcurrentStreams = 100
+    public static let defaultMinBodyRate = 1024
 }
 
 public struct AdminConfig: Sendable {

@@ -215,6 +215,7 @@ public final class HTTPServer: Service, Sendable {
     ) throws -> Connection {
         let sync = channel.pipeline.syncOperations
         let bodyReadTimeout = TimeAmount(limits.bodyReadTimeout)
+        let minBodyRate = limits.minBodyRate
         switch wireProtocol {
         case .http1:
             var decoderLimits = NIOHTTPDecoderLimitConfiguration()
@@ -225,7 +226,7 @@ public final class HTTPServer: Service, Sendable {
                 withDecoderLimitConfiguration: decoderLimits)
             try sync.addHandler(HTTP1ParseErrorResponder(maxHeaderBytes: limits.maxHeaderBytes))
             try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: TimeAmount(limits.idleTimeout)))
-            try sync.addHandler(BodyReadTimeoutHandler(timeout: bodyReadTimeout))
+            try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
             return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
         case .http2:
             try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout)))
@@ -237,7 +238,7 @@ public final class HTTPServer: Service, Sendable {
             let multiplexer = try sync.configureAsyncHTTP2Pipeline(mode: .server, configuration: configuration) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                    try stream.pipeline.syncOperations.addHandler(BodyReadTimeoutHandler(timeout: bodyReadTimeout))
+                    try stream.pipeline.syncOperations.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
                 }
             }

@@ -9,25 +9,28 @@ public struct ListenerLimits: Sendable {
     public var maxHeaderBytes: Int
     public var maxConnections: Int
     public var maxConcurrentStreams: Int
+    public var minBodyRate: Int
 
     public init(
         idleTimeout: Duration = ListenerConfig.defaultIdleTimeout,
         bodyReadTimeout: Duration = ListenerConfig.defaultBodyReadTimeout,
         maxHeaderBytes: Int = ListenerConfig.defaultMaxHeaderBytes,
         maxConnections: Int = ListenerConfig.defaultMaxConnections,
-        maxConcurrentStreams: Int = ListenerConfig.defaultMaxConcurrentStreams
+        maxConcurrentStreams: Int = ListenerConfig.defaultMaxConcurrentStreams,
+        minBodyRate: Int = ListenerConfig.defaultMinBodyRate
     ) {
         self.idleTimeout = idleTimeout
         self.bodyReadTimeout = bodyReadTimeout
         self.maxHeaderBytes = maxHeaderBytes
         self.maxConnections = maxConnections
         self.maxConcurrentStreams = maxConcurrentStreams
+        self.minBodyRate = minBodyRate
     }
 
     public init(_ config: ListenerConfig) {
         self.init(
             idleTimeout: config.idleTimeout, bodyReadTimeout: config.bodyReadTimeout, maxHeaderBytes: config.maxHeaderBytes,
-            maxConnections: config.maxConnections, maxConcurrentStreams: config.maxConcurrentStreams)
+            maxConnections: config.maxConnections, maxConcurrentStreams: config.maxConcurrentStreams, minBodyRate: config.minBodyRate)
     }
 }
 
@@ -91,40 +94,69 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
     }
 }
 
-/// Closes a connection (HTTP/1.1) or stream (HTTP/2) whose client sends no body bytes for
-/// `timeout` while Sluice is asking for them. Time spent not reading — because a sink's
-/// budget is spent, or the request is waiting for acknowledgements — does not count: the
-/// timer runs only while a read is outstanding in the middle of a body.
+/// Slow-body protection for one connection (HTTP/1.1) or stream (HTTP/2): closes it when the
+/// client sends no body bytes for `stallTimeout`, or when, after `rateGrace` of waiting, it has
+/// averaged less than `minRate` bytes per second. Only time a read is outstanding mid-body
+/// counts: while Sluice itself is not reading (a sink's budget is spent, or the request waits
+/// for acknowledgements) the client is not judged.
 final class BodyReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let timeout: TimeAmount
+    private let stallTimeout: TimeAmount
+    private let minRate: Int
+    private let rateGrace: TimeAmount
     private var inBody = false
     private var timer: Scheduled<Void>?
+    /// When the outstanding read was asked for, if one is.
+    private var readAskedAt: NIODeadline?
+    private var waited = TimeAmount.zero
+    private var received = 0
 
-    init(timeout: TimeAmount) {
-        self.timeout = timeout
+    init(stallTimeout: TimeAmount, minRate: Int, rateGrace: TimeAmount) {
+        self.stallTimeout = stallTimeout
+        self.minRate = minRate
+        self.rateGrace = rateGrace
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
-        case .head: self.inBody = true
-        case .body: break
-        case .end: self.inBody = false
+        let part = self.unwrapInboundIn(data)
+        switch part {
+        case .head:
+            self.inBody = true
+            self.waited = .zero
+            self.received = 0
+        case .body(let buffer):
+            self.received += buffer.readableBytes
+        case .end:
+            self.inBody = false
         }
         self.timer?.cancel()
         self.timer = nil
+        if let asked = self.readAskedAt {
+            self.waited = self.waited + (NIODeadline.now() - asked)
+            self.readAskedAt = nil
+        }
+        if self.inBody, self.minRate > 0, self.waited > self.rateGrace {
+            let seconds = Double(self.waited.nanoseconds) / 1e9
+            if Double(self.received) / seconds < Double(self.minRate) {
+                context.close(promise: nil)
+                return
+            }
+        }
         context.fireChannelRead(data)
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.inBody, self.timer == nil {
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            self.timer = context.eventLoop.scheduleTask(in: self.timeout) {
-                loopBound.value.close(promise: nil)
+        if self.inBody {
+            if self.readAskedAt == nil { self.readAskedAt = .now() }
+            if self.timer == nil {
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                self.timer = context.eventLoop.scheduleTask(in: self.stallTimeout) {
+                    loopBound.value.close(promise: nil)
+                }
             }
         }
         context.read()

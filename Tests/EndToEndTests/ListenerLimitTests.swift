@@ -9,6 +9,7 @@ import Testing
             address: "127.0.0.1:{PORT}"
             idle_timeout: 400ms
             body_read_timeout: 400ms
+            min_body_rate: 1KiB/s
             max_header_bytes: 4KiB
             max_connections: 3
             max_concurrent_streams: 7
@@ -54,6 +55,24 @@ import Testing
         #expect(other.status == 200)
         let (_, closed) = stalled.readUntilClosed(timeout: .seconds(5))
         #expect(closed, "the connection that stopped sending its body is closed after body_read_timeout")
+    }
+
+    @Test func aBodyDrippedBelowTheMinimumRateIsClosedOthersAreServed() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let dripper = try RawConnection(port: sluice.port)
+        dripper.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n")
+        // 8 bytes every 100 ms: never a 400 ms stall, but ~80 B/s against a 1 KiB/s minimum.
+        var closed = false
+        for _ in 0..<50 {
+            dripper.send("{\"a\":1}\n")
+            if dripper.readUntilClosed(timeout: .milliseconds(100)).closed {
+                closed = true
+                break
+            }
+        }
+        #expect(closed, "a drip-fed body must be cut off by min_body_rate")
+        let other = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
+        #expect(other.status == 200)
     }
 
     @Test func aSlowRequestHeadIsClosedAfterTheIdleTimeout() async throws {
