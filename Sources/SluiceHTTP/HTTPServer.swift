@@ -340,11 +340,15 @@ public final class HTTPServer: Service, Sendable {
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         if version.major >= 2 { headers.remove(name: "connection") }
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
-        channel.write(HTTPServerResponsePart.head(head), promise: nil)
-        if response.body.readableBytes > 0 {
-            channel.write(HTTPServerResponsePart.body(.byteBuffer(response.body)), promise: nil)
-        }
-        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+        let body = response.body
+        // One hop to the event loop for the whole response.
+        try await channel.eventLoop.flatSubmit {
+            channel.write(HTTPServerResponsePart.head(head), promise: nil)
+            if body.readableBytes > 0 {
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
+            }
+            return channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        }.get()
     }
 }
 
