@@ -8,6 +8,10 @@ import NIOConcurrencyHelpers
 /// buffering. Waiters are served first come, first served; a wait ends at its deadline.
 /// An amount larger than the whole budget is let through when nothing else is in flight,
 /// so one oversized event cannot wedge a sink.
+///
+/// Watermarks: once someone has had to wait, waiters are let in only after what is in flight
+/// has fallen to half the budget (the low watermark), so reading resumes in bursts instead of
+/// flapping on every delivered event.
 public final class InFlightBudget: Sendable {
     public let maxBytes: Int
     public let maxEvents: Int
@@ -110,6 +114,9 @@ public final class InFlightBudget: Sendable {
             state.events -= events
             assert(state.bytes >= 0 && state.events >= 0, "released more than was acquired")
             var granted: [Waiter] = []
+            guard !state.waiters.isEmpty, state.bytes <= self.maxBytes / 2, state.events <= self.maxEvents / 2 else {
+                return granted
+            }
             while let first = state.waiters.first,
                 state.fits(bytes: first.bytes, events: first.events, maxBytes: self.maxBytes, maxEvents: self.maxEvents)
             {

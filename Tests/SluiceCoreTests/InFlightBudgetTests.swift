@@ -33,6 +33,18 @@ import Testing
         #expect(budget.inFlight == (40, 1))
     }
 
+    @Test func waitersResumeOnlyAtTheLowWatermark() async {
+        let budget = InFlightBudget(maxBytes: 100, maxEvents: 100)
+        #expect(budget.tryAcquire(bytes: 100, events: 10))
+        let waiter = Task { await budget.acquire(bytes: 10, deadline: .now + .seconds(10)) }
+        while budget.waiting == 0 { await Task.yield() }
+        budget.release(bytes: 10)  // 90 in flight: room for 10, but above the low watermark (50)
+        #expect(budget.waiting == 1)
+        budget.release(bytes: 40)  // 50 in flight: at the low watermark
+        #expect(await waiter.value)
+        #expect(budget.inFlight == (60, 9))
+    }
+
     @Test func aWaitEndsAtItsDeadlineWithNothingTaken() async {
         let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
         #expect(budget.tryAcquire(bytes: 100))
