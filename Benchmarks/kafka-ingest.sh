@@ -13,6 +13,7 @@
 # H2_CONNECTIONS, H2_STREAMS, SINGLE_REQUESTS, KAFKA_PORT, SLUICE_PORT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Benchmarks/lib.sh
 
 N="${N:-500000}"
 EVENTS_PER_REQUEST="${EVENTS_PER_REQUEST:-100}"
@@ -85,13 +86,7 @@ routes:
     match: { path: "/v1/events/{topic}", methods: [POST] }
     ingest: { sink: events, topic: "{topic}", ack: sink }
 YAML
-.build/release/sluice run --config "$work/sluice.yaml" --log-level warning >"$work/sluice.log" 2>&1 &
-sluice_pid=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || { echo "sluice not ready"; cat "$work/sluice.log"; exit 1; }
+start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 
 # h2load (nghttp2, C) sends exactly -n requests and costs the shared CPU little; every request
 # must be answered 2xx for the run to count. Prints requests/s; leaves the report in load.out.

@@ -8,6 +8,7 @@
 # Usage: Benchmarks/memory.sh   (env: SIZE_MIB, EVENT_BYTES, BUDGET, PAUSE_S, RUN_S)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source Benchmarks/lib.sh
 
 SIZE_MIB="${SIZE_MIB:-1024}"
 EVENT_BYTES="${EVENT_BYTES:-100000}"
@@ -63,12 +64,7 @@ routes:
     match: { path: "/v1/events/{topic}", methods: [POST] }
     ingest: { sink: events, topic: "{topic}", max_body_bytes: 2GiB, max_events: 10000000, max_wait: 120s }
 YAML
-.build/release/sluice run --config "$work/sluice.yaml" --log-level warning >"$work/sluice.log" 2>&1 &
-sluice_pid=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null && break
-    sleep 0.1
-done
+start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$sluice_pid/status")
 
 # Throttle the sink: pause the broker, let it run, repeat.

@@ -136,36 +136,32 @@ extension SluiceConfiguration {
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let name = readName(fields, path, r)
         let address = r.required(fields["address"], in: path, key: "address") { r.address($0, $1) }
-        var listener = ListenerConfig(
-            name: name ?? "", address: address ?? SocketAddressConfig(host: "", port: 0),
-            idleTimeout: ListenerConfig.defaultIdleTimeout, bodyReadTimeout: ListenerConfig.defaultBodyReadTimeout,
-            maxHeaderBytes: ListenerConfig.defaultMaxHeaderBytes, maxConnections: ListenerConfig.defaultMaxConnections,
-            maxConcurrentStreams: ListenerConfig.defaultMaxConcurrentStreams, minBodyRate: ListenerConfig.defaultMinBodyRate)
+        var listener = ListenerConfig(name: name ?? "", address: address ?? SocketAddressConfig(host: "", port: 0), limits: ListenerLimits())
         var ok = true
         if let (n, p) = fields["min_body_rate"] {
             // A size per second: "1KiB" means 1 KiB/s; "0" turns the check off.
             let text = r.string(n, p).map { $0.hasSuffix("/s") ? String($0.dropLast(2)) : $0 }
             if let text, let value = ByteSize.parse(text) {
-                listener.minBodyRate = value
+                listener.limits.minBodyRate = value
             } else {
                 if text != nil { r.error(p, "invalid rate \"\(text!)\": use a size per second, like 1KiB/s, or 0 to turn it off") }
                 ok = false
             }
         }
         if let (n, p) = fields["idle_timeout"] {
-            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.idleTimeout = value } else { ok = false }
+            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.limits.idleTimeout = value } else { ok = false }
         }
         if let (n, p) = fields["body_read_timeout"] {
-            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.bodyReadTimeout = value } else { ok = false }
+            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.limits.bodyReadTimeout = value } else { ok = false }
         }
         if let (n, p) = fields["max_header_bytes"] {
-            if let value = r.size(n, p, min: 1024) { listener.maxHeaderBytes = value } else { ok = false }
+            if let value = r.size(n, p, min: 1024) { listener.limits.maxHeaderBytes = value } else { ok = false }
         }
         if let (n, p) = fields["max_connections"] {
-            if let value = r.integer(n, p, range: 1...1_000_000) { listener.maxConnections = value } else { ok = false }
+            if let value = r.integer(n, p, range: 1...1_000_000) { listener.limits.maxConnections = value } else { ok = false }
         }
         if let (n, p) = fields["max_concurrent_streams"] {
-            if let value = r.integer(n, p, range: 1...10_000) { listener.maxConcurrentStreams = value } else { ok = false }
+            if let value = r.integer(n, p, range: 1...10_000) { listener.limits.maxConcurrentStreams = value } else { ok = false }
         }
         guard name != nil, address != nil, ok else { return nil }
         return listener

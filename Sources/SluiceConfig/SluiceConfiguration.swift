@@ -33,27 +33,42 @@ public struct SocketAddressConfig: Sendable, Equatable, CustomStringConvertible 
 public struct ListenerConfig: Sendable {
     public var name: String
     public var address: SocketAddressConfig
+    public var limits: ListenerLimits
+}
+
+/// A listener's connection-level limits.
+public struct ListenerLimits: Sendable {
     /// How long a connection may go without a complete request head (idle keep-alive, or a
     /// head arriving too slowly) before it is closed.
     public var idleTimeout: Duration
     /// How long a request may send no body bytes while Sluice waits for them.
     public var bodyReadTimeout: Duration
+    /// Bytes per second a body must average while Sluice waits for it, judged once it has
+    /// waited `bodyReadTimeout` in all; 0 turns the check off.
+    public var minBodyRate: Int
     /// Request head size limit: 431 over HTTP/1.1; SETTINGS_MAX_HEADER_LIST_SIZE over HTTP/2.
     public var maxHeaderBytes: Int
     /// Open connections; further ones are closed at once.
     public var maxConnections: Int
     /// HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams: Int
-    /// Bytes per second a body must average while Sluice waits for it, judged once it has
-    /// waited `bodyReadTimeout` in all; 0 turns the check off.
-    public var minBodyRate: Int
 
-    public static let defaultIdleTimeout = Duration.seconds(60)
-    public static let defaultBodyReadTimeout = Duration.seconds(30)
-    public static let defaultMaxHeaderBytes = 32 * 1024
-    public static let defaultMaxConnections = 4096
-    public static let defaultMaxConcurrentStreams = 100
-    public static let defaultMinBodyRate = 1024
+    /// The defaults: the safe choice for a listener facing the internet.
+    public init(
+        idleTimeout: Duration = .seconds(60),
+        bodyReadTimeout: Duration = .seconds(30),
+        minBodyRate: Int = 1024,
+        maxHeaderBytes: Int = 32 * 1024,
+        maxConnections: Int = 4096,
+        maxConcurrentStreams: Int = 100
+    ) {
+        self.idleTimeout = idleTimeout
+        self.bodyReadTimeout = bodyReadTimeout
+        self.minBodyRate = minBodyRate
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxConnections = maxConnections
+        self.maxConcurrentStreams = maxConcurrentStreams
+    }
 }
 
 public struct AdminConfig: Sendable {

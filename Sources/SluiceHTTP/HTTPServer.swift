@@ -6,6 +6,7 @@ public import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 public import ServiceLifecycle
+public import SluiceConfig
 
 /// Answers requests; shared by every connection and stream of a listener.
 public protocol HTTPResponder: Sendable {

@@ -80,7 +80,7 @@ struct Run: AsyncParsableCommand {
         let listeners = configuration.listeners.map { listener in
             HTTPServer(
                 name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
-                limits: ListenerLimits(listener), drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+                limits: listener.limits, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
         }
         var services: [any Service] = []
         if let admin = configuration.admin {

@@ -1,38 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import SluiceConfig
-
-/// A listener's connection-level limits (see `ListenerConfig`).
-public struct ListenerLimits: Sendable {
-    public var idleTimeout: Duration
-    public var bodyReadTimeout: Duration
-    public var maxHeaderBytes: Int
-    public var maxConnections: Int
-    public var maxConcurrentStreams: Int
-    public var minBodyRate: Int
-
-    public init(
-        idleTimeout: Duration = ListenerConfig.defaultIdleTimeout,
-        bodyReadTimeout: Duration = ListenerConfig.defaultBodyReadTimeout,
-        maxHeaderBytes: Int = ListenerConfig.defaultMaxHeaderBytes,
-        maxConnections: Int = ListenerConfig.defaultMaxConnections,
-        maxConcurrentStreams: Int = ListenerConfig.defaultMaxConcurrentStreams,
-        minBodyRate: Int = ListenerConfig.defaultMinBodyRate
-    ) {
-        self.idleTimeout = idleTimeout
-        self.bodyReadTimeout = bodyReadTimeout
-        self.maxHeaderBytes = maxHeaderBytes
-        self.maxConnections = maxConnections
-        self.maxConcurrentStreams = maxConcurrentStreams
-        self.minBodyRate = minBodyRate
-    }
-
-    public init(_ config: ListenerConfig) {
-        self.init(
-            idleTimeout: config.idleTimeout, bodyReadTimeout: config.bodyReadTimeout, maxHeaderBytes: config.maxHeaderBytes,
-            maxConnections: config.maxConnections, maxConcurrentStreams: config.maxConcurrentStreams, minBodyRate: config.minBodyRate)
-    }
-}
 
 extension TimeAmount {
     init(_ duration: Duration) {
