@@ -56,9 +56,7 @@ public struct IngestHandler: Sendable {
             self.config.ack == .accepted
             ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
             : DeliveryTracker()
-        var session = IngestSession(
-            handler: self, topic: topic, tracker: tracker, requestKey: requestKey, headers: headers,
-            deadline: .now + self.config.maxWait)
+        var session = IngestSession(handler: self, topic: topic, tracker: tracker, requestKey: requestKey, headers: headers)
 
         // Read and send.
         var stop: HTTPResponse?
@@ -253,7 +251,6 @@ public struct IngestHandler: Sendable {
         let tracker: DeliveryTracker
         let requestKey: ByteBuffer?
         let headers: [EventHeader]
-        let deadline: ContinuousClock.Instant
         /// Events handed to the sink (including any it refused).
         var sent = 0
         /// Events the sink took into its queue.
@@ -295,7 +292,9 @@ public struct IngestHandler: Sendable {
             }
             guard !events.isEmpty else { return false }
             let first = self.tracker.reserve(events.count)
-            let taken = await self.handler.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: self.deadline)
+            // max_wait bounds each wait for room, not the whole (possibly long) upload.
+            let deadline = ContinuousClock.now + config.maxWait
+            let taken = await self.handler.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
             self.sent += events.count
             self.queued += taken
             if taken < events.count {

@@ -18,15 +18,27 @@ final class ScriptedSink: Sink, @unchecked Sendable {
     let fate: @Sendable (Int) -> DeliveryResult
     /// Accept at most this many events per enqueue call before reporting the queue full.
     let capacity: Int
+    /// How long each enqueue call takes (a sink waiting for room).
+    let delay: Duration
+    private var _waitAllowed: [Duration] = []
 
-    init(capacity: Int = .max, fate: @escaping @Sendable (Int) -> DeliveryResult = { .delivered(DeliveryReceipt(partition: 0, offset: Int64($0))) }) {
+    init(
+        capacity: Int = .max, delay: Duration = .zero,
+        fate: @escaping @Sendable (Int) -> DeliveryResult = { .delivered(DeliveryReceipt(partition: 0, offset: Int64($0))) }
+    ) {
         self.capacity = capacity
+        self.delay = delay
         self.fate = fate
     }
+
+    /// For each enqueue call, how long it was allowed to wait (deadline minus call time).
+    var waitAllowed: [Duration] { self.lock.withLock { self._waitAllowed } }
 
     var received: [(topic: String, event: Event)] { self.lock.withLock { self._received } }
 
     func enqueue(_ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant) async -> Int {
+        self.lock.withLock { self._waitAllowed.append(deadline - .now) }
+        if self.delay > .zero { try? await Task.sleep(for: self.delay) }
         let taken = min(events.count, self.capacity)
         for (i, event) in events.enumerated() {
             if i < taken {
@@ -106,6 +118,17 @@ final class ScriptedSink: Sink, @unchecked Sendable {
         #expect(body.contains(#""code":"sink_saturated""#))
         #expect(body.contains(#""sink":"scripted""#))
         #expect(body.contains(#""accepted":1,"failed":1"#))
+    }
+
+    @Test func maxWaitBoundsEachWaitNotTheWholeRequest() async {
+        // Each enqueue takes 300 ms; with max_wait 500 ms a per-request deadline would leave the
+        // third call no time at all.
+        let sink = ScriptedSink(delay: .milliseconds(300))
+        let handler = IngestHandler(routeName: "r", config: Self.config { $0.maxWait = .milliseconds(500) }, sink: sink, logger: Logger(label: "t"))
+        let (status, _, _) = await Self.post(handler, chunks: ["1\n", "2\n", "3\n"])
+        #expect(status == .ok)
+        #expect(sink.waitAllowed.count == 3)
+        #expect(sink.waitAllowed.allSatisfy { $0 > .milliseconds(400) }, "\(sink.waitAllowed)")
     }
 
     @Test func topicsOutsideTheAllowListAre404AndInvalidNames400() async {
