@@ -28,7 +28,7 @@ BROKER="127.0.0.1:$KAFKA_PORT"
 work=".testbed/bench"
 mkdir -p "$work"
 
-scripts/setup.sh bench
+scripts/setup.sh
 swift build -c release --product sluice >/dev/null
 
 sluice_pid=""

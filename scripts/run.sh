@@ -3,6 +3,6 @@
 # (HTTP on 127.0.0.1:8080, admin on 127.0.0.1:9901, events appended to ./data/events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh run
 swift build -c release --product sluice
 exec .build/release/sluice run "$@"
