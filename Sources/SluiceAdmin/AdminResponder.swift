@@ -1,7 +1,7 @@
 import NIOCore
 import NIOHTTP1
-public import SluiceCore
-public import SluiceHTTP
+import SluiceCore
+import SluiceHTTP
 
 /// The admin listener's endpoints. Never on the data-plane port.
 ///

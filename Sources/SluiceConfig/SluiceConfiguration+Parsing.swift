@@ -1,6 +1,6 @@
-public import FileSink
+import FileSink
 import Foundation
-public import KafkaSink
+import KafkaSink
 import Yams
 
 extension SluiceConfiguration {

@@ -1,5 +1,5 @@
-public import FileSink
-public import KafkaSink
+import FileSink
+import KafkaSink
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
 /// reference in it resolves and every value is in range.

@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// One event on its way from a producer to a sink.
 ///

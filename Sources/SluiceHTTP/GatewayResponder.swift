@@ -1,7 +1,7 @@
-public import Logging
+import Logging
 import NIOHTTP1
-public import SluiceConfig
-public import SluiceCore
+import SluiceConfig
+import SluiceCore
 
 /// The data-plane responder: routes each request and runs the route's handler.
 ///

@@ -1,12 +1,12 @@
-public import Logging
-public import NIOCore
+import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import NIOExtras
-public import NIOHTTP1
+import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
-public import ServiceLifecycle
-public import SluiceConfig
+import ServiceLifecycle
+import SluiceConfig
 
 /// Answers requests; shared by every connection and stream of a listener.
 public protocol HTTPResponder: Sendable {

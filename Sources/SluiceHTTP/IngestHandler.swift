@@ -1,8 +1,8 @@
-public import Logging
+import Logging
 import NIOCore
 import NIOHTTP1
-public import SluiceConfig
-public import SluiceCore
+import SluiceConfig
+import SluiceCore
 
 /// Turns one HTTP request into events, hands them to the route's sink as the body streams,
 /// and answers with the fate of every event (see `AckMode`).

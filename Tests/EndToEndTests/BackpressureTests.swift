@@ -27,7 +27,7 @@ import Glibc
         // 1400 events of 300 KB: a 420 MB body, larger than the 256 MiB memory bound.
         let eventCount = 1400
         let file = sluice.workDirectory.appendingPathComponent("upload.ndjson")
-        FileManager.default.createFile(atPath: file.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: file.path, contents: nil)
         let writer = try FileHandle(forWritingTo: file)
         let filler = String(repeating: "z", count: 300_000)
         for i in 0..<eventCount {

@@ -128,7 +128,7 @@ final class SluiceProcess: @unchecked Sendable {
         self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
         self.process.arguments = args + arguments
         self.process.currentDirectoryURL = self.workDirectory
-        FileManager.default.createFile(atPath: self.logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: self.logURL)
         self.process.standardOutput = log
         self.process.standardError = log
@@ -315,7 +315,7 @@ final class BrokerProcess: @unchecked Sendable {
             "--data-dir", self.directory.appendingPathComponent("data").path,
         ]
         let log = self.directory.appendingPathComponent("broker.log")
-        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
         self.process.standardOutput = handle

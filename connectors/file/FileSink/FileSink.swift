@@ -1,9 +1,9 @@
 import Dispatch
-public import Logging
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-public import ServiceLifecycle
-public import SluiceCore
+import ServiceLifecycle
+import SluiceCore
 
 /// The embedded default sink: appends each event as one NDJSON line to size-rotated
 /// segment files. An event is reported delivered after its line is written — and,

@@ -1,4 +1,4 @@
-public import SluiceCore
+import SluiceCore
 
 /// A file sink I/O failure.
 public struct FileSinkError: Error, Sendable, CustomStringConvertible {

@@ -1,6 +1,6 @@
 import CRdKafka
 import Foundation
-public import Logging
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceCore
@@ -55,7 +55,7 @@ final class KafkaProducerClient: @unchecked Sendable {
             // rd_kafka_new does not take ownership of conf on failure.
             rd_kafka_conf_destroy(conf)
             context.release()
-            throw KafkaClientSetupError(message: String(cString: errstr))
+            throw KafkaClientSetupError(message: String(cBuffer: errstr))
         }
         self.handle = handle
         self.callbackContext = context
@@ -205,6 +205,15 @@ final class KafkaProducerClient: @unchecked Sendable {
             return true
         }
         return false
+    }
+
+    /// librdkafka's fatal error, if one was raised (e.g. the idempotent producer lost its
+    /// guarantees). The producer refuses every event from then on.
+    var fatalError: String? {
+        var errstr = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(self.handle, &errstr, errstr.count)
+        guard err != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return "\(KafkaSinkError(err).name): \(String(cBuffer: errstr))"
     }
 
     /// Waits up to `timeoutMS` for every queued event's delivery report; then purges what is

@@ -1,9 +1,9 @@
 import CRdKafka
-public import Logging
+import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
-public import ServiceLifecycle
-public import SluiceCore
+import ServiceLifecycle
+import SluiceCore
 
 /// Delivers events to Apache Kafka through one librdkafka producer shared by every route.
 ///
@@ -108,7 +108,19 @@ public final class KafkaSink: Sink, Service {
     public func run() async throws {
         // Probe the cluster until a broker answers, then keep watching; readiness follows.
         try? await cancelWhenGracefulShutdown { [self] in
+            var fatalReported = false
             while !Task.isCancelled {
+                // A fatal producer error is permanent: the sink stays not ready (events fail as
+                // retryable 503s) until Sluice is restarted; say so loudly, once.
+                if let fatal = self.client.fatalError {
+                    if !fatalReported {
+                        self.logger.critical("kafka producer hit a fatal error; restart Sluice to recover", metadata: ["error": "\(fatal)"])
+                        fatalReported = true
+                    }
+                    self.state.withLockedValue { $0.ready = false }
+                    try await Task.sleep(for: .seconds(5))
+                    continue
+                }
                 let reachable = (try? await NIOThreadPool.singleton.runIfActive { [client] in
                     client.probeMetadata(timeoutMS: 2000)
                 }) ?? false

@@ -69,7 +69,7 @@ public struct KafkaSinkConfig: Sendable, Equatable {
         case RD_KAFKA_CONF_OK:
             return nil
         default:
-            return String(cString: errstr)
+            return String(cBuffer: errstr)
         }
     }
 }
@@ -89,5 +89,12 @@ public struct KafkaProperty: Sendable, Equatable {
         let name = self.name.lowercased()
         return name.contains("password") || name.contains("secret") || name.hasSuffix(".key")
             || name.contains("token") || name.contains("jaas")
+    }
+}
+
+extension String {
+    /// The text of a NUL-terminated buffer that librdkafka filled in.
+    init(cBuffer: [CChar]) {
+        self = String(decoding: cBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,5 +1,5 @@
 import CRdKafka
-public import SluiceCore
+import SluiceCore
 
 /// A librdkafka error, classified for clients.
 public struct KafkaSinkError: Error, Sendable, CustomStringConvertible {
