@@ -18,15 +18,33 @@ final class SegmentWriter {
     private var lastSync = ContinuousClock.now
     private var dirty = false
 
+    private var lockFD: Int32 = -1
+
     init(directory: String, segmentBytes: Int) throws(FileSinkError) {
         self.directory = directory
         self.segmentBytes = segmentBytes
         try self.createDirectory()
+        try self.lockDirectory()
         try self.recover()
     }
 
     deinit {
         if self.fd >= 0 { close(self.fd) }
+        if self.lockFD >= 0 { close(self.lockFD) }
+    }
+
+    /// Two writers appending to the same segments would interleave and corrupt them: hold an
+    /// exclusive lock on `<directory>/.lock` for as long as this writer lives.
+    private func lockDirectory() throws(FileSinkError) {
+        let path = self.directory + "/.lock"
+        let fd = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSinkError(operation: "open", path: path, errno: errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            throw FileSinkError(operation: "lock (is another Sluice writing to this directory?)", path: path, errno: code)
+        }
+        self.lockFD = fd
     }
 
     private func createDirectory() throws(FileSinkError) {

@@ -22,7 +22,7 @@ import Testing
     }
 
     static func lines(in directory: String) throws -> [String] {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".ndjson") }.sorted()
         return try names.flatMap { name in
             try String(contentsOfFile: directory + "/" + name, encoding: .utf8).split(separator: "\n").map(String.init)
         }
@@ -69,6 +69,19 @@ import Testing
         await sink.shutdown()
     }
 
+    @Test func aSecondWriterOnTheSameDirectoryIsRefused() async throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try FileSink(name: "a", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+        do {
+            _ = try FileSink(name: "b", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+            Issue.record("two sinks must not append to the same segments")
+        } catch let error as FileSinkError {
+            #expect(error.description.contains("another Sluice"))
+        }
+        await first.shutdown()
+    }
+
     @Test func rotatesSegmentsBySizeAndNamesThemByFirstOffset() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -78,7 +91,7 @@ import Testing
             _ = await Self.write(sink, [Event(value: ByteBuffer(string: payload))])
         }
         await sink.shutdown()
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".ndjson") }.sorted()
         #expect(names.count > 1)
         #expect(names.first == "00000000000000000000.ndjson")
         for name in names {
