@@ -76,7 +76,8 @@ extension SluiceConfiguration {
         if let items = r.required(top["sinks"], in: "", key: "sinks", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error("sinks", "at least one sink is required") }
             var names: Set<String> = []
-            for (node, path) in items {
+            var directories: [String: Int] = [:]
+            for (index, (node, path)) in items.enumerated() {
                 let (name, sink) = readSink(node, path, r)
                 guard let name else { continue }
                 // A sink with errors still counts as declared, so routes naming it get no second error.
@@ -85,6 +86,14 @@ extension SluiceConfiguration {
                     r.error(path + ".name", "duplicate sink name \"\(name)\"")
                 }
                 if let sink { sinks.append(sink) }
+                if case .file(let file)? = sink?.kind {
+                    let directory = URL(fileURLWithPath: file.directory).standardizedFileURL.path
+                    if let other = directories[directory] {
+                        r.error(path + ".file.directory", "\"\(file.directory)\" is already the directory of sinks[\(other)]; each file sink needs its own")
+                    } else {
+                        directories[directory] = index
+                    }
+                }
             }
         }
 
