@@ -8,6 +8,8 @@ import SluiceHTTP
 /// - `GET /ready`: 200 once every listener accepts and every sink reaches its backend;
 ///   503 otherwise (and while draining), with the state of each.
 /// - `GET /health`: 200 while the process runs (liveness).
+/// - `GET /sinks`: each sink's readiness and in-flight budget: what is in flight, the limits,
+///   and how many requests are waiting for room (a saturated sink shows waiters).
 public struct AdminResponder: HTTPResponder {
     private let listeners: [HTTPServer]
     private let sinks: [any Sink]
@@ -45,12 +47,30 @@ public struct AdminResponder: HTTPResponder {
                 json.field("ready", ready)
             }
             return .json(ready ? .ok : .serviceUnavailable, json)
+        case "/sinks":
+            var json = JSONWriter()
+            json.object { json in
+                for sink in self.sinks {
+                    let budget = sink.budget
+                    let inFlight = budget.inFlight
+                    json.key(sink.name)
+                    json.object {
+                        $0.field("ready", sink.isReady)
+                        $0.field("in_flight_bytes", inFlight.bytes)
+                        $0.field("in_flight_events", inFlight.events)
+                        $0.field("max_in_flight_bytes", budget.maxBytes)
+                        $0.field("max_in_flight_events", budget.maxEvents)
+                        $0.field("waiting_requests", budget.waiting)
+                    }
+                }
+            }
+            return .json(.ok, json)
         case "/health":
             var json = JSONWriter()
             json.object { $0.field("status", "alive") }
             return .json(.ok, json)
         default:
-            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health")
+            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health, /sinks")
         }
     }
 }

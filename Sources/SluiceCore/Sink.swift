@@ -14,6 +14,9 @@ public protocol Sink: Sendable {
     /// Whether the sink can currently reach its backend.
     var isReady: Bool { get }
 
+    /// The sink's in-flight budget (for backpressure and for operators to watch).
+    var budget: InFlightBudget { get }
+
     /// The longest the sink may take to settle an event it accepted (Kafka: its delivery
     /// timeout). A request stops waiting after that and reports unsettled events as failed
     /// and retryable. nil: no bound.

@@ -203,6 +203,13 @@ import Glibc
         #expect((results.last?["error"] as? [String: Any])?["code"] as? String == "sink_saturated")
         let records = try consume(topic, expecting: 1)
         #expect(records.map(\.value) == [#"{"n":1}"#], "only the acknowledged event is in the topic")
+
+        // Operators see the budget on the admin listener.
+        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        let slow = sinks.json["slow"] as? [String: Any]
+        #expect(slow?["max_in_flight_events"] as? Int == 1)
+        #expect(slow?["in_flight_events"] as? Int == 0, "every share came back: \(sinks.body)")
+        #expect(slow?["ready"] as? Bool == true)
     }
 
     @Test func http1KeepAliveServesSeveralRequestsOnOneConnection() async throws {

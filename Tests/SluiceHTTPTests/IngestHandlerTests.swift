@@ -12,6 +12,7 @@ final class ScriptedSink: Sink, @unchecked Sendable {
     let name = "scripted"
     var isReady: Bool { true }
     var settleTimeout: Duration? { nil }
+    let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)
     private let lock = NIOLock()
     private var _received: [(topic: String, event: Event)] = []
     /// Decides the fate of the n-th event received (0-based, across requests).
