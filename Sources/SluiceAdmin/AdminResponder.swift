@@ -11,10 +11,10 @@ import SluiceHTTP
 /// - `GET /sinks`: each sink's readiness and in-flight budget: what is in flight, the limits,
 ///   and how many requests are waiting for room (a saturated sink shows waiters).
 public struct AdminResponder: HTTPResponder {
-    private let listeners: [HTTPServer]
+    private let listeners: [any Listening]
     private let sinks: [any Sink]
 
-    public init(listeners: [HTTPServer], sinks: [any Sink]) {
+    public init(listeners: [any Listening], sinks: [any Sink]) {
         self.listeners = listeners
         self.sinks = sinks
     }

@@ -40,7 +40,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "sinks", "routes", "shutdown"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "sinks", "routes", "shutdown"]
 
     private static func read(_ root: Node?, _ r: ConfigReader) -> SluiceConfiguration? {
         guard let root else {
@@ -71,6 +71,13 @@ extension SluiceConfiguration {
             }
         }
 
+        var grpc: GRPCListenerConfig?
+        if let (node, path) = top["grpc"], let fields = r.mapping(node, path, allowed: ["address"]) {
+            if let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) {
+                grpc = GRPCListenerConfig(address: address)
+            }
+        }
+
         var sinks: [SinkConfig] = []
         var declaredSinks: [String] = []
         if let items = r.required(top["sinks"], in: "", key: "sinks", { r.sequence($0, $1) }) {
@@ -98,16 +105,18 @@ extension SluiceConfiguration {
         }
 
         var routes: [RouteConfig] = []
+        var routeIndices: [Int] = []
         if let items = r.required(top["routes"], in: "", key: "routes", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error("routes", "at least one route is required") }
             var names: Set<String> = []
             let sinkNames = declaredSinks
-            for (node, path) in items {
+            for (index, (node, path)) in items.enumerated() {
                 guard let route = readRoute(node, path, sinkNames: sinkNames, r) else { continue }
                 if !names.insert(route.name).inserted {
                     r.error(path + ".name", "duplicate route name \"\(route.name)\"")
                 }
                 routes.append(route)
+                routeIndices.append(index)
             }
         }
 
@@ -125,7 +134,19 @@ extension SluiceConfiguration {
             }
         }
 
-        return SluiceConfiguration(listeners: listeners, admin: admin, sinks: sinks, routes: routes, shutdown: shutdown)
+        if let grpc {
+            for (index, listener) in zip(listenerIndices, listeners) where listener.address == grpc.address && grpc.address.port != 0 {
+                r.error("grpc.address", "\(grpc.address) is already used by listeners[\(index)]")
+            }
+            if let admin, admin.address == grpc.address, grpc.address.port != 0 {
+                r.error("grpc.address", "\(grpc.address) is already used by admin.address")
+            }
+        }
+        if grpc == nil, top["grpc"] == nil, let index = routes.firstIndex(where: { $0.match.grpc != nil }) {
+            r.error("routes[\(routeIndices[index])].match.grpc_service", "a gRPC route needs a gRPC listener: add grpc: { address: host:port }")
+        }
+
+        return SluiceConfiguration(listeners: listeners, admin: admin, grpc: grpc, sinks: sinks, routes: routes, shutdown: shutdown)
     }
 
     private static func readName(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> String? {
@@ -285,7 +306,13 @@ extension SluiceConfiguration {
         }
         var action: RouteConfig.Action?
         if let (n, p) = fields["ingest"] {
-            action = readIngest(n, p, pathParameters: match?.path.parameters, sinkNames: sinkNames, r).map { .ingest($0) }
+            // A gRPC route's topic may use {topic}: the PublishRequest's topic field.
+            let parameters = match?.grpc != nil ? ["topic"] : match?.path.parameters
+            action = readIngest(n, p, pathParameters: parameters, sinkNames: sinkNames, r).map { .ingest($0) }
+            if match?.grpc != nil, case .ingest(let ingest)? = action, ingest.ack != .sink {
+                r.error(p + ".ack", "gRPC routes acknowledge durable events only (ack: sink)")
+                action = nil
+            }
         }
         guard let name, let match, let action else { return nil }
         return RouteConfig(name: name, match: match, action: action)
@@ -294,7 +321,15 @@ extension SluiceConfiguration {
     static let httpMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
     private static func readMatch(_ node: Node, _ path: String, _ r: ConfigReader) -> RouteMatchConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["path", "path_prefix", "methods", "host", "headers"]) else { return nil }
+        let allowed = ["path", "path_prefix", "methods", "host", "headers", "grpc_service", "grpc_method"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        if let (serviceNode, servicePath) = fields["grpc_service"] {
+            return readGRPCMatch(fields, serviceNode, servicePath, path, r)
+        }
+        if let (_, methodPath) = fields["grpc_method"] {
+            r.error(methodPath, "grpc_method needs grpc_service")
+            return nil
+        }
         var pattern: PathPattern?
         switch (fields["path"], fields["path_prefix"]) {
         case (let exact?, nil):
@@ -345,6 +380,34 @@ extension SluiceConfiguration {
         }
         guard let pattern else { return nil }
         return RouteMatchConfig(path: pattern, methods: methods, host: host, headers: headers)
+    }
+
+    /// A gRPC route: `grpc_service` (fully qualified), optional `grpc_method`, optional metadata
+    /// `headers`; HTTP-only keys are errors.
+    private static func readGRPCMatch(
+        _ fields: [String: (Node, String)], _ serviceNode: Node, _ servicePath: String, _ path: String, _ r: ConfigReader
+    ) -> RouteMatchConfig? {
+        for key in ["path", "path_prefix", "methods", "host"] where fields[key] != nil {
+            r.error("\(path).\(key)", "a gRPC route matches on grpc_service, grpc_method and headers, not \(key)")
+        }
+        guard let service = r.nonEmptyString(serviceNode, servicePath) else { return nil }
+        guard service.contains("."), !service.hasPrefix("/"), !service.contains("/") else {
+            r.error(servicePath, "expected a fully qualified service name like sluice.v1.Ingest, got \"\(service)\"")
+            return nil
+        }
+        var method: String?
+        if let (n, p) = fields["grpc_method"] {
+            method = r.nonEmptyString(n, p)
+            if method == nil { return nil }
+        }
+        var headers: [(name: String, value: String)] = []
+        if let (n, p) = fields["headers"] {
+            for entry in r.freeMapping(n, p) {
+                if let value = r.string(entry.value, entry.path) { headers.append((entry.key.lowercased(), value)) }
+            }
+        }
+        let grpcPath: PathPattern = method.map { .exact("/\(service)/\($0)") } ?? .prefix("/\(service)/")
+        return RouteMatchConfig(path: grpcPath, methods: ["POST"], host: nil, headers: headers, grpc: GRPCMatch(service: service, method: method))
     }
 
     private static func readIngest(

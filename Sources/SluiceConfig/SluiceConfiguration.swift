@@ -6,6 +6,8 @@ import KafkaSink
 public struct SluiceConfiguration: Sendable {
     public var listeners: [ListenerConfig]
     public var admin: AdminConfig?
+    /// The gRPC listener (Ingest service), if any.
+    public var grpc: GRPCListenerConfig?
     public var sinks: [SinkConfig]
     public var routes: [RouteConfig]
     public var shutdown: ShutdownConfig
@@ -75,6 +77,11 @@ public struct AdminConfig: Sendable {
     public var address: SocketAddressConfig
 }
 
+/// A dedicated listener for gRPC (grpc-swift-2 owns its HTTP/2 connections).
+public struct GRPCListenerConfig: Sendable {
+    public var address: SocketAddressConfig
+}
+
 public struct SinkConfig: Sendable {
     public var name: String
     public var kind: Kind
@@ -103,6 +110,8 @@ public struct RouteConfig: Sendable {
 }
 
 public struct RouteMatchConfig: Sendable {
+    /// For a gRPC route, the service and (optionally) method it serves; nil for HTTP routes.
+    public var grpc: GRPCMatch?
     public var path: PathPattern
     /// Upper-case methods; empty means any method.
     public var methods: [String]
@@ -111,7 +120,11 @@ public struct RouteMatchConfig: Sendable {
     /// Headers that must be present with exactly these values (names case-insensitive).
     public var headers: [(name: String, value: String)]
 
-    public init(path: PathPattern, methods: [String] = [], host: String? = nil, headers: [(name: String, value: String)] = []) {
+    public init(
+        path: PathPattern, methods: [String] = [], host: String? = nil, headers: [(name: String, value: String)] = [],
+        grpc: GRPCMatch? = nil
+    ) {
+        self.grpc = grpc
         self.path = path
         self.methods = methods
         self.host = host
@@ -154,6 +167,17 @@ public struct IngestConfig: Sendable {
     public static let defaultMaxEvents = 10_000
     public static let defaultMaxEventBytes = 1_000_000
     public static let defaultMaxWait = Duration.seconds(5)
+}
+
+/// A gRPC route's service (`sluice.v1.Ingest`) and optional method (`PublishStream`).
+public struct GRPCMatch: Sendable, Equatable {
+    public var service: String
+    public var method: String?
+
+    public init(service: String, method: String?) {
+        self.service = service
+        self.method = method
+    }
 }
 
 /// Where an event's record key comes from.

@@ -13,12 +13,18 @@ public struct Event: Sendable {
     public var headers: [EventHeader]
     /// Whether `value` is known to hold one valid JSON value.
     public var valueIsJSON: Bool
+    /// The producer's timestamp (milliseconds since the epoch); the backend's time when nil.
+    public var timestampMilliseconds: Int64?
 
-    public init(value: ByteBuffer, key: ByteBuffer? = nil, headers: [EventHeader] = [], valueIsJSON: Bool = false) {
+    public init(
+        value: ByteBuffer, key: ByteBuffer? = nil, headers: [EventHeader] = [], valueIsJSON: Bool = false,
+        timestampMilliseconds: Int64? = nil
+    ) {
         self.value = value
         self.key = key
         self.headers = headers
         self.valueIsJSON = valueIsJSON
+        self.timestampMilliseconds = timestampMilliseconds
     }
 
     /// Bytes this event occupies in a sink's queue (value, key and headers).

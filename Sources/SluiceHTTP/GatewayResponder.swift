@@ -16,7 +16,7 @@ public struct GatewayResponder: HTTPResponder {
     /// Builds the routing table from a validated configuration and the running sinks.
     public init(config: SluiceConfiguration, sinks: [String: any Sink], logger: Logger) {
         var entries: [Router<Target>.Entry] = []
-        for route in config.routes {
+        for route in config.routes where route.match.grpc == nil {
             switch route.action {
             case .ingest(let ingest):
                 // Validation guarantees the sink exists.

@@ -7,6 +7,7 @@ import NIOHTTP2
 import NIOPosix
 import ServiceLifecycle
 import SluiceConfig
+import SluiceCore
 
 /// Answers requests; shared by every connection and stream of a listener.
 public protocol HTTPResponder: Sendable {
@@ -66,7 +67,7 @@ public struct HTTPRequest: Sendable {
 /// On graceful shutdown it stops accepting, lets in-flight requests finish (HTTP/1.1
 /// connections close after their current response, HTTP/2 connections get GOAWAY), and
 /// after `drainTimeout` closes whatever is left.
-public final class HTTPServer: Service, Sendable {
+public final class HTTPServer: Service, Listening, Sendable {
     public let name: String
     private let host: String
     private let port: Int

@@ -9,6 +9,7 @@ import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
 import SluiceCore
+import SluiceGRPC
 import SluiceHTTP
 
 @main
@@ -82,18 +83,31 @@ struct Run: AsyncParsableCommand {
                 name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
                 limits: listener.limits, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
         }
+        var grpcServer: GRPCIngestServer?
+        if let grpc = configuration.grpc {
+            let routes = configuration.routes.compactMap { route -> GRPCIngestRoute? in
+                guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
+                return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink)
+            }
+            grpcServer = GRPCIngestServer(
+                host: grpc.address.host, port: grpc.address.port, service: IngestService(routes: routes, logger: logger), logger: logger)
+        }
+        var allListeners: [any Listening] = listeners
+        if let grpcServer { allListeners.append(grpcServer) }
+
         var services: [any Service] = []
         if let admin = configuration.admin {
             let orderedSinks = configuration.sinks.compactMap { sinks[$0.name] }
             services.append(
                 HTTPServer(
                     name: "admin", host: admin.address.host, port: admin.address.port,
-                    responder: AdminResponder(listeners: listeners, sinks: orderedSinks),
+                    responder: AdminResponder(listeners: allListeners, sinks: orderedSinks),
                     drainTimeout: .seconds(1), logger: logger))
         }
         // ServiceGroup stops services in reverse order: listeners drain first, then sinks flush,
         // and the admin listener (first) answers /ready with 503 until the very end.
         services.append(contentsOf: sinkServices)
+        if let grpcServer { services.append(grpcServer) }
         services.append(contentsOf: listeners)
 
         let group = ServiceGroup(

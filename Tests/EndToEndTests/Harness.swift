@@ -101,6 +101,8 @@ final class SluiceProcess: @unchecked Sendable {
     let process = Process()
     let port: Int
     let adminPort: Int
+    /// A free port for the gRPC listener, for configs that use `{GRPC_PORT}`.
+    let grpcPort: Int
     let workDirectory: URL
     let logURL: URL
 
@@ -111,12 +113,14 @@ final class SluiceProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(at: self.workDirectory, withIntermediateDirectories: true)
         self.logURL = self.workDirectory.appendingPathComponent("sluice.log")
         var args = ["run"]
+        self.grpcPort = try freePort()
         if let config {
             self.port = try freePort()
             self.adminPort = try freePort()
             let text = config
                 .replacingOccurrences(of: "{PORT}", with: String(self.port))
                 .replacingOccurrences(of: "{ADMIN_PORT}", with: String(self.adminPort))
+                .replacingOccurrences(of: "{GRPC_PORT}", with: String(self.grpcPort))
                 .replacingOccurrences(of: "{KAFKA}", with: kafkaBootstrap)
             let path = self.workDirectory.appendingPathComponent("sluice.yaml")
             try text.write(to: path, atomically: true, encoding: .utf8)

@@ -50,7 +50,7 @@ public final class FileSink: Sink, Service {
         lines.reserveCapacity(events.reduce(0) { $0 + $1.size + 64 })
         let now = wallClockMilliseconds()
         for event in events {
-            NDJSONLineEncoder.append(event, topic: topic, timestamp: now, to: &lines)
+            NDJSONLineEncoder.append(event, topic: topic, timestamp: event.timestampMilliseconds ?? now, to: &lines)
         }
         let size = lines.count
         if self.closed.withLockedValue({ $0 }) {

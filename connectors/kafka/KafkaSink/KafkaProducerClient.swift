@@ -126,7 +126,7 @@ final class KafkaProducerClient: @unchecked Sendable {
         ticket: Unmanaged<KafkaDeliveryTicket>,
         topic: (inout rd_kafka_vu_t) -> Void
     ) -> rd_kafka_resp_err_t {
-        let capacity = 5 + event.headers.count
+        let capacity = 6 + event.headers.count
         return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
             var count = 0
             func append(_ fill: (inout rd_kafka_vu_t) -> Void) {
@@ -138,6 +138,9 @@ final class KafkaProducerClient: @unchecked Sendable {
             append(topic)
             append { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY }
             append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() }
+            if let timestamp = event.timestampMilliseconds {
+                append { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp }
+            }
             return event.value.withUnsafeReadableBytes { value in
                 append {
                     $0.vtype = RD_KAFKA_VTYPE_VALUE

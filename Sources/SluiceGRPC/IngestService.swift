@@ -1,0 +1,247 @@
+import Foundation
+import GRPCCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SluiceConfig
+import SluiceCore
+
+/// A gRPC route bound to its running sink.
+public struct GRPCIngestRoute: Sendable {
+    public var name: String
+    public var match: RouteMatchConfig
+    public var ingest: IngestConfig
+    public var sink: any Sink
+
+    public init(name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink) {
+        self.name = name
+        self.match = match
+        self.ingest = ingest
+        self.sink = sink
+    }
+}
+
+/// `sluice.v1.Ingest`: the same routes, sinks and delivery contract as HTTP ingest.
+///
+/// - `Publish`: one batch, answered with one result per event once each event's fate is known.
+/// - `PublishStream`: batches on a long-lived stream; each is acknowledged (`PublishAck`, by the
+///   request's `sequence`) once settled, in whatever order that happens. The next request is
+///   read only after the sink has taken the previous one, so a slow sink slows the client
+///   through HTTP/2 flow control instead of being buffered.
+public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
+    static let serviceName = "sluice.v1.Ingest"
+    /// Requests of one stream whose acks are not yet written; past this the stream stops reading.
+    static let maxUnackedRequests = 1024
+
+    private let routes: [GRPCIngestRoute]
+    private let logger: Logger
+
+    public init(routes: [GRPCIngestRoute], logger: Logger) {
+        self.routes = routes
+        self.logger = logger
+    }
+
+    // MARK: - RPCs
+
+    public func publish(
+        request: ServerRequest<Sluice_V1_PublishRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
+        let route = try self.route(method: "Publish", metadata: request.metadata)
+        let results = await self.handOver(request.message, route: route).results()
+        return ServerResponse(
+            message: .with {
+                $0.accepted = UInt32(results.count { if case .delivered = $0 { return true } else { return false } })
+                $0.results = results.map(Self.result)
+            })
+    }
+
+    public func publishStream(
+        request: StreamingServerRequest<Sluice_V1_PublishRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
+        let route = try self.route(method: "PublishStream", metadata: request.metadata)
+        return StreamingServerResponse { response in
+            try await self.stream(request.messages, to: response, route: route)
+            return [:]
+        }
+    }
+
+    private func stream(
+        _ requests: RPCAsyncSequence<Sluice_V1_PublishRequest, any Error>,
+        to response: RPCWriter<Sluice_V1_PublishAck>,
+        route: GRPCIngestRoute
+    ) async throws {
+        let (acks, ackContinuation) = AsyncStream<Sluice_V1_PublishAck>.makeStream()
+        let unacked = NIOLockedValueBox(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await ack in acks {
+                    try await response.write(ack)
+                    unacked.withLockedValue { $0 -= 1 }
+                }
+            }
+            try await withThrowingDiscardingTaskGroup { settling in
+                for try await message in requests {
+                    // A client that does not read its acks is not allowed to pile them up here.
+                    while unacked.withLockedValue({ $0 }) >= Self.maxUnackedRequests {
+                        try await Task.sleep(for: .milliseconds(1))
+                    }
+                    unacked.withLockedValue { $0 += 1 }
+                    // Hand the events over (this waits while the sink has no room) ...
+                    let pending = await self.handOver(message, route: route)
+                    // ... and acknowledge them when they settle, without holding up the next request.
+                    let sequence = message.sequence
+                    settling.addTask {
+                        let results = await pending.results()
+                        ackContinuation.yield(
+                            .with { ack in
+                                ack.sequence = sequence
+                                ack.durable = results.allSatisfy { if case .delivered = $0 { return true } else { return false } }
+                                ack.results = results.map(Self.result)
+                            })
+                    }
+                }
+            }
+            ackContinuation.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: - Routing
+
+    private func route(method: String, metadata: Metadata) throws(RPCError) -> GRPCIngestRoute {
+        for route in self.routes {
+            guard let grpc = route.match.grpc, grpc.service == Self.serviceName, grpc.method == nil || grpc.method == method else {
+                continue
+            }
+            let headersMatch = route.match.headers.allSatisfy { header in
+                metadata[stringValues: header.name].contains(header.value)
+            }
+            if headersMatch { return route }
+        }
+        throw RPCError(code: .notFound, message: "no route serves \(Self.serviceName)/\(method) for this call's metadata")
+    }
+
+    // MARK: - Delivery
+
+    /// A request's events handed to the sink, to be settled.
+    struct PendingDelivery {
+        let tracker: DeliveryTracker
+        let settleTimeout: Duration?
+        let sinkName: String
+
+        func results() async -> [DeliveryResult] {
+            guard let settle = self.settleTimeout else { return await self.tracker.results() }
+            let bound = settle + .seconds(1)
+            return await self.tracker.results(deadline: .now + bound, unsettled: .unsettled(sink: self.sinkName, after: bound))
+        }
+    }
+
+    /// Validates the request, completes invalid events at once, and hands the valid ones to the
+    /// sink (waiting, up to `max_wait` per wait, while it has no room).
+    private func handOver(_ request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) async -> PendingDelivery {
+        let tracker = DeliveryTracker()
+        let pending = PendingDelivery(tracker: tracker, settleTimeout: route.sink.settleTimeout, sinkName: route.sink.name)
+        let first = tracker.reserve(request.events.count)
+        defer { tracker.seal() }
+
+        let topic: String
+        switch self.topic(for: request, route: route) {
+        case .success(let value): topic = value
+        case .failure(let failure):
+            for i in 0..<request.events.count { tracker.complete(first + i, with: .failed(failure)) }
+            return pending
+        }
+        if request.events.count > route.ingest.maxEvents {
+            let failure = DeliveryFailure(
+                code: "too_many_events", message: "the request holds more than max_events (\(route.ingest.maxEvents)) events",
+                isRetryable: false, httpStatus: 413)
+            for i in 0..<request.events.count { tracker.complete(first + i, with: .failed(failure)) }
+            return pending
+        }
+
+        // Consecutive valid events go to the sink together; an invalid one fails alone.
+        var run: [Event] = []
+        var runStart = 0
+        var saturated = false
+        func flush() async {
+            guard !run.isEmpty else { return }
+            if saturated {
+                for i in 0..<run.count { tracker.complete(first + runStart + i, with: .failed(.queueFull(sink: route.sink.name))) }
+            } else {
+                let taken = await route.sink.enqueue(
+                    run, topic: topic, tracker: tracker, firstIndex: first + runStart, deadline: .now + route.ingest.maxWait)
+                saturated = taken < run.count
+            }
+            run.removeAll(keepingCapacity: true)
+        }
+        for (index, event) in request.events.enumerated() {
+            let size = event.value.count + (event.hasKey ? event.key.count : 0)
+            if size > route.ingest.maxEventBytes {
+                await flush()
+                tracker.complete(
+                    first + index,
+                    with: .failed(
+                        DeliveryFailure(
+                            code: "event_too_large", message: "event is larger than max_event_bytes (\(route.ingest.maxEventBytes) bytes)",
+                            isRetryable: false, httpStatus: 413)))
+                runStart = index + 1
+                continue
+            }
+            if run.isEmpty { runStart = index }
+            run.append(Self.event(event, route: route))
+        }
+        await flush()
+        return pending
+    }
+
+    private func topic(for request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) -> Result<String, DeliveryFailure> {
+        let template = route.ingest.topic
+        func invalid(_ message: String) -> Result<String, DeliveryFailure> {
+            .failure(DeliveryFailure(code: "invalid_topic", message: message, isRetryable: false, httpStatus: 400))
+        }
+        if let fixed = template.fixedValue {
+            guard request.topic.isEmpty || request.topic == fixed else {
+                return invalid("this route publishes to \"\(fixed)\"; leave topic empty or set it to that")
+            }
+            return .success(fixed)
+        }
+        guard !request.topic.isEmpty else { return invalid("this route takes the topic from the request: set topic") }
+        let topic = template.render(["topic": request.topic])
+        if let problem = TopicName.problem(topic) { return invalid(problem) }
+        if let allowed = route.ingest.topicsAllowed, !allowed.contains(topic) {
+            return .failure(
+                DeliveryFailure(code: "unknown_topic", message: "topic \"\(topic)\" is not served by this route", isRetryable: false, httpStatus: 404))
+        }
+        return .success(topic)
+    }
+
+    private static func event(_ message: Sluice_V1_Event, route: GRPCIngestRoute) -> Event {
+        var headers = message.headers.map { EventHeader(name: $0.key, value: $0.value) }
+        headers.sort { $0.name < $1.name }
+        return Event(
+            value: ByteBuffer(bytes: message.value),
+            key: message.hasKey ? ByteBuffer(bytes: message.key) : nil,
+            headers: headers,
+            timestampMilliseconds: message.hasTimestampMs ? message.timestampMs : nil)
+    }
+
+    private static func result(_ result: DeliveryResult) -> Sluice_V1_EventResult {
+        .with {
+            switch result {
+            case .delivered(let receipt):
+                $0.delivered = .with { delivered in
+                    delivered.partition = receipt.partition ?? 0
+                    delivered.offset = receipt.offset ?? 0
+                }
+            case .failed(let failure):
+                $0.failed = .with { failed in
+                    failed.code = failure.code
+                    failed.message = failure.message
+                    failed.retryable = failure.isRetryable
+                }
+            }
+        }
+    }
+}

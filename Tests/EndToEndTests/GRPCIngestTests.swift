@@ -1,0 +1,132 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import SluiceGRPC
+import Testing
+
+/// gRPC ingest through the real binary into the real broker, with grpc-swift-2's client.
+@Suite(.timeLimit(.minutes(3))) struct GRPCIngestTests {
+    static let config = """
+        listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+        admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+        grpc: { address: "127.0.0.1:{GRPC_PORT}" }
+        sinks:
+          - name: events
+            kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s }
+        routes:
+          - name: tenant-only
+            match: { grpc_service: sluice.v1.Ingest, grpc_method: Publish, headers: { x-tenant: acme } }
+            ingest: { sink: events, topic: "{topic}", max_event_bytes: 1KiB }
+          - name: streams
+            match: { grpc_service: sluice.v1.Ingest, grpc_method: PublishStream }
+            ingest: { sink: events, topic: "{topic}" }
+        """
+
+    init() throws {
+        try requireBroker()
+    }
+
+    func withIngestClient<R: Sendable>(
+        _ sluice: SluiceProcess, _ body: @Sendable (Sluice_V1_Ingest.Client<HTTP2ClientTransport.Posix>) async throws -> R
+    ) async throws -> R {
+        try await withGRPCClient(
+            transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
+        ) { client in
+            try await body(Sluice_V1_Ingest.Client(wrapping: client))
+        }
+    }
+
+    @Test func aStreamOfBatchesIsAcknowledgedPerSequenceAndLandsInKafka() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("grpc-stream")
+        let batches = 100
+        let perBatch = 100
+        @Sendable func value(_ batch: Int, _ i: Int) -> String { #"{"batch":\#(batch),"i":\#(i)}"# }
+        let acks = try await self.withIngestClient(sluice) { ingest in
+            try await ingest.publishStream { writer in
+                for batch in 0..<batches {
+                    try await writer.write(
+                        .with {
+                            $0.sequence = UInt64(batch)
+                            $0.topic = topic
+                            $0.events = (0..<perBatch).map { i in
+                                .with {
+                                    $0.value = Data(value(batch, i).utf8)
+                                    $0.key = Data("k\(i % 7)".utf8)
+                                    $0.headers = ["source": "grpc"]
+                                }
+                            }
+                        })
+                }
+            } onResponse: { response in
+                var acks: [UInt64: Sluice_V1_PublishAck] = [:]
+                for try await ack in response.messages { acks[ack.sequence] = ack }
+                return acks
+            }
+        }
+        #expect(acks.count == batches)
+        #expect(acks.values.allSatisfy { $0.durable && $0.results.count == perBatch })
+
+        // Every acknowledged event is in the topic where its ack said, with its key and headers.
+        let records = try consume(topic, expecting: batches * perBatch)
+        #expect(records.count == batches * perBatch)
+        let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0) }, uniquingKeysWith: { first, _ in first })
+        var checked = 0
+        for (sequence, ack) in acks {
+            for (i, result) in ack.results.enumerated() {
+                guard case .delivered(let delivered)? = result.result,
+                    let record = byPosition["\(delivered.partition)/\(delivered.offset)"]
+                else { continue }
+                if record.value == value(Int(sequence), i), record.key == "k\(i % 7)", record.headers.first?.1 == "grpc" {
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked == batches * perBatch)
+    }
+
+    @Test func unaryPublishReportsEachEventsFate() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("grpc-unary")
+        let response = try await self.withIngestClient(sluice) { ingest in
+            try await ingest.publish(
+                .with {
+                    $0.topic = topic
+                    $0.events = [
+                        .with { $0.value = Data("small".utf8) },
+                        .with { $0.value = Data(repeating: 0x61, count: 2048) },
+                        .with {
+                            $0.value = Data("small too".utf8)
+                            $0.timestampMs = 1_700_000_000_000
+                        },
+                    ]
+                }, metadata: ["x-tenant": "acme"])
+        }
+        #expect(response.accepted == 2)
+        #expect(response.results.count == 3)
+        guard case .failed(let failure)? = response.results[1].result else {
+            Issue.record("the oversized event must fail: \(response.results[1])")
+            return
+        }
+        #expect(failure.code == "event_too_large")
+        #expect(!failure.retryable)
+        let records = try consume(topic, expecting: 2)
+        #expect(records.map(\.value) == ["small", "small too"])
+    }
+
+    @Test func aCallNoRouteServesIsNotFound() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        await #expect(throws: RPCError.self) {
+            _ = try await self.withIngestClient(sluice) { ingest in
+                try await ingest.publish(.with { $0.topic = "t"; $0.events = [.with { $0.value = Data("x".utf8) }] })
+            }
+        }
+        do {
+            _ = try await self.withIngestClient(sluice) { ingest in
+                try await ingest.publish(.with { $0.topic = "t"; $0.events = [.with { $0.value = Data("x".utf8) }] })
+            }
+        } catch let error as RPCError {
+            #expect(error.code == .notFound)
+        }
+    }
+}
