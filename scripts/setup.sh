@@ -35,5 +35,8 @@ if ! command -v noida-db >/dev/null; then
     if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
-# python-hyper's h2: an independent HTTP/2 client for the stream-isolation test.
+# Independent clients for the tests: python-hyper's h2 (HTTP/2 stream isolation) and grpcio
+# (gRPC PublishStream), with grpcio-tools to generate its stubs from Sluice's proto.
 python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
+python3 -c 'import grpc, grpc_tools' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check grpcio==1.85.1 grpcio-tools==1.85.1

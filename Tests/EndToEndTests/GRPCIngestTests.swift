@@ -39,7 +39,7 @@ import Testing
     @Test func aStreamOfBatchesIsAcknowledgedPerSequenceAndLandsInKafka() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("grpc-stream")
-        let batches = 100
+        let batches = 1000
         let perBatch = 100
         @Sendable func value(_ batch: Int, _ i: Int) -> String { #"{"batch":\#(batch),"i":\#(i)}"# }
         let acks = try await self.withIngestClient(sluice) { ingest in
@@ -83,6 +83,32 @@ import Testing
             }
         }
         #expect(checked == batches * perBatch)
+    }
+
+    @Test func grpcioPublishesAHundredThousandEventsOverOneStream() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("grpcio")
+        let (batches, perBatch) = (1000, 100)
+        let result = try runProgram(
+            "python3",
+            [packageRoot.appendingPathComponent("scripts/testing/grpc_publish_stream.py").path, String(sluice.grpcPort), topic,
+             String(batches), String(perBatch)])
+        #expect(result.status == 0, "\(result.stderr.suffix(2000))")
+        let summary = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect(summary["acks"] as? Int == batches)
+        #expect(summary["durable"] as? Bool == true)
+        let delivered = summary["delivered"] as? [[Int]] ?? []
+        #expect(delivered.count == batches * perBatch)
+
+        // Every acknowledged event is in the topic, at the position its ack gave.
+        let records = try consume(topic, expecting: batches * perBatch)
+        #expect(records.count == batches * perBatch)
+        let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0) }, uniquingKeysWith: { first, _ in first })
+        let found = delivered.filter { entry in
+            guard entry.count == 4, let record = byPosition["\(entry[2])/\(entry[3])"] else { return false }
+            return record.value == #"{"py":\#(entry[0]),"i":\#(entry[1])}"# && record.key == "k\(entry[1] % 5)"
+        }
+        #expect(found.count == batches * perBatch)
     }
 
     @Test func unaryPublishReportsEachEventsFate() async throws {

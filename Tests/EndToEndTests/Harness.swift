@@ -48,8 +48,26 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A TCP port that was free a moment ago.
+/// Ports already handed out in this test run: the kernel may offer a just-closed port again,
+/// and tests that run in parallel must not be given the same one.
+private let handedOutPorts = NIOLockedPorts()
+
+final class NIOLockedPorts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ports: Set<Int> = []
+    func claim(_ port: Int) -> Bool { self.lock.withLock { self.ports.insert(port).inserted } }
+}
+
+/// A TCP port that was free a moment ago and has not been handed out before in this run.
 func freePort() throws -> Int {
+    for _ in 0..<100 {
+        let port = try kernelFreePort()
+        if handedOutPorts.claim(port) { return port }
+    }
+    throw HarnessError("no fresh free port")
+}
+
+private func kernelFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket() failed") }
     defer { close(fd) }
