@@ -14,5 +14,5 @@ protoc --proto_path=Sources/SluiceGRPC/Protos \
     --plugin=protoc-gen-swift="$bin/protoc-gen-swift" --swift_out="$out" --swift_opt=Visibility=Public \
     --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" --grpc-swift-2_out="$out" \
     --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
-    sluice/v1/ingest.proto
+    sluice/v1/ingest.proto grpc/health/v1/health.proto
 echo "generated: $(cd "$out" && find . -name "*.swift" | sort | tr "\n" " ")"

@@ -5,7 +5,8 @@ import NIOConcurrencyHelpers
 import ServiceLifecycle
 import SluiceCore
 
-/// The gRPC listener: grpc-swift-2 over its NIO HTTP/2 transport, serving `sluice.v1.Ingest`.
+/// The gRPC listener: grpc-swift-2 over its NIO HTTP/2 transport, serving `sluice.v1.Ingest`
+/// and `grpc.health.v1.Health`.
 ///
 /// It is a listener of its own rather than a path on the HTTP listeners: grpc-swift-2's server
 /// transport owns its connections end to end (accept, HTTP/2, streams), and offers no way to hand
@@ -16,10 +17,10 @@ public final class GRPCIngestServer: Service, Listening {
     private let logger: Logger
     private let state = NIOLockedValueBox((bound: false, draining: false))
 
-    public init(host: String, port: Int, service: IngestService, logger: Logger) {
+    public init(host: String, port: Int, service: IngestService, health: HealthService, logger: Logger) {
         self.server = GRPCServer(
             transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-            services: [service]
+            services: [service, health]
         )
         self.logger = logger
     }

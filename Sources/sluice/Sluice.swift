@@ -89,8 +89,10 @@ struct Run: AsyncParsableCommand {
                 guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
                 return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink)
             }
+            let health = HealthService(sinks: configuration.sinks.compactMap { sinks[$0.name] }, servedByGRPC: Set(routes.map(\.sink.name)))
             grpcServer = GRPCIngestServer(
-                host: grpc.address.host, port: grpc.address.port, service: IngestService(routes: routes, logger: logger), logger: logger)
+                host: grpc.address.host, port: grpc.address.port, service: IngestService(routes: routes, logger: logger), health: health,
+                logger: logger)
         }
         var allListeners: [any Listening] = listeners
         if let grpcServer { allListeners.append(grpcServer) }

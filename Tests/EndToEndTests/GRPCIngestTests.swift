@@ -155,4 +155,34 @@ import Testing
             #expect(error.code == .notFound)
         }
     }
+
+    @Test func healthFollowsTheBrokerPerSinkAndOverall() async throws {
+        let broker = try await BrokerProcess()
+        let config = Self.config.replacingOccurrences(of: "{KAFKA}", with: broker.bootstrap)
+        let sluice = try await SluiceProcess(config: config)
+        func status(_ service: String) async throws -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+            try await withGRPCClient(
+                transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
+            ) { client in
+                try await Grpc_Health_V1_Health.Client(wrapping: client).check(.with { $0.service = service }).status
+            }
+        }
+        func waitFor(_ wanted: Grpc_Health_V1_HealthCheckResponse.ServingStatus, _ service: String) async throws -> Bool {
+            for _ in 0..<60 {
+                if try await status(service) == wanted { return true }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            return false
+        }
+        #expect(try await status("") == .serving)
+        #expect(try await status("sluice.v1.Ingest") == .serving)
+        #expect(try await status("sluice.sink.events") == .serving)
+        await #expect(throws: RPCError.self) { _ = try await status("no.such.Service") }
+
+        await broker.stop()
+        #expect(try await waitFor(.notServing, ""), "overall health must turn NOT_SERVING with the broker down")
+        #expect(try await status("sluice.sink.events") == .notServing)
+        try await broker.start()
+        #expect(try await waitFor(.serving, "sluice.sink.events"), "and SERVING again when it returns")
+    }
 }
