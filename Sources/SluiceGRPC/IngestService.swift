@@ -49,6 +49,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
         let route = try self.route(method: "Publish", metadata: request.metadata)
         let results = await self.handOver(request.message, route: route).results()
+        try Self.callLevelError(results)
         return ServerResponse(
             message: .with {
                 $0.accepted = UInt32(results.count { if case .delivered = $0 { return true } else { return false } })
@@ -105,6 +106,23 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             }
             ackContinuation.finish()
             try await group.waitForAll()
+        }
+    }
+
+    /// When every event failed for the same kind of reason, that is the call's status:
+    /// UNAVAILABLE if retryable (sink saturated or down), INVALID_ARGUMENT for a bad request
+    /// (bad topic, too many events, all too large). Mixed outcomes are per-event results.
+    static func callLevelError(_ results: [DeliveryResult]) throws(RPCError) {
+        let failures = results.compactMap { result -> DeliveryFailure? in
+            if case .failed(let failure) = result { return failure }
+            return nil
+        }
+        guard !failures.isEmpty, failures.count == results.count, let first = failures.first else { return }
+        if failures.allSatisfy(\.isRetryable) {
+            throw RPCError(code: .unavailable, message: "\(first.message) (retry later)")
+        }
+        if failures.allSatisfy({ !$0.isRetryable && $0.httpStatus < 500 }) {
+            throw RPCError(code: first.code == "unknown_topic" ? .notFound : .invalidArgument, message: first.message)
         }
     }
 

@@ -140,6 +140,21 @@ import Testing
         #expect(records.map(\.value) == ["small", "small too"])
     }
 
+    @Test func unaryCallsWhereEveryEventFailsGetACallStatus() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        func code(_ request: Sluice_V1_PublishRequest) async throws -> RPCError.Code? {
+            do {
+                _ = try await self.withIngestClient(sluice) { try await $0.publish(request, metadata: ["x-tenant": "acme"]) }
+                return nil
+            } catch let error as RPCError {
+                return error.code
+            }
+        }
+        let oversized = Sluice_V1_Event.with { $0.value = Data(repeating: 0x62, count: 4096) }
+        #expect(try await code(.with { $0.topic = "t"; $0.events = [oversized] }) == .invalidArgument)
+        #expect(try await code(.with { $0.topic = "bad topic!"; $0.events = [.with { $0.value = Data("x".utf8) }] }) == .invalidArgument)
+    }
+
     @Test func aCallNoRouteServesIsNotFound() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         await #expect(throws: RPCError.self) {
