@@ -200,4 +200,69 @@ import Testing
         try await broker.start()
         #expect(try await waitFor(.serving, "sluice.sink.events"), "and SERVING again when it returns")
     }
+
+    @Test func aPausedSinkStallsAStreamingClientWithoutGrowingMemory() async throws {
+        let broker = try await BrokerProcess()
+        let config = """
+            listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+            admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+            grpc: { address: "127.0.0.1:{GRPC_PORT}" }
+            sinks:
+              - name: events
+                max_in_flight_bytes: 8MiB
+                kafka: { bootstrap_servers: ["\(broker.bootstrap)"], delivery_timeout: 120s }
+            routes:
+              - name: unary
+                match: { grpc_service: sluice.v1.Ingest, grpc_method: Publish }
+                ingest: { sink: events, topic: "{topic}", max_wait: 300ms }
+              - name: streams
+                match: { grpc_service: sluice.v1.Ingest, grpc_method: PublishStream }
+                ingest: { sink: events, topic: "{topic}", max_wait: 120s }
+            """
+        let sluice = try await SluiceProcess(config: config)
+        let topic = uniqueTopic("grpc-paused")
+        let (requests, perRequest) = (300, 10)  // 300 requests of 10 x 100 KB: 300 MB
+        let written = Counter()
+        broker.pause()
+        let client = Task {
+            try await self.withIngestClient(sluice) { ingest in
+                try await ingest.publishStream { writer in
+                    let filler = Data(repeating: 0x7A, count: 100_000)
+                    for r in 0..<requests {
+                        try await writer.write(.with {
+                            $0.sequence = UInt64(r)
+                            $0.topic = topic
+                            $0.events = (0..<perRequest).map { _ in .with { $0.value = filler } }
+                        })
+                        written.increment()
+                    }
+                } onResponse: { response in
+                    var durable = 0
+                    for try await ack in response.messages where ack.durable { durable += 1 }
+                    return durable
+                }
+            }
+        }
+        try await Task.sleep(for: .seconds(3))
+        let writtenWhilePaused = written.value
+        // The budget (8 MiB) and the HTTP/2 windows hold a few requests, not the 300 MB stream.
+        #expect(writtenWhilePaused < 60, "the client wrote \(writtenWhilePaused) MB into a paused sink")
+
+        // A unary call that cannot get room within its route's max_wait is UNAVAILABLE.
+        do {
+            _ = try await self.withIngestClient(sluice) {
+                try await $0.publish(.with { $0.topic = topic; $0.events = [.with { $0.value = Data("u".utf8) }] })
+            }
+            Issue.record("a saturated sink must refuse the call")
+        } catch let error as RPCError {
+            #expect(error.code == .unavailable)
+        }
+
+        broker.resume()
+        let durable = try await client.value
+        #expect(durable == requests)
+        let peak = procStatusBytes(sluice.process.processIdentifier, "VmHWM") ?? Int.max
+        #expect(peak < 256 << 20, "peak RSS \(peak >> 20) MiB")
+        print("grpc backpressure: \(writtenWhilePaused) of \(requests) requests written while paused; peak RSS \(peak >> 20) MiB")
+    }
 }

@@ -409,3 +409,11 @@ func procReadBytes(_ pid: Int32) -> Int? {
     }
     return nil
 }
+
+/// A thread-safe counter for tests.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { self.lock.withLock { self.count += 1 } }
+    var value: Int { self.lock.withLock { self.count } }
+}
