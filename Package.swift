@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "sluice-loadgen", targets: ["sluice-loadgen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -148,6 +149,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
+        ),
+
+        // Load generator for Benchmarks/ (gRPC PublishStream); not part of the gateway.
+        .executableTarget(
+            name: "sluice-loadgen",
+            dependencies: [
+                "SluiceGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Benchmarks/LoadGenerator"
         ),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),

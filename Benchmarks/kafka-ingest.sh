@@ -6,6 +6,7 @@
 #       CONNECTIONS concurrent connections (ack: sink: every response waits for the broker)
 #   (b') the same over HTTP/2 (H2_CONNECTIONS connections x H2_STREAMS concurrent streams)
 #   (c) one event per request, SINGLE_REQUESTS requests
+#   (d) the same N events over gRPC PublishStream, 100 per request, GRPC_STREAMS streams on one connection
 #
 # Prints events/s for each and the ratio (b)/(a). Everything runs on 127.0.0.1, bounded by
 # request counts. Both producers use the same librdkafka settings (acks=all, idempotence, lz4,
@@ -20,6 +21,8 @@ EVENTS_PER_REQUEST="${EVENTS_PER_REQUEST:-100}"
 CONNECTIONS="${CONNECTIONS:-64}"
 H2_CONNECTIONS="${H2_CONNECTIONS:-8}"
 H2_STREAMS="${H2_STREAMS:-8}"
+GRPC_STREAMS="${GRPC_STREAMS:-8}"
+GRPC_PORT="${GRPC_PORT:-18082}"
 SINGLE_REQUESTS="${SINGLE_REQUESTS:-20000}"
 export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
@@ -30,6 +33,7 @@ mkdir -p "$work"
 
 scripts/setup.sh
 swift build -c release --product sluice >/dev/null
+swift build -c release --product sluice-loadgen >/dev/null
 
 sluice_pid=""
 cleanup() {
@@ -78,6 +82,7 @@ kcat_us=$(per_event_us 0 "$kcat_cpu" "$N")
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
 admin: { address: "127.0.0.1:$ADMIN_PORT" }
+grpc: { address: "127.0.0.1:$GRPC_PORT" }
 sinks:
   - name: events
     kafka: { bootstrap_servers: ["$BROKER"] }
@@ -85,6 +90,9 @@ routes:
   - name: ingest
     match: { path: "/v1/events/{topic}", methods: [POST] }
     ingest: { sink: events, topic: "{topic}", ack: sink }
+  - name: grpc
+    match: { grpc_service: sluice.v1.Ingest }
+    ingest: { sink: events, topic: "{topic}" }
 YAML
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 
@@ -120,6 +128,11 @@ single=$(run_load "$SINGLE_REQUESTS" "$work/single.json" application/json bench-
 single=$(python3 -c "print(round($single))")
 lats=$(latency)
 
+# (d) gRPC PublishStream.
+grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS")
+[[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
+grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
+
 ratio=$(python3 -c "print(f'{$batched / $direct:.2f}')")
 ratio2=$(python3 -c "print(f'{$batched2 / $direct:.2f}')")
 cat <<OUT
@@ -129,6 +142,8 @@ events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HT
 (b) Sluice NDJSON x$EVENTS_PER_REQUEST h1:     $batched events/s  (request time $latb; $sluice_us us CPU per event in Sluice)
 (b') Sluice NDJSON x$EVENTS_PER_REQUEST h2:    $batched2 events/s
 (c) Sluice 1 event/request:    $single events/s  (request time $lats)
+(d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams, one connection)
 ratio (b)/(a):                 $ratio
 ratio (b')/(a):                $ratio2
+ratio (d)/(a):                 $(python3 -c "print(f'{$grpc_rate / $direct:.2f}')")
 OUT

@@ -258,6 +258,24 @@ import Testing
             #expect(error.code == .unavailable)
         }
 
+        // A deadline is honoured: the call ends DEADLINE_EXCEEDED while its events wait for room,
+        // and the server stops waiting for it (no waiter is left behind on the sink's budget).
+        do {
+            _ = try await self.withIngestClient(sluice) { ingest in
+                var options = CallOptions.defaults
+                options.timeout = .milliseconds(200)
+                return try await ingest.publish(
+                    .with { $0.topic = topic; $0.events = [.with { $0.value = Data("d".utf8) }] }, options: options)
+            }
+            Issue.record("the call must not outlive its deadline")
+        } catch let error as RPCError {
+            #expect(error.code == .deadlineExceeded || error.code == .unavailable, "\(error)")
+        }
+
+        try await Task.sleep(for: .milliseconds(500))
+        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        #expect((sinks.json["events"] as? [String: Any])?["waiting_requests"] as? Int ?? -1 <= 1, "only the stream may still wait: \(sinks.body)")
+
         broker.resume()
         let durable = try await client.value
         #expect(durable == requests)
