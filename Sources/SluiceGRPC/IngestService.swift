@@ -146,13 +146,10 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// A request's events handed to the sink, to be settled.
     struct PendingDelivery {
         let tracker: DeliveryTracker
-        let settleTimeout: Duration?
-        let sinkName: String
+        let sink: any Sink
 
         func results() async -> [DeliveryResult] {
-            guard let settle = self.settleTimeout else { return await self.tracker.results() }
-            let bound = settle + .seconds(1)
-            return await self.tracker.results(deadline: .now + bound, unsettled: .unsettled(sink: self.sinkName, after: bound))
+            await self.tracker.results(settledBy: self.sink)
         }
     }
 
@@ -160,7 +157,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// sink (waiting, up to `max_wait` per wait, while it has no room).
     private func handOver(_ request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) async -> PendingDelivery {
         let tracker = DeliveryTracker()
-        let pending = PendingDelivery(tracker: tracker, settleTimeout: route.sink.settleTimeout, sinkName: route.sink.name)
+        let pending = PendingDelivery(tracker: tracker, sink: route.sink)
         let first = tracker.reserve(request.events.count)
         defer { tracker.seal() }
 

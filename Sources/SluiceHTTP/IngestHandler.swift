@@ -113,14 +113,7 @@ public struct IngestHandler: Sendable {
         if self.config.ack == .accepted {
             return self.acceptedResponse(session: session, stop: stop)
         }
-        let results: [DeliveryResult]
-        if let settle = self.sink.settleTimeout {
-            // Past the sink's own delivery timeout (plus slack for its timeout scan), stop waiting.
-            let bound = settle + .seconds(1)
-            results = await tracker.results(deadline: .now + bound, unsettled: .unsettled(sink: self.sink.name, after: bound))
-        } else {
-            results = await tracker.results()
-        }
+        let results = await tracker.results(settledBy: self.sink)
         return self.response(results: results, stop: stop, saturated: session.saturated)
     }
 

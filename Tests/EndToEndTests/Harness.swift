@@ -162,7 +162,7 @@ final class SluiceProcess: @unchecked Sendable {
 
     var log: String { (try? String(contentsOf: self.logURL, encoding: .utf8)) ?? "" }
 
-    func waitUntilReady(timeout: Duration = .seconds(20)) async throws {
+    func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard self.process.isRunning else {

@@ -7,8 +7,8 @@ import Testing
         listeners:
           - name: main
             address: "127.0.0.1:{PORT}"
-            idle_timeout: 1500ms
-            body_read_timeout: 1500ms
+            idle_timeout: 3s
+            body_read_timeout: 3s
             min_body_rate: 1KiB/s
             max_header_bytes: 4KiB
             max_connections: 3
@@ -61,9 +61,9 @@ import Testing
         let sluice = try await SluiceProcess(config: Self.config)
         let dripper = try RawConnection(port: sluice.port)
         dripper.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n")
-        // 8 bytes every 100 ms: never a 1.5 s stall, but ~80 B/s against a 1 KiB/s minimum.
+        // 8 bytes every 100 ms: never a 3 s stall, but ~80 B/s against a 1 KiB/s minimum.
         var closed = false
-        for _ in 0..<100 {
+        for _ in 0..<150 {
             dripper.send("{\"a\":1}\n")
             if dripper.readUntilClosed(timeout: .milliseconds(100)).closed {
                 closed = true
@@ -72,7 +72,7 @@ import Testing
         }
         #expect(closed, "a drip-fed body must be cut off by min_body_rate")
         let other = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
-        #expect(other.status == 200)
+        #expect(other.status == 200, "\(other.headers) \(other.body) running=\(sluice.process.isRunning) log:\n\(sluice.log.suffix(3000))")
     }
 
     @Test func aSlowRequestHeadIsClosedAfterTheIdleTimeout() async throws {
@@ -85,8 +85,8 @@ import Testing
 
     @Test func connectionsPastTheLimitAreClosedAtOnce() async throws {
         // Long timeouts here, so that only max_connections can close a connection.
-        let config = Self.config.replacingOccurrences(of: "idle_timeout: 1500ms", with: "idle_timeout: 30s")
-            .replacingOccurrences(of: "body_read_timeout: 1500ms", with: "body_read_timeout: 30s")
+        let config = Self.config.replacingOccurrences(of: "idle_timeout: 3s", with: "idle_timeout: 30s")
+            .replacingOccurrences(of: "body_read_timeout: 3s", with: "body_read_timeout: 30s")
         let sluice = try await SluiceProcess(config: config)
         var held = try (0..<3).map { _ in try RawConnection(port: sluice.port) }
         try await Task.sleep(for: .milliseconds(200))
