@@ -329,7 +329,10 @@ public final class HTTPServer: Service, Listening, Sendable {
         guard head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) else { return nil }
         let version = head.version
         return {
-            try await channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .continue))).get()
+            try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+                return channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .continue)))
+            }.get()
         }
     }
 
@@ -344,7 +347,10 @@ public final class HTTPServer: Service, Listening, Sendable {
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
         let body = response.body
         // One hop to the event loop for the whole response.
-        try await channel.eventLoop.flatSubmit {
+        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            // A connection closed meanwhile (a body timeout, the client gone) gets no response:
+            // its HTTP handlers may already have reset their state for it.
+            guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
             channel.write(HTTPServerResponsePart.head(head), promise: nil)
             if body.readableBytes > 0 {
                 channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
