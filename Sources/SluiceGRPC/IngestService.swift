@@ -1,7 +1,6 @@
 import Foundation
 import GRPCCore
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -48,7 +47,8 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
         let route = try self.route(method: "Publish", metadata: request.metadata)
-        let results = await self.handOver(request.message, route: route).results()
+        let message = request.message
+        let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
         try Self.callLevelError(results)
         return ServerResponse(
             message: .with {
@@ -63,8 +63,26 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
         let route = try self.route(method: "PublishStream", metadata: request.metadata)
         return StreamingServerResponse { response in
-            try await self.stream(request.messages, to: response, route: route)
+            try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
             return [:]
+        }
+    }
+
+    /// Runs `operation` as a task that is cancelled when the RPC is: gRPC signals a client's
+    /// cancellation, a passed deadline or a reset stream through the RPC's cancellation handle,
+    /// not by cancelling the handler's task. Cancelled, a call stops reading and withdraws the
+    /// events still waiting for room in the sink; what the sink has already taken is delivered
+    /// but not acknowledged to anyone.
+    static func untilCancelled<R: Sendable>(_ operation: @escaping @Sendable () async throws -> R) async throws -> R {
+        let task = Task { try await operation() }
+        return try await withRPCCancellationHandler {
+            try await withTaskCancellationHandler {
+                try await task.value
+            } onCancel: {
+                task.cancel()
+            }
+        } onCancelRPC: {
+            task.cancel()
         }
     }
 
@@ -74,21 +92,22 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         route: GRPCIngestRoute
     ) async throws {
         let (acks, ackContinuation) = AsyncStream<Sluice_V1_PublishAck>.makeStream()
-        let unacked = NIOLockedValueBox(0)
+        // A client that does not read its acks is not allowed to pile them up here: each request
+        // takes one of these permits and its ack gives it back once written.
+        let unacked = InFlightBudget(maxBytes: Self.maxUnackedRequests, maxEvents: Self.maxUnackedRequests)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await ack in acks {
                     try await response.write(ack)
-                    unacked.withLockedValue { $0 -= 1 }
+                    unacked.release(bytes: 1, events: 1)
                 }
             }
             try await withThrowingDiscardingTaskGroup { settling in
                 for try await message in requests {
-                    // A client that does not read its acks is not allowed to pile them up here.
-                    while unacked.withLockedValue({ $0 }) >= Self.maxUnackedRequests {
-                        try await Task.sleep(for: .milliseconds(1))
+                    // Returns false only when the stream is cancelled.
+                    guard await unacked.acquire(bytes: 1, events: 1, deadline: .now + .seconds(365 * 86_400)) else {
+                        throw CancellationError()
                     }
-                    unacked.withLockedValue { $0 += 1 }
                     // Hand the events over (this waits while the sink has no room) ...
                     let pending = await self.handOver(message, route: route)
                     // ... and acknowledge them when they settle, without holding up the next request.

@@ -297,4 +297,88 @@ import Testing
         print("grpc backpressure: \(writtenWhilePaused) of \(requests) requests written while paused; "
             + "\(acks.filter(\.durable).count) acked durable; peak RSS \(peak >> 20) MiB")
     }
+
+    /// A cancelled stream stops at once: the request waiting for room is withdrawn (never
+    /// produced), nothing more is read, no waiter or budget is left behind, and only what the
+    /// sink had already taken reaches the topic.
+    @Test func aCancelledStreamWithdrawsWhatTheSinkHasNotTaken() async throws {
+        let broker = try await BrokerProcess()
+        let config = """
+            listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+            admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+            grpc: { address: "127.0.0.1:{GRPC_PORT}" }
+            sinks:
+              - name: events
+                max_in_flight_events: 10
+                kafka: { bootstrap_servers: ["\(broker.bootstrap)"], delivery_timeout: 30s }
+            routes:
+              - name: streams
+                match: { grpc_service: sluice.v1.Ingest, grpc_method: PublishStream }
+                ingest: { sink: events, topic: "{topic}", max_wait: 120s }
+            """
+        let sluice = try await SluiceProcess(config: config)
+        let topic = uniqueTopic("grpc-cancelled")
+        @Sendable func request(_ sequence: Int, _ label: String) -> Sluice_V1_PublishRequest {
+            .with {
+                $0.sequence = UInt64(sequence)
+                $0.topic = topic
+                $0.events = (0..<10).map { i in .with { $0.value = Data("\(label)-\(i)".utf8) } }
+            }
+        }
+        func waitingRequests() throws -> Int {
+            let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+            return (sinks.json["events"] as? [String: Any])?["waiting_requests"] as? Int ?? -1
+        }
+
+        broker.pause()
+        let acksBeforeCancel = Counter()
+        let client = Task {
+            try await self.withIngestClient(sluice) { ingest in
+                try await ingest.publishStream { writer in
+                    // The first request takes the whole budget (10 events); the second waits for room.
+                    try await writer.write(request(0, "taken"))
+                    try await writer.write(request(1, "withdrawn"))
+                    try await Task.sleep(for: .seconds(600))
+                } onResponse: { response in
+                    for try await _ in response.messages { acksBeforeCancel.increment() }
+                }
+            }
+        }
+        var waited = false
+        for _ in 0..<100 where !waited {
+            waited = try waitingRequests() == 1
+            if !waited { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(waited, "the second request must be waiting for the paused sink's budget")
+
+        client.cancel()
+        _ = await client.result
+        var withdrawn = false
+        for _ in 0..<100 where !withdrawn {
+            withdrawn = try waitingRequests() == 0
+            if !withdrawn { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(withdrawn, "the cancelled stream's waiting request must leave the sink's queue")
+        #expect(acksBeforeCancel.value == 0, "nothing was durable while the broker was paused")
+
+        broker.resume()
+        // The budget the first request took comes back with its delivery reports: a new stream
+        // gets room and is acknowledged durable.
+        let acks = try await self.withIngestClient(sluice) { ingest in
+            try await ingest.publishStream { writer in
+                try await writer.write(request(0, "after"))
+            } onResponse: { response in
+                var acks: [Sluice_V1_PublishAck] = []
+                for try await ack in response.messages { acks.append(ack) }
+                return acks
+            }
+        }
+        #expect(acks.count == 1 && acks.allSatisfy(\.durable), "\(acks)")
+
+        let values = Set(try consume(topic, expecting: 20, bootstrap: broker.bootstrap).map(\.value))
+        #expect(values == Set((0..<10).flatMap { ["taken-\($0)", "after-\($0)"] }), "\(values.sorted())")
+        // Nothing withdrawn turns up later either.
+        try await Task.sleep(for: .seconds(1))
+        #expect(try consume(topic, expecting: 21, bootstrap: broker.bootstrap).count == 20)
+    }
 }
