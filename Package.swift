@@ -23,7 +23,10 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Domain types: events, sinks, delivery results. No I/O.
@@ -72,6 +75,25 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Kinesis connector: PutRecords over HTTPS, signed with SigV4 (no AWS SDK).
+        .target(
+            name: "KinesisSink",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "connectors/kinesis/KinesisSink",
+            swiftSettings: strict
+        ),
+
         // YAML schema, validation with exact error paths.
         .target(
             name: "SluiceConfig",
@@ -79,6 +101,7 @@ let package = Package(
                 "SluiceCore",
                 "KafkaSink",
                 "FileSink",
+                "KinesisSink",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -142,6 +165,7 @@ let package = Package(
                 "SluiceAdmin",
                 "KafkaSink",
                 "FileSink",
+                "KinesisSink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -173,6 +197,12 @@ let package = Package(
         ),
         .testTarget(name: "FileSinkTests", dependencies: ["FileSink", "SluiceCore"], path: "connectors/file/Tests"),
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"], path: "connectors/kafka/Tests"),
+        .testTarget(
+            name: "KinesisSinkTests",
+            dependencies: ["KinesisSink", "SluiceCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
+            path: "connectors/kinesis/Tests",
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -6,14 +6,19 @@ public enum DeliveryResult: Sendable, Equatable {
     case failed(DeliveryFailure)
 }
 
-/// Where a delivered event landed: partition and offset for Kafka, segment offset for files.
+/// Where a delivered event landed: partition and offset for Kafka, segment offset for files,
+/// shard and sequence number for Kinesis.
 public struct DeliveryReceipt: Sendable, Equatable {
     public var partition: Int32?
     public var offset: Int64?
+    public var shardID: String?
+    public var sequenceNumber: String?
 
-    public init(partition: Int32? = nil, offset: Int64? = nil) {
+    public init(partition: Int32? = nil, offset: Int64? = nil, shardID: String? = nil, sequenceNumber: String? = nil) {
         self.partition = partition
         self.offset = offset
+        self.shardID = shardID
+        self.sequenceNumber = sequenceNumber
     }
 }
 

@@ -268,6 +268,8 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
                 $0.delivered = .with { delivered in
                     delivered.partition = receipt.partition ?? 0
                     delivered.offset = receipt.offset ?? 0
+                    delivered.shardID = receipt.shardID ?? ""
+                    delivered.sequenceNumber = receipt.sequenceNumber ?? ""
                 }
             case .failed(let failure):
                 $0.failed = .with { failed in

@@ -157,6 +157,8 @@ public struct IngestHandler: Sendable {
                         case .delivered(let receipt):
                             if let partition = receipt.partition { json.field("partition", partition) }
                             if let offset = receipt.offset { json.field("offset", offset) }
+                            if let shard = receipt.shardID { json.field("shard_id", shard) }
+                            if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
                         case .failed(let failure):
                             json.key("error")
                             json.object {

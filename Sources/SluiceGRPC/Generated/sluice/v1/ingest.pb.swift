@@ -85,7 +85,8 @@ public nonisolated struct Sluice_V1_PublishRequest: Sendable {
   public init() {}
 }
 
-/// Where an event landed.
+/// Where an event landed: partition and offset (Kafka, file sink), or shard and sequence
+/// number (Kinesis).
 public nonisolated struct Sluice_V1_Delivered: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -94,6 +95,10 @@ public nonisolated struct Sluice_V1_Delivered: Sendable {
   public var partition: Int32 = 0
 
   public var offset: Int64 = 0
+
+  public var shardID: String = String()
+
+  public var sequenceNumber: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -283,7 +288,7 @@ nonisolated extension Sluice_V1_PublishRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Sluice_V1_Delivered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Delivered"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}offset\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}offset\0\u{3}shard_id\0\u{3}sequence_number\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -293,6 +298,8 @@ nonisolated extension Sluice_V1_Delivered: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.partition) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.shardID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.sequenceNumber) }()
       default: break
       }
     }
@@ -305,12 +312,20 @@ nonisolated extension Sluice_V1_Delivered: SwiftProtobuf.Message, SwiftProtobuf.
     if self.offset != 0 {
       try visitor.visitSingularInt64Field(value: self.offset, fieldNumber: 2)
     }
+    if !self.shardID.isEmpty {
+      try visitor.visitSingularStringField(value: self.shardID, fieldNumber: 3)
+    }
+    if !self.sequenceNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.sequenceNumber, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Sluice_V1_Delivered, rhs: Sluice_V1_Delivered) -> Bool {
     if lhs.partition != rhs.partition {return false}
     if lhs.offset != rhs.offset {return false}
+    if lhs.shardID != rhs.shardID {return false}
+    if lhs.sequenceNumber != rhs.sequenceNumber {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

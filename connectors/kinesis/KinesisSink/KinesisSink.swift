@@ -1,0 +1,317 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import SluiceCore
+
+/// Delivers events to Amazon Kinesis Data Streams with PutRecords, signed with SigV4.
+///
+/// Batching: events for one stream gather into a batch that is sent when it reaches
+/// `max_batch_records` / `max_batch_bytes` or has waited `linger`, so batches fill from
+/// concurrent requests. An event over a service limit (1 MiB data + key, key 1-256
+/// characters) is refused at once, never sent to fail later.
+///
+/// Delivery: an event is delivered when PutRecords returns its shard and sequence number.
+/// Entries that fail with a retryable error (throttling, internal failure, network) are sent
+/// again — only those — with exponential backoff and full jitter, until `delivery_timeout`;
+/// the rest fail at once with the AWS error code. Retries may reorder events of one partition
+/// key (as with any PutRecords client).
+///
+/// Backpressure: each event holds its share of the sink's in-flight budget until it is settled,
+/// retries included, so a throttled stream stalls the requests feeding it instead of growing a
+/// queue. Throttling also halves the stream's concurrent calls (regrown by one per clean call).
+public final class KinesisSink: Sink, Service {
+    public let name: String
+    public let budget: InFlightBudget
+    public let settleTimeout: Duration?
+    let config: KinesisSinkConfig
+    let client: KinesisClient
+    let httpClient: HTTPClient
+    let health = KinesisHealth()
+    private let logger: Logger
+    private let flushTimeout: Duration
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var pumps: [String: StreamPump] = [:]
+        var closed = false
+    }
+
+    /// Streams one sink keeps batches for at once (each costs a little memory and a task).
+    static let maxStreams = 1024
+
+    public init(
+        name: String, config: KinesisSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
+        self.name = name
+        var logger = logger
+        logger[metadataKey: "sink"] = "\(name)"
+        self.logger = logger
+        self.config = config
+        self.budget = budget
+        self.flushTimeout = flushTimeout
+        // An in-flight answer arrives within the request timeout of the delivery deadline.
+        self.settleTimeout = config.deliveryTimeout + config.requestTimeout
+
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        var http = HTTPClient.Configuration(tlsConfiguration: tls)
+        http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: config.maxConnections)
+        http.timeout = .init(connect: .seconds(5))
+        http.decompression = .disabled
+        http.redirectConfiguration = .disallow
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        let credentials: any AWSCredentialsProvider
+        do {
+            credentials = try CredentialsResolver.provider(
+                for: config.credentials, region: config.region, environment: environment, httpClient: self.httpClient)
+        } catch {
+            try? self.httpClient.syncShutdown()
+            throw error
+        }
+        self.client = KinesisClient(
+            endpoint: config.effectiveEndpoint, region: config.region, credentials: credentials, httpClient: self.httpClient,
+            requestTimeout: config.requestTimeout)
+        logger.info(
+            "kinesis sink created",
+            metadata: [
+                "endpoint": "\(config.effectiveEndpoint.absoluteString)", "region": "\(config.region)", "credentials": "\(credentials.source)",
+            ])
+    }
+
+    public var isReady: Bool {
+        !self.state.withLockedValue { $0.closed } && self.health.isHealthy
+    }
+
+    public func enqueue(
+        _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
+    ) async -> Int {
+        var entries: [StreamPump.Entry] = []
+        for (index, event) in events.enumerated() {
+            let slot = firstIndex + index
+            let partitionKey: String
+            switch self.partitionKey(for: event) {
+            case .success(let key): partitionKey = key
+            case .failure(let failure):
+                tracker.complete(slot, with: .failed(failure))
+                continue
+            }
+            let bytes = event.value.readableBytes + partitionKey.utf8.count
+            if bytes > KinesisSinkConfig.maxRecordBytes {
+                tracker.complete(
+                    slot,
+                    with: .failed(
+                        DeliveryFailure(
+                            code: "event_too_large",
+                            message: "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes",
+                            isRetryable: false, httpStatus: 413)))
+                continue
+            }
+            let size = event.size
+            if !self.budget.tryAcquire(bytes: size) {
+                // Hand over what this request already holds budget for before waiting, or the
+                // wait could be for our own events.
+                if !entries.isEmpty {
+                    await self.hand(entries, to: topic)
+                    entries.removeAll()
+                }
+                guard await self.budget.acquire(bytes: size, deadline: deadline) else {
+                    for rest in index..<events.count { tracker.complete(firstIndex + rest, with: .failed(.queueFull(sink: self.name))) }
+                    return index
+                }
+            }
+            entries.append(
+                StreamPump.Entry(
+                    data: event.value, partitionKey: partitionKey, bytes: bytes, budgetBytes: size, tracker: tracker, slot: slot,
+                    deadline: .now + self.config.deliveryTimeout))
+            if entries.count >= self.config.maxBatchRecords {
+                await self.hand(entries, to: topic)
+                entries.removeAll()
+            }
+        }
+        if !entries.isEmpty { await self.hand(entries, to: topic) }
+        return events.count
+    }
+
+    /// Gives entries (holding budget) to their stream's pump; fails them if there is none.
+    private func hand(_ entries: [StreamPump.Entry], to stream: String) async {
+        while true {
+            guard let pump = self.pump(for: stream) else {
+                let failure = self.state.withLockedValue { $0.closed } ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyStreams
+                for entry in entries { self.complete(entry, with: .failed(failure)) }
+                return
+            }
+            if await pump.add(entries) { return }
+            self.retire(pump)  // it retired between lookup and add: use a new one
+        }
+    }
+
+    /// Forgets a pump that stopped for being idle.
+    func retire(_ pump: StreamPump) {
+        self.state.withLockedValue { state in
+            if state.pumps[pump.stream] === pump { state.pumps[pump.stream] = nil }
+        }
+    }
+
+    private let refusalLog = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+
+    /// Logs a call Kinesis refused for good (at most once a minute per error code and stream).
+    func logRefusal(_ error: KinesisError, stream: String, records: Int) {
+        let key = "\(stream)|\(error.code)"
+        let now = ContinuousClock.now
+        let due = self.refusalLog.withLockedValue { log in
+            if let last = log[key], now - last < .seconds(60) { return false }
+            log[key] = now
+            return true
+        }
+        guard due else { return }
+        self.logger.error(
+            "kinesis refused PutRecords; failing its records", metadata: ["stream": "\(stream)", "error": "\(error)", "records": "\(records)"])
+    }
+
+    static let tooManyStreams = DeliveryFailure(
+        code: "kinesis_too_many_streams", message: "this sink already writes to \(maxStreams) streams", isRetryable: true)
+
+    private func pump(for stream: String) -> StreamPump? {
+        self.state.withLockedValue { state in
+            guard !state.closed else { return nil }
+            if let pump = state.pumps[stream] { return pump }
+            guard state.pumps.count < Self.maxStreams else { return nil }
+            let pump = StreamPump(stream: stream, sink: self)
+            state.pumps[stream] = pump
+            Task { await pump.run() }
+            return pump
+        }
+    }
+
+    /// The event's key as the partition key; without one, the configured fallback.
+    func partitionKey(for event: Event) -> Result<String, DeliveryFailure> {
+        if let key = event.key, key.readableBytes > 0 {
+            guard let text = key.getString(at: key.readerIndex, length: key.readableBytes), text.utf8.count == key.readableBytes else {
+                return .failure(
+                    DeliveryFailure(code: "invalid_partition_key", message: "a Kinesis partition key must be UTF-8 text", isRetryable: false, httpStatus: 400))
+            }
+            guard text.count <= KinesisSinkConfig.maxPartitionKeyLength else {
+                return .failure(
+                    DeliveryFailure(
+                        code: "invalid_partition_key", message: "a Kinesis partition key has 1 to 256 characters; this one has \(text.count)",
+                        isRetryable: false, httpStatus: 400))
+            }
+            return .success(text)
+        }
+        switch self.config.partitionKey {
+        case .fixed(let key): return .success(key)
+        case .random:
+            let (a, b) = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+            return .success(String(a, radix: 16) + String(b, radix: 16))
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.shutdown()
+    }
+
+    /// Sends what is queued (ignoring linger) and waits for it, at most `flushTimeout`; then
+    /// fails what is left as retryable and closes the connections.
+    public func shutdown() async {
+        let pumps = self.state.withLockedValue { state in
+            state.closed = true
+            return Array(state.pumps.values)
+        }
+        for pump in pumps { await pump.close() }
+        let drained = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for pump in pumps { await pump.drained() }
+                return true
+            }
+            group.addTask { [flushTimeout] in
+                try? await Task.sleep(for: flushTimeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !drained {
+            for pump in pumps { await pump.abort() }
+            self.logger.warning("kinesis sink: flush timeout passed; undelivered events failed as retryable")
+        }
+        try? await self.httpClient.shutdown()
+        self.logger.info("kinesis sink flushed")
+    }
+
+    // MARK: - Results
+
+    func complete(_ entry: StreamPump.Entry, with result: DeliveryResult) {
+        entry.tracker.complete(entry.slot, with: result)
+        self.budget.release(bytes: entry.budgetBytes)
+    }
+
+    /// A non-retryable AWS error as the client sees it.
+    static func failure(_ error: KinesisError) -> DeliveryFailure {
+        let status: Int
+        switch error.code {
+        case "ResourceNotFoundException": status = 404
+        case "ValidationException", "InvalidArgumentException", "SerializationException": status = 400
+        default: status = 502  // credentials, permissions, KMS: Sluice's configuration, not the client's request
+        }
+        return DeliveryFailure(
+            code: "kinesis_" + Self.snakeCase(error.code), message: "Kinesis refused the record: \(error)", isRetryable: false, httpStatus: status)
+    }
+
+    /// A retryable error that outlasted `delivery_timeout`.
+    func exhausted(_ error: KinesisError?) -> DeliveryFailure {
+        let last = error.map { ": last error \($0)" } ?? ""
+        return DeliveryFailure(
+            code: "kinesis_" + Self.snakeCase(error?.code ?? "DeliveryTimeout"),
+            message: "not delivered to Kinesis within delivery_timeout (\(self.config.deliveryTimeout))\(last); retry later",
+            isRetryable: true)
+    }
+
+    /// `ProvisionedThroughputExceededException` -> `provisioned_throughput_exceeded`.
+    static func snakeCase(_ code: String) -> String {
+        var name = code
+        if name.hasSuffix("Exception") { name.removeLast("Exception".count) }
+        var out = ""
+        var previousLower = false
+        for character in name {
+            if character.isUppercase, previousLower { out.append("_") }
+            if character == " " { out.append("_"); previousLower = false; continue }
+            out.append(Character(character.lowercased()))
+            previousLower = character.isLowercase || character.isNumber
+        }
+        return out
+    }
+}
+
+/// Whether Kinesis has been answering: not healthy after three calls in a row failed on the
+/// network or with a 5xx, or after a call was refused for its credentials; healthy again after
+/// the next call that succeeds.
+final class KinesisHealth: Sendable {
+    private let state = NIOLockedValueBox((failures: 0, credentialsRefused: false))
+
+    var isHealthy: Bool { self.state.withLockedValue { $0.failures < 3 && !$0.credentialsRefused } }
+
+    func succeeded() { self.state.withLockedValue { $0 = (0, false) } }
+
+    func failed(_ error: KinesisError) {
+        self.state.withLockedValue { state in
+            switch error.code {
+            case "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignatureException",
+                "MissingAuthenticationTokenException", "InvalidClientTokenId", "AccessDeniedException", "CredentialsUnavailable":
+                state.credentialsRefused = true
+            case "ConnectionError", "Timeout":
+                state.failures += 1
+            default:
+                if (error.status ?? 0) >= 500 { state.failures += 1 }
+            }
+        }
+    }
+}
