@@ -208,6 +208,7 @@ let package = Package(
             dependencies: [
                 "sluice",
                 "SluiceGRPC",
+                "KinesisSink",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),

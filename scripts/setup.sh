@@ -2,7 +2,8 @@
 # Installs what Sluice needs, if it is missing.
 #   scripts/setup.sh run      what building and running needs (librdkafka)
 #   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2,
-#                             the noida-db test broker, python-hyper's h2)
+#                             the noida-db test broker, python-hyper's h2, grpcio, and the
+#                             Kinesis emulators moto and MiniStack)
 set -euo pipefail
 
 need_apt=()
@@ -40,3 +41,14 @@ fi
 python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
 python3 -c 'import grpc, grpc_tools' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check grpcio==1.85.1 grpcio-tools==1.85.1
+
+# Kinesis peers (both check SigV4): moto (preinstalled on these machines; pinned here) and
+# MiniStack, with boto3 for the test helpers. MiniStack brings a newer botocore; moto 5.2.1
+# works with it.
+python3 -c 'import moto, flask, boto3' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check "moto[server]==5.2.1"
+if ! command -v ministack >/dev/null; then
+    echo "setup: installing ministack (Kinesis emulator for tests)" >&2
+    python3 -m pip install -q --disable-pip-version-check ministack==1.5.33
+    if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi

@@ -1,6 +1,8 @@
 import FileSink
 import Foundation
 import KafkaSink
+import KinesisSink
+import SluiceCore
 import Yams
 
 extension SluiceConfiguration {
@@ -110,8 +112,10 @@ extension SluiceConfiguration {
             if items.isEmpty { r.error("routes", "at least one route is required") }
             var names: Set<String> = []
             let sinkNames = declaredSinks
+            var destinations: [String: SinkDestinations] = [:]
+            for sink in sinks { destinations[sink.name] = SinkDestinations(sink.kind) }
             for (index, (node, path)) in items.enumerated() {
-                guard let route = readRoute(node, path, sinkNames: sinkNames, r) else { continue }
+                guard let route = readRoute(node, path, sinkNames: sinkNames, destinations: destinations, r) else { continue }
                 if !names.insert(route.name).inserted {
                     r.error(path + ".name", "duplicate route name \"\(route.name)\"")
                 }
@@ -198,7 +202,7 @@ extension SluiceConfiguration {
     }
 
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {
-        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file"]) else {
+        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file", "kinesis"]) else {
             return (nil, nil)
         }
         let name = readName(fields, path, r)
@@ -211,9 +215,9 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_in_flight_events"] {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxEvents = value } else { limitsOK = false }
         }
-        let kinds = ["kafka", "file"].filter { fields[$0] != nil }
+        let kinds = ["kafka", "file", "kinesis"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
-            r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
+            r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file, kinesis" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
             return (name, nil)
         }
         let kind: SinkConfig.Kind?
@@ -221,6 +225,8 @@ extension SluiceConfiguration {
             kind = readKafka(n, p, r).map { .kafka($0) }
         } else if let (n, p) = fields["file"] {
             kind = readFile(n, p, r).map { .file($0) }
+        } else if let (n, p) = fields["kinesis"] {
+            kind = readKinesis(n, p, r).map { .kinesis($0) }
         } else {
             kind = nil
         }
@@ -272,6 +278,159 @@ extension SluiceConfiguration {
         return KafkaSinkConfig(bootstrapServers: servers, properties: properties, deliveryTimeout: timeout)
     }
 
+    private static func readKinesis(_ node: Node, _ path: String, _ r: ConfigReader) -> KinesisSinkConfig? {
+        let allowed = [
+            "region", "stream", "endpoint", "credentials", "partition_key", "max_batch_records", "max_batch_bytes", "linger",
+            "max_concurrent_requests", "max_connections", "request_timeout", "delivery_timeout",
+        ]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        let region = r.required(fields["region"], in: path, key: "region") { r.nonEmptyString($0, $1) }
+        if let region, !region.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) {
+            r.error(path + ".region", "\"\(region)\" is not an AWS region name (like us-east-1)")
+            ok = false
+        }
+        var config = KinesisSinkConfig(region: region ?? "")
+        if let (n, p) = fields["stream"], let text = r.nonEmptyString(n, p) {
+            switch ParameterTemplate.parse(text) {
+            case .success(let template):
+                if let fixed = template.fixedValue, let problem = KinesisSinkConfig.streamProblem(fixed) {
+                    r.error(p, problem)
+                    ok = false
+                }
+                config.stream = text
+            case .failure(let error):
+                r.error(p, error.message)
+                ok = false
+            }
+        }
+        if let (n, p) = fields["endpoint"], let text = r.nonEmptyString(n, p) {
+            if let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false,
+                url.query == nil, url.user == nil
+            {
+                config.endpoint = url
+            } else {
+                r.error(p, "expected an http:// or https:// URL without query or credentials, like https://kinesis.us-east-1.amazonaws.com")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["credentials"] {
+            if let credentials = readAWSCredentials(n, p, r) { config.credentials = credentials } else { ok = false }
+        }
+        if let (n, p) = fields["partition_key"], let text = r.nonEmptyString(n, p) {
+            if text == "random" {
+                config.partitionKey = .random
+            } else if text.count > KinesisSinkConfig.maxPartitionKeyLength {
+                r.error(p, "a partition key has 1 to \(KinesisSinkConfig.maxPartitionKeyLength) characters")
+                ok = false
+            } else {
+                config.partitionKey = .fixed(text)
+            }
+        }
+        if let (n, p) = fields["max_batch_records"] {
+            if let v = r.integer(n, p, range: 1...KinesisSinkConfig.maxRecordsPerCall) { config.maxBatchRecords = v } else { ok = false }
+        }
+        if let (n, p) = fields["max_batch_bytes"] {
+            if let v = r.size(n, p, min: 1024) {
+                if v > KinesisSinkConfig.maxBytesPerCall {
+                    r.error(p, "PutRecords takes at most 5MiB per call")
+                    ok = false
+                } else {
+                    config.maxBatchBytes = v
+                }
+            } else {
+                ok = false
+            }
+        }
+        if let (n, p) = fields["linger"] {
+            if let v = r.duration(n, p), v <= .seconds(10) { config.linger = v } else {
+                if r.duration(n, p) != nil { r.error(p, "at most 10s") }
+                ok = false
+            }
+        }
+        if let (n, p) = fields["max_concurrent_requests"] {
+            if let v = r.integer(n, p, range: 1...256) { config.maxConcurrentRequests = v } else { ok = false }
+        }
+        if let (n, p) = fields["max_connections"] {
+            if let v = r.integer(n, p, range: 1...1024) { config.maxConnections = v } else { ok = false }
+        }
+        if let (n, p) = fields["request_timeout"] {
+            if let v = r.duration(n, p, min: .milliseconds(100)) { config.requestTimeout = v } else { ok = false }
+        }
+        if let (n, p) = fields["delivery_timeout"] {
+            if let v = r.duration(n, p, min: .seconds(1)) { config.deliveryTimeout = v } else { ok = false }
+        }
+        guard ok, region != nil else { return nil }
+        return config
+    }
+
+    /// `credentials:` of an AWS sink: static keys (secret from an environment variable or a
+    /// file), a shared-credentials profile, or web identity. Secrets are never accepted inline.
+    private static func readAWSCredentials(_ node: Node, _ path: String, _ r: ConfigReader) -> KinesisSinkConfig.CredentialsConfig? {
+        let allowed = [
+            "access_key_id", "access_key_id_env", "secret_access_key_env", "secret_access_key_file", "session_token_env",
+            "session_token_file", "profile", "file", "web_identity", "secret_access_key", "session_token",
+        ]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        for inline in ["secret_access_key", "session_token"] where fields[inline] != nil {
+            r.error(path + "." + inline, "secrets are not accepted inline: use \(inline)_env (an environment variable) or \(inline)_file")
+            ok = false
+        }
+        func source(_ literal: String?, env: String, file: String) -> KinesisSinkConfig.SecretSource? {
+            let options = [literal, env, file].compactMap { $0 }.filter { fields[$0] != nil }
+            if options.count > 1 {
+                r.error(path, "set only one of \(options.joined(separator: ", "))")
+                ok = false
+                return nil
+            }
+            if let literal, let (n, p) = fields[literal], let value = r.nonEmptyString(n, p) { return .literal(value) }
+            if let (n, p) = fields[env], let value = r.nonEmptyString(n, p) { return .environment(value) }
+            if let (n, p) = fields[file], let value = r.nonEmptyString(n, p) { return .file(value) }
+            return nil
+        }
+        let staticKeys = ["access_key_id", "access_key_id_env", "secret_access_key_env", "secret_access_key_file", "session_token_env", "session_token_file"]
+        let families = [
+            staticKeys.contains { fields[$0] != nil } ? "static keys" : nil, fields["profile"] != nil ? "profile" : nil,
+            fields["web_identity"] != nil ? "web_identity" : nil,
+        ].compactMap { $0 }
+        guard families.count <= 1 else {
+            r.error(path, "choose one credentials source; found \(families.joined(separator: " and "))")
+            return nil
+        }
+        if let (n, p) = fields["web_identity"] {
+            guard let wi = r.mapping(n, p, allowed: ["role_arn", "token_file", "session_name"]) else { return nil }
+            let role = r.required(wi["role_arn"], in: p, key: "role_arn") { r.nonEmptyString($0, $1) }
+            let token = r.required(wi["token_file"], in: p, key: "token_file") { r.nonEmptyString($0, $1) }
+            let session = wi["session_name"].flatMap { r.nonEmptyString($0.0, $0.1) }
+            guard ok, let role, let token else { return nil }
+            return .webIdentity(roleARN: role, tokenFile: token, sessionName: session)
+        }
+        if let (n, p) = fields["profile"] {
+            let name = r.nonEmptyString(n, p)
+            let file = fields["file"].flatMap { r.nonEmptyString($0.0, $0.1) }
+            guard ok, let name else { return nil }
+            return .profile(name: name, file: file)
+        }
+        if let (_, p) = fields["file"] {
+            r.error(p, "file goes with profile")
+            ok = false
+        }
+        let id = source("access_key_id", env: "access_key_id_env", file: "__none__")
+        let secret = source(nil, env: "secret_access_key_env", file: "secret_access_key_file")
+        let token = source(nil, env: "session_token_env", file: "session_token_file")
+        if families.isEmpty {
+            return ok ? .defaultChain : nil
+        }
+        if id == nil { r.error(path + ".access_key_id", "required with static keys (or access_key_id_env)"); ok = false }
+        if secret == nil, fields["secret_access_key"] == nil {
+            r.error(path + ".secret_access_key_env", "required with static keys (or secret_access_key_file)")
+            ok = false
+        }
+        guard ok, let id, let secret else { return nil }
+        return .static(accessKeyID: id, secretAccessKey: secret, sessionToken: token)
+    }
+
     private static func readFile(_ node: Node, _ path: String, _ r: ConfigReader) -> FileSinkConfig? {
         guard let fields = r.mapping(node, path, allowed: ["directory", "segment_bytes", "fsync"]) else { return nil }
         guard let directory = r.required(fields["directory"], in: path, key: "directory", { r.nonEmptyString($0, $1) }) else { return nil }
@@ -295,7 +454,9 @@ extension SluiceConfiguration {
         return config
     }
 
-    private static func readRoute(_ node: Node, _ path: String, sinkNames: [String], _ r: ConfigReader) -> RouteConfig? {
+    private static func readRoute(
+        _ node: Node, _ path: String, sinkNames: [String], destinations: [String: SinkDestinations], _ r: ConfigReader
+    ) -> RouteConfig? {
         guard let fields = r.mapping(node, path, allowed: ["name", "match", "ingest"]) else { return nil }
         let name = readName(fields, path, r)
         let match = r.required(fields["match"], in: path, key: "match") { readMatch($0, $1, r) }
@@ -308,7 +469,7 @@ extension SluiceConfiguration {
         if let (n, p) = fields["ingest"] {
             // A gRPC route's topic may use {topic}: the PublishRequest's topic field.
             let parameters = match?.grpc != nil ? ["topic"] : match?.path.parameters
-            action = readIngest(n, p, pathParameters: parameters, sinkNames: sinkNames, r).map { .ingest($0) }
+            action = readIngest(n, p, pathParameters: parameters, sinkNames: sinkNames, destinations: destinations, r).map { .ingest($0) }
             if match?.grpc != nil, case .ingest(let ingest)? = action, ingest.ack != .sink {
                 r.error(p + ".ack", "gRPC routes acknowledge durable events only (ack: sink)")
                 action = nil
@@ -411,7 +572,8 @@ extension SluiceConfiguration {
     }
 
     private static func readIngest(
-        _ node: Node, _ path: String, pathParameters: [String]?, sinkNames: [String], _ r: ConfigReader
+        _ node: Node, _ path: String, pathParameters: [String]?, sinkNames: [String], destinations: [String: SinkDestinations],
+        _ r: ConfigReader
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
@@ -424,28 +586,41 @@ extension SluiceConfiguration {
             r.error(path + ".sink", "unknown sink \"\(sink)\"" + ConfigReader.suggestion(for: sink, among: sinkNames).replacingOccurrences(of: "expected one of", with: "defined sinks are"))
             ok = false
         }
+        // The destination rules of the sink's kind (Kafka topic, Kinesis stream); unknown when
+        // the sink itself has errors, and then not checked.
+        let destination = sink.flatMap { destinations[$0] }
         var topic: ParameterTemplate?
-        if let text = r.required(fields["topic"], in: path, key: "topic", { r.nonEmptyString($0, $1) }) {
+        var topicText: (text: String, path: String, origin: String)?
+        if let (n, p) = fields["topic"] {
+            if let text = r.nonEmptyString(n, p) { topicText = (text, p, "") }
+        } else if let fallback = destination?.defaultTopic {
+            topicText = (fallback, path + ".sink", "the stream of sink \"\(sink ?? "")\" (\(fallback)): ")
+        } else if destination?.defaultTopic == nil, destination?.acceptsDefault == true {
+            r.error(path + ".topic", "required: the sink sets no default stream")
+        } else {
+            r.error(path + ".topic", "required")
+        }
+        if let (text, topicPath, origin) = topicText {
             switch ParameterTemplate.parse(text) {
             case .success(let template):
                 let known = pathParameters ?? []
                 for parameter in template.parameters where pathParameters != nil && !known.contains(parameter) {
-                    r.error(path + ".topic", "\"{\(parameter)}\" is not a parameter of the route's match.path" + (known.isEmpty ? "" : " (parameters: \(known.joined(separator: ", ")))"))
+                    r.error(topicPath, origin + "\"{\(parameter)}\" is not a parameter of the route's match.path" + (known.isEmpty ? "" : " (parameters: \(known.joined(separator: ", ")))"))
                     ok = false
                 }
-                if let fixed = template.fixedValue, let problem = TopicName.problem(fixed) {
-                    r.error(path + ".topic", problem)
+                if let fixed = template.fixedValue, let problem = destination?.problem(fixed) {
+                    r.error(topicPath, origin + problem)
                     ok = false
                 }
                 topic = template
             case .failure(let error):
-                r.error(path + ".topic", error.message)
+                r.error(topicPath, origin + error.message)
             }
         }
         var topicsAllowed: Set<String>?
         if let (n, p) = fields["topics_allowed"], let list = r.stringList(n, p) {
             for (index, name) in list.enumerated() {
-                if let problem = TopicName.problem(name) { r.error("\(p)[\(index)]", problem); ok = false }
+                if let problem = (destination?.problem ?? TopicName.problem)(name) { r.error("\(p)[\(index)]", problem); ok = false }
             }
             topicsAllowed = Set(list)
         }
@@ -533,16 +708,24 @@ public enum JSONPointer {
     }
 }
 
-/// Kafka topic name rules.
-public enum TopicName {
-    /// Why `name` is not a valid Kafka topic name, or nil.
-    public static func problem(_ name: String) -> String? {
-        if name.isEmpty { return "topic name must not be empty" }
-        if name.utf8.count > 249 { return "topic name is longer than 249 characters" }
-        if name == "." || name == ".." { return "topic name cannot be \".\" or \"..\"" }
-        let valid = name.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+/// What a sink's kind accepts as a route's destination (`topic`), and its default.
+struct SinkDestinations {
+    var problem: (String) -> String?
+    /// The destination for routes that set no `topic` (a Kinesis sink's `stream`).
+    var defaultTopic: String?
+    /// Whether this kind can have a default at all.
+    var acceptsDefault: Bool
+
+    init(_ kind: SinkConfig.Kind) {
+        switch kind {
+        case .kafka, .file:
+            self.problem = TopicName.problem
+            self.defaultTopic = nil
+            self.acceptsDefault = false
+        case .kinesis(let kinesis):
+            self.problem = KinesisSinkConfig.streamProblem
+            self.defaultTopic = kinesis.stream
+            self.acceptsDefault = true
         }
-        return valid ? nil : "topic name \"\(name)\" may contain only ASCII letters, digits, '.', '_' and '-'"
     }
 }

@@ -1,5 +1,6 @@
 import FileSink
 import KafkaSink
+import KinesisSink
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
 /// reference in it resolves and every value is in range.
@@ -96,6 +97,7 @@ public struct SinkConfig: Sendable {
     public enum Kind: Sendable {
         case kafka(KafkaSinkConfig)
         case file(FileSinkConfig)
+        case kinesis(KinesisSinkConfig)
     }
 }
 

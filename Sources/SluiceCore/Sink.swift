@@ -22,6 +22,10 @@ public protocol Sink: Sendable {
     /// and retryable. nil: no bound.
     var settleTimeout: Duration? { get }
 
+    /// Why `destination` (a route's rendered `topic`) cannot be one of this sink's destinations,
+    /// or nil. Kafka topic rules unless the sink says otherwise.
+    func destinationProblem(_ destination: String) -> String?
+
     /// Queues `events` for `topic`. Returns how many of them were queued (a prefix);
     /// the rest have been completed as failed, and the caller should stop sending.
     func enqueue(
@@ -33,6 +37,12 @@ public protocol Sink: Sendable {
     ) async -> Int
 }
 
+extension Sink {
+    public func destinationProblem(_ destination: String) -> String? {
+        TopicName.problem(destination)
+    }
+}
+
 extension DeliveryTracker {
     /// Waits for every event's fate, but no longer than `sink` may take to settle an event (its
     /// `settleTimeout` plus a second of slack for the backend's own timeout scan); events still
@@ -41,5 +51,19 @@ extension DeliveryTracker {
         guard let settle = sink.settleTimeout else { return await self.results() }
         let bound = settle + .seconds(1)
         return await self.results(deadline: .now + bound, unsettled: .unsettled(sink: sink.name, after: bound))
+    }
+}
+
+/// Kafka topic name rules.
+public enum TopicName {
+    /// Why `name` is not a valid Kafka topic name, or nil.
+    public static func problem(_ name: String) -> String? {
+        if name.isEmpty { return "topic name must not be empty" }
+        if name.utf8.count > 249 { return "topic name is longer than 249 characters" }
+        if name == "." || name == ".." { return "topic name cannot be \".\" or \"..\"" }
+        let valid = name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+        }
+        return valid ? nil : "topic name \"\(name)\" may contain only ASCII letters, digits, '.', '_' and '-'"
     }
 }

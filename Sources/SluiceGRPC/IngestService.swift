@@ -243,7 +243,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         }
         guard !request.topic.isEmpty else { return invalid("this route takes the topic from the request: set topic") }
         let topic = template.render(["topic": request.topic])
-        if let problem = TopicName.problem(topic) { return invalid(problem) }
+        if let problem = route.sink.destinationProblem(topic) { return invalid(problem) }
         if let allowed = route.ingest.topicsAllowed, !allowed.contains(topic) {
             return .failure(
                 DeliveryFailure(code: "unknown_topic", message: "topic \"\(topic)\" is not served by this route", isRetryable: false, httpStatus: 404))

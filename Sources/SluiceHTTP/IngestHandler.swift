@@ -24,7 +24,7 @@ public struct IngestHandler: Sendable {
     public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HTTPResponse {
         // Topic: fixed, or from path parameters; checked before any byte of the body is read.
         let topic = self.config.topic.render(parameters)
-        if let problem = TopicName.problem(topic) {
+        if let problem = self.sink.destinationProblem(topic) {
             return .error(.badRequest, code: "invalid_topic", message: problem)
         }
         if let allowed = self.config.topicsAllowed, !allowed.contains(topic) {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FileSink
 import Foundation
 import KafkaSink
+import KinesisSink
 import Logging
 import NIOCore
 import NIOPosix
@@ -68,6 +69,11 @@ struct Run: AsyncParsableCommand {
                     sinkServices.append(sink)
                 case .file(let file):
                     let sink = try FileSink(name: sinkConfig.name, config: file, budget: budget, logger: logger)
+                    sinks[sinkConfig.name] = sink
+                    sinkServices.append(sink)
+                case .kinesis(let kinesis):
+                    let sink = try KinesisSink(
+                        name: sinkConfig.name, config: kinesis, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
                     sinks[sinkConfig.name] = sink
                     sinkServices.append(sink)
                 }

@@ -126,7 +126,7 @@ final class SluiceProcess: @unchecked Sendable {
 
     /// Starts sluice with `config` (a YAML template: `{PORT}`, `{ADMIN_PORT}`, `{KAFKA}` are filled in),
     /// or with the embedded default config when `config` is nil.
-    init(config: String?, arguments: [String] = [], waitUntilReady: Bool = true) async throws {
+    init(config: String?, arguments: [String] = [], environment: [String: String] = [:], waitUntilReady: Bool = true) async throws {
         self.workDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.workDirectory, withIntermediateDirectories: true)
         self.logURL = self.workDirectory.appendingPathComponent("sluice.log")
@@ -150,6 +150,7 @@ final class SluiceProcess: @unchecked Sendable {
         self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
         self.process.arguments = args + arguments
         self.process.currentDirectoryURL = self.workDirectory
+        if !environment.isEmpty { self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         _ = FileManager.default.createFile(atPath: self.logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: self.logURL)
         self.process.standardOutput = log
@@ -416,4 +417,59 @@ final class Counter: @unchecked Sendable {
     private var count = 0
     func increment() { self.lock.withLock { self.count += 1 } }
     var value: Int { self.lock.withLock { self.count } }
+}
+
+/// A server the test starts for itself (moto, MiniStack, the Kinesis fault server): its own
+/// process, bound to 127.0.0.1, ready once its port accepts connections; stopped by PID
+/// (SIGTERM, then SIGKILL) when the test lets go of it.
+final class PeerProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    let name: String
+    let log: URL
+    var endpoint: String { "http://127.0.0.1:\(self.port)" }
+
+    /// `command` and `environment` values have `{PORT}` replaced by a fresh port.
+    init(_ name: String, _ command: [String], environment: [String: String] = [:]) async throws {
+        self.name = name
+        self.port = try freePort()
+        self.log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-\(name)-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: self.log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: self.log)
+        let arguments = command.map { $0.replacingOccurrences(of: "{PORT}", with: String(self.port)) }
+        // A child spawned from a test worker thread inherits its blocked signals: unblock them
+        // before exec so SIGTERM stops the server.
+        self.process.executableURL = URL(fileURLWithPath: try which("python3"))
+        self.process.arguments = [
+            "-c",
+            "import os, shutil, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])",
+        ] + arguments
+        let filled = environment.mapValues { $0.replacingOccurrences(of: "{PORT}", with: String(self.port)) }
+        self.process.environment = ProcessInfo.processInfo.environment.merging(filled) { $1 }
+        self.process.standardOutput = handle
+        self.process.standardError = handle
+        try self.process.run()
+        for _ in 0..<300 {
+            if (try? RawConnection(port: self.port)) != nil { return }
+            guard self.process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        self.stop()
+        throw HarnessError("\(name) did not start: \(self.logText)")
+    }
+
+    var logText: String { (try? String(contentsOf: self.log, encoding: .utf8)).map { String($0.suffix(3000)) } ?? "" }
+
+    func stop() {
+        guard self.process.isRunning else { return }
+        kill(self.process.processIdentifier, SIGTERM)
+        for _ in 0..<50 where self.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        self.process.waitUntilExit()
+    }
+
+    deinit {
+        self.stop()
+        try? FileManager.default.removeItem(at: self.log)
+    }
 }

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceCore
 import Testing
 
 @Suite struct ConfigParsingTests {

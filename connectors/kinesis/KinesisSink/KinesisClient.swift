@@ -83,14 +83,33 @@ struct KinesisClient: Sendable {
     }
 
     func putRecords(stream: String, entries: [PutRecordsEntry]) async -> PutRecordsOutcome {
-        let body = Self.requestBody(stream: stream, entries: entries)
+        switch await self.call("PutRecords", body: Self.requestBody(stream: stream, entries: entries)) {
+        case .success(let body): return Self.parseResults(body, count: entries.count)
+        case .failure(let error): return .failed(error)
+        }
+    }
+
+    /// Whether Kinesis answers and accepts the credentials: `DescribeLimits` (account-wide, no
+    /// stream needed). An answer that proves the signature was checked and accepted — success,
+    /// or a refusal of the action itself (AccessDenied) — counts as healthy.
+    func probe() async -> KinesisError? {
+        switch await self.call("DescribeLimits", body: Array("{}".utf8)) {
+        case .success: return nil
+        case .failure(let error) where KinesisHealth.refusesCredentials(error) || error.code == "ConnectionError" || error.code == "Timeout"
+            || (error.status ?? 0) >= 500:
+            return error
+        case .failure: return nil
+        }
+    }
+
+    private func call(_ action: String, body: [UInt8]) async -> Result<ByteBuffer, KinesisError> {
         let credentials: AWSCredentials
         do {
             credentials = try await self.credentials.credentials()
         } catch {
-            return .failed(KinesisError(code: "CredentialsUnavailable", message: "\(error)"))
+            return .failure(KinesisError(code: "CredentialsUnavailable", message: "\(error)"))
         }
-        let headers = [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "Kinesis_20131202.PutRecords")]
+        let headers = [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "Kinesis_20131202.\(action)")]
         let signature = self.signer.sign(
             method: "POST", host: self.host, path: self.path, headers: headers, payloadSHA256: SigV4Signer.hexSHA256(body),
             credentials: credentials, date: Date())
@@ -107,17 +126,17 @@ struct KinesisClient: Sendable {
             response = try await self.httpClient.execute(request, timeout: .nanoseconds(Int64(self.requestTimeout.nanoseconds)))
             responseBody = try await response.body.collect(upTo: Self.maxResponseBytes)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            return .failed(KinesisError(code: "Timeout", message: "no answer from \(self.endpoint.absoluteString) within \(self.requestTimeout)"))
+            return .failure(KinesisError(code: "Timeout", message: "no answer from \(self.endpoint.absoluteString) within \(self.requestTimeout)"))
         } catch {
-            return .failed(KinesisError(code: "ConnectionError", message: "\(self.endpoint.absoluteString): \(error)"))
+            return .failure(KinesisError(code: "ConnectionError", message: "\(self.endpoint.absoluteString): \(error)"))
         }
         guard response.status == .ok else {
             var error = Self.parseError(responseBody, headers: response.headers)
             error.status = Int(response.status.code)
             if error.isExpiredCredentials { self.credentials.invalidate() }
-            return .failed(error)
+            return .failure(error)
         }
-        return Self.parseResults(responseBody, count: entries.count)
+        return .success(responseBody)
     }
 
     // MARK: - Wire format

@@ -83,6 +83,11 @@ public final class KinesisSink: Sink, Service {
             ])
     }
 
+    /// A route's `topic` names the stream: a name or an ARN.
+    public func destinationProblem(_ destination: String) -> String? {
+        KinesisSinkConfig.streamProblem(destination)
+    }
+
     public var isReady: Bool {
         !self.state.withLockedValue { $0.closed } && self.health.isHealthy
     }
@@ -214,7 +219,27 @@ public final class KinesisSink: Sink, Service {
     // MARK: - Lifecycle
 
     public func run() async throws {
-        try? await gracefulShutdown()
+        // Probe at start (so readiness reflects bad credentials before the first event) and
+        // again while unhealthy (so readiness recovers without traffic).
+        try? await cancelWhenGracefulShutdown { [self] in
+            var reported: String?
+            while !Task.isCancelled {
+                if !self.health.isHealthy || reported == nil {
+                    if let error = await self.client.probe() {
+                        self.health.failed(error, probe: true)
+                        if reported != error.code {
+                            self.logger.warning("kinesis endpoint not usable; sink not ready", metadata: ["error": "\(error)"])
+                            reported = error.code
+                        }
+                    } else {
+                        self.health.succeeded()
+                        if reported != "" { self.logger.info("kinesis sink ready") }
+                        reported = ""
+                    }
+                }
+                try await Task.sleep(for: self.health.isHealthy ? .seconds(5) : .seconds(1))
+            }
+        }
         await self.shutdown()
     }
 
@@ -277,15 +302,22 @@ public final class KinesisSink: Sink, Service {
 
     /// `ProvisionedThroughputExceededException` -> `provisioned_throughput_exceeded`.
     static func snakeCase(_ code: String) -> String {
-        var name = code
-        if name.hasSuffix("Exception") { name.removeLast("Exception".count) }
+        var name = Array(code)
+        if code.hasSuffix("Exception") { name.removeLast("Exception".count) }
         var out = ""
-        var previousLower = false
-        for character in name {
-            if character.isUppercase, previousLower { out.append("_") }
-            if character == " " { out.append("_"); previousLower = false; continue }
+        for (i, character) in name.enumerated() {
+            if character == " " || character == "." {
+                out.append("_")
+                continue
+            }
+            if character.isUppercase, i > 0 {
+                let previous = name[i - 1]
+                let nextIsLower = i + 1 < name.count && name[i + 1].isLowercase
+                // A word starts at an upper-case letter after a lower-case one (fooBar), or at the
+                // last capital of an acronym followed by lower case (KMSAccess -> kms_access).
+                if previous.isLowercase || previous.isNumber || (previous.isUppercase && nextIsLower) { out.append("_") }
+            }
             out.append(Character(character.lowercased()))
-            previousLower = character.isLowercase || character.isNumber
         }
         return out
     }
@@ -301,17 +333,22 @@ final class KinesisHealth: Sendable {
 
     func succeeded() { self.state.withLockedValue { $0 = (0, false) } }
 
-    func failed(_ error: KinesisError) {
+    /// - Parameter probe: a failed probe counts as three failed calls (it is sent only to decide).
+    func failed(_ error: KinesisError, probe: Bool = false) {
         self.state.withLockedValue { state in
-            switch error.code {
-            case "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignatureException",
-                "MissingAuthenticationTokenException", "InvalidClientTokenId", "AccessDeniedException", "CredentialsUnavailable":
+            if Self.refusesCredentials(error) {
                 state.credentialsRefused = true
-            case "ConnectionError", "Timeout":
-                state.failures += 1
-            default:
-                if (error.status ?? 0) >= 500 { state.failures += 1 }
+            } else if error.code == "ConnectionError" || error.code == "Timeout" || (error.status ?? 0) >= 500 {
+                state.failures += probe ? 3 : 1
             }
         }
+    }
+
+    /// Errors that say the credentials themselves (not one stream's permissions) are no good.
+    static func refusesCredentials(_ error: KinesisError) -> Bool {
+        [
+            "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignatureException",
+            "MissingAuthenticationTokenException", "InvalidClientTokenId", "CredentialsUnavailable",
+        ].contains(error.code)
     }
 }

@@ -84,7 +84,9 @@ struct KinesisWireTests {
     @Test func errorCodesBecomeStableSnakeCase() {
         #expect(KinesisSink.snakeCase("ProvisionedThroughputExceededException") == "provisioned_throughput_exceeded")
         #expect(KinesisSink.snakeCase("SignatureDoesNotMatch") == "signature_does_not_match")
-        #expect(KinesisSink.snakeCase("KMSThrottlingException") == "kmsthrottling")
+        #expect(KinesisSink.snakeCase("KMSThrottlingException") == "kms_throttling")
+        #expect(KinesisSink.snakeCase("KMSAccessDeniedException") == "kms_access_denied")
+        #expect(KinesisSink.snakeCase("InternalFailure") == "internal_failure")
     }
 
     @Test func streamNamesAndARNsAreChecked() {
