@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-loadgen", targets: ["sluice-loadgen"]),
+        // For Benchmarks/Micro (a separate package, so the main build does not pay for it).
+        .library(name: "KinesisSink", targets: ["KinesisSink"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),

@@ -2,6 +2,7 @@
 public enum JSONString {
     /// Appends `bytes` (UTF-8) as a quoted JSON string: quotes, backslashes and control
     /// characters are escaped, everything else is copied as is.
+    @inlinable
     public static func append<C: Collection>(_ bytes: C, to out: inout [UInt8]) where C.Element == UInt8 {
         out.append(UInt8(ascii: "\""))
         if !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
@@ -23,5 +24,5 @@ public enum JSONString {
         out.append(UInt8(ascii: "\""))
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }

@@ -7,6 +7,8 @@ It is also the fast local endpoint of the benchmarks (it still verifies every si
 
   kinesis_fault_server.py PORT KEY_ID SECRET [--shards N] [--no-store]
 
+--no-store (benchmarks): records are counted, not kept, and fault markers are not looked for.
+
 Requests: JSON 1.1, X-Amz-Target Kinesis_20131202.PutRecords (and DescribeLimits). A record
 whose data contains one of these markers fails on purpose:
   fault:throttle-once   ProvisionedThroughputExceededException on its first attempt
@@ -160,12 +162,13 @@ class Handler(BaseHTTPRequestHandler):
         results, failed = [], 0
         with lock:
             for record in records:
-                data = base64.b64decode(record["Data"])
-                key = data.decode("utf-8", "replace")
-                attempt = state["attempts"].get(key, 0) + 1 if store else 1
                 if store:
-                    state["attempts"][key] = attempt
-                fault = fault_for(data, attempt)
+                    data = base64.b64decode(record["Data"])
+                    key = data.decode("utf-8", "replace")
+                    attempt = state["attempts"][key] = state["attempts"].get(key, 0) + 1
+                    fault = fault_for(data, attempt)
+                else:
+                    fault = None  # benchmark mode: no fault markers, nothing kept
                 if fault:
                     failed += 1
                     results.append({"ErrorCode": fault[0], "ErrorMessage": fault[1]})

@@ -161,10 +161,8 @@ struct KinesisClient: Sendable {
     }
 
     static func parseResults(_ body: ByteBuffer, count: Int) -> PutRecordsOutcome {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
-            let records = object["Records"] as? [[String: Any]]
-        else {
-            return .failed(KinesisError(code: "InvalidResponse", message: "PutRecords answered 200 without a Records list", status: 200))
+        guard let records = PutRecordsResponseReader.records(body) else {
+            return .failed(KinesisError(code: "InvalidResponse", message: "PutRecords answered 200 without a readable Records list", status: 200))
         }
         guard records.count == count else {
             return .failed(
@@ -172,10 +170,10 @@ struct KinesisClient: Sendable {
         }
         return .records(
             records.map { record in
-                if let code = record["ErrorCode"] as? String {
-                    return .failure(KinesisError(code: code, message: record["ErrorMessage"] as? String ?? ""))
+                if let code = record["ErrorCode"] {
+                    return .failure(KinesisError(code: code, message: record["ErrorMessage"] ?? ""))
                 }
-                guard let shard = record["ShardId"] as? String, let sequence = record["SequenceNumber"] as? String else {
+                guard let shard = record["ShardId"], let sequence = record["SequenceNumber"] else {
                     return .failure(KinesisError(code: "InvalidResponse", message: "a record result has neither ShardId nor ErrorCode"))
                 }
                 return .success(DeliveryReceipt(shardID: shard, sequenceNumber: sequence))
@@ -235,5 +233,136 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = self.components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Reads the `Records` of a PutRecords answer: an array of flat objects whose values are strings
+/// (numbers, booleans and nulls are skipped). Foundation's JSONSerialization cost more than the
+/// rest of the sink per record; this reads only what is needed and rejects malformed input.
+enum PutRecordsResponseReader {
+    static func records(_ body: ByteBuffer) -> [[String: String]]? {
+        body.withUnsafeReadableBytes { bytes -> [[String: String]]? in
+            var reader = Reader(bytes: bytes)
+            return reader.document()
+        }
+    }
+
+    struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var i = 0
+
+        init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        mutating func skipSpace() {
+            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        }
+
+        mutating func expect(_ byte: UInt8) -> Bool {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == byte else { return false }
+            i += 1
+            return true
+        }
+
+        mutating func peek() -> UInt8? {
+            skipSpace()
+            return i < bytes.count ? bytes[i] : nil
+        }
+
+        /// The top-level object; nil if it has no `Records` array.
+        mutating func document() -> [[String: String]]? {
+            guard expect(UInt8(ascii: "{")) else { return nil }
+            var records: [[String: String]]?
+            if peek() == UInt8(ascii: "}") { return nil }
+            repeat {
+                guard let key = string(), expect(UInt8(ascii: ":")) else { return nil }
+                if key == "Records" {
+                    guard let list = recordList() else { return nil }
+                    records = list
+                } else {
+                    guard skipValue(depth: 0) else { return nil }
+                }
+            } while expect(UInt8(ascii: ","))
+            guard expect(UInt8(ascii: "}")) else { return nil }
+            return records
+        }
+
+        mutating func recordList() -> [[String: String]]? {
+            guard expect(UInt8(ascii: "[")) else { return nil }
+            var list: [[String: String]] = []
+            if peek() == UInt8(ascii: "]") {
+                i += 1
+                return list
+            }
+            repeat {
+                guard expect(UInt8(ascii: "{")) else { return nil }
+                var record: [String: String] = [:]
+                if peek() != UInt8(ascii: "}") {
+                    repeat {
+                        guard let key = string(), expect(UInt8(ascii: ":")) else { return nil }
+                        if peek() == UInt8(ascii: "\"") {
+                            guard let value = string() else { return nil }
+                            record[key] = value
+                        } else {
+                            guard skipValue(depth: 0) else { return nil }
+                        }
+                    } while expect(UInt8(ascii: ","))
+                }
+                guard expect(UInt8(ascii: "}")) else { return nil }
+                list.append(record)
+            } while expect(UInt8(ascii: ","))
+            guard expect(UInt8(ascii: "]")) else { return nil }
+            return list
+        }
+
+        /// A JSON string, unescaped.
+        mutating func string() -> String? {
+            guard expect(UInt8(ascii: "\"")) else { return nil }
+            let start = i
+            var plain = true
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\"") {
+                if bytes[i] == UInt8(ascii: "\\") {
+                    plain = false
+                    i += 1
+                }
+                i += 1
+            }
+            guard i < bytes.count else { return nil }
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<i])
+            i += 1
+            if plain { return String(decoding: raw, as: UTF8.self) }
+            // Rare (error messages with quotes or non-ASCII): let Foundation unescape it.
+            var quoted = [UInt8(ascii: "\"")]
+            quoted.append(contentsOf: raw)
+            quoted.append(UInt8(ascii: "\""))
+            return (try? JSONSerialization.jsonObject(with: Data(quoted), options: [.fragmentsAllowed])) as? String
+        }
+
+        mutating func skipValue(depth: Int) -> Bool {
+            guard depth < 32, let first = peek() else { return false }
+            switch first {
+            case UInt8(ascii: "\""):
+                return string() != nil
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                let close = first == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+                i += 1
+                if peek() == close {
+                    i += 1
+                    return true
+                }
+                repeat {
+                    if first == UInt8(ascii: "{") {
+                        guard string() != nil, expect(UInt8(ascii: ":")) else { return false }
+                    }
+                    guard skipValue(depth: depth + 1) else { return false }
+                } while expect(UInt8(ascii: ","))
+                return expect(close)
+            default:
+                // number, true, false, null
+                let start = i
+                while i < bytes.count, !",}] \n\r\t".utf8.contains(bytes[i]) { i += 1 }
+                return i > start
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 
 /// AWS credentials. The secret and the session token never appear in `description`.
 public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
@@ -32,8 +33,10 @@ public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
 /// whitespace collapsed, and the payload is hashed with SHA-256. `host` is always signed and
 /// carries the port when it is not the scheme's default.
 public struct SigV4Signer: Sendable {
-    public var region: String
-    public var service: String
+    public let region: String
+    public let service: String
+    /// The last derived signing key: it changes only with the day or the secret.
+    private let keyCache = NIOLockedValueBox<(day: String, secret: String, key: SymmetricKey)?>(nil)
 
     public init(region: String, service: String) {
         self.region = region
@@ -105,10 +108,12 @@ public struct SigV4Signer: Sendable {
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
     func signingKey(secret: String, day: String) -> SymmetricKey {
+        if let cached = self.keyCache.withLockedValue({ $0 }), cached.day == day, cached.secret == secret { return cached.key }
         var key = SymmetricKey(data: Data("AWS4\(secret)".utf8))
         for part in [day, self.region, self.service, "aws4_request"] {
             key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: key)))
         }
+        self.keyCache.withLockedValue { $0 = (day, secret, key) }
         return key
     }
 

@@ -101,16 +101,24 @@ actor StreamPump {
         }
     }
 
-    /// Sleeps until woken, or until `deadline`.
+    /// Sleeps until woken, or until `deadline`. One timer serves every wait with the same or a
+    /// later deadline (a timer per wait costs more than the batching saves).
     private func wait(until deadline: ContinuousClock.Instant?) async {
-        let timer = deadline.map { deadline in
+        if let deadline, self.timerDeadline.map({ $0 > deadline }) ?? true {
+            self.timerDeadline = deadline
             Task { [weak self] in
                 try? await Task.sleep(until: deadline, clock: .continuous)
-                await self?.wake()
+                await self?.timerFired(deadline)
             }
         }
         await withCheckedContinuation { self.waiter = $0 }
-        timer?.cancel()
+    }
+
+    private var timerDeadline: ContinuousClock.Instant?
+
+    private func timerFired(_ deadline: ContinuousClock.Instant) {
+        if self.timerDeadline == deadline { self.timerDeadline = nil }
+        self.wake()
     }
 
     func run() async {

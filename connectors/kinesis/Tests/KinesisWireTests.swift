@@ -57,6 +57,24 @@ struct KinesisWireTests {
         #expect(error.code == "ProvisionedThroughputExceededException" && error.isRetryable && error.isThrottling)
     }
 
+    @Test func theResponseReaderHandlesEscapesUnknownFieldsAndRejectsGarbage() throws {
+        let body = ByteBuffer(
+            string: #"""
+                { "EncryptionType" : "KMS", "Extra": {"a": [1, 2.5e3, true, null, {"b": "c"}]},
+                  "FailedRecordCount": 1,
+                  "Records": [ {"SequenceNumber": "49\u0035", "ShardId": "shardId-1", "Ignored": 7},
+                               {"ErrorCode": "InternalFailure", "ErrorMessage": "say \"hi\" \u00e9"} ] }
+                """#)
+        let records = try #require(PutRecordsResponseReader.records(body))
+        #expect(records.count == 2)
+        #expect(records[0]["SequenceNumber"] == "495" && records[0]["ShardId"] == "shardId-1")
+        #expect(records[1]["ErrorMessage"] == "say \"hi\" é")
+        for garbage in ["", "[]", #"{"Records": [{"a": }]}"#, #"{"Records": [{"a": "b"}"#, #"{"FailedRecordCount": 0}"#, #"{"Records": "x"}"#] {
+            #expect(PutRecordsResponseReader.records(ByteBuffer(string: garbage)) == nil, "\(garbage)")
+        }
+        #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": []}"#)) == [])
+    }
+
     @Test func aResultCountMismatchIsAnError() {
         let body = ByteBuffer(string: #"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"s"}]}"#)
         guard case .failed(let error) = KinesisClient.parseResults(body, count: 2) else {
