@@ -320,11 +320,21 @@ extension SluiceConfiguration {
         if let (n, p) = fields["partition_key"], let text = r.nonEmptyString(n, p) {
             if text == "random" {
                 config.partitionKey = .random
-            } else if text.count > KinesisSinkConfig.maxPartitionKeyLength {
-                r.error(p, "a partition key has 1 to \(KinesisSinkConfig.maxPartitionKeyLength) characters")
-                ok = false
             } else {
-                config.partitionKey = .fixed(text)
+                switch ParameterTemplate.parse(text) {
+                case .success(let template) where template.fixedValue != nil:
+                    if text.count > KinesisSinkConfig.maxPartitionKeyLength {
+                        r.error(p, "a partition key has 1 to \(KinesisSinkConfig.maxPartitionKeyLength) characters")
+                        ok = false
+                    } else {
+                        config.partitionKey = .fixed(text)
+                    }
+                case .success:
+                    config.partitionKey = .template(text)
+                case .failure(let error):
+                    r.error(p, error.message)
+                    ok = false
+                }
             }
         }
         if let (n, p) = fields["max_batch_records"] {
@@ -639,6 +649,20 @@ extension SluiceConfiguration {
         var headersToKafka: [String] = []
         if let (n, p) = fields["headers_to_kafka"], let list = r.stringList(n, p) {
             headersToKafka = list
+            if !list.isEmpty, let destination, !destination.carriesHeaders {
+                r.error(p, "sink \"\(sink ?? "")\" writes records without headers (Kinesis); remove headers_to_kafka")
+                ok = false
+            }
+        }
+        // A sink's partition key template with route parameters becomes this route's default key.
+        var defaultKey: ParameterTemplate?
+        if let text = destination?.defaultKey, case .success(let template) = ParameterTemplate.parse(text) {
+            let known = pathParameters ?? []
+            for parameter in template.parameters where pathParameters != nil && !known.contains(parameter) {
+                r.error(path + ".sink", "the partition_key of sink \"\(sink ?? "")\" (\(text)): \"{\(parameter)}\" is not a parameter of the route's match.path")
+                ok = false
+            }
+            defaultKey = template
         }
         var config = IngestConfig(
             sink: sink ?? "", topic: topic ?? ParameterTemplate(parts: []), topicsAllowed: topicsAllowed, key: key, ack: ack,
@@ -646,6 +670,7 @@ extension SluiceConfiguration {
             maxEvents: IngestConfig.defaultMaxEvents, maxEventBytes: IngestConfig.defaultMaxEventBytes,
             maxWait: IngestConfig.defaultMaxWait
         )
+        config.defaultKey = defaultKey
         if let (n, p) = fields["max_body_bytes"] {
             if let v = r.size(n, p) { config.maxBodyBytes = v } else { ok = false }
         }
@@ -715,6 +740,10 @@ struct SinkDestinations {
     var defaultTopic: String?
     /// Whether this kind can have a default at all.
     var acceptsDefault: Bool
+    /// Whether its records carry headers (`headers_to_kafka`).
+    var carriesHeaders: Bool
+    /// A key template for events without one (a Kinesis sink's `partition_key` with parameters).
+    var defaultKey: String?
 
     init(_ kind: SinkConfig.Kind) {
         switch kind {
@@ -722,10 +751,14 @@ struct SinkDestinations {
             self.problem = TopicName.problem
             self.defaultTopic = nil
             self.acceptsDefault = false
+            self.carriesHeaders = true
+            self.defaultKey = nil
         case .kinesis(let kinesis):
             self.problem = KinesisSinkConfig.streamProblem
             self.defaultTopic = kinesis.stream
             self.acceptsDefault = true
+            self.carriesHeaders = false
+            if case .template(let text) = kinesis.partitionKey { self.defaultKey = text } else { self.defaultKey = nil }
         }
     }
 }

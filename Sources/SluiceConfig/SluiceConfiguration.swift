@@ -139,6 +139,9 @@ public struct IngestConfig: Sendable {
     public var topic: ParameterTemplate
     public var topicsAllowed: Set<String>?
     public var key: KeySource?
+    /// The key of events that get none from `key` (rendered with the route's parameters); from
+    /// a Kinesis sink's `partition_key` template.
+    public var defaultKey: ParameterTemplate?
     public var ack: AckMode
     /// Request headers copied into each event's record headers.
     public var headersToKafka: [String]

@@ -224,7 +224,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
                 continue
             }
             if run.isEmpty { runStart = index }
-            run.append(Self.event(event, route: route))
+            run.append(Self.event(event, route: route, topic: request.topic))
         }
         await flush()
         return pending
@@ -251,12 +251,13 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         return .success(topic)
     }
 
-    private static func event(_ message: Sluice_V1_Event, route: GRPCIngestRoute) -> Event {
+    /// - Parameter topic: the request's `topic` field, the only parameter a gRPC route has.
+    private static func event(_ message: Sluice_V1_Event, route: GRPCIngestRoute, topic: String) -> Event {
         var headers = message.headers.map { EventHeader(name: $0.key, value: $0.value) }
         headers.sort { $0.name < $1.name }
         return Event(
             value: ByteBuffer(bytes: message.value),
-            key: message.hasKey ? ByteBuffer(bytes: message.key) : nil,
+            key: message.hasKey ? ByteBuffer(bytes: message.key) : route.ingest.defaultKey.map { ByteBuffer(string: $0.render(["topic": topic])) },
             headers: headers,
             timestampMilliseconds: message.hasTimestampMs ? message.timestampMs : nil)
     }

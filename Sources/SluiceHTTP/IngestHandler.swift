@@ -41,6 +41,7 @@ public struct IngestHandler: Sendable {
         case .query(let name)?: requestKey = request.queryParameter(name).map { ByteBuffer(string: $0) }
         case .jsonPointer?, nil: requestKey = nil
         }
+        let defaultKey = self.config.defaultKey.map { ByteBuffer(string: $0.render(parameters)) }
         if case .jsonPointer = self.config.key, format == .raw {
             return .error(
                 .unsupportedMediaType, code: "json_required",
@@ -56,7 +57,8 @@ public struct IngestHandler: Sendable {
             self.config.ack == .accepted
             ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
             : DeliveryTracker()
-        var session = IngestSession(handler: self, topic: topic, tracker: tracker, requestKey: requestKey, headers: headers)
+        var session = IngestSession(
+            handler: self, topic: topic, tracker: tracker, requestKey: requestKey ?? defaultKey, defaultKey: defaultKey, headers: headers)
 
         // Read and send.
         var stop: HTTPResponse?
@@ -245,6 +247,8 @@ public struct IngestHandler: Sendable {
         let topic: String
         let tracker: DeliveryTracker
         let requestKey: ByteBuffer?
+        /// For events whose JSON pointer finds no key.
+        let defaultKey: ByteBuffer?
         let headers: [EventHeader]
         /// Events handed to the sink (including any it refused).
         var sent = 0
@@ -270,7 +274,7 @@ public struct IngestHandler: Sendable {
                     case .value(let bytes):
                         events[index].key = ByteBuffer(bytes: bytes)
                     case .missing:
-                        events[index].key = nil
+                        events[index].key = self.defaultKey
                     case .notScalar:
                         let place = firstLine.map { "line \($0 - events.count + index + 1)" } ?? "event \(self.sent + index)"
                         self.failure = BodyDecodingError(

@@ -42,9 +42,12 @@ import Glibc
         upload.executableURL = URL(fileURLWithPath: try which("curl"))
         upload.arguments = ["-sS", "-o", output.path, "-w", "%{http_code}", "-H", "content-type: application/x-ndjson",
                             "-X", "POST", "-T", file.path, "\(sluice.baseURL)/v1/events/\(topic)"]  // -T streams the file
-        let statusPipe = Pipe()
-        upload.standardOutput = statusPipe
-        try upload.run()
+        let statusPipe = try spawnSerially {
+            let pipe = Pipe()
+            upload.standardOutput = pipe
+            try upload.run()
+            return pipe
+        }
 
         // While the broker is paused the upload stalls: curl stops reading its file.
         try await Task.sleep(for: .seconds(3))
@@ -180,9 +183,12 @@ import Glibc
             packageRoot.appendingPathComponent("scripts/testing/h2_two_streams.py").path, String(sluice.port),
             "/v1/slow/\(topic)", "/v1/fast/orders", String(5_000_000),
         ]
-        let output = Pipe()
-        client.standardOutput = output
-        try client.run()
+        let output = try spawnSerially {
+            let pipe = Pipe()
+            client.standardOutput = pipe
+            try client.run()
+            return pipe
+        }
         let reader = output.fileHandleForReading
 
         // The small stream is answered while the big one is still stalled behind its paused sink.

@@ -12,19 +12,32 @@ struct ProgramResult {
     var stderr: String
 }
 
+/// Every child process of the tests is started through this, one at a time, together with the
+/// pipes it gets. Foundation's Process (Linux) emulates close-on-exec by listing the open
+/// descriptors just before posix_spawn, so a pipe, or the socket another Process watches its
+/// child's exit with, created by another thread at that moment leaks into the new child. Leaked
+/// into a long-lived server, it keeps a short-lived program's pipe or exit socket open: the test
+/// then waits forever for output or exit (seen: kcat zombies and a hung suite).
+private let spawnLock = NSLock()
+
+func spawnSerially<T>(_ body: () throws -> T) rethrows -> T {
+    try spawnLock.withLock(body)
+}
+
 @discardableResult
 func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> ProgramResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
     process.arguments = arguments
     if let environment { process.environment = environment }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let input = Pipe()
-    process.standardInput = input
-    try process.run()
+    let (out, err, input) = try spawnSerially {
+        let (out, err, input) = (Pipe(), Pipe(), Pipe())
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        return (out, err, input)
+    }
     if let stdin { input.fileHandleForWriting.write(stdin) }
     try input.fileHandleForWriting.close()
     // Read both pipes before waiting, so a chatty program cannot fill one and block.
@@ -155,7 +168,7 @@ final class SluiceProcess: @unchecked Sendable {
         let log = try FileHandle(forWritingTo: self.logURL)
         self.process.standardOutput = log
         self.process.standardError = log
-        try self.process.run()
+        try spawnSerially { try self.process.run() }
         if waitUntilReady { try await self.waitUntilReady() }
     }
 
@@ -343,7 +356,7 @@ final class BrokerProcess: @unchecked Sendable {
         handle.seekToEndOfFile()
         self.process.standardOutput = handle
         self.process.standardError = handle
-        try self.process.run()
+        try spawnSerially { try self.process.run() }
         for _ in 0..<150 {
             if try runProgram("kcat", ["-L", "-b", self.bootstrap, "-m", "2"]).status == 0 { return }
             guard self.process.isRunning else { break }
@@ -448,7 +461,7 @@ final class PeerProcess: @unchecked Sendable {
         self.process.environment = ProcessInfo.processInfo.environment.merging(filled) { $1 }
         self.process.standardOutput = handle
         self.process.standardError = handle
-        try self.process.run()
+        try spawnSerially { try self.process.run() }
         for _ in 0..<300 {
             if (try? RawConnection(port: self.port)) != nil { return }
             guard self.process.isRunning else { break }

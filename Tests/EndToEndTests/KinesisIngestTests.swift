@@ -329,4 +329,39 @@ import Testing
         #expect(!sluice.log.contains("fault-secret") && !sluice.log.contains("session-1-"))
         #expect(try await sluice.terminate() == 0)
     }
+
+    @Test func aPartitionKeyTemplateKeysEventsThatHaveNone() async throws {
+        let server = try await Self.faultServer()
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                sinks:
+                  - name: stream
+                    kinesis: { region: us-east-1, endpoint: "\(server.endpoint)", stream: events, partition_key: "tenant-{tenant}",
+                               credentials: { access_key_id: AKIDFAULT, secret_access_key_env: TEST_SECRET } }
+                routes:
+                  - name: tenants
+                    match: { path: "/tenants/{tenant}/events" }
+                    ingest: { sink: stream, key: "json:/user" }
+                """,
+            environment: ["TEST_SECRET": "fault-secret"])
+        let body = #"{"user":"u1","n":1}"# + "\n" + #"{"n":2}"#
+        let response = try curl(
+            ["-X", "POST", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/tenants/acme/events"], body: Data(body.utf8))
+        #expect(response.status == 200, "\(response.body)")
+        let stats = try curl([server.endpoint + "/_stats"])
+        struct Stats: Decodable {
+            var stored: [Stored]
+            struct Stored: Decodable {
+                var data: String
+                var partition_key: String
+            }
+        }
+        let stored = try JSONDecoder().decode(Stats.self, from: Data(stats.body.utf8)).stored
+        let keys = Dictionary(stored.map { ($0.data, $0.partition_key) }, uniquingKeysWith: { a, _ in a })
+        #expect(keys[#"{"user":"u1","n":1}"#] == "u1", "an event's own key wins")
+        #expect(keys[#"{"n":2}"#] == "tenant-acme", "an event without a key gets the rendered template")
+        #expect(try await sluice.terminate() == 0)
+    }
 }

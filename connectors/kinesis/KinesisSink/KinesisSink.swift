@@ -210,7 +210,7 @@ public final class KinesisSink: Sink, Service {
         }
         switch self.config.partitionKey {
         case .fixed(let key): return .success(key)
-        case .random:
+        case .random, .template:  // a template is rendered by the route; nothing left to render here
             let (a, b) = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
             return .success(String(a, radix: 16) + String(b, radix: 16))
         }

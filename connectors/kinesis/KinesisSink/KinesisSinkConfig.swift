@@ -82,6 +82,9 @@ public struct KinesisSinkConfig: Sendable, Equatable {
         case random
         /// This fixed key for every event without one (all of them land on one shard).
         case fixed(String)
+        /// A template with route parameters (`tenant-{tenant}`): each route renders it into the
+        /// key of its events that have none, so the sink only ever sees the result.
+        case template(String)
     }
 
     /// Kinesis stream names: 1-128 of `[a-zA-Z0-9_.-]`; ARNs: `arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME`.
