@@ -201,7 +201,13 @@ let package = Package(
         .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"], path: "connectors/kafka/Tests"),
         .testTarget(
             name: "KinesisSinkTests",
-            dependencies: ["KinesisSink", "SluiceCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")],
+            dependencies: [
+                "KinesisSink", "SluiceCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "connectors/kinesis/Tests",
             resources: [.copy("Fixtures")]
         ),

@@ -15,9 +15,9 @@ struct ProgramResult {
 /// Every child process of the tests is started through this, one at a time, together with the
 /// pipes it gets. Foundation's Process (Linux) emulates close-on-exec by listing the open
 /// descriptors just before posix_spawn, so a pipe, or the socket another Process watches its
-/// child's exit with, created by another thread at that moment leaks into the new child. Leaked
-/// into a long-lived server, it keeps a short-lived program's pipe or exit socket open: the test
-/// then waits forever for output or exit (seen: kcat zombies and a hung suite).
+/// child's exit with, created by another thread at that moment would leak into the new child;
+/// leaked into a long-lived server, it would keep a short-lived program's pipe or exit socket
+/// open and the test would wait forever for its output or exit.
 private let spawnLock = NSLock()
 
 func spawnSerially<T>(_ body: () throws -> T) rethrows -> T {
@@ -281,19 +281,23 @@ final class RawConnection {
     let fd: Int32
 
     init(port: Int) throws {
-        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard self.fd >= 0 else { throw HarnessError("socket() failed") }
+        // self.fd is set last: a class whose properties are all set runs deinit even when its
+        // init throws, and a second close() of a number another thread has reused since closes
+        // someone else's descriptor (it closed Foundation's child-exit socket and hung the suite).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket() failed") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = UInt16(port).bigEndian
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
         guard connected else {
-            close(self.fd)
+            close(fd)
             throw HarnessError("connect to 127.0.0.1:\(port) failed")
         }
+        self.fd = fd
     }
 
     func send(_ text: String) {
