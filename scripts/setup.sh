@@ -52,3 +52,13 @@ if ! command -v ministack >/dev/null; then
     python3 -m pip install -q --disable-pip-version-check ministack==1.5.33
     if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
+
+# The official Zerobus SDK (databricks-zerobus-ingest-sdk) proves the project's Zerobus test
+# server speaks the protocol. It pins protobuf < 7, which grpcio-tools 1.85 cannot use, so it
+# lives in a venv of its own.
+sdk_venv="$(cd "$(dirname "$0")/.." && pwd)/.testbed/zerobus-sdk"
+if ! "$sdk_venv/bin/python" -c 'import zerobus' 2>/dev/null; then
+    echo "setup: installing databricks-zerobus-ingest-sdk into $sdk_venv" >&2
+    python3 -m venv "$sdk_venv"
+    "$sdk_venv/bin/pip" install -q --disable-pip-version-check databricks-zerobus-ingest-sdk==1.10.0
+fi

@@ -442,18 +442,25 @@ final class Counter: @unchecked Sendable {
 final class PeerProcess: @unchecked Sendable {
     let process = Process()
     let port: Int
+    /// A second port, for servers with two listeners (`{PORT2}`).
+    let port2: Int
     let name: String
     let log: URL
     var endpoint: String { "http://127.0.0.1:\(self.port)" }
 
-    /// `command` and `environment` values have `{PORT}` replaced by a fresh port.
+    /// `command` and `environment` values have `{PORT}` and `{PORT2}` replaced by fresh ports.
+    /// Ready once `{PORT}` accepts connections.
     init(_ name: String, _ command: [String], environment: [String: String] = [:]) async throws {
         self.name = name
         self.port = try freePort()
+        self.port2 = try freePort()
         self.log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-\(name)-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: self.log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: self.log)
-        let arguments = command.map { $0.replacingOccurrences(of: "{PORT}", with: String(self.port)) }
+        let fill = { (text: String) in
+            text.replacingOccurrences(of: "{PORT2}", with: String(self.port2)).replacingOccurrences(of: "{PORT}", with: String(self.port))
+        }
+        let arguments = command.map(fill)
         // A child spawned from a test worker thread inherits its blocked signals: unblock them
         // before exec so SIGTERM stops the server.
         self.process.executableURL = URL(fileURLWithPath: try which("python3"))
@@ -461,7 +468,7 @@ final class PeerProcess: @unchecked Sendable {
             "-c",
             "import os, shutil, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])",
         ] + arguments
-        let filled = environment.mapValues { $0.replacingOccurrences(of: "{PORT}", with: String(self.port)) }
+        let filled = environment.mapValues(fill)
         self.process.environment = ProcessInfo.processInfo.environment.merging(filled) { $1 }
         self.process.standardOutput = handle
         self.process.standardError = handle
