@@ -96,6 +96,27 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Zerobus connector (in progress): the databricks.zerobus client (generated code committed,
+        // see scripts/generate-grpc.sh) and OAuth machine-to-machine tokens.
+        .target(
+            name: "ZerobusSink",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "connectors/zerobus",
+            exclude: ["Protos", "testserver", "README.md"],
+            sources: ["ZerobusSink", "Generated"],
+            swiftSettings: strict
+        ),
+
         // YAML schema, validation with exact error paths.
         .target(
             name: "SluiceConfig",
@@ -217,6 +238,8 @@ let package = Package(
                 "sluice",
                 "SluiceGRPC",
                 "KinesisSink",
+                "ZerobusSink",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),

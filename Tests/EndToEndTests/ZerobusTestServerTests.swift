@@ -1,5 +1,7 @@
+import AsyncHTTPClient
 import Foundation
 import Testing
+import ZerobusSink
 
 /// The project's Zerobus test server (connectors/zerobus/testserver) is only worth testing Sluice
 /// against if it speaks the real protocol: the official Python SDK (databricks-zerobus-ingest-sdk
@@ -22,5 +24,66 @@ import Testing
         #expect(result.status == 0, "SDK check failed: \(result.stderr.suffix(2000))\n\(server.logText)")
         let summary = result.stdout.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(summary?["missing"] as? Int == 0 && summary?["sent"] as? Int == 150, "\(result.stdout.suffix(1000))")
+    }
+
+    struct TokenRequest: Decodable {
+        var basic_auth: Bool
+        var scope: String?
+        var resource: String?
+        var tables: [String]?
+    }
+
+    struct Stats: Decodable {
+        var token_requests: [TokenRequest]
+    }
+
+    @Test func sluiceGetsTokensPerTableCachesThemAndRenewsThemBeforeExpiry() async throws {
+        // Tokens live 4 s; the renewal margin (60 s, at most half a token's life) renews after 2 s.
+        let server = try await PeerProcess(
+            "zerobus", ["python3", Self.server, "--grpc-port", "{PORT}", "--http-port", "{PORT2}", "--client-id", "sluice-client",
+                        "--client-secret", "sluice-secret", "--token-ttl", "4"])
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await self.checkTokens(server: server, client: client)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+
+    func checkTokens(server: PeerProcess, client: HTTPClient) async throws {
+        func stats() throws -> Stats {
+            try JSONDecoder().decode(Stats.self, from: Data(try curl(["http://127.0.0.1:\(server.port2)/_stats"]).body.utf8))
+        }
+        let tokens = ZerobusTokenProvider(
+            workspaceURL: URL(string: "http://127.0.0.1:\(server.port2)")!, workspaceID: "1234567890", clientID: "sluice-client",
+            clientSecret: "sluice-secret", httpClient: client)
+        let first = try await tokens.token(for: "main.sales.orders")
+        #expect(try await tokens.token(for: "main.sales.orders") == first, "cached")
+        let other = try await tokens.token(for: "main.sales.refunds")
+        #expect(other != first, "one token per table")
+        var requests = try stats().token_requests
+        #expect(requests.count == 2)
+        #expect(requests.allSatisfy { $0.basic_auth && $0.scope == "all-apis" })
+        #expect(requests.first?.resource == "api://databricks/workspaces/1234567890/zerobusDirectWriteApi")
+        #expect(requests.map { $0.tables ?? [] } == [["main.sales.orders"], ["main.sales.refunds"]], "the server granted each table")
+
+        try await Task.sleep(for: .milliseconds(2500))
+        let renewed = try await tokens.token(for: "main.sales.orders")
+        #expect(renewed != first, "renewed before expiry")
+        requests = try stats().token_requests
+        #expect(requests.count == 3)
+
+        // A wrong secret is refused for good, and says so without the secret.
+        let wrong = ZerobusTokenProvider(
+            workspaceURL: URL(string: "http://127.0.0.1:\(server.port2)")!, workspaceID: "1", clientID: "sluice-client",
+            clientSecret: "not-the-secret", httpClient: client)
+        do {
+            _ = try await wrong.token(for: "main.sales.orders")
+            Issue.record("a wrong secret must be refused")
+        } catch let error as ZerobusTokenError {
+            #expect(error.isPermanent && "\(error)".contains("invalid_client") && !"\(error)".contains("not-the-secret"))
+        }
     }
 }

@@ -321,6 +321,7 @@ class Http(BaseHTTPRequestHandler):
         authorization = self.headers.get("Authorization", "")
         expected = "Basic " + base64.b64encode(f"{args.client_id}:{args.client_secret}".encode()).decode()
         entry = {"form_keys": sorted(form), "scope": form.get("scope"), "resource": form.get("resource"),
+                 "authorization_details": form.get("authorization_details"),
                  "grant_type": form.get("grant_type"), "basic_auth": authorization == expected, "at": time.time()}
         with lock:
             state["token_requests"].append(entry)
@@ -335,8 +336,17 @@ class Http(BaseHTTPRequestHandler):
             details = json.loads(form.get("authorization_details", ""))
         except ValueError:
             return self.reply(400, {"error": "invalid_request", "error_description": "authorization_details is not JSON"})
-        tables = {d.get("object_full_path") for d in details if isinstance(d, dict) and d.get("object_type") == "TABLE"}
-        entry["tables"] = sorted(t for t in tables if t)
+        # A table is granted with USE CATALOG on its catalog, USE SCHEMA on its schema, and
+        # SELECT + MODIFY on itself (the Unity Catalog privileges Zerobus writes need).
+        def granted(kind, path, needed):
+            return any(isinstance(d, dict) and d.get("type") == "unity_catalog_privileges" and d.get("object_type") == kind
+                       and d.get("object_full_path") == path and set(needed) <= set(d.get("privileges", []))
+                       for d in details if isinstance(details, list))
+        candidates = [d.get("object_full_path", "") for d in details if isinstance(d, dict) and d.get("object_type") == "TABLE"]
+        tables = {t for t in candidates if t.count(".") == 2 and granted("TABLE", t, ["SELECT", "MODIFY"])
+                  and granted("CATALOG", t.split(".")[0], ["USE CATALOG"])
+                  and granted("SCHEMA", ".".join(t.split(".")[:2]), ["USE SCHEMA"])}
+        entry["tables"] = sorted(tables)
         token = secrets.token_urlsafe(24)
         with lock:
             state["tokens"][token] = {"expires_at": time.time() + args.token_ttl, "tables": tables}
