@@ -10,7 +10,7 @@
 # Prints events/s for each, the ratio (k)/(f), and CPU per event in Sluice and in the endpoint
 # (an endpoint near 100% of a core is the bottleneck, not Sluice). Everything on 127.0.0.1,
 # bounded by request counts. Usage: Benchmarks/kinesis-ingest.sh  (env: N, EVENTS_PER_REQUEST,
-# CONNECTIONS, KAFKA_PORT, SLUICE_PORT, KINESIS_PORT)
+# CONNECTIONS, KINESIS_CONCURRENCY, KINESIS_LINGER, KAFKA_PORT, SLUICE_PORT, KINESIS_PORT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib.sh
@@ -100,7 +100,6 @@ stored=$(curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" | python3 -c "import j
 read -r records calls bad <<<"$stored"
 [[ "$records" -ge "$N" && "$bad" == 0 ]] || { echo "endpoint stored $records of $N records ($bad bad signatures)" >&2; exit 1; }
 
-[[ -n "${PROFILE_KINESIS:-}" ]] && exit 0
 frps=$(run_load kafka)
 s2=$(cpu_of_pid "$sluice_pid")
 flat=$(latency)

@@ -36,6 +36,8 @@ actor StreamPump {
     private var closing = false
     private var aborted = false
     private var retired = false
+    /// The run loop has returned (closed and drained): nothing queued now would be sent.
+    private var stopped = false
     private var waiter: CheckedContinuation<Void, Never>?
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
 
@@ -48,7 +50,7 @@ actor StreamPump {
     /// Queues entries (their budget is already taken). False if this pump has retired: use a new one.
     func add(_ entries: [Entry]) -> Bool {
         guard !self.retired else { return false }
-        if self.aborted {
+        if self.aborted || self.stopped {
             for entry in entries { self.sink.complete(entry, with: .failed(.shuttingDown(sink: self.sink.name))) }
             return true
         }
@@ -126,7 +128,10 @@ actor StreamPump {
         while true {
             if self.pending.isEmpty {
                 if self.closing {
-                    if self.inFlight == 0 && self.retrying == 0 { return }
+                    if self.inFlight == 0 && self.retrying == 0 {
+                        self.stopped = true
+                        return
+                    }
                     await self.wait(until: nil)
                     continue
                 }
