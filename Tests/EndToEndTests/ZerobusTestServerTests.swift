@@ -38,10 +38,11 @@ import ZerobusSink
     }
 
     @Test func sluiceGetsTokensPerTableCachesThemAndRenewsThemBeforeExpiry() async throws {
-        // Tokens live 4 s; the renewal margin (60 s, at most half a token's life) renews after 2 s.
+        // Tokens live 12 s; the renewal margin (60 s, at most half a token's life) renews after 6 s
+        // (a wide margin: a loaded CI machine can take seconds per request).
         let server = try await PeerProcess(
             "zerobus", ["python3", Self.server, "--grpc-port", "{PORT}", "--http-port", "{PORT2}", "--client-id", "sluice-client",
-                        "--client-secret", "sluice-secret", "--token-ttl", "4"])
+                        "--client-secret", "sluice-secret", "--token-ttl", "12"])
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await self.checkTokens(server: server, client: client)
@@ -69,7 +70,7 @@ import ZerobusSink
         #expect(requests.first?.resource == "api://databricks/workspaces/1234567890/zerobusDirectWriteApi")
         #expect(requests.map { $0.tables ?? [] } == [["main.sales.orders"], ["main.sales.refunds"]], "the server granted each table")
 
-        try await Task.sleep(for: .milliseconds(2500))
+        try await Task.sleep(for: .seconds(7))
         let renewed = try await tokens.token(for: "main.sales.orders")
         #expect(renewed != first, "renewed before expiry")
         requests = try stats().token_requests
