@@ -286,9 +286,15 @@ import Testing
         // Every call is throttled for a while: the 20 events in flight keep their budget.
         _ = try curl(["-X", "POST", "-d", #"{"throttle_calls": 1000000}"#, server.endpoint + "/_faults"])
         let first = Task { try curl(["-X", "POST", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data((0..<20).map { #"{"n":\#($0)}"# }.joined(separator: "\n").utf8)) }
-        try await Task.sleep(for: .seconds(1))
-        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
-        #expect((sinks.json["stream"] as? [String: Any])?["in_flight_events"] as? Int == 20, "\(sinks.body)")
+        var inFlight = 0
+        var sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        for _ in 0..<100 {
+            sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+            inFlight = (sinks.json["stream"] as? [String: Any])?["in_flight_events"] as? Int ?? -1
+            if inFlight == 20 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(inFlight == 20, "\(sinks.body)")
         // A second request finds no room and is refused after max_wait instead of queueing.
         let second = try curl(["-X", "POST", "-d", #"{"n":"late"}"#, "\(sluice.baseURL)/events"])
         #expect(second.status == 503 && second.body.contains("sink_saturated"), "\(second.body)")

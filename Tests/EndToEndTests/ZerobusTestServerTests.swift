@@ -38,11 +38,12 @@ import ZerobusSink
     }
 
     @Test func sluiceGetsTokensPerTableCachesThemAndRenewsThemBeforeExpiry() async throws {
-        // Tokens live 12 s; the renewal margin (60 s, at most half a token's life) renews after 6 s
-        // (a wide margin: a loaded CI machine can take seconds per request).
+        // Tokens live 40 s; the renewal margin (60 s, at most half a token's life) renews 20 s after
+        // the request for it started. The provider's clock is moved by hand: in the full parallel
+        // suite one token request has taken over 13 s of wall time.
         let server = try await PeerProcess(
             "zerobus", ["python3", Self.server, "--grpc-port", "{PORT}", "--http-port", "{PORT2}", "--client-id", "sluice-client",
-                        "--client-secret", "sluice-secret", "--token-ttl", "12"])
+                        "--client-secret", "sluice-secret", "--token-ttl", "40"])
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await self.checkTokens(server: server, client: client)
@@ -54,12 +55,16 @@ import ZerobusSink
     }
 
     func checkTokens(server: PeerProcess, client: HTTPClient) async throws {
+        // The token endpoint answers before the first timed call (the server binds it before
+        // its gRPC port, which PeerProcess waits for; check anyway).
+        #expect(try curl(["http://127.0.0.1:\(server.port2)/_stats"]).status == 200)
         func stats() throws -> Stats {
             try JSONDecoder().decode(Stats.self, from: Data(try curl(["http://127.0.0.1:\(server.port2)/_stats"]).body.utf8))
         }
+        let clock = ManualClock()
         let tokens = ZerobusTokenProvider(
             workspaceURL: URL(string: "http://127.0.0.1:\(server.port2)")!, workspaceID: "1234567890", clientID: "sluice-client",
-            clientSecret: "sluice-secret", httpClient: client)
+            clientSecret: "sluice-secret", httpClient: client, now: { clock.now })
         let first = try await tokens.token(for: "main.sales.orders")
         #expect(try await tokens.token(for: "main.sales.orders") == first, "cached")
         let other = try await tokens.token(for: "main.sales.refunds")
@@ -70,11 +75,20 @@ import ZerobusSink
         #expect(requests.first?.resource == "api://databricks/workspaces/1234567890/zerobusDirectWriteApi")
         #expect(requests.map { $0.tables ?? [] } == [["main.sales.orders"], ["main.sales.refunds"]], "the server granted each table")
 
-        try await Task.sleep(for: .seconds(7))
+        clock.advance(by: .seconds(19))
+        #expect(try await tokens.token(for: "main.sales.orders") == first, "still within its first 20 s")
+        clock.advance(by: .seconds(2))
         let renewed = try await tokens.token(for: "main.sales.orders")
         #expect(renewed != first, "renewed before expiry")
         requests = try stats().token_requests
         #expect(requests.count == 3)
+
+        // Concurrent callers for a table without a token share one request.
+        async let a = tokens.token(for: "main.sales.returns")
+        async let b = tokens.token(for: "main.sales.returns")
+        let (tokenA, tokenB) = try await (a, b)
+        #expect(tokenA == tokenB)
+        #expect(try stats().token_requests.count == 4)
 
         // A wrong secret is refused for good, and says so without the secret.
         let wrong = ZerobusTokenProvider(
@@ -87,4 +101,13 @@ import ZerobusSink
             #expect(error.isPermanent && "\(error)".contains("invalid_client") && !"\(error)".contains("not-the-secret"))
         }
     }
+}
+
+/// A clock that moves only when told to.
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var offset = Duration.zero
+    private let start = ContinuousClock.now
+    var now: ContinuousClock.Instant { self.lock.withLock { self.start + self.offset } }
+    func advance(by duration: Duration) { self.lock.withLock { self.offset += duration } }
 }

@@ -24,6 +24,8 @@ public final class ZerobusTokenProvider: Sendable {
     let httpClient: HTTPClient
     /// Renew this long before expiry (capped at half the token's lifetime).
     let refreshMargin: Duration
+    /// The clock renewals are timed by (tests move it by hand).
+    let now: @Sendable () -> ContinuousClock.Instant
     private let state = NIOLockedValueBox<[String: Entry]>([:])
 
     private struct Entry {
@@ -37,7 +39,7 @@ public final class ZerobusTokenProvider: Sendable {
     ///   from the first label of the Zerobus host (`<workspace id>.zerobus.<region>.…`).
     public init(
         workspaceURL: URL, workspaceID: String, clientID: String, clientSecret: String, httpClient: HTTPClient,
-        refreshMargin: Duration = .seconds(60)
+        refreshMargin: Duration = .seconds(60), now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
     ) {
         var base = workspaceURL.absoluteString
         while base.hasSuffix("/") { base.removeLast() }
@@ -47,11 +49,12 @@ public final class ZerobusTokenProvider: Sendable {
         self.clientSecret = clientSecret
         self.httpClient = httpClient
         self.refreshMargin = refreshMargin
+        self.now = now
     }
 
     /// A token good for `table` (catalog.schema.table) for a while yet.
     public func token(for table: String) async throws -> String {
-        let now = ContinuousClock.now
+        let now = self.now()
         let task: Task<(String, Duration), any Error> = self.state.withLockedValue { entries in
             var entry = entries[table] ?? Entry()
             if let token = entry.token, now < entry.renewAt { return Task { (token, .zero) } }
@@ -74,7 +77,7 @@ public final class ZerobusTokenProvider: Sendable {
             let fallback: String? = self.state.withLockedValue { entries in
                 entries[table]?.fetching = nil
                 // A token that has not expired yet beats none while the endpoint is unreachable.
-                if let entry = entries[table], let token = entry.token, ContinuousClock.now < entry.expiresAt { return token }
+                if let entry = entries[table], let token = entry.token, self.now() < entry.expiresAt { return token }
                 return nil
             }
             if let fallback, (error as? ZerobusTokenError)?.isPermanent != true { return fallback }

@@ -353,11 +353,12 @@ class Http(BaseHTTPRequestHandler):
         self.reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": args.token_ttl, "scope": "all-apis"})
 
 
+# The HTTP side binds first: whoever waits for the gRPC port can then use both.
+http_server = ThreadingHTTPServer(("127.0.0.1", args.http_port), Http)
+http_server.daemon_threads = True
 grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
 pb_grpc.add_ZerobusServicer_to_server(Zerobus(), grpc_server)
 grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
 grpc_server.start()
-http_server = ThreadingHTTPServer(("127.0.0.1", args.http_port), Http)
-http_server.daemon_threads = True
 print(f"zerobus test server: gRPC 127.0.0.1:{args.grpc_port}, HTTP 127.0.0.1:{args.http_port}", flush=True)
 http_server.serve_forever()
