@@ -39,7 +39,7 @@ enum NDJSONLineEncoder {
             }
         } else {
             out.append(contentsOf: #","value_base64":""#.utf8)
-            event.value.withUnsafeReadableBytes { out.append(contentsOf: base64Encode($0).utf8) }
+            event.value.withUnsafeReadableBytes { Base64.append($0, to: &out) }
             out.append(UInt8(ascii: "\""))
         }
         out.append(contentsOf: "}\n".utf8)
@@ -47,34 +47,5 @@ enum NDJSONLineEncoder {
 
     private static func isSpace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
-    }
-
-    static func base64Encode(_ bytes: UnsafeRawBufferPointer) -> String {
-        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(table[Int(n >> 18 & 63)])
-            out.append(table[Int(n >> 12 & 63)])
-            out.append(table[Int(n >> 6 & 63)])
-            out.append(table[Int(n & 63)])
-            i += 3
-        }
-        let rest = bytes.count - i
-        if rest == 1 {
-            let n = UInt32(bytes[i]) << 16
-            out.append(table[Int(n >> 18 & 63)])
-            out.append(table[Int(n >> 12 & 63)])
-            out.append(contentsOf: "==".utf8)
-        } else if rest == 2 {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out.append(table[Int(n >> 18 & 63)])
-            out.append(table[Int(n >> 12 & 63)])
-            out.append(table[Int(n >> 6 & 63)])
-            out.append(UInt8(ascii: "="))
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

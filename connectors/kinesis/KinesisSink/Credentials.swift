@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import SluiceCore
 
 /// Why credentials could not be had. Never carries a secret.
 public struct CredentialsError: Error, CustomStringConvertible, Sendable {
@@ -173,10 +174,10 @@ public final class WebIdentityCredentialsProvider: AWSCredentialsProvider {
         else {
             throw CredentialsError("cannot read the web identity token file \(self.tokenFile)")
         }
-        let form = [
+        let form = PercentEncoding.form([
             ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", self.roleARN),
             ("RoleSessionName", self.sessionName), ("WebIdentityToken", token),
-        ].map { "\(SigV4Signer.encode($0.0, keepSlash: false))=\(SigV4Signer.encode($0.1, keepSlash: false))" }.joined(separator: "&")
+        ])
         var request = HTTPClientRequest(url: self.stsEndpoint.absoluteString)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOConcurrencyHelpers
+import SluiceCore
 
 /// AWS credentials. The secret and the session token never appear in `description`.
 public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
@@ -86,12 +87,12 @@ public struct SigV4Signer: Sendable {
 
         var encodedQuery: [(name: String, value: String)] = []
         for (name, value) in query {
-            encodedQuery.append((Self.encode(name, keepSlash: false), Self.encode(value, keepSlash: false)))
+            encodedQuery.append((PercentEncoding.encode(name), PercentEncoding.encode(value)))
         }
         encodedQuery.sort { a, b in a.name == b.name ? a.value < b.value : a.name < b.name }
         let canonicalQuery = encodedQuery.map { pair -> String in pair.name + "=" + pair.value }.joined(separator: "&")
 
-        let canonicalURI: String = Self.encode(path.isEmpty ? "/" : path, keepSlash: true)
+        let canonicalURI: String = PercentEncoding.encode(path.isEmpty ? "/" : path, keepSlash: true)
         let lines: [String] = [method.uppercased(), canonicalURI, canonicalQuery, canonicalHeaders, signedHeaders, payloadSHA256]
         let canonicalRequest = lines.joined(separator: "\n")
         let scope = "\(day)/\(self.region)/\(self.service)/aws4_request"
@@ -140,27 +141,6 @@ public struct SigV4Signer: Sendable {
         gmtime_r(&seconds, &parts)
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
         return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
-    }
-
-    /// RFC 3986 percent-encoding with only unreserved characters (and `/` in paths) left bare.
-    static func encode(_ text: String, keepSlash: Bool) -> String {
-        let hexDigits = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.append(byte)
-            case UInt8(ascii: "/") where keepSlash:
-                out.append(byte)
-            default:
-                out.append(UInt8(ascii: "%"))
-                out.append(hexDigits[Int(byte >> 4)])
-                out.append(hexDigits[Int(byte & 0x0F)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Trimmed, with every inner run of whitespace collapsed to one space.

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import SluiceCore
 
 /// Why a Zerobus token could not be had. Never carries the client secret or a token.
 public struct ZerobusTokenError: Error, CustomStringConvertible, Sendable {
@@ -108,10 +109,10 @@ public final class ZerobusTokenProvider: Sendable {
     }
 
     private func fetch(table: String) async throws -> (String, Duration) {
-        let form = [
+        let form = PercentEncoding.form([
             ("grant_type", "client_credentials"), ("scope", "all-apis"), ("resource", self.resource),
             ("authorization_details", Self.authorizationDetails(table: table)),
-        ].map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&")
+        ])
         var request = HTTPClientRequest(url: self.tokenURL)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
@@ -140,20 +141,5 @@ public final class ZerobusTokenProvider: Sendable {
         }
         let seconds = (object?["expires_in"] as? Int) ?? Int((object?["expires_in"] as? String) ?? "") ?? 3600
         return (token, .seconds(max(1, seconds)))
-    }
-
-    /// application/x-www-form-urlencoded: unreserved characters bare, everything else %XX.
-    static func formEncode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                out += String(format: "%%%02X", byte)
-            }
-        }
-        return out
     }
 }
