@@ -277,20 +277,10 @@ public enum CredentialsResolver {
     }
 
     static func read(_ source: KinesisSinkConfig.SecretSource, what: String, environment: [String: String]) throws -> String {
-        switch source {
-        case .literal(let value):
-            return value
-        case .environment(let name):
-            guard let value = environment[name], !value.isEmpty else {
-                throw CredentialsError("the \(what) environment variable \(name) is not set")
-            }
-            return value
-        case .file(let path):
-            guard let value = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
-            else {
-                throw CredentialsError("cannot read the \(what) from \(path)")
-            }
-            return value
+        do {
+            return try source.read(what: what, environment: environment)
+        } catch let error as SecretError {
+            throw CredentialsError(error.description)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// A `kinesis:` sink as configured.
 public struct KinesisSinkConfig: Sendable, Equatable {
@@ -71,11 +72,7 @@ public struct KinesisSinkConfig: Sendable, Equatable {
         case webIdentity(roleARN: String, tokenFile: String, sessionName: String?)
     }
 
-    public enum SecretSource: Sendable, Equatable {
-        case literal(String)
-        case environment(String)
-        case file(String)
-    }
+    public typealias SecretSource = SluiceCore.SecretSource
 
     public enum PartitionKeySource: Sendable, Equatable {
         /// A random 128-bit hex key per event (spreads load over every shard).
