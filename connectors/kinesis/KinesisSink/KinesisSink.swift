@@ -95,15 +95,15 @@ public final class KinesisSink: Sink, Service {
     public func enqueue(
         _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
     ) async -> Int {
-        var entries: [StreamPump.Entry] = []
-        for (index, event) in events.enumerated() {
-            let slot = firstIndex + index
+        await self.budget.admit(
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, sink: self.name, chunk: self.config.maxBatchRecords
+        ) { slot, event -> StreamPump.Entry? in
             let partitionKey: String
             switch self.partitionKey(for: event) {
             case .success(let key): partitionKey = key
             case .failure(let failure):
                 tracker.complete(slot, with: .failed(failure))
-                continue
+                return nil
             }
             let bytes = event.value.readableBytes + partitionKey.utf8.count
             if bytes > KinesisSinkConfig.maxRecordBytes {
@@ -114,32 +114,14 @@ public final class KinesisSink: Sink, Service {
                             code: "event_too_large",
                             message: "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes",
                             isRetryable: false, httpStatus: 413)))
-                continue
+                return nil
             }
-            let size = event.size
-            if !self.budget.tryAcquire(bytes: size) {
-                // Hand over what this request already holds budget for before waiting, or the
-                // wait could be for our own events.
-                if !entries.isEmpty {
-                    await self.hand(entries, to: topic)
-                    entries.removeAll()
-                }
-                guard await self.budget.acquire(bytes: size, deadline: deadline) else {
-                    for rest in index..<events.count { tracker.complete(firstIndex + rest, with: .failed(.queueFull(sink: self.name))) }
-                    return index
-                }
-            }
-            entries.append(
-                StreamPump.Entry(
-                    data: event.value, partitionKey: partitionKey, bytes: bytes, budgetBytes: size, tracker: tracker, slot: slot,
-                    deadline: .now + self.config.deliveryTimeout))
-            if entries.count >= self.config.maxBatchRecords {
-                await self.hand(entries, to: topic)
-                entries.removeAll()
-            }
+            return StreamPump.Entry(
+                data: event.value, partitionKey: partitionKey, bytes: bytes, budgetBytes: event.size, tracker: tracker, slot: slot,
+                deadline: .now + self.config.deliveryTimeout)
+        } hand: { entries in
+            await self.hand(entries, to: topic)
         }
-        if !entries.isEmpty { await self.hand(entries, to: topic) }
-        return events.count
     }
 
     /// Gives entries (holding budget) to their stream's pump; fails them if there is none.
@@ -162,18 +144,11 @@ public final class KinesisSink: Sink, Service {
         }
     }
 
-    private let refusalLog = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    private let refusalLog = LogThrottle(interval: .seconds(60))
 
     /// Logs a call Kinesis refused for good (at most once a minute per error code and stream).
     func logRefusal(_ error: KinesisError, stream: String, records: Int) {
-        let key = "\(stream)|\(error.code)"
-        let now = ContinuousClock.now
-        let due = self.refusalLog.withLockedValue { log in
-            if let last = log[key], now - last < .seconds(60) { return false }
-            log[key] = now
-            return true
-        }
-        guard due else { return }
+        guard self.refusalLog.isDue("\(stream)|\(error.code)") else { return }
         self.logger.error(
             "kinesis refused PutRecords; failing its records", metadata: ["stream": "\(stream)", "error": "\(error)", "records": "\(records)"])
     }
@@ -251,18 +226,8 @@ public final class KinesisSink: Sink, Service {
             return Array(state.pumps.values)
         }
         for pump in pumps { await pump.close() }
-        let drained = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for pump in pumps { await pump.drained() }
-                return true
-            }
-            group.addTask { [flushTimeout] in
-                try? await Task.sleep(for: flushTimeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        let drained = await finishes(within: self.flushTimeout) {
+            for pump in pumps { await pump.drained() }
         }
         if !drained {
             for pump in pumps { await pump.abort() }

@@ -1,0 +1,79 @@
+import NIOConcurrencyHelpers
+
+// Pieces the batching sinks (Kinesis, Zerobus) share.
+
+extension InFlightBudget {
+    /// Takes budget for each event in turn and hands what it has budget for to the sink in chunks
+    /// of `chunk` — and before any wait, or the wait could be for this request's own events.
+    ///
+    /// - Parameters:
+    ///   - entry: the event as the sink's entry (holding `event.size` bytes of budget), or nil when
+    ///     the event cannot be sent (the closure has completed its slot as failed).
+    ///   - hand: takes entries that hold budget; from then on the sink completes them.
+    /// - Returns: how many events were queued; the rest (after a wait that hit `deadline`) have been
+    ///   completed as `sink_saturated`.
+    public func admit<Entry>(
+        _ events: [Event], tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant, sink: String, chunk: Int,
+        entry: (_ slot: Int, _ event: Event) -> Entry?, hand: ([Entry]) async -> Void
+    ) async -> Int {
+        var entries: [Entry] = []
+        for (index, event) in events.enumerated() {
+            guard let next = entry(firstIndex + index, event) else { continue }
+            let size = event.size
+            if !self.tryAcquire(bytes: size) {
+                if !entries.isEmpty {
+                    await hand(entries)
+                    entries.removeAll()
+                }
+                guard await self.acquire(bytes: size, deadline: deadline) else {
+                    for rest in index..<events.count { tracker.complete(firstIndex + rest, with: .failed(.queueFull(sink: sink))) }
+                    return index
+                }
+            }
+            entries.append(next)
+            if entries.count >= chunk {
+                await hand(entries)
+                entries.removeAll()
+            }
+        }
+        if !entries.isEmpty { await hand(entries) }
+        return events.count
+    }
+}
+
+/// Runs `body`, waiting at most `limit`. True if it finished in time; otherwise it is cancelled.
+public func finishes(within limit: Duration, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            await body()
+            return true
+        }
+        group.addTask {
+            try? await Task.sleep(for: limit)
+            return false
+        }
+        let first = await group.next() ?? false
+        group.cancelAll()
+        return first
+    }
+}
+
+/// Says whether a message is due: at most once per `interval` for each key (for logging a
+/// repeated failure without flooding the log).
+public final class LogThrottle: Sendable {
+    private let interval: Duration
+    private let last = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+
+    public init(interval: Duration = .seconds(60)) {
+        self.interval = interval
+    }
+
+    public func isDue(_ key: String) -> Bool {
+        let now = ContinuousClock.now
+        return self.last.withLockedValue { last in
+            if let previous = last[key], now - previous < self.interval { return false }
+            last[key] = now
+            return true
+        }
+    }
+}
