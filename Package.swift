@@ -96,23 +96,27 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Zerobus connector (in progress): the databricks.zerobus client (generated code committed,
-        // see scripts/generate-grpc.sh) and OAuth machine-to-machine tokens.
+        // Zerobus connector: one EphemeralStream per table over grpc-swift-2 (generated client
+        // committed, see scripts/generate-grpc.sh), OAuth machine-to-machine tokens.
         .target(
             name: "ZerobusSink",
             dependencies: [
                 "SluiceCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "connectors/zerobus",
-            exclude: ["Protos", "testserver", "README.md"],
+            exclude: ["Protos", "testserver", "Tests", "README.md"],
             sources: ["ZerobusSink", "Generated"],
             swiftSettings: strict
         ),
@@ -125,6 +129,7 @@ let package = Package(
                 "KafkaSink",
                 "FileSink",
                 "KinesisSink",
+                "ZerobusSink",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -189,6 +194,7 @@ let package = Package(
                 "KafkaSink",
                 "FileSink",
                 "KinesisSink",
+                "ZerobusSink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -231,6 +237,15 @@ let package = Package(
             ],
             path: "connectors/kinesis/Tests",
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "ZerobusSinkTests",
+            dependencies: [
+                "ZerobusSink", "SluiceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "connectors/zerobus/Tests"
         ),
         .testTarget(
             name: "EndToEndTests",

@@ -2,6 +2,7 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
+import ZerobusSink
 import SluiceCore
 import Yams
 
@@ -202,7 +203,7 @@ extension SluiceConfiguration {
     }
 
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {
-        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file", "kinesis"]) else {
+        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file", "kinesis", "zerobus"]) else {
             return (nil, nil)
         }
         let name = readName(fields, path, r)
@@ -215,9 +216,9 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_in_flight_events"] {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxEvents = value } else { limitsOK = false }
         }
-        let kinds = ["kafka", "file", "kinesis"].filter { fields[$0] != nil }
+        let kinds = ["kafka", "file", "kinesis", "zerobus"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
-            r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file, kinesis" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
+            r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file, kinesis, zerobus" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
             return (name, nil)
         }
         let kind: SinkConfig.Kind?
@@ -227,6 +228,8 @@ extension SluiceConfiguration {
             kind = readFile(n, p, r).map { .file($0) }
         } else if let (n, p) = fields["kinesis"] {
             kind = readKinesis(n, p, r).map { .kinesis($0) }
+        } else if let (n, p) = fields["zerobus"] {
+            kind = readZerobus(n, p, r).map { .zerobus($0) }
         } else {
             kind = nil
         }
@@ -372,6 +375,147 @@ extension SluiceConfiguration {
         }
         guard ok, region != nil else { return nil }
         return config
+    }
+
+    private static func readZerobus(_ node: Node, _ path: String, _ r: ConfigReader) -> ZerobusSinkConfig? {
+        let allowed = [
+            "endpoint", "workspace_url", "workspace_id", "table", "record_type", "descriptor_set", "message", "client_id", "client_secret",
+            "max_in_flight_records", "batch", "max_record_bytes", "ca_file", "open_timeout", "ack_timeout", "delivery_timeout",
+        ]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        func url(_ key: String, example: String) -> URL? {
+            r.required(fields[key], in: path, key: key) { n, p in
+                guard let text = r.nonEmptyString(n, p) else { return nil }
+                guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false,
+                    url.query == nil, url.user == nil
+                else {
+                    r.error(p, "expected an http:// or https:// URL without query or credentials, like \(example)")
+                    return nil
+                }
+                return url
+            }
+        }
+        let endpoint = url("endpoint", example: "https://1234567890123456.zerobus.us-west-2.cloud.databricks.com")
+        let workspace = url("workspace_url", example: "https://dbc-a1b2c3d4-e5f6.cloud.databricks.com")
+        if let endpoint, endpoint.path.count > 1 {
+            r.error(path + ".endpoint", "a gRPC endpoint has no path: use scheme://host[:port]")
+            ok = false
+        }
+        let clientID = r.required(fields["client_id"], in: path, key: "client_id") { r.nonEmptyString($0, $1) }
+        var secret: SecretSource?
+        if let (n, p) = fields["client_secret"] {
+            if case .scalar = n {
+                r.error(p, "secrets are not accepted inline: use client_secret: { env: VARIABLE } or { file: PATH }")
+                ok = false
+            } else if let source = r.mapping(n, p, allowed: ["env", "file"]) {
+                if source.count != 1 {
+                    r.error(p, "set exactly one of env, file")
+                    ok = false
+                } else if let (sn, sp) = source["env"], let name = r.nonEmptyString(sn, sp) {
+                    secret = .environment(name)
+                } else if let (sn, sp) = source["file"], let file = r.nonEmptyString(sn, sp) {
+                    secret = .file(file)
+                } else {
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        } else {
+            r.error(path + ".client_secret", "required: { env: VARIABLE } or { file: PATH }")
+            ok = false
+        }
+        guard let endpoint, let workspace, let clientID, let secret else { return nil }
+        var config = ZerobusSinkConfig(endpoint: endpoint, workspaceURL: workspace, clientID: clientID, clientSecret: secret)
+        if let (n, p) = fields["workspace_id"], let text = r.nonEmptyString(n, p) { config.workspaceID = text }
+        if let (n, p) = fields["table"], let text = r.nonEmptyString(n, p) {
+            switch ParameterTemplate.parse(text) {
+            case .success(let template):
+                if let fixed = template.fixedValue, let problem = ZerobusSinkConfig.tableProblem(fixed) {
+                    r.error(p, problem)
+                    ok = false
+                }
+                config.table = text
+            case .failure(let error):
+                r.error(p, error.message)
+                ok = false
+            }
+        }
+        let recordType = fields["record_type"].flatMap { r.string($0.0, $0.1) } ?? "json"
+        switch recordType {
+        case "json":
+            for key in ["descriptor_set", "message"] where fields[key] != nil {
+                r.error(path + "." + key, "only for record_type: proto")
+                ok = false
+            }
+        case "proto":
+            let file = r.required(fields["descriptor_set"], in: path, key: "descriptor_set") { r.nonEmptyString($0, $1) }
+            let message = r.required(fields["message"], in: path, key: "message") { r.nonEmptyString($0, $1) }
+            if let file, let message {
+                switch ZerobusSinkConfig.ProtoSchema.load(file: file, message: message) {
+                case .success(let schema): config.recordType = .proto(schema)
+                case .failure(let error):
+                    r.error(path + ".descriptor_set", error.description)
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        default:
+            r.error(path + ".record_type", "expected json or proto, got \"\(recordType)\"")
+            ok = false
+        }
+        if let (n, p) = fields["max_in_flight_records"] {
+            if let v = r.integer(n, p, range: 1...1_000_000) { config.maxInFlightRecords = v } else { ok = false }
+        }
+        if let (n, p) = fields["batch"], let batch = r.mapping(n, p, allowed: ["max_records", "max_bytes"]) {
+            if let (bn, bp) = batch["max_records"] {
+                if let v = r.integer(bn, bp, range: 1...10_000) { config.maxBatchRecords = v } else { ok = false }
+            }
+            if let (bn, bp) = batch["max_bytes"] {
+                if let v = r.size(bn, bp, min: 1024) { config.maxBatchBytes = v } else { ok = false }
+            }
+        } else if fields["batch"] != nil {
+            ok = false
+        }
+        if let (n, p) = fields["max_record_bytes"] {
+            if let v = r.size(n, p, min: 1) {
+                if v > ZerobusSinkConfig.defaultMaxRecordBytes {
+                    r.error(p, "a record travels in one gRPC message: at most \(ZerobusSinkConfig.defaultMaxRecordBytes) bytes")
+                    ok = false
+                } else {
+                    config.maxRecordBytes = v
+                }
+            } else {
+                ok = false
+            }
+        }
+        if config.maxBatchBytes > ZerobusSinkConfig.defaultMaxRecordBytes {
+            r.error(path + ".batch.max_bytes", "a batch is one gRPC message: at most \(ZerobusSinkConfig.defaultMaxRecordBytes) bytes")
+            ok = false
+        }
+        if let (n, p) = fields["ca_file"], let file = r.nonEmptyString(n, p) {
+            if endpoint.scheme != "https" {
+                r.error(p, "only for an https:// endpoint")
+                ok = false
+            } else if !FileManager.default.isReadableFile(atPath: file) {
+                r.error(p, "cannot read \(file)")
+                ok = false
+            } else {
+                config.caFile = file
+            }
+        }
+        if let (n, p) = fields["open_timeout"] {
+            if let v = r.duration(n, p, min: .milliseconds(100)) { config.openTimeout = v } else { ok = false }
+        }
+        if let (n, p) = fields["ack_timeout"] {
+            if let v = r.duration(n, p, min: .milliseconds(100)) { config.ackTimeout = v } else { ok = false }
+        }
+        if let (n, p) = fields["delivery_timeout"] {
+            if let v = r.duration(n, p, min: .seconds(1)) { config.deliveryTimeout = v } else { ok = false }
+        }
+        return ok ? config : nil
     }
 
     /// `credentials:` of an AWS sink: static keys (secret from an environment variable or a
@@ -606,7 +750,7 @@ extension SluiceConfiguration {
         } else if let fallback = destination?.defaultTopic {
             topicText = (fallback, path + ".sink", "the stream of sink \"\(sink ?? "")\" (\(fallback)): ")
         } else if destination?.defaultTopic == nil, destination?.acceptsDefault == true {
-            r.error(path + ".topic", "required: the sink sets no default stream")
+            r.error(path + ".topic", "required: the sink sets no default (a Kinesis stream, a Zerobus table)")
         } else {
             r.error(path + ".topic", "required")
         }
@@ -638,6 +782,10 @@ extension SluiceConfiguration {
         if let (n, p) = fields["key"], let text = r.nonEmptyString(n, p) {
             key = parseKeySource(text, p, r)
             if key == nil { ok = false }
+            if let destination, !destination.carriesKeys {
+                r.error(p, "sink \"\(sink ?? "")\" writes records without keys (Zerobus); remove key")
+                ok = false
+            }
         }
         var ack = AckMode.sink
         if let (n, p) = fields["ack"], let text = r.string(n, p) {
@@ -650,7 +798,7 @@ extension SluiceConfiguration {
         if let (n, p) = fields["headers_to_kafka"], let list = r.stringList(n, p) {
             headersToKafka = list
             if !list.isEmpty, let destination, !destination.carriesHeaders {
-                r.error(p, "sink \"\(sink ?? "")\" writes records without headers (Kinesis); remove headers_to_kafka")
+                r.error(p, "sink \"\(sink ?? "")\" writes records without headers (Kinesis, Zerobus); remove headers_to_kafka")
                 ok = false
             }
         }
@@ -742,18 +890,29 @@ struct SinkDestinations {
     var acceptsDefault: Bool
     /// Whether its records carry headers (`headers_to_kafka`).
     var carriesHeaders: Bool
+    /// Whether its records have keys (`key`).
+    var carriesKeys: Bool
     /// A key template for events without one (a Kinesis sink's `partition_key` with parameters).
     var defaultKey: String?
 
     init(_ kind: SinkConfig.Kind) {
         switch kind {
         case .kafka, .file:
+            self.carriesKeys = true
             self.problem = TopicName.problem
             self.defaultTopic = nil
             self.acceptsDefault = false
             self.carriesHeaders = true
             self.defaultKey = nil
+        case .zerobus(let zerobus):
+            self.problem = ZerobusSinkConfig.tableProblem
+            self.defaultTopic = zerobus.table
+            self.acceptsDefault = true
+            self.carriesHeaders = false
+            self.carriesKeys = false
+            self.defaultKey = nil
         case .kinesis(let kinesis):
+            self.carriesKeys = true
             self.problem = KinesisSinkConfig.streamProblem
             self.defaultTopic = kinesis.stream
             self.acceptsDefault = true

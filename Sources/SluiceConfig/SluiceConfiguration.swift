@@ -1,6 +1,7 @@
 import FileSink
 import KafkaSink
 import KinesisSink
+import ZerobusSink
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
 /// reference in it resolves and every value is in range.
@@ -98,6 +99,7 @@ public struct SinkConfig: Sendable {
         case kafka(KafkaSinkConfig)
         case file(FileSinkConfig)
         case kinesis(KinesisSinkConfig)
+        case zerobus(ZerobusSinkConfig)
     }
 }
 

@@ -3,6 +3,7 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
+import ZerobusSink
 import Logging
 import NIOCore
 import NIOPosix
@@ -74,6 +75,11 @@ struct Run: AsyncParsableCommand {
                 case .kinesis(let kinesis):
                     let sink = try KinesisSink(
                         name: sinkConfig.name, config: kinesis, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
+                    sinks[sinkConfig.name] = sink
+                    sinkServices.append(sink)
+                case .zerobus(let zerobus):
+                    let sink = try ZerobusSink(
+                        name: sinkConfig.name, config: zerobus, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
                     sinks[sinkConfig.name] = sink
                     sinkServices.append(sink)
                 }

@@ -1,0 +1,267 @@
+import AsyncHTTPClient
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import SluiceCore
+
+/// Delivers events to a Zerobus Ingest service (Databricks): one long-lived `EphemeralStream`
+/// per table, records sent with consecutive offsets, and an event delivered only when
+/// `durability_ack_up_to_offset` covers it. See `TableStream` for recovery.
+///
+/// Backpressure: each event holds its share of the sink's in-flight budget until it is acknowledged
+/// or failed, and a table's stream has at most `max_in_flight_records` unacknowledged records, so a
+/// slow service stalls the requests feeding it instead of growing a queue.
+///
+/// Delivery is at-least-once: after a stream fails, every record it had not acknowledged is sent
+/// again on a new stream, so a record whose ack was lost is stored twice.
+public final class ZerobusSink: Sink, Service {
+    public let name: String
+    public let budget: InFlightBudget
+    public let settleTimeout: Duration?
+    let config: ZerobusSinkConfig
+    let tokens: ZerobusTokenProvider
+    let client: Databricks_Zerobus_Zerobus.Client<HTTP2ClientTransport.Posix>
+    let health = ZerobusHealth()
+    let logger: Logger
+    private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+    private let httpClient: HTTPClient
+    private let flushTimeout: Duration
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var streams: [String: TableStream] = [:]
+        var closed = false
+    }
+
+    /// Tables one sink streams to at once (each holds a stream, a little memory and a task).
+    static let maxTables = 256
+
+    public init(
+        name: String, config: ZerobusSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
+        self.name = name
+        var logger = logger
+        logger[metadataKey: "sink"] = "\(name)"
+        self.logger = logger
+        self.config = config
+        self.budget = budget
+        self.flushTimeout = flushTimeout
+        // The ticker fails overdue events within a quarter second of their deadline.
+        self.settleTimeout = config.deliveryTimeout + .seconds(1)
+
+        let secret = try config.clientSecret.read(what: "Zerobus client secret", environment: environment)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        var http = HTTPClient.Configuration(tlsConfiguration: tls)
+        http.timeout = .init(connect: .seconds(5))
+        http.redirectConfiguration = .disallow
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        self.tokens = ZerobusTokenProvider(
+            workspaceURL: config.workspaceURL, workspaceID: config.effectiveWorkspaceID, clientID: config.clientID, clientSecret: secret,
+            httpClient: self.httpClient)
+
+        let host = config.endpoint.host ?? "localhost"
+        let port = config.endpoint.port ?? (config.usesTLS ? 443 : 80)
+        let security: HTTP2ClientTransport.Posix.TransportSecurity
+        if config.usesTLS {
+            security = .tls { tls in
+                if let ca = config.caFile { tls.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+            }
+        } else {
+            security = .plaintext
+        }
+        var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
+        transportConfig.connection.maxIdleTime = nil
+        transportConfig.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: false)
+        let transport: HTTP2ClientTransport.Posix
+        do {
+            transport = try HTTP2ClientTransport.Posix(
+                target: .dns(host: host, port: port), transportSecurity: security, config: transportConfig)
+        } catch {
+            try? self.httpClient.syncShutdown()
+            throw error
+        }
+        self.grpc = GRPCClient(transport: transport)
+        self.client = Databricks_Zerobus_Zerobus.Client(wrapping: self.grpc)
+        logger.info(
+            "zerobus sink created",
+            metadata: [
+                "endpoint": "\(config.endpoint.absoluteString)", "workspace_url": "\(config.workspaceURL.absoluteString)",
+                "client_id": "\(config.clientID)", "tls": "\(config.usesTLS)",
+            ])
+    }
+
+    /// A route's `topic` names the table: catalog.schema.table.
+    public func destinationProblem(_ destination: String) -> String? {
+        ZerobusSinkConfig.tableProblem(destination)
+    }
+
+    public var isReady: Bool {
+        !self.state.withLockedValue { $0.closed } && self.health.isHealthy
+    }
+
+    public func enqueue(
+        _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
+    ) async -> Int {
+        await self.budget.admit(
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, sink: self.name, chunk: self.config.maxBatchRecords
+        ) { slot, event -> ZerobusEntry? in
+            switch self.config.recordType.record(from: event.value, isJSON: event.valueIsJSON, maxBytes: self.config.maxRecordBytes) {
+            case .success(let record):
+                return ZerobusEntry(record: record, budgetBytes: event.size, tracker: tracker, slot: slot, deadline: .now + self.config.deliveryTimeout)
+            case .failure(let failure):
+                tracker.complete(slot, with: .failed(failure))
+                return nil
+            }
+        } hand: { entries in
+            await self.hand(entries, to: topic)
+        }
+    }
+
+    /// Gives entries (holding budget) to their table's stream; fails them if there is none.
+    private func hand(_ entries: [ZerobusEntry], to table: String) async {
+        while true {
+            guard let stream = self.stream(for: table) else {
+                let failure = self.state.withLockedValue { $0.closed } ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyTables
+                for entry in entries {
+                    entry.tracker.complete(entry.slot, with: .failed(failure))
+                    self.budget.release(bytes: entry.budgetBytes)
+                }
+                return
+            }
+            if await stream.add(entries) { return }
+            self.retire(stream)  // it retired between lookup and add: use a new one
+        }
+    }
+
+    static let tooManyTables = DeliveryFailure(
+        code: "zerobus_too_many_tables", message: "this sink already streams to \(maxTables) tables", isRetryable: true)
+
+    private func stream(for table: String) -> TableStream? {
+        self.state.withLockedValue { state in
+            guard !state.closed else { return nil }
+            if let stream = state.streams[table] { return stream }
+            guard state.streams.count < Self.maxTables else { return nil }
+            let stream = TableStream(table: table, sink: self)
+            state.streams[table] = stream
+            return stream
+        }
+    }
+
+    /// Forgets a stream that closed for being idle.
+    func retire(_ stream: TableStream) {
+        self.state.withLockedValue { state in
+            if state.streams[stream.table] === stream { state.streams[stream.table] = nil }
+        }
+    }
+
+    private let refusalLog = LogThrottle(interval: .seconds(60))
+
+    /// Logs records the service refused for good (at most once a minute per code and table).
+    func logRefusal(_ failure: DeliveryFailure, table: String) {
+        guard self.refusalLog.isDue("\(table)|\(failure.code)") else { return }
+        self.logger.error("zerobus refused records; failing them", metadata: ["table": "\(table)", "error": "\(failure.message)"])
+    }
+
+    // MARK: - Lifecycle
+
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.grpc.runConnections() }
+            // Readiness: with a fixed table, ask for its token at start (a wrong client secret shows
+            // before the first event) and again while that fails; while streams fail to open, try
+            // opening them again without waiting for traffic.
+            try? await cancelWhenGracefulShutdown { [self] in
+                let table = self.config.table.flatMap { ZerobusSinkConfig.tableProblem($0) == nil ? $0 : nil }
+                var reported: String?
+                while !Task.isCancelled {
+                    if let table, reported == nil || !self.health.tokenWorks {
+                        do {
+                            _ = try await self.tokens.token(for: table)
+                            self.health.tokenSucceeded()
+                            if reported != "" { self.logger.info("zerobus sink ready") }
+                            reported = ""
+                        } catch {
+                            self.health.tokenFailed(permanent: (error as? ZerobusTokenError)?.isPermanent ?? false)
+                            if reported != "\(error)" {
+                                self.logger.warning("zerobus token not available; sink not ready", metadata: ["error": "\(error)"])
+                                reported = "\(error)"
+                            }
+                        }
+                    }
+                    if self.health.tokenWorks, !self.health.isHealthy {
+                        let streams = self.state.withLockedValue { Array($0.streams.values.prefix(8)) }
+                        for stream in streams { await stream.probe() }
+                    }
+                    try await Task.sleep(for: .seconds(2))
+                }
+            }
+            await self.shutdown()
+        }
+    }
+
+    /// Sends what is queued and waits for its acks, at most `flushTimeout`; then fails what is left
+    /// as retryable, half-closes every stream and closes the connection.
+    public func shutdown() async {
+        let streams = self.state.withLockedValue { state in
+            state.closed = true
+            return Array(state.streams.values)
+        }
+        for stream in streams { await stream.close() }
+        let drained = await finishes(within: self.flushTimeout) {
+            for stream in streams { await stream.drained() }
+        }
+        if !drained {
+            for stream in streams { await stream.abort() }
+            self.logger.warning("zerobus sink: flush timeout passed; unacknowledged events failed as retryable")
+        }
+        for stream in streams { await stream.stop() }
+        self.grpc.beginGracefulShutdown()
+        try? await self.httpClient.shutdown()
+        self.logger.info("zerobus sink flushed")
+    }
+}
+
+/// Whether the sink can deliver: not after three stream attempts in a row failed, nor while the
+/// token endpoint refuses the client; again after a stream opens or a token is issued.
+final class ZerobusHealth: Sendable {
+    private struct State {
+        var failures = 0
+        var refused = false
+        var tokenWorks = true
+    }
+    private let state = NIOLockedValueBox(State())
+
+    var isHealthy: Bool { self.state.withLockedValue { $0.failures < 3 && !$0.refused && $0.tokenWorks } }
+    var tokenWorks: Bool { self.state.withLockedValue { $0.tokenWorks } }
+
+    func succeeded() { self.state.withLockedValue { $0 = State() } }
+
+    /// - Parameter permanent: the credentials were refused.
+    func failed(permanent: Bool) {
+        self.state.withLockedValue { state in
+            state.failures += 1
+            if permanent { state.refused = true }
+        }
+    }
+
+    func tokenSucceeded() {
+        self.state.withLockedValue { state in
+            state.tokenWorks = true
+            state.refused = false
+        }
+    }
+
+    func tokenFailed(permanent: Bool) {
+        self.state.withLockedValue { state in
+            state.tokenWorks = false
+            if permanent { state.refused = true }
+        }
+    }
+}
