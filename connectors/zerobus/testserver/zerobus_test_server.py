@@ -3,7 +3,7 @@
 (databricks.zerobus.Zerobus/EphemeralStream), an OAuth token endpoint, and fault injection.
 
   zerobus_test_server.py --grpc-port P --http-port H --client-id ID --client-secret SECRET
-                         [--token-ttl SECONDS] [--ack-delay-ms MS]
+                         [--token-ttl SECONDS] [--ack-delay-ms MS] [--no-store]
 
 gRPC on 127.0.0.1:P (plaintext). Each stream must carry `authorization: Bearer <token issued
 here, not expired>` and `x-databricks-zerobus-table-name`; its first message is create_stream
@@ -20,7 +20,8 @@ HTTP on 127.0.0.1:H:
                         client_credentials, scope=all-apis, resource=api://databricks/
                         workspaces/<id>/zerobusDirectWriteApi, authorization_details (JSON
                         naming the table). Answers {"access_token", "token_type", "expires_in"}.
-  GET  /_stats          what was received: token requests, streams, committed records, faults.
+  GET  /_stats          what was received: token requests, streams, committed records (with
+                        --no-store only their count, committed_count), faults.
   POST /_faults         JSON, each a one-shot counter or a setting:
                           {"unavailable_after_records": N}  abort the next stream that gets N
                                                              more records with UNAVAILABLE
@@ -31,10 +32,17 @@ HTTP on 127.0.0.1:H:
                                                              records are durable; later acks cover them)
                           {"ack_delay_ms": D}                delay every ack by D
                           {"reject_tokens": true}            refuse every token (UNAUTHENTICATED)
+                          {"denied_tables": [T, ...]}        refuse streams for T (PERMISSION_DENIED)
+                          {"unknown_tables": [T, ...]}       refuse streams for T (NOT_FOUND)
+                          {"reject_records_containing": S}   fail the stream (INVALID_ARGUMENT) at a
+                                                             record whose text contains S, as the
+                                                             service does for a record that does not
+                                                             fit the table
   POST /_reset          forget everything received.
 """
 import argparse
 import base64
+import itertools
 import json
 import os
 import queue
@@ -59,6 +67,7 @@ parser.add_argument("--client-id", required=True)
 parser.add_argument("--client-secret", required=True)
 parser.add_argument("--token-ttl", type=int, default=3600)
 parser.add_argument("--ack-delay-ms", type=int, default=0)
+parser.add_argument("--no-store", action="store_true", help="count committed records without keeping them (benchmarks)")
 args = parser.parse_args()
 
 # Python stubs from the project's proto, generated at start (grpc_tools bundles duration.proto).
@@ -78,11 +87,12 @@ state = {}
 def reset():
     with lock:
         state.clear()
-        state.update(token_requests=[], tokens={}, streams=[], committed=[], received_records=0, acks_sent=0,
+        state.update(token_requests=[], tokens={}, streams=[], committed=[], committed_count=0, received_records=0, acks_sent=0,
                      acks_dropped=0, close_signals_sent=0, records_after_close_signal=0, rejected_streams=[],
                      faults={"unavailable_after_records": 0, "close_stream_after_records": 0,
                              "close_stream_duration_ms": 1000, "drop_acks": 0, "ack_delay_ms": args.ack_delay_ms,
-                             "reject_tokens": False})
+                             "reject_tokens": False, "denied_tables": [], "unknown_tables": [],
+                             "reject_records_containing": None})
 
 
 reset()
@@ -109,7 +119,19 @@ def check_token(metadata, table):
         raise Rejected(grpc.StatusCode.UNAUTHENTICATED, "token expired")
     if table not in grant["tables"]:
         raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"token does not grant {table}")
+    with lock:
+        faults = state["faults"]
+        if table in faults["denied_tables"]:
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"no MODIFY on {table}")
+        if table in faults["unknown_tables"]:
+            raise Rejected(grpc.StatusCode.NOT_FOUND, f"table {table} does not exist")
     return token
+
+
+def walk(message):
+    yield message
+    for nested in message.nested_type:
+        yield from walk(nested)
 
 
 def decoder_for(create):
@@ -124,11 +146,19 @@ def decoder_for(create):
         descriptor = descriptor_pb2.DescriptorProto()
         try:
             descriptor.ParseFromString(create.descriptor_proto)
-            file = descriptor_pb2.FileDescriptorProto(name=f"{uuid.uuid4().hex}.proto", package="zerobus_test")
+            # Nested types are referenced by full name (.package.Message.Nested): put the message
+            # back in its package so they resolve.
+            package = "zerobus_test"
+            for field in [f for m in walk(descriptor) for f in m.field]:
+                marker = f".{descriptor.name}."
+                if field.type_name.startswith(".") and marker in field.type_name:
+                    package = field.type_name[1:field.type_name.index(marker)] or package
+                    break
+            file = descriptor_pb2.FileDescriptorProto(name=f"{uuid.uuid4().hex}.proto", package=package)
             file.message_type.add().CopyFrom(descriptor)
             pool = descriptor_pool.DescriptorPool()
             pool.Add(file)
-            message_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"zerobus_test.{descriptor.name}"))
+            message_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{descriptor.name}"))
         except Exception as error:  # noqa: BLE001
             raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"descriptor_proto does not parse: {error}")
 
@@ -211,6 +241,10 @@ class Zerobus(pb_grpc.ZerobusServicer):
                     return
                 try:
                     decoded = [decode(r) for r in raw]
+                    with lock:
+                        poison = state["faults"]["reject_records_containing"]
+                    if poison and any(poison in (d if isinstance(d, str) else d.decode(errors="replace")) for d in decoded):
+                        raise ValueError("the record does not fit the table's schema")
                 except Exception as error:  # noqa: BLE001
                     record["end"] = f"INVALID_ARGUMENT at offset {offset}"
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"record at offset {offset} is invalid: {error}")
@@ -256,7 +290,10 @@ class Zerobus(pb_grpc.ZerobusServicer):
                         ingest_record_response=pb.IngestRecordResponse(durability_ack_up_to_offset=pending[-1][1]))
                 record["end"] = "OK (client half-closed)"
                 return
-            due = [p for p in pending if p[0] <= time.time()]
+            # The due prefix (one clock reading: an entry past one not yet due must wait for it,
+            # or the ack would cover a record not yet committed).
+            now = time.time()
+            due = list(itertools.takewhile(lambda p: p[0] <= now, pending))
             if due:
                 pending = pending[len(due):]
                 for _, offset, decoded in due:
@@ -275,6 +312,9 @@ class Zerobus(pb_grpc.ZerobusServicer):
     @staticmethod
     def commit(stream, offset, decoded):
         with lock:
+            state["committed_count"] += len(decoded)
+            if args.no_store:
+                return
             for index, value in enumerate(decoded):
                 state["committed"].append({"table": stream["table"], "stream_id": stream["stream_id"], "offset": offset,
                                            "index": index, "record": value if isinstance(value, str) else
