@@ -74,6 +74,7 @@ import Testing
         var close_signals_sent: Int
         var records_after_close_signal: Int
         var acks_dropped: Int
+        var streams_cut_on_token_expiry: Int
         var rejected_streams: [Rejected]
         var token_requests: [TokenRequest]
     }
@@ -226,6 +227,23 @@ import Testing
         let clickTokens = stats.token_requests.filter { $0.tables == ["main.events.clicks"] }.count
         #expect(clickTokens >= 3, "renewed while streaming (\(clickTokens) tokens)")
         #expect(Set(stats.streams.map(\.token)).count >= 2, "streams opened with different tokens")
+
+        // Streams cut with UNAUTHENTICATED when their token expires, while records wait for their
+        // (300 ms late) acks: new streams with new tokens take over what was not acknowledged.
+        try Self.faults(server, #"{"end_streams_on_token_expiry": true, "ack_delay_ms": 300}"#)
+        let cutStart = ContinuousClock.now
+        var cutRequest = 0
+        while cutRequest < 12 || ContinuousClock.now - cutStart < .seconds(7) {
+            let answer = try Self.post(sluice, "/clicks", (0..<10).map { #"{"id":"x\#(cutRequest)-\#($0)"}"# })
+            #expect(answer.status == 200, "\(answer.body.prefix(300))")
+            cutRequest += 1
+        }
+        stats = try Self.stats(server)
+        #expect(stats.streams_cut_on_token_expiry >= 1, "a stream outlived its token")
+        let cutIDs = Set(Self.ids(stats.committed).filter { $0.hasPrefix("x") })
+        #expect(cutIDs.count == cutRequest * 10, "every event answered 200 is committed")
+        #expect(try curl(["http://127.0.0.1:\(sluice.adminPort)/ready"]).status == 200, "an expired token is not a broken sink")
+        try Self.faults(server, #"{"end_streams_on_token_expiry": false, "ack_delay_ms": 0}"#)
 
         // Every token refused (revoked): one retry with a new token, then the events fail, and
         // the sink reports not ready until a stream opens again.

@@ -31,7 +31,9 @@ struct ZerobusEntry: Sendable {
 /// - INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, OUT_OF_RANGE, UNIMPLEMENTED,
 ///   NOT_FOUND: the unacknowledged records fail with the service's answer (when the stream was
 ///   refused at opening, the records waiting for it fail too: they would meet the same refusal).
-///   A cached token refused at opening is dropped and the stream tried once with a new one.
+///   A cached token refused at opening is dropped and the stream tried once with a new one; a
+///   stream cut with UNAUTHENTICATED after it opened (its token expired or was revoked) is
+///   recovered like UNAVAILABLE, with a new token.
 actor TableStream {
     let table: String
     private let sink: ZerobusSink
@@ -367,8 +369,10 @@ actor TableStream {
                     metadata: ["table": "\(self.table)", "error": "\(failure.message)", "failures_in_row": "\(self.failuresInRow)"])
             }
         case .permanent(let failure, let tokenRefused):
-            if tokenRefused, !wasOpen, !self.retriedWithNewToken {
-                // A cached token the service no longer takes (revoked, or the server restarted).
+            if tokenRefused, !self.retriedWithNewToken {
+                // A token the service no longer takes (expired or revoked under an open stream, or
+                // a cached one refused at opening): once, a new stream with a new token takes over
+                // what was not acknowledged. (Reset when a stream opens.)
                 self.retriedWithNewToken = true
                 self.sink.tokens.invalidate(table: self.table)
                 self.requeueSent()

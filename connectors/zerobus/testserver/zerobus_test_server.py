@@ -38,6 +38,9 @@ HTTP on 127.0.0.1:H:
                                                              record whose text contains S, as the
                                                              service does for a record that does not
                                                              fit the table
+                          {"end_streams_on_token_expiry": true}
+                                                             end a stream with UNAUTHENTICATED once
+                                                             the token it was opened with expires
   POST /_reset          forget everything received.
 """
 import argparse
@@ -88,11 +91,11 @@ def reset():
     with lock:
         state.clear()
         state.update(token_requests=[], tokens={}, streams=[], committed=[], committed_count=0, received_records=0, acks_sent=0,
-                     acks_dropped=0, close_signals_sent=0, records_after_close_signal=0, rejected_streams=[],
+                     acks_dropped=0, streams_cut_on_token_expiry=0, close_signals_sent=0, records_after_close_signal=0, rejected_streams=[],
                      faults={"unavailable_after_records": 0, "close_stream_after_records": 0,
                              "close_stream_duration_ms": 1000, "drop_acks": 0, "ack_delay_ms": args.ack_delay_ms,
                              "reject_tokens": False, "denied_tables": [], "unknown_tables": [],
-                             "reject_records_containing": None})
+                             "reject_records_containing": None, "end_streams_on_token_expiry": False})
 
 
 reset()
@@ -216,9 +219,18 @@ class Zerobus(pb_grpc.ZerobusServicer):
             now = time.time()
             timeout = max(0.0, pending[0][0] - now) if pending else 1.0
             try:
-                kind, item = inbox.get(timeout=timeout)
+                kind, item = inbox.get(timeout=min(timeout, 0.2))
             except queue.Empty:
                 kind, item = "tick", None
+            with lock:
+                cut = (state["faults"]["end_streams_on_token_expiry"]
+                       and state["tokens"].get(token, {}).get("expires_at", float("inf")) < time.time())
+                if cut:
+                    state["streams_cut_on_token_expiry"] += 1
+            if cut:
+                record["end"] = "UNAUTHENTICATED: token expired mid-stream"
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
+                return
             if kind == "request":
                 which = item.WhichOneof("payload")
                 if which == "ingest_record":
