@@ -70,9 +70,6 @@ subprocess.run(sys.argv[1:], check=True)
 wall = time.monotonic() - start
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(wall, r.ru_utime + r.ru_stime)' "$@"; }
-# CPU seconds a running process has used so far.
-cpu_of_pid() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-per_event_us() { python3 -c "print(f'{($2 - $1) * 1e6 / $3:.2f}')"; }
 
 read -r kcat_wall kcat_cpu < <(wall_and_cpu_of kcat -P -b "$BROKER" -t bench-direct -X acks=all -X enable.idempotence=true \
     -X compression.type=lz4 -X linger.ms=5 -l "$work/events.ndjson")
@@ -109,7 +106,6 @@ run_load() {  # requests body content-type topic [h2]
     fi
     awk '/finished in/ {print $4}' "$work/load.out"
 }
-latency() { awk '/time for request:/ {print "mean " $6 ", max " $5}' "$work/load.out"; }  # h2load: min max mean sd
 
 # (b) NDJSON, EVENTS_PER_REQUEST events per request, HTTP/1.1.
 requests=$((N / EVENTS_PER_REQUEST))

@@ -42,16 +42,7 @@ python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-
 endpoint_pid=$!
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" >/dev/null && break; sleep 0.1; done
 
-python3 - "$EVENTS_PER_REQUEST" "$work" <<'PY'
-import sys
-per, work = int(sys.argv[1]), sys.argv[2]
-def event(i):
-    head = '{"id":%d,"user":"u%d","pad":"' % (i, i % 97)
-    return head + "x" * (200 - len(head) - 2) + '"}'
-with open(f"{work}/request.ndjson", "w") as f:
-    for i in range(per):
-        f.write(event(i) + "\n")
-PY
+write_ndjson_request "$EVENTS_PER_REQUEST"
 
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
@@ -77,30 +68,17 @@ routes:
 YAML
 KINESIS_CONCURRENCY="${KINESIS_CONCURRENCY:-8}" KINESIS_LINGER="${KINESIS_LINGER:-10ms}" BENCH_KINESIS_SECRET=bench-secret start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 
-cpu_of_pid() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-per_event_us() { python3 -c "print(f'{($2 - $1) * 1e6 / $3:.2f}')"; }
-run_load() {  # path -> requests/s (every request must be answered 2xx)
-    h2load --h1 -c "$CONNECTIONS" -n "$requests" -d "$work/request.ndjson" -H "content-type: application/x-ndjson" \
-        "http://127.0.0.1:$SLUICE_PORT/$1" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $requests 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
-    awk '/finished in/ {print $4}' "$work/load.out"
-}
-latency() { awk '/time for request:/ {print "mean " $6 ", max " $5}' "$work/load.out"; }
 requests=$((N / EVENTS_PER_REQUEST))
 
 s0=$(cpu_of_pid "$sluice_pid"); e0=$(cpu_of_pid "$endpoint_pid")
-krps=$(run_load kinesis)
+krps=$(run_ndjson_load kinesis)
 s1=$(cpu_of_pid "$sluice_pid"); e1=$(cpu_of_pid "$endpoint_pid")
 klat=$(latency)
 stored=$(curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['records'], d['calls'], d['signature_failures'])")
 read -r records calls bad <<<"$stored"
 [[ "$records" -ge "$N" && "$bad" == 0 ]] || { echo "endpoint stored $records of $N records ($bad bad signatures)" >&2; exit 1; }
 
-frps=$(run_load kafka)
+frps=$(run_ndjson_load kafka)
 s2=$(cpu_of_pid "$sluice_pid")
 flat=$(latency)
 

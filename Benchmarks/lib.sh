@@ -12,3 +12,37 @@ start_sluice() {  # config log admin_port
     cat "$2" >&2
     return 1
 }
+
+# CPU seconds a running process has used so far.
+cpu_of_pid() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# Microseconds per event between two CPU readings: per_event_us BEFORE AFTER EVENTS.
+per_event_us() { python3 -c "print(f'{($2 - $1) * 1e6 / $3:.2f}')"; }
+# Mean and max request time of the last h2load report (h2load prints min max mean sd).
+latency() { awk '/time for request:/ {print "mean " $6 ", max " $5}' "$work/load.out"; }
+
+# Writes $work/request.ndjson: PER events of 200 bytes ({"id","user","pad"}), one per line.
+write_ndjson_request() {  # per
+    python3 - "$1" "$work" <<'PY'
+import sys
+per, work = int(sys.argv[1]), sys.argv[2]
+def event(i):
+    head = '{"id":%d,"user":"u%d","pad":"' % (i, i % 97)
+    return head + "x" * (200 - len(head) - 2) + '"}'
+with open(f"{work}/request.ndjson", "w") as f:
+    for i in range(per):
+        f.write(event(i) + "\n")
+PY
+}
+
+# POSTs $requests copies of $work/request.ndjson to Sluice's PATH over HTTP/1.1 with h2load
+# ($CONNECTIONS connections); every request must be answered 2xx. Prints requests/s.
+run_ndjson_load() {  # path
+    h2load --h1 -c "$CONNECTIONS" -n "$requests" -d "$work/request.ndjson" -H "content-type: application/x-ndjson" \
+        "http://127.0.0.1:$SLUICE_PORT/$1" >"$work/load.out" 2>&1
+    if ! grep -q "status codes: $requests 2xx" "$work/load.out"; then
+        echo "not every request was answered 2xx:" >&2
+        cat "$work/load.out" >&2
+        exit 1
+    fi
+    awk '/finished in/ {print $4}' "$work/load.out"
+}
