@@ -17,7 +17,7 @@ import Testing
              "--client-secret", Self.secret] + extra)
     }
 
-    static func config(_ server: PeerProcess, sink extra: String = "") -> String {
+    static func config(_ server: PeerProcess, sink extra: String = "", endpoint: String? = nil) -> String {
         """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }
@@ -25,7 +25,7 @@ import Testing
         sinks:
           - name: lake
             zerobus:
-              endpoint: "http://127.0.0.1:\(server.port)"
+              endpoint: "\(endpoint ?? "http://127.0.0.1:\(server.port)")"
               workspace_url: "http://127.0.0.1:\(server.port2)"
               client_id: sluice
               client_secret: { env: ZB_SECRET }
@@ -44,9 +44,8 @@ import Testing
         """
     }
 
-    static func sluice(_ server: PeerProcess, sink extra: String = "", ready: Bool = true) async throws -> SluiceProcess {
-        try await SluiceProcess(
-            config: Self.config(server, sink: extra), environment: ["ZB_SECRET": Self.secret], waitUntilReady: ready)
+    static func sluice(_ server: PeerProcess, sink extra: String = "", endpoint: String? = nil) async throws -> SluiceProcess {
+        try await SluiceProcess(config: Self.config(server, sink: extra, endpoint: endpoint), environment: ["ZB_SECRET": Self.secret])
     }
 
     struct Stats: Decodable {
@@ -294,6 +293,36 @@ import Testing
         #expect(missing.isEmpty, "acknowledged durable, not committed: \(missing.count) \(missing.prefix(5)) streams \(stats.streams.map { ($0.records, $0.end ?? "open") })")
         #expect(stats.streams.compactMap(\.end).contains { $0.hasPrefix("UNAVAILABLE") })
         #expect(try await sluice.terminate() == 0)
+    }
+
+    @Test func anHTTPSEndpointIsReachedOverVerifiedTLSOnly() async throws {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("zb-tls-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let server = try await Self.server(["--tls-dir", dir.path])
+        let https = "https://127.0.0.1:\(server.port)"
+        let ca = dir.appendingPathComponent("cert.pem").path
+
+        // Trusting the server's certificate: delivered over TLS.
+        let trusting = try await Self.sluice(server, sink: "ca_file: \(ca)", endpoint: https)
+        let delivered = try Self.post(trusting, "/clicks", [#"{"id":"tls-1"}"#, #"{"id":"tls-2"}"#])
+        #expect(delivered.status == 200, "\(delivered.body)")
+        #expect(try await trusting.terminate() == 0)
+
+        // With the system's roots only, the self-signed certificate is refused: nothing is sent,
+        // nothing is answered delivered.
+        let untrusting = try await Self.sluice(server, sink: "delivery_timeout: 2s\nopen_timeout: 1s", endpoint: https)
+        let refused = try Self.post(untrusting, "/clicks", [#"{"id":"untrusted"}"#])
+        #expect(refused.status == 503 && refused.results.first?.error?.retryable == true, "\(refused.body)")
+        #expect(try await untrusting.terminate() == 0)
+
+        // Plaintext to a TLS port does not get through either.
+        let plain = try await Self.sluice(server, sink: "delivery_timeout: 2s\nopen_timeout: 1s", endpoint: "http://127.0.0.1:\(server.port)")
+        #expect(try Self.post(plain, "/clicks", [#"{"id":"plain"}"#]).status == 503)
+        #expect(try await plain.terminate() == 0)
+
+        let stats = try Self.stats(server)
+        #expect(Set(Self.ids(stats.committed)) == ["tls-1", "tls-2"])
+        #expect(stats.streams.count == 1)
     }
 
     @Test func protoRecordsAreSentWithTheirDescriptorAndDecodedByTheServer() async throws {

@@ -81,8 +81,18 @@ public final class ZerobusSink: Sink, Service {
         transportConfig.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: false)
         let transport: HTTP2ClientTransport.Posix
         do {
-            transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: host, port: port), transportSecurity: security, config: transportConfig)
+            // An IP literal is its own target: as a DNS target it would be sent as the TLS server
+            // name, which TLS forbids (the certificate is then checked against the address).
+            let target: any ResolvableTarget
+            let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+            if octets.count == 4, octets.allSatisfy({ UInt8($0) != nil }) {
+                target = ResolvableTargets.IPv4.ipv4(host: host, port: port)
+            } else if host.contains(":") {
+                target = ResolvableTargets.IPv6.ipv6(host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+            } else {
+                target = ResolvableTargets.DNS.dns(host: host, port: port)
+            }
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: transportConfig)
         } catch {
             try? self.httpClient.syncShutdown()
             throw error

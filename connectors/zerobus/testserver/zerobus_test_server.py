@@ -3,9 +3,10 @@
 (databricks.zerobus.Zerobus/EphemeralStream), an OAuth token endpoint, and fault injection.
 
   zerobus_test_server.py --grpc-port P --http-port H --client-id ID --client-secret SECRET
-                         [--token-ttl SECONDS] [--ack-delay-ms MS] [--no-store]
+                         [--token-ttl SECONDS] [--ack-delay-ms MS] [--no-store] [--tls-dir DIR]
 
-gRPC on 127.0.0.1:P (plaintext). Each stream must carry `authorization: Bearer <token issued
+gRPC on 127.0.0.1:P (plaintext; TLS with --tls-dir DIR, a self-signed certificate written to
+DIR/cert.pem). Each stream must carry `authorization: Bearer <token issued
 here, not expired>` and `x-databricks-zerobus-table-name`; its first message is create_stream
 for that table (record_type JSON, or PROTO with a descriptor_proto that parses), answered with
 a stream_id. Records (ingest_record) and batches (ingest_record_batch) must use offsets 0, 1, 2,
@@ -71,6 +72,8 @@ parser.add_argument("--client-secret", required=True)
 parser.add_argument("--token-ttl", type=int, default=3600)
 parser.add_argument("--ack-delay-ms", type=int, default=0)
 parser.add_argument("--no-store", action="store_true", help="count committed records without keeping them (benchmarks)")
+parser.add_argument("--tls-dir", help="serve gRPC over TLS with a self-signed certificate for 127.0.0.1 and localhost, "
+                                      "written to DIR/cert.pem (trust it as the client's CA) with DIR/key.pem")
 args = parser.parse_args()
 
 # Python stubs from the project's proto, generated at start (grpc_tools bundles duration.proto).
@@ -410,7 +413,36 @@ http_server = ThreadingHTTPServer(("127.0.0.1", args.http_port), Http)
 http_server.daemon_threads = True
 grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
 pb_grpc.add_ZerobusServicer_to_server(Zerobus(), grpc_server)
-grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
+if args.tls_dir:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zerobus test server")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    os.makedirs(args.tls_dir, exist_ok=True)
+    with open(os.path.join(args.tls_dir, "cert.pem"), "wb") as f:
+        f.write(cert_pem)
+    with open(os.path.join(args.tls_dir, "key.pem"), "wb") as f:
+        f.write(key_pem)
+    grpc_server.add_secure_port(f"127.0.0.1:{args.grpc_port}", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+else:
+    grpc_server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
 grpc_server.start()
-print(f"zerobus test server: gRPC 127.0.0.1:{args.grpc_port}, HTTP 127.0.0.1:{args.http_port}", flush=True)
+print(f"zerobus test server: gRPC{' (TLS)' if args.tls_dir else ''} 127.0.0.1:{args.grpc_port}, HTTP 127.0.0.1:{args.http_port}",
+      flush=True)
 http_server.serve_forever()
