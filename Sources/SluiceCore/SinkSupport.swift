@@ -44,20 +44,28 @@ extension InFlightBudget {
     }
 }
 
-/// Runs `body`, waiting at most `limit`. True if it finished in time; otherwise it is cancelled.
+/// Runs `body`, waiting at most `limit`: true if it finished in time. On time-out the caller goes
+/// on while `body` keeps running (a drain that waits on continuations cannot be cancelled; the
+/// caller then fails what is left, which lets it finish).
 public func finishes(within limit: Duration, _ body: @escaping @Sendable () async -> Void) async -> Bool {
-    await withTaskGroup(of: Bool.self) { group in
-        group.addTask {
-            await body()
-            return true
+    let answered = NIOLockedValueBox(false)
+    return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+        @Sendable func answer(_ value: Bool) {
+            let first = answered.withLockedValue { answered in
+                defer { answered = true }
+                return !answered
+            }
+            if first { continuation.resume(returning: value) }
         }
-        group.addTask {
+        let timer = Task {
             try? await Task.sleep(for: limit)
-            return false
+            answer(false)
         }
-        let first = await group.next() ?? false
-        group.cancelAll()
-        return first
+        Task {
+            await body()
+            timer.cancel()
+            answer(true)
+        }
     }
 }
 

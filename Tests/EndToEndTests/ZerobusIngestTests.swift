@@ -19,6 +19,7 @@ import Testing
 
     static func config(_ server: PeerProcess, sink extra: String = "", endpoint: String? = nil) -> String {
         """
+        shutdown: { drain_timeout: 1s, flush_timeout: 2s }
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }
         grpc: { address: "127.0.0.1:{GRPC_PORT}" }
@@ -35,6 +36,9 @@ import Testing
           - name: clicks
             match: { path: /clicks }
             ingest: { sink: lake }
+          - name: async
+            match: { path: /async }
+            ingest: { sink: lake, ack: accepted }
           - name: tables
             match: { path: "/tables/{table}" }
             ingest: { sink: lake, topic: "main.events.{table}" }
@@ -165,6 +169,21 @@ import Testing
         #expect(stats.received_records == 50)
         #expect(stats.committed.isEmpty)
         #expect(try await sluice.terminate() == 0)
+    }
+
+    @Test func shutdownGivesUpOnMissingAcksAfterTheFlushTimeout() async throws {
+        // Acks 60 s late, events accepted without waiting (ack: accepted), delivery and ack
+        // timeouts 120 s:
+        // on SIGTERM the sink waits flush_timeout (2 s) for acks, then fails what is left and
+        // exits, instead of waiting for the delivery timeout.
+        let server = try await Self.server(["--ack-delay-ms", "60000"])
+        let sluice = try await Self.sluice(server, sink: "delivery_timeout: 120s\nack_timeout: 120s")
+        let accepted = try Self.post(sluice, "/async", (0..<20).map { #"{"id":"a\#($0)"}"# })
+        #expect(accepted.status == 202, "\(accepted.body)")
+        for _ in 0..<100 where try Self.stats(server).received_records < 20 { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try Self.stats(server).received_records == 20)
+        #expect(try await sluice.terminate(timeout: .seconds(30)) == 0)
+        #expect(sluice.log.contains("flush timeout passed"))
     }
 
     @Test func refusalsFailOnlyTheAffectedEventsWithTheServicesAnswer() async throws {

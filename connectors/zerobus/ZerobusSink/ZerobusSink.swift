@@ -164,11 +164,15 @@ public final class ZerobusSink: Sink, Service {
         }
     }
 
-    /// Forgets a stream that closed for being idle.
+    /// Forgets a stream that closed for being idle, and its table's token (a table named by a
+    /// request may never come again).
     func retire(_ stream: TableStream) {
-        self.state.withLockedValue { state in
-            if state.streams[stream.table] === stream { state.streams[stream.table] = nil }
+        let forgotten = self.state.withLockedValue { state in
+            guard state.streams[stream.table] === stream else { return false }
+            state.streams[stream.table] = nil
+            return true
         }
+        if forgotten { self.tokens.forget(table: stream.table) }
     }
 
     private let refusalLog = LogThrottle(interval: .seconds(60))
@@ -231,7 +235,9 @@ public final class ZerobusSink: Sink, Service {
             for stream in streams { await stream.abort() }
             self.logger.warning("zerobus sink: flush timeout passed; unacknowledged events failed as retryable")
         }
-        for stream in streams { await stream.stop() }
+        await withTaskGroup(of: Void.self) { group in
+            for stream in streams { group.addTask { await stream.stop() } }
+        }
         self.grpc.beginGracefulShutdown()
         try? await self.httpClient.shutdown()
         self.logger.info("zerobus sink flushed")

@@ -91,6 +91,13 @@ public final class ZerobusTokenProvider: Sendable {
         self.state.withLockedValue { $0[table]?.token = nil }
     }
 
+    /// Drops everything kept for the table (its stream retired), unless a fetch is under way.
+    public func forget(table: String) {
+        self.state.withLockedValue { entries in
+            if entries[table]?.fetching == nil { entries[table] = nil }
+        }
+    }
+
     /// The `authorization_details` the official SDKs send for one table.
     static func authorizationDetails(table: String) -> String {
         let parts = table.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
