@@ -77,6 +77,7 @@ import Testing
         var close_signals_sent: Int
         var records_after_close_signal: Int
         var acks_dropped: Int
+        var max_unacked_records: Int
         var streams_cut_on_token_expiry: Int
         var rejected_streams: [Rejected]
         var token_requests: [TokenRequest]
@@ -168,6 +169,23 @@ import Testing
         let stats = try Self.stats(server)
         #expect(stats.received_records == 50)
         #expect(stats.committed.isEmpty)
+        #expect(try await sluice.terminate() == 0)
+    }
+
+    @Test func aSlowServiceHoldsSendingToTheInFlightLimit() async throws {
+        // Acks 100 ms late; at most 50 records unacknowledged per stream, and a sink budget of 100
+        // events: the 1000-event request is read as acks free room, never more on the wire.
+        let server = try await Self.server(["--ack-delay-ms", "100"])
+        let sluice = try await SluiceProcess(
+            config: Self.config(server, sink: "max_in_flight_records: 50\nbatch: { max_records: 10 }")
+                .replacingOccurrences(of: "  - name: lake\n", with: "  - name: lake\n    max_in_flight_events: 100\n"),
+            environment: ["ZB_SECRET": Self.secret])
+        let answer = try Self.post(sluice, "/clicks", (0..<1000).map { #"{"id":"b\#($0)"}"# })
+        #expect(answer.status == 200, "\(answer.body.prefix(300))")
+        let stats = try Self.stats(server)
+        #expect(Set(Self.ids(stats.committed)).count == 1000)
+        #expect(stats.max_unacked_records <= 50, "\(stats.max_unacked_records) records were unacknowledged at once")
+        #expect(stats.max_unacked_records >= 10, "the window was used")
         #expect(try await sluice.terminate() == 0)
     }
 

@@ -22,7 +22,8 @@ HTTP on 127.0.0.1:H:
                         workspaces/<id>/zerobusDirectWriteApi, authorization_details (JSON
                         naming the table). Answers {"access_token", "token_type", "expires_in"}.
   GET  /_stats          what was received: token requests, streams, committed records (with
-                        --no-store only their count, committed_count), faults.
+                        --no-store only their count, committed_count), the most records one
+                        stream had received and not yet acknowledged (max_unacked_records), faults.
   POST /_faults         JSON, each a one-shot counter or a setting:
                           {"unavailable_after_records": N}  abort the next stream that gets N
                                                              more records with UNAVAILABLE
@@ -94,7 +95,7 @@ def reset():
     with lock:
         state.clear()
         state.update(token_requests=[], tokens={}, streams=[], committed=[], committed_count=0, received_records=0, acks_sent=0,
-                     acks_dropped=0, streams_cut_on_token_expiry=0, close_signals_sent=0, records_after_close_signal=0, rejected_streams=[],
+                     acks_dropped=0, max_unacked_records=0, streams_cut_on_token_expiry=0, close_signals_sent=0, records_after_close_signal=0, rejected_streams=[],
                      faults={"unavailable_after_records": 0, "close_stream_after_records": 0,
                              "close_stream_duration_ms": 1000, "drop_acks": 0, "ack_delay_ms": args.ack_delay_ms,
                              "reject_tokens": False, "denied_tables": [], "unknown_tables": [],
@@ -286,6 +287,9 @@ class Zerobus(pb_grpc.ZerobusServicer):
                     context.abort(grpc.StatusCode.UNAVAILABLE, "injected: service unavailable")
                     return
                 pending.append((time.time() + delay, offset, decoded))
+                unacked = sum(len(p[2]) for p in pending)
+                with lock:
+                    state["max_unacked_records"] = max(state["max_unacked_records"], unacked)
                 if signal and not closing:
                     closing = True
                     with lock:
