@@ -33,15 +33,9 @@ public final class KinesisSink: Sink, Service {
     let health = KinesisHealth()
     private let logger: Logger
     private let flushTimeout: Duration
-    private let state = NIOLockedValueBox(State())
-
-    private struct State {
-        var pumps: [String: StreamPump] = [:]
-        var closed = false
-    }
-
     /// Streams one sink keeps batches for at once (each costs a little memory and a task).
     static let maxStreams = 1024
+    private let pumps = WorkerRegistry<StreamPump>(limit: maxStreams)
 
     public init(
         name: String, config: KinesisSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
@@ -89,7 +83,7 @@ public final class KinesisSink: Sink, Service {
     }
 
     public var isReady: Bool {
-        !self.state.withLockedValue { $0.closed } && self.health.isHealthy
+        !self.pumps.isClosed && self.health.isHealthy
     }
 
     public func enqueue(
@@ -128,7 +122,7 @@ public final class KinesisSink: Sink, Service {
     private func hand(_ entries: [StreamPump.Entry], to stream: String) async {
         while true {
             guard let pump = self.pump(for: stream) else {
-                let failure = self.state.withLockedValue { $0.closed } ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyStreams
+                let failure = self.pumps.isClosed ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyStreams
                 for entry in entries { self.complete(entry, with: .failed(failure)) }
                 return
             }
@@ -139,9 +133,7 @@ public final class KinesisSink: Sink, Service {
 
     /// Forgets a pump that stopped for being idle.
     func retire(_ pump: StreamPump) {
-        self.state.withLockedValue { state in
-            if state.pumps[pump.stream] === pump { state.pumps[pump.stream] = nil }
-        }
+        self.pumps.retire(pump, key: pump.stream)
     }
 
     private let refusalLog = LogThrottle(interval: .seconds(60))
@@ -157,12 +149,8 @@ public final class KinesisSink: Sink, Service {
         code: "kinesis_too_many_streams", message: "this sink already writes to \(maxStreams) streams", isRetryable: true)
 
     private func pump(for stream: String) -> StreamPump? {
-        self.state.withLockedValue { state in
-            guard !state.closed else { return nil }
-            if let pump = state.pumps[stream] { return pump }
-            guard state.pumps.count < Self.maxStreams else { return nil }
+        self.pumps.worker(for: stream) { stream in
             let pump = StreamPump(stream: stream, sink: self)
-            state.pumps[stream] = pump
             Task { await pump.run() }
             return pump
         }
@@ -221,10 +209,7 @@ public final class KinesisSink: Sink, Service {
     /// Sends what is queued (ignoring linger) and waits for it, at most `flushTimeout`; then
     /// fails what is left as retryable and closes the connections.
     public func shutdown() async {
-        let pumps = self.state.withLockedValue { state in
-            state.closed = true
-            return Array(state.pumps.values)
-        }
+        let pumps = self.pumps.close()
         for pump in pumps { await pump.close() }
         let drained = await finishes(within: self.flushTimeout) {
             for pump in pumps { await pump.drained() }

@@ -31,15 +31,9 @@ public final class ZerobusSink: Sink, Service {
     private let grpc: GRPCClient<HTTP2ClientTransport.Posix>
     private let httpClient: HTTPClient
     private let flushTimeout: Duration
-    private let state = NIOLockedValueBox(State())
-
-    private struct State {
-        var streams: [String: TableStream] = [:]
-        var closed = false
-    }
-
     /// Tables one sink streams to at once (each holds a stream, a little memory and a task).
     static let maxTables = 256
+    private let streams = WorkerRegistry<TableStream>(limit: maxTables)
 
     public init(
         name: String, config: ZerobusSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
@@ -113,7 +107,7 @@ public final class ZerobusSink: Sink, Service {
     }
 
     public var isReady: Bool {
-        !self.state.withLockedValue { $0.closed } && self.health.isHealthy
+        !self.streams.isClosed && self.health.isHealthy
     }
 
     public func enqueue(
@@ -138,7 +132,7 @@ public final class ZerobusSink: Sink, Service {
     private func hand(_ entries: [ZerobusEntry], to table: String) async {
         while true {
             guard let stream = self.stream(for: table) else {
-                let failure = self.state.withLockedValue { $0.closed } ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyTables
+                let failure = self.streams.isClosed ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyTables
                 for entry in entries {
                     entry.tracker.complete(entry.slot, with: .failed(failure))
                     self.budget.release(bytes: entry.budgetBytes)
@@ -154,25 +148,13 @@ public final class ZerobusSink: Sink, Service {
         code: "zerobus_too_many_tables", message: "this sink already streams to \(maxTables) tables", isRetryable: true)
 
     private func stream(for table: String) -> TableStream? {
-        self.state.withLockedValue { state in
-            guard !state.closed else { return nil }
-            if let stream = state.streams[table] { return stream }
-            guard state.streams.count < Self.maxTables else { return nil }
-            let stream = TableStream(table: table, sink: self)
-            state.streams[table] = stream
-            return stream
-        }
+        self.streams.worker(for: table) { TableStream(table: $0, sink: self) }
     }
 
     /// Forgets a stream that closed for being idle, and its table's token (a table named by a
     /// request may never come again).
     func retire(_ stream: TableStream) {
-        let forgotten = self.state.withLockedValue { state in
-            guard state.streams[stream.table] === stream else { return false }
-            state.streams[stream.table] = nil
-            return true
-        }
-        if forgotten { self.tokens.forget(table: stream.table) }
+        if self.streams.retire(stream, key: stream.table) { self.tokens.forget(table: stream.table) }
     }
 
     private let refusalLog = LogThrottle(interval: .seconds(60))
@@ -210,8 +192,7 @@ public final class ZerobusSink: Sink, Service {
                         }
                     }
                     if self.health.tokenWorks, !self.health.isHealthy {
-                        let streams = self.state.withLockedValue { Array($0.streams.values.prefix(8)) }
-                        for stream in streams { await stream.probe() }
+                        for stream in self.streams.some(8) { await stream.probe() }
                     }
                     try await Task.sleep(for: .seconds(2))
                 }
@@ -223,10 +204,7 @@ public final class ZerobusSink: Sink, Service {
     /// Sends what is queued and waits for its acks, at most `flushTimeout`; then fails what is left
     /// as retryable, half-closes every stream and closes the connection.
     public func shutdown() async {
-        let streams = self.state.withLockedValue { state in
-            state.closed = true
-            return Array(state.streams.values)
-        }
+        let streams = self.streams.close()
         for stream in streams { await stream.close() }
         let drained = await finishes(within: self.flushTimeout) {
             for stream in streams { await stream.drained() }
