@@ -121,6 +121,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Policies attached to routes: authentication, authorization, rate limits (no I/O).
+        .target(
+            name: "SluicePolicy",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         // YAML schema, validation with exact error paths.
         .target(
             name: "SluiceConfig",
@@ -130,6 +141,7 @@ let package = Package(
                 "FileSink",
                 "KinesisSink",
                 "ZerobusSink",
+                "SluicePolicy",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -141,6 +153,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluicePolicy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -158,6 +171,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluicePolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -195,6 +209,7 @@ let package = Package(
                 "FileSink",
                 "KinesisSink",
                 "ZerobusSink",
+                "SluicePolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -217,6 +232,7 @@ let package = Package(
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceCore"]),
+        .testTarget(name: "SluicePolicyTests", dependencies: ["SluicePolicy"]),
         .testTarget(
             name: "SluiceHTTPTests",
             dependencies: [

@@ -2,6 +2,7 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
+import SluicePolicy
 import ZerobusSink
 import SluiceCore
 import Yams
@@ -43,7 +44,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "sinks", "routes", "shutdown"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "sinks", "routes", "shutdown"]
 
     private static func read(_ root: Node?, _ r: ConfigReader) -> SluiceConfiguration? {
         guard let root else {
@@ -107,6 +108,18 @@ extension SluiceConfiguration {
             }
         }
 
+        var policies: [PolicyConfig] = []
+        var declaredPolicies: [String] = []
+        if let (node, path) = top["policies"], let items = r.sequence(node, path) {
+            for (node, path) in items {
+                let (name, policy) = readPolicy(node, path, r)
+                guard let name else { continue }
+                if declaredPolicies.contains(name) { r.error(path + ".name", "duplicate policy name \"\(name)\"") }
+                declaredPolicies.append(name)
+                if let policy { policies.append(policy) }
+            }
+        }
+
         var routes: [RouteConfig] = []
         var routeIndices: [Int] = []
         if let items = r.required(top["routes"], in: "", key: "routes", { r.sequence($0, $1) }) {
@@ -116,7 +129,8 @@ extension SluiceConfiguration {
             var destinations: [String: SinkDestinations] = [:]
             for sink in sinks { destinations[sink.name] = SinkDestinations(sink.kind) }
             for (index, (node, path)) in items.enumerated() {
-                guard let route = readRoute(node, path, sinkNames: sinkNames, destinations: destinations, r) else { continue }
+                guard let route = readRoute(node, path, sinkNames: sinkNames, destinations: destinations, policyNames: declaredPolicies, r)
+                else { continue }
                 if !names.insert(route.name).inserted {
                     r.error(path + ".name", "duplicate route name \"\(route.name)\"")
                 }
@@ -151,10 +165,11 @@ extension SluiceConfiguration {
             r.error("routes[\(routeIndices[index])].match.grpc_service", "a gRPC route needs a gRPC listener: add grpc: { address: host:port }")
         }
 
-        return SluiceConfiguration(listeners: listeners, admin: admin, grpc: grpc, sinks: sinks, routes: routes, shutdown: shutdown)
+        return SluiceConfiguration(
+            listeners: listeners, admin: admin, grpc: grpc, policies: policies, sinks: sinks, routes: routes, shutdown: shutdown)
     }
 
-    private static func readName(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> String? {
+    static func readName(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> String? {
         guard let name = r.required(fields["name"], in: path, key: "name", { r.nonEmptyString($0, $1) }) else { return nil }
         guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
             r.error(path + ".name", "\"\(name)\" may contain only letters, digits, '-', '_' and '.'")
@@ -609,10 +624,27 @@ extension SluiceConfiguration {
     }
 
     private static func readRoute(
-        _ node: Node, _ path: String, sinkNames: [String], destinations: [String: SinkDestinations], _ r: ConfigReader
+        _ node: Node, _ path: String, sinkNames: [String], destinations: [String: SinkDestinations], policyNames: [String],
+        _ r: ConfigReader
     ) -> RouteConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["name", "match", "ingest"]) else { return nil }
+        guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest"]) else { return nil }
         let name = readName(fields, path, r)
+        var policies: [String] = []
+        var policiesOK = true
+        if let (n, p) = fields["policies"], let list = r.stringList(n, p) {
+            for (i, policy) in list.enumerated() {
+                if !policyNames.contains(policy) {
+                    var known: [String] = []
+                    for name in policyNames where !known.contains(name) { known.append(name) }
+                    r.error("\(p)[\(i)]", "unknown policy \"\(policy)\"" + ConfigReader.suggestion(for: policy, among: known))
+                    policiesOK = false
+                } else if policies.contains(policy) {
+                    r.error("\(p)[\(i)]", "\"\(policy)\" is listed twice")
+                    policiesOK = false
+                }
+                policies.append(policy)
+            }
+        }
         let match = r.required(fields["match"], in: path, key: "match") { readMatch($0, $1, r) }
         let actions = ["ingest"].filter { fields[$0] != nil }
         guard actions.count == 1 else {
@@ -629,8 +661,8 @@ extension SluiceConfiguration {
                 action = nil
             }
         }
-        guard let name, let match, let action else { return nil }
-        return RouteConfig(name: name, match: match, action: action)
+        guard let name, let match, let action, policiesOK else { return nil }
+        return RouteConfig(name: name, match: match, policies: policies, action: action)
     }
 
     static let httpMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

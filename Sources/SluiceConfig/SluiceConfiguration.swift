@@ -1,6 +1,7 @@
 import FileSink
 import KafkaSink
 import KinesisSink
+import SluicePolicy
 import ZerobusSink
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
@@ -10,6 +11,8 @@ public struct SluiceConfiguration: Sendable {
     public var admin: AdminConfig?
     /// The gRPC listener (Ingest service), if any.
     public var grpc: GRPCListenerConfig?
+    /// Named policies; routes attach them by name.
+    public var policies: [PolicyConfig]
     public var sinks: [SinkConfig]
     public var routes: [RouteConfig]
     public var shutdown: ShutdownConfig
@@ -106,6 +109,8 @@ public struct SinkConfig: Sendable {
 public struct RouteConfig: Sendable {
     public var name: String
     public var match: RouteMatchConfig
+    /// Names of the policies the route runs (in stage order, not listed order).
+    public var policies: [String]
     public var action: Action
 
     public enum Action: Sendable {

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluicePolicy
 
 /// A gRPC route bound to its running sink.
 public struct GRPCIngestRoute: Sendable {
@@ -11,12 +12,14 @@ public struct GRPCIngestRoute: Sendable {
     public var match: RouteMatchConfig
     public var ingest: IngestConfig
     public var sink: any Sink
+    public var policies: PolicyChain
 
-    public init(name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink) {
+    public init(name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, policies: PolicyChain = .empty) {
         self.name = name
         self.match = match
         self.ingest = ingest
         self.sink = sink
+        self.policies = policies
     }
 }
 
@@ -47,6 +50,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
         let route = try self.route(method: "Publish", metadata: request.metadata)
+        try Self.admit(route, method: "Publish", metadata: request.metadata, context: context)
         let message = request.message
         let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
         try Self.callLevelError(results)
@@ -62,6 +66,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         context: ServerContext
     ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
         let route = try self.route(method: "PublishStream", metadata: request.metadata)
+        try Self.admit(route, method: "PublishStream", metadata: request.metadata, context: context)
         return StreamingServerResponse { response in
             try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
             return [:]
@@ -158,6 +163,40 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             if headersMatch { return route }
         }
         throw RPCError(code: .notFound, message: "no route serves \(Self.serviceName)/\(method) for this call's metadata")
+    }
+
+    /// Runs the route's policies on the call (metadata as headers, the peer's address); a refusal
+    /// is the call's status: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+    static func admit(_ route: GRPCIngestRoute, method: String, metadata: Metadata, context: ServerContext) throws(RPCError) {
+        guard !route.policies.isEmpty else { return }
+        let request = PolicyRequest(
+            method: "POST", path: "/\(Self.serviceName)/\(method)", sourceIP: Self.peerIP(context.remotePeer)
+        ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
+        guard case .failure(let rejection) = route.policies.evaluate(request) else { return }
+        let code: RPCError.Code
+        switch rejection.status {
+        case 401: code = .unauthenticated
+        case 403: code = .permissionDenied
+        case 429: code = .resourceExhausted
+        default: code = .failedPrecondition
+        }
+        var trailers = Metadata()
+        for (name, value) in rejection.headers { trailers.addString(value, forKey: name) }
+        throw RPCError(code: code, message: rejection.message, metadata: trailers)
+    }
+
+    /// `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address.
+    static func peerIP(_ peer: String) -> String? {
+        if peer.hasPrefix("ipv4:") {
+            let rest = peer.dropFirst(5)
+            return rest.lastIndex(of: ":").map { String(rest[..<$0]) } ?? String(rest)
+        }
+        if peer.hasPrefix("ipv6:") {
+            let rest = peer.dropFirst(5)
+            if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") { return String(rest[rest.index(after: rest.startIndex)..<close]) }
+            return String(rest)
+        }
+        return nil
     }
 
     // MARK: - Delivery

@@ -22,10 +22,13 @@ public struct HTTPRequest: Sendable {
     /// The raw query string, without `?`.
     public var query: Substring?
     public var isHTTP2: Bool
+    /// The peer's IP address, when the connection has one.
+    public var remoteIP: String?
 
-    public init(head: HTTPRequestHead, isHTTP2: Bool) {
+    public init(head: HTTPRequestHead, isHTTP2: Bool, remoteIP: String? = nil) {
         self.head = head
         self.isHTTP2 = isHTTP2
+        self.remoteIP = remoteIP
         if let mark = head.uri.firstIndex(of: "?") {
             self.path = String(head.uri[..<mark])
             self.query = head.uri[head.uri.index(after: mark)...]
@@ -278,7 +281,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { continue }
                     var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
-                    let request = HTTPRequest(head: head, isHTTP2: false)
+                    let request = HTTPRequest(head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress)
                     var response = await self.responder.respond(to: request, body: &body)
                     // Keep the connection only if the whole request body has been read.
                     let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
@@ -316,7 +319,8 @@ public final class HTTPServer: Service, Listening, Sendable {
                 var iterator = inbound.makeAsyncIterator()
                 guard let part = try await iterator.next(), case .head(let head) = part else { return }
                 var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
-                let response = await self.responder.respond(to: HTTPRequest(head: head, isHTTP2: true), body: &body)
+                let request = HTTPRequest(head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress)
+                let response = await self.responder.respond(to: request, body: &body)
                 try await Self.write(response, version: head.version, to: stream.channel)
             }
         } catch {

@@ -3,6 +3,7 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
+import SluicePolicy
 import ZerobusSink
 import Logging
 import NIOCore
@@ -89,7 +90,8 @@ struct Run: AsyncParsableCommand {
             }
         }
 
-        let responder = GatewayResponder(config: configuration, sinks: sinks, logger: logger)
+        let policies = PolicyRegistry(configuration.policies)
+        let responder = GatewayResponder(config: configuration, sinks: sinks, policies: policies, logger: logger)
         let listeners = configuration.listeners.map { listener in
             HTTPServer(
                 name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
@@ -99,7 +101,7 @@ struct Run: AsyncParsableCommand {
         if let grpc = configuration.grpc {
             let routes = configuration.routes.compactMap { route -> GRPCIngestRoute? in
                 guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
-                return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink)
+                return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink, policies: policies.chain(route.policies))
             }
             let health = HealthService(sinks: configuration.sinks.compactMap { sinks[$0.name] }, servedByGRPC: Set(routes.map(\.sink.name)))
             grpcServer = GRPCIngestServer(

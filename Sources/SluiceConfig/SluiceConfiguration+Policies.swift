@@ -1,0 +1,247 @@
+import Foundation
+import SluicePolicy
+import Yams
+
+extension SluiceConfiguration {
+    /// One entry of `policies:`: a name and exactly one kind.
+    static func readPolicy(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, policy: PolicyConfig?) {
+        let kinds = ["api_key", "authz", "rate_limit"]
+        guard let fields = r.mapping(node, path, allowed: ["name"] + kinds) else { return (nil, nil) }
+        let name = readName(fields, path, r)
+        let present = kinds.filter { fields[$0] != nil }
+        guard present.count == 1 else {
+            r.error(path, present.isEmpty ? "a policy needs exactly one of: \(kinds.joined(separator: ", "))" : "a policy has exactly one kind; found \(present.joined(separator: " and "))")
+            return (name, nil)
+        }
+        var kind: PolicyConfig.Kind?
+        if let (n, p) = fields["api_key"] { kind = readAPIKey(n, p, r).map { .apiKey($0) } }
+        if let (n, p) = fields["authz"] { kind = readAuthz(n, p, r).map { .authz($0) } }
+        if let (n, p) = fields["rate_limit"] { kind = readRateLimit(n, p, r).map { .rateLimit($0) } }
+        guard let name, let kind else { return (name, nil) }
+        return (name, PolicyConfig(name: name, kind: kind))
+    }
+
+    static func isSHA256Hex(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    private static func readAPIKey(_ node: Node, _ path: String, _ r: ConfigReader) -> APIKeyConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["header", "query", "keys", "keys_file"]) else { return nil }
+        var ok = true
+        let source: APIKeyConfig.Source
+        switch (fields["header"].flatMap { r.nonEmptyString($0.0, $0.1) }, fields["query"].flatMap { r.nonEmptyString($0.0, $0.1) }) {
+        case (let header?, nil): source = .header(header)
+        case (nil, let query?): source = .query(query)
+        case (nil, nil):
+            source = .header("X-Api-Key")
+        default:
+            r.error(path, "set one of header, query")
+            return nil
+        }
+        var keys: [String: String] = [:]
+        func add(_ hash: String, _ client: String, at place: String) {
+            let hash = hash.lowercased()
+            guard Self.isSHA256Hex(hash) else {
+                r.error(place, "keys are stored as the hex SHA-256 of the key (printf %s KEY | sha256sum), never the key itself")
+                ok = false
+                return
+            }
+            if keys[hash] != nil {
+                r.error(place, "this key is listed twice")
+                ok = false
+            }
+            keys[hash] = client
+        }
+        if let (n, p) = fields["keys"], let items = r.sequence(n, p) {
+            for (item, itemPath) in items {
+                guard let key = r.mapping(item, itemPath, allowed: ["client", "sha256"]) else {
+                    ok = false
+                    continue
+                }
+                let client = r.required(key["client"], in: itemPath, key: "client") { r.nonEmptyString($0, $1) }
+                let hash = r.required(key["sha256"], in: itemPath, key: "sha256") { r.nonEmptyString($0, $1) }
+                if let client, let hash { add(hash, client, at: itemPath + ".sha256") } else { ok = false }
+            }
+        }
+        if let (n, p) = fields["keys_file"], let file = r.nonEmptyString(n, p) {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+                // One key a line: CLIENT SHA256HEX; # starts a comment.
+                for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+                    let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+                    if words.isEmpty { continue }
+                    guard words.count == 2 else {
+                        r.error(p, "\(file) line \(number + 1): expected CLIENT SHA256HEX")
+                        ok = false
+                        continue
+                    }
+                    add(String(words[1]), String(words[0]), at: "\(p) (\(file) line \(number + 1))")
+                }
+            } else {
+                r.error(p, "cannot read \(file)")
+                ok = false
+            }
+        }
+        if keys.isEmpty, ok {
+            r.error(path, "no keys: set keys or keys_file")
+            ok = false
+        }
+        return ok ? APIKeyConfig(source: source, keys: keys) : nil
+    }
+
+    private static func readAuthz(_ node: Node, _ path: String, _ r: ConfigReader) -> AuthzConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["rules", "default"]) else { return nil }
+        var ok = true
+        var allowByDefault = false
+        if let (n, p) = fields["default"], let text = r.string(n, p) {
+            switch text {
+            case "allow": allowByDefault = true
+            case "deny": allowByDefault = false
+            default:
+                r.error(p, "expected allow or deny, got \"\(text)\"")
+                ok = false
+            }
+        }
+        var rules: [AuthzConfig.Rule] = []
+        if let items = r.required(fields["rules"], in: path, key: "rules", { r.sequence($0, $1) }) {
+            for (item, itemPath) in items {
+                guard let rule = r.mapping(item, itemPath, allowed: ["allow", "deny"]), rule.count == 1, let (verb, (n, p)) = rule.first else {
+                    if r.mapping(item, itemPath, allowed: ["allow", "deny"])?.count != nil { r.error(itemPath, "a rule is one of allow: {...} or deny: {...}") }
+                    ok = false
+                    continue
+                }
+                if let condition = readCondition(n, p, r) {
+                    rules.append(AuthzConfig.Rule(allow: verb == "allow", condition: condition))
+                } else {
+                    ok = false
+                }
+            }
+        }
+        return ok ? AuthzConfig(rules: rules, allowByDefault: allowByDefault) : nil
+    }
+
+    private static func readCondition(_ node: Node, _ path: String, _ r: ConfigReader) -> AuthzConfig.Condition? {
+        let allowed = ["clients", "source_cidrs", "methods", "path_prefixes", "claims", "authenticated"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        var condition = AuthzConfig.Condition()
+        if let (n, p) = fields["clients"], let list = r.stringList(n, p) { condition.clients = Set(list) }
+        if let (n, p) = fields["methods"], let list = r.stringList(n, p) { condition.methods = Set(list.map { $0.uppercased() }) }
+        if let (n, p) = fields["path_prefixes"], let list = r.stringList(n, p) {
+            for (i, prefix) in list.enumerated() where !prefix.hasPrefix("/") {
+                r.error("\(p)[\(i)]", "a path prefix starts with /")
+                ok = false
+            }
+            condition.pathPrefixes = list
+        }
+        if let (n, p) = fields["source_cidrs"], let list = r.stringList(n, p) {
+            var cidrs: [CIDR] = []
+            for (i, text) in list.enumerated() {
+                if let cidr = CIDR(text) { cidrs.append(cidr) } else {
+                    r.error("\(p)[\(i)]", "\"\(text)\" is not an IPv4 or IPv6 network like 10.0.0.0/8")
+                    ok = false
+                }
+            }
+            condition.sourceCIDRs = cidrs
+        }
+        if let (n, p) = fields["claims"] {
+            var claims: [String: Set<String>] = [:]
+            for entry in r.freeMapping(n, p) {
+                if let values = r.stringList(entry.value, entry.path) { claims[entry.key] = Set(values) } else { ok = false }
+            }
+            condition.claims = claims
+        }
+        if let (n, p) = fields["authenticated"] {
+            switch r.string(n, p) {
+            case "true": condition.authenticated = true
+            case "false": condition.authenticated = false
+            default:
+                r.error(p, "expected true or false")
+                ok = false
+            }
+        }
+        if fields.isEmpty {
+            r.error(path, "an empty condition matches everything: use authz default instead")
+            ok = false
+        }
+        return ok ? condition : nil
+    }
+
+    private static func readRateLimit(_ node: Node, _ path: String, _ r: ConfigReader) -> RateLimitConfig? {
+        let allowed = ["key", "unit", "rate", "burst", "scope", "overrides", "max_keys"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        var key: RateLimitConfig.Key?
+        if let text = r.required(fields["key"], in: path, key: "key", { r.nonEmptyString($0, $1) }) {
+            key = Self.rateLimitKey(text)
+            if key == nil {
+                r.error(path + ".key", "expected source_ip, client, header:NAME or claim:NAME, got \"\(text)\"")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["unit"], let text = r.string(n, p), text != "requests" {
+            r.error(p, text == "events" || text == "bytes" ? "unit \(text) is not supported yet; use requests" : "expected requests, got \"\(text)\"")
+            ok = false
+        }
+        if let (n, p) = fields["scope"], let text = r.string(n, p), text != "local" {
+            r.error(p, text == "global" ? "scope global (shared through Redis) is not supported yet; use local" : "expected local, got \"\(text)\"")
+            ok = false
+        }
+        func limit(_ fields: [String: (Node, String)], _ path: String) -> RateLimitConfig.Limit? {
+            guard let text = r.required(fields["rate"], in: path, key: "rate", { r.nonEmptyString($0, $1) }) else { return nil }
+            guard let perSecond = Self.rate(text) else {
+                r.error(path + ".rate", "expected a rate like 100/s, 6000/min or 10/h, got \"\(text)\"")
+                return nil
+            }
+            var burst = max(1, Int(perSecond.rounded(.up)))
+            if let (n, p) = fields["burst"] {
+                guard let value = r.integer(n, p, range: 1...100_000_000) else { return nil }
+                burst = value
+            }
+            return RateLimitConfig.Limit(perSecond: perSecond, burst: burst, text: text)
+        }
+        let base = limit(fields, path)
+        var overrides: [String: RateLimitConfig.Limit] = [:]
+        if let (n, p) = fields["overrides"], let items = r.sequence(n, p) {
+            for (item, itemPath) in items {
+                guard let entry = r.mapping(item, itemPath, allowed: ["value", "rate", "burst"]),
+                    let value = r.required(entry["value"], in: itemPath, key: "value", { r.nonEmptyString($0, $1) })
+                else {
+                    ok = false
+                    continue
+                }
+                if overrides[value] != nil {
+                    r.error(itemPath + ".value", "\"\(value)\" has two overrides")
+                    ok = false
+                }
+                if let own = limit(entry, itemPath) { overrides[value] = own } else { ok = false }
+            }
+        }
+        var maxKeys = 100_000
+        if let (n, p) = fields["max_keys"] {
+            if let value = r.integer(n, p, range: 1...10_000_000) { maxKeys = value } else { ok = false }
+        }
+        guard ok, let key, let base else { return nil }
+        return RateLimitConfig(key: key, limit: base, overrides: overrides, maxKeys: maxKeys)
+    }
+
+    static func rateLimitKey(_ text: String) -> RateLimitConfig.Key? {
+        if text == "source_ip" { return .sourceIP }
+        if text == "client" { return .client }
+        if text.hasPrefix("header:"), text.count > 7 { return .header(String(text.dropFirst(7))) }
+        if text.hasPrefix("claim:"), text.count > 6 { return .claim(String(text.dropFirst(6))) }
+        return nil
+    }
+
+    /// "100/s", "6000/min", "10/h" -> per second.
+    static func rate(_ text: String) -> Double? {
+        let parts = text.replacingOccurrences(of: " ", with: "").split(separator: "/", maxSplits: 1)
+        guard parts.count == 2, let amount = Double(parts[0]), amount > 0, amount.isFinite else { return nil }
+        switch parts[1] {
+        case "s", "sec", "second": return amount
+        case "m", "min", "minute": return amount / 60
+        case "h", "hour": return amount / 3600
+        default: return nil
+        }
+    }
+}

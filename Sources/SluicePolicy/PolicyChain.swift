@@ -1,0 +1,172 @@
+import Foundation
+import Crypto
+import NIOConcurrencyHelpers
+
+/// What the policies see of a request (HTTP or gRPC).
+public struct PolicyRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: Substring?
+    /// The peer's IP address (textual), when known.
+    public var sourceIP: String?
+    /// The first value of a header / metadata entry (names case-insensitive).
+    public var header: @Sendable (String) -> String?
+
+    public init(method: String, path: String, query: Substring? = nil, sourceIP: String?, header: @escaping @Sendable (String) -> String?) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.sourceIP = sourceIP
+        self.header = header
+    }
+
+    /// The first value of a query parameter (percent-decoded).
+    public func queryParameter(_ name: String) -> String? {
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts[0] == name[...] else { continue }
+            let value = parts.count > 1 ? String(parts[1]).replacingOccurrences(of: "+", with: " ") : ""
+            return value.removingPercentEncoding ?? value
+        }
+        return nil
+    }
+}
+
+/// Who the request comes from, as authentication established it.
+public struct PolicyIdentity: Sendable, Equatable {
+    /// The client identity (an API key's client, later a JWT subject or a certificate's subject).
+    public var client: String?
+    public var claims: [String: String]
+
+    public init(client: String? = nil, claims: [String: String] = [:]) {
+        self.client = client
+        self.claims = claims
+    }
+}
+
+/// A request a policy answered early. Says as little as it must.
+public struct PolicyRejection: Error, Sendable, Equatable {
+    public var status: Int
+    public var code: String
+    public var message: String
+    public var headers: [String: String]
+
+    public init(status: Int, code: String, message: String, headers: [String: String] = [:]) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    static let unauthenticated = PolicyRejection(
+        status: 401, code: "unauthenticated", message: "missing or invalid credentials")
+    static let forbidden = PolicyRejection(status: 403, code: "forbidden", message: "not allowed")
+}
+
+/// A route's policies, run in stage order (authentication, authorization, rate limit); the first
+/// rejection answers the request.
+public struct PolicyChain: Sendable {
+    let policies: [any Policy]
+
+    public static let empty = PolicyChain(policies: [])
+
+    public var isEmpty: Bool { self.policies.isEmpty }
+
+    init(policies: [any Policy]) {
+        self.policies = policies.sorted { $0.stage < $1.stage }
+    }
+
+    /// The identity established, or the rejection.
+    public func evaluate(_ request: PolicyRequest) -> Result<PolicyIdentity, PolicyRejection> {
+        var identity = PolicyIdentity()
+        for policy in self.policies {
+            if let rejection = policy.evaluate(request, identity: &identity) { return .failure(rejection) }
+        }
+        return .success(identity)
+    }
+}
+
+/// The running policies, built once from the configuration; routes share them by name (so a rate
+/// limit attached to two routes is one set of buckets).
+public final class PolicyRegistry: Sendable {
+    private let byName: [String: any Policy]
+
+    /// - Parameter now: the clock rate limits run on (tests pass a hand-moved one).
+    public init(_ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow) {
+        var byName: [String: any Policy] = [:]
+        for config in configs {
+            switch config.kind {
+            case .apiKey(let apiKey): byName[config.name] = APIKeyPolicy(config: apiKey)
+            case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
+            case .rateLimit(let limit): byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
+            }
+        }
+        self.byName = byName
+    }
+
+    /// The chain for a route's `policies:` (names checked by validation; unknown names are skipped).
+    public func chain(_ names: [String]) -> PolicyChain {
+        PolicyChain(policies: names.compactMap { self.byName[$0] })
+    }
+
+    public static let monotonicNow: @Sendable () -> Duration = {
+        let start = ContinuousClock.now
+        return { ContinuousClock.now - start }
+    }()
+}
+
+protocol Policy: Sendable {
+    var stage: PolicyStage { get }
+    /// nil to go on (possibly having added to `identity`), or the answer.
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection?
+}
+
+struct APIKeyPolicy: Policy {
+    let config: APIKeyConfig
+    var stage: PolicyStage { .authentication }
+
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection? {
+        let presented: String?
+        switch self.config.source {
+        case .header(let name): presented = request.header(name)
+        case .query(let name): presented = request.queryParameter(name)
+        }
+        guard let presented, !presented.isEmpty else { return .unauthenticated }
+        let digest = SHA256.hash(data: Array(presented.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+        guard let client = self.config.keys[digest] else { return .unauthenticated }
+        identity.client = client
+        return nil
+    }
+}
+
+struct AuthzPolicy: Policy {
+    let config: AuthzConfig
+    var stage: PolicyStage { .authorization }
+
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection? {
+        for rule in self.config.rules where Self.matches(rule.condition, request, identity) {
+            return rule.allow ? nil : .forbidden
+        }
+        return self.config.allowByDefault ? nil : .forbidden
+    }
+
+    static func matches(_ condition: AuthzConfig.Condition, _ request: PolicyRequest, _ identity: PolicyIdentity) -> Bool {
+        if let authenticated = condition.authenticated, (identity.client != nil) != authenticated { return false }
+        if let clients = condition.clients, !(identity.client.map(clients.contains) ?? false) { return false }
+        if let methods = condition.methods, !methods.contains(request.method.uppercased()) { return false }
+        if let prefixes = condition.pathPrefixes, !prefixes.contains(where: { request.path.hasPrefix($0) }) { return false }
+        if let cidrs = condition.sourceCIDRs {
+            guard let ip = request.sourceIP, cidrs.contains(where: { $0.contains(ip) }) else { return false }
+        }
+        if let claims = condition.claims {
+            for (name, values) in claims {
+                guard let value = identity.claims[name], values.contains(value) else { return false }
+            }
+        }
+        return true
+    }
+}
