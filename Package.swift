@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         // Domain types: events, sinks, delivery results. No I/O.
@@ -127,6 +128,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -232,7 +234,15 @@ let package = Package(
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceCore"]),
-        .testTarget(name: "SluicePolicyTests", dependencies: ["SluicePolicy"]),
+        .testTarget(
+            name: "SluicePolicyTests",
+            dependencies: [
+                "SluicePolicy",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SluiceHTTPTests",
             dependencies: [
@@ -267,6 +277,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "sluice",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "SluiceGRPC",
                 "KinesisSink",
                 "ZerobusSink",

@@ -3,7 +3,7 @@ import Yams
 /// Walks a YAML document, collecting every problem with its path instead of stopping at the first.
 final class ConfigReader {
     private(set) var errors: [ConfigError] = []
-    private let environment: [String: String]
+    let environment: [String: String]
 
     init(environment: [String: String]) {
         self.environment = environment

@@ -1,11 +1,12 @@
 import Foundation
+import SluiceCore
 import SluicePolicy
 import Yams
 
 extension SluiceConfiguration {
     /// One entry of `policies:`: a name and exactly one kind.
     static func readPolicy(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, policy: PolicyConfig?) {
-        let kinds = ["api_key", "authz", "rate_limit"]
+        let kinds = ["api_key", "jwt", "authz", "rate_limit"]
         guard let fields = r.mapping(node, path, allowed: ["name"] + kinds) else { return (nil, nil) }
         let name = readName(fields, path, r)
         let present = kinds.filter { fields[$0] != nil }
@@ -15,6 +16,7 @@ extension SluiceConfiguration {
         }
         var kind: PolicyConfig.Kind?
         if let (n, p) = fields["api_key"] { kind = readAPIKey(n, p, r).map { .apiKey($0) } }
+        if let (n, p) = fields["jwt"] { kind = readJWT(n, p, r).map { .jwt($0) } }
         if let (n, p) = fields["authz"] { kind = readAuthz(n, p, r).map { .authz($0) } }
         if let (n, p) = fields["rate_limit"] { kind = readRateLimit(n, p, r).map { .rateLimit($0) } }
         guard let name, let kind else { return (name, nil) }
@@ -87,6 +89,117 @@ extension SluiceConfiguration {
             ok = false
         }
         return ok ? APIKeyConfig(source: source, keys: keys) : nil
+    }
+
+    private static func readJWT(_ node: Node, _ path: String, _ r: ConfigReader) -> JWTConfig? {
+        let allowed = ["issuer", "audiences", "jwks_file", "algorithms", "hmac_keys", "clock_skew", "client_claim", "claims_to_headers"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        let issuer = r.required(fields["issuer"], in: path, key: "issuer") { r.nonEmptyString($0, $1) }
+        let audiences = r.required(fields["audiences"], in: path, key: "audiences") { r.stringList($0, $1) }
+        if let audiences, audiences.isEmpty {
+            r.error(path + ".audiences", "at least one audience")
+            ok = false
+        }
+        var config = JWTConfig(issuer: issuer ?? "", audiences: audiences ?? [])
+        if let (n, p) = fields["algorithms"], let list = r.stringList(n, p) {
+            for (i, alg) in list.enumerated() where !JWTConfig.supportedAlgorithms.contains(alg) {
+                r.error("\(p)[\(i)]", alg.lowercased() == "none" ? "unsigned tokens (none) are never accepted"
+                    : "\"\(alg)\" is not one of \(JWTConfig.supportedAlgorithms.sorted().joined(separator: ", "))")
+                ok = false
+            }
+            if list.isEmpty {
+                r.error(p, "at least one algorithm")
+                ok = false
+            }
+            config.algorithms = Set(list)
+        }
+        if let (n, p) = fields["jwks_file"], let file = r.nonEmptyString(n, p) {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+                if let problem = Self.jwksProblem(text) {
+                    r.error(p, "\(file): \(problem)")
+                    ok = false
+                }
+                config.jwks = text
+            } else {
+                r.error(p, "cannot read \(file)")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["hmac_keys"], let items = r.sequence(n, p) {
+            for (item, itemPath) in items {
+                guard let entry = r.mapping(item, itemPath, allowed: ["kid", "secret"]),
+                    let kid = r.required(entry["kid"], in: itemPath, key: "kid", { r.nonEmptyString($0, $1) })
+                else {
+                    ok = false
+                    continue
+                }
+                let secretNode = entry["secret"]
+                if let (sn, _) = secretNode, case .scalar = sn {
+                    r.error(itemPath + ".secret", "secrets are not accepted inline: use { env: VARIABLE } or { file: PATH }")
+                    ok = false
+                    continue
+                }
+                guard let (sn, sp) = secretNode, let source = r.mapping(sn, sp, allowed: ["env", "file"]), source.count == 1 else {
+                    r.error(itemPath + ".secret", "required: { env: VARIABLE } or { file: PATH }")
+                    ok = false
+                    continue
+                }
+                let secretSource: SecretSource =
+                    if let (en, ep) = source["env"], let name = r.nonEmptyString(en, ep) { .environment(name) } else {
+                        .file(source["file"].flatMap { r.nonEmptyString($0.0, $0.1) } ?? "")
+                    }
+                do {
+                    let secret = try secretSource.read(what: "HMAC secret", environment: r.environment)
+                    let needed = config.algorithms.contains("HS512") ? 64 : config.algorithms.contains("HS384") ? 48 : 32
+                    if secret.utf8.count < needed {
+                        r.error(itemPath + ".secret", "an HMAC secret has at least as many bytes as its largest hash (\(needed))")
+                        ok = false
+                    }
+                    config.hmacKeys[kid] = Array(secret.utf8)
+                } catch {
+                    r.error(itemPath + ".secret", "\(error)")
+                    ok = false
+                }
+            }
+        }
+        if config.jwks == nil, config.hmacKeys.isEmpty, ok {
+            r.error(path, "no keys: set jwks_file or hmac_keys")
+            ok = false
+        }
+        let needsHMAC = config.algorithms.contains { $0.hasPrefix("HS") }
+        if needsHMAC != !config.hmacKeys.isEmpty, ok {
+            r.error(path + ".algorithms", needsHMAC ? "HS algorithms need hmac_keys" : "hmac_keys need an HS algorithm in algorithms")
+            ok = false
+        }
+        if let (n, p) = fields["clock_skew"] {
+            if let v = r.duration(n, p), v <= .seconds(300) { config.clockSkew = v } else {
+                if r.duration(n, p) != nil { r.error(p, "at most 5m") }
+                ok = false
+            }
+        }
+        if let (n, p) = fields["client_claim"], let claim = r.nonEmptyString(n, p) { config.clientClaim = claim }
+        if let (n, p) = fields["claims_to_headers"] {
+            for entry in r.freeMapping(n, p) {
+                if let header = r.nonEmptyString(entry.value, entry.path) { config.claimsToHeaders[entry.key] = header } else { ok = false }
+            }
+        }
+        guard ok, issuer != nil, audiences != nil else { return nil }
+        return config
+    }
+
+    /// Why a JWKS document cannot serve (checked again, with the keys imported, at start).
+    static func jwksProblem(_ text: String) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let keys = object["keys"] as? [[String: Any]]
+        else { return "not a JWKS document ({\"keys\": [...]})" }
+        if keys.isEmpty { return "no keys" }
+        for (index, key) in keys.enumerated() {
+            guard let kid = key["kid"] as? String, !kid.isEmpty else { return "key \(index) has no kid" }
+            guard ["RSA", "EC", "OKP"].contains(key["kty"] as? String ?? "") else { return "key \(kid): kty must be RSA, EC or OKP" }
+            if key["d"] != nil { return "key \(kid) is a private key; give Sluice the public key only" }
+        }
+        return nil
     }
 
     private static func readAuthz(_ node: Node, _ path: String, _ r: ConfigReader) -> AuthzConfig? {

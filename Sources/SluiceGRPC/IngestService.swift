@@ -50,7 +50,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
         let route = try self.route(method: "Publish", metadata: request.metadata)
-        try Self.admit(route, method: "Publish", metadata: request.metadata, context: context)
+        try await Self.admit(route, method: "Publish", metadata: request.metadata, context: context)
         let message = request.message
         let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
         try Self.callLevelError(results)
@@ -66,7 +66,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         context: ServerContext
     ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
         let route = try self.route(method: "PublishStream", metadata: request.metadata)
-        try Self.admit(route, method: "PublishStream", metadata: request.metadata, context: context)
+        try await Self.admit(route, method: "PublishStream", metadata: request.metadata, context: context)
         return StreamingServerResponse { response in
             try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
             return [:]
@@ -167,12 +167,12 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     /// Runs the route's policies on the call (metadata as headers, the peer's address); a refusal
     /// is the call's status: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
-    static func admit(_ route: GRPCIngestRoute, method: String, metadata: Metadata, context: ServerContext) throws(RPCError) {
+    static func admit(_ route: GRPCIngestRoute, method: String, metadata: Metadata, context: ServerContext) async throws(RPCError) {
         guard !route.policies.isEmpty else { return }
         let request = PolicyRequest(
             method: "POST", path: "/\(Self.serviceName)/\(method)", sourceIP: Self.peerIP(context.remotePeer)
         ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
-        guard case .failure(let rejection) = route.policies.evaluate(request) else { return }
+        guard case .failure(let rejection) = await route.policies.evaluate(request) else { return }
         let code: RPCError.Code
         switch rejection.status {
         case 401: code = .unauthenticated

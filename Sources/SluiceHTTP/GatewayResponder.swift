@@ -37,6 +37,7 @@ public struct GatewayResponder: HTTPResponder {
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        var request = request
         let headers = request.head.headers
         let routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
         switch self.router.route(routeRequest) {
@@ -45,10 +46,14 @@ public struct GatewayResponder: HTTPResponder {
                 let policyRequest = PolicyRequest(
                     method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP
                 ) { headers.first(name: $0) }
-                if case .failure(let rejection) = target.policies.evaluate(policyRequest) {
+                switch await target.policies.evaluate(policyRequest) {
+                case .failure(let rejection):
                     var extra = HTTPHeaders()
                     for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
                     return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
+                case .success(let identity):
+                    // Headers set from verified claims replace whatever the client sent under those names.
+                    for (name, value) in identity.headers { request.head.headers.replaceOrAdd(name: name, value: value) }
                 }
             }
             switch target.action {

@@ -38,10 +38,17 @@ public struct PolicyIdentity: Sendable, Equatable {
     /// The client identity (an API key's client, later a JWT subject or a certificate's subject).
     public var client: String?
     public var claims: [String: String]
+    /// Request headers to add before the handler runs (a JWT policy's `claims_to_headers`).
+    public var headers: [(String, String)]
 
-    public init(client: String? = nil, claims: [String: String] = [:]) {
+    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String)] = []) {
         self.client = client
         self.claims = claims
+        self.headers = headers
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.client == b.client && a.claims == b.claims && a.headers.elementsEqual(b.headers) { $0 == $1 }
     }
 }
 
@@ -78,10 +85,10 @@ public struct PolicyChain: Sendable {
     }
 
     /// The identity established, or the rejection.
-    public func evaluate(_ request: PolicyRequest) -> Result<PolicyIdentity, PolicyRejection> {
+    public func evaluate(_ request: PolicyRequest) async -> Result<PolicyIdentity, PolicyRejection> {
         var identity = PolicyIdentity()
         for policy in self.policies {
-            if let rejection = policy.evaluate(request, identity: &identity) { return .failure(rejection) }
+            if let rejection = await policy.evaluate(request, identity: &identity) { return .failure(rejection) }
         }
         return .success(identity)
     }
@@ -92,12 +99,42 @@ public struct PolicyChain: Sendable {
 public final class PolicyRegistry: Sendable {
     private let byName: [String: any Policy]
 
-    /// - Parameter now: the clock rate limits run on (tests pass a hand-moved one).
-    public init(_ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow) {
+    /// Builds the running policies; JWT key sets are imported here (an unusable key is an error).
+    /// - Parameters:
+    ///   - now: the clock rate limits run on (tests pass a hand-moved one).
+    ///   - wallClock: the time tokens' `exp` and `nbf` are judged by.
+    public static func build(
+        _ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow,
+        wallClock: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> PolicyRegistry {
+        var keySets: [String: JWTKeySet] = [:]
+        for config in configs {
+            guard case .jwt(let jwt) = config.kind else { continue }
+            do {
+                keySets[config.name] = try await JWTKeySet.make(jwt)
+            } catch {
+                throw JWTKeyError(description: "policies: \(config.name): \(error)")
+            }
+        }
+        return PolicyRegistry(configs, jwtKeys: keySets, now: now, wallClock: wallClock)
+    }
+
+    /// For policies without JWT (or with their key sets already built by `build`).
+    public convenience init(_ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow) {
+        self.init(configs, jwtKeys: [:], now: now, wallClock: { Date() })
+    }
+
+    init(
+        _ configs: [PolicyConfig], jwtKeys: [String: JWTKeySet], now: @escaping @Sendable () -> Duration,
+        wallClock: @escaping @Sendable () -> Date
+    ) {
         var byName: [String: any Policy] = [:]
         for config in configs {
             switch config.kind {
             case .apiKey(let apiKey): byName[config.name] = APIKeyPolicy(config: apiKey)
+            case .jwt(let jwt):
+                guard let keys = jwtKeys[config.name] else { preconditionFailure("JWT policy \(config.name) without keys: use build") }
+                byName[config.name] = JWTPolicy(config: jwt, keys: keys, now: wallClock)
             case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
             case .rateLimit(let limit): byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
             }
@@ -119,7 +156,7 @@ public final class PolicyRegistry: Sendable {
 protocol Policy: Sendable {
     var stage: PolicyStage { get }
     /// nil to go on (possibly having added to `identity`), or the answer.
-    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection?
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection?
 }
 
 struct APIKeyPolicy: Policy {

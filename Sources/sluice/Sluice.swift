@@ -90,7 +90,13 @@ struct Run: AsyncParsableCommand {
             }
         }
 
-        let policies = PolicyRegistry(configuration.policies)
+        let policies: PolicyRegistry
+        do {
+            policies = try await PolicyRegistry.build(configuration.policies)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
         let responder = GatewayResponder(config: configuration, sinks: sinks, policies: policies, logger: logger)
         let listeners = configuration.listeners.map { listener in
             HTTPServer(

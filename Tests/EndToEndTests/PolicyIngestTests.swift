@@ -29,6 +29,13 @@ import Testing
               rules:
                 - deny: { clients: [tenant-c] }
                 - allow: { authenticated: true, methods: [POST] }
+          - name: tokens
+            jwt:
+              issuer: https://issuer.example
+              audiences: [sluice]
+              algorithms: [HS256]
+              hmac_keys: [{ kid: hs-1, secret: { env: JWT_SECRET } }]
+              claims_to_headers: { tenant: X-Tenant }
           - name: per-client
             rate_limit:
               key: client
@@ -46,6 +53,10 @@ import Testing
             match: { path: /guarded }
             policies: [per-client, tenants-only, keys]
             ingest: { sink: archive, topic: guarded }
+          - name: claims
+            match: { path: /claims }
+            policies: [tokens]
+            ingest: { sink: archive, topic: claims, headers_to_kafka: [X-Tenant] }
           - name: grpc
             match: { grpc_service: sluice.v1.Ingest }
             policies: [keys, per-client]
@@ -59,7 +70,7 @@ import Testing
     }
 
     @Test func httpRoutesRunTheirPoliciesInStageOrder() async throws {
-        let sluice = try await SluiceProcess(config: Self.config)
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
         #expect(try self.post(sluice, "/open", key: nil).status == 200, "a route without policies is open")
 
         let missing = try self.post(sluice, "/guarded", key: nil)
@@ -85,8 +96,47 @@ import Testing
         #expect(try await sluice.terminate() == 0)
     }
 
+    static let jwtSecret = "an-hmac-secret-of-at-least-32-bytes-\(UUID().uuidString.prefix(8))"
+
+    static func jwt(_ claims: [String: Any], secret: String = jwtSecret) -> String {
+        func b64(_ data: Data) -> String {
+            data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        let header = try! JSONSerialization.data(withJSONObject: ["alg": "HS256", "kid": "hs-1", "typ": "JWT"])
+        let payload = try! JSONSerialization.data(withJSONObject: claims)
+        let input = b64(header) + "." + b64(payload)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return input + "." + b64(Data(mac))
+    }
+
+    @Test func verifiedClaimsBecomeRecordHeadersAndOverrideTheClients() async throws {
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
+        let now = Date().timeIntervalSince1970
+        let claims: [String: Any] = ["iss": "https://issuer.example", "aud": "sluice", "sub": "u1", "tenant": "acme", "exp": now + 300]
+        func post(_ token: String) throws -> CurlResponse {
+            try curl([
+                "-X", "POST", "-H", "content-type: application/json", "-H", "Authorization: Bearer \(token)", "-H", "X-Tenant: evil",
+                "-d", #"{"n":1}"#, "\(sluice.baseURL)/claims",
+            ])
+        }
+        #expect(try post(Self.jwt(claims)).status == 200)
+        var expired = claims
+        expired["exp"] = now - 3600
+        #expect(try post(Self.jwt(expired)).status == 401)
+        #expect(try post(Self.jwt(claims, secret: Self.jwtSecret + "x")).status == 401)
+        #expect(try await sluice.terminate() == 0)
+        let directory = sluice.workDirectory.appendingPathComponent("events")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let text = try files.map { try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }.joined()
+        let lines = text.split(separator: "\n").filter { $0.contains("\"claims\"") }
+        #expect(lines.count == 1, "\(text)")
+        #expect(lines.first?.contains(#""X-Tenant":"acme""#) == true, "the verified claim, not the client's header: \(lines)")
+        #expect(!text.contains("evil"))
+    }
+
     @Test func grpcCallsRunTheSamePolicies() async throws {
-        let sluice = try await SluiceProcess(config: Self.config)
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
         func publish(_ key: String?) async throws -> RPCError.Code? {
             try await withGRPCClient(
                 transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)

@@ -32,41 +32,42 @@ func sha256(_ text: String) -> String {
         return PolicyRegistry([PolicyConfig(name: "rl", kind: .rateLimit(config))], now: { clock.now }).chain(["rl"])
     }
 
-    func allowed(_ chain: PolicyChain, _ client: String?, times: Int) -> Int {
-        (0..<times).count { _ in
-            if case .success = chain.evaluate(request(headers: client.map { ["X-Client": $0] } ?? [:])) { return true }
-            return false
+    func allowed(_ chain: PolicyChain, _ client: String?, times: Int) async -> Int {
+        var count = 0
+        for _ in 0..<times {
+            if case .success = await chain.evaluate(request(headers: client.map { ["X-Client": $0] } ?? [:])) { count += 1 }
         }
+        return count
     }
 
-    @Test func aBucketAllowsItsBurstThenItsRate() {
+    @Test func aBucketAllowsItsBurstThenItsRate() async {
         let clock = HandClock()
         let chain = self.policy(clock)
-        #expect(self.allowed(chain, "a", times: 5) == 3, "burst 3")
+        #expect(await self.allowed(chain, "a", times: 5) == 3, "burst 3")
         clock.advance(.milliseconds(999))
-        #expect(self.allowed(chain, "a", times: 1) == 0, "not a whole token yet")
+        #expect(await self.allowed(chain, "a", times: 1) == 0, "not a whole token yet")
         clock.advance(.milliseconds(1))
-        #expect(self.allowed(chain, "a", times: 2) == 1, "one token per second")
+        #expect(await self.allowed(chain, "a", times: 2) == 1, "one token per second")
         clock.advance(.seconds(60))
-        #expect(self.allowed(chain, "a", times: 10) == 3, "refilled to the burst, no more")
+        #expect(await self.allowed(chain, "a", times: 10) == 3, "refilled to the burst, no more")
     }
 
-    @Test func keysHaveTheirOwnBucketsAndOverridesReplaceTheDefault() {
+    @Test func keysHaveTheirOwnBucketsAndOverridesReplaceTheDefault() async {
         let clock = HandClock()
         let chain = self.policy(clock, overrides: ["big": .init(perSecond: 10, burst: 10, text: "10/s"), "small": .init(perSecond: 1, burst: 1, text: "1/s")])
-        #expect(self.allowed(chain, "a", times: 5) == 3)
-        #expect(self.allowed(chain, "b", times: 5) == 3)
-        #expect(self.allowed(chain, "big", times: 20) == 10, "the override's own limit, not also the default")
-        #expect(self.allowed(chain, "small", times: 5) == 1, "a smaller override too")
-        #expect(self.allowed(chain, nil, times: 5) == 3, "requests without the key share one bucket")
-        #expect(self.allowed(chain, nil, times: 1) == 0)
+        #expect(await self.allowed(chain, "a", times: 5) == 3)
+        #expect(await self.allowed(chain, "b", times: 5) == 3)
+        #expect(await self.allowed(chain, "big", times: 20) == 10, "the override's own limit, not also the default")
+        #expect(await self.allowed(chain, "small", times: 5) == 1, "a smaller override too")
+        #expect(await self.allowed(chain, nil, times: 5) == 3, "requests without the key share one bucket")
+        #expect(await self.allowed(chain, nil, times: 1) == 0)
     }
 
-    @Test func theAnswerSaysWhenToComeBack() {
+    @Test func theAnswerSaysWhenToComeBack() async {
         let clock = HandClock()
         let chain = self.policy(clock, burst: 2, perSecond: 0.5)
-        _ = self.allowed(chain, "a", times: 2)
-        guard case .failure(let rejection) = chain.evaluate(request(headers: ["X-Client": "a"])) else {
+        _ = await self.allowed(chain, "a", times: 2)
+        guard case .failure(let rejection) = await chain.evaluate(request(headers: ["X-Client": "a"])) else {
             Issue.record("not limited")
             return
         }
@@ -77,10 +78,10 @@ func sha256(_ text: String) -> String {
         #expect(rejection.headers["ratelimit-policy"] == "2;w=4")
     }
 
-    @Test func bucketsAreBoundedByMaxKeys() {
+    @Test func bucketsAreBoundedByMaxKeys() async {
         let clock = HandClock()
         let chain = self.policy(clock, maxKeys: 10)
-        for i in 0..<1000 { _ = self.allowed(chain, "k\(i)", times: 1) }
+        for i in 0..<1000 { _ = await self.allowed(chain, "k\(i)", times: 1) }
         guard let limiter = chain.policies.first as? RateLimitPolicy else {
             Issue.record("no rate limit policy")
             return
@@ -93,17 +94,17 @@ func sha256(_ text: String) -> String {
     let keys = PolicyConfig(
         name: "keys", kind: .apiKey(APIKeyConfig(source: .header("X-Api-Key"), keys: [sha256("secret-a"): "tenant-a", sha256("secret-b"): "tenant-b"])))
 
-    @Test func anAPIKeyIdentifiesItsClient() throws {
+    @Test func anAPIKeyIdentifiesItsClient() async throws {
         let chain = PolicyRegistry([self.keys]).chain(["keys"])
-        #expect(try chain.evaluate(request(headers: ["x-api-key": "secret-a"])).get().client == "tenant-a")
-        #expect(chain.evaluate(request(headers: ["X-Api-Key": "secret-c"])) == .failure(.unauthenticated))
-        #expect(chain.evaluate(request()) == .failure(.unauthenticated), "missing and wrong say the same")
+        #expect(try await chain.evaluate(request(headers: ["x-api-key": "secret-a"])).get().client == "tenant-a")
+        #expect(await chain.evaluate(request(headers: ["X-Api-Key": "secret-c"])) == .failure(.unauthenticated))
+        #expect(await chain.evaluate(request()) == .failure(.unauthenticated), "missing and wrong say the same")
         let query = PolicyRegistry([PolicyConfig(name: "q", kind: .apiKey(APIKeyConfig(source: .query("key"), keys: [sha256("a b"): "spaced"])))])
             .chain(["q"])
-        #expect(try query.evaluate(request(query: "x=1&key=a%20b")).get().client == "spaced")
+        #expect(try await query.evaluate(request(query: "x=1&key=a%20b")).get().client == "spaced")
     }
 
-    @Test func authzRulesDecideInOrder() throws {
+    @Test func authzRulesDecideInOrder() async throws {
         let authz = PolicyConfig(
             name: "authz",
             kind: .authz(
@@ -114,18 +115,18 @@ func sha256(_ text: String) -> String {
                 ])))
         // Listed after authz, authentication still runs first.
         let chain = PolicyRegistry([self.keys, authz]).chain(["authz", "keys"])
-        func status(_ r: PolicyRequest) -> Int {
-            switch chain.evaluate(r) {
+        func status(_ r: PolicyRequest) async -> Int {
+            switch await chain.evaluate(r) {
             case .success: return 200
             case .failure(let rejection): return rejection.status
             }
         }
-        #expect(status(request(headers: ["X-Api-Key": "secret-a"])) == 200)
-        #expect(status(request(method: "GET", headers: ["X-Api-Key": "secret-a"])) == 403)
-        #expect(status(request(ip: "10.9.4.4", headers: ["X-Api-Key": "secret-a"])) == 403, "the deny rule comes first")
-        #expect(status(request(headers: ["X-Api-Key": "secret-b"])) == 403, "no rule allows b on /v1/events: default deny")
-        #expect(status(request(path: "/v1/b/x", headers: ["X-Api-Key": "secret-b"])) == 200)
-        #expect(status(request()) == 401, "authentication answers before authorization")
+        #expect(await status(request(headers: ["X-Api-Key": "secret-a"])) == 200)
+        #expect(await status(request(method: "GET", headers: ["X-Api-Key": "secret-a"])) == 403)
+        #expect(await status(request(ip: "10.9.4.4", headers: ["X-Api-Key": "secret-a"])) == 403, "the deny rule comes first")
+        #expect(await status(request(headers: ["X-Api-Key": "secret-b"])) == 403, "no rule allows b on /v1/events: default deny")
+        #expect(await status(request(path: "/v1/b/x", headers: ["X-Api-Key": "secret-b"])) == 200)
+        #expect(await status(request()) == 401, "authentication answers before authorization")
     }
 
     @Test func cidrsMatchIPv4AndIPv6() throws {

@@ -1,0 +1,240 @@
+import Foundation
+import JWTKit
+
+/// `jwt`: a bearer token (`Authorization: Bearer …`) verified against configured keys.
+public struct JWTConfig: Sendable {
+    public var issuer: String
+    public var audiences: [String]
+    /// Accepted `alg` values; `none` is never accepted.
+    public var algorithms: Set<String>
+    /// RSA / EC / OKP public keys (a JWKS document), each with a `kid`.
+    public var jwks: String?
+    /// HMAC secrets by key id, for HS256/384/512.
+    public var hmacKeys: [String: [UInt8]]
+    /// Tolerance for `exp` and `nbf`.
+    public var clockSkew: Duration
+    /// The claim that names the client (default `sub`).
+    public var clientClaim: String
+    /// Claims copied into request headers (claim -> header), for `headers_to_kafka`.
+    public var claimsToHeaders: [String: String]
+
+    public static let supportedAlgorithms: Set<String> = [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512",
+    ]
+
+    public init(
+        issuer: String, audiences: [String], algorithms: Set<String> = ["RS256", "ES256"], jwks: String? = nil,
+        hmacKeys: [String: [UInt8]] = [:], clockSkew: Duration = .seconds(30), clientClaim: String = "sub",
+        claimsToHeaders: [String: String] = [:]
+    ) {
+        self.issuer = issuer
+        self.audiences = audiences
+        self.algorithms = algorithms
+        self.jwks = jwks
+        self.hmacKeys = hmacKeys
+        self.clockSkew = clockSkew
+        self.clientClaim = clientClaim
+        self.claimsToHeaders = claimsToHeaders
+    }
+}
+
+/// One verification key: its own collection (so an unknown `kid` never falls back to another
+/// key) and the algorithm family it may verify.
+struct JWTVerificationKey: Sendable {
+    enum Family: Sendable { case rsa, ec, okp, hmac }
+    var family: Family
+    /// The JWK's own `alg`, when it names one.
+    var algorithm: String?
+    /// The key, by the algorithm it verifies ("*": any the family allows, for RSA/EC/OKP keys).
+    var collections: [String: JWTKeyCollection]
+
+    func collection(for alg: String) -> JWTKeyCollection? {
+        self.collections[alg] ?? self.collections["*"]
+    }
+
+    func accepts(_ alg: String) -> Bool {
+        if let algorithm, algorithm != alg { return false }
+        switch self.family {
+        case .rsa: return alg.hasPrefix("RS") || alg.hasPrefix("PS")
+        case .ec: return alg.hasPrefix("ES")
+        case .okp: return alg == "EdDSA"
+        case .hmac: return alg.hasPrefix("HS")
+        }
+    }
+}
+
+public struct JWTKeyError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// The keys of a `jwt` policy, by key id.
+struct JWTKeySet: Sendable {
+    var keys: [String: JWTVerificationKey]
+
+    /// Builds the key set; throws on an unusable JWKS (config validation reports it).
+    static func make(_ config: JWTConfig) async throws -> JWTKeySet {
+        var keys: [String: JWTVerificationKey] = [:]
+        if let text = config.jwks {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                let list = object["keys"] as? [[String: Any]]
+            else { throw JWTKeyError(description: "not a JWKS document ({\"keys\": [...]})") }
+            for (index, entry) in list.enumerated() {
+                guard let kid = entry["kid"] as? String, !kid.isEmpty else {
+                    throw JWTKeyError(description: "key \(index) has no kid")
+                }
+                let family: JWTVerificationKey.Family
+                switch entry["kty"] as? String {
+                case "RSA": family = .rsa
+                case "EC": family = .ec
+                case "OKP": family = .okp
+                default: throw JWTKeyError(description: "key \(kid): kty must be RSA, EC or OKP (HMAC secrets go in hmac_keys)")
+                }
+                if entry["d"] != nil { throw JWTKeyError(description: "key \(kid) is a private key; give Sluice the public key only") }
+                let data = try JSONSerialization.data(withJSONObject: ["keys": [entry]])
+                let collection = JWTKeyCollection()
+                do {
+                    try await collection.add(jwksJSON: String(decoding: data, as: UTF8.self))
+                } catch {
+                    throw JWTKeyError(description: "key \(kid): \(error)")
+                }
+                if keys[kid] != nil { throw JWTKeyError(description: "kid \(kid) is used twice") }
+                keys[kid] = JWTVerificationKey(family: family, algorithm: entry["alg"] as? String, collections: ["*": collection])
+            }
+        }
+        for (kid, secret) in config.hmacKeys {
+            if keys[kid] != nil { throw JWTKeyError(description: "kid \(kid) is used twice") }
+            guard secret.count >= 32 else { throw JWTKeyError(description: "the HMAC secret of \(kid) is shorter than 32 bytes") }
+            // One collection per digest: the header's alg picks it.
+            var collections: [String: JWTKeyCollection] = [:]
+            // RFC 7518 3.2: a key at least as long as the hash; shorter keys serve only the smaller sizes.
+            for (alg, digest, bytes) in [("HS256", DigestAlgorithm.sha256, 32), ("HS384", .sha384, 48), ("HS512", .sha512, 64)]
+            where secret.count >= bytes {
+                let collection = JWTKeyCollection()
+                await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: digest)
+                collections[alg] = collection
+            }
+            keys[kid] = JWTVerificationKey(family: .hmac, algorithm: nil, collections: collections)
+        }
+        return JWTKeySet(keys: keys)
+    }
+}
+
+/// The claims of a verified token: the registered ones Sluice checks, and every top-level string,
+/// number or boolean claim (for `authz`, rate-limit keys and `claims_to_headers`).
+struct SluiceJWTClaims: JWTPayload {
+    var issuer: String?
+    var audiences: [String]
+    var expiration: Double?
+    var notBefore: Double?
+    var values: [String: String]
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        var values: [String: String] = [:]
+        var audiences: [String] = []
+        var expiration: Double?
+        var notBefore: Double?
+        var issuer: String?
+        for key in container.allKeys {
+            switch key.stringValue {
+            case "aud":
+                if let one = try? container.decode(String.self, forKey: key) {
+                    audiences = [one]
+                } else if let many = try? container.decode([String].self, forKey: key) {
+                    audiences = many
+                }
+            case "exp": expiration = try? container.decode(Double.self, forKey: key)
+            case "nbf": notBefore = try? container.decode(Double.self, forKey: key)
+            case "iss": issuer = try? container.decode(String.self, forKey: key)
+            default: break
+            }
+            if let text = try? container.decode(String.self, forKey: key) {
+                values[key.stringValue] = text
+            } else if let flag = try? container.decode(Bool.self, forKey: key) {
+                values[key.stringValue] = flag ? "true" : "false"
+            } else if let number = try? container.decode(Int64.self, forKey: key) {
+                values[key.stringValue] = String(number)
+            }
+        }
+        self.issuer = issuer
+        self.audiences = audiences
+        self.expiration = expiration
+        self.notBefore = notBefore
+        self.values = values
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for (key, value) in self.values { try container.encode(value, forKey: Key(stringValue: key)) }
+    }
+
+    /// Signature checked by jwt-kit; times, issuer and audience by the policy (its clock, its skew).
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+struct JWTPolicy: Policy {
+    let config: JWTConfig
+    let keys: JWTKeySet
+    let now: @Sendable () -> Date
+    var stage: PolicyStage { .authentication }
+
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
+        guard let authorization = request.header("authorization"), authorization.count > 7,
+            authorization.prefix(7).lowercased() == "bearer "
+        else { return .unauthenticated }
+        let token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        guard let claims = await self.verify(token) else { return .unauthenticated }
+        identity.client = claims.values[self.config.clientClaim] ?? identity.client
+        identity.claims.merge(claims.values) { _, new in new }
+        for (claim, header) in self.config.claimsToHeaders.sorted(by: { $0.key < $1.key }) {
+            if let value = claims.values[claim] { identity.headers.append((header, value)) }
+        }
+        return nil
+    }
+
+    /// The token's claims if it is signed by a configured key with an allowed algorithm, issued by
+    /// the issuer for one of the audiences, and current; nil otherwise (the reason is not told).
+    func verify(_ token: String) async -> SluiceJWTClaims? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = Self.base64URL(parts[0]),
+            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any],
+            let alg = header["alg"] as? String, alg != "none", self.config.algorithms.contains(alg)
+        else { return nil }
+        let key: JWTVerificationKey
+        if let kid = header["kid"] as? String {
+            guard let known = self.keys.keys[kid] else { return nil }
+            key = known
+        } else if self.keys.keys.count == 1, let only = self.keys.keys.values.first {
+            key = only
+        } else {
+            return nil
+        }
+        guard key.accepts(alg), let collection = key.collection(for: alg) else { return nil }
+        let claims: SluiceJWTClaims
+        do {
+            claims = try await collection.verify(token, as: SluiceJWTClaims.self)
+        } catch {
+            return nil
+        }
+        let now = self.now().timeIntervalSince1970
+        let skew = Double(self.config.clockSkew.components.seconds)
+        guard let exp = claims.expiration, now < exp + skew else { return nil }
+        if let nbf = claims.notBefore, now + skew < nbf { return nil }
+        guard claims.issuer == self.config.issuer else { return nil }
+        guard claims.audiences.contains(where: self.config.audiences.contains) else { return nil }
+        return claims
+    }
+
+    static func base64URL(_ text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
+    }
+}
