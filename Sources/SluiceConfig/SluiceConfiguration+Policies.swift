@@ -6,7 +6,7 @@ import Yams
 extension SluiceConfiguration {
     /// One entry of `policies:`: a name and exactly one kind.
     static func readPolicy(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, policy: PolicyConfig?) {
-        let kinds = ["api_key", "jwt", "authz", "rate_limit"]
+        let kinds = ["api_key", "jwt", "basic_auth", "authz", "rate_limit"]
         guard let fields = r.mapping(node, path, allowed: ["name"] + kinds) else { return (nil, nil) }
         let name = readName(fields, path, r)
         let present = kinds.filter { fields[$0] != nil }
@@ -17,6 +17,7 @@ extension SluiceConfiguration {
         var kind: PolicyConfig.Kind?
         if let (n, p) = fields["api_key"] { kind = readAPIKey(n, p, r).map { .apiKey($0) } }
         if let (n, p) = fields["jwt"] { kind = readJWT(n, p, r).map { .jwt($0) } }
+        if let (n, p) = fields["basic_auth"] { kind = readBasicAuth(n, p, r).map { .basicAuth($0) } }
         if let (n, p) = fields["authz"] { kind = readAuthz(n, p, r).map { .authz($0) } }
         if let (n, p) = fields["rate_limit"] { kind = readRateLimit(n, p, r).map { .rateLimit($0) } }
         guard let name, let kind else { return (name, nil) }
@@ -200,6 +201,53 @@ extension SluiceConfiguration {
             if key["d"] != nil { return "key \(kid) is a private key; give Sluice the public key only" }
         }
         return nil
+    }
+
+    private static func readBasicAuth(_ node: Node, _ path: String, _ r: ConfigReader) -> BasicAuthConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["htpasswd_file", "realm"]) else { return nil }
+        guard let file = r.required(fields["htpasswd_file"], in: path, key: "htpasswd_file", { r.nonEmptyString($0, $1) }) else {
+            return nil
+        }
+        let place = path + ".htpasswd_file"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            r.error(place, "cannot read \(file)")
+            return nil
+        }
+        var ok = true
+        var users: [String: String] = [:]
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let entry = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if entry.isEmpty || entry.hasPrefix("#") { continue }
+            guard let colon = entry.firstIndex(of: ":"), colon != entry.startIndex else {
+                r.error(place, "\(file) line \(number + 1): expected USER:HASH")
+                ok = false
+                continue
+            }
+            let user = String(entry[..<colon])
+            let hash = String(entry[entry.index(after: colon)...])
+            if let problem = BasicAuthConfig.hashProblem(hash) {
+                r.error(place, "\(file) line \(number + 1) (\(user)): \(problem)")
+                ok = false
+            }
+            if users[user] != nil {
+                r.error(place, "\(file) line \(number + 1): user \(user) is listed twice")
+                ok = false
+            }
+            users[user] = hash
+        }
+        if users.isEmpty, ok {
+            r.error(place, "\(file) has no users")
+            ok = false
+        }
+        var config = BasicAuthConfig(users: users)
+        if let (n, p) = fields["realm"], let realm = r.nonEmptyString(n, p) {
+            if realm.contains("\"") {
+                r.error(p, "a realm cannot contain a double quote")
+                ok = false
+            }
+            config.realm = realm
+        }
+        return ok ? config : nil
     }
 
     private static func readAuthz(_ node: Node, _ path: String, _ r: ConfigReader) -> AuthzConfig? {

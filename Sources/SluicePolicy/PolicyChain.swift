@@ -135,6 +135,7 @@ public final class PolicyRegistry: Sendable {
             case .jwt(let jwt):
                 guard let keys = jwtKeys[config.name] else { preconditionFailure("JWT policy \(config.name) without keys: use build") }
                 byName[config.name] = JWTPolicy(config: jwt, keys: keys, now: wallClock)
+            case .basicAuth(let basic): byName[config.name] = BasicAuthPolicy(config: basic)
             case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
             case .rateLimit(let limit): byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
             }

@@ -11,6 +11,7 @@ public struct PolicyConfig: Sendable {
     public enum Kind: Sendable {
         case apiKey(APIKeyConfig)
         case jwt(JWTConfig)
+        case basicAuth(BasicAuthConfig)
         case authz(AuthzConfig)
         case rateLimit(RateLimitConfig)
     }
@@ -18,7 +19,7 @@ public struct PolicyConfig: Sendable {
     /// The stage the policy runs in; a route's policies run by stage, whatever their listed order.
     public var stage: PolicyStage {
         switch self.kind {
-        case .apiKey, .jwt: return .authentication
+        case .apiKey, .jwt, .basicAuth: return .authentication
         case .authz: return .authorization
         case .rateLimit: return .rateLimit
         }

@@ -12,6 +12,14 @@ import Testing
         SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// htpasswd with one `htpasswd -s` entry ("password") and one bcrypt entry ("U*U").
+    static let htpasswd: String = {
+        let path = NSTemporaryDirectory() + "sluice-htpasswd-\(UUID().uuidString)"
+        try! "# test users\nlegacy:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nvector:$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }()
+
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }
@@ -36,6 +44,8 @@ import Testing
               algorithms: [HS256]
               hmac_keys: [{ kid: hs-1, secret: { env: JWT_SECRET } }]
               claims_to_headers: { tenant: X-Tenant }
+          - name: users
+            basic_auth: { htpasswd_file: "\(htpasswd)", realm: events }
           - name: per-client
             rate_limit:
               key: client
@@ -53,6 +63,10 @@ import Testing
             match: { path: /guarded }
             policies: [per-client, tenants-only, keys]
             ingest: { sink: archive, topic: guarded }
+          - name: basic
+            match: { path: /basic }
+            policies: [users]
+            ingest: { sink: archive, topic: basic }
           - name: claims
             match: { path: /claims }
             policies: [tokens]
@@ -108,6 +122,22 @@ import Testing
         let input = b64(header) + "." + b64(payload)
         let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
         return input + "." + b64(Data(mac))
+    }
+
+    @Test func basicAuthChecksHtpasswdEntries() async throws {
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
+        func post(_ credentials: String?) throws -> CurlResponse {
+            var arguments = ["-X", "POST", "-H", "content-type: application/json", "-d", #"{"n":1}"#, "\(sluice.baseURL)/basic"]
+            if let credentials { arguments += ["-u", credentials] }
+            return try curl(arguments)
+        }
+        #expect(try post("legacy:password").status == 200)
+        #expect(try post("vector:U*U").status == 200)
+        let wrong = try post("vector:U*u")
+        #expect(wrong.status == 401)
+        #expect(wrong.headers.lowercased().contains("www-authenticate: basic realm=\"events\""), "\(wrong.headers)")
+        #expect(try post(nil).status == 401)
+        #expect(try await sluice.terminate() == 0)
     }
 
     @Test func verifiedClaimsBecomeRecordHeadersAndOverrideTheClients() async throws {
