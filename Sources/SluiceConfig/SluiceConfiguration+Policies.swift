@@ -6,7 +6,7 @@ import Yams
 extension SluiceConfiguration {
     /// One entry of `policies:`: a name and exactly one kind.
     static func readPolicy(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, policy: PolicyConfig?) {
-        let kinds = ["api_key", "jwt", "basic_auth", "authz", "rate_limit"]
+        let kinds = ["api_key", "jwt", "basic_auth", "cors", "authz", "rate_limit"]
         guard let fields = r.mapping(node, path, allowed: ["name"] + kinds) else { return (nil, nil) }
         let name = readName(fields, path, r)
         let present = kinds.filter { fields[$0] != nil }
@@ -18,6 +18,7 @@ extension SluiceConfiguration {
         if let (n, p) = fields["api_key"] { kind = readAPIKey(n, p, r).map { .apiKey($0) } }
         if let (n, p) = fields["jwt"] { kind = readJWT(n, p, r).map { .jwt($0) } }
         if let (n, p) = fields["basic_auth"] { kind = readBasicAuth(n, p, r).map { .basicAuth($0) } }
+        if let (n, p) = fields["cors"] { kind = readCORS(n, p, r).map { .cors($0) } }
         if let (n, p) = fields["authz"] { kind = readAuthz(n, p, r).map { .authz($0) } }
         if let (n, p) = fields["rate_limit"] { kind = readRateLimit(n, p, r).map { .rateLimit($0) } }
         guard let name, let kind else { return (name, nil) }
@@ -246,6 +247,50 @@ extension SluiceConfiguration {
                 ok = false
             }
             config.realm = realm
+        }
+        return ok ? config : nil
+    }
+
+    private static func readCORS(_ node: Node, _ path: String, _ r: ConfigReader) -> CORSConfig? {
+        let allowed = ["allow_origins", "allow_methods", "allow_headers", "expose_headers", "max_age", "allow_credentials"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        guard let origins = r.required(fields["allow_origins"], in: path, key: "allow_origins", { r.stringList($0, $1) }) else { return nil }
+        for (i, origin) in origins.enumerated() where origin != "*" {
+            let parts = origin.split(separator: "/", omittingEmptySubsequences: false)
+            if !(origin.hasPrefix("https://") || origin.hasPrefix("http://")) || parts.count != 3 || parts[2].isEmpty {
+                r.error("\(path).allow_origins[\(i)]", "an origin is scheme://host[:port] with no path, like https://app.example")
+                ok = false
+            }
+        }
+        var config = CORSConfig(allowOrigins: Set(origins))
+        if let (n, p) = fields["allow_methods"], let list = r.stringList(n, p) {
+            for (i, method) in list.enumerated() where !httpMethods.contains(method.uppercased()) {
+                r.error("\(p)[\(i)]", "\"\(method)\" is not an HTTP method")
+                ok = false
+            }
+            config.allowMethods = Set(list.map { $0.uppercased() })
+        }
+        if let (n, p) = fields["allow_headers"], let list = r.stringList(n, p) { config.allowHeaders = Set(list.map { $0.lowercased() }) }
+        if let (n, p) = fields["expose_headers"], let list = r.stringList(n, p) { config.exposeHeaders = list }
+        if let (n, p) = fields["max_age"] {
+            if let v = r.duration(n, p), v <= .seconds(86_400) { config.maxAge = v } else {
+                if r.duration(n, p) != nil { r.error(p, "at most 24h") }
+                ok = false
+            }
+        }
+        if let (n, p) = fields["allow_credentials"] {
+            switch r.string(n, p) {
+            case "true": config.allowCredentials = true
+            case "false": config.allowCredentials = false
+            default:
+                r.error(p, "expected true or false")
+                ok = false
+            }
+        }
+        if config.allowCredentials, origins.contains("*") {
+            r.error(path + ".allow_origins", "\"*\" cannot go with allow_credentials: name the origins")
+            ok = false
         }
         return ok ? config : nil
     }

@@ -6,8 +6,8 @@ import SluicePolicy
 
 /// The data-plane responder: routes each request and runs the route's handler.
 ///
-/// Order for every request: router -> the route's policies (authentication, authorization, rate
-/// limit; the first refusal answers) -> handler -> response.
+/// Order for every request: router -> the route's policies (CORS, authentication, authorization,
+/// rate limit; the first refusal or early answer answers) -> handler -> response.
 public struct GatewayResponder: HTTPResponder {
     public struct Target: Sendable {
         var policies: PolicyChain
@@ -39,9 +39,17 @@ public struct GatewayResponder: HTTPResponder {
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
         var request = request
         let headers = request.head.headers
-        let routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
+        var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
+        // A CORS preflight is routed by the method it asks about, and answered by that route's
+        // cors policy (if it has one).
+        if request.method == "OPTIONS", let wanted = headers.first(name: "access-control-request-method") {
+            var asked = routeRequest
+            asked.method = wanted.uppercased()
+            if case .matched(let target, _) = self.router.route(asked), target.policies.answersPreflights { routeRequest = asked }
+        }
         switch self.router.route(routeRequest) {
         case .matched(let target, let parameters):
+            var responseHeaders: [String: String] = [:]
             if !target.policies.isEmpty {
                 let policyRequest = PolicyRequest(
                     method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP
@@ -50,16 +58,21 @@ public struct GatewayResponder: HTTPResponder {
                 case .failure(let rejection):
                     var extra = HTTPHeaders()
                     for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
+                    if rejection.status == 204 { return HTTPResponse(status: .noContent, headers: extra) }  // a preflight's answer
                     return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 case .success(let identity):
                     // Headers set from verified claims replace whatever the client sent under those names.
                     for (name, value) in identity.headers { request.head.headers.replaceOrAdd(name: name, value: value) }
+                    responseHeaders = identity.responseHeaders
                 }
             }
+            var response: HTTPResponse
             switch target.action {
             case .ingest(let handler):
-                return await handler.handle(request, parameters: parameters, body: &body)
+                response = await handler.handle(request, parameters: parameters, body: &body)
             }
+            for (name, value) in responseHeaders.sorted(by: { $0.key < $1.key }) { response.headers.replaceOrAdd(name: name, value: value) }
+            return response
         case .methodNotAllowed(let allowed):
             return .error(
                 .methodNotAllowed, code: "method_not_allowed",

@@ -40,15 +40,18 @@ public struct PolicyIdentity: Sendable, Equatable {
     public var claims: [String: String]
     /// Request headers to add before the handler runs (a JWT policy's `claims_to_headers`).
     public var headers: [(String, String)]
+    /// Headers to add to the response (CORS).
+    public var responseHeaders: [String: String]
 
-    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String)] = []) {
+    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String)] = [], responseHeaders: [String: String] = [:]) {
         self.client = client
         self.claims = claims
         self.headers = headers
+        self.responseHeaders = responseHeaders
     }
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.client == b.client && a.claims == b.claims && a.headers.elementsEqual(b.headers) { $0 == $1 }
+        a.client == b.client && a.claims == b.claims && a.headers.elementsEqual(b.headers) { $0 == $1 } && a.responseHeaders == b.responseHeaders
     }
 }
 
@@ -71,14 +74,18 @@ public struct PolicyRejection: Error, Sendable, Equatable {
     static let forbidden = PolicyRejection(status: 403, code: "forbidden", message: "not allowed")
 }
 
-/// A route's policies, run in stage order (authentication, authorization, rate limit); the first
-/// rejection answers the request.
+/// A route's policies, run in stage order (CORS, authentication, authorization, rate limit); the
+/// first rejection (or early answer, such as a CORS preflight's 204) answers the request.
 public struct PolicyChain: Sendable {
     let policies: [any Policy]
 
     public static let empty = PolicyChain(policies: [])
 
     public var isEmpty: Bool { self.policies.isEmpty }
+
+    /// Whether the chain answers CORS preflights (the router then routes `OPTIONS` by the method
+    /// the preflight asks for).
+    public var answersPreflights: Bool { self.policies.contains { $0 is CORSPolicy } }
 
     init(policies: [any Policy]) {
         self.policies = policies.sorted { $0.stage < $1.stage }
@@ -136,6 +143,7 @@ public final class PolicyRegistry: Sendable {
                 guard let keys = jwtKeys[config.name] else { preconditionFailure("JWT policy \(config.name) without keys: use build") }
                 byName[config.name] = JWTPolicy(config: jwt, keys: keys, now: wallClock)
             case .basicAuth(let basic): byName[config.name] = BasicAuthPolicy(config: basic)
+            case .cors(let cors): byName[config.name] = CORSPolicy(config: cors)
             case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
             case .rateLimit(let limit): byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
             }

@@ -12,6 +12,7 @@ public struct PolicyConfig: Sendable {
         case apiKey(APIKeyConfig)
         case jwt(JWTConfig)
         case basicAuth(BasicAuthConfig)
+        case cors(CORSConfig)
         case authz(AuthzConfig)
         case rateLimit(RateLimitConfig)
     }
@@ -19,6 +20,7 @@ public struct PolicyConfig: Sendable {
     /// The stage the policy runs in; a route's policies run by stage, whatever their listed order.
     public var stage: PolicyStage {
         switch self.kind {
+        case .cors: return .cors
         case .apiKey, .jwt, .basicAuth: return .authentication
         case .authz: return .authorization
         case .rateLimit: return .rateLimit
@@ -26,8 +28,10 @@ public struct PolicyConfig: Sendable {
     }
 }
 
-/// The fixed order policies run in: who the client is, whether it may, how much it may.
+/// The fixed order policies run in: may a browser page call at all, who the client is, whether
+/// it may, how much it may.
 public enum PolicyStage: Int, Sendable, Comparable {
+    case cors = 0
     case authentication = 1
     case authorization = 2
     case rateLimit = 3

@@ -46,6 +46,13 @@ import Testing
               claims_to_headers: { tenant: X-Tenant }
           - name: users
             basic_auth: { htpasswd_file: "\(htpasswd)", realm: events }
+          - name: browsers
+            cors:
+              allow_origins: [https://app.example]
+              allow_methods: [POST]
+              allow_headers: [content-type, x-api-key]
+              expose_headers: [retry-after]
+              max_age: 10m
           - name: per-client
             rate_limit:
               key: client
@@ -63,6 +70,10 @@ import Testing
             match: { path: /guarded }
             policies: [per-client, tenants-only, keys]
             ingest: { sink: archive, topic: guarded }
+          - name: browser
+            match: { path: /browser, methods: [POST] }
+            policies: [keys, browsers]
+            ingest: { sink: archive, topic: browser }
           - name: basic
             match: { path: /basic }
             policies: [users]
@@ -122,6 +133,40 @@ import Testing
         let input = b64(header) + "." + b64(payload)
         let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
         return input + "." + b64(Data(mac))
+    }
+
+    @Test func corsPreflightsAreAnsweredAndForeignOriginsRefused() async throws {
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
+        func preflight(_ origin: String, headers: String = "content-type, x-api-key") throws -> CurlResponse {
+            try curl([
+                "-X", "OPTIONS", "-H", "Origin: \(origin)", "-H", "Access-Control-Request-Method: POST",
+                "-H", "Access-Control-Request-Headers: \(headers)", "\(sluice.baseURL)/browser",
+            ])
+        }
+        let ok = try preflight("https://app.example")
+        #expect(ok.status == 204, "a preflight needs no credentials: \(ok.body)")
+        let answer = ok.headers.lowercased()
+        #expect(answer.contains("access-control-allow-origin: https://app.example"))
+        #expect(answer.contains("access-control-allow-methods: post"))
+        #expect(answer.contains("access-control-allow-headers: content-type, x-api-key"))
+        #expect(answer.contains("access-control-max-age: 600"))
+        #expect(try preflight("https://evil.example").status == 403)
+        #expect(try preflight("https://app.example", headers: "x-other").status == 403)
+
+        func post(_ origin: String?) throws -> CurlResponse {
+            var arguments = ["-X", "POST", "-H", "content-type: application/json", "-H", "X-Api-Key: key-a", "-d", #"{"n":1}"#]
+            if let origin { arguments += ["-H", "Origin: \(origin)"] }
+            return try curl(arguments + ["\(sluice.baseURL)/browser"])
+        }
+        let allowed = try post("https://app.example")
+        #expect(allowed.status == 200)
+        #expect(allowed.headers.lowercased().contains("access-control-allow-origin: https://app.example"))
+        #expect(allowed.headers.lowercased().contains("vary: origin"))
+        #expect(allowed.headers.lowercased().contains("access-control-expose-headers: retry-after"))
+        #expect(try post("https://evil.example").status == 403, "a simple cross-site POST is refused, not just unreadable")
+        let direct = try post(nil)
+        #expect(direct.status == 200 && !direct.headers.lowercased().contains("access-control"), "no Origin: not a browser call")
+        #expect(try await sluice.terminate() == 0)
     }
 
     @Test func basicAuthChecksHtpasswdEntries() async throws {
