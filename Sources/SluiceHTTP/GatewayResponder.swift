@@ -62,7 +62,9 @@ public struct GatewayResponder: HTTPResponder {
                     return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 case .success(let identity):
                     // Headers set from verified claims replace whatever the client sent under those names.
-                    for (name, value) in identity.headers { request.head.headers.replaceOrAdd(name: name, value: value) }
+                    for (name, value) in identity.headers {
+                        if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
+                    }
                     responseHeaders = identity.responseHeaders
                 }
             }

@@ -192,8 +192,9 @@ struct JWTPolicy: Policy {
         guard let claims = await self.verify(token) else { return .unauthenticated }
         identity.client = claims.values[self.config.clientClaim] ?? identity.client
         identity.claims.merge(claims.values) { _, new in new }
+        // A header named here carries the verified claim or nothing: never what the client sent.
         for (claim, header) in self.config.claimsToHeaders.sorted(by: { $0.key < $1.key }) {
-            if let value = claims.values[claim] { identity.headers.append((header, value)) }
+            identity.headers.append((header, claims.values[claim]))
         }
         return nil
     }

@@ -38,12 +38,13 @@ public struct PolicyIdentity: Sendable, Equatable {
     /// The client identity (an API key's client, later a JWT subject or a certificate's subject).
     public var client: String?
     public var claims: [String: String]
-    /// Request headers to add before the handler runs (a JWT policy's `claims_to_headers`).
-    public var headers: [(String, String)]
+    /// Request headers to set before the handler runs (a JWT policy's `claims_to_headers`); nil
+    /// removes the header the client sent.
+    public var headers: [(String, String?)]
     /// Headers to add to the response (CORS).
     public var responseHeaders: [String: String]
 
-    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String)] = [], responseHeaders: [String: String] = [:]) {
+    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String?)] = [], responseHeaders: [String: String] = [:]) {
         self.client = client
         self.claims = claims
         self.headers = headers

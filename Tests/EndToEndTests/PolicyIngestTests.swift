@@ -196,6 +196,9 @@ import Testing
             ])
         }
         #expect(try post(Self.jwt(claims)).status == 200)
+        var untenanted = claims
+        untenanted["tenant"] = nil
+        #expect(try post(Self.jwt(untenanted)).status == 200, "a token without the claim: the client's header is dropped")
         var expired = claims
         expired["exp"] = now - 3600
         #expect(try post(Self.jwt(expired)).status == 401)
@@ -205,7 +208,7 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         let text = try files.map { try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }.joined()
         let lines = text.split(separator: "\n").filter { $0.contains("\"claims\"") }
-        #expect(lines.count == 1, "\(text)")
+        #expect(lines.count == 2, "\(text)")
         #expect(lines.first?.contains(#""X-Tenant":"acme""#) == true, "the verified claim, not the client's header: \(lines)")
         #expect(!text.contains("evil"))
     }

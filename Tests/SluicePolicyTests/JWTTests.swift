@@ -77,7 +77,7 @@ func json(_ object: [String: Any]) -> String {
             let identity = try await self.check(chain, self.token(alg: alg, kid: kid, claims: self.claims(), signer: signer)).get()
             #expect(identity.client == "user-7", "\(alg)")
             #expect(identity.claims["tenant"] == "acme")
-            #expect(identity.headers.first?.0 == "X-Tenant" && identity.headers.first?.1 == "acme")
+            #expect(identity.headers.first?.0 == "X-Tenant" && identity.headers.first?.1 == Optional("acme"))
         }
         // Within the skew: expired 20 s ago, valid from 20 s ahead.
         let lenient = self.claims(["exp": self.now.timeIntervalSince1970 - 20, "nbf": self.now.timeIntervalSince1970 + 20])
