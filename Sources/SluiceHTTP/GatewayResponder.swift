@@ -47,6 +47,7 @@ public struct GatewayResponder: HTTPResponder {
             asked.method = wanted.uppercased()
             if case .matched(let target, _) = self.router.route(asked), target.policies.answersPreflights { routeRequest = asked }
         }
+        let reroutedPreflight = routeRequest.method != request.method
         switch self.router.route(routeRequest) {
         case .matched(let target, let parameters):
             var responseHeaders: [String: String] = [:]
@@ -67,6 +68,11 @@ public struct GatewayResponder: HTTPResponder {
                     }
                     responseHeaders = identity.responseHeaders
                 }
+            }
+            if reroutedPreflight {
+                // Routed by the method it asked about, but not answered by the cors policy (no Origin):
+                // never run the handler for an OPTIONS request.
+                return .error(.forbidden, code: "cors_refused", message: "this origin may not call this route")
             }
             var response: HTTPResponse
             switch target.action {

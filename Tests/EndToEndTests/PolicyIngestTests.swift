@@ -151,6 +151,8 @@ import Testing
         #expect(answer.contains("access-control-allow-headers: content-type, x-api-key"))
         #expect(answer.contains("access-control-max-age: 600"))
         #expect(try preflight("https://evil.example").status == 403)
+        let noOrigin = try curl(["-X", "OPTIONS", "-H", "Access-Control-Request-Method: POST", "-H", "X-Api-Key: key-a", "\(sluice.baseURL)/browser"])
+        #expect(noOrigin.status == 403, "an OPTIONS request never reaches the ingest handler: \(noOrigin.body)")
         #expect(try preflight("https://app.example", headers: "x-other").status == 403)
 
         func post(_ origin: String?) throws -> CurlResponse {
