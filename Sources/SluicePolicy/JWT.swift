@@ -1,5 +1,7 @@
+import Crypto
 import Foundation
 import JWTKit
+import NIOConcurrencyHelpers
 
 /// `jwt`: a bearer token (`Authorization: Bearer …`) verified against configured keys.
 public struct JWTConfig: Sendable {
@@ -183,13 +185,26 @@ struct JWTPolicy: Policy {
     let config: JWTConfig
     let keys: JWTKeySet
     let now: @Sendable () -> Date
+    /// Tokens verified recently, by SHA-256 of the token: a producer sends the same token with every
+    /// request until it expires, and verifying it costs a signature check and two JSON decodes.
+    /// An entry is used only while the token's exp (plus skew) has not passed; bounded.
+    let verified = VerifiedTokenCache(capacity: 10_000)
     var stage: PolicyStage { .authentication }
 
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
         guard let authorization = request.header("authorization"), let token = Self.bearerToken(authorization) else {
             return .unauthenticated
         }
-        guard let claims = await self.verify(token) else { return .unauthenticated }
+        let digest = SHA256.hash(data: Array(token.utf8))
+        let claims: SluiceJWTClaims
+        let now = self.now().timeIntervalSince1970
+        if let cached = self.verified.claims(for: digest, at: now - Double(self.config.clockSkew.components.seconds)) {
+            claims = cached
+        } else {
+            guard let fresh = await self.verify(token), let exp = fresh.expiration else { return .unauthenticated }
+            self.verified.store(fresh, for: digest, until: exp)
+            claims = fresh
+        }
         identity.client = claims.values[self.config.clientClaim] ?? identity.client
         identity.claims.merge(claims.values) { _, new in new }
         // A header named here carries the verified claim or nothing: never what the client sent.
@@ -260,4 +275,36 @@ struct JWTPolicy: Policy {
         while bytes.count % 4 != 0 { bytes.append(UInt8(ascii: "=")) }
         return Data(base64Encoded: Data(bytes))
     }
+}
+
+/// Verified tokens' claims until their expiry; cleared whole when full (the next request of each
+/// producer verifies once more).
+final class VerifiedTokenCache: Sendable {
+    private let entries = NIOLockedValueBox<[SHA256.Digest: (claims: SluiceJWTClaims, expires: Double)]>([:])
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// The claims, if the token was verified and `exp` is after `time`.
+    func claims(for digest: SHA256.Digest, at time: Double) -> SluiceJWTClaims? {
+        self.entries.withLockedValue { entries in
+            guard let entry = entries[digest] else { return nil }
+            guard time < entry.expires else {
+                entries[digest] = nil
+                return nil
+            }
+            return entry.claims
+        }
+    }
+
+    func store(_ claims: SluiceJWTClaims, for digest: SHA256.Digest, until expires: Double) {
+        self.entries.withLockedValue { entries in
+            if entries.count >= self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[digest] = (claims, expires)
+        }
+    }
+
+    var count: Int { self.entries.withLockedValue { $0.count } }
 }

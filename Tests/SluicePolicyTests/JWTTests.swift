@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import SluicePolicy
@@ -120,6 +121,22 @@ func json(_ object: [String: Any]) -> String {
         #expect(await self.check(chain, self.token(alg: "RS256", kid: "rsa-1", claims: self.claims(), signer: .rsa)) == .failure(.unauthenticated))
         #expect(await self.check(chain, self.token(alg: "HS256", kid: "hs-1", claims: self.claims(), signer: .hmac(self.hmacSecret))) == .failure(.unauthenticated))
         _ = try await self.check(chain, self.token(alg: "ES256", kid: "ec-1", claims: self.claims(), signer: .ec)).get()
+    }
+
+    @Test func aCachedTokenStillExpires() async throws {
+        let clock = NIOLockedValueBox(self.now)
+        let config = JWTConfig(issuer: "https://issuer.example", audiences: ["sluice"], algorithms: ["ES256"], jwks: self.jwks, clockSkew: .seconds(30))
+        let chain = try await PolicyRegistry.build([PolicyConfig(name: "jwt", kind: .jwt(config))], wallClock: { clock.withLockedValue { $0 } })
+            .chain(["jwt"])
+        let token = self.token(alg: "ES256", kid: "ec-1", claims: self.claims(), signer: .ec)  // exp: now + 300
+        _ = try await self.check(chain, token).get()
+        _ = try await self.check(chain, token).get()  // from the cache
+        let cache = try #require(chain.policies.first as? JWTPolicy).verified
+        #expect(cache.count == 1)
+        clock.withLockedValue { $0 = $0.addingTimeInterval(300 + 29) }
+        _ = try await self.check(chain, token).get()  // within the skew
+        clock.withLockedValue { $0 = $0.addingTimeInterval(2) }
+        #expect(await self.check(chain, token) == .failure(.unauthenticated), "expired, cached or not")
     }
 
     @Test func unusableKeysAreRefusedAtStart() async {
