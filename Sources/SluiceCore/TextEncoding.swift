@@ -33,6 +33,20 @@ public enum Base64 {
 /// RFC 3986 percent-encoding with only the unreserved characters (`A-Z a-z 0-9 - _ . ~`) left
 /// bare, and `/` too when asked: what SigV4 canonical requests and
 /// `application/x-www-form-urlencoded` bodies (STS, OAuth token requests) need.
+/// Lower-case hex, as SigV4 signatures and stored key hashes are written.
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 public enum PercentEncoding {
     public static func encode(_ text: String, keepSlash: Bool = false) -> String {
         let hexDigits = Array("0123456789ABCDEF".utf8)

@@ -1,6 +1,7 @@
 import Foundation
 import Crypto
 import NIOConcurrencyHelpers
+import SluiceCore
 
 /// What the policies see of a request (HTTP or gRPC).
 public struct PolicyRequest: Sendable {
@@ -180,10 +181,7 @@ struct APIKeyPolicy: Policy {
         case .query(let name): presented = request.queryParameter(name)
         }
         guard let presented, !presented.isEmpty else { return .unauthenticated }
-        let digest = SHA256.hash(data: Array(presented.utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        let digest = Hex.encode(SHA256.hash(data: Array(presented.utf8)))
         guard let client = self.config.keys[digest] else { return .unauthenticated }
         identity.client = client
         return nil
