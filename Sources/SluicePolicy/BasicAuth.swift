@@ -46,8 +46,7 @@ final class BasicAuthPolicy: Policy {
         let challenge = ["www-authenticate": "Basic realm=\"\(self.config.realm)\", charset=\"UTF-8\""]
         var refused = PolicyRejection.unauthenticated
         refused.headers = challenge
-        guard let header = request.header("authorization"), header.utf8.count > 6, header.prefix(6).lowercased() == "basic ",
-            let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+        guard let credentials = request.authorization(scheme: "Basic"), let decoded = Data(base64Encoded: credentials),
             let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
         else { return refused }
         let user = String(pair[..<colon])

@@ -192,9 +192,7 @@ struct JWTPolicy: Policy {
     var stage: PolicyStage { .authentication }
 
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
-        guard let authorization = request.header("authorization"), let token = Self.bearerToken(authorization) else {
-            return .unauthenticated
-        }
+        guard let token = request.authorization(scheme: "Bearer") else { return .unauthenticated }
         let digest = SHA256.hash(data: Array(token.utf8))
         let claims: SluiceJWTClaims
         let now = self.now().timeIntervalSince1970
@@ -247,19 +245,6 @@ struct JWTPolicy: Policy {
         return claims
     }
 
-    /// The token of `Bearer <token>` (scheme case-insensitive), or nil. Byte-wise: Foundation's
-    /// string searching showed in profiles of this path.
-    static func bearerToken(_ header: String) -> String? {
-        let bytes = Array(header.utf8)
-        let scheme: [UInt8] = Array("bearer ".utf8)
-        guard bytes.count > scheme.count, zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else { return nil }
-        var start = scheme.count
-        var end = bytes.count
-        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
-        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-        guard start < end else { return nil }
-        return String(decoding: bytes[start..<end], as: UTF8.self)
-    }
 
     /// Decodes base64url (no padding) without going through Foundation's string replacing.
     static func base64URL(_ text: some Collection<UInt8>) -> Data? {
