@@ -245,7 +245,6 @@ struct JWTPolicy: Policy {
         return claims
     }
 
-
     /// Decodes base64url (no padding) without going through Foundation's string replacing.
     static func base64URL(_ text: some Collection<UInt8>) -> Data? {
         var bytes = [UInt8]()
