@@ -47,6 +47,10 @@ python3 -c 'import grpc, grpc_tools' 2>/dev/null \
 # works with it.
 python3 -c 'import moto, flask, boto3' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check "moto[server]==5.2.1"
+# The Zerobus test server's TLS certificate and the policy benchmark's RS256 token (moto brings
+# it too; named here because they use it directly).
+python3 -c 'import cryptography' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check cryptography==48.0.0
 if ! command -v ministack >/dev/null; then
     echo "setup: installing ministack (Kinesis emulator for tests)" >&2
     python3 -m pip install -q --disable-pip-version-check ministack==1.5.33
