@@ -94,9 +94,12 @@ public final class FileSink: Sink, Service {
         await self.shutdown()
     }
 
-    /// Stops accepting events, writes what is queued and fsyncs.
+    /// Stops accepting events, writes what is queued, fsyncs, and closes the directory.
     public func shutdown() async {
-        self.closed.withLockedValue { $0 = true }
+        guard !self.closed.withLockedValue({ closed in
+            defer { closed = true }
+            return closed
+        }) else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             self.queue.async { [writer, logger] in
                 do {
@@ -104,6 +107,7 @@ public final class FileSink: Sink, Service {
                 } catch {
                     logger.error("file sink fsync at shutdown failed", metadata: ["error": "\(error)"])
                 }
+                writer.value.closeFiles()
                 continuation.resume()
             }
         }

@@ -110,6 +110,7 @@ final class SegmentWriter {
 
     /// Writes `count` records held in `bytes` (one line each). Returns the first record's offset.
     func append(_ bytes: [UInt8], count: Int, fsyncPolicy: FileSinkConfig.FsyncPolicy) throws(FileSinkError) -> Int64 {
+        guard self.lockFD >= 0 else { throw FileSinkError(operation: "write (sink closed)", path: self.currentPath, errno: EBADF) }
         if self.segmentSize > 0, self.segmentSize + bytes.count > self.segmentBytes {
             try self.sync()
             try self.open(base: self.nextOffset)
@@ -147,6 +148,16 @@ final class SegmentWriter {
         return first
     }
 
+    /// Closes the segment and releases the directory lock at once, rather than whenever the
+    /// last reference goes (a new writer for the directory may follow right away). Appends
+    /// after this fail.
+    func closeFiles() {
+        if self.fd >= 0 { closeDescriptor(self.fd) }
+        if self.lockFD >= 0 { closeDescriptor(self.lockFD) }
+        self.fd = -1
+        self.lockFD = -1
+    }
+
     func sync() throws(FileSinkError) {
         guard self.dirty, self.fd >= 0 else { return }
         if fsync(self.fd) != 0 {
@@ -159,4 +170,9 @@ final class SegmentWriter {
     private var currentPath: String {
         self.directory + "/" + Self.segmentName(self.nextOffset)
     }
+}
+
+/// close(2), reachable from SegmentWriter, whose own `closeFiles` would shadow a bare `close`.
+private func closeDescriptor(_ fd: Int32) {
+    close(fd)
 }
