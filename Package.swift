@@ -152,18 +152,21 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Listeners, HTTP/1.1 + h2c, router, ingest handler, body decoders.
+        // Listeners, HTTP/1.1 + h2c, router, ingest handler, body decoders, the reverse proxy.
         .target(
             name: "SluiceHTTP",
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
                 "SluicePolicy",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

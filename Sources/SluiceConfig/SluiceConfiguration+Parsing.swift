@@ -44,7 +44,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "sinks", "routes", "shutdown"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown"]
 
     private static func read(_ root: Node?, _ r: ConfigReader) -> SluiceConfiguration? {
         guard let root else {
@@ -84,8 +84,9 @@ extension SluiceConfiguration {
 
         var sinks: [SinkConfig] = []
         var declaredSinks: [String] = []
-        if let items = r.required(top["sinks"], in: "", key: "sinks", { r.sequence($0, $1) }) {
-            if items.isEmpty { r.error("sinks", "at least one sink is required") }
+        // Optional: a gateway that only proxies has no sinks.
+        if let (node, path) = top["sinks"], let items = r.sequence(node, path) {
+            if items.isEmpty { r.error("sinks", "at least one sink is required when sinks: is present") }
             var names: Set<String> = []
             var directories: [String: Int] = [:]
             for (index, (node, path)) in items.enumerated() {
@@ -120,6 +121,18 @@ extension SluiceConfiguration {
             }
         }
 
+        var upstreams: [UpstreamConfig] = []
+        var declaredUpstreams: [String] = []
+        if let (node, path) = top["upstreams"], let items = r.sequence(node, path) {
+            for (node, path) in items {
+                let (name, upstream) = readUpstream(node, path, r)
+                guard let name else { continue }
+                if declaredUpstreams.contains(name) { r.error(path + ".name", "duplicate upstream name \"\(name)\"") }
+                declaredUpstreams.append(name)
+                if let upstream { upstreams.append(upstream) }
+            }
+        }
+
         var routes: [RouteConfig] = []
         var routeIndices: [Int] = []
         if let items = r.required(top["routes"], in: "", key: "routes", { r.sequence($0, $1) }) {
@@ -129,7 +142,9 @@ extension SluiceConfiguration {
             var destinations: [String: SinkDestinations] = [:]
             for sink in sinks { destinations[sink.name] = SinkDestinations(sink.kind) }
             for (index, (node, path)) in items.enumerated() {
-                guard let route = readRoute(node, path, sinkNames: sinkNames, destinations: destinations, policyNames: declaredPolicies, r)
+                guard let route = readRoute(
+                    node, path, sinkNames: sinkNames, destinations: destinations, policyNames: declaredPolicies,
+                    upstreamNames: declaredUpstreams, r)
                 else { continue }
                 if !names.insert(route.name).inserted {
                     r.error(path + ".name", "duplicate route name \"\(route.name)\"")
@@ -166,7 +181,8 @@ extension SluiceConfiguration {
         }
 
         return SluiceConfiguration(
-            listeners: listeners, admin: admin, grpc: grpc, policies: policies, sinks: sinks, routes: routes, shutdown: shutdown)
+            listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
+            shutdown: shutdown)
     }
 
     static func readName(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> String? {
@@ -625,9 +641,9 @@ extension SluiceConfiguration {
 
     private static func readRoute(
         _ node: Node, _ path: String, sinkNames: [String], destinations: [String: SinkDestinations], policyNames: [String],
-        _ r: ConfigReader
+        upstreamNames: [String], _ r: ConfigReader
     ) -> RouteConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest"]) else { return nil }
+        guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest", "proxy"]) else { return nil }
         let name = readName(fields, path, r)
         var policies: [String] = []
         var policiesOK = true
@@ -646,9 +662,9 @@ extension SluiceConfiguration {
             }
         }
         let match = r.required(fields["match"], in: path, key: "match") { readMatch($0, $1, r) }
-        let actions = ["ingest"].filter { fields[$0] != nil }
+        let actions = ["ingest", "proxy"].filter { fields[$0] != nil }
         guard actions.count == 1 else {
-            r.error(path, "a route needs exactly one action: ingest")
+            r.error(path, actions.isEmpty ? "a route needs exactly one action: ingest or proxy" : "a route has exactly one action; found ingest and proxy")
             return nil
         }
         var action: RouteConfig.Action?
@@ -659,6 +675,13 @@ extension SluiceConfiguration {
             if match?.grpc != nil, case .ingest(let ingest)? = action, ingest.ack != .sink {
                 r.error(p + ".ack", "gRPC routes acknowledge durable events only (ack: sink)")
                 action = nil
+            }
+        }
+        if let (n, p) = fields["proxy"] {
+            if match?.grpc != nil {
+                r.error(p, "gRPC routes ingest; proxy routes match HTTP paths")
+            } else {
+                action = readProxy(n, p, match: match, upstreamNames: upstreamNames, r).map { .proxy($0) }
             }
         }
         guard let name, let match, let action, policiesOK else { return nil }

@@ -13,12 +13,18 @@ public struct SluiceConfiguration: Sendable {
     public var grpc: GRPCListenerConfig?
     /// Named policies; routes attach them by name.
     public var policies: [PolicyConfig]
+    /// Named upstreams; proxy routes send to them by name.
+    public var upstreams: [UpstreamConfig]
     public var sinks: [SinkConfig]
     public var routes: [RouteConfig]
     public var shutdown: ShutdownConfig
 
     public func sink(named name: String) -> SinkConfig? {
         self.sinks.first { $0.name == name }
+    }
+
+    public func upstream(named name: String) -> UpstreamConfig? {
+        self.upstreams.first { $0.name == name }
     }
 }
 
@@ -115,6 +121,7 @@ public struct RouteConfig: Sendable {
 
     public enum Action: Sendable {
         case ingest(IngestConfig)
+        case proxy(ProxyConfig)
     }
 }
 

@@ -16,12 +16,15 @@ public struct GatewayResponder: HTTPResponder {
 
     public enum Action: Sendable {
         case ingest(IngestHandler)
+        case proxy(ProxyHandler)
     }
 
     private let router: Router<Target>
 
     /// Builds the routing table from a validated configuration and the running sinks.
-    public init(config: SluiceConfiguration, sinks: [String: any Sink], policies: PolicyRegistry, logger: Logger) {
+    public init(
+        config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry, logger: Logger
+    ) {
         var entries: [Router<Target>.Entry] = []
         for route in config.routes where route.match.grpc == nil {
             switch route.action {
@@ -30,6 +33,10 @@ public struct GatewayResponder: HTTPResponder {
                 guard let sink = sinks[ingest.sink] else { continue }
                 let handler = IngestHandler(routeName: route.name, config: ingest, sink: sink, logger: logger)
                 let target = Target(policies: policies.chain(route.policies), action: .ingest(handler))
+                entries.append(.init(name: route.name, match: route.match, target: target))
+            case .proxy(let proxy):
+                let handler = ProxyHandler(routeName: route.name, config: proxy, match: route.match, upstreams: upstreams, logger: logger)
+                let target = Target(policies: policies.chain(route.policies), action: .proxy(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
             }
         }
@@ -78,6 +85,8 @@ public struct GatewayResponder: HTTPResponder {
             switch target.action {
             case .ingest(let handler):
                 response = await handler.handle(request, parameters: parameters, body: &body)
+            case .proxy(let handler):
+                response = await handler.handle(request, body: &body)
             }
             for (name, value) in responseHeaders.sorted(by: { $0.key < $1.key }) { response.headers.replaceOrAdd(name: name, value: value) }
             return response

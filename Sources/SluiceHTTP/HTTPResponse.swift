@@ -2,11 +2,16 @@ import NIOCore
 import NIOHTTP1
 import SluiceCore
 
-/// A complete response. Sluice's own responses are small JSON documents, so they are built whole.
+/// A response. Sluice's own responses are small JSON documents, built whole in `body`; a
+/// proxied response streams its body from the upstream instead.
 public struct HTTPResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// A body written part by part after the head, each part only once the previous one has
+    /// left for the client (so a slow client slows the source). When set, `body` is not sent
+    /// and `headers` keep their own content-length (none: chunked over HTTP/1.1).
+    public var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status

@@ -345,6 +345,10 @@ public final class HTTPServer: Service, Listening, Sendable {
     /// NIOAsyncChannel writer are only queued; closing then drops what the peer's window or the
     /// socket buffer has not taken yet — an HTTP/2 stream is reset mid-response.)
     private static func write(_ response: HTTPResponse, version: HTTPVersion, to channel: any Channel) async throws {
+        if let stream = response.stream {
+            try await self.write(response, streaming: stream, version: version, to: channel)
+            return
+        }
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         if version.major >= 2 { headers.remove(name: "connection") }
@@ -361,6 +365,29 @@ public final class HTTPServer: Service, Listening, Sendable {
             }
             return channel.writeAndFlush(HTTPServerResponsePart.end(nil))
         }.get()
+    }
+}
+
+extension HTTPServer {
+    /// Writes the head, then each part of the body once the previous one has been written to
+    /// the connection. A failure of the source (an upstream cut mid-body) throws, and the caller
+    /// closes the connection (HTTP/1.1) or resets the stream (HTTP/2): the client sees a
+    /// truncated response, never a complete-looking one.
+    fileprivate static func write(
+        _ response: HTTPResponse, streaming stream: any AsyncSequence<ByteBuffer, any Error> & Sendable, version: HTTPVersion,
+        to channel: any Channel
+    ) async throws {
+        var headers = response.headers
+        if version.major >= 2 { headers.remove(name: "connection") }
+        let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
+        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+            return channel.writeAndFlush(HTTPServerResponsePart.head(head))
+        }.get()
+        for try await part in stream where part.readableBytes > 0 {
+            try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(part))).get()
+        }
+        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
     }
 }
 

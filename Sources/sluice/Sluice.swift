@@ -97,7 +97,16 @@ struct Run: AsyncParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
-        let responder = GatewayResponder(config: configuration, sinks: sinks, policies: policies, logger: logger)
+        var upstreams: [String: Upstream] = [:]
+        for upstreamConfig in configuration.upstreams {
+            do {
+                upstreams[upstreamConfig.name] = try Upstream(config: upstreamConfig, logger: logger)
+            } catch {
+                printError("upstreams: \(upstreamConfig.name): cannot start: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        let responder = GatewayResponder(config: configuration, sinks: sinks, upstreams: upstreams, policies: policies, logger: logger)
         let listeners = configuration.listeners.map { listener in
             HTTPServer(
                 name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
@@ -129,6 +138,8 @@ struct Run: AsyncParsableCommand {
         // ServiceGroup stops services in reverse order: listeners drain first, then sinks flush,
         // and the admin listener (first) answers /ready with 503 until the very end.
         services.append(contentsOf: sinkServices)
+        // Upstreams close their pooled connections after the listeners have drained.
+        services.append(contentsOf: configuration.upstreams.compactMap { upstreams[$0.name] })
         if let grpcServer { services.append(grpcServer) }
         services.append(contentsOf: listeners)
 
@@ -156,7 +167,9 @@ struct Validate: ParsableCommand {
     func run() throws {
         do {
             let config = try SluiceConfiguration.load(path: self.file)
-            print("\(self.file): valid (\(config.listeners.count) listener(s), \(config.sinks.count) sink(s), \(config.routes.count) route(s))")
+            print(
+                "\(self.file): valid (\(config.listeners.count) listener(s), \(config.sinks.count) sink(s), "
+                    + "\(config.upstreams.count) upstream(s), \(config.routes.count) route(s))")
         } catch {
             for problem in error.errors { print("\(self.file): \(problem)") }
             throw ExitCode(1)

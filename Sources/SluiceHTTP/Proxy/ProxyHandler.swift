@@ -1,0 +1,463 @@
+import AsyncHTTPClient
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceConfig
+
+/// A proxy route: forwards each request to an endpoint of the route's upstream (chosen by the
+/// split weights and the upstream's balancing) and streams the answer back.
+///
+/// Request bodies are streamed: the client is read only as fast as the upstream takes the
+/// bytes. A body small enough to keep (`retries.max_buffered_body_bytes`, or the mirror's
+/// limit) is read first so it can be sent again or copied. Responses stream back part by part,
+/// each part read from the upstream only once the previous one has gone to the client.
+public struct ProxyHandler: Sendable {
+    let routeName: String
+    let config: ProxyConfig
+    /// The split targets with their cumulative weights.
+    let splits: [(upstream: Upstream, cumulativeWeight: Int)]
+    let totalWeight: Int
+    let mirror: Upstream?
+    /// The route's matched prefix, replaced by `config.pathRewrite`.
+    let matchedPrefix: String?
+    let mirrorsInFlight = NIOLockedValueBox(0)
+    let logger: Logger
+
+    public init(routeName: String, config: ProxyConfig, match: RouteMatchConfig, upstreams: [String: Upstream], logger: Logger) {
+        self.routeName = routeName
+        self.config = config
+        var cumulative = 0
+        var splits: [(Upstream, Int)] = []
+        for split in config.splits where split.weight > 0 {
+            guard let upstream = upstreams[split.upstream] else { continue }
+            cumulative += split.weight
+            splits.append((upstream, cumulative))
+        }
+        self.splits = splits
+        self.totalWeight = cumulative
+        self.mirror = config.mirror.flatMap { upstreams[$0.upstream] }
+        if case .prefix(let prefix) = match.path { self.matchedPrefix = prefix } else { self.matchedPrefix = nil }
+        var logger = logger
+        logger[metadataKey: "route"] = "\(routeName)"
+        self.logger = logger
+    }
+
+    /// Hop-by-hop headers (RFC 9110 7.6.1) and those Sluice sets itself.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "expect",
+    ]
+
+    enum Failure: Error {
+        case connect, reset, timeout, overloaded
+    }
+
+    public func handle(_ request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        guard let upstream = self.chooseUpstream() else {
+            return .error(.serviceUnavailable, code: "no_upstream", message: "no upstream is configured for this route")
+        }
+        let declaredLength = request.header("content-length").flatMap { Int($0) }
+        if let declaredLength, declaredLength > self.config.maxBodyBytes {
+            return Self.tooLarge(self.config.maxBodyBytes)
+        }
+
+        // Decide how the body travels: none, kept whole (retries, mirror), or streamed.
+        var firstPart: ByteBuffer?
+        var hasBody: Bool
+        if let declaredLength {
+            hasBody = declaredLength > 0
+        } else if request.isHTTP2 || request.header("transfer-encoding") != nil {
+            // HTTP/2 says only by END_STREAM whether a body follows: look at its first part.
+            do { firstPart = try await body.next() } catch { return Self.bodyReadFailed() }
+            hasBody = firstPart != nil
+        } else {
+            hasBody = false
+        }
+        let retries = self.config.retries
+        let keepLimit = max(
+            retries.attempts > 0 ? retries.maxBufferedBodyBytes : -1,
+            self.config.mirror.map { $0.maxBodyBytes } ?? -1)
+        var kept: ByteBuffer?
+        if !hasBody {
+            kept = ByteBuffer()
+        } else if let declaredLength, declaredLength <= keepLimit {
+            var buffer = firstPart ?? ByteBuffer()
+            do {
+                while let part = try await body.next() {
+                    guard buffer.readableBytes + part.readableBytes <= declaredLength else { return Self.bodyReadFailed() }
+                    buffer.writeImmutableBuffer(part)
+                }
+            } catch {
+                return Self.bodyReadFailed()
+            }
+            kept = buffer
+            firstPart = nil
+        }
+
+        let head = self.upstreamHead(for: request, hasBody: hasBody)
+        if let mirror = self.mirror, let mirrorConfig = self.config.mirror, let kept, kept.readableBytes <= mirrorConfig.maxBodyBytes {
+            self.sendMirror(head, body: kept, to: mirror, config: mirrorConfig)
+        }
+
+        guard await upstream.acquireSlot() else {
+            return .error(.serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its request limit", headers: ["retry-after": "1"])
+        }
+        var slotHeld = true
+        defer { if slotHeld { upstream.releaseSlot() } }
+
+        let hashKey: String? = {
+            if case .consistentHash(let header) = upstream.config.loadBalancing { return request.header(header) }
+            return nil
+        }()
+        var tried: Set<Int> = []
+        var attempt = 0
+        var streamState = StreamState.notStarted(firstPart)
+        while true {
+            guard let (index, origin) = upstream.pick(hashKey: hashKey, excluding: tried) else {
+                return .error(.serviceUnavailable, code: "no_healthy_upstream", message: "no endpoint of the upstream is available")
+            }
+            tried.insert(index)
+            var outgoing = HTTPClientRequest(url: origin + head.uri)
+            outgoing.method = head.method
+            outgoing.headers = head.headers
+            let deadline = NIODeadline.now() + TimeAmount(upstream.config.timeouts.request)
+
+            let outcome: Result<HTTPClientResponse, any Error>
+            var bodyProblem: BodyProblem?
+            if let kept {
+                if hasBody { outgoing.body = .bytes(kept) }
+                outcome = await Self.execute(outgoing, on: upstream, deadline: deadline, pipe: nil)
+            } else {
+                // Streamed: the upstream reads from the pipe while this task reads the client.
+                let pipe = BodyPipe()
+                outgoing.body = .stream(pipe, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
+                async let executed = Self.execute(outgoing, on: upstream, deadline: deadline, pipe: pipe)
+                let pumped = await self.pump(&body, from: streamState, into: pipe)
+                outcome = await executed
+                switch pumped {
+                case .complete: streamState = .finished
+                case .abandoned(let part, let pipeStarted): streamState = pipeStarted ? .finished : .notStarted(part)
+                case .failed(let problem):
+                    streamState = .finished
+                    bodyProblem = problem
+                }
+            }
+
+            if let bodyProblem {
+                // The client's body was refused or broke: the upstream exchange is moot.
+                if case .success(let response) = outcome { Self.discard(response) }
+                upstream.finished(index, failed: false)
+                return bodyProblem == .tooLarge ? Self.tooLarge(self.config.maxBodyBytes) : Self.bodyReadFailed()
+            }
+
+            let canResend: Bool = {
+                if kept != nil { return true }
+                if case .notStarted = streamState { return true }
+                return false
+            }()
+            switch outcome {
+            case .success(let response):
+                let status = Int(response.status.code)
+                let failed = status >= 500
+                if attempt < retries.attempts, canResend, self.shouldRetry(status: status),
+                    upstream.acquireRetry(retries)
+                {
+                    Self.discard(response)
+                    upstream.finished(index, failed: failed)
+                    await self.backoff(attempt)
+                    upstream.releaseRetry()
+                    attempt += 1
+                    continue
+                }
+                slotHeld = false
+                let ticket = AttemptTicket(upstream: upstream, endpoint: index, failed: failed)
+                return self.downstreamResponse(response, ticket: ticket)
+            case .failure(let error):
+                let failure = Self.classify(error)
+                upstream.finished(index, failed: failure != .overloaded)
+                let condition: RetryCondition? = {
+                    switch failure {
+                    case .connect, .overloaded: return .connectFailure
+                    case .reset: return .reset
+                    case .timeout: return .timeout
+                    }
+                }()
+                if attempt < retries.attempts, canResend, let condition, retries.on.contains(condition), upstream.acquireRetry(retries) {
+                    await self.backoff(attempt)
+                    upstream.releaseRetry()
+                    attempt += 1
+                    continue
+                }
+                self.logger.debug("upstream request failed", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
+                switch failure {
+                case .timeout:
+                    return .error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time")
+                case .overloaded:
+                    return .error(.serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
+                case .connect, .reset:
+                    return .error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached or cut the connection")
+                }
+            }
+        }
+    }
+
+    // MARK: - Pieces
+
+    private func chooseUpstream() -> Upstream? {
+        guard self.totalWeight > 0 else { return nil }
+        if self.splits.count == 1 { return self.splits[0].upstream }
+        let roll = Int.random(in: 0..<self.totalWeight)
+        return self.splits.first { roll < $0.cumulativeWeight }?.upstream
+    }
+
+    private func shouldRetry(status: Int) -> Bool {
+        let on = self.config.retries.on
+        if self.config.retries.statuses.contains(status) { return true }
+        if on.contains(.serverError), status >= 500 { return true }
+        if on.contains(.gatewayError), [502, 503, 504].contains(status) { return true }
+        return false
+    }
+
+    private func backoff(_ attempt: Int) async {
+        let base = self.config.retries.backoff
+        guard base > .zero else { return }
+        let ceiling = base * (1 << min(attempt, 6))
+        let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
+        try? await Task.sleep(for: .nanoseconds(Int64.random(in: 0...max(nanoseconds, 0))))
+    }
+
+    struct UpstreamHead {
+        var method: HTTPMethod
+        var uri: String
+        var headers: HTTPHeaders
+    }
+
+    /// The request as the upstream sees it: hop-by-hop headers gone, X-Forwarded-*, the route's
+    /// header rewrite and path rewrite.
+    func upstreamHead(for request: HTTPRequest, hasBody: Bool) -> UpstreamHead {
+        var headers = HTTPHeaders()
+        let connectionListed = Set(request.head.headers["connection"].flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        })
+        for (name, value) in request.head.headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) || lower.hasPrefix(":") { continue }
+            if !hasBody, lower == "content-length" { continue }
+            headers.add(name: name, value: value)
+        }
+        if let ip = request.remoteIP {
+            if let prior = headers.first(name: "x-forwarded-for") {
+                headers.replaceOrAdd(name: "x-forwarded-for", value: prior + ", " + ip)
+            } else {
+                headers.add(name: "x-forwarded-for", value: ip)
+            }
+        }
+        headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+        if let host = request.host { headers.replaceOrAdd(name: "host", value: host) }
+        for name in self.config.requestHeaders.remove { headers.remove(name: name) }
+        for (name, value) in self.config.requestHeaders.set { headers.replaceOrAdd(name: name, value: value) }
+
+        var path = request.path
+        if let rewrite = self.config.pathRewrite, let prefix = self.matchedPrefix, path.hasPrefix(prefix) {
+            let rest = path.dropFirst(prefix.count)
+            path = rewrite.hasSuffix("/") && rest.hasPrefix("/") ? rewrite + rest.dropFirst() : rewrite + rest
+            if path.isEmpty { path = "/" }
+        }
+        if let query = request.query { path += "?" + query }
+        return UpstreamHead(method: request.head.method, uri: path, headers: headers)
+    }
+
+    private func downstreamResponse(_ response: HTTPClientResponse, ticket: AttemptTicket) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        let connectionListed = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        })
+        for (name, value) in response.headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) { continue }
+            headers.add(name: name, value: value)
+        }
+        for name in self.config.responseHeaders.remove { headers.remove(name: name) }
+        for (name, value) in self.config.responseHeaders.set { headers.replaceOrAdd(name: name, value: value) }
+        var downstream = HTTPResponse(status: response.status, headers: headers)
+        downstream.stream = ProxiedBody(body: response.body, ticket: ticket)
+        return downstream
+    }
+
+    enum StreamState {
+        /// Nothing of the body has reached an upstream; the part read but not sent, if any.
+        case notStarted(ByteBuffer?)
+        case finished
+    }
+
+    enum BodyProblem: Equatable { case tooLarge, readFailed }
+
+    enum PumpResult {
+        case complete
+        /// The upstream stopped taking the body; whether it took any, and the part it left.
+        case abandoned(ByteBuffer?, pipeStarted: Bool)
+        case failed(BodyProblem)
+    }
+
+    /// Reads the client's body into the pipe, part by part, at the pace the upstream takes it.
+    private func pump(_ body: inout RequestBody, from state: StreamState, into pipe: BodyPipe) async -> PumpResult {
+        var pending: ByteBuffer?
+        if case .notStarted(let part) = state { pending = part }
+        let limit = self.config.maxBodyBytes
+        var total = 0
+        while true {
+            let part: ByteBuffer
+            if let held = pending {
+                part = held
+                pending = nil
+            } else {
+                do {
+                    guard let next = try await body.next() else {
+                        pipe.finish()
+                        return .complete
+                    }
+                    part = next
+                } catch {
+                    pipe.finish(throwing: ProxyBodyError.clientBodyFailed)
+                    return .failed(.readFailed)
+                }
+            }
+            total += part.readableBytes
+            if total > limit {
+                pipe.finish(throwing: ProxyBodyError.tooLarge)
+                return .failed(.tooLarge)
+            }
+            guard await pipe.send(part) else {
+                return .abandoned(pipe.started ? nil : part, pipeStarted: pipe.started)
+            }
+        }
+    }
+
+    private static func execute(
+        _ request: HTTPClientRequest, on upstream: Upstream, deadline: NIODeadline, pipe: BodyPipe?
+    ) async -> Result<HTTPClientResponse, any Error> {
+        do {
+            return .success(try await upstream.client.execute(request, deadline: deadline))
+        } catch {
+            // Whatever the client never took of the body, it will not take now.
+            pipe?.abandon()
+            return .failure(error)
+        }
+    }
+
+    static func classify(_ error: any Error) -> Failure {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout, .tlsHandshakeTimeout: return .connect
+            case .getConnectionFromPoolTimeout: return .overloaded
+            case .deadlineExceeded, .readTimeout: return .timeout
+            default: return .reset
+            }
+        }
+        if error is NIOConnectionError { return .connect }
+        if let error = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT].contains(error.errnoCode) {
+            return .connect
+        }
+        if case ChannelError.connectTimeout = error { return .connect }
+        return .reset
+    }
+
+    /// Lets a response go without reading it: the client closes that connection rather than
+    /// reading an unknown amount.
+    private static func discard(_ response: HTTPClientResponse) {
+        _ = response
+    }
+
+    // MARK: - Mirroring
+
+    private func sendMirror(_ head: UpstreamHead, body: ByteBuffer, to mirror: Upstream, config: MirrorConfig) {
+        guard config.percent >= 100 || Int.random(in: 0..<100) < config.percent else { return }
+        let admitted = self.mirrorsInFlight.withLockedValue { count in
+            guard count < config.maxInFlight else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else { return }
+        let counter = self.mirrorsInFlight
+        var head = head
+        // As Envoy does: the copy's Host says it is a shadow.
+        if let host = head.headers.first(name: "host") { head.headers.replaceOrAdd(name: "host", value: Self.shadowHost(host)) }
+        Task {
+            defer { counter.withLockedValue { $0 -= 1 } }
+            guard let (index, origin) = mirror.pick(hashKey: nil, excluding: []) else { return }
+            var request = HTTPClientRequest(url: origin + head.uri)
+            request.method = head.method
+            request.headers = head.headers
+            if body.readableBytes > 0 { request.body = .bytes(body) }
+            do {
+                let response = try await mirror.client.execute(request, deadline: .now() + TimeAmount(mirror.config.timeouts.request))
+                _ = try await response.body.collect(upTo: 1 << 20)
+                mirror.finished(index, failed: response.status.code >= 500)
+            } catch {
+                mirror.finished(index, failed: true)
+            }
+        }
+    }
+
+    static func shadowHost(_ host: String) -> String {
+        // "api.example:8080" -> "api.example-shadow:8080"
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]"), host.firstIndex(of: ":") == colon {
+            return host[..<colon] + "-shadow" + host[colon...]
+        }
+        return host + "-shadow"
+    }
+
+    private static func tooLarge(_ limit: Int) -> HTTPResponse {
+        .error(.payloadTooLarge, code: "body_too_large", message: "the request body exceeds this route's limit of \(limit) bytes")
+    }
+
+    private static func bodyReadFailed() -> HTTPResponse {
+        .error(.badRequest, code: "body_read_failed", message: "the request body could not be read")
+    }
+}
+
+enum ProxyBodyError: Error {
+    case tooLarge
+    case clientBodyFailed
+}
+
+/// One answered attempt: the endpoint stays counted as busy (least request) and the request
+/// slot held (circuit breaking) until the response body has been passed on or dropped.
+final class AttemptTicket: Sendable {
+    let upstream: Upstream
+    let endpoint: Int
+    let failed: Bool
+
+    init(upstream: Upstream, endpoint: Int, failed: Bool) {
+        self.upstream = upstream
+        self.endpoint = endpoint
+        self.failed = failed
+    }
+
+    deinit {
+        self.upstream.finished(self.endpoint, failed: self.failed)
+        self.upstream.releaseSlot()
+    }
+}
+
+/// An upstream response body passed on to the client, holding its attempt's ticket.
+struct ProxiedBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let body: HTTPClientResponse.Body
+    let ticket: AttemptTicket
+
+    func makeAsyncIterator() -> Iterator {
+        Iterator(base: self.body.makeAsyncIterator(), ticket: self.ticket)
+    }
+
+    struct Iterator: AsyncIteratorProtocol {
+        var base: HTTPClientResponse.Body.AsyncIterator
+        let ticket: AttemptTicket
+
+        mutating func next() async throws -> ByteBuffer? {
+            try await self.base.next()
+        }
+    }
+}

@@ -1,0 +1,342 @@
+import AsyncHTTPClient
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import SluiceConfig
+
+/// A running upstream: its endpoints with their health, the pooled HTTP client that reaches
+/// them, load balancing, circuit breaking (request slots and a bounded wait for them), active
+/// health checks and outlier ejection.
+///
+/// As a Service it runs the health checks and, on shutdown, closes the pooled connections.
+public final class Upstream: Service, Sendable {
+    public let name: String
+    let config: UpstreamConfig
+    let client: HTTPClient
+    let scheme: String
+    private let logger: Logger
+    private let state: NIOLockedValueBox<State>
+    private let now: @Sendable () -> ContinuousClock.Instant
+
+    struct Endpoint {
+        let address: SocketAddressConfig
+        /// The `scheme://host:port` prefix of request URLs.
+        let origin: String
+        var active = 0
+        /// Active health checks: out while false.
+        var healthy = true
+        var checkSuccesses = 0
+        var checkFailures = 0
+        /// Outlier detection.
+        var consecutiveFailures = 0
+        var ejectedUntil: ContinuousClock.Instant?
+        var ejections = 0
+    }
+
+    struct State {
+        var endpoints: [Endpoint]
+        var roundRobin = 0
+        var activeRequests = 0
+        var activeRetries = 0
+        var waiters: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+        var nextWaiterID: UInt64 = 0
+        var random = SystemRandomNumberGenerator()
+    }
+
+    public init(
+        config: UpstreamConfig, logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) throws {
+        self.name = config.name
+        self.config = config
+        self.now = now
+        var logger = logger
+        logger[metadataKey: "upstream"] = "\(config.name)"
+        self.logger = logger
+        self.scheme = config.tls == nil ? "http" : "https"
+        let scheme = self.scheme
+        self.state = NIOLockedValueBox(
+            State(endpoints: config.endpoints.map { Endpoint(address: $0, origin: "\(scheme)://\($0)") }))
+
+        var client = HTTPClient.Configuration()
+        client.redirectConfiguration = .disallow
+        client.decompression = .disabled
+        client.timeout = .init(connect: TimeAmount(config.timeouts.connect), read: TimeAmount(config.timeouts.read))
+        client.connectionPool = .init(
+            idleTimeout: TimeAmount(config.timeouts.idle), concurrentHTTP1ConnectionsPerHostSoftLimit: config.limits.maxConnections)
+        // Sluice decides itself whether and where to try again (another endpoint, within the
+        // retry budget); the client's own connect retries would hide a dead endpoint.
+        client.connectionPool.retryConnectionEstablishment = false
+        client.httpVersion = config.http2 ? .automatic : .http1Only
+        if let tls = config.tls {
+            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+            tlsConfiguration.minimumTLSVersion = .tlsv12
+            if let caFile = tls.caFile {
+                tlsConfiguration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            }
+            if let certificateFile = tls.certificateFile, let keyFile = tls.keyFile {
+                tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+                tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+            }
+            tlsConfiguration.applicationProtocols = config.http2 ? ["h2", "http/1.1"] : ["http/1.1"]
+            client.tlsConfiguration = tlsConfiguration
+        }
+        self.client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: client)
+    }
+
+    // MARK: - Choosing an endpoint
+
+    /// An endpoint for one attempt, counted as active until `finished` is called; nil when no
+    /// endpoint is healthy. Endpoints in `excluding` (tried already) are avoided while others remain.
+    func pick(hashKey: String?, excluding: Set<Int>) -> (index: Int, origin: String)? {
+        let now = self.now()
+        return self.state.withLockedValue { state -> (Int, String)? in
+            var candidates: [Int] = []
+            candidates.reserveCapacity(state.endpoints.count)
+            for (index, endpoint) in state.endpoints.enumerated() where endpoint.healthy && !Self.isEjected(endpoint, now) {
+                candidates.append(index)
+            }
+            if candidates.count > 1 || !excluding.isEmpty {
+                let fresh = candidates.filter { !excluding.contains($0) }
+                if !fresh.isEmpty { candidates = fresh }
+            }
+            guard !candidates.isEmpty else { return nil }
+            let chosen: Int
+            switch self.config.loadBalancing {
+            case .roundRobin:
+                chosen = Self.roundRobin(&state, candidates)
+            case .leastRequest:
+                if candidates.count == 1 {
+                    chosen = candidates[0]
+                } else {
+                    let a = Int.random(in: 0..<candidates.count, using: &state.random)
+                    var b = Int.random(in: 0..<(candidates.count - 1), using: &state.random)
+                    if b >= a { b += 1 }
+                    let (ea, eb) = (candidates[a], candidates[b])
+                    chosen = state.endpoints[ea].active <= state.endpoints[eb].active ? ea : eb
+                }
+            case .consistentHash:
+                if let hashKey {
+                    chosen = candidates.max { Self.score(hashKey, state.endpoints[$0].address) < Self.score(hashKey, state.endpoints[$1].address) }!
+                } else {
+                    chosen = Self.roundRobin(&state, candidates)
+                }
+            }
+            state.endpoints[chosen].active += 1
+            return (chosen, state.endpoints[chosen].origin)
+        }
+    }
+
+    private static func roundRobin(_ state: inout State, _ candidates: [Int]) -> Int {
+        state.roundRobin &+= 1
+        return candidates[Int(UInt(bitPattern: state.roundRobin) % UInt(candidates.count))]
+    }
+
+    private static func isEjected(_ endpoint: Endpoint, _ now: ContinuousClock.Instant) -> Bool {
+        endpoint.ejectedUntil.map { now < $0 } ?? false
+    }
+
+    /// Rendezvous (highest random weight) hashing: FNV-1a of key and endpoint, so every Sluice
+    /// instance maps a key to the same endpoint, and losing an endpoint moves only its keys.
+    static func score(_ key: String, _ address: SocketAddressConfig) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        hash = (hash ^ 0xff) &* 0x100_0000_01b3
+        for byte in address.description.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        // A final mix: FNV's low bits alone separate similar endpoint names poorly.
+        hash ^= hash >> 33
+        hash &*= 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
+    }
+
+    /// Ends an attempt on an endpoint; `failed` feeds outlier detection (connect failures,
+    /// resets, timeouts and 5xx answers count).
+    func finished(_ index: Int, failed: Bool) {
+        let now = self.now()
+        let outlier = self.config.outlierDetection
+        let ejected: (SocketAddressConfig, Duration)? = self.state.withLockedValue { state in
+            state.endpoints[index].active -= 1
+            guard failed else {
+                state.endpoints[index].consecutiveFailures = 0
+                return nil
+            }
+            state.endpoints[index].consecutiveFailures += 1
+            guard outlier.consecutiveFailures > 0, state.endpoints[index].consecutiveFailures >= outlier.consecutiveFailures,
+                !Self.isEjected(state.endpoints[index], now)
+            else { return nil }
+            let total = state.endpoints.count
+            let ejectedNow = state.endpoints.filter { Self.isEjected($0, now) }.count
+            var allowed = total * outlier.maxEjectionPercent / 100
+            if outlier.maxEjectionPercent < 100 { allowed = min(allowed, total - 1) }
+            guard ejectedNow < allowed else { return nil }
+            state.endpoints[index].ejections += 1
+            state.endpoints[index].consecutiveFailures = 0
+            let time = min(outlier.baseEjectionTime * state.endpoints[index].ejections, outlier.maxEjectionTime)
+            state.endpoints[index].ejectedUntil = now + time
+            return (state.endpoints[index].address, time)
+        }
+        if let (address, time) = ejected {
+            self.logger.warning("endpoint ejected after consecutive failures", metadata: ["endpoint": "\(address)", "for": "\(time)"])
+        }
+    }
+
+    // MARK: - Circuit breaking
+
+    /// A request slot: at most `max_requests` in progress; past it a request waits up to
+    /// `pending_timeout` among at most `max_pending` others. False: the upstream is saturated.
+    func acquireSlot() async -> Bool {
+        let limits = self.config.limits
+        let id = self.state.withLockedValue { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                // Decided and queued under one lock: a slot released meanwhile goes to this waiter.
+                let answer: Bool? = self.state.withLockedValue { state in
+                    if state.activeRequests < limits.maxRequests {
+                        state.activeRequests += 1
+                        return true
+                    }
+                    if state.waiters.count >= limits.maxPending || Task.isCancelled { return false }
+                    state.waiters.append((id, continuation))
+                    return nil
+                }
+                if let answer {
+                    continuation.resume(returning: answer)
+                    return
+                }
+                Task { [weak self] in
+                    try? await Task.sleep(for: limits.pendingTimeout)
+                    self?.expireWaiter(id)
+                }
+            }
+        } onCancel: {
+            self.expireWaiter(id)
+        }
+    }
+
+    private func expireWaiter(_ id: UInt64) {
+        let waiter = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index).continuation
+        }
+        waiter?.resume(returning: false)
+    }
+
+    /// Gives a slot back (to the longest waiter, if any).
+    func releaseSlot() {
+        let next = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
+            if !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
+            state.activeRequests -= 1
+            return nil
+        }
+        next?.resume(returning: true)
+    }
+
+    /// A retry is allowed while retries in progress stay within the budget: `budgetPercent` of
+    /// the requests in progress, or `minConcurrency`, whichever is more.
+    func acquireRetry(_ retries: RetryConfig) -> Bool {
+        self.state.withLockedValue { state in
+            let budget = max(retries.minRetryConcurrency, state.activeRequests * retries.budgetPercent / 100)
+            guard state.activeRetries < budget else { return false }
+            state.activeRetries += 1
+            return true
+        }
+    }
+
+    func releaseRetry() {
+        self.state.withLockedValue { $0.activeRetries -= 1 }
+    }
+
+    // MARK: - Health
+
+    /// Endpoints in service now (healthy and not ejected), for /ready and tests.
+    public var availableEndpoints: [String] {
+        let now = self.now()
+        return self.state.withLockedValue { state in
+            state.endpoints.filter { $0.healthy && !Self.isEjected($0, now) }.map(\.address.description)
+        }
+    }
+
+    public func run() async throws {
+        if let check = self.config.healthCheck {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        await self.checkAll(check)
+                        do { try await Task.sleep(for: check.interval) } catch { return }
+                    }
+                }
+                group.addTask { try? await gracefulShutdown() }
+                await group.next()
+                group.cancelAll()
+            }
+        } else {
+            try? await gracefulShutdown()
+        }
+        try? await self.client.shutdown()
+    }
+
+    private func checkAll(_ check: HealthCheckConfig) async {
+        let origins = self.state.withLockedValue { $0.endpoints.map(\.origin) }
+        await withTaskGroup(of: (Int, Bool).self) { group in
+            for (index, origin) in origins.enumerated() {
+                group.addTask {
+                    var request = HTTPClientRequest(url: origin + check.path)
+                    request.headers.add(name: "user-agent", value: "sluice-health-check")
+                    do {
+                        let response = try await self.client.execute(request, timeout: TimeAmount(check.timeout))
+                        // Read (and drop) the body so the connection can be reused.
+                        _ = try await response.body.collect(upTo: 64 * 1024)
+                        return (index, check.expectedStatuses.contains(Int(response.status.code)))
+                    } catch {
+                        return (index, false)
+                    }
+                }
+            }
+            for await (index, passed) in group {
+                self.recordCheck(index, passed: passed, check)
+            }
+        }
+    }
+
+    private func recordCheck(_ index: Int, passed: Bool, _ check: HealthCheckConfig) {
+        let change: (SocketAddressConfig, Bool)? = self.state.withLockedValue { state in
+            var endpoint = state.endpoints[index]
+            defer { state.endpoints[index] = endpoint }
+            if passed {
+                endpoint.checkFailures = 0
+                endpoint.checkSuccesses += 1
+                if !endpoint.healthy, endpoint.checkSuccesses >= check.healthyThreshold {
+                    endpoint.healthy = true
+                    return (endpoint.address, true)
+                }
+            } else {
+                endpoint.checkSuccesses = 0
+                endpoint.checkFailures += 1
+                if endpoint.healthy, endpoint.checkFailures >= check.unhealthyThreshold {
+                    endpoint.healthy = false
+                    return (endpoint.address, false)
+                }
+            }
+            return nil
+        }
+        if let (address, healthy) = change {
+            if healthy {
+                self.logger.info("endpoint healthy again", metadata: ["endpoint": "\(address)"])
+            } else {
+                self.logger.warning("endpoint failed its health checks", metadata: ["endpoint": "\(address)"])
+            }
+        }
+    }
+}
