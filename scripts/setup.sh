@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs, if it is missing.
 #   scripts/setup.sh run      what building and running needs (librdkafka)
-#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2,
+#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl,
 #                             the noida-db test broker, python-hyper's h2, grpcio, and the
 #                             Kinesis emulators moto and MiniStack)
 set -euo pipefail
@@ -15,6 +15,9 @@ if [[ "$mode" != run ]]; then
     command -v curl >/dev/null || need_apt+=(curl)
     curl --version 2>/dev/null | grep -q HTTP2 || need_apt+=(curl)
     command -v nghttp >/dev/null || need_apt+=(nghttp2-client)   # nghttp (tests), h2load (benchmarks)
+    command -v openssl >/dev/null || need_apt+=(openssl)          # test certificates
+    # nginx: a TLS/HTTP/2 upstream in the proxy tests, and the reference in the proxy benchmark.
+    [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || need_apt+=(nginx)
 fi
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}" >&2
@@ -22,7 +25,17 @@ if ((${#need_apt[@]})); then
     SUDO=""
     [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Packages with a service (nginx) must not start it: the tests start their own, on loopback.
+    no_start=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        no_start=1
+    fi
+    status=0
+    $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null || status=$?
+    if [[ -n "$no_start" ]]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+    ((status == 0)) || exit "$status"
 fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.x toolchain required)" >&2; exit 1; }

@@ -450,9 +450,9 @@ final class PeerProcess: @unchecked Sendable {
 
     /// `command` and `environment` values have `{PORT}` and `{PORT2}` replaced by fresh ports.
     /// Ready once `{PORT}` accepts connections.
-    init(_ name: String, _ command: [String], environment: [String: String] = [:]) async throws {
+    init(_ name: String, _ command: [String], environment: [String: String] = [:], fixedPort: Int? = nil) async throws {
         self.name = name
-        self.port = try freePort()
+        self.port = try fixedPort ?? freePort()
         self.port2 = try freePort()
         self.log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-\(name)-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: self.log.path, contents: nil)

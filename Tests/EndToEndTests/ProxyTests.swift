@@ -432,3 +432,69 @@ import Testing
         #expect(try Self.stats(a).requests == 2, "refused requests never reach the upstream")
     }
 }
+
+/// Upstreams over TLS: nginx (from Debian) with a certificate from a test CA, HTTP/2 by ALPN,
+/// and a client certificate when nginx requires one.
+@Suite(.timeLimit(.minutes(2))) struct ProxyTLSTests {
+    @Test func upstreamsOverTLSWithHTTP2AndClientCertificates() async throws {
+        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        defer { try? FileManager.default.removeItem(at: pki.directory) }
+        let answer = #"return 200 "proto=$server_protocol tls=$ssl_protocol client=$ssl_client_s_dn\n";"#
+        let open = try await startNginx("nginx-tls") { port in
+            """
+            listen 127.0.0.1:\(port) ssl http2;
+            ssl_certificate \(pki.serverCertificate);
+            ssl_certificate_key \(pki.serverKey);
+            location / { \(answer) }
+            """
+        }
+        let mutual = try await startNginx("nginx-mtls") { port in
+            """
+            listen 127.0.0.1:\(port) ssl http2;
+            ssl_certificate \(pki.serverCertificate);
+            ssl_certificate_key \(pki.serverKey);
+            ssl_client_certificate \(pki.caCertificate);
+            ssl_verify_client on;
+            location / { \(answer) }
+            """
+        }
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                upstreams:
+                  - name: h2
+                    endpoints: ["127.0.0.1:\(open.port)"]
+                    tls: { ca_file: \(pki.caCertificate) }
+                    http2: true
+                  - name: h1
+                    endpoints: ["127.0.0.1:\(open.port)"]
+                    tls: { ca_file: \(pki.caCertificate) }
+                  - name: system-roots
+                    endpoints: ["127.0.0.1:\(open.port)"]
+                    tls: {}
+                  - name: mtls
+                    endpoints: ["127.0.0.1:\(mutual.port)"]
+                    tls: { ca_file: \(pki.caCertificate), certificate_file: \(pki.clientCertificate), key_file: \(pki.clientKey) }
+                  - name: mtls-without-certificate
+                    endpoints: ["127.0.0.1:\(mutual.port)"]
+                    tls: { ca_file: \(pki.caCertificate) }
+                routes:
+                  - { name: h2, match: { path_prefix: /h2/ }, proxy: { upstream: h2 } }
+                  - { name: h1, match: { path_prefix: /h1/ }, proxy: { upstream: h1 } }
+                  - { name: roots, match: { path_prefix: /roots/ }, proxy: { upstream: system-roots } }
+                  - { name: mtls, match: { path_prefix: /mtls/ }, proxy: { upstream: mtls } }
+                  - { name: no-cert, match: { path_prefix: /no-cert/ }, proxy: { upstream: mtls-without-certificate } }
+                """)
+        let h2 = try curl(["\(sluice.baseURL)/h2/x"])
+        #expect(h2.status == 200 && h2.body.contains("proto=HTTP/2.0") && h2.body.contains("tls=TLSv1."), "\(h2.body)")
+        let h1 = try curl(["\(sluice.baseURL)/h1/x"])
+        #expect(h1.status == 200 && h1.body.contains("proto=HTTP/1.1") && h1.body.contains("tls=TLSv1."), "\(h1.body)")
+        let roots = try curl(["\(sluice.baseURL)/roots/x"])
+        #expect(roots.status == 502, "a certificate from an untrusted CA is refused: \(roots.body)")
+        let mtls = try curl(["\(sluice.baseURL)/mtls/x"])
+        #expect(mtls.status == 200 && mtls.body.contains("client=CN=client-a"), "\(mtls.body)")
+        let noCertificate = try curl(["\(sluice.baseURL)/no-cert/x"])
+        #expect(noCertificate.status == 400 && !noCertificate.body.contains("client=CN"), "nginx refuses a client without a certificate")
+    }
+}
