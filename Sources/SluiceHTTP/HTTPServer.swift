@@ -380,10 +380,10 @@ extension HTTPServer {
         var headers = response.headers
         if version.major >= 2 { headers.remove(name: "connection") }
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
-        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
-            return channel.writeAndFlush(HTTPServerResponsePart.head(head))
-        }.get()
+        // The head goes out at once (an event stream's client sees it before the first event),
+        // without waiting for it: a failed write shows on the next one.
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        channel.writeAndFlush(HTTPServerResponsePart.head(head), promise: nil)
         for try await part in stream where part.readableBytes > 0 {
             try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(part))).get()
         }

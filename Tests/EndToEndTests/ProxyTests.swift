@@ -109,6 +109,9 @@ import Testing
         }
         // The upstream's own statuses pass through; a path outside the route is Sluice's 404.
         #expect(try curl(["\(sluice.baseURL)/raw/status/418"]).status == 418)
+        // HEAD: the length of the answer a GET would get, and no body.
+        let head = try curl(["-I", "\(sluice.baseURL)/raw/status/201"])
+        #expect(head.status == 201 && head.headers.lowercased().contains("content-length: 15") && !head.body.contains("{"), "\(head.headers)")
         let unrouted = try curl(["\(sluice.baseURL)/other"])
         #expect(unrouted.status == 404 && unrouted.json["error"] != nil)
         #expect(try Self.stats(a).byPath["/other"] == nil)

@@ -173,7 +173,7 @@ public struct ProxyHandler: Sendable {
                 }
                 slotHeld = false
                 let ticket = AttemptTicket(upstream: upstream, endpoint: index, failed: failed)
-                return self.downstreamResponse(response, ticket: ticket)
+                return await self.downstreamResponse(response, ticket: ticket, isHead: request.head.method == .HEAD)
             case .failure(let error):
                 let failure = Self.classify(error)
                 upstream.finished(index, failed: failure != .overloaded)
@@ -191,14 +191,7 @@ public struct ProxyHandler: Sendable {
                     continue
                 }
                 self.logger.debug("upstream request failed", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
-                switch failure {
-                case .timeout:
-                    return .error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time")
-                case .overloaded:
-                    return .error(.serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
-                case .connect, .reset:
-                    return .error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached or cut the connection")
-                }
+                return Self.gatewayError(for: error)
             }
         }
     }
@@ -269,7 +262,11 @@ public struct ProxyHandler: Sendable {
         return UpstreamHead(method: request.head.method, uri: path, headers: headers)
     }
 
-    private func downstreamResponse(_ response: HTTPClientResponse, ticket: AttemptTicket) -> HTTPResponse {
+    /// Answers up to this size (by their content-length) are read whole and written in one go:
+    /// streaming costs a few thread hops per part, which dominate for small answers.
+    static let wholeAnswerLimit = 64 * 1024
+
+    private func downstreamResponse(_ response: HTTPClientResponse, ticket: AttemptTicket, isHead: Bool) async -> HTTPResponse {
         var headers = HTTPHeaders()
         let connectionListed = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
@@ -282,6 +279,19 @@ public struct ProxyHandler: Sendable {
         for name in self.config.responseHeaders.remove { headers.remove(name: name) }
         for (name, value) in self.config.responseHeaders.set { headers.replaceOrAdd(name: name, value: value) }
         var downstream = HTTPResponse(status: response.status, headers: headers)
+        // (Not for answers without a body: their content-length describes another answer.)
+        let hasBody = !isHead && response.status.code >= 200 && response.status != .noContent && response.status != .notModified
+        if hasBody, let length = response.headers.first(name: "content-length").flatMap({ Int($0) }), length <= Self.wholeAnswerLimit {
+            do {
+                downstream.body = try await response.body.collect(upTo: length)
+                _ = ticket  // held until the answer is read
+                return downstream
+            } catch {
+                // Cut or timed out mid-body: nothing has gone to the client yet.
+                ticket.markFailed()
+                return Self.gatewayError(for: error)
+            }
+        }
         downstream.stream = ProxiedBody(body: response.body, ticket: ticket)
         return downstream
     }
@@ -344,6 +354,19 @@ public struct ProxyHandler: Sendable {
             // Whatever the client never took of the body, it will not take now.
             pipe?.abandon()
             return .failure(error)
+        }
+    }
+
+    /// Sluice's answer for a failed exchange; it never names the endpoint.
+    static func gatewayError(for error: any Error) -> HTTPResponse {
+        switch Self.classify(error) {
+        case .timeout:
+            return .error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time")
+        case .overloaded:
+            return .error(
+                .serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
+        case .connect, .reset:
+            return .error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached or cut the connection")
         }
     }
 
@@ -428,16 +451,20 @@ enum ProxyBodyError: Error {
 final class AttemptTicket: Sendable {
     let upstream: Upstream
     let endpoint: Int
-    let failed: Bool
+    private let failed: NIOLockedValueBox<Bool>
 
     init(upstream: Upstream, endpoint: Int, failed: Bool) {
         self.upstream = upstream
         self.endpoint = endpoint
-        self.failed = failed
+        self.failed = NIOLockedValueBox(failed)
+    }
+
+    func markFailed() {
+        self.failed.withLockedValue { $0 = true }
     }
 
     deinit {
-        self.upstream.finished(self.endpoint, failed: self.failed)
+        self.upstream.finished(self.endpoint, failed: self.failed.withLockedValue { $0 })
         self.upstream.releaseSlot()
     }
 }
