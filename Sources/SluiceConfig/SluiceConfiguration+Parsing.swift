@@ -197,7 +197,7 @@ extension SluiceConfiguration {
     private static func readListener(_ node: Node, _ path: String, _ r: ConfigReader) -> ListenerConfig? {
         let allowed = [
             "name", "address", "idle_timeout", "body_read_timeout", "min_body_rate", "max_header_bytes", "max_connections",
-            "max_concurrent_streams",
+            "max_concurrent_streams", "tls",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let name = readName(fields, path, r)
@@ -228,6 +228,9 @@ extension SluiceConfiguration {
         }
         if let (n, p) = fields["max_concurrent_streams"] {
             if let value = r.integer(n, p, range: 1...10_000) { listener.limits.maxConcurrentStreams = value } else { ok = false }
+        }
+        if let (n, p) = fields["tls"] {
+            if let tls = readListenerTLS(n, p, r) { listener.tls = tls } else { ok = false }
         }
         guard name != nil, address != nil, ok else { return nil }
         return listener

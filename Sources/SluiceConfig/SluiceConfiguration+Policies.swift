@@ -327,11 +327,12 @@ extension SluiceConfiguration {
     }
 
     private static func readCondition(_ node: Node, _ path: String, _ r: ConfigReader) -> AuthzConfig.Condition? {
-        let allowed = ["clients", "source_cidrs", "methods", "path_prefixes", "claims", "authenticated"]
+        let allowed = ["clients", "tls_principals", "source_cidrs", "methods", "path_prefixes", "claims", "authenticated"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
         var condition = AuthzConfig.Condition()
         if let (n, p) = fields["clients"], let list = r.stringList(n, p) { condition.clients = Set(list) }
+        if let (n, p) = fields["tls_principals"], let list = r.stringList(n, p) { condition.tlsPrincipals = Set(list) }
         if let (n, p) = fields["methods"], let list = r.stringList(n, p) { condition.methods = Set(list.map { $0.uppercased() }) }
         if let (n, p) = fields["path_prefixes"], let list = r.stringList(n, p) {
             for (i, prefix) in list.enumerated() where !prefix.hasPrefix("/") {

@@ -114,6 +114,73 @@ extension SluiceConfiguration {
         return ok ? tls : nil
     }
 
+    static func readListenerTLS(_ node: Node, _ path: String, _ r: ConfigReader) -> ListenerTLSConfig? {
+        let allowed = ["certificates", "min_version", "client_certificates", "client_ca_file", "reload_interval"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var ok = true
+        func readable(_ n: Node, _ p: String) -> String? {
+            guard let file = r.nonEmptyString(n, p) else { return nil }
+            guard FileManager.default.isReadableFile(atPath: file) else {
+                r.error(p, "cannot read \(file)")
+                return nil
+            }
+            return file
+        }
+        var certificates: [ListenerTLSConfig.Certificate] = []
+        if let items = r.required(fields["certificates"], in: path, key: "certificates", { r.sequence($0, $1) }) {
+            if items.isEmpty { r.error(path + ".certificates", "at least one certificate is required") }
+            for (index, (n, p)) in items.enumerated() {
+                guard let c = r.mapping(n, p, allowed: ["certificate_file", "key_file", "server_names"]) else {
+                    ok = false
+                    continue
+                }
+                let certificate = r.required(c["certificate_file"], in: p, key: "certificate_file", readable)
+                let key = r.required(c["key_file"], in: p, key: "key_file", readable)
+                var names: [String] = []
+                if let (sn, sp) = c["server_names"], let list = r.stringList(sn, sp) {
+                    names = list.map { $0.lowercased() }
+                    if index == 0 { r.error(sp, "the first certificate is the default one: it has no server_names"); ok = false }
+                } else if index > 0 {
+                    r.error(p, "server_names is required on every certificate after the first (the default)")
+                    ok = false
+                }
+                guard let certificate, let key else {
+                    ok = false
+                    continue
+                }
+                certificates.append(.init(certificateFile: certificate, keyFile: key, serverNames: names))
+            }
+        } else {
+            ok = false
+        }
+        var tls = ListenerTLSConfig(certificates: certificates)
+        if let (n, p) = fields["min_version"], let text = r.string(n, p) {
+            if let version = ListenerTLSConfig.MinimumVersion(rawValue: text) {
+                tls.minimumVersion = version
+            } else {
+                r.error(p, "expected \"1.2\" or \"1.3\", got \"\(text)\" (older versions are not offered)")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["client_certificates"], let text = r.string(n, p) {
+            if let mode = ListenerTLSConfig.ClientCertificates(rawValue: text) {
+                tls.clientCertificates = mode
+            } else {
+                r.error(p, "expected none, optional or required, got \"\(text)\"")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["client_ca_file"] {
+            if let file = readable(n, p) { tls.clientCAFile = file } else { ok = false }
+        }
+        if tls.clientCertificates != .none, fields["client_ca_file"] == nil {
+            r.error(path + ".client_ca_file", "required when client_certificates is \(tls.clientCertificates.rawValue)")
+            ok = false
+        }
+        if let (n, p) = fields["reload_interval"], let v = r.duration(n, p, min: .milliseconds(100)) { tls.reloadInterval = v }
+        return ok ? tls : nil
+    }
+
     private static func readHealthCheck(_ node: Node, _ path: String, _ r: ConfigReader) -> HealthCheckConfig? {
         let allowed = ["path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_statuses"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }

@@ -47,6 +47,35 @@ public struct ListenerConfig: Sendable {
     public var name: String
     public var address: SocketAddressConfig
     public var limits: ListenerLimits
+    /// HTTPS on this listener when set.
+    public var tls: ListenerTLSConfig? = nil
+}
+
+/// TLS on a listener: certificates (the first is the default; others by SNI), ALPN h2 and
+/// http/1.1, TLS 1.2+, optional or required client certificates.
+public struct ListenerTLSConfig: Sendable {
+    public struct Certificate: Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        /// SNI names (exact or `*.suffix`) this certificate answers; empty for the default.
+        public var serverNames: [String]
+    }
+
+    public enum ClientCertificates: String, Sendable {
+        case none, optional, required
+    }
+
+    public var certificates: [Certificate]
+    public var minimumVersion: MinimumVersion = .tls12
+    public var clientCertificates: ClientCertificates = .none
+    public var clientCAFile: String?
+    /// How often the certificate files are checked for changes (reloaded without a restart).
+    public var reloadInterval: Duration = .seconds(10)
+
+    public enum MinimumVersion: String, Sendable {
+        case tls12 = "1.2"
+        case tls13 = "1.3"
+    }
 }
 
 /// A listener's connection-level limits.

@@ -60,7 +60,8 @@ public struct GatewayResponder: HTTPResponder {
             var responseHeaders: [String: String] = [:]
             if !target.policies.isEmpty {
                 let policyRequest = PolicyRequest(
-                    method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP
+                    method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP,
+                    tlsPrincipals: request.tlsClient?.principals ?? []
                 ) { headers.first(name: $0) }
                 switch await target.policies.evaluate(policyRequest) {
                 case .failure(let rejection):

@@ -17,10 +17,25 @@ final class HTTPProtocolSniffer<Output: Sendable>: ChannelInboundHandler, Remova
     private var promise: EventLoopPromise<Output>?
     private var decided = false
 
-    init(promise: EventLoopPromise<Output>, configure: @escaping (any Channel, WireProtocol) throws -> Output) {
+    private let timeout: TimeAmount?
+    private var timer: Scheduled<Void>?
+
+    /// `timeout`: a connection that has not shown its protocol by then (no bytes, or a TLS
+    /// handshake that does not finish) is closed.
+    init(promise: EventLoopPromise<Output>, timeout: TimeAmount? = nil, configure: @escaping (any Channel, WireProtocol) throws -> Output) {
         self.promise = promise
+        self.timeout = timeout
         self.configure = configure
     }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard let timeout = self.timeout else { return }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleTask(in: timeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = self.unwrapInboundIn(data)
@@ -85,6 +100,8 @@ final class HTTPProtocolSniffer<Output: Sendable>: ChannelInboundHandler, Remova
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
         self.promise?.fail(ChannelError.ioOnClosedChannel)
         self.promise = nil
     }

@@ -24,11 +24,17 @@ public struct HTTPRequest: Sendable {
     public var isHTTP2: Bool
     /// The peer's IP address, when the connection has one.
     public var remoteIP: String?
+    /// Whether the request came over TLS.
+    public var isTLS: Bool
+    /// The client's verified certificate, on a TLS listener that asks for one.
+    public var tlsClient: TLSClientIdentity?
 
-    public init(head: HTTPRequestHead, isHTTP2: Bool, remoteIP: String? = nil) {
+    public init(head: HTTPRequestHead, isHTTP2: Bool, remoteIP: String? = nil, isTLS: Bool = false, tlsClient: TLSClientIdentity? = nil) {
         self.head = head
         self.isHTTP2 = isHTTP2
         self.remoteIP = remoteIP
+        self.isTLS = isTLS
+        self.tlsClient = tlsClient
         if let mark = head.uri.firstIndex(of: "?") {
             self.path = String(head.uri[..<mark])
             self.query = head.uri[head.uri.index(after: mark)...]
@@ -76,6 +82,7 @@ public final class HTTPServer: Service, Listening, Sendable {
     private let port: Int
     private let responder: any HTTPResponder
     private let limits: ListenerLimits
+    private let tls: ListenerTLS?
     private let drainTimeout: Duration
     private let connections = NIOLockedValueBox(0)
     private let group: any EventLoopGroup
@@ -89,6 +96,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         port: Int,
         responder: any HTTPResponder,
         limits: ListenerLimits = ListenerLimits(),
+        tls: ListenerTLS? = nil,
         drainTimeout: Duration = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
@@ -98,6 +106,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         self.port = port
         self.responder = responder
         self.limits = limits
+        self.tls = tls
         self.drainTimeout = drainTimeout
         self.group = group
         var logger = logger
@@ -139,8 +148,14 @@ public final class HTTPServer: Service, Listening, Sendable {
     }
 
     enum Connection: Sendable {
-        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>)
-        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>)
+        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, TLSState)
+        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, TLSState)
+    }
+
+    /// What a connection's TLS tells its requests.
+    struct TLSState: Sendable {
+        var isTLS: Bool
+        var client: TLSClientIdentity?
     }
 
     public func run() async throws {
@@ -148,6 +163,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         let limits = self.limits
         let connections = self.connections
         let logger = self.logger
+        let tls = self.tls
         let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: self.group)
@@ -175,9 +191,12 @@ public final class HTTPServer: Service, Listening, Sendable {
                     channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0 -= 1 } }
                     return channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: Connection.self)
-                        let sniffer = HTTPProtocolSniffer<Connection>(promise: promise) { channel, wireProtocol in
-                            try Self.configure(channel, wireProtocol, limits: limits)
+                        // Over TLS the sniffer sees decrypted bytes: it decides once the handshake is done.
+                        let sniffer = HTTPProtocolSniffer<Connection>(promise: promise, timeout: TimeAmount(limits.idleTimeout)) { channel, wireProtocol in
+                            let state = TLSState(isTLS: tls != nil, client: tls == nil ? nil : ListenerTLS.clientIdentity(of: channel))
+                            return try Self.configure(channel, wireProtocol, limits: limits, tls: state)
                         }
+                        if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler()) }
                         try channel.pipeline.syncOperations.addHandler(sniffer)
                         return promise.futureResult
                     }
@@ -193,6 +212,13 @@ public final class HTTPServer: Service, Listening, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.serve(serverChannel)
+            }
+            if let tls = self.tls {
+                group.addTask {
+                    await tls.watch(logger: self.logger)
+                    // Cancelled with the others; never ends the listener by itself.
+                    try? await Task.sleep(for: .seconds(1_000_000_000))
+                }
             }
             group.addTask {
                 // Stop accepting on graceful shutdown; give in-flight requests drainTimeout.
@@ -216,7 +242,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     private static func configure(
         _ channel: any Channel,
         _ wireProtocol: HTTPProtocolSniffer<Connection>.WireProtocol,
-        limits: ListenerLimits
+        limits: ListenerLimits,
+        tls: TLSState
     ) throws -> Connection {
         let sync = channel.pipeline.syncOperations
         let bodyReadTimeout = TimeAmount(limits.bodyReadTimeout)
@@ -232,7 +259,7 @@ public final class HTTPServer: Service, Listening, Sendable {
             try sync.addHandler(HTTP1ParseErrorResponder(maxHeaderBytes: limits.maxHeaderBytes))
             try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: TimeAmount(limits.idleTimeout)))
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
-            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
+            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), tls)
         case .http2:
             try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout)))
             var configuration = NIOHTTP2Handler.Configuration()
@@ -248,7 +275,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                 }
             }
             try sync.addHandler(HTTP2IdleCloseHandler())
-            return .http2(multiplexer)
+            return .http2(multiplexer, tls)
         }
     }
 
@@ -260,10 +287,10 @@ public final class HTTPServer: Service, Listening, Sendable {
                         group.addTask {
                             guard let connection = try? await connection.get() else { return }
                             switch connection {
-                            case .http1(let channel):
-                                await self.serveHTTP1(channel)
-                            case .http2(let multiplexer):
-                                await self.serveHTTP2(multiplexer)
+                            case .http1(let channel, let tls):
+                                await self.serveHTTP1(channel, tls: tls)
+                            case .http2(let multiplexer, let tls):
+                                await self.serveHTTP2(multiplexer, tls: tls)
                             }
                         }
                     }
@@ -274,14 +301,15 @@ public final class HTTPServer: Service, Listening, Sendable {
         }
     }
 
-    private func serveHTTP1(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+    private func serveHTTP1(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, tls: TLSState) async {
         do {
             try await channel.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { continue }
                     var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
-                    let request = HTTPRequest(head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress)
+                    let request = HTTPRequest(
+                        head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
                     var response = await self.responder.respond(to: request, body: &body)
                     // Keep the connection only if the whole request body has been read.
                     let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
@@ -298,13 +326,14 @@ public final class HTTPServer: Service, Listening, Sendable {
     }
 
     private func serveHTTP2(
-        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>
+        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>,
+        tls: TLSState
     ) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in multiplexer.inbound {
                     group.addTask {
-                        await self.serveHTTP2Stream(stream)
+                        await self.serveHTTP2Stream(stream, tls: tls)
                     }
                 }
             }
@@ -313,13 +342,14 @@ public final class HTTPServer: Service, Listening, Sendable {
         }
     }
 
-    private func serveHTTP2Stream(_ stream: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+    private func serveHTTP2Stream(_ stream: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, tls: TLSState) async {
         do {
             try await stream.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 guard let part = try await iterator.next(), case .head(let head) = part else { return }
                 var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
-                let request = HTTPRequest(head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress)
+                let request = HTTPRequest(
+                    head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
                 let response = await self.responder.respond(to: request, body: &body)
                 try await Self.write(response, version: head.version, to: stream.channel)
             }

@@ -12,12 +12,19 @@ public struct PolicyRequest: Sendable {
     public var sourceIP: String?
     /// The first value of a header / metadata entry (names case-insensitive).
     public var header: @Sendable (String) -> String?
+    /// The names of the client's verified TLS certificate (common name and subject alternative
+    /// names), when the listener checked one.
+    public var tlsPrincipals: [String]
 
-    public init(method: String, path: String, query: Substring? = nil, sourceIP: String?, header: @escaping @Sendable (String) -> String?) {
+    public init(
+        method: String, path: String, query: Substring? = nil, sourceIP: String?, tlsPrincipals: [String] = [],
+        header: @escaping @Sendable (String) -> String?
+    ) {
         self.method = method
         self.path = path
         self.query = query
         self.sourceIP = sourceIP
+        self.tlsPrincipals = tlsPrincipals
         self.header = header
     }
 
@@ -221,6 +228,7 @@ struct AuthzPolicy: Policy {
     static func matches(_ condition: AuthzConfig.Condition, _ request: PolicyRequest, _ identity: PolicyIdentity) -> Bool {
         if let authenticated = condition.authenticated, (identity.client != nil) != authenticated { return false }
         if let clients = condition.clients, !(identity.client.map(clients.contains) ?? false) { return false }
+        if let principals = condition.tlsPrincipals, !request.tlsPrincipals.contains(where: principals.contains) { return false }
         if let methods = condition.methods, !methods.contains(request.method.uppercased()) { return false }
         if let prefixes = condition.pathPrefixes, !prefixes.contains(where: { request.path.hasPrefix($0) }) { return false }
         if let cidrs = condition.sourceCIDRs {

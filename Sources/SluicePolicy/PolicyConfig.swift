@@ -77,6 +77,9 @@ public struct AuthzConfig: Sendable {
         public var claims: [String: Set<String>]?
         /// Requests with (true) or without (false) an authenticated client.
         public var authenticated: Bool?
+        /// Names one of which the client's verified TLS certificate must carry (common name or
+        /// a subject alternative name: DNS, URI such as a SPIFFE ID, e-mail, IP).
+        public var tlsPrincipals: Set<String>?
 
         public init(
             clients: Set<String>? = nil, sourceCIDRs: [CIDR]? = nil, methods: Set<String>? = nil, pathPrefixes: [String]? = nil,

@@ -107,10 +107,21 @@ struct Run: AsyncParsableCommand {
             }
         }
         let responder = GatewayResponder(config: configuration, sinks: sinks, upstreams: upstreams, policies: policies, logger: logger)
-        let listeners = configuration.listeners.map { listener in
-            HTTPServer(
-                name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
-                limits: listener.limits, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+        var listeners: [HTTPServer] = []
+        for listener in configuration.listeners {
+            var tls: ListenerTLS?
+            if let tlsConfig = listener.tls {
+                do {
+                    tls = try ListenerTLS(config: tlsConfig)
+                } catch {
+                    printError("listeners: \(listener.name): cannot load TLS certificates: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            listeners.append(
+                HTTPServer(
+                    name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
+                    limits: listener.limits, tls: tls, drainTimeout: configuration.shutdown.drainTimeout, logger: logger))
         }
         var grpcServer: GRPCIngestServer?
         if let grpc = configuration.grpc {

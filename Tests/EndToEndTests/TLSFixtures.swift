@@ -1,7 +1,8 @@
 import Foundation
 
-/// A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1 and
-/// `localhost`, and a client certificate (CN `client-a`), all signed by the CA.
+/// A throwaway PKI made with the openssl CLI, all signed by one CA: a server certificate for
+/// 127.0.0.1 and `localhost` (and a renewed one, CN `renewed-server`), one for `other.test`, and a
+/// client certificate (CN `client-a`, SANs `client-a.example`, `spiffe://sluice.test/client-a`).
 struct TLSFixtures {
     let directory: URL
     var caCertificate: String { self.path("ca.pem") }
@@ -22,13 +23,19 @@ struct TLSFixtures {
             [server]
             subjectAltName = IP:127.0.0.1, DNS:localhost
             extendedKeyUsage = serverAuth
+            [other]
+            subjectAltName = DNS:other.test
+            extendedKeyUsage = serverAuth
+            [renewed]
+            subjectAltName = IP:127.0.0.1, DNS:localhost
+            extendedKeyUsage = serverAuth
             [client]
             subjectAltName = DNS:client-a.example, URI:spiffe://sluice.test/client-a
             extendedKeyUsage = clientAuth
             EOF
             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=sluice-test-ca 2>/dev/null
-            for who in server client; do
-              cn=127.0.0.1; [ $who = client ] && cn=client-a
+            for who in server client other renewed; do
+              cn=127.0.0.1; [ $who = client ] && cn=client-a; [ $who = other ] && cn=other.test; [ $who = renewed ] && cn=renewed-server
               openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $who.key -out $who.csr -subj /CN=$cn 2>/dev/null
               openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile ext.cnf -extensions $who 2>/dev/null
             done

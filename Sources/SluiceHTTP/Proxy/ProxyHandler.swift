@@ -247,7 +247,7 @@ public struct ProxyHandler: Sendable {
                 headers.add(name: "x-forwarded-for", value: ip)
             }
         }
-        headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+        headers.replaceOrAdd(name: "x-forwarded-proto", value: request.isTLS ? "https" : "http")
         if let host = request.host { headers.replaceOrAdd(name: "host", value: host) }
         for name in self.config.requestHeaders.remove { headers.remove(name: name) }
         for (name, value) in self.config.requestHeaders.set { headers.replaceOrAdd(name: name, value: value) }
