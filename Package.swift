@@ -123,7 +123,8 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Policies attached to routes: authentication, authorization, rate limits (no I/O).
+        // Policies attached to routes: authentication, authorization, rate limits (the global
+        // rate limit talks to Redis through its own small RESP client).
         .target(
             name: "SluicePolicy",
             dependencies: [
@@ -131,7 +132,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -248,6 +251,7 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs, if it is missing.
 #   scripts/setup.sh run      what building and running needs (librdkafka)
-#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl,
+#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl, redis,
 #                             the noida-db test broker, python-hyper's h2, grpcio, and the
 #                             Kinesis emulators moto and MiniStack)
 set -euo pipefail
@@ -18,6 +18,7 @@ if [[ "$mode" != run ]]; then
     command -v openssl >/dev/null || need_apt+=(openssl)          # test certificates
     # nginx: a TLS/HTTP/2 upstream in the proxy tests, and the reference in the proxy benchmark.
     [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || need_apt+=(nginx)
+    command -v redis-server >/dev/null || need_apt+=(redis-server)  # the global rate limit's store
 fi
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}" >&2
@@ -25,7 +26,7 @@ if ((${#need_apt[@]})); then
     SUDO=""
     [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
-    # Packages with a service (nginx) must not start it: the tests start their own, on loopback.
+    # Packages with a service (nginx, redis) must not start it: the tests start their own, on loopback.
     no_start=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

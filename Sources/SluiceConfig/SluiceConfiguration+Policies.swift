@@ -374,8 +374,48 @@ extension SluiceConfiguration {
         return ok ? condition : nil
     }
 
+    /// `redis: { address, password: { env | file }, timeout, failure_mode, key_prefix }`.
+    private static func readRedis(_ node: Node, _ path: String, _ r: ConfigReader) -> RateLimitConfig.Global? {
+        guard let fields = r.mapping(node, path, allowed: ["address", "password", "timeout", "failure_mode", "key_prefix"]) else { return nil }
+        var ok = true
+        guard let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) else { return nil }
+        var global = RateLimitConfig.Global(host: address.host, port: address.port)
+        if let (n, p) = fields["password"] {
+            if case .scalar = n {
+                r.error(p, "secrets are not accepted inline: use { env: VARIABLE } or { file: PATH }")
+                ok = false
+            } else if let source = r.mapping(n, p, allowed: ["env", "file"]), source.count == 1 {
+                let secret: SecretSource =
+                    if let (en, ep) = source["env"], let name = r.nonEmptyString(en, ep) { .environment(name) } else {
+                        .file(source["file"].flatMap { r.nonEmptyString($0.0, $0.1) } ?? "")
+                    }
+                do {
+                    global.password = try secret.read(what: "Redis password", environment: r.environment)
+                } catch {
+                    r.error(p, "\(error)")
+                    ok = false
+                }
+            } else {
+                r.error(p, "expected { env: VARIABLE } or { file: PATH }")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["timeout"], let v = r.duration(n, p, min: .milliseconds(1)) { global.timeout = v }
+        if let (n, p) = fields["failure_mode"], let text = r.string(n, p) {
+            switch text {
+            case "open": global.failOpen = true
+            case "closed": global.failOpen = false
+            default:
+                r.error(p, "expected open (let requests through while Redis is unavailable) or closed (answer 503), got \"\(text)\"")
+                ok = false
+            }
+        }
+        if let (n, p) = fields["key_prefix"], let text = r.nonEmptyString(n, p) { global.keyPrefix = text }
+        return ok ? global : nil
+    }
+
     private static func readRateLimit(_ node: Node, _ path: String, _ r: ConfigReader) -> RateLimitConfig? {
-        let allowed = ["key", "unit", "rate", "burst", "scope", "overrides", "max_keys"]
+        let allowed = ["key", "unit", "rate", "burst", "scope", "redis", "overrides", "max_keys"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
         var key: RateLimitConfig.Key?
@@ -390,8 +430,18 @@ extension SluiceConfiguration {
             r.error(p, text == "events" || text == "bytes" ? "unit \(text) is not supported yet; use requests" : "expected requests, got \"\(text)\"")
             ok = false
         }
-        if let (n, p) = fields["scope"], let text = r.string(n, p), text != "local" {
-            r.error(p, text == "global" ? "scope global (shared through Redis) is not supported yet; use local" : "expected local, got \"\(text)\"")
+        var global: RateLimitConfig.Global?
+        let scope = fields["scope"].flatMap { r.string($0.0, $0.1) } ?? "local"
+        switch scope {
+        case "local":
+            if let (_, p) = fields["redis"] {
+                r.error(p, "only for scope: global")
+                ok = false
+            }
+        case "global":
+            if let redis = r.required(fields["redis"], in: path, key: "redis", { readRedis($0, $1, r) }) { global = redis } else { ok = false }
+        default:
+            r.error(path + ".scope", "expected local or global, got \"\(scope)\"")
             ok = false
         }
         func limit(_ fields: [String: (Node, String)], _ path: String) -> RateLimitConfig.Limit? {
@@ -429,7 +479,9 @@ extension SluiceConfiguration {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxKeys = value } else { ok = false }
         }
         guard ok, let key, let base else { return nil }
-        return RateLimitConfig(key: key, limit: base, overrides: overrides, maxKeys: maxKeys)
+        var config = RateLimitConfig(key: key, limit: base, overrides: overrides, maxKeys: maxKeys)
+        config.global = global
+        return config
     }
 
     static func rateLimitKey(_ text: String) -> RateLimitConfig.Key? {

@@ -173,7 +173,12 @@ public final class PolicyRegistry: Sendable {
             case .basicAuth(let basic): byName[config.name] = BasicAuthPolicy(config: basic)
             case .cors(let cors): byName[config.name] = CORSPolicy(config: cors)
             case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
-            case .rateLimit(let limit): byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
+            case .rateLimit(let limit):
+                if let global = limit.global {
+                    byName[config.name] = GlobalRateLimitPolicy(name: config.name, config: limit, global: global)
+                } else {
+                    byName[config.name] = RateLimitPolicy(name: config.name, config: limit, now: now)
+                }
             }
         }
         self.byName = byName

@@ -136,6 +136,28 @@ public struct RateLimitConfig: Sendable {
     public var overrides: [String: Limit]
     /// Buckets kept at once; full (idle) buckets are dropped first when more are needed.
     public var maxKeys: Int
+    /// `scope: global`: the buckets live in Redis, shared by every instance.
+    public var global: Global?
+
+    public struct Global: Sendable {
+        public var host: String
+        public var port: Int
+        public var password: String?
+        /// Longest wait for Redis (connecting, or one answer).
+        public var timeout: Duration
+        /// When Redis cannot answer: let requests through (true) or answer 503.
+        public var failOpen: Bool
+        public var keyPrefix: String
+
+        public init(host: String, port: Int, password: String? = nil, timeout: Duration = .milliseconds(100), failOpen: Bool = true, keyPrefix: String = "sluice") {
+            self.host = host
+            self.port = port
+            self.password = password
+            self.timeout = timeout
+            self.failOpen = failOpen
+            self.keyPrefix = keyPrefix
+        }
+    }
 
     public init(key: Key, unit: Unit = .requests, limit: Limit, overrides: [String: Limit] = [:], maxKeys: Int = 100_000) {
         self.key = key

@@ -1,4 +1,7 @@
+import Crypto
+import Logging
 import NIOConcurrencyHelpers
+import SluiceCore
 
 /// `rate_limit` with `scope: local`: a token bucket per key value, in this process.
 ///
@@ -55,6 +58,11 @@ final class RateLimitPolicy: Policy {
             return (1 - bucket.tokens) / limit.perSecond
         }
         guard let wait else { return nil }
+        return Self.rejection(limit, wait: wait)
+    }
+
+    /// 429 with `Retry-After` (whole seconds until a token is there) and the `RateLimit-*` fields.
+    static func rejection(_ limit: RateLimitConfig.Limit, wait: Double) -> PolicyRejection {
         let retry = max(1, Int(wait.rounded(.up)))
         let window = max(1, Int((Double(limit.burst) / limit.perSecond).rounded(.up)))
         return PolicyRejection(
@@ -86,4 +94,106 @@ final class RateLimitPolicy: Policy {
 extension RateLimitPolicy {
     /// Buckets kept now (for tests and operators).
     var bucketCount: Int { self.buckets.withLockedValue { $0.count } }
+}
+
+/// `rate_limit` with `scope: global`: the same token buckets, kept in Redis so every Sluice
+/// instance draws from them. One Lua script per request takes a token atomically; it reads
+/// Redis's own clock, so instances with skewed clocks agree. Instances share a bucket when their
+/// policies have the same name and key value.
+///
+/// When Redis cannot answer in time, `failure_mode` decides: `open` lets the request through
+/// (and logs, at most once per 10 s), `closed` answers 503.
+final class GlobalRateLimitPolicy: Policy {
+    let name: String
+    let config: RateLimitConfig
+    let global: RateLimitConfig.Global
+    let redis: RedisClient
+    private let lastWarning = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    static let logger = Logger(label: "sluice")
+
+    var stage: PolicyStage { .rateLimit }
+
+    /// KEYS[1]: the bucket; ARGV: tokens per second, burst, cost. Returns {allowed, tokens left
+    /// (as text: Lua numbers become integers on the way out)}.
+    static let script = """
+        local now = redis.call('TIME')
+        local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+        local rate = tonumber(ARGV[1])
+        local burst = tonumber(ARGV[2])
+        local cost = tonumber(ARGV[3])
+        local state = redis.call('HMGET', KEYS[1], 'tokens', 'ms')
+        local tokens = tonumber(state[1])
+        local last = tonumber(state[2])
+        if tokens == nil or last == nil then
+          tokens = burst
+          last = ms
+        end
+        tokens = math.min(burst, tokens + math.max(0, ms - last) * rate / 1000)
+        local allowed = 0
+        if tokens >= cost then
+          tokens = tokens - cost
+          allowed = 1
+        end
+        redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ms', tostring(ms))
+        redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+        return {allowed, tostring(tokens)}
+        """
+    static let scriptSHA1: String = Hex.encode(Array(Insecure.SHA1.hash(data: Array(script.utf8))))
+
+    init(name: String, config: RateLimitConfig, global: RateLimitConfig.Global) {
+        self.name = name
+        self.config = config
+        self.global = global
+        self.redis = RedisClient(host: global.host, port: global.port, password: global.password, timeout: global.timeout)
+    }
+
+    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
+        let value: String? =
+            switch self.config.key {
+            case .sourceIP: request.sourceIP
+            case .header(let name): request.header(name)
+            case .client: identity.client
+            case .claim(let name): identity.claims[name]
+            }
+        let limit = value.flatMap { self.config.overrides[$0] } ?? self.config.limit
+        // Long or odd values are hashed: the key stays short and printable.
+        let part = value.map { $0.utf8.count <= 128 && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } ? $0 : Hex.encode(Array(SHA256.hash(data: Array($0.utf8)))) } ?? ""
+        let key = "\(self.global.keyPrefix):rl:\(self.name):\(part)"
+        let arguments = [key, String(limit.perSecond), String(limit.burst), "1"]
+        let reply: RESPValue
+        do {
+            do {
+                reply = try await self.redis.command(["EVALSHA", Self.scriptSHA1, "1"] + arguments)
+            } catch let error as RedisError where error.description.hasPrefix("NOSCRIPT") {
+                reply = try await self.redis.command(["EVAL", Self.script, "1"] + arguments)
+            }
+        } catch {
+            return self.unavailable(error)
+        }
+        guard case .array(let items?) = reply, items.count == 2, case .integer(let allowed) = items[0],
+            let tokens = items[1].text.flatMap(Double.init)
+        else {
+            return self.unavailable(RedisError("unexpected reply from the rate-limit script"))
+        }
+        if allowed == 1 { return nil }
+        return RateLimitPolicy.rejection(limit, wait: (1 - tokens) / limit.perSecond)
+    }
+
+    private func unavailable(_ error: any Error) -> PolicyRejection? {
+        let now = ContinuousClock.now
+        let warn = self.lastWarning.withLockedValue { last -> Bool in
+            guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if warn {
+            let mode = self.global.failOpen ? "letting requests through (failure_mode: open)" : "refusing requests (failure_mode: closed)"
+            Self.logger.warning(
+                "rate limit store unavailable",
+                metadata: ["policy": "\(self.name)", "redis": "\(self.global.host):\(self.global.port)", "error": "\(error)", "then": "\(mode)"])
+        }
+        if self.global.failOpen { return nil }
+        return PolicyRejection(
+            status: 503, code: "rate_limit_unavailable", message: "the rate limit cannot be checked right now", headers: ["retry-after": "1"])
+    }
 }

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+/// `rate_limit` with `scope: global`: two Sluice processes share one Redis (redis-server from
+/// Debian, started here) and hold one limit together; with Redis gone, `failure_mode` decides.
+@Suite(.timeLimit(.minutes(2))) struct GlobalRateLimitTests {
+    static func redis() async throws -> PeerProcess {
+        try await PeerProcess("redis", ["redis-server", "--port", "{PORT}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    }
+
+    static func config(redisPort: Int) -> String {
+        """
+        listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+        admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+        policies:
+          - name: per-tenant
+            rate_limit:
+              key: header:X-Tenant
+              rate: 1/h
+              burst: 6
+              scope: global
+              overrides: [{ value: big, rate: 1/h, burst: 9 }]
+              redis: { address: "127.0.0.1:\(redisPort)", timeout: 200ms, failure_mode: open }
+          - name: strict
+            rate_limit:
+              key: header:X-Tenant
+              rate: 100/s
+              scope: global
+              redis: { address: "127.0.0.1:\(redisPort)", timeout: 200ms, failure_mode: closed }
+        sinks:
+          - name: archive
+            file: { directory: ./events }
+        routes:
+          - name: limited
+            match: { path: /limited, methods: [POST] }
+            policies: [per-tenant]
+            ingest: { sink: archive, topic: limited }
+          - name: strict
+            match: { path: /strict, methods: [POST] }
+            policies: [strict]
+            ingest: { sink: archive, topic: strict }
+        """
+    }
+
+    @Test func twoInstancesShareOneLimitAndFailureModesHold() async throws {
+        let redis = try await Self.redis()
+        let first = try await SluiceProcess(config: Self.config(redisPort: redis.port))
+        let second = try await SluiceProcess(config: Self.config(redisPort: redis.port))
+        func post(_ sluice: SluiceProcess, _ path: String, tenant: String) throws -> CurlResponse {
+            try curl(["-H", "x-tenant: \(tenant)", "-H", "content-type: application/json", "\(sluice.baseURL)\(path)"], body: Data(#"{"n":1}"#.utf8))
+        }
+        // Ten requests of tenant a, alternating between the instances: six pass in all.
+        var statuses: [Int] = []
+        for i in 0..<10 { statuses.append(try post(i % 2 == 0 ? first : second, "/limited", tenant: "a").status) }
+        #expect(statuses.filter { $0 == 200 }.count == 6, "\(statuses)")
+        #expect(statuses.filter { $0 == 429 }.count == 4, "\(statuses)")
+        #expect(Array(statuses.prefix(6)) == Array(repeating: 200, count: 6), "the first six pass, whichever instance took them")
+        let refused = try post(second, "/limited", tenant: "a")
+        #expect(refused.status == 429)
+        #expect(refused.headers.lowercased().contains("retry-after:"))
+        #expect(refused.headers.lowercased().contains("ratelimit-limit: 6"))
+        // Another tenant has its own bucket; an override replaces the default.
+        #expect(try post(first, "/limited", tenant: "b").status == 200)
+        var big: [Int] = []
+        for i in 0..<11 { big.append(try post(i % 2 == 0 ? second : first, "/limited", tenant: "big").status) }
+        #expect(big.filter { $0 == 200 }.count == 9, "\(big)")
+
+        // Redis gone: open lets requests through, closed answers 503.
+        redis.stop()
+        let open = try post(first, "/limited", tenant: "c")
+        #expect(open.status == 200, "failure_mode open: \(open.body)")
+        let closed = try post(second, "/strict", tenant: "c")
+        #expect(closed.status == 503, "failure_mode closed: \(closed.body)")
+        #expect((closed.json["error"] as? [String: Any])?["code"] as? String == "rate_limit_unavailable")
+        #expect(first.log.contains("rate limit store unavailable"))
+    }
+}
