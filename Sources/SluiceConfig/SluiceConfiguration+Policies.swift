@@ -94,7 +94,9 @@ extension SluiceConfiguration {
     }
 
     private static func readJWT(_ node: Node, _ path: String, _ r: ConfigReader) -> JWTConfig? {
-        let allowed = ["issuer", "audiences", "jwks_file", "algorithms", "hmac_keys", "clock_skew", "client_claim", "claims_to_headers"]
+        let allowed = [
+            "issuer", "audiences", "jwks_file", "jwks_url", "algorithms", "hmac_keys", "clock_skew", "client_claim", "claims_to_headers",
+        ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
         let issuer = r.required(fields["issuer"], in: path, key: "issuer") { r.nonEmptyString($0, $1) }
@@ -127,6 +129,9 @@ extension SluiceConfiguration {
                 r.error(p, "cannot read \(file)")
                 ok = false
             }
+        }
+        if let (n, p) = fields["jwks_url"] {
+            if let source = readJWKSURL(n, p, r) { config.jwksURL = source } else { ok = false }
         }
         if let (n, p) = fields["hmac_keys"], let items = r.sequence(n, p) {
             for (item, itemPath) in items {
@@ -165,8 +170,8 @@ extension SluiceConfiguration {
                 }
             }
         }
-        if config.jwks == nil, config.hmacKeys.isEmpty, ok {
-            r.error(path, "no keys: set jwks_file or hmac_keys")
+        if config.jwks == nil, config.hmacKeys.isEmpty, config.jwksURL == nil, ok {
+            r.error(path, "no keys: set jwks_file, jwks_url or hmac_keys")
             ok = false
         }
         let needsHMAC = config.algorithms.contains { $0.hasPrefix("HS") }
@@ -191,6 +196,40 @@ extension SluiceConfiguration {
     }
 
     /// Why a JWKS document cannot serve (checked again, with the keys imported, at start).
+    /// `jwks_url: URL` or `{ url, refresh_interval, min_refresh_interval, timeout, max_bytes, ca_file }`.
+    /// HTTPS only, except to a loopback address (a local sidecar or a test).
+    private static func readJWKSURL(_ node: Node, _ path: String, _ r: ConfigReader) -> JWKSURLConfig? {
+        var ok = true
+        var urlText: String?
+        var fields: [String: (Node, String)] = [:]
+        if case .scalar = node {
+            urlText = r.nonEmptyString(node, path)
+        } else if let mapping = r.mapping(node, path, allowed: ["url", "refresh_interval", "min_refresh_interval", "timeout", "max_bytes", "ca_file"]) {
+            fields = mapping
+            urlText = r.required(mapping["url"], in: path, key: "url") { r.nonEmptyString($0, $1) }
+        }
+        guard let urlText else { return nil }
+        let urlPath = fields["url"]?.1 ?? path
+        guard let url = URL(string: urlText), let scheme = url.scheme, let host = url.host, !host.isEmpty else {
+            r.error(urlPath, "expected an https:// URL, got \"\(urlText)\"")
+            return nil
+        }
+        let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
+        if scheme != "https", !(scheme == "http" && loopback) {
+            r.error(urlPath, "keys are fetched over https:// (http:// only from a loopback address)")
+            return nil
+        }
+        var source = JWKSURLConfig(url: urlText)
+        if let (n, p) = fields["refresh_interval"], let v = r.duration(n, p, min: .seconds(1)) { source.refreshInterval = v }
+        if let (n, p) = fields["min_refresh_interval"], let v = r.duration(n, p, min: .milliseconds(100)) { source.minRefreshInterval = v }
+        if let (n, p) = fields["timeout"], let v = r.duration(n, p, min: .milliseconds(10)) { source.timeout = v }
+        if let (n, p) = fields["max_bytes"], let v = r.size(n, p, min: 64) { source.maxBytes = v }
+        if let (n, p) = fields["ca_file"], let file = r.nonEmptyString(n, p) {
+            if FileManager.default.isReadableFile(atPath: file) { source.caFile = file } else { r.error(p, "cannot read \(file)"); ok = false }
+        }
+        return ok ? source : nil
+    }
+
     static func jwksProblem(_ text: String) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             let keys = object["keys"] as? [[String: Any]]

@@ -1,7 +1,11 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import JWTKit
+import Logging
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
 
 /// `jwt`: a bearer token (`Authorization: Bearer …`) verified against configured keys.
 public struct JWTConfig: Sendable {
@@ -19,6 +23,8 @@ public struct JWTConfig: Sendable {
     public var clientClaim: String
     /// Claims copied into request headers (claim -> header), for `headers_to_kafka`.
     public var claimsToHeaders: [String: String]
+    /// Keys fetched from an identity provider's JWKS URL instead of (or besides) `jwks`.
+    public var jwksURL: JWKSURLConfig?
 
     public static let supportedAlgorithms: Set<String> = [
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512",
@@ -37,6 +43,24 @@ public struct JWTConfig: Sendable {
         self.clockSkew = clockSkew
         self.clientClaim = clientClaim
         self.claimsToHeaders = claimsToHeaders
+    }
+}
+
+/// `jwks_url`: where the keys are fetched, how often again, and the bounds on the fetch.
+public struct JWKSURLConfig: Sendable {
+    public var url: String
+    /// Keys are fetched again this often (and when a token names an unknown kid, at most once
+    /// per `minRefreshInterval`).
+    public var refreshInterval: Duration = .seconds(300)
+    public var minRefreshInterval: Duration = .seconds(30)
+    public var timeout: Duration = .seconds(5)
+    /// A larger document is refused.
+    public var maxBytes: Int = 1024 * 1024
+    /// CAs trusted for the URL's certificate; the system roots when nil.
+    public var caFile: String?
+
+    public init(url: String) {
+        self.url = url
     }
 }
 
@@ -181,9 +205,89 @@ struct SluiceJWTClaims: JWTPayload {
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
+/// The keys a `jwt` policy verifies with: fixed (file, HMAC secrets), or refreshed from a JWKS
+/// URL. A fetch that fails or brings an unusable document keeps the keys already there.
+final class JWTKeyStore: Sendable {
+    private let current: NIOLockedValueBox<JWTKeySet>
+    private let config: JWTConfig
+    private let name: String
+    /// When the keys were last fetched (or tried): unknown kids refetch at most this often.
+    private let lastFetch = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    private let refresher = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    static let logger = Logger(label: "sluice")
+
+    init(name: String, config: JWTConfig, keys: JWTKeySet) {
+        self.name = name
+        self.config = config
+        self.current = NIOLockedValueBox(keys)
+    }
+
+    deinit {
+        self.refresher.withLockedValue { $0?.cancel() }
+    }
+
+    var keys: JWTKeySet { self.current.withLockedValue { $0 } }
+
+    /// Fetches the URL's keys now (at start), then keeps refreshing them in the background.
+    func start() async {
+        guard let source = self.config.jwksURL else { return }
+        let fetched = await self.fetch()
+        let task = Task { [weak self] in
+            var retry: Duration = fetched ? source.refreshInterval : .seconds(5)
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: retry) } catch { return }
+                guard let self else { return }
+                retry = await self.fetch() ? source.refreshInterval : min(source.refreshInterval, .seconds(30))
+            }
+        }
+        self.refresher.withLockedValue { $0 = task }
+    }
+
+    /// A token named a kid the keys do not have: the provider may have rotated its keys.
+    /// Refetches unless that was done within `min_refresh_interval`; true if the keys changed.
+    func refreshForUnknownKey() async -> Bool {
+        guard let source = self.config.jwksURL else { return false }
+        let now = ContinuousClock.now
+        let due = self.lastFetch.withLockedValue { last -> Bool in
+            guard last.map({ now - $0 >= source.minRefreshInterval }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return false }
+        return await self.fetch()
+    }
+
+    /// One fetch; true when new keys are in place.
+    @discardableResult
+    func fetch() async -> Bool {
+        guard let source = self.config.jwksURL else { return false }
+        self.lastFetch.withLockedValue { $0 = .now }
+        do {
+            var request = HTTPClientRequest(url: source.url)
+            request.headers.add(name: "accept", value: "application/json")
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if let caFile = source.caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
+            request.tlsConfiguration = tls
+            let response = try await HTTPClient.shared.execute(request, timeout: TimeAmount(source.timeout))
+            guard response.status == .ok else { throw JWTKeyError(description: "the JWKS URL answered \(response.status.code)") }
+            let body = try await response.body.collect(upTo: source.maxBytes)
+            var config = self.config
+            config.jwks = String(buffer: body)
+            let keys = try await JWTKeySet.make(config)
+            self.current.withLockedValue { $0 = keys }
+            Self.logger.info("JWKS fetched", metadata: ["policy": "\(self.name)", "keys": "\(keys.keys.count)"])
+            return true
+        } catch {
+            Self.logger.warning("JWKS fetch failed; keeping the keys in use", metadata: ["policy": "\(self.name)", "error": "\(error)"])
+            return false
+        }
+    }
+}
+
 struct JWTPolicy: Policy {
     let config: JWTConfig
-    let keys: JWTKeySet
+    let store: JWTKeyStore
     let now: @Sendable () -> Date
     /// Tokens verified recently, by SHA-256 of the token: a producer sends the same token with every
     /// request until it expires, and verifying it costs a signature check and two JSON decodes.
@@ -221,10 +325,12 @@ struct JWTPolicy: Policy {
             let alg = header["alg"] as? String, alg != "none", self.config.algorithms.contains(alg)
         else { return nil }
         let key: JWTVerificationKey
+        var keys = self.store.keys
         if let kid = header["kid"] as? String {
-            guard let known = self.keys.keys[kid] else { return nil }
+            if keys.keys[kid] == nil, await self.store.refreshForUnknownKey() { keys = self.store.keys }
+            guard let known = keys.keys[kid] else { return nil }
             key = known
-        } else if self.keys.keys.count == 1, let only = self.keys.keys.values.first {
+        } else if keys.keys.count == 1, let only = keys.keys.values.first {
             key = only
         } else {
             return nil

@@ -142,11 +142,13 @@ public final class PolicyRegistry: Sendable {
         _ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow,
         wallClock: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> PolicyRegistry {
-        var keySets: [String: JWTKeySet] = [:]
+        var keySets: [String: JWTKeyStore] = [:]
         for config in configs {
             guard case .jwt(let jwt) = config.kind else { continue }
             do {
-                keySets[config.name] = try await JWTKeySet.make(jwt)
+                let store = JWTKeyStore(name: config.name, config: jwt, keys: try await JWTKeySet.make(jwt))
+                await store.start()
+                keySets[config.name] = store
             } catch {
                 throw JWTKeyError(description: "policies: \(config.name): \(error)")
             }
@@ -160,7 +162,7 @@ public final class PolicyRegistry: Sendable {
     }
 
     init(
-        _ configs: [PolicyConfig], jwtKeys: [String: JWTKeySet], now: @escaping @Sendable () -> Duration,
+        _ configs: [PolicyConfig], jwtKeys: [String: JWTKeyStore], now: @escaping @Sendable () -> Duration,
         wallClock: @escaping @Sendable () -> Date
     ) {
         var byName: [String: any Policy] = [:]
@@ -169,7 +171,7 @@ public final class PolicyRegistry: Sendable {
             case .apiKey(let apiKey): byName[config.name] = APIKeyPolicy(config: apiKey)
             case .jwt(let jwt):
                 guard let keys = jwtKeys[config.name] else { preconditionFailure("JWT policy \(config.name) without keys: use build") }
-                byName[config.name] = JWTPolicy(config: jwt, keys: keys, now: wallClock)
+                byName[config.name] = JWTPolicy(config: jwt, store: keys, now: wallClock)
             case .basicAuth(let basic): byName[config.name] = BasicAuthPolicy(config: basic)
             case .cors(let cors): byName[config.name] = CORSPolicy(config: cors)
             case .authz(let authz): byName[config.name] = AuthzPolicy(config: authz)
