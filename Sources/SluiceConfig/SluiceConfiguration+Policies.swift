@@ -465,9 +465,14 @@ extension SluiceConfiguration {
                 ok = false
             }
         }
-        if let (n, p) = fields["unit"], let text = r.string(n, p), text != "requests" {
-            r.error(p, text == "events" || text == "bytes" ? "unit \(text) is not supported yet; use requests" : "expected requests, got \"\(text)\"")
-            ok = false
+        var unit = RateLimitConfig.Unit.requests
+        if let (n, p) = fields["unit"], let text = r.string(n, p) {
+            if let value = RateLimitConfig.Unit(rawValue: text) {
+                unit = value
+            } else {
+                r.error(p, "expected requests, events or bytes, got \"\(text)\"")
+                ok = false
+            }
         }
         var global: RateLimitConfig.Global?
         let scope = fields["scope"].flatMap { r.string($0.0, $0.1) } ?? "local"
@@ -517,8 +522,12 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_keys"] {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxKeys = value } else { ok = false }
         }
+        if scope == "global", unit != .requests, let (_, p) = fields["unit"] {
+            r.error(p, "scope global counts requests only (events and bytes are local for now)")
+            ok = false
+        }
         guard ok, let key, let base else { return nil }
-        var config = RateLimitConfig(key: key, limit: base, overrides: overrides, maxKeys: maxKeys)
+        var config = RateLimitConfig(key: key, unit: unit, limit: base, overrides: overrides, maxKeys: maxKeys)
         config.global = global
         return config
     }

@@ -58,6 +58,7 @@ public struct GatewayResponder: HTTPResponder {
         switch self.router.route(routeRequest) {
         case .matched(let target, let parameters):
             var responseHeaders: [String: String] = [:]
+            var identity: PolicyIdentity?
             if !target.policies.isEmpty {
                 let policyRequest = PolicyRequest(
                     method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP,
@@ -69,12 +70,13 @@ public struct GatewayResponder: HTTPResponder {
                     for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
                     if rejection.status == 204 { return HTTPResponse(status: .noContent, headers: extra) }  // a preflight's answer
                     return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
-                case .success(let identity):
+                case .success(let established):
+                    identity = established
                     // Headers set from verified claims replace whatever the client sent under those names.
-                    for (name, value) in identity.headers {
+                    for (name, value) in established.headers {
                         if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
                     }
-                    responseHeaders = identity.responseHeaders
+                    responseHeaders = established.responseHeaders
                 }
             }
             if reroutedPreflight {
@@ -89,6 +91,7 @@ public struct GatewayResponder: HTTPResponder {
             case .proxy(let handler):
                 response = await handler.handle(request, body: &body)
             }
+            identity?.settle(events: response.eventCount, bytes: body.bytesRead)
             for (name, value) in responseHeaders.sorted(by: { $0.key < $1.key }) { response.headers.replaceOrAdd(name: name, value: value) }
             return response
         case .methodNotAllowed(let allowed):

@@ -12,6 +12,8 @@ public struct HTTPResponse: Sendable {
     /// left for the client (so a slow client slows the source). When set, `body` is not sent
     /// and `headers` keep their own content-length (none: chunked over HTTP/1.1).
     public var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
+    /// Events the request handed to a sink (for rate limits counted in events).
+    public var eventCount = 0
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status

@@ -113,10 +113,14 @@ public struct IngestHandler: Sendable {
 
         tracker.seal()
         if self.config.ack == .accepted {
-            return self.acceptedResponse(session: session, stop: stop)
+            var response = self.acceptedResponse(session: session, stop: stop)
+            response.eventCount = session.sent
+            return response
         }
         let results = await tracker.results(settledBy: self.sink)
-        return self.response(results: results, stop: stop, saturated: session.saturated)
+        var response = self.response(results: results, stop: stop, saturated: session.saturated)
+        response.eventCount = session.sent
+        return response
     }
 
     /// Builds the response from every event's fate: 200 when all were delivered; otherwise

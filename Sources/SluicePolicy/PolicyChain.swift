@@ -70,12 +70,21 @@ public struct PolicyIdentity: Sendable, Equatable {
     public var headers: [(String, String?)]
     /// Headers to add to the response (CORS).
     public var responseHeaders: [String: String]
+    /// Rate limits in events or bytes, to be charged once the request is handled.
+    public var charges: [RateLimitCharge] = []
 
     public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String?)] = [], responseHeaders: [String: String] = [:]) {
         self.client = client
         self.claims = claims
         self.headers = headers
         self.responseHeaders = responseHeaders
+    }
+
+    /// Charges the rate limits counted in events or bytes for a handled request.
+    public func settle(events: Int, bytes: Int) {
+        for charge in self.charges {
+            charge.policy.charge(key: charge.key, limit: charge.limit, amount: charge.policy.config.unit == .events ? events : bytes)
+        }
     }
 
     public static func == (a: Self, b: Self) -> Bool {

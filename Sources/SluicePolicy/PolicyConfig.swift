@@ -112,7 +112,11 @@ public struct RateLimitConfig: Sendable {
         case claim(String)
     }
     public enum Unit: String, Sendable {
+        /// One token per request, taken before the handler runs.
         case requests
+        /// One token per event the request handed to a sink / per request body byte, charged
+        /// once the handler is done; a request is admitted while its bucket is not in debt.
+        case events, bytes
     }
     public struct Limit: Sendable, Equatable {
         /// Tokens added per second.

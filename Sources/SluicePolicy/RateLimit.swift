@@ -42,6 +42,10 @@ final class RateLimitPolicy: Policy {
         let key = value ?? ""
         let limit = value.flatMap { self.config.overrides[$0] } ?? self.config.limit
         let now = self.now()
+        // Events and bytes are known only once the request is handled: admit while the bucket
+        // is not in debt, and charge afterwards (see `charge`).
+        let cost: Double = self.config.unit == .requests ? 1 : 0
+        if cost == 0 { identity.charges.append(RateLimitCharge(policy: self, key: key, limit: limit)) }
         let wait: Double? = self.buckets.withLockedValue { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
             let elapsed = Self.seconds(now - bucket.updated)
@@ -51,11 +55,11 @@ final class RateLimitPolicy: Policy {
                 if buckets[key] == nil, buckets.count >= self.config.maxKeys { self.evict(&buckets, now: now) }
                 buckets[key] = bucket
             }
-            if bucket.tokens >= 1 {
-                bucket.tokens -= 1
+            if cost == 0 ? bucket.tokens > 0 : bucket.tokens >= cost {
+                bucket.tokens -= cost
                 return nil
             }
-            return (1 - bucket.tokens) / limit.perSecond
+            return (max(cost, 1) - bucket.tokens) / limit.perSecond
         }
         guard let wait else { return nil }
         return Self.rejection(limit, wait: wait)
@@ -71,6 +75,21 @@ final class RateLimitPolicy: Policy {
                 "retry-after": String(retry), "ratelimit-limit": String(limit.burst), "ratelimit-remaining": "0",
                 "ratelimit-reset": String(retry), "ratelimit-policy": "\(limit.burst);w=\(window)",
             ])
+    }
+
+    /// Takes `amount` tokens for a request already admitted (unit events or bytes). The bucket
+    /// may go into debt, at most one burst deep: later requests of that key wait it out.
+    func charge(key: String, limit: RateLimitConfig.Limit, amount: Int) {
+        guard amount > 0 else { return }
+        let now = self.now()
+        self.buckets.withLockedValue { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
+            let elapsed = Self.seconds(now - bucket.updated)
+            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
+            bucket.updated = now
+            bucket.tokens = max(-Double(limit.burst), bucket.tokens - Double(amount))
+            buckets[key] = bucket
+        }
     }
 
     /// Makes room: drops buckets that have refilled (nothing to remember), else a tenth of them.
@@ -89,6 +108,13 @@ final class RateLimitPolicy: Policy {
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
+}
+
+/// What a request owes a rate limit counted in events or bytes, settled after the handler.
+public struct RateLimitCharge: Sendable {
+    let policy: RateLimitPolicy
+    let key: String
+    let limit: RateLimitConfig.Limit
 }
 
 extension RateLimitPolicy {

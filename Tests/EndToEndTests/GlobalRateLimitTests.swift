@@ -75,3 +75,50 @@ import Testing
         #expect(first.log.contains("rate limit store unavailable"))
     }
 }
+
+/// Rate limits counted in events (ingest) and bytes (proxy), through the real binary.
+@Suite(.timeLimit(.minutes(2))) struct EventAndByteRateLimitTests {
+    @Test func eventsAndBytesAreChargedAfterTheRequest() async throws {
+        let upstream = try await ProxyTests.upstream("app")
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                policies:
+                  - name: events
+                    rate_limit: { key: header:X-Tenant, unit: events, rate: 1/h, burst: 10 }
+                  - name: bytes
+                    rate_limit: { key: header:X-Tenant, unit: bytes, rate: 1/h, burst: 3000 }
+                upstreams:
+                  - { name: app, endpoints: ["127.0.0.1:\(upstream.port)"] }
+                sinks:
+                  - name: archive
+                    file: { directory: ./events }
+                routes:
+                  - name: ingest
+                    match: { path: /events, methods: [POST] }
+                    policies: [events]
+                    ingest: { sink: archive, topic: t }
+                  - name: upload
+                    match: { path_prefix: /upload/ }
+                    policies: [bytes]
+                    proxy: { upstream: app }
+                """)
+        func ingest(_ count: Int) throws -> Int {
+            let body = (0..<count).map { #"{"n":\#($0)}"# }.joined(separator: "\n")
+            return try curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(body.utf8)).status
+        }
+        #expect(try ingest(8) == 200, "10 events allowed, 8 used")
+        #expect(try ingest(5) == 200, "2 left: admitted, the bucket goes into debt")
+        let refused = try curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(#"{"n":1}"#.utf8))
+        #expect(refused.status == 429 && refused.headers.lowercased().contains("retry-after:"))
+
+        func upload(_ bytes: Int) throws -> Int {
+            try curl(["-H", "x-tenant: a", "-X", "POST", "\(sluice.baseURL)/upload/x"], body: Data(repeating: 0x61, count: bytes)).status
+        }
+        #expect(try upload(2000) == 200)
+        #expect(try upload(2000) == 200, "1000 bytes left: admitted")
+        #expect(try upload(10) == 429, "3000 bytes moved against 3000: in debt")
+        #expect(try ProxyTests.stats(upstream).requests == 2)
+    }
+}

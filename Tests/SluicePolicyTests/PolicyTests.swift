@@ -52,6 +52,38 @@ func sha256(_ text: String) -> String {
         #expect(await self.allowed(chain, "a", times: 10) == 3, "refilled to the burst, no more")
     }
 
+    @Test func eventLimitsAdmitWhileNotInDebtAndChargeWhatWasHandled() async throws {
+        let clock = HandClock()
+        let config = RateLimitConfig(key: .header("X-Client"), unit: .events, limit: .init(perSecond: 2, burst: 10, text: "2/s"))
+        let chain = PolicyRegistry([PolicyConfig(name: "ev", kind: .rateLimit(config))], now: { clock.now }).chain(["ev"])
+        func handle(_ events: Int) async -> Bool {
+            guard case .success(let identity) = await chain.evaluate(request(headers: ["X-Client": "a"])) else { return false }
+            identity.settle(events: events, bytes: 999_999)
+            return true
+        }
+        #expect(await handle(8), "10 tokens: admitted, 2 left")
+        #expect(await handle(5), "2 left is not debt: admitted, now -3")
+        #expect(await !handle(1), "in debt: refused")
+        clock.advance(.seconds(1))
+        #expect(await !handle(1), "-1 after a second: still in debt")
+        clock.advance(.milliseconds(600))
+        #expect(await handle(100), "+0.2: admitted, and the debt stops at one burst (-10)")
+        clock.advance(.seconds(5))
+        #expect(await !handle(1), "-10 + 10 = 0: not above zero")
+        clock.advance(.milliseconds(500))
+        #expect(await handle(0))
+        guard case .success(let b) = await chain.evaluate(request(headers: ["X-Client": "b"])) else {
+            Issue.record("b's first request should pass")
+            return
+        }
+        b.settle(events: 25, bytes: 0)
+        guard case .failure(let refusal) = await chain.evaluate(request(headers: ["X-Client": "b"])) else {
+            Issue.record("b should be refused after 25 events against a burst of 10")
+            return
+        }
+        #expect(refusal.status == 429 && refusal.headers["retry-after"] == "6", "10 tokens of debt at 2/s, +1 to be above zero: \(refusal.headers.description)")
+    }
+
     @Test func keysHaveTheirOwnBucketsAndOverridesReplaceTheDefault() async {
         let clock = HandClock()
         let chain = self.policy(clock, overrides: ["big": .init(perSecond: 10, burst: 10, text: "10/s"), "small": .init(perSecond: 1, burst: 1, text: "1/s")])
