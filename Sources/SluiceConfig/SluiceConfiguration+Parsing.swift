@@ -76,9 +76,17 @@ extension SluiceConfiguration {
         }
 
         var grpc: GRPCListenerConfig?
-        if let (node, path) = top["grpc"], let fields = r.mapping(node, path, allowed: ["address"]) {
+        if let (node, path) = top["grpc"], let fields = r.mapping(node, path, allowed: ["address", "tls"]) {
             if let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) {
                 grpc = GRPCListenerConfig(address: address)
+            }
+            if let (n, p) = fields["tls"], let tls = readListenerTLS(n, p, r) {
+                // The gRPC transport takes one certificate and verifies client certificates or not at all.
+                if tls.certificates.count > 1 { r.error(p + ".certificates", "the gRPC listener serves one certificate (no SNI choice)") }
+                if tls.clientCertificates == .optional {
+                    r.error(p + ".client_certificates", "the gRPC listener takes none or required (optional is for HTTP listeners)")
+                }
+                grpc?.tls = tls
             }
         }
 

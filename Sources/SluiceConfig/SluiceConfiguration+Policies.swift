@@ -522,10 +522,6 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_keys"] {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxKeys = value } else { ok = false }
         }
-        if scope == "global", unit != .requests, let (_, p) = fields["unit"] {
-            r.error(p, "scope global counts requests only (events and bytes are local for now)")
-            ok = false
-        }
         guard ok, let key, let base else { return nil }
         var config = RateLimitConfig(key: key, unit: unit, limit: base, overrides: overrides, maxKeys: maxKeys)
         config.global = global

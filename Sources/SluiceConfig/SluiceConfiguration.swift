@@ -120,6 +120,9 @@ public struct AdminConfig: Sendable {
 /// A dedicated listener for gRPC (grpc-swift-2 owns its HTTP/2 connections).
 public struct GRPCListenerConfig: Sendable {
     public var address: SocketAddressConfig
+    /// TLS on the gRPC listener: one certificate (reloaded when it changes), client
+    /// certificates none or required.
+    public var tls: ListenerTLSConfig? = nil
 }
 
 public struct SinkConfig: Sendable {

@@ -3,7 +3,9 @@ import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import SluiceConfig
 import SluiceCore
+import SluiceHTTP
 
 /// The gRPC listener: grpc-swift-2 over its NIO HTTP/2 transport, serving `sluice.v1.Ingest`
 /// and `grpc.health.v1.Health`.
@@ -16,12 +18,29 @@ public final class GRPCIngestServer: Service, Listening {
     private let server: GRPCServer<HTTP2ServerTransport.Posix>
     private let logger: Logger
     private let state = NIOLockedValueBox((bound: false, draining: false))
+    private let tls: ListenerTLS?
 
-    public init(host: String, port: Int, service: IngestService, health: HealthService, logger: Logger) {
+    /// With `tls`: HTTPS with its default certificate (re-read when the files change) and, when
+    /// the listener requires them, client certificates checked against its CA bundle.
+    public init(host: String, port: Int, tls: ListenerTLS? = nil, service: IngestService, health: HealthService, logger: Logger) throws {
+        let security: HTTP2ServerTransport.Posix.TransportSecurity
+        if let tls {
+            let caFile = tls.config.clientCertificates == .required ? tls.config.clientCAFile : nil
+            security = try .tls(certificateReloader: tls) { config in
+                if let caFile {
+                    config.clientCertificateVerification = .noHostnameVerification
+                    config.trustRoots = .certificates([.file(path: caFile, format: .pem)])
+                }
+            }
+        } else {
+            security = .plaintext
+        }
         self.server = GRPCServer(
-            transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
+            transport: .http2NIOPosix(
+                address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port), transportSecurity: security),
             services: [service, health]
         )
+        self.tls = tls
         self.logger = logger
     }
 
@@ -37,6 +56,14 @@ public final class GRPCIngestServer: Service, Listening {
                 } onGracefulShutdown: {
                     self.state.withLockedValue { $0.draining = true }
                     self.server.beginGracefulShutdown()
+                }
+            }
+            if let tls = self.tls {
+                group.addTask {
+                    // Certificate reloads until shutdown begins.
+                    try? await cancelWhenGracefulShutdown {
+                        await tls.watch(logger: self.logger)
+                    }
                 }
             }
             if let address = try await self.server.listeningAddress {

@@ -91,7 +91,7 @@ public struct GatewayResponder: HTTPResponder {
             case .proxy(let handler):
                 response = await handler.handle(request, body: &body)
             }
-            identity?.settle(events: response.eventCount, bytes: body.bytesRead)
+            await identity?.settle(events: response.eventCount, bytes: body.bytesRead)
             for (name, value) in responseHeaders.sorted(by: { $0.key < $1.key }) { response.headers.replaceOrAdd(name: name, value: value) }
             return response
         case .methodNotAllowed(let allowed):

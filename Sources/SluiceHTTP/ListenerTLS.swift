@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCertificateReloading
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
@@ -9,8 +10,8 @@ import SluiceConfig
 /// (`h2`, `http/1.1`), TLS 1.2+ (or 1.3), and client certificates checked against a CA bundle
 /// when asked for. Certificate files are re-read when they change; new connections get the
 /// new certificates, open ones keep theirs.
-public final class ListenerTLS: Sendable {
-    let config: ListenerTLSConfig
+public final class ListenerTLS: CertificateReloader, Sendable {
+    public let config: ListenerTLSConfig
     private let loaded: NIOLockedValueBox<Loaded>
     /// Read by the SNI callback of whichever context is current.
     private let byServerName: NIOLockedValueBox<[SNIEntry]>
@@ -24,6 +25,9 @@ public final class ListenerTLS: Sendable {
     struct Loaded: Sendable {
         var context: NIOSSLContext
         var stamps: [FileStamp]
+        /// The default certificate, for the gRPC transport (which builds its own context).
+        var chain: [NIOSSLCertificate]
+        var key: NIOSSLPrivateKey
     }
 
     struct FileStamp: Equatable, Sendable {
@@ -36,9 +40,18 @@ public final class ListenerTLS: Sendable {
         self.config = config
         let table = NIOLockedValueBox<[SNIEntry]>([])
         self.byServerName = table
-        let (context, entries) = try Self.load(config, table: table)
+        let (context, entries, chain, key) = try Self.load(config, table: table)
         table.withLockedValue { $0 = entries }
-        self.loaded = NIOLockedValueBox(Loaded(context: context, stamps: Self.stamps(config)))
+        self.loaded = NIOLockedValueBox(Loaded(context: context, stamps: Self.stamps(config), chain: chain, key: key))
+    }
+
+    /// The current default certificate and key (CertificateReloader, for the gRPC listener).
+    public var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride {
+        let (chain, key) = self.loaded.withLockedValue { ($0.chain, $0.key) }
+        var override = NIOSSLContextConfigurationOverride()
+        override.certificateChain = chain.map { .certificate($0) }
+        override.privateKey = .privateKey(key)
+        return override
     }
 
     /// A handler for one new connection, with the current certificates.
@@ -58,7 +71,9 @@ public final class ListenerTLS: Sendable {
         }
     }
 
-    private static func load(_ config: ListenerTLSConfig, table: NIOLockedValueBox<[SNIEntry]>) throws -> (NIOSSLContext, [SNIEntry]) {
+    private static func load(
+        _ config: ListenerTLSConfig, table: NIOLockedValueBox<[SNIEntry]>
+    ) throws -> (NIOSSLContext, [SNIEntry], [NIOSSLCertificate], NIOSSLPrivateKey) {
         var entries: [SNIEntry] = []
         var defaultChain: [NIOSSLCertificate] = []
         var defaultKey: NIOSSLPrivateKey?
@@ -99,7 +114,7 @@ public final class ListenerTLS: Sendable {
                 promise.succeed(override)
             }
         }
-        return (try NIOSSLContext(configuration: tls), entries)
+        return (try NIOSSLContext(configuration: tls), entries, defaultChain, defaultKey)
     }
 
     /// An exact name first, then the longest `*.suffix` (one label, as certificates match).
@@ -117,9 +132,9 @@ public final class ListenerTLS: Sendable {
         let stamps = Self.stamps(self.config)
         guard stamps != self.loaded.withLockedValue({ $0.stamps }) else { return false }
         do {
-            let (context, entries) = try Self.load(self.config, table: self.byServerName)
+            let (context, entries, chain, key) = try Self.load(self.config, table: self.byServerName)
             self.byServerName.withLockedValue { $0 = entries }
-            self.loaded.withLockedValue { $0 = Loaded(context: context, stamps: stamps) }
+            self.loaded.withLockedValue { $0 = Loaded(context: context, stamps: stamps, chain: chain, key: key) }
             logger.info("TLS certificates reloaded")
             return true
         } catch {
@@ -131,7 +146,7 @@ public final class ListenerTLS: Sendable {
     }
 
     /// Checks the files every `reload_interval` until cancelled.
-    func watch(logger: Logger) async {
+    public func watch(logger: Logger) async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: self.config.reloadInterval) } catch { return }
             self.reloadIfChanged(logger: logger)

@@ -80,10 +80,11 @@ public struct PolicyIdentity: Sendable, Equatable {
         self.responseHeaders = responseHeaders
     }
 
-    /// Charges the rate limits counted in events or bytes for a handled request.
-    public func settle(events: Int, bytes: Int) {
+    /// Charges the rate limits counted in events or bytes for a handled request (before it is
+    /// answered: the client's next request sees the charge, on any instance for global ones).
+    public func settle(events: Int, bytes: Int) async {
         for charge in self.charges {
-            charge.policy.charge(key: charge.key, limit: charge.limit, amount: charge.policy.config.unit == .events ? events : bytes)
+            await charge.policy.charge(key: charge.key, limit: charge.limit, amount: charge.policy.unit == .events ? events : bytes)
         }
     }
 

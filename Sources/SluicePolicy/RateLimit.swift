@@ -9,7 +9,7 @@ import SluiceCore
 /// answered 429 with `Retry-After` (whole seconds until a token is there) and the `RateLimit-*`
 /// fields of draft-ietf-httpapi-ratelimit-headers. A key value with an override uses only its own
 /// limit. Requests without the key's value (no such header, no client) share one bucket.
-final class RateLimitPolicy: Policy {
+final class RateLimitPolicy: Policy, ChargedRateLimit {
     let name: String
     let config: RateLimitConfig
     let now: @Sendable () -> Duration
@@ -21,6 +21,7 @@ final class RateLimitPolicy: Policy {
     }
 
     var stage: PolicyStage { .rateLimit }
+    var unit: RateLimitConfig.Unit { self.config.unit }
 
     init(name: String, config: RateLimitConfig, now: @escaping @Sendable () -> Duration) {
         self.name = name
@@ -110,9 +111,15 @@ final class RateLimitPolicy: Policy {
     }
 }
 
+/// A rate limit counted in events or bytes: charged once the request is handled.
+protocol ChargedRateLimit: Sendable {
+    var unit: RateLimitConfig.Unit { get }
+    func charge(key: String, limit: RateLimitConfig.Limit, amount: Int) async
+}
+
 /// What a request owes a rate limit counted in events or bytes, settled after the handler.
 public struct RateLimitCharge: Sendable {
-    let policy: RateLimitPolicy
+    let policy: any ChargedRateLimit
     let key: String
     let limit: RateLimitConfig.Limit
 }
@@ -129,7 +136,7 @@ extension RateLimitPolicy {
 ///
 /// When Redis cannot answer in time, `failure_mode` decides: `open` lets the request through
 /// (and logs, at most once per 10 s), `closed` answers 503.
-final class GlobalRateLimitPolicy: Policy {
+final class GlobalRateLimitPolicy: Policy, ChargedRateLimit {
     let name: String
     let config: RateLimitConfig
     let global: RateLimitConfig.Global
@@ -138,8 +145,11 @@ final class GlobalRateLimitPolicy: Policy {
     static let logger = Logger(label: "sluice")
 
     var stage: PolicyStage { .rateLimit }
+    var unit: RateLimitConfig.Unit { self.config.unit }
 
-    /// KEYS[1]: the bucket; ARGV: tokens per second, burst, cost. Returns {allowed, tokens left
+    /// KEYS[1]: the bucket; ARGV: tokens per second, burst, cost, mode (`take`: one request's
+    /// tokens if there are enough; `admit`: allowed while not in debt, nothing taken; `charge`:
+    /// take `cost` after the fact, at most one burst into debt). Returns {allowed, tokens left
     /// (as text: Lua numbers become integers on the way out)}.
     static let script = """
         local now = redis.call('TIME')
@@ -147,6 +157,7 @@ final class GlobalRateLimitPolicy: Policy {
         local rate = tonumber(ARGV[1])
         local burst = tonumber(ARGV[2])
         local cost = tonumber(ARGV[3])
+        local mode = ARGV[4]
         local state = redis.call('HMGET', KEYS[1], 'tokens', 'ms')
         local tokens = tonumber(state[1])
         local last = tonumber(state[2])
@@ -156,7 +167,12 @@ final class GlobalRateLimitPolicy: Policy {
         end
         tokens = math.min(burst, tokens + math.max(0, ms - last) * rate / 1000)
         local allowed = 0
-        if tokens >= cost then
+        if mode == 'charge' then
+          tokens = math.max(-burst, tokens - cost)
+          allowed = 1
+        elseif mode == 'admit' then
+          if tokens > 0 then allowed = 1 end
+        elseif tokens >= cost then
           tokens = tokens - cost
           allowed = 1
         end
@@ -185,14 +201,11 @@ final class GlobalRateLimitPolicy: Policy {
         // Long or odd values are hashed: the key stays short and printable.
         let part = value.map { $0.utf8.count <= 128 && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } ? $0 : Hex.encode(Array(SHA256.hash(data: Array($0.utf8)))) } ?? ""
         let key = "\(self.global.keyPrefix):rl:\(self.name):\(part)"
-        let arguments = [key, String(limit.perSecond), String(limit.burst), "1"]
+        let counted = self.config.unit != .requests
+        if counted { identity.charges.append(RateLimitCharge(policy: self, key: key, limit: limit)) }
         let reply: RESPValue
         do {
-            do {
-                reply = try await self.redis.command(["EVALSHA", Self.scriptSHA1, "1"] + arguments)
-            } catch let error as RedisError where error.description.hasPrefix("NOSCRIPT") {
-                reply = try await self.redis.command(["EVAL", Self.script, "1"] + arguments)
-            }
+            reply = try await self.run(key: key, limit: limit, cost: counted ? 0 : 1, mode: counted ? "admit" : "take")
         } catch {
             return self.unavailable(error)
         }
@@ -203,6 +216,26 @@ final class GlobalRateLimitPolicy: Policy {
         }
         if allowed == 1 { return nil }
         return RateLimitPolicy.rejection(limit, wait: (1 - tokens) / limit.perSecond)
+    }
+
+    private func run(key: String, limit: RateLimitConfig.Limit, cost: Int, mode: String) async throws -> RESPValue {
+        let arguments = [key, String(limit.perSecond), String(limit.burst), String(cost), mode]
+        do {
+            return try await self.redis.command(["EVALSHA", Self.scriptSHA1, "1"] + arguments)
+        } catch let error as RedisError where error.description.hasPrefix("NOSCRIPT") {
+            return try await self.redis.command(["EVAL", Self.script, "1"] + arguments)
+        }
+    }
+
+    /// Takes what a handled request counted (`key` is the bucket's Redis key). Redis being
+    /// unavailable loses the charge (logged): the request has been served already.
+    func charge(key: String, limit: RateLimitConfig.Limit, amount: Int) async {
+        guard amount > 0 else { return }
+        do {
+            _ = try await self.run(key: key, limit: limit, cost: amount, mode: "charge")
+        } catch {
+            _ = self.unavailable(error)
+        }
     }
 
     private func unavailable(_ error: any Error) -> PolicyRejection? {

@@ -130,9 +130,14 @@ struct Run: AsyncParsableCommand {
                 return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink, policies: policies.chain(route.policies))
             }
             let health = HealthService(sinks: configuration.sinks.compactMap { sinks[$0.name] }, servedByGRPC: Set(routes.map(\.sink.name)))
-            grpcServer = GRPCIngestServer(
-                host: grpc.address.host, port: grpc.address.port, service: IngestService(routes: routes, logger: logger), health: health,
-                logger: logger)
+            do {
+                grpcServer = try GRPCIngestServer(
+                    host: grpc.address.host, port: grpc.address.port, tls: try grpc.tls.map { try ListenerTLS(config: $0) },
+                    service: IngestService(routes: routes, logger: logger), health: health, logger: logger)
+            } catch {
+                printError("grpc: cannot load TLS certificates: \(error)")
+                throw ExitCode(1)
+            }
         }
         var allListeners: [any Listening] = listeners
         if let grpcServer { allListeners.append(grpcServer) }

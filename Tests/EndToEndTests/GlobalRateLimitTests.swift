@@ -21,6 +21,14 @@ import Testing
               scope: global
               overrides: [{ value: big, rate: 1/h, burst: 9 }]
               redis: { address: "127.0.0.1:\(redisPort)", timeout: 200ms, failure_mode: open }
+          - name: events
+            rate_limit:
+              key: header:X-Tenant
+              unit: events
+              rate: 1/h
+              burst: 10
+              scope: global
+              redis: { address: "127.0.0.1:\(redisPort)", timeout: 200ms }
           - name: strict
             rate_limit:
               key: header:X-Tenant
@@ -35,6 +43,10 @@ import Testing
             match: { path: /limited, methods: [POST] }
             policies: [per-tenant]
             ingest: { sink: archive, topic: limited }
+          - name: counted
+            match: { path: /counted, methods: [POST] }
+            policies: [events]
+            ingest: { sink: archive, topic: counted }
           - name: strict
             match: { path: /strict, methods: [POST] }
             policies: [strict]
@@ -64,6 +76,17 @@ import Testing
         var big: [Int] = []
         for i in 0..<11 { big.append(try post(i % 2 == 0 ? second : first, "/limited", tenant: "big").status) }
         #expect(big.filter { $0 == 200 }.count == 9, "\(big)")
+
+        // Events, counted across the instances: 8 on one, 5 on the other (admitted with 2 left),
+        // then the bucket is in debt for both.
+        func events(_ sluice: SluiceProcess, _ count: Int) throws -> Int {
+            let body = (0..<count).map { #"{"n":\#($0)}"# }.joined(separator: "\n")
+            return try curl(["-H", "x-tenant: e", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/counted"], body: Data(body.utf8)).status
+        }
+        #expect(try events(first, 8) == 200)
+        #expect(try events(second, 5) == 200)
+        #expect(try events(first, 1) == 429)
+        #expect(try events(second, 1) == 429)
 
         // Redis gone: open lets requests through, closed answers 503.
         redis.stop()

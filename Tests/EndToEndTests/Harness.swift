@@ -305,6 +305,22 @@ final class RawConnection {
         _ = bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Reads until what arrived contains `marker` (true), or the peer closes or `timeout` passes (false).
+    func read(until marker: String, timeout: Duration) -> Bool {
+        var received: [UInt8] = []
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var pollfd = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pollfd, 1, 50) > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return false }
+            received.append(contentsOf: buffer[0..<n])
+            if String(decoding: received, as: UTF8.self).contains(marker) { return true }
+        }
+        return false
+    }
+
     /// Reads until the peer closes or `timeout` passes; returns what arrived and whether the peer closed.
     func readUntilClosed(timeout: Duration) -> (text: String, closed: Bool) {
         var received: [UInt8] = []

@@ -89,7 +89,13 @@ import Testing
             .replacingOccurrences(of: "body_read_timeout: 3s", with: "body_read_timeout: 30s")
         let sluice = try await SluiceProcess(config: config)
         var held = try (0..<3).map { _ in try RawConnection(port: sluice.port) }
-        try await Task.sleep(for: .milliseconds(200))
+        // Each held connection is served once (and stays open): all three are counted before the
+        // fourth arrives. (Connections are counted on their own event loops: under load a later
+        // one could otherwise be counted first.)
+        for connection in held {
+            connection.send("GET /not-routed HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(connection.read(until: "\r\n\r\n", timeout: .seconds(10)))
+        }
         let extra = try RawConnection(port: sluice.port)
         let (_, closed) = extra.readUntilClosed(timeout: .seconds(5))
         #expect(closed, "a fourth connection is closed without being served")

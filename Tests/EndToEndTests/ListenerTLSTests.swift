@@ -1,10 +1,13 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import SluiceGRPC
 import Testing
 
 /// TLS on listeners through the real binary, with curl and openssl as clients: certificates by
 /// SNI, ALPN h2, TLS 1.2 at least, client certificates required or optional (and their names
 /// in authorization rules), and certificates replaced on disk while running.
-@Suite(.timeLimit(.minutes(2))) struct ListenerTLSTests {
+@Suite(.timeLimit(.minutes(3))) struct ListenerTLSTests {
     /// The subject of the certificate a TLS listener presents for `serverName`.
     static func presentedSubject(port: Int, serverName: String) throws -> String {
         let result = try runProgram(
@@ -106,5 +109,56 @@ import Testing
         #expect(subject.contains("CN = renewed-server"), "\(subject)")
         #expect(try curl(trust + ["\(base)/after-reload"]).status == 200)
         #expect(sluice.log.contains("TLS certificates reloaded"))
+    }
+
+    @Test func theGRPCListenerServesTLSAndRequiresClientCertificates() async throws {
+        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        defer { try? FileManager.default.removeItem(at: pki.directory) }
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                grpc:
+                  address: "127.0.0.1:{GRPC_PORT}"
+                  tls:
+                    certificates: [{ certificate_file: \(pki.serverCertificate), key_file: \(pki.serverKey) }]
+                    client_certificates: required
+                    client_ca_file: \(pki.caCertificate)
+                sinks:
+                  - name: archive
+                    file: { directory: ./events }
+                routes:
+                  - name: grpc
+                    match: { grpc_service: sluice.v1.Ingest }
+                    ingest: { sink: archive, topic: grpc }
+                """)
+        func publish(_ security: HTTP2ClientTransport.Posix.TransportSecurity) async -> Int? {
+            do {
+                return try await withGRPCClient(
+                    transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: security)
+                ) { client in
+                    // Generous: blocking helpers of other tests (curl, openssl) can hold this
+                    // process's few concurrency threads for seconds; only a hang should fail it.
+                    var options = CallOptions.defaults
+                    options.timeout = .seconds(90)
+                    let response = try await Sluice_V1_Ingest.Client(wrapping: client).publish(
+                        .with { $0.events = [.with { $0.value = Data(#"{"n":1}"#.utf8) }] }, options: options)
+                    return response.results.count
+                }
+            } catch {
+                print("gRPC TLS publish failed: \(error)")
+                return nil
+            }
+        }
+        let trusted: (inout HTTP2ClientTransport.Posix.TransportSecurity.TLS) -> Void = { config in
+            config.trustRoots = .certificates([.file(path: pki.caCertificate, format: .pem)])
+        }
+        let withCertificate = await publish(
+            .mTLS(
+                certificateChain: [.file(path: pki.clientCertificate, format: .pem)], privateKey: .file(path: pki.clientKey, format: .pem),
+                configure: trusted))
+        #expect(withCertificate == 1, "a client with a certificate from the CA publishes; log:\n\(sluice.log.suffix(4000))")
+        #expect(await publish(.tls(configure: trusted)) == nil, "no client certificate: refused at the handshake")
+        #expect(await publish(.plaintext) == nil, "no TLS: refused")
     }
 }

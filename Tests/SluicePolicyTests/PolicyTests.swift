@@ -58,7 +58,7 @@ func sha256(_ text: String) -> String {
         let chain = PolicyRegistry([PolicyConfig(name: "ev", kind: .rateLimit(config))], now: { clock.now }).chain(["ev"])
         func handle(_ events: Int) async -> Bool {
             guard case .success(let identity) = await chain.evaluate(request(headers: ["X-Client": "a"])) else { return false }
-            identity.settle(events: events, bytes: 999_999)
+            await identity.settle(events: events, bytes: 999_999)
             return true
         }
         #expect(await handle(8), "10 tokens: admitted, 2 left")
@@ -76,7 +76,7 @@ func sha256(_ text: String) -> String {
             Issue.record("b's first request should pass")
             return
         }
-        b.settle(events: 25, bytes: 0)
+        await b.settle(events: 25, bytes: 0)
         guard case .failure(let refusal) = await chain.evaluate(request(headers: ["X-Client": "b"])) else {
             Issue.record("b should be refused after 25 events against a burst of 10")
             return
