@@ -117,29 +117,8 @@ extension SluiceConfiguration {
             }
         }
 
-        var policies: [PolicyConfig] = []
-        var declaredPolicies: [String] = []
-        if let (node, path) = top["policies"], let items = r.sequence(node, path) {
-            for (node, path) in items {
-                let (name, policy) = readPolicy(node, path, r)
-                guard let name else { continue }
-                if declaredPolicies.contains(name) { r.error(path + ".name", "duplicate policy name \"\(name)\"") }
-                declaredPolicies.append(name)
-                if let policy { policies.append(policy) }
-            }
-        }
-
-        var upstreams: [UpstreamConfig] = []
-        var declaredUpstreams: [String] = []
-        if let (node, path) = top["upstreams"], let items = r.sequence(node, path) {
-            for (node, path) in items {
-                let (name, upstream) = readUpstream(node, path, r)
-                guard let name else { continue }
-                if declaredUpstreams.contains(name) { r.error(path + ".name", "duplicate upstream name \"\(name)\"") }
-                declaredUpstreams.append(name)
-                if let upstream { upstreams.append(upstream) }
-            }
-        }
+        let (policies, declaredPolicies) = Self.readNamedList(top["policies"], kind: "policy", r) { readPolicy($0, $1, r) }
+        let (upstreams, declaredUpstreams) = Self.readNamedList(top["upstreams"], kind: "upstream", r) { readUpstream($0, $1, r) }
 
         var routes: [RouteConfig] = []
         var routeIndices: [Int] = []
@@ -199,6 +178,24 @@ extension SluiceConfiguration {
         return SluiceConfiguration(
             listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
             shutdown: shutdown)
+    }
+
+    /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name
+    /// declared (an entry with errors still counts, so references to it get no second error).
+    static func readNamedList<T>(
+        _ list: (Node, String)?, kind: String, _ r: ConfigReader, _ read: (Node, String) -> (name: String?, value: T?)
+    ) -> (values: [T], names: [String]) {
+        var values: [T] = []
+        var names: [String] = []
+        guard let (node, path) = list, let items = r.sequence(node, path) else { return ([], []) }
+        for (node, path) in items {
+            let (name, value) = read(node, path)
+            guard let name else { continue }
+            if names.contains(name) { r.error(path + ".name", "duplicate \(kind) name \"\(name)\"") }
+            names.append(name)
+            if let value { values.append(value) }
+        }
+        return (values, names)
     }
 
     static func readName(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> String? {
