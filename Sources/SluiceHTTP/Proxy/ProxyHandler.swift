@@ -113,6 +113,9 @@ public struct ProxyHandler: Sendable {
         }()
         var tried: Set<Int> = []
         var attempt = 0
+        // A retry counts against the budget until its attempt has an outcome.
+        var retryHeld = false
+        defer { if retryHeld { upstream.releaseRetry() } }
         var streamState = StreamState.notStarted(firstPart)
         while true {
             guard let (index, origin) = upstream.pick(hashKey: hashKey, excluding: tried) else {
@@ -145,6 +148,10 @@ public struct ProxyHandler: Sendable {
                 }
             }
 
+            if retryHeld {
+                upstream.releaseRetry()
+                retryHeld = false
+            }
             if let bodyProblem {
                 // The client's body was refused or broke: the upstream exchange is moot.
                 if case .success(let response) = outcome { Self.discard(response) }
@@ -166,8 +173,8 @@ public struct ProxyHandler: Sendable {
                 {
                     Self.discard(response)
                     upstream.finished(index, failed: failed)
+                    retryHeld = true
                     await self.backoff(attempt)
-                    upstream.releaseRetry()
                     attempt += 1
                     continue
                 }
@@ -185,8 +192,8 @@ public struct ProxyHandler: Sendable {
                     }
                 }()
                 if attempt < retries.attempts, canResend, let condition, retries.on.contains(condition), upstream.acquireRetry(retries) {
+                    retryHeld = true
                     await self.backoff(attempt)
-                    upstream.releaseRetry()
                     attempt += 1
                     continue
                 }
