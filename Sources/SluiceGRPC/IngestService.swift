@@ -1,10 +1,13 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceHTTP
 import SluicePolicy
+import X509
 
 /// A gRPC route bound to its running sink.
 public struct GRPCIngestRoute: Sendable {
@@ -170,7 +173,8 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     static func admit(_ route: GRPCIngestRoute, method: String, metadata: Metadata, context: ServerContext) async throws(RPCError) {
         guard !route.policies.isEmpty else { return }
         let request = PolicyRequest(
-            method: "POST", path: "/\(Self.serviceName)/\(method)", sourceIP: Self.peerIP(context.remotePeer)
+            method: "POST", path: "/\(Self.serviceName)/\(method)", sourceIP: Self.peerIP(context.remotePeer),
+            tlsPrincipals: Self.tlsPrincipals(context)
         ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
         guard case .failure(let rejection) = await route.policies.evaluate(request) else { return }
         let code: RPCError.Code
@@ -178,11 +182,37 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         case 401: code = .unauthenticated
         case 403: code = .permissionDenied
         case 429: code = .resourceExhausted
+        case 503: code = .unavailable
         default: code = .failedPrecondition
         }
         var trailers = Metadata()
         for (name, value) in rejection.headers { trailers.addString(value, forKey: name) }
         throw RPCError(code: code, message: rejection.message, metadata: trailers)
+    }
+
+    /// The names of the client's verified certificate (common name, then DNS, URI, e-mail and IP
+    /// subject alternative names), on a gRPC listener that requires one; empty otherwise.
+    static func tlsPrincipals(_ context: ServerContext) -> [String] {
+        guard let posix = context.transportSpecific as? HTTP2ServerTransport.Posix.Context, let certificate = posix.peerCertificate else {
+            return []
+        }
+        var names: [String] = []
+        for rdn in certificate.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName { names.append(attribute.value.description) }
+        }
+        if let alternatives = try? certificate.extensions.subjectAlternativeNames {
+            for name in alternatives {
+                switch name {
+                case .dnsName(let text), .uniformResourceIdentifier(let text), .rfc822Name(let text):
+                    names.append(text)
+                case .ipAddress(let octets):
+                    if let address = TLSClientIdentity.ipAddress(Array(octets.bytes)) { names.append(address) }
+                default:
+                    continue
+                }
+            }
+        }
+        return names
     }
 
     /// `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address.

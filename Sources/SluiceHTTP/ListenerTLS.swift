@@ -199,17 +199,20 @@ public struct TLSClientIdentity: Sendable, Equatable {
                 case .dnsName, .uri, .email:
                     alternatives.append(String(decoding: bytes, as: UTF8.self))
                 case .ipAddress:
-                    if bytes.count == 4 {
-                        alternatives.append(bytes.map(String.init).joined(separator: "."))
-                    } else if bytes.count == 16 {
-                        alternatives.append(stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":"))
-                    }
+                    if let address = Self.ipAddress(bytes) { alternatives.append(address) }
                 default:
                     continue
                 }
             }
         }
         self.alternativeNames = alternatives
+    }
+
+    /// An IP address SAN (4 or 16 bytes) as text: dotted IPv4, or IPv6 as eight hex groups.
+    public static func ipAddress(_ bytes: [UInt8]) -> String? {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        guard bytes.count == 16 else { return nil }
+        return stride(from: 0, to: 16, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":")
     }
 
     /// The names a policy may match: the common name and every alternative name.

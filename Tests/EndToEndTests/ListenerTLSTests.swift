@@ -124,15 +124,27 @@ import Testing
                     certificates: [{ certificate_file: \(pki.serverCertificate), key_file: \(pki.serverKey) }]
                     client_certificates: required
                     client_ca_file: \(pki.caCertificate)
+                policies:
+                  - name: workload-a
+                    authz: { rules: [{ allow: { tls_principals: ["spiffe://sluice.test/client-a"] } }] }
+                  - name: workload-b
+                    authz: { rules: [{ allow: { tls_principals: ["spiffe://sluice.test/client-b"] } }] }
                 sinks:
                   - name: archive
                     file: { directory: ./events }
                 routes:
+                  - name: for-b
+                    match: { grpc_service: sluice.v1.Ingest, headers: { x-route: b } }
+                    policies: [workload-b]
+                    ingest: { sink: archive, topic: grpc-b }
                   - name: grpc
                     match: { grpc_service: sluice.v1.Ingest }
+                    policies: [workload-a]
                     ingest: { sink: archive, topic: grpc }
                 """)
-        func publish(_ security: HTTP2ClientTransport.Posix.TransportSecurity) async -> Int? {
+        /// Events accepted, or nil with the call's error code (when the call got that far).
+        let refusals = Counter()
+        func publish(_ security: HTTP2ClientTransport.Posix.TransportSecurity, route: String = "a") async -> Int? {
             do {
                 return try await withGRPCClient(
                     transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: security)
@@ -142,10 +154,11 @@ import Testing
                     var options = CallOptions.defaults
                     options.timeout = .seconds(90)
                     let response = try await Sluice_V1_Ingest.Client(wrapping: client).publish(
-                        .with { $0.events = [.with { $0.value = Data(#"{"n":1}"#.utf8) }] }, options: options)
+                        .with { $0.events = [.with { $0.value = Data(#"{"n":1}"#.utf8) }] }, metadata: ["x-route": .string(route)], options: options)
                     return response.results.count
                 }
             } catch {
+                if let error = error as? RPCError, error.code == .permissionDenied { refusals.increment() }
                 print("gRPC TLS publish failed: \(error)")
                 return nil
             }
@@ -153,10 +166,13 @@ import Testing
         let trusted: (inout HTTP2ClientTransport.Posix.TransportSecurity.TLS) -> Void = { config in
             config.trustRoots = .certificates([.file(path: pki.caCertificate, format: .pem)])
         }
-        let withCertificate = await publish(
-            .mTLS(
-                certificateChain: [.file(path: pki.clientCertificate, format: .pem)], privateKey: .file(path: pki.clientKey, format: .pem),
-                configure: trusted))
+        let clientA: HTTP2ClientTransport.Posix.TransportSecurity = .mTLS(
+            certificateChain: [.file(path: pki.clientCertificate, format: .pem)], privateKey: .file(path: pki.clientKey, format: .pem),
+            configure: trusted)
+        let withCertificate = await publish(clientA)
+        // The certificate's SPIFFE ID reaches the policies: client-a may not use route b.
+        #expect(await publish(clientA, route: "b") == nil, "the rule for client-b refuses client-a's certificate")
+        #expect(refusals.value == 1, "refused by the policy (PERMISSION_DENIED), not by the handshake")
         #expect(withCertificate == 1, "a client with a certificate from the CA publishes; log:\n\(sluice.log.suffix(4000))")
         #expect(await publish(.tls(configure: trusted)) == nil, "no client certificate: refused at the handshake")
         #expect(await publish(.plaintext) == nil, "no TLS: refused")
