@@ -215,9 +215,8 @@ public final class HTTPServer: Service, Listening, Sendable {
             }
             if let tls = self.tls {
                 group.addTask {
+                    // Returns only when cancelled with the others: it never ends the listener.
                     await tls.watch(logger: self.logger)
-                    // Cancelled with the others; never ends the listener by itself.
-                    try? await Task.sleep(for: .seconds(1_000_000_000))
                 }
             }
             group.addTask {
