@@ -10,13 +10,17 @@ import SluiceHTTP
 /// - `GET /health`: 200 while the process runs (liveness).
 /// - `GET /sinks`: each sink's readiness and in-flight budget: what is in flight, the limits,
 ///   and how many requests are waiting for room (a saturated sink shows waiters).
+/// - `GET /upstreams`: each upstream's requests in progress and waiting for a slot, and each
+///   endpoint's state: healthy (active checks), ejected (outlier detection), requests in progress.
 public struct AdminResponder: HTTPResponder {
     private let listeners: [any Listening]
     private let sinks: [any Sink]
+    private let upstreams: [Upstream]
 
-    public init(listeners: [any Listening], sinks: [any Sink]) {
+    public init(listeners: [any Listening], sinks: [any Sink], upstreams: [Upstream] = []) {
         self.listeners = listeners
         self.sinks = sinks
+        self.upstreams = upstreams
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
@@ -65,12 +69,38 @@ public struct AdminResponder: HTTPResponder {
                 }
             }
             return .json(.ok, json)
+        case "/upstreams":
+            var json = JSONWriter()
+            json.object { json in
+                for upstream in self.upstreams {
+                    let status = upstream.status
+                    json.key(upstream.name)
+                    json.object { json in
+                        json.field("requests_in_progress", status.requestsInProgress)
+                        json.field("requests_waiting", status.waiting)
+                        json.key("endpoints")
+                        json.array { json in
+                            for endpoint in status.endpoints {
+                                json.object {
+                                    $0.field("address", endpoint.address)
+                                    $0.field("in_service", endpoint.healthy && !endpoint.ejected)
+                                    $0.field("healthy", endpoint.healthy)
+                                    $0.field("ejected", endpoint.ejected)
+                                    $0.field("ejections", endpoint.ejections)
+                                    $0.field("requests_in_progress", endpoint.active)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return .json(.ok, json)
         case "/health":
             var json = JSONWriter()
             json.object { $0.field("status", "alive") }
             return .json(.ok, json)
         default:
-            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health, /sinks")
+            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health, /sinks, /upstreams")
         }
     }
 }

@@ -148,7 +148,8 @@ struct Run: AsyncParsableCommand {
             services.append(
                 HTTPServer(
                     name: "admin", host: admin.address.host, port: admin.address.port,
-                    responder: AdminResponder(listeners: allListeners, sinks: orderedSinks),
+                    responder: AdminResponder(
+                        listeners: allListeners, sinks: orderedSinks, upstreams: configuration.upstreams.compactMap { upstreams[$0.name] }),
                     drainTimeout: .seconds(1), logger: logger))
         }
         // ServiceGroup stops services in reverse order: listeners drain first, then sinks flush,

@@ -264,6 +264,12 @@ import Testing
             }
         }
         #expect(out, "b left the rotation once its health checks failed")
+        // The admin API says so.
+        let admin = try curl(["http://127.0.0.1:\(sluice.adminPort)/upstreams"]).json
+        let checked = (admin["checked"] as? [String: Any])?["endpoints"] as? [[String: Any]] ?? []
+        #expect(checked.count == 2)
+        #expect(checked.first { ($0["address"] as? String) == "127.0.0.1:\(b.port)" }?["in_service"] as? Bool == false, "\(admin)")
+        #expect(checked.first { ($0["address"] as? String) == "127.0.0.1:\(a.port)" }?["in_service"] as? Bool == true, "\(admin)")
         #expect(try Self.stats(b).healthChecks >= 2)
         try Self.control(b, "health/up")
         var back = false

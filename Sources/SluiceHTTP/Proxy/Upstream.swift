@@ -260,6 +260,29 @@ public final class Upstream: Service, Sendable {
 
     // MARK: - Health
 
+    /// Each endpoint's state, for the admin API: in service or why not, requests in progress.
+    public struct EndpointStatus: Sendable {
+        public var address: String
+        public var healthy: Bool
+        public var ejected: Bool
+        public var active: Int
+        public var ejections: Int
+    }
+
+    public var status: (endpoints: [EndpointStatus], requestsInProgress: Int, waiting: Int) {
+        let now = self.now()
+        return self.state.withLockedValue { state in
+            (
+                state.endpoints.map {
+                    EndpointStatus(
+                        address: $0.address.description, healthy: $0.healthy, ejected: Self.isEjected($0, now), active: $0.active,
+                        ejections: $0.ejections)
+                },
+                state.activeRequests, state.waiters.count
+            )
+        }
+    }
+
     /// Endpoints in service now (healthy and not ejected), for /ready and tests.
     public var availableEndpoints: [String] {
         let now = self.now()
