@@ -38,8 +38,6 @@ public struct UpstreamConfig: Sendable {
 public struct UpstreamTLSConfig: Sendable {
     /// PEM bundle of CAs trusted for the endpoints' certificates; the system roots when nil.
     public var caFile: String?
-    /// The name checked against the certificate (and sent as SNI); the endpoint's host when nil.
-    public var serverName: String?
     /// Client certificate and key (PEM) for upstreams that require mTLS.
     public var certificateFile: String?
     public var keyFile: String?

@@ -91,8 +91,9 @@ extension SluiceConfiguration {
     }
 
     private static func readUpstreamTLS(_ node: Node, _ path: String, _ r: ConfigReader) -> UpstreamTLSConfig? {
-        // `tls: {}` is HTTPS with the system roots.
-        guard let fields = r.mapping(node, path, allowed: ["ca_file", "server_name", "certificate_file", "key_file"]) else { return nil }
+        // `tls: {}` is HTTPS with the system roots. The certificate is checked against the
+        // endpoint's host (AsyncHTTPClient takes SNI and the checked name from the URL).
+        guard let fields = r.mapping(node, path, allowed: ["ca_file", "certificate_file", "key_file"]) else { return nil }
         var ok = true
         var tls = UpstreamTLSConfig()
         func file(_ key: String) -> String? {
@@ -110,7 +111,6 @@ extension SluiceConfiguration {
             r.error(path, "certificate_file and key_file go together")
             ok = false
         }
-        if let (n, p) = fields["server_name"], let name = r.nonEmptyString(n, p) { tls.serverName = name }
         return ok ? tls : nil
     }
 
