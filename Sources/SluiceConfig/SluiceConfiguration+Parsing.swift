@@ -183,7 +183,7 @@ extension SluiceConfiguration {
     /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name
     /// declared (an entry with errors still counts, so references to it get no second error).
     static func readNamedList<T>(
-        _ list: (Node, String)?, kind: String, _ r: ConfigReader, _ read: (Node, String) -> (name: String?, value: T?)
+        _ list: (Node, String)?, kind: String, _ r: ConfigReader, _ read: (Node, String) -> (String?, T?)
     ) -> (values: [T], names: [String]) {
         var values: [T] = []
         var names: [String] = []
