@@ -1,3 +1,5 @@
+import Foundation
+import SluiceCore
 import Yams
 
 /// Walks a YAML document, collecting every problem with its path instead of stopping at the first.
@@ -103,6 +105,33 @@ final class ConfigReader {
     func stringList(_ node: Node?, _ path: String) -> [String]? {
         guard let items = self.sequence(node, path) else { return nil }
         return items.compactMap { self.nonEmptyString($0.0, $0.1) }
+    }
+
+    /// A path to a file that can be read now (reported otherwise).
+    func readableFile(_ node: Node?, _ path: String) -> String? {
+        guard let file = self.nonEmptyString(node, path) else { return nil }
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            self.error(path, "cannot read \(file)")
+            return nil
+        }
+        return file
+    }
+
+    /// Where a secret comes from: `{ env: VARIABLE }` or `{ file: PATH }`, never the secret itself.
+    func secretSource(_ node: Node, _ path: String) -> SecretSource? {
+        if case .scalar = node {
+            let key = path.split(separator: ".").last.map(String.init) ?? "secret"
+            self.error(path, "secrets are not accepted inline: use \(key): { env: VARIABLE } or { file: PATH }")
+            return nil
+        }
+        guard let source = self.mapping(node, path, allowed: ["env", "file"]) else { return nil }
+        guard source.count == 1 else {
+            self.error(path, "set exactly one of env, file")
+            return nil
+        }
+        if let (n, p) = source["env"] { return self.nonEmptyString(n, p).map { .environment($0) } }
+        if let (n, p) = source["file"] { return self.nonEmptyString(n, p).map { .file($0) } }
+        return nil
     }
 
     func integer(_ node: Node?, _ path: String, range: ClosedRange<Int>) -> Int? {

@@ -452,23 +452,8 @@ extension SluiceConfiguration {
         let clientID = r.required(fields["client_id"], in: path, key: "client_id") { r.nonEmptyString($0, $1) }
         var secret: SecretSource?
         if let (n, p) = fields["client_secret"] {
-            if case .scalar = n {
-                r.error(p, "secrets are not accepted inline: use client_secret: { env: VARIABLE } or { file: PATH }")
-                ok = false
-            } else if let source = r.mapping(n, p, allowed: ["env", "file"]) {
-                if source.count != 1 {
-                    r.error(p, "set exactly one of env, file")
-                    ok = false
-                } else if let (sn, sp) = source["env"], let name = r.nonEmptyString(sn, sp) {
-                    secret = .environment(name)
-                } else if let (sn, sp) = source["file"], let file = r.nonEmptyString(sn, sp) {
-                    secret = .file(file)
-                } else {
-                    ok = false
-                }
-            } else {
-                ok = false
-            }
+            secret = r.secretSource(n, p)
+            if secret == nil { ok = false }
         } else {
             r.error(path + ".client_secret", "required: { env: VARIABLE } or { file: PATH }")
             ok = false
@@ -542,15 +527,14 @@ extension SluiceConfiguration {
             r.error(path + ".batch.max_bytes", "a batch is one gRPC message: at most \(ZerobusSinkConfig.defaultMaxRecordBytes) bytes")
             ok = false
         }
-        if let (n, p) = fields["ca_file"], let file = r.nonEmptyString(n, p) {
+        if let (n, p) = fields["ca_file"] {
             if endpoint.scheme != "https" {
                 r.error(p, "only for an https:// endpoint")
                 ok = false
-            } else if !FileManager.default.isReadableFile(atPath: file) {
-                r.error(p, "cannot read \(file)")
-                ok = false
-            } else {
+            } else if let file = r.readableFile(n, p) {
                 config.caFile = file
+            } else {
+                ok = false
             }
         }
         if let (n, p) = fields["open_timeout"] {

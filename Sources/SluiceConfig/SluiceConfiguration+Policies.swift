@@ -141,21 +141,15 @@ extension SluiceConfiguration {
                     ok = false
                     continue
                 }
-                let secretNode = entry["secret"]
-                if let (sn, _) = secretNode, case .scalar = sn {
-                    r.error(itemPath + ".secret", "secrets are not accepted inline: use { env: VARIABLE } or { file: PATH }")
-                    ok = false
-                    continue
-                }
-                guard let (sn, sp) = secretNode, let source = r.mapping(sn, sp, allowed: ["env", "file"]), source.count == 1 else {
+                guard let (sn, sp) = entry["secret"] else {
                     r.error(itemPath + ".secret", "required: { env: VARIABLE } or { file: PATH }")
                     ok = false
                     continue
                 }
-                let secretSource: SecretSource =
-                    if let (en, ep) = source["env"], let name = r.nonEmptyString(en, ep) { .environment(name) } else {
-                        .file(source["file"].flatMap { r.nonEmptyString($0.0, $0.1) } ?? "")
-                    }
+                guard let secretSource = r.secretSource(sn, sp) else {
+                    ok = false
+                    continue
+                }
                 do {
                     let secret = try secretSource.read(what: "HMAC secret", environment: r.environment)
                     let needed = config.algorithms.contains("HS512") ? 64 : config.algorithms.contains("HS384") ? 48 : 32
@@ -224,8 +218,8 @@ extension SluiceConfiguration {
         if let (n, p) = fields["min_refresh_interval"], let v = r.duration(n, p, min: .milliseconds(100)) { source.minRefreshInterval = v }
         if let (n, p) = fields["timeout"], let v = r.duration(n, p, min: .milliseconds(10)) { source.timeout = v }
         if let (n, p) = fields["max_bytes"], let v = r.size(n, p, min: 64) { source.maxBytes = v }
-        if let (n, p) = fields["ca_file"], let file = r.nonEmptyString(n, p) {
-            if FileManager.default.isReadableFile(atPath: file) { source.caFile = file } else { r.error(p, "cannot read \(file)"); ok = false }
+        if let (n, p) = fields["ca_file"] {
+            if let file = r.readableFile(n, p) { source.caFile = file } else { ok = false }
         }
         return ok ? source : nil
     }
@@ -420,14 +414,7 @@ extension SluiceConfiguration {
         guard let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) else { return nil }
         var global = RateLimitConfig.Global(host: address.host, port: address.port)
         if let (n, p) = fields["password"] {
-            if case .scalar = n {
-                r.error(p, "secrets are not accepted inline: use { env: VARIABLE } or { file: PATH }")
-                ok = false
-            } else if let source = r.mapping(n, p, allowed: ["env", "file"]), source.count == 1 {
-                let secret: SecretSource =
-                    if let (en, ep) = source["env"], let name = r.nonEmptyString(en, ep) { .environment(name) } else {
-                        .file(source["file"].flatMap { r.nonEmptyString($0.0, $0.1) } ?? "")
-                    }
+            if let secret = r.secretSource(n, p) {
                 do {
                     global.password = try secret.read(what: "Redis password", environment: r.environment)
                 } catch {
@@ -435,7 +422,6 @@ extension SluiceConfiguration {
                     ok = false
                 }
             } else {
-                r.error(p, "expected { env: VARIABLE } or { file: PATH }")
                 ok = false
             }
         }

@@ -97,17 +97,17 @@ extension SluiceConfiguration {
         var ok = true
         var tls = UpstreamTLSConfig()
         func file(_ key: String) -> String? {
-            guard let (n, p) = fields[key], let file = r.nonEmptyString(n, p) else { return nil }
-            if !FileManager.default.isReadableFile(atPath: file) {
-                r.error(p, "cannot read \(file)")
+            guard let (n, p) = fields[key] else { return nil }
+            guard let file = r.readableFile(n, p) else {
                 ok = false
+                return nil
             }
             return file
         }
         tls.caFile = file("ca_file")
         tls.certificateFile = file("certificate_file")
         tls.keyFile = file("key_file")
-        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+        if (fields["certificate_file"] == nil) != (fields["key_file"] == nil) {
             r.error(path, "certificate_file and key_file go together")
             ok = false
         }
@@ -118,14 +118,6 @@ extension SluiceConfiguration {
         let allowed = ["certificates", "min_version", "client_certificates", "client_ca_file", "reload_interval"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
-        func readable(_ n: Node, _ p: String) -> String? {
-            guard let file = r.nonEmptyString(n, p) else { return nil }
-            guard FileManager.default.isReadableFile(atPath: file) else {
-                r.error(p, "cannot read \(file)")
-                return nil
-            }
-            return file
-        }
         var certificates: [ListenerTLSConfig.Certificate] = []
         if let items = r.required(fields["certificates"], in: path, key: "certificates", { r.sequence($0, $1) }) {
             if items.isEmpty { r.error(path + ".certificates", "at least one certificate is required") }
@@ -134,8 +126,8 @@ extension SluiceConfiguration {
                     ok = false
                     continue
                 }
-                let certificate = r.required(c["certificate_file"], in: p, key: "certificate_file", readable)
-                let key = r.required(c["key_file"], in: p, key: "key_file", readable)
+                let certificate = r.required(c["certificate_file"], in: p, key: "certificate_file", { r.readableFile($0, $1) })
+                let key = r.required(c["key_file"], in: p, key: "key_file", { r.readableFile($0, $1) })
                 var names: [String] = []
                 if let (sn, sp) = c["server_names"], let list = r.stringList(sn, sp) {
                     names = list.map { $0.lowercased() }
@@ -171,7 +163,7 @@ extension SluiceConfiguration {
             }
         }
         if let (n, p) = fields["client_ca_file"] {
-            if let file = readable(n, p) { tls.clientCAFile = file } else { ok = false }
+            if let file = r.readableFile(n, p) { tls.clientCAFile = file } else { ok = false }
         }
         if tls.clientCertificates != .none, fields["client_ca_file"] == nil {
             r.error(path + ".client_ca_file", "required when client_certificates is \(tls.clientCertificates.rawValue)")
