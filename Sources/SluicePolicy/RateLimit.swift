@@ -29,29 +29,16 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
         self.now = now
     }
 
-    func keyValue(_ request: PolicyRequest, _ identity: PolicyIdentity) -> String? {
-        switch self.config.key {
-        case .sourceIP: return request.sourceIP
-        case .header(let name): return request.header(name)
-        case .client: return identity.client
-        case .claim(let name): return identity.claims[name]
-        }
-    }
-
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection? {
-        let value = self.keyValue(request, identity)
+        let (value, limit) = self.config.keyValueAndLimit(request, identity)
         let key = value ?? ""
-        let limit = value.flatMap { self.config.overrides[$0] } ?? self.config.limit
         let now = self.now()
         // Events and bytes are known only once the request is handled: admit while the bucket
         // is not in debt, and charge afterwards (see `charge`).
         let cost: Double = self.config.unit == .requests ? 1 : 0
         if cost == 0 { identity.charges.append(RateLimitCharge(policy: self, key: key, limit: limit)) }
         let wait: Double? = self.buckets.withLockedValue { buckets in
-            var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
-            let elapsed = Self.seconds(now - bucket.updated)
-            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
-            bucket.updated = now
+            var bucket = Self.refilled(buckets[key], limit: limit, now: now)
             defer {
                 if buckets[key] == nil, buckets.count >= self.config.maxKeys { self.evict(&buckets, now: now) }
                 buckets[key] = bucket
@@ -84,13 +71,18 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
         guard amount > 0 else { return }
         let now = self.now()
         self.buckets.withLockedValue { buckets in
-            var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updated: now)
-            let elapsed = Self.seconds(now - bucket.updated)
-            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
-            bucket.updated = now
+            var bucket = Self.refilled(buckets[key], limit: limit, now: now)
             bucket.tokens = max(-Double(limit.burst), bucket.tokens - Double(amount))
             buckets[key] = bucket
         }
+    }
+
+    /// A key's bucket as of `now`: refilled at the limit's rate up to its burst (a new key starts full).
+    private static func refilled(_ bucket: Bucket?, limit: RateLimitConfig.Limit, now: Duration) -> Bucket {
+        guard var bucket else { return Bucket(tokens: Double(limit.burst), updated: now) }
+        bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, Self.seconds(now - bucket.updated)) * limit.perSecond)
+        bucket.updated = now
+        return bucket
     }
 
     /// Makes room: drops buckets that have refilled (nothing to remember), else a tenth of them.
@@ -108,6 +100,21 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+extension RateLimitConfig {
+    /// The request's value of the key (nil when it has none: such requests share one bucket),
+    /// and the limit for it: its override, or the default.
+    func keyValueAndLimit(_ request: PolicyRequest, _ identity: PolicyIdentity) -> (value: String?, limit: Limit) {
+        let value: String? =
+            switch self.key {
+            case .sourceIP: request.sourceIP
+            case .header(let name): request.header(name)
+            case .client: identity.client
+            case .claim(let name): identity.claims[name]
+            }
+        return (value, value.flatMap { self.overrides[$0] } ?? self.limit)
     }
 }
 
@@ -190,14 +197,7 @@ final class GlobalRateLimitPolicy: Policy, ChargedRateLimit {
     }
 
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
-        let value: String? =
-            switch self.config.key {
-            case .sourceIP: request.sourceIP
-            case .header(let name): request.header(name)
-            case .client: identity.client
-            case .claim(let name): identity.claims[name]
-            }
-        let limit = value.flatMap { self.config.overrides[$0] } ?? self.config.limit
+        let (value, limit) = self.config.keyValueAndLimit(request, identity)
         // Long or odd values are hashed: the key stays short and printable.
         let part = value.map { $0.utf8.count <= 128 && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } ? $0 : Hex.encode(Array(SHA256.hash(data: Array($0.utf8)))) } ?? ""
         let key = "\(self.global.keyPrefix):rl:\(self.name):\(part)"
