@@ -109,11 +109,6 @@ final class RedisClient: Sendable {
         }
     }
 
-    func close() {
-        let channel = self.state.withLockedValue { $0.channel }
-        channel?.close(promise: nil)
-    }
-
     /// RESP2 request bytes: an array of bulk strings.
     static func encode(_ arguments: [String], into buffer: inout ByteBuffer) {
         buffer.writeString("*\(arguments.count)\r\n")

@@ -154,7 +154,7 @@ public struct ProxyHandler: Sendable {
             }
             if let bodyProblem {
                 // The client's body was refused or broke: the upstream exchange is moot.
-                if case .success(let response) = outcome { Self.discard(response) }
+                // An answer is dropped unread: the client closes that connection.
                 upstream.finished(index, failed: false)
                 return bodyProblem == .tooLarge ? Self.tooLarge(self.config.maxBodyBytes) : Self.bodyReadFailed()
             }
@@ -171,7 +171,7 @@ public struct ProxyHandler: Sendable {
                 if attempt < retries.attempts, canResend, self.shouldRetry(status: status),
                     upstream.acquireRetry(retries)
                 {
-                    Self.discard(response)
+                    // Dropped unread, as above.
                     upstream.finished(index, failed: failed)
                     retryHeld = true
                     await self.backoff(attempt)
@@ -237,16 +237,8 @@ public struct ProxyHandler: Sendable {
     /// The request as the upstream sees it: hop-by-hop headers gone, X-Forwarded-*, the route's
     /// header rewrite and path rewrite.
     func upstreamHead(for request: HTTPRequest, hasBody: Bool) -> UpstreamHead {
-        var headers = HTTPHeaders()
-        let connectionListed = Set(request.head.headers["connection"].flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        })
-        for (name, value) in request.head.headers {
-            let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) || lower.hasPrefix(":") { continue }
-            if !hasBody, lower == "content-length" { continue }
-            headers.add(name: name, value: value)
-        }
+        var headers = Self.endToEnd(request.head.headers)
+        if !hasBody { headers.remove(name: "content-length") }
         if let ip = request.remoteIP {
             if let prior = headers.first(name: "x-forwarded-for") {
                 headers.replaceOrAdd(name: "x-forwarded-for", value: prior + ", " + ip)
@@ -256,8 +248,7 @@ public struct ProxyHandler: Sendable {
         }
         headers.replaceOrAdd(name: "x-forwarded-proto", value: request.isTLS ? "https" : "http")
         if let host = request.host { headers.replaceOrAdd(name: "host", value: host) }
-        for name in self.config.requestHeaders.remove { headers.remove(name: name) }
-        for (name, value) in self.config.requestHeaders.set { headers.replaceOrAdd(name: name, value: value) }
+        self.config.requestHeaders.apply(to: &headers)
 
         var path = request.path
         if let rewrite = self.config.pathRewrite, let prefix = self.matchedPrefix, path.hasPrefix(prefix) {
@@ -274,17 +265,8 @@ public struct ProxyHandler: Sendable {
     static let wholeAnswerLimit = 64 * 1024
 
     private func downstreamResponse(_ response: HTTPClientResponse, ticket: AttemptTicket, isHead: Bool) async -> HTTPResponse {
-        var headers = HTTPHeaders()
-        let connectionListed = Set(response.headers["connection"].flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        })
-        for (name, value) in response.headers {
-            let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) { continue }
-            headers.add(name: name, value: value)
-        }
-        for name in self.config.responseHeaders.remove { headers.remove(name: name) }
-        for (name, value) in self.config.responseHeaders.set { headers.replaceOrAdd(name: name, value: value) }
+        var headers = Self.endToEnd(response.headers)
+        self.config.responseHeaders.apply(to: &headers)
         var downstream = HTTPResponse(status: response.status, headers: headers)
         // (Not for answers without a body: their content-length describes another answer.)
         let hasBody = !isHead && response.status.code >= 200 && response.status != .noContent && response.status != .notModified
@@ -394,10 +376,19 @@ public struct ProxyHandler: Sendable {
         return .reset
     }
 
-    /// Lets a response go without reading it: the client closes that connection rather than
-    /// reading an unknown amount.
-    private static func discard(_ response: HTTPClientResponse) {
-        _ = response
+    /// The headers that travel past this hop: without hop-by-hop ones, those the Connection
+    /// header names, and HTTP/2 pseudo-headers.
+    static func endToEnd(_ headers: HTTPHeaders) -> HTTPHeaders {
+        let connectionListed = Set(headers["connection"].flatMap { $0.split(separator: ",") }.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        })
+        var kept = HTTPHeaders()
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) || lower.hasPrefix(":") { continue }
+            kept.add(name: name, value: value)
+        }
+        return kept
     }
 
     // MARK: - Mirroring
@@ -493,5 +484,13 @@ struct ProxiedBody: AsyncSequence, Sendable {
         mutating func next() async throws -> ByteBuffer? {
             try await self.base.next()
         }
+    }
+}
+
+extension HeaderRewrite {
+    /// Removes, then sets (replacing any value of the same name).
+    func apply(to headers: inout HTTPHeaders) {
+        for name in self.remove { headers.remove(name: name) }
+        for (name, value) in self.set { headers.replaceOrAdd(name: name, value: value) }
     }
 }

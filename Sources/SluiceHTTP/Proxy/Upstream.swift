@@ -283,14 +283,6 @@ public final class Upstream: Service, Sendable {
         }
     }
 
-    /// Endpoints in service now (healthy and not ejected), for /ready and tests.
-    public var availableEndpoints: [String] {
-        let now = self.now()
-        return self.state.withLockedValue { state in
-            state.endpoints.filter { $0.healthy && !Self.isEjected($0, now) }.map(\.address.description)
-        }
-    }
-
     public func run() async throws {
         if let check = self.config.healthCheck {
             await withTaskGroup(of: Void.self) { group in
