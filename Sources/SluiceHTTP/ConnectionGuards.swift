@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 extension TimeAmount {
     init(_ duration: Duration) {
@@ -11,6 +12,12 @@ extension TimeAmount {
 /// Answers HTTP/1.1 parse errors with a JSON error and closes: 431 when the request head is
 /// larger than `max_header_bytes`, 400 for anything else malformed. (Replaces NIO's
 /// HTTPServerProtocolErrorHandler, which answers every parse error with an empty 400.)
+///
+/// One bad request gets exactly one response: when the error comes mid-body (a malformed chunk)
+/// the handler of that request may still be running and would answer too; once this handler has
+/// answered, every later response part is dropped (its write fails), and the connection closes
+/// as soon as the answer is flushed. If the handler's own response had already begun, nothing
+/// is added to it: the connection is closed.
 final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -18,6 +25,8 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
     typealias OutboundOut = HTTPServerResponsePart
 
     private var responseInProgress = false
+    /// A parse error has been answered (or the connection is being closed for one).
+    private var failed = false
     private let maxHeaderBytes: Int
 
     init(maxHeaderBytes: Int) {
@@ -29,9 +38,13 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
             context.fireErrorCaught(error)
             return
         }
-        // The decoder closes the connection right after this returns; answer only if no
-        // other response has started.
-        if !self.responseInProgress {
+        guard !self.failed else { return }
+        self.failed = true
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        if self.responseInProgress {
+            // A response has begun: it cannot be replaced, and the connection cannot be reused.
+            context.close(promise: nil)
+        } else {
             let response: HTTPResponse =
                 parseError == .headerOverflow
                 ? .error(
@@ -43,12 +56,19 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
             headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
             context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
             context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
         }
+        // The request's handler learns that its body is broken (its read fails).
         context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !self.failed else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
         switch self.unwrapOutboundIn(data) {
         case .head(let head) where head.status.code >= 200:
             self.responseInProgress = true
@@ -141,3 +161,55 @@ final class BodyReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandle
 }
 
 struct ConnectionLimitReached: Error {}
+
+/// Closes a connection that has not shown the first `bytes` bytes of its protocol (the HTTP/2
+/// client preface: 24) within `timeout` — a TCP connection that sends nothing, or a TLS
+/// handshake that never finishes. Over TLS it sits behind the TLS handler and counts decrypted
+/// bytes. Removes itself once the bytes have come.
+public final class ProtocolStartTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+
+    private let timeout: TimeAmount
+    private let bytes: Int
+    private var received = 0
+    private var timer: Scheduled<Void>?
+
+    public init(timeout: Duration, bytes: Int = 24) {
+        self.timeout = TimeAmount(timeout)
+        self.bytes = bytes
+    }
+
+    /// Adds the handler to an accepted channel: behind its TLS handler if it has one, else first.
+    public static func install(on channel: any Channel, timeout: Duration) throws {
+        let sync = channel.pipeline.syncOperations
+        let handler = ProtocolStartTimeoutHandler(timeout: timeout)
+        if let tls = try? sync.handler(type: NIOSSLServerHandler.self) {
+            try sync.addHandler(handler, position: .after(tls))
+        } else {
+            try sync.addHandler(handler, position: .first)
+        }
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.timer = context.eventLoop.scheduleTask(in: self.timeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.received += self.unwrapInboundIn(data).readableBytes
+        context.fireChannelRead(data)
+        if self.received >= self.bytes, self.timer != nil {
+            self.timer?.cancel()
+            self.timer = nil
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+}

@@ -44,7 +44,27 @@ public struct GatewayResponder: HTTPResponder {
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        // One canonical target and well-formed headers before anything looks at them.
+        if let problem = request.targetProblem {
+            return .error(.badRequest, code: "invalid_path", message: problem.message)
+        }
+        if request.path == "*", request.head.method != .OPTIONS {
+            return .error(.badRequest, code: "invalid_path", message: "the request target \"*\" is for OPTIONS only")
+        }
+        if let problem = request.headerProblem {
+            return .error(.badRequest, code: "invalid_header", message: problem)
+        }
+        // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
+        if !request.isHTTP2 {
+            let hosts = request.head.headers["host"].count
+            if hosts > 1 || (hosts == 0 && request.head.version.minor >= 1) {
+                return .error(.badRequest, code: "invalid_host", message: "an HTTP/1.1 request needs exactly one Host header")
+            }
+        }
         var request = request
+        if let authority = request.targetAuthority {
+            request.head.headers.replaceOrAdd(name: "host", value: authority)
+        }
         let headers = request.head.headers
         var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
         // A CORS preflight is routed by the method it asks about, and answered by that route's

@@ -17,10 +17,15 @@ public protocol HTTPResponder: Sendable {
 /// One request as handlers see it, whether it came over HTTP/1.1 or HTTP/2.
 public struct HTTPRequest: Sendable {
     public var head: HTTPRequestHead
-    /// The path without the query string (not percent-decoded).
+    /// The path without the query string, in canonical form (see `RequestTarget`): what routes,
+    /// policies and upstreams see. Escapes of reserved characters stay encoded.
     public var path: String
     /// The raw query string, without `?`.
     public var query: Substring?
+    /// Why the request target was refused (it is then not routed: 400), or nil.
+    public var targetProblem: RequestTarget.Problem?
+    /// The authority of an absolute-form target, which replaces the Host header (RFC 9112 3.2.2).
+    public var targetAuthority: String?
     public var isHTTP2: Bool
     /// The peer's IP address, when the connection has one.
     public var remoteIP: String?
@@ -35,12 +40,15 @@ public struct HTTPRequest: Sendable {
         self.remoteIP = remoteIP
         self.isTLS = isTLS
         self.tlsClient = tlsClient
-        if let mark = head.uri.firstIndex(of: "?") {
-            self.path = String(head.uri[..<mark])
-            self.query = head.uri[head.uri.index(after: mark)...]
-        } else {
-            self.path = head.uri
+        switch RequestTarget.parse(head.uri) {
+        case .success(let target):
+            self.path = target.path
+            self.query = target.query.map { Substring($0) }
+            self.targetAuthority = target.authority
+        case .failure(let problem):
+            self.path = "/"
             self.query = nil
+            self.targetProblem = problem
         }
     }
 
@@ -52,7 +60,16 @@ public struct HTTPRequest: Sendable {
     }
 
     public var host: String? {
-        self.header("host") ?? self.header(":authority")
+        self.targetAuthority ?? self.header("host") ?? self.header(":authority")
+    }
+
+    /// Why a header may not be passed on (a name that is not a token, a control character in a
+    /// value), or nil.
+    public var headerProblem: String? {
+        for (name, value) in self.head.headers {
+            if let problem = HeaderFieldCheck.problem(name: name, value: value) { return problem }
+        }
+        return nil
     }
 
     /// The first value of a query parameter, percent-decoded ('+' is a space).
@@ -85,6 +102,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     private let tls: ListenerTLS?
     private let drainTimeout: Duration
     private let connections = NIOLockedValueBox(0)
+    /// The process-wide bound on client connections, for data-plane listeners (nil: admin).
+    private let connectionCap: ClientConnectionCap?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bound = NIOLockedValueBox<SocketAddress?>(nil)
@@ -98,10 +117,12 @@ public final class HTTPServer: Service, Listening, Sendable {
         limits: ListenerLimits = ListenerLimits(),
         tls: ListenerTLS? = nil,
         drainTimeout: Duration = .seconds(10),
+        connectionCap: ClientConnectionCap? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
         self.name = name
+        self.connectionCap = connectionCap
         self.host = host
         self.port = port
         self.responder = responder
@@ -164,6 +185,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         let connections = self.connections
         let logger = self.logger
         let tls = self.tls
+        let cap = self.connectionCap
         let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: self.group)
@@ -188,7 +210,16 @@ public final class HTTPServer: Service, Listening, Sendable {
                         channel.close(promise: nil)
                         return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
                     }
-                    channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0 -= 1 } }
+                    if let cap, !cap.admit() {
+                        connections.withLockedValue { $0 -= 1 }
+                        logger.debug("connection refused: the process's client connection cap is reached", metadata: ["cap": "\(cap.limit)"])
+                        channel.close(promise: nil)
+                        return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+                    }
+                    channel.closeFuture.whenComplete { _ in
+                        connections.withLockedValue { $0 -= 1 }
+                        cap?.release()
+                    }
                     return channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: Connection.self)
                         // Over TLS the sniffer sees decrypted bytes: it decides once the handshake is done.
@@ -313,7 +344,9 @@ public final class HTTPServer: Service, Listening, Sendable {
                     // Keep the connection only if the whole request body has been read.
                     let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
                     if let next = body.iterator { iterator = next }
-                    let keepAlive = head.isKeepAlive && complete
+                    // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
+                    let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
+                    let keepAlive = head.isKeepAlive && complete && !closeDelimited
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
                     try await Self.write(response, version: head.version, to: channel.channel)
                     if !keepAlive { return }
@@ -408,7 +441,10 @@ extension HTTPServer {
     ) async throws {
         var headers = response.headers
         if version.major >= 2 { headers.remove(name: "connection") }
-        let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
+        // To an HTTP/1.0 client, a body of unknown length goes without chunked coding, ended by
+        // closing the connection (the encoder frames it so for an HTTP/1.0 head).
+        let responseVersion: HTTPVersion = version.major >= 2 ? version : (version == .http1_0 ? .http1_0 : .http1_1)
+        let head = HTTPResponseHead(version: responseVersion, status: response.status, headers: headers)
         // The head goes out at once (an event stream's client sees it before the first event),
         // without waiting for it: a failed write shows on the next one.
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }

@@ -52,6 +52,9 @@ public struct ProxyHandler: Sendable {
 
     enum Failure: Error {
         case connect, reset, timeout, overloaded
+        /// The request itself could not be sent (a header or URL the client library refuses, a
+        /// body shorter or longer than declared): the endpoint is not at fault.
+        case request
     }
 
     public func handle(_ request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
@@ -183,12 +186,14 @@ public struct ProxyHandler: Sendable {
                 return await self.downstreamResponse(response, ticket: ticket, isHead: request.head.method == .HEAD)
             case .failure(let error):
                 let failure = Self.classify(error)
-                upstream.finished(index, failed: failure != .overloaded)
+                // Only what the endpoint did counts against it (outlier detection, ejection).
+                upstream.finished(index, failed: failure != .overloaded && failure != .request)
                 let condition: RetryCondition? = {
                     switch failure {
                     case .connect, .overloaded: return .connectFailure
                     case .reset: return .reset
                     case .timeout: return .timeout
+                    case .request: return nil
                     }
                 }()
                 if attempt < retries.attempts, canResend, let condition, retries.on.contains(condition), upstream.acquireRetry(retries) {
@@ -356,8 +361,19 @@ public struct ProxyHandler: Sendable {
                 .serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
         case .connect, .reset:
             return .error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached or cut the connection")
+        case .request:
+            return .error(.badRequest, code: "invalid_request", message: "the request cannot be passed on to the upstream")
         }
     }
+
+    /// AsyncHTTPClient's errors (by their stable short descriptions) that the request caused.
+    static let requestCausedFailures: Set<String> = [
+        HTTPClientError.invalidHeaderFieldNames([]).shortDescription, HTTPClientError.invalidHeaderFieldValues([]).shortDescription,
+        HTTPClientError.invalidURL.shortDescription, HTTPClientError.emptyHost.shortDescription,
+        HTTPClientError.bodyLengthMismatch.shortDescription, HTTPClientError.incompatibleHeaders.shortDescription,
+        HTTPClientError.traceRequestWithBody.shortDescription, HTTPClientError.chunkedSpecifiedMultipleTimes.shortDescription,
+        HTTPClientError.identityCodingIncorrectlyPresent.shortDescription, HTTPClientError.contentLengthMissing.shortDescription,
+    ]
 
     static func classify(_ error: any Error) -> Failure {
         if let error = error as? HTTPClientError {
@@ -365,7 +381,8 @@ public struct ProxyHandler: Sendable {
             case .connectTimeout, .tlsHandshakeTimeout: return .connect
             case .getConnectionFromPoolTimeout: return .overloaded
             case .deadlineExceeded, .readTimeout: return .timeout
-            default: return .reset
+            default:
+                return Self.requestCausedFailures.contains(error.shortDescription) ? .request : .reset
             }
         }
         if error is NIOConnectionError { return .connect }

@@ -1,0 +1,54 @@
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The process-wide bound on client connections across every data-plane listener (HTTP and
+/// gRPC), below the descriptor limit by a reserve: under a connection flood the admin port,
+/// the sinks' and upstreams' connections and the files Sluice writes still get descriptors.
+/// (Each listener's own `max_connections` applies as well.) The admin listener is not counted.
+public final class ClientConnectionCap: Sendable {
+    public static let shared = ClientConnectionCap()
+
+    private let state = NIOLockedValueBox((open: 0, limit: Int.max))
+
+    public init(limit: Int = .max) {
+        self.state.withLockedValue { $0.limit = limit }
+    }
+
+    public func setLimit(_ limit: Int) {
+        self.state.withLockedValue { $0.limit = limit }
+    }
+
+    public var limit: Int { self.state.withLockedValue { $0.limit } }
+    public var open: Int { self.state.withLockedValue { $0.open } }
+
+    /// Takes a place for a new connection; false when the cap is reached.
+    public func admit() -> Bool {
+        self.state.withLockedValue { state in
+            guard state.open < state.limit else { return false }
+            state.open += 1
+            return true
+        }
+    }
+
+    public func release() {
+        self.state.withLockedValue { $0.open -= 1 }
+    }
+
+    /// Raises the soft descriptor limit to the hard one (as most servers do at start) and
+    /// returns the soft limit in force.
+    public static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+}

@@ -1,0 +1,226 @@
+/// The request target (RFC 9112 3.2) in the one canonical form that routing, policies and the
+/// upstream all see.
+///
+/// Sluice decides what a path means once, before routing, and forwards exactly that form, so a
+/// rule that denies `/static/secret` cannot be walked around with a spelling the upstream reads
+/// differently (Envoy's `normalize_path` + `merge_slashes`, with escaped slashes rejected):
+///
+/// - origin-form (`/a/b?q`), absolute-form (`http://host/a/b?q`, whose authority replaces the
+///   Host header) and asterisk-form (`*`, OPTIONS only) are accepted; anything else is refused;
+/// - percent-encoded unreserved characters (`%41`, `%2E`, `%7E`) are decoded, other escapes are
+///   kept with upper-case hex, malformed escapes are refused;
+/// - an encoded `/` or `\` (`%2F`, `%5C`) or NUL (`%00`) is refused: its meaning differs between
+///   servers, and no route needs it;
+/// - runs of `/` become one; `.` and `..` segments are removed (RFC 3986 5.2.4; `..` never climbs
+///   above the root); a `.`/`..` segment with a `;` parameter (`..;/`) is refused;
+/// - control characters, space, `\`, `#` and bytes outside ASCII are refused in the path; the
+///   query keeps its bytes but may not hold control characters, space or `#`.
+public struct RequestTarget: Sendable, Equatable {
+    /// The canonical path: starts with `/` (or is `*`).
+    public var path: String
+    /// The query string without `?`, as sent.
+    public var query: String?
+    /// The authority of an absolute-form target (`POST http://host:8080/x`), lower-cased scheme stripped.
+    public var authority: String?
+
+    public struct Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        public var message: String
+        public var description: String { self.message }
+    }
+
+    /// Parses and canonicalises `uri` as it came on the request line (or HTTP/2 `:path`).
+    public static func parse(_ uri: String) -> Result<RequestTarget, Problem> {
+        var bytes = Array(uri.utf8)
+        guard !bytes.isEmpty else { return .failure(Problem(message: "the request target is empty")) }
+        if bytes == [UInt8(ascii: "*")] { return .success(RequestTarget(path: "*", query: nil, authority: nil)) }
+        var authority: String?
+        if bytes[0] != UInt8(ascii: "/") {
+            // absolute-form: scheme "://" authority path-abempty [ "?" query ]
+            guard let schemeEnd = Self.absoluteFormPathStart(bytes) else {
+                return .failure(Problem(message: "the request target must be a path starting with \"/\" or an absolute http(s) URI"))
+            }
+            let authorityBytes = bytes[schemeEnd.authority..<schemeEnd.path]
+            guard !authorityBytes.isEmpty, !authorityBytes.contains(UInt8(ascii: "@")),
+                authorityBytes.allSatisfy({ Self.isAuthorityByte($0) })
+            else {
+                return .failure(Problem(message: "the request target's authority is not a valid host[:port]"))
+            }
+            authority = String(decoding: authorityBytes, as: UTF8.self)
+            bytes = schemeEnd.path < bytes.count ? Array(bytes[schemeEnd.path...]) : []
+            if bytes.first != UInt8(ascii: "/") { bytes.insert(UInt8(ascii: "/"), at: 0) }
+        }
+        var query: String?
+        var pathEnd = bytes.count
+        if let mark = bytes.firstIndex(of: UInt8(ascii: "?")) {
+            let queryBytes = bytes[(mark + 1)...]
+            if let bad = queryBytes.first(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "#") }) {
+                return .failure(Problem(message: "the query holds a forbidden byte (\(Self.describe(bad)))"))
+            }
+            query = String(decoding: queryBytes, as: UTF8.self)
+            pathEnd = mark
+        }
+        switch Self.canonicalPath(bytes[0..<pathEnd]) {
+        case .success(let path): return .success(RequestTarget(path: path, query: query, authority: authority))
+        case .failure(let problem): return .failure(problem)
+        }
+    }
+
+    /// The canonical form of a path that starts with `/`.
+    static func canonicalPath(_ raw: ArraySlice<UInt8>) -> Result<String, Problem> {
+        // First pass: validate bytes, decode unreserved escapes, upper-case the others.
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(raw.count)
+        var i = raw.startIndex
+        while i < raw.endIndex {
+            let byte = raw[i]
+            if byte == UInt8(ascii: "%") {
+                guard i + 2 < raw.endIndex, let high = Self.hexValue(raw[i + 1]), let low = Self.hexValue(raw[i + 2]) else {
+                    return .failure(Problem(message: "the path holds a malformed percent escape"))
+                }
+                let value = high << 4 | low
+                if value == UInt8(ascii: "/") || value == UInt8(ascii: "\\") {
+                    return .failure(Problem(message: "the path holds an encoded slash (%2F or %5C)"))
+                }
+                if value == 0 { return .failure(Problem(message: "the path holds an encoded NUL (%00)")) }
+                if Self.isUnreserved(value) {
+                    decoded.append(value)
+                } else {
+                    decoded.append(UInt8(ascii: "%"))
+                    decoded.append(Self.upperHex[Int(high)])
+                    decoded.append(Self.upperHex[Int(low)])
+                }
+                i += 3
+                continue
+            }
+            if byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "#") {
+                return .failure(Problem(message: "the path holds a forbidden byte (\(Self.describe(byte)))"))
+            }
+            decoded.append(byte)
+            i += 1
+        }
+        // Second pass: merge slashes and remove dot segments.
+        var segments: [ArraySlice<UInt8>] = []
+        let parts = decoded.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        // parts[0] is the empty string before the leading "/".
+        var endsWithSlash = decoded.last == UInt8(ascii: "/")
+        for (index, part) in parts.enumerated().dropFirst() {
+            let isLast = index == parts.count - 1
+            if part.isEmpty { continue }
+            let beforeParameter = part.firstIndex(of: UInt8(ascii: ";")).map { part[part.startIndex..<$0] } ?? part
+            let isDot = beforeParameter.elementsEqual([UInt8(ascii: ".")])
+            let isDotDot = beforeParameter.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
+            if (isDot || isDotDot), beforeParameter.count != part.count {
+                return .failure(Problem(message: "the path holds a dot segment with a ';' parameter"))
+            }
+            if isDot {
+                if isLast { endsWithSlash = true }
+                continue
+            }
+            if isDotDot {
+                if !segments.isEmpty { segments.removeLast() }
+                if isLast { endsWithSlash = true }
+                continue
+            }
+            segments.append(part)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(decoded.count)
+        for segment in segments {
+            out.append(UInt8(ascii: "/"))
+            out.append(contentsOf: segment)
+        }
+        if out.isEmpty || endsWithSlash { out.append(UInt8(ascii: "/")) }
+        return .success(String(decoding: out, as: UTF8.self))
+    }
+
+    /// For `http://` or `https://` (any case): where the authority and the path start.
+    private static func absoluteFormPathStart(_ bytes: [UInt8]) -> (authority: Int, path: Int)? {
+        let lower = bytes.prefix(8).map { $0 | 0x20 }
+        let http = Array("http://".utf8)
+        let https = Array("https://".utf8)
+        let start: Int
+        if lower.starts(with: http) {
+            start = http.count
+        } else if lower.starts(with: https) {
+            start = https.count
+        } else {
+            return nil
+        }
+        var end = start
+        while end < bytes.count, bytes[end] != UInt8(ascii: "/"), bytes[end] != UInt8(ascii: "?") { end += 1 }
+        return (start, end)
+    }
+
+    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "["),
+            UInt8(ascii: "]"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static let upperHex = Array("0123456789ABCDEF".utf8)
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    private static func describe(_ byte: UInt8) -> String {
+        if (0x21...0x7E).contains(byte) { return "'\(Character(UnicodeScalar(byte)))'" }
+        return "0x" + String(decoding: [Self.upperHex[Int(byte >> 4)], Self.upperHex[Int(byte & 0xF)]], as: UTF8.self)
+    }
+}
+
+/// Header checks at the edge (RFC 9110 5.1, 5.5): a name is a token, a value holds no control
+/// character but HTAB. A request that breaks them is refused before routing: passed on, it
+/// would make the upstream call fail and count against a healthy endpoint.
+public enum HeaderFieldCheck {
+    /// Why the header `name: value` may not be passed on, or nil.
+    public static func problem(name: String, value: String) -> String? {
+        var nameBytes = 0
+        for byte in name.utf8 {
+            nameBytes += 1
+            guard Self.isTokenByte(byte) else { return "a header name holds a character that is not allowed" }
+        }
+        if nameBytes == 0 { return "a header name is empty" }
+        for byte in value.utf8 where (byte < 0x20 && byte != 0x09) || byte == 0x7F {
+            return "the value of header \"\(Self.printableName(name))\" holds a control character"
+        }
+        return nil
+    }
+
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func printableName(_ name: String) -> String {
+        String(name.prefix(64))
+    }
+}

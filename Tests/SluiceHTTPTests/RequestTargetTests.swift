@@ -1,0 +1,59 @@
+@testable import SluiceHTTP
+import Testing
+
+@Suite struct RequestTargetTests {
+    static func path(_ uri: String) -> String? {
+        try? RequestTarget.parse(uri).get().path
+    }
+
+    /// Every spelling of a path that means /static/secret/x is that path (Envoy's normalize_path
+    /// and merge_slashes): an authorization rule on the canonical form cannot be walked around.
+    @Test(arguments: [
+        "/static/secret/x", "/static/%73ecret/x", "/static/%73%65%63%72%65%74/x", "/static//secret/x", "/static/./secret/x",
+        "/static/x/../secret/x", "/static/%2e/secret/x", "/static/a/b/%2E%2E/%2e%2e/secret/x", "///static///secret//x",
+        "/../static/secret/x", "/static/secret/./x", "/static/secret/y/../x",
+    ])
+    func spellingsOfOnePathAreOnePath(uri: String) {
+        #expect(Self.path(uri) == "/static/secret/x", "\(uri)")
+    }
+
+    @Test func keepsTrailingSlashesQueriesAndReservedEscapes() throws {
+        #expect(Self.path("/a/b/") == "/a/b/")
+        #expect(Self.path("/a/b/.") == "/a/b/")
+        #expect(Self.path("/a/..") == "/")
+        #expect(Self.path("/") == "/")
+        #expect(Self.path("/a%3bb%3Fc%20d") == "/a%3Bb%3Fc%20d", "reserved and other escapes stay encoded, in upper case")
+        #expect(Self.path("/~user/%7euser") == "/~user/~user")
+        #expect(Self.path("/a;b=c/d") == "/a;b=c/d")
+        let target = try RequestTarget.parse("/a//b?x=%2F&y=..").get()
+        #expect(target.path == "/a/b" && target.query == "x=%2F&y=.." && target.authority == nil)
+        #expect(try RequestTarget.parse("*").get().path == "*")
+    }
+
+    @Test func absoluteFormTargetsGiveTheirAuthority() throws {
+        let target = try RequestTarget.parse("http://Ingest.Example:8080/v1/./events?x=1").get()
+        #expect(target.path == "/v1/events" && target.query == "x=1" && target.authority == "Ingest.Example:8080")
+        #expect(try RequestTarget.parse("HTTPS://h").get().path == "/")
+        #expect(try RequestTarget.parse("http://h?q").get().query == "q")
+        #expect(try RequestTarget.parse("http://[::1]:80/x").get().authority == "[::1]:80")
+    }
+
+    @Test(arguments: [
+        "", "x", "v1/events", "ftp://h/x", "http://", "http://u@h/x", "http:///x", "h:443", "/a%2Fb", "/a%2fb", "/a%5Cb", "/a%00",
+        "/a%zz", "/a%2", "/a%", "/a\\b", "/a b", "/a#b", "/a\u{01}", "/café", "/..;/x", "/a/.;x/b", "/a/..;/b", "/a?b c", "/a?b#c",
+        "/a?\u{7F}",
+    ])
+    func refusesTargetsWhoseMeaningIsAmbiguous(uri: String) {
+        #expect(Self.path(uri) == nil, "\(uri)")
+    }
+
+    @Test func headerChecksFollowRFC9110() {
+        #expect(HeaderFieldCheck.problem(name: "X-Ok", value: "a\tb c\u{e9}") == nil)
+        #expect(HeaderFieldCheck.problem(name: "X-Bad", value: "a\u{0B}b") != nil)
+        #expect(HeaderFieldCheck.problem(name: "X-Bad", value: "a\u{7F}") != nil)
+        #expect(HeaderFieldCheck.problem(name: "X-Bad", value: "a\rb") != nil)
+        #expect(HeaderFieldCheck.problem(name: "X(Bad)", value: "v") != nil)
+        #expect(HeaderFieldCheck.problem(name: "", value: "v") != nil)
+        #expect(HeaderFieldCheck.problem(name: ":path", value: "/") != nil)
+    }
+}
