@@ -44,7 +44,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process"]
 
     private static func read(_ root: Node?, _ r: ConfigReader) -> SluiceConfiguration? {
         guard let root else {
@@ -76,10 +76,49 @@ extension SluiceConfiguration {
         }
 
         var grpc: GRPCListenerConfig?
-        if let (node, path) = top["grpc"], let fields = r.mapping(node, path, allowed: ["address", "tls"]) {
+        let grpcKeys = [
+            "address", "tls", "idle_timeout", "max_connections", "max_concurrent_streams", "max_message_bytes",
+            "keepalive",
+        ]
+        if let (node, path) = top["grpc"], let fields = r.mapping(node, path, allowed: grpcKeys) {
+            var listener: GRPCListenerConfig?
             if let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) {
-                grpc = GRPCListenerConfig(address: address)
+                listener = GRPCListenerConfig(address: address)
             }
+            var limits = ListenerLimits()
+            var keepalive = GRPCKeepalive()
+            var maxMessageBytes = GRPCListenerConfig.defaultMaxMessageBytes
+            var limitsOK = readConnectionLimits(fields, into: &limits, r)
+            if let (n, p) = fields["max_message_bytes"] {
+                if let value = r.size(n, p, min: 1024), value <= 64 * 1024 * 1024 {
+                    maxMessageBytes = value
+                } else {
+                    if r.size(n, p, min: 1024) != nil { r.error(p, "at most 64MiB") }
+                    limitsOK = false
+                }
+            }
+            if let (n, p) = fields["keepalive"], let k = r.mapping(n, p, allowed: ["interval", "timeout", "min_client_interval", "permit_without_calls"]) {
+                if let (n, p) = k["interval"] {
+                    if let value = r.duration(n, p, min: .seconds(1)) { keepalive.interval = value } else { limitsOK = false }
+                }
+                if let (n, p) = k["timeout"] {
+                    if let value = r.duration(n, p, min: .milliseconds(100)) { keepalive.timeout = value } else { limitsOK = false }
+                }
+                if let (n, p) = k["min_client_interval"] {
+                    if let value = r.duration(n, p, min: .seconds(1)) { keepalive.minClientInterval = value } else { limitsOK = false }
+                }
+                if let (n, p) = k["permit_without_calls"] {
+                    if let value = r.bool(n, p) { keepalive.permitWithoutCalls = value } else { limitsOK = false }
+                }
+            } else if fields["keepalive"] != nil {
+                limitsOK = false
+            }
+            if limitsOK {
+                listener?.limits = limits
+                listener?.keepalive = keepalive
+                listener?.maxMessageBytes = maxMessageBytes
+            }
+            grpc = listener
             if let (n, p) = fields["tls"], let tls = readListenerTLS(n, p, r) {
                 // The gRPC transport takes one certificate and verifies client certificates or not at all.
                 if tls.certificates.count > 1 { r.error(p + ".certificates", "the gRPC listener serves one certificate (no SNI choice)") }
@@ -149,6 +188,11 @@ extension SluiceConfiguration {
             if let (n, p) = fields["flush_timeout"], let value = r.duration(n, p) { shutdown.flushTimeout = value }
         }
 
+        var process = ProcessConfig()
+        if let (node, path) = top["process"], let fields = r.mapping(node, path, allowed: ["descriptor_reserve"]) {
+            if let (n, p) = fields["descriptor_reserve"], let value = r.integer(n, p, range: 16...65_536) { process.descriptorReserve = value }
+        }
+
         if let admin {
             for (index, listener) in zip(listenerIndices, listeners) where listener.address == admin.address && admin.address.port != 0 {
                 r.error("admin.address", "\(admin.address) is already used by listeners[\(index)]")
@@ -177,7 +221,7 @@ extension SluiceConfiguration {
 
         return SluiceConfiguration(
             listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
-            shutdown: shutdown)
+            shutdown: shutdown, process: process)
     }
 
     /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name
@@ -227,26 +271,34 @@ extension SluiceConfiguration {
                 ok = false
             }
         }
-        if let (n, p) = fields["idle_timeout"] {
-            if let value = r.duration(n, p, min: .milliseconds(1)) { listener.limits.idleTimeout = value } else { ok = false }
-        }
+        if !readConnectionLimits(fields, into: &listener.limits, r) { ok = false }
         if let (n, p) = fields["body_read_timeout"] {
             if let value = r.duration(n, p, min: .milliseconds(1)) { listener.limits.bodyReadTimeout = value } else { ok = false }
-        }
-        if let (n, p) = fields["max_header_bytes"] {
-            if let value = r.size(n, p, min: 1024) { listener.limits.maxHeaderBytes = value } else { ok = false }
-        }
-        if let (n, p) = fields["max_connections"] {
-            if let value = r.integer(n, p, range: 1...1_000_000) { listener.limits.maxConnections = value } else { ok = false }
-        }
-        if let (n, p) = fields["max_concurrent_streams"] {
-            if let value = r.integer(n, p, range: 1...10_000) { listener.limits.maxConcurrentStreams = value } else { ok = false }
         }
         if let (n, p) = fields["tls"] {
             if let tls = readListenerTLS(n, p, r) { listener.tls = tls } else { ok = false }
         }
         guard name != nil, address != nil, ok else { return nil }
         return listener
+    }
+
+    /// The connection limits HTTP and gRPC listeners share: idle_timeout, max_header_bytes,
+    /// max_connections, max_concurrent_streams.
+    static func readConnectionLimits(_ fields: [String: (Node, String)], into limits: inout ListenerLimits, _ r: ConfigReader) -> Bool {
+        var ok = true
+        if let (n, p) = fields["idle_timeout"] {
+            if let value = r.duration(n, p, min: .milliseconds(1)) { limits.idleTimeout = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_header_bytes"] {
+            if let value = r.size(n, p, min: 1024) { limits.maxHeaderBytes = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_connections"] {
+            if let value = r.integer(n, p, range: 1...1_000_000) { limits.maxConnections = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_concurrent_streams"] {
+            if let value = r.integer(n, p, range: 1...10_000) { limits.maxConcurrentStreams = value } else { ok = false }
+        }
+        return ok
     }
 
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {

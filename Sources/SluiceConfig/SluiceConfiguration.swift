@@ -18,6 +18,7 @@ public struct SluiceConfiguration: Sendable {
     public var sinks: [SinkConfig]
     public var routes: [RouteConfig]
     public var shutdown: ShutdownConfig
+    public var process = ProcessConfig()
 
     public func sink(named name: String) -> SinkConfig? {
         self.sinks.first { $0.name == name }
@@ -123,6 +124,32 @@ public struct GRPCListenerConfig: Sendable {
     /// TLS on the gRPC listener: one certificate (reloaded when it changes), client
     /// certificates none or required.
     public var tls: ListenerTLSConfig? = nil
+    /// `idle_timeout` (a connection with no call in progress, or one that never finishes its
+    /// TLS handshake or HTTP/2 preface, is closed after it), `max_connections`,
+    /// `max_concurrent_streams`; the header and body limits of HTTP listeners do not apply.
+    public var limits = ListenerLimits()
+    public var keepalive = GRPCKeepalive()
+    /// The largest request message; larger ones fail with RESOURCE_EXHAUSTED.
+    public var maxMessageBytes = GRPCListenerConfig.defaultMaxMessageBytes
+
+    public static let defaultMaxMessageBytes = 4 * 1024 * 1024
+
+    public init(address: SocketAddressConfig) {
+        self.address = address
+    }
+}
+
+/// Keepalive on the gRPC listener (gRFC A8/A9): the server pings a connection that has sent
+/// nothing for `interval` and closes it without an answer within `timeout`; a client that
+/// pings more often than `minClientInterval` (or without calls, unless permitted) is sent
+/// GOAWAY ENHANCE_YOUR_CALM.
+public struct GRPCKeepalive: Sendable, Equatable {
+    public var interval: Duration = .seconds(2 * 60 * 60)
+    public var timeout: Duration = .seconds(20)
+    public var minClientInterval: Duration = .seconds(5 * 60)
+    public var permitWithoutCalls = false
+
+    public init() {}
 }
 
 public struct SinkConfig: Sendable {
@@ -244,6 +271,17 @@ public enum AckMode: String, Sendable {
     case sink
     /// Answer 202 once every event is in the sink's bounded queue.
     case accepted
+}
+
+/// Process-wide limits.
+public struct ProcessConfig: Sendable {
+    /// File descriptors kept free of client connections: the admin listener, sinks, upstreams,
+    /// files and logs use them. Client connections on the HTTP and gRPC listeners together stay
+    /// below the descriptor limit (RLIMIT_NOFILE) minus this reserve; past it they are closed
+    /// at once, so a connection flood cannot take the admin port or the sinks down with it.
+    public var descriptorReserve = 256
+
+    public init() {}
 }
 
 public struct ShutdownConfig: Sendable {

@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 import SluiceConfig
@@ -22,7 +23,16 @@ public final class GRPCIngestServer: Service, Listening {
 
     /// With `tls`: HTTPS with its default certificate (re-read when the files change) and, when
     /// the listener requires them, client certificates checked against its CA bundle.
-    public init(host: String, port: Int, tls: ListenerTLS? = nil, service: IngestService, health: HealthService, logger: Logger) throws {
+    /// Connections open now (for tests and the admin view).
+    public var openConnections: Int { self.connections.withLockedValue { $0 } }
+    private let connections = NIOLockedValueBox(0)
+
+    public init(
+        config: GRPCListenerConfig, tls: ListenerTLS? = nil, connectionCap: ClientConnectionCap? = nil, service: IngestService,
+        health: HealthService, logger: Logger
+    ) throws {
+        let host = config.address.host
+        let port = config.address.port
         let security: HTTP2ServerTransport.Posix.TransportSecurity
         if let tls {
             let caFile = tls.config.clientCertificates == .required ? tls.config.clientCAFile : nil
@@ -35,9 +45,50 @@ public final class GRPCIngestServer: Service, Listening {
         } else {
             security = .plaintext
         }
+        let limits = config.limits
+        let connections = self.connections
+        let transportConfig = HTTP2ServerTransport.Posix.Config.defaults { transport in
+            // A connection with no call in progress — including one that never finishes its TLS
+            // handshake or HTTP/2 preface — is closed after idle_timeout (the timer starts on accept).
+            transport.connection.maxIdleTime = config.limits.idleTimeout
+            transport.connection.maxGraceTime = .seconds(5)
+            transport.connection.keepalive = .init(
+                time: config.keepalive.interval, timeout: config.keepalive.timeout,
+                clientBehavior: .init(
+                    minPingIntervalWithoutCalls: config.keepalive.minClientInterval, allowWithoutCalls: config.keepalive.permitWithoutCalls))
+            transport.http2.maxConcurrentStreams = config.limits.maxConcurrentStreams
+            transport.rpc.maxRequestPayloadSize = config.maxMessageBytes
+            // Past max_connections (or the process's client connection cap) a new connection is closed at once.
+            transport.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                let admitted = connections.withLockedValue { count in
+                    guard count < limits.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                }
+                if let connectionCap, !connectionCap.admit() {
+                    connections.withLockedValue { $0 -= 1 }
+                    channel.close(promise: nil)
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                }
+                channel.closeFuture.whenComplete { _ in
+                    connections.withLockedValue { $0 -= 1 }
+                    connectionCap?.release()
+                }
+                // maxIdleTime closes gracefully (GOAWAY, a PING round trip): a peer that never
+                // sent its preface is closed outright.
+                return channel.eventLoop.makeCompletedFuture {
+                    try ProtocolStartTimeoutHandler.install(on: channel, timeout: limits.idleTimeout)
+                }
+            }
+        }
         self.server = GRPCServer(
             transport: .http2NIOPosix(
-                address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port), transportSecurity: security),
+                address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port), transportSecurity: security,
+                config: transportConfig),
             services: [service, health]
         )
         self.tls = tls

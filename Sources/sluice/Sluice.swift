@@ -58,6 +58,20 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
+        // Client connections on every data-plane listener stay below the descriptor limit by the reserve.
+        let descriptorLimit = ClientConnectionCap.raiseDescriptorLimit()
+        let reserve = configuration.process.descriptorReserve
+        guard descriptorLimit == .max || descriptorLimit - reserve >= 64 else {
+            printError(
+                "process.descriptor_reserve: the descriptor limit (ulimit -n) is \(descriptorLimit); with a reserve of \(reserve) "
+                    + "fewer than 64 client connections would remain: raise the limit or lower the reserve")
+            throw ExitCode(1)
+        }
+        let clientConnectionCap = descriptorLimit == .max ? Int.max : descriptorLimit - reserve
+        ClientConnectionCap.shared.setLimit(clientConnectionCap)
+        logger.info(
+            "descriptor limit", metadata: ["limit": "\(descriptorLimit)", "reserve": "\(reserve)", "client_connections_max": "\(clientConnectionCap)"])
+
         var sinks: [String: any Sink] = [:]
         var sinkServices: [any Service] = []
         for sinkConfig in configuration.sinks {
@@ -121,7 +135,8 @@ struct Run: AsyncParsableCommand {
             listeners.append(
                 HTTPServer(
                     name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
-                    limits: listener.limits, tls: tls, drainTimeout: configuration.shutdown.drainTimeout, logger: logger))
+                    limits: listener.limits, tls: tls, drainTimeout: configuration.shutdown.drainTimeout, connectionCap: .shared,
+                    logger: logger))
         }
         var grpcServer: GRPCIngestServer?
         if let grpc = configuration.grpc {
@@ -132,7 +147,7 @@ struct Run: AsyncParsableCommand {
             let health = HealthService(sinks: configuration.sinks.compactMap { sinks[$0.name] }, servedByGRPC: Set(routes.map(\.sink.name)))
             do {
                 grpcServer = try GRPCIngestServer(
-                    host: grpc.address.host, port: grpc.address.port, tls: try grpc.tls.map { try ListenerTLS(config: $0) },
+                    config: grpc, tls: try grpc.tls.map { try ListenerTLS(config: $0) }, connectionCap: .shared,
                     service: IngestService(routes: routes, logger: logger), health: health, logger: logger)
             } catch {
                 printError("grpc: cannot load TLS certificates: \(error)")
