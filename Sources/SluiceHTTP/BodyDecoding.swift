@@ -52,6 +52,8 @@ struct NDJSONDecoder {
     let maxLineBytes: Int
     private var carry: ByteBuffer?
     private(set) var line = 0
+    /// The line of each event decoded since `clearEventLines()` (blank lines yield no event).
+    private(set) var eventLines: [Int] = []
 
     init(maxLineBytes: Int) {
         self.maxLineBytes = maxLineBytes
@@ -79,7 +81,10 @@ struct NDJSONDecoder {
             } else {
                 self.carry!.writeBuffer(&chunk)
             }
-            if self.carry!.readableBytes > self.maxLineBytes {
+            // A CR that ends a line of exactly max_event_bytes is not part of the event, whether
+            // or not its LF came in the same read.
+            let endsWithCR = self.carry!.readableBytesView.last == UInt8(ascii: "\r")
+            if self.carry!.readableBytes > self.maxLineBytes + (endsWithCR ? 1 : 0) {
                 throw BodyDecodingError(
                     status: 413, code: "event_too_large",
                     message: "line \(self.line + 1) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line + 1)
@@ -92,6 +97,10 @@ struct NDJSONDecoder {
             guard let base = raw.baseAddress, raw.count > 0, let found = memchr(base, 0x0A, raw.count) else { return nil }
             return base.distance(to: UnsafeRawPointer(found))
         }
+    }
+
+    mutating func clearEventLines() {
+        self.eventLines.removeAll(keepingCapacity: true)
     }
 
     /// Decodes a last line that has no trailing newline.
@@ -126,6 +135,7 @@ struct NDJSONDecoder {
         switch outcome {
         case nil:
             events.append(Event(value: buffer, valueIsJSON: true))
+            self.eventLines.append(line)
         case .some(nil):
             return
         case .some(let error?):

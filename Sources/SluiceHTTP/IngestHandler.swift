@@ -71,12 +71,14 @@ public struct IngestHandler: Sendable {
                     if body.bytesRead > self.config.maxBodyBytes { throw Self.bodyTooLargeError(self.config.maxBodyBytes) }
                     try decoder.feed(chunk, into: &events)
                     if !events.isEmpty {
-                        guard await session.send(&events, firstLine: decoder.line) else { break }
+                        let sent = await session.send(&events, lines: decoder.eventLines)
+                        decoder.clearEventLines()
+                        guard sent else { break }
                     }
                 }
                 if body.isComplete {
                     try decoder.finish(into: &events)
-                    _ = await session.send(&events, firstLine: decoder.line)
+                    _ = await session.send(&events, lines: decoder.eventLines)
                 }
             case .json, .raw:
                 var whole = ByteBuffer()
@@ -96,7 +98,7 @@ public struct IngestHandler: Sendable {
                     // An empty body is not an empty event: Kafka would store it as a null value (a tombstone).
                     events = whole.readableBytes == 0 ? [] : [Event(value: whole)]
                 }
-                _ = await session.send(&events, firstLine: nil)
+                _ = await session.send(&events, lines: nil)
             }
         } catch let error as BodyDecodingError {
             stop = .error(HTTPResponseStatus(statusCode: error.status), code: error.code, message: error.message)
@@ -262,7 +264,8 @@ public struct IngestHandler: Sendable {
         var failure: BodyDecodingError?
 
         /// Sends `events` (and empties the array). Returns false when the request must stop.
-        mutating func send(_ events: inout [Event], firstLine: Int?) async -> Bool {
+        /// `lines`: each event's NDJSON line, when the body is NDJSON.
+        mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
             defer { events.removeAll(keepingCapacity: true) }
             guard !events.isEmpty, self.saturated == nil, self.failure == nil else { return self.saturated == nil && self.failure == nil }
             let config = self.handler.config
@@ -280,7 +283,7 @@ public struct IngestHandler: Sendable {
                     case .missing:
                         events[index].key = self.defaultKey
                     case .notScalar:
-                        let place = firstLine.map { "line \($0 - events.count + index + 1)" } ?? "event \(self.sent + index)"
+                        let place = lines.map { "line \($0[index])" } ?? "event \(self.sent + index)"
                         self.failure = BodyDecodingError(
                             status: 400, code: "invalid_key",
                             message: "\(place): the key pointer points at an object, array or null; it must point at a string, number or boolean")

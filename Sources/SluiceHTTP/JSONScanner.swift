@@ -188,13 +188,49 @@ struct JSONScanner {
                 continue
             }
             if c < 0x20 { throw SyntaxError(offset: i, message: "control character in string") }
+            if c >= 0x80 {
+                // RFC 8259 8.1: JSON text is UTF-8; a consumer downstream must be able to decode it.
+                guard let length = Self.utf8SequenceLength(b, at: i) else {
+                    throw SyntaxError(offset: i, message: "invalid UTF-8 in string")
+                }
+                i += length
+                continue
+            }
             i += 1
         }
         throw SyntaxError(offset: start, message: "unterminated string")
     }
 
-    /// Whether any of the 8 bytes in `word` is `"`, `\` or below 0x20 (may say yes for
-    /// bytes at or above 0x80; the byte loop then decides).
+    /// The length of the well-formed UTF-8 sequence that starts at `i` with a byte >= 0x80
+    /// (Unicode 15, table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or nil.
+    @inline(__always)
+    static func utf8SequenceLength(_ b: UnsafeRawBufferPointer, at i: Int) -> Int? {
+        let lead = b[i]
+        func continuation(_ k: Int, _ range: ClosedRange<UInt8> = 0x80...0xBF) -> Bool {
+            i + k < b.count && range.contains(b[i + k])
+        }
+        switch lead {
+        case 0xC2...0xDF:
+            return continuation(1) ? 2 : nil
+        case 0xE0:
+            return continuation(1, 0xA0...0xBF) && continuation(2) ? 3 : nil
+        case 0xE1...0xEC, 0xEE...0xEF:
+            return continuation(1) && continuation(2) ? 3 : nil
+        case 0xED:
+            return continuation(1, 0x80...0x9F) && continuation(2) ? 3 : nil
+        case 0xF0:
+            return continuation(1, 0x90...0xBF) && continuation(2) && continuation(3) ? 4 : nil
+        case 0xF1...0xF3:
+            return continuation(1) && continuation(2) && continuation(3) ? 4 : nil
+        case 0xF4:
+            return continuation(1, 0x80...0x8F) && continuation(2) && continuation(3) ? 4 : nil
+        default:
+            return nil
+        }
+    }
+
+    /// Whether any of the 8 bytes in `word` is `"`, `\`, below 0x20 or at or above 0x80
+    /// (UTF-8 to validate); the byte loop then decides.
     @inline(__always)
     static func mayHoldStringSpecial(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
@@ -203,7 +239,8 @@ struct JSONScanner {
         let quote = hasZeroByte(word ^ (ones &* 0x22))
         let backslash = hasZeroByte(word ^ (ones &* 0x5C))
         let control = (word &- ones &* 0x20) & ~word & highs != 0
-        return quote || backslash || control
+        let nonASCII = word & highs != 0
+        return quote || backslash || control || nonASCII
     }
 
     private func skipArray(_ start: Int, depth: Int) throws(SyntaxError) -> Int {

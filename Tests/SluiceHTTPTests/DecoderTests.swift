@@ -40,6 +40,45 @@ import Testing
         }
     }
 
+    static func validate(bytes: [UInt8]) -> JSONScanner.SyntaxError? {
+        bytes.withUnsafeBytes { raw in
+            do throws(JSONScanner.SyntaxError) {
+                try JSONScanner.validate(raw)
+                return nil
+            } catch {
+                return error
+            }
+        }
+    }
+
+    /// RFC 8259 8.1: strings are UTF-8; every ill-formed sequence of Unicode table 3-7 is refused,
+    /// wherever it falls against the scanner's 8-byte fast path.
+    @Test func refusesIllFormedUTF8InStringsAndKeys() {
+        let illFormed: [[UInt8]] = [
+            [0x80], [0xBF], [0xC0, 0xAF], [0xC1, 0xBF], [0xC2], [0xE0, 0x80, 0x80], [0xE0, 0x9F, 0xBF], [0xED, 0xA0, 0x80],
+            [0xED, 0xBF, 0xBF], [0xE2, 0x82], [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80],
+            [0xFE], [0xFF], [0xE2, 0x28, 0xA1], [0xF0, 0x9F, 0x98],
+        ]
+        let wellFormed: [[UInt8]] = [
+            [0xC2, 0x80], [0xDF, 0xBF], [0xE0, 0xA0, 0x80], [0xED, 0x9F, 0xBF], [0xEE, 0x80, 0x80], [0xF0, 0x90, 0x80, 0x80],
+            [0xF4, 0x8F, 0xBF, 0xBF], Array("é日本𝄞".utf8),
+        ]
+        for offset in 0..<10 {
+            let pad = [UInt8](repeating: UInt8(ascii: "a"), count: offset)
+            for sequence in illFormed {
+                let value = [UInt8(ascii: "\"")] + pad + sequence + pad + [UInt8(ascii: "\"")]
+                let error = Self.validate(bytes: value)
+                #expect(error?.message == "invalid UTF-8 in string", "\(sequence) after \(offset)")
+                #expect(error?.offset == 1 + offset, "\(sequence) after \(offset)")
+                let key = [UInt8(ascii: "{"), UInt8(ascii: "\"")] + pad + sequence + [UInt8(ascii: "\""), UInt8(ascii: ":"), UInt8(ascii: "1"), UInt8(ascii: "}")]
+                #expect(Self.validate(bytes: key) != nil, "key \(sequence) after \(offset)")
+            }
+            for sequence in wellFormed {
+                #expect(Self.validate(bytes: [UInt8(ascii: "\"")] + pad + sequence + pad + [UInt8(ascii: "\"")]) == nil, "\(sequence)")
+            }
+        }
+    }
+
     @Test func findsTopLevelArrayElementsWithTheirExactBytes() throws {
         let text = #"[ {"a": 1} , "x",3,[4, 5] ]"#
         let bytes = Array(text.utf8)
@@ -100,6 +139,28 @@ import Testing
             #expect(error.line == 1)
             #expect(error.code == "event_too_large")
         }
+    }
+
+    /// A line of exactly max_event_bytes is accepted whether its CR and LF arrive with it or later.
+    @Test func aLineOfExactlyTheLimitIsAcceptedHoweverItsCRLFArrives() throws {
+        let line = "{\"p\":\"" + String(repeating: "a", count: 92) + "\"}"
+        #expect(line.utf8.count == 100)
+        for chunks in [[line + "\r\n"], [line + "\r", "\n"], [line, "\r\n"], [line, "\r", "\n"]] {
+            #expect(try Self.decode(chunks, maxLine: 100) == [line], "\(chunks.map { $0.count })")
+        }
+        for chunks in [[line + "a\r\n"], [line + "a", "\r\n"], [line + "\r", "a\n"]] {
+            #expect(throws: BodyDecodingError.self, "\(chunks.map { $0.count })") { try Self.decode(chunks, maxLine: 100) }
+        }
+    }
+
+    @Test func remembersTheLineOfEveryEvent() throws {
+        var decoder = NDJSONDecoder(maxLineBytes: 100)
+        var events: [Event] = []
+        try decoder.feed(ByteBuffer(string: "\n\n{\"a\":1}\n \n{\"b\""), into: &events)
+        #expect(decoder.eventLines == [3])
+        decoder.clearEventLines()
+        try decoder.feed(ByteBuffer(string: ":2}\n\n[3]\n"), into: &events)
+        #expect(decoder.eventLines == [5, 7])
     }
 
     @Test func jsonBodiesSplitArraysAndKeepObjectsWhole() throws {
