@@ -17,6 +17,12 @@ public struct BasicAuthConfig: Sendable {
         self.realm = realm
     }
 
+    /// `$2y$` (PHP, htpasswd -B) and `$2b$` (OpenBSD) name the same, correct algorithm; the
+    /// bcrypt implementation knows only `$2a$`/`$2b$`, so `$2y$` is checked as `$2b$`.
+    static func bcryptForVerification(_ hash: String) -> String {
+        hash.hasPrefix("$2y$") ? "$2b$" + hash.dropFirst(4) : hash
+    }
+
     /// Why `hash` is not a supported htpasswd hash, or nil.
     public static func hashProblem(_ hash: String) -> String? {
         if hash.hasPrefix("$2a$") || hash.hasPrefix("$2b$") || hash.hasPrefix("$2y$") {
@@ -26,6 +32,9 @@ public struct BasicAuthConfig: Sendable {
             return Data(base64Encoded: String(hash.dropFirst(5)))?.count == 20 ? nil : "a {SHA} hash is base64 of 20 bytes"
         }
         if hash.hasPrefix("$apr1$") || hash.hasPrefix("$1$") { return "MD5 hashes are not accepted: use bcrypt (htpasswd -B)" }
+        if hash.hasPrefix("$2x$") || hash.hasPrefix("$2$") {
+            return "\(hash.prefix(4)) is a legacy bcrypt variant with known flaws: rehash with htpasswd -B ($2y$)"
+        }
         return "expected a bcrypt ($2y$…, htpasswd -B) or {SHA} hash; plain passwords are not accepted"
     }
 }
@@ -63,7 +72,8 @@ final class BasicAuthPolicy: Policy {
             ok = sha1 == String(stored.dropFirst(5))
         } else {
             // Tens of milliseconds of CPU by design: on the blocking pool, not a Swift concurrency thread.
-            ok = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: stored) }) ?? false
+            let hash = BasicAuthConfig.bcryptForVerification(stored)
+            ok = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
         }
         guard ok else { return refused }
         self.verified.withLockedValue { cache in
