@@ -65,6 +65,7 @@ public struct AdminResponder: HTTPResponder {
                         $0.field("max_in_flight_bytes", budget.maxBytes)
                         $0.field("max_in_flight_events", budget.maxEvents)
                         $0.field("waiting_requests", budget.waiting)
+                        for counter in sink.counters { $0.field(counter.name, counter.value) }
                     }
                 }
             }

@@ -26,6 +26,10 @@ public protocol Sink: Sendable {
     /// or nil. Kafka topic rules unless the sink says otherwise.
     func destinationProblem(_ destination: String) -> String?
 
+    /// Counts an operator may want beside the budget (e.g. Kafka producer replacements), shown
+    /// by the admin `/sinks` view. Empty by default.
+    var counters: [(name: String, value: Int)] { get }
+
     /// Queues `events` for `topic`. Returns how many of them were queued (a prefix);
     /// the rest have been completed as failed, and the caller should stop sending.
     func enqueue(
@@ -41,6 +45,8 @@ extension Sink {
     public func destinationProblem(_ destination: String) -> String? {
         TopicName.problem(destination)
     }
+
+    public var counters: [(name: String, value: Int)] { [] }
 }
 
 extension DeliveryTracker {

@@ -234,6 +234,26 @@ final class KafkaProducerClient: @unchecked Sendable {
         return purged
     }
 
+    /// For a producer that hit a fatal error: purges every queued and in-flight event (each
+    /// fails as retryable through its delivery report), serves those reports, and stops the
+    /// poll thread. Blocking. Returns how many events were purged.
+    func purgeAndStop() -> Int {
+        let purged = self.outstanding
+        // Requests already on the wire end with their answer or their timeout; purge again as
+        // they do, for a bounded time, so every event's budget share comes back.
+        for _ in 0..<30 where self.outstanding > 0 {
+            rd_kafka_purge(self.handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING)
+            _ = rd_kafka_flush(self.handle, 1000)
+        }
+        self.polling.withLockedValue { $0 = false }
+        return purged
+    }
+
+    /// Raises a fatal error as librdkafka would (its testing hook), for the recovery tests.
+    func raiseFatalErrorForTesting(_ reason: String) {
+        _ = rd_kafka_test_fatal_error(self.handle, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason)
+    }
+
     /// Waits until the poll thread has exited.
     func waitForPollThread() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -16,9 +16,19 @@ import SluiceCore
 ///
 /// Lifecycle: as a `Service`, the sink runs until graceful shutdown, then flushes what
 /// is queued for at most `flushTimeout`; whatever is left fails as retryable.
+///
+/// Recovery: a fatal producer error (the idempotent producer lost its guarantees, e.g.
+/// OUT_OF_ORDER_SEQUENCE_NUMBER after a broker lost acknowledged data) ends a librdkafka
+/// producer for good. The sink then builds a new producer with the same properties and sends
+/// to it; the old one's queued and in-flight events are purged and fail as retryable (never
+/// reported delivered), and it is destroyed.
 public final class KafkaSink: Sink, Service {
     public let name: String
-    private let client: KafkaProducerClient
+    private let properties: [KafkaProperty]
+    /// The producer events go to; replaced after a fatal error.
+    private let current: NIOLockedValueBox<KafkaProducerClient>
+    private var client: KafkaProducerClient { self.current.withLockedValue { $0 } }
+    private let replacements = NIOLockedValueBox(0)
     private let logger: Logger
     private let flushTimeout: Duration
     public let budget: InFlightBudget
@@ -40,7 +50,8 @@ public final class KafkaSink: Sink, Service {
         self.budget = budget
         self.settleTimeout = config.deliveryTimeout
         let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
-        self.client = try KafkaProducerClient(properties: properties, budget: budget, logger: logger)
+        self.properties = properties
+        self.current = NIOLockedValueBox(try KafkaProducerClient(properties: properties, budget: budget, logger: logger))
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
@@ -52,6 +63,13 @@ public final class KafkaSink: Sink, Service {
         self.state.withLockedValue { $0.ready && !$0.closed } && !self.client.brokersDown
     }
 
+    /// Producers replaced after a fatal error since start.
+    public var producerReplacements: Int { self.replacements.withLockedValue { $0 } }
+
+    public var counters: [(name: String, value: Int)] {
+        [("producer_replacements", self.producerReplacements)]
+    }
+
     public func enqueue(
         _ events: [Event],
         topic: String,
@@ -61,7 +79,10 @@ public final class KafkaSink: Sink, Service {
     ) async -> Int {
         var index = 0
         var backoff = Duration.microseconds(500)
-        let destination = self.client.destination(topic)
+        // One producer for the whole call: if it is replaced meanwhile, the rest of these events
+        // fail with its fatal error (retryable) and the next request goes to the new one.
+        let client = self.client
+        let destination = client.destination(topic)
         while index < events.count {
             if self.state.withLockedValue({ $0.closed }) {
                 self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
@@ -73,13 +94,13 @@ public final class KafkaSink: Sink, Service {
                 self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
                 return index
             }
-            var err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+            var err = client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
             // librdkafka's queue is sized to twice the budget, so it is full only when the
             // budget was raised past it; wait for delivery reports to drain it.
             while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .milliseconds(20))
-                err = self.client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+                err = client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
             }
             backoff = .microseconds(500)
             switch err {
@@ -108,37 +129,74 @@ public final class KafkaSink: Sink, Service {
     public func run() async throws {
         // Probe the cluster until a broker answers, then keep watching; readiness follows.
         try? await cancelWhenGracefulShutdown { [self] in
-            var fatalReported = false
+            var nextProbe = ContinuousClock.now
+            var failedReplacements = 0
             while !Task.isCancelled {
-                // A fatal producer error is permanent: the sink stays not ready (events fail as
-                // retryable 503s) until Sluice is restarted; say so loudly, once.
+                // A fatal producer error is permanent for that producer: replace it.
                 if let fatal = self.client.fatalError {
-                    if !fatalReported {
-                        self.logger.critical("kafka producer hit a fatal error; restart Sluice to recover", metadata: ["error": "\(fatal)"])
-                        fatalReported = true
-                    }
                     self.state.withLockedValue { $0.ready = false }
-                    try await Task.sleep(for: .seconds(5))
-                    continue
-                }
-                let reachable = (try? await NIOThreadPool.singleton.runIfActive { [client] in
-                    client.probeMetadata(timeoutMS: 2000)
-                }) ?? false
-                let changed = self.state.withLockedValue { state in
-                    defer { state.ready = reachable }
-                    return state.ready != reachable
-                }
-                if changed {
-                    if reachable {
-                        self.logger.info("kafka sink ready")
+                    if await self.replaceProducer(after: fatal) {
+                        failedReplacements = 0
+                        nextProbe = .now
                     } else {
-                        self.logger.warning("kafka brokers unreachable; sink not ready")
+                        failedReplacements += 1
+                        try await Task.sleep(for: .seconds(min(1 << min(failedReplacements, 5), 30)))
+                        continue
                     }
                 }
-                try await Task.sleep(for: reachable ? .seconds(5) : .seconds(1))
+                if ContinuousClock.now >= nextProbe {
+                    let client = self.client
+                    let reachable = (try? await NIOThreadPool.singleton.runIfActive { client.probeMetadata(timeoutMS: 2000) }) ?? false
+                    let changed = self.state.withLockedValue { state in
+                        defer { state.ready = reachable }
+                        return state.ready != reachable
+                    }
+                    if changed {
+                        if reachable {
+                            self.logger.info("kafka sink ready")
+                        } else {
+                            self.logger.warning("kafka brokers unreachable; sink not ready")
+                        }
+                    }
+                    nextProbe = .now + (reachable ? .seconds(5) : .seconds(1))
+                }
+                // Fatal errors are looked for often: the sink serves again within a second or so.
+                try await Task.sleep(for: .milliseconds(250))
             }
         }
         await self.shutdown()
+    }
+
+    /// Puts the current producer in librdkafka's fatal state (tests of the recovery).
+    func raiseFatalErrorForTesting() {
+        self.client.raiseFatalErrorForTesting("raised by a test")
+    }
+
+    /// Builds a new producer, sends new events to it, then purges the dead one (its events fail
+    /// as retryable) and stops it. Returns false when a new producer could not be built.
+    private func replaceProducer(after fatal: String) async -> Bool {
+        let fresh: KafkaProducerClient
+        do {
+            fresh = try KafkaProducerClient(properties: self.properties, budget: self.budget, logger: self.logger)
+        } catch {
+            self.logger.error("kafka producer hit a fatal error and a new one could not be built", metadata: ["error": "\(fatal)", "reason": "\(error)"])
+            return false
+        }
+        let (dead, count) = self.current.withLockedValue { current in
+            defer { current = fresh }
+            return (current, self.replacements.withLockedValue { count in
+                count += 1
+                return count
+            })
+        }
+        let outstanding = dead.outstanding
+        self.logger.error(
+            "kafka producer hit a fatal error; replaced it with a new producer, its undelivered events fail as retryable",
+            metadata: ["error": "\(fatal)", "undelivered": "\(outstanding)", "replacements": "\(count)"])
+        // Every event the dead producer held gets its delivery report (purged: retryable) before it goes.
+        _ = (try? await NIOThreadPool.singleton.runIfActive { dead.purgeAndStop() }) ?? dead.purgeAndStop()
+        await dead.waitForPollThread()
+        return true
     }
 
     /// Stops accepting events, flushes what is queued (bounded), and stops the producer.

@@ -1,4 +1,4 @@
-import KafkaSink
+@testable import KafkaSink
 import Logging
 import NIOCore
 import SluiceCore
@@ -131,5 +131,45 @@ import Testing
         let results = await tracker.results()
         #expect(results[5] == .failed(.queueFull(sink: "mock")))
         #expect(sink.budget.inFlight == (0, 0))
+    }
+
+    @Test func replacesAProducerThatHitAFatalErrorAndServesAgain() async throws {
+        // Events wait in the queue (linger) when the producer dies: none may be reported delivered.
+        let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)
+        let sink = try self.makeSink([KafkaProperty("linger.ms", "1500")], budget: budget, deliveryTimeout: .seconds(30))
+        let runner = Task { try await sink.run() }
+        defer { runner.cancel() }
+        let tracker = DeliveryTracker()
+        let held = (0..<10).map { Event(value: ByteBuffer(string: "held-\($0)")) }
+        let first = tracker.reserve(held.count)
+        #expect(await sink.enqueue(held, topic: "t", tracker: tracker, firstIndex: first, deadline: .now + .seconds(5)) == 10)
+        sink.raiseFatalErrorForTesting()
+        tracker.seal()
+        for (index, result) in (await tracker.results()).enumerated() {
+            guard case .failed(let failure) = result else {
+                Issue.record("event \(index) of the dead producer was reported \(result)")
+                continue
+            }
+            #expect(failure.isRetryable, "event \(index): \(failure)")
+        }
+        // Replaced within seconds, every budget share back, and new events delivered.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while sink.producerReplacements == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(sink.producerReplacements == 1)
+        #expect(sink.counters.first?.value == 1)
+        let after = DeliveryTracker()
+        let fresh = (0..<5).map { Event(value: ByteBuffer(string: "fresh-\($0)")) }
+        let next = after.reserve(fresh.count)
+        #expect(await sink.enqueue(fresh, topic: "t", tracker: after, firstIndex: next, deadline: .now + .seconds(5)) == 5)
+        after.seal()
+        for (index, result) in (await after.results()).enumerated() {
+            guard case .delivered = result else {
+                Issue.record("event \(index) sent to the new producer: \(result)")
+                continue
+            }
+        }
+        #expect(budget.inFlight == (0, 0))
+        runner.cancel()
+        _ = try? await runner.value
     }
 }
