@@ -139,7 +139,10 @@ final class SluiceProcess: @unchecked Sendable {
 
     /// Starts sluice with `config` (a YAML template: `{PORT}`, `{ADMIN_PORT}`, `{KAFKA}` are filled in),
     /// or with the embedded default config when `config` is nil.
-    init(config: String?, arguments: [String] = [], environment: [String: String] = [:], waitUntilReady: Bool = true) async throws {
+    /// `launcher`: a program and its arguments that run sluice (e.g. prlimit with a lower descriptor limit).
+    init(
+        config: String?, arguments: [String] = [], environment: [String: String] = [:], launcher: [String] = [], waitUntilReady: Bool = true
+    ) async throws {
         self.workDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.workDirectory, withIntermediateDirectories: true)
         self.logURL = self.workDirectory.appendingPathComponent("sluice.log")
@@ -160,8 +163,13 @@ final class SluiceProcess: @unchecked Sendable {
             self.port = 8080
             self.adminPort = 9901
         }
-        self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
-        self.process.arguments = args + arguments
+        if launcher.isEmpty {
+            self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
+            self.process.arguments = args + arguments
+        } else {
+            self.process.executableURL = URL(fileURLWithPath: try which(launcher[0]))
+            self.process.arguments = Array(launcher.dropFirst()) + [try sluiceBinary()] + args + arguments
+        }
         self.process.currentDirectoryURL = self.workDirectory
         if !environment.isEmpty { self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         _ = FileManager.default.createFile(atPath: self.logURL.path, contents: nil)
