@@ -48,6 +48,18 @@ func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil,
         status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
 
+/// Runs blocking work on a thread of its own and awaits it: a long-running program (a test
+/// suite of its own, a load loop) must not hold one of the few threads Swift concurrency runs
+/// every other test on (two on a 2-core machine).
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            do { continuation.resume(returning: try work()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.start()
+    }
+}
+
 func which(_ name: String) throws -> String {
     for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
         let path = "\(directory)/\(name)"

@@ -564,16 +564,17 @@ def h2_cases():
     # CONTINUATION flood: a header block that never ends.
     flood = frame(1, 0x0, 1, h2_request_headers()) + b"".join(frame(9, 0, 1, hpack_literal(b"x-c", b"v" * 100)) for _ in range(2000))
     frames, closed = h2_session(flood, timeout=3)
-    record("h2: CONTINUATION flood ends the connection", closed, f"closed={closed} goaway={goaway_error(frames)}")
+    record("h2: CONTINUATION flood ends the connection (GOAWAY or closed)", closed or goaway_error(frames) is not None,
+           f"closed={closed} goaway={goaway_error(frames)}")
     # Rapid reset: open and cancel streams as fast as possible.
     resets = b"".join(frame(1, 0x4, sid, h2_request_headers()) + frame(3, 0, sid, struct.pack(">I", 8)) for sid in range(1, 20001, 2))
     frames, closed = h2_session(resets, timeout=5)
-    record("h2: rapid reset flood is bounded (GOAWAY ENHANCE_YOUR_CALM or closed)", closed, f"closed={closed} goaway={goaway_error(frames)}")
+    record("h2: rapid reset flood is bounded (GOAWAY ENHANCE_YOUR_CALM or closed)", closed or goaway_error(frames) is not None, f"closed={closed} goaway={goaway_error(frames)}")
     # SETTINGS and PING floods.
     frames, closed = h2_session(frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64") * 20000, timeout=5)
-    record("h2: SETTINGS flood is bounded", closed, f"closed={closed} goaway={goaway_error(frames)}")
+    record("h2: SETTINGS flood is bounded", closed or goaway_error(frames) is not None, f"closed={closed} goaway={goaway_error(frames)}")
     frames, closed = h2_session(frame(6, 0, 0, b"12345678") * 20000, timeout=5)
-    record("h2: PING flood is bounded", closed, f"closed={closed} goaway={goaway_error(frames)}")
+    record("h2: PING flood is bounded", closed or goaway_error(frames) is not None, f"closed={closed} goaway={goaway_error(frames)}")
     # A control character smuggled through HPACK into a header value.
     block = h2_request_headers(path=b"/static/a", method=b"GET") + hpack_literal(b"x-evil", b"a\x01b")
     frames, closed = h2_session(frame(1, 0x5, 1, block), timeout=3)
@@ -706,7 +707,9 @@ def main():
     for group in groups:
         if ARGS.only and ARGS.only not in group.__name__:
             continue
+        started = time.time()
         group()
+        print(f"# {group.__name__}: {time.time() - started:.1f}s", flush=True)
 
     # Resources back near the baseline once the connections are gone.
     deadline = time.time() + 15
