@@ -31,9 +31,9 @@ public enum ByteSize {
 public enum DurationText {
     public static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingSpaces()
-        let units: [(String, (Int64) -> Duration)] = [
+        let units: [(String, (Int64) -> Duration?)] = [
             ("ms", { .milliseconds($0) }), ("us", { .microseconds($0) }), ("ns", { .nanoseconds($0) }),
-            ("s", { .seconds($0) }), ("m", { .seconds($0 * 60) }), ("h", { .seconds($0 * 3600) }),
+            ("s", { .seconds($0) }), ("m", { Self.seconds($0, times: 60) }), ("h", { Self.seconds($0, times: 3600) }),
         ]
         for (suffix, make) in units where trimmed.hasSuffix(suffix) {
             let number = String(trimmed.dropLast(suffix.count))
@@ -44,10 +44,17 @@ public enum DurationText {
         return nil
     }
 
+    /// `value * factor` seconds, or nil past what a duration in seconds can hold.
+    private static func seconds(_ value: Int64, times factor: Int64) -> Duration? {
+        let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : .seconds(product)
+    }
+
     public static func format(_ duration: Duration) -> String {
-        let ms = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        if ms % 1000 == 0 { return "\(ms / 1000)s" }
-        return "\(ms)ms"
+        let (seconds, attoseconds) = duration.components
+        // Whole seconds when there is no fraction, or when milliseconds would overflow.
+        if attoseconds == 0 || seconds > Int64.max / 1000 - 1 { return "\(seconds)s" }
+        return "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)ms"
     }
 }
 

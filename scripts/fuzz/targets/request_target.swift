@@ -1,0 +1,39 @@
+// libFuzzer target: RequestTarget (canonical paths) and HeaderFieldCheck.
+// Built with Sources/SluiceHTTP/RequestTarget.swift by scripts/fuzz.sh.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let input = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    if case .success(let target) = RequestTarget.parse(input) {
+        let path = target.path
+        precondition(path == "*" || path.hasPrefix("/"), "canonical path must start with /")
+        if path != "*" {
+            precondition(!path.contains("//"), "canonical path has an empty segment")
+            for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
+                precondition(segment != "." && segment != "..", "canonical path has a dot segment")
+            }
+            precondition(!path.utf8.contains { $0 <= 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\\") }, "forbidden byte survived")
+            // The canonical form is a fixed point: what an upstream re-normalises is what Sluice judged.
+            guard case .success(let again) = RequestTarget.parse(path) else { preconditionFailure("canonical path refused: \(path)") }
+            precondition(again.path == path, "not a fixed point: \(path) -> \(again.path)")
+            let lower = path.lowercased()
+            precondition(!lower.contains("%2f") && !lower.contains("%5c") && !lower.contains("%00"), "encoded slash survived")
+        }
+        if RequestTarget.alreadyCanonical(input) != nil {
+            // The copy-free path agrees with the full canonicalisation.
+            let bytes = Array(input.utf8)
+            let end = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
+            guard case .success(let slow) = RequestTarget.canonicalPath(bytes[..<end]) else { preconditionFailure("fast path accepted \(input)") }
+            precondition(slow == target.path, "fast path disagrees: \(target.path) vs \(slow)")
+        }
+    }
+    // Header checks never trap and agree with a byte-wise reading.
+    let mid = input.utf8.count / 2
+    let name = String(decoding: Array(input.utf8.prefix(mid)), as: UTF8.self)
+    let value = String(decoding: Array(input.utf8.dropFirst(mid)), as: UTF8.self)
+    let problem = HeaderFieldCheck.problem(name: name, value: value)
+    let badValue = value.utf8.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }
+    let badName = name.utf8.isEmpty || !name.utf8.allSatisfy(HeaderFieldCheck.isTokenByte)
+    precondition((problem != nil) == (badValue || badName), "header check disagrees")
+    return 0
+}
