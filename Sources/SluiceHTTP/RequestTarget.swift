@@ -30,6 +30,7 @@ public struct RequestTarget: Sendable, Equatable {
 
     /// Parses and canonicalises `uri` as it came on the request line (or HTTP/2 `:path`).
     public static func parse(_ uri: String) -> Result<RequestTarget, Problem> {
+        if let target = Self.alreadyCanonical(uri) { return .success(target) }
         var bytes = Array(uri.utf8)
         guard !bytes.isEmpty else { return .failure(Problem(message: "the request target is empty")) }
         if bytes == [UInt8(ascii: "*")] { return .success(RequestTarget(path: "*", query: nil, authority: nil)) }
@@ -63,6 +64,37 @@ public struct RequestTarget: Sendable, Equatable {
         case .success(let path): return .success(RequestTarget(path: path, query: query, authority: authority))
         case .failure(let problem): return .failure(problem)
         }
+    }
+
+    /// The common case without a copy: an origin-form target whose path has no escape, no
+    /// empty or dot segment and no forbidden byte, and whose query is clean.
+    @inline(__always)
+    static func alreadyCanonical(_ uri: String) -> RequestTarget? {
+        uri.utf8.withContiguousStorageIfAvailable { Self.alreadyCanonical(uri, $0) } ?? nil
+    }
+
+    private static func alreadyCanonical(_ uri: String, _ bytes: UnsafeBufferPointer<UInt8>) -> RequestTarget? {
+        guard bytes.first == UInt8(ascii: "/") else { return nil }
+        var previous: UInt8 = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "?") { break }
+            if byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "#") {
+                return nil
+            }
+            if previous == UInt8(ascii: "/"), byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".") { return nil }
+            previous = byte
+            index += 1
+        }
+        if index == bytes.count { return RequestTarget(path: uri, query: nil, authority: nil) }
+        for position in (index + 1)..<bytes.count {
+            let byte = bytes[position]
+            if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "#") { return nil }
+        }
+        let path = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<index]), as: UTF8.self)
+        let query = String(decoding: UnsafeBufferPointer(rebasing: bytes[(index + 1)...]), as: UTF8.self)
+        return RequestTarget(path: path, query: query, authority: nil)
     }
 
     /// The canonical form of a path that starts with `/`.

@@ -57,3 +57,22 @@ import Testing
         #expect(HeaderFieldCheck.problem(name: ":path", value: "/") != nil)
     }
 }
+
+extension RequestTargetTests {
+    /// The copy-free path for ordinary targets gives exactly what the full canonicalisation gives.
+    @Test(arguments: [
+        "/", "/a", "/a/b/", "/v1/events/orders?x=1&y=2", "/a.b/c-d_e~f", "/a;b=c", "/a?", "/a?b?c", "/a/b.", "/a/.b", "/a/..b",
+        "/a//b", "/a/./b", "/a%41", "/a?b c", "/a/.",
+    ])
+    func theFastPathAgreesWithTheFullOne(uri: String) {
+        guard let fast = RequestTarget.alreadyCanonical(uri) else { return }
+        var bytes = Array(uri.utf8)
+        var query: String?
+        if let mark = bytes.firstIndex(of: UInt8(ascii: "?")) {
+            query = String(decoding: bytes[(mark + 1)...], as: UTF8.self)
+            bytes = Array(bytes[..<mark])
+        }
+        #expect(fast.path == (try? RequestTarget.canonicalPath(bytes[...]).get()), "\(uri)")
+        #expect(fast.query == query, "\(uri)")
+    }
+}
