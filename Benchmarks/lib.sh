@@ -1,8 +1,12 @@
 # Shared by the benchmark scripts (sourced, not run).
 
-# Starts the release sluice on CONFIG, logging to LOG; sets sluice_pid and waits for /ready on ADMIN_PORT.
+# The binary under test: the release build, or SLUICE_BIN (e.g. an earlier commit's build, for a
+# before/after comparison on the same machine in the same hour).
+SLUICE_BIN="${SLUICE_BIN:-.build/release/sluice}"
+
+# Starts the sluice on CONFIG, logging to LOG; sets sluice_pid and waits for /ready on ADMIN_PORT.
 start_sluice() {  # config log admin_port
-    .build/release/sluice run --config "$1" --log-level warning >"$2" 2>&1 &
+    "$SLUICE_BIN" run --config "$1" --log-level warning >"$2" 2>&1 &
     sluice_pid=$!
     for _ in $(seq 1 100); do
         curl -fs "http://127.0.0.1:$3/ready" >/dev/null && return 0
@@ -45,4 +49,30 @@ run_ndjson_load() {  # path
         exit 1
     fi
     awk '/finished in/ {print $4}' "$work/load.out"
+}
+
+# start_nginx NAME HTTP_BLOCK: nginx in the foreground (one worker, no access log) in $work/NAME
+# with that http{} content; adds its PID to pids and sets nginx_pid. Needs $nginx_bin and $work.
+start_nginx() {
+    local dir="$work/$1"
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    $2
+}
+CONF
+    "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" &
+    pids+=($!)
+    nginx_pid=$!
 }

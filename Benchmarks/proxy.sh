@@ -36,31 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# nginx_conf NAME SERVER_BLOCK -> starts nginx in the foreground with that server block.
-start_nginx() {
-    local dir="$work/$1"
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    $2
-}
-CONF
-    "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" &
-    pids+=($!)
-    nginx_pid=$!
-}
-
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
 upstream_pid=$nginx_pid
