@@ -48,7 +48,7 @@ case "${1:-}" in
         failed=0
         for target in $(printf '%s\n' "${!SOURCES[@]}" | sort); do
             if run "$target" "$2" >"$OUT/$target.log" 2>&1; then
-                echo "fuzz: $target: $(awk -F: '/number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$OUT/$target.log") runs, no finding"
+                echo "fuzz: $target: $(awk '/number_of_executed_units/ {print $NF}' "$OUT/$target.log") runs, no finding"
             else
                 echo "fuzz: $target FAILED:" >&2
                 tail -60 "$OUT/$target.log" >&2
