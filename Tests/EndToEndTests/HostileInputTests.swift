@@ -123,6 +123,7 @@ import Testing
         // At least 60 cases ran (the closing line counts them).
         let closing = suite.stdout.split(separator: "\n").last { $0.hasPrefix("hostile input:") } ?? ""
         let passed = closing.split(separator: " ").dropFirst(2).first.flatMap { Int($0) } ?? 0
+        print("hostile input suite: \(closing.dropFirst("hostile input: ".count))")
         #expect(passed >= 60, "\(closing)")
         #expect(sluice.process.isRunning, "sluice died:\n\(sluice.log.suffix(4000))")
         #expect(!sluice.log.contains("Fatal error"), "\(sluice.log.suffix(4000))")
