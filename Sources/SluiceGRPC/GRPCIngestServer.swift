@@ -23,13 +23,14 @@ public final class GRPCIngestServer: Service, Listening {
 
     /// With `tls`: HTTPS with its default certificate (re-read when the files change) and, when
     /// the listener requires them, client certificates checked against its CA bundle.
-    /// Connections open now (for tests and the admin view).
-    public var openConnections: Int { self.connections.withLockedValue { $0 } }
+    /// Connections open now.
     private let connections = NIOLockedValueBox(0)
 
+    /// `drainTimeout`: how long a connection told to go away (shutdown, idle) may take to finish
+    /// its calls.
     public init(
-        config: GRPCListenerConfig, tls: ListenerTLS? = nil, connectionCap: ClientConnectionCap? = nil, service: IngestService,
-        health: HealthService, logger: Logger
+        config: GRPCListenerConfig, tls: ListenerTLS? = nil, connectionCap: ClientConnectionCap? = nil, drainTimeout: Duration = .seconds(10),
+        service: IngestService, health: HealthService, logger: Logger
     ) throws {
         let host = config.address.host
         let port = config.address.port
@@ -51,7 +52,7 @@ public final class GRPCIngestServer: Service, Listening {
             // A connection with no call in progress — including one that never finishes its TLS
             // handshake or HTTP/2 preface — is closed after idle_timeout (the timer starts on accept).
             transport.connection.maxIdleTime = config.limits.idleTimeout
-            transport.connection.maxGraceTime = .seconds(5)
+            transport.connection.maxGraceTime = drainTimeout
             transport.connection.keepalive = .init(
                 time: config.keepalive.interval, timeout: config.keepalive.timeout,
                 clientBehavior: .init(

@@ -148,6 +148,7 @@ struct Run: AsyncParsableCommand {
             do {
                 grpcServer = try GRPCIngestServer(
                     config: grpc, tls: try grpc.tls.map { try ListenerTLS(config: $0) }, connectionCap: .shared,
+                    drainTimeout: configuration.shutdown.drainTimeout,
                     service: IngestService(routes: routes, logger: logger), health: health, logger: logger)
             } catch {
                 printError("grpc: cannot load TLS certificates: \(error)")
