@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 declare -A SOURCES=(
     [json_scanner]="Sources/SluiceHTTP/JSONScanner.swift"
-    [request_target]="Sources/SluiceHTTP/RequestTarget.swift"
+    [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/JSONScanner.swift"
     [path_template]="Sources/SluiceConfig/PathPattern.swift Sources/SluiceConfig/ConfigError.swift"
     [units]="Sources/SluiceConfig/Units.swift"
 )

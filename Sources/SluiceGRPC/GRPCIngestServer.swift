@@ -23,9 +23,6 @@ public final class GRPCIngestServer: Service, Listening {
 
     /// With `tls`: HTTPS with its default certificate (re-read when the files change) and, when
     /// the listener requires them, client certificates checked against its CA bundle.
-    /// Connections open now.
-    private let connections = NIOLockedValueBox(0)
-
     /// `drainTimeout`: how long a connection told to go away (shutdown, idle) may take to finish
     /// its calls.
     public init(
@@ -47,7 +44,7 @@ public final class GRPCIngestServer: Service, Listening {
             security = .plaintext
         }
         let limits = config.limits
-        let connections = self.connections
+        let connections = ListenerConnections(maxConnections: limits.maxConnections, cap: connectionCap)
         let transportConfig = HTTP2ServerTransport.Posix.Config.defaults { transport in
             // A connection with no call in progress — including one that never finishes its TLS
             // handshake or HTTP/2 preface — is closed after idle_timeout (the timer starts on accept).
@@ -61,24 +58,7 @@ public final class GRPCIngestServer: Service, Listening {
             transport.rpc.maxRequestPayloadSize = config.maxMessageBytes
             // Past max_connections (or the process's client connection cap) a new connection is closed at once.
             transport.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                let admitted = connections.withLockedValue { count in
-                    guard count < limits.maxConnections else { return false }
-                    count += 1
-                    return true
-                }
-                guard admitted else {
-                    channel.close(promise: nil)
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                }
-                if let connectionCap, !connectionCap.admit() {
-                    connections.withLockedValue { $0 -= 1 }
-                    channel.close(promise: nil)
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                }
-                channel.closeFuture.whenComplete { _ in
-                    connections.withLockedValue { $0 -= 1 }
-                    connectionCap?.release()
-                }
+                if connections.admit(channel) != nil { return channel.eventLoop.makeSucceededVoidFuture() }
                 // maxIdleTime closes gracefully (GOAWAY, a PING round trip): a peer that never
                 // sent its preface is closed outright.
                 return channel.eventLoop.makeCompletedFuture {

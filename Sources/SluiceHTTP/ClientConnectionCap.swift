@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -50,5 +51,42 @@ public final class ClientConnectionCap: Sendable {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         return limit.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+}
+
+/// One listener's open connections against its `max_connections`, then the process-wide cap:
+/// the admission every data-plane listener (HTTP and gRPC) applies to an accepted connection.
+public final class ListenerConnections: Sendable {
+    private let open = NIOLockedValueBox(0)
+    private let maxConnections: Int
+    private let cap: ClientConnectionCap?
+
+    public init(maxConnections: Int, cap: ClientConnectionCap?) {
+        self.maxConnections = maxConnections
+        self.cap = cap
+    }
+
+    /// Counts `channel` until it closes and returns nil; or, past either bound, closes it at once
+    /// and says which bound refused it.
+    public func admit(_ channel: any Channel) -> String? {
+        let admitted = self.open.withLockedValue { count in
+            guard count < self.maxConnections else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            channel.close(promise: nil)
+            return "max_connections (\(self.maxConnections)) reached"
+        }
+        if let cap = self.cap, !cap.admit() {
+            self.open.withLockedValue { $0 -= 1 }
+            channel.close(promise: nil)
+            return "the process's client connection cap (\(cap.limit)) reached"
+        }
+        channel.closeFuture.whenComplete { _ in
+            self.open.withLockedValue { $0 -= 1 }
+            self.cap?.release()
+        }
+        return nil
     }
 }

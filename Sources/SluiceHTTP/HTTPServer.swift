@@ -101,9 +101,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     private let limits: ListenerLimits
     private let tls: ListenerTLS?
     private let drainTimeout: Duration
-    private let connections = NIOLockedValueBox(0)
-    /// The process-wide bound on client connections, for data-plane listeners (nil: admin).
-    private let connectionCap: ClientConnectionCap?
+    /// Open connections against max_connections and, on data-plane listeners, the process's cap.
+    private let connections: ListenerConnections
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bound = NIOLockedValueBox<SocketAddress?>(nil)
@@ -122,7 +121,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         logger: Logger
     ) {
         self.name = name
-        self.connectionCap = connectionCap
+        self.connections = ListenerConnections(maxConnections: limits.maxConnections, cap: connectionCap)
         self.host = host
         self.port = port
         self.responder = responder
@@ -185,7 +184,6 @@ public final class HTTPServer: Service, Listening, Sendable {
         let connections = self.connections
         let logger = self.logger
         let tls = self.tls
-        let cap = self.connectionCap
         let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: self.group)
@@ -199,26 +197,10 @@ public final class HTTPServer: Service, Listening, Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .bind(host: self.host, port: self.port) { channel in
-                    // Past max_connections a new connection is closed at once.
-                    let admitted = connections.withLockedValue { count in
-                        guard count < limits.maxConnections else { return false }
-                        count += 1
-                        return true
-                    }
-                    guard admitted else {
-                        logger.debug("connection refused: max_connections reached", metadata: ["max_connections": "\(limits.maxConnections)"])
-                        channel.close(promise: nil)
+                    // Past max_connections (or the process's cap) a new connection is closed at once.
+                    if let refusal = connections.admit(channel) {
+                        logger.debug("connection refused", metadata: ["reason": "\(refusal)"])
                         return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
-                    }
-                    if let cap, !cap.admit() {
-                        connections.withLockedValue { $0 -= 1 }
-                        logger.debug("connection refused: the process's client connection cap is reached", metadata: ["cap": "\(cap.limit)"])
-                        channel.close(promise: nil)
-                        return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
-                    }
-                    channel.closeFuture.whenComplete { _ in
-                        connections.withLockedValue { $0 -= 1 }
-                        cap?.release()
                     }
                     return channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: Connection.self)

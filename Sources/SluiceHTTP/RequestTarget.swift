@@ -106,7 +106,7 @@ public struct RequestTarget: Sendable, Equatable {
         while i < raw.endIndex {
             let byte = raw[i]
             if byte == UInt8(ascii: "%") {
-                guard i + 2 < raw.endIndex, let high = Self.hexValue(raw[i + 1]), let low = Self.hexValue(raw[i + 2]) else {
+                guard i + 2 < raw.endIndex, let high = JSONScanner.hexValue(raw[i + 1]), let low = JSONScanner.hexValue(raw[i + 2]) else {
                     return .failure(Problem(message: "the path holds a malformed percent escape"))
                 }
                 let value = high << 4 | low
@@ -205,15 +205,6 @@ public struct RequestTarget: Sendable, Equatable {
     }
 
     private static let upperHex = Array("0123456789ABCDEF".utf8)
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 
     private static func describe(_ byte: UInt8) -> String {
         if (0x21...0x7E).contains(byte) { return "'\(Character(UnicodeScalar(byte)))'" }
