@@ -210,7 +210,17 @@ final class SluiceProcess: @unchecked Sendable {
 
     /// Sends SIGTERM and waits for the exit status.
     func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        self.sendTerminate()
+        return try await self.waitForExit(timeout: timeout)
+    }
+
+    /// Sends SIGTERM and returns at once: Sluice starts draining.
+    func sendTerminate() {
         if self.process.isRunning { kill(self.process.processIdentifier, SIGTERM) }
+    }
+
+    /// Waits for the exit status; after `timeout`, kills the process and throws.
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while self.process.isRunning {
             if ContinuousClock.now > deadline {
@@ -297,7 +307,7 @@ func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBoo
 }
 
 /// A plain TCP connection for tests that must misbehave on the wire (slow or partial requests).
-final class RawConnection {
+final class RawConnection: Sendable {
     let fd: Int32
 
     init(port: Int) throws {
@@ -360,6 +370,47 @@ final class RawConnection {
 
     deinit {
         close(self.fd)
+    }
+}
+
+/// An HTTP/1.1 response as it arrived on a `RawConnection`: status, lower-cased header block, and
+/// the body with any chunked framing removed.
+struct RawHTTPResponse {
+    var status: Int
+    var headers: String
+    var body: String
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(self.body.utf8))) as? [String: Any] ?? [:]
+    }
+
+    /// Parses the last final (non-1xx) response in `text`; nil when there is none.
+    init?(_ text: String) {
+        var rest = Substring(text)
+        while let headEnd = rest.range(of: "\r\n\r\n") {
+            let head = rest[..<headEnd.lowerBound]
+            let statusLine = head.prefix { $0 != "\r" }
+            let parts = statusLine.split(separator: " ")
+            guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else { return nil }
+            rest = rest[headEnd.upperBound...]
+            if (100..<200).contains(status) { continue }
+            self.status = status
+            self.headers = head.lowercased()
+            guard self.headers.contains("transfer-encoding: chunked") else {
+                self.body = String(rest)
+                return
+            }
+            var body = ""
+            while let sizeEnd = rest.range(of: "\r\n"), let size = Int(rest[..<sizeEnd.lowerBound], radix: 16), size > 0 {
+                let start = sizeEnd.upperBound
+                guard let end = rest.index(start, offsetBy: size, limitedBy: rest.endIndex) else { break }
+                body += rest[start..<end]
+                rest = rest[end...].dropFirst(2)
+            }
+            self.body = body
+            return
+        }
+        return nil
     }
 }
 

@@ -252,16 +252,27 @@ import Glibc
         let topic = uniqueTopic("drain")
         let lines = (0..<2000).map { #"{"seq":\#($0),"pad":"0123456789012345678901234567890123456789"}"# }
         let body = lines.joined(separator: "\n") + "\n"
-        // A slow upload (~2 s) that is still in flight when SIGTERM arrives.
-        let upload = Task.detached {
-            try curl(["--limit-rate", "50K", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data(body.utf8))
-        }
-        try await Task.sleep(for: .milliseconds(700))
-        let status = try await sluice.terminate()
-        let response = try await upload.value
+        let half = body.index(body.startIndex, offsetBy: body.utf8.count / 2)
+        // The upload is surely in flight when SIGTERM arrives: Sluice has read its head and invited
+        // the body (100 Continue), and has half of the body. A fixed sleep before the signal raced
+        // the client's connect on a loaded machine.
+        let connection = try RawConnection(port: sluice.port)
+        connection.send(
+            "POST /v1/events/\(topic) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n")
+        let invited = try await offThePool { connection.read(until: "100 Continue", timeout: .seconds(20)) }
+        try #require(invited, "Sluice answers the head with 100 Continue")
+        connection.send(String(body[..<half]))
+        sluice.sendTerminate()
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(sluice.process.isRunning, "Sluice waits for the upload in flight:\n\(sluice.log)")
+        connection.send(String(body[half...]))
+        let answer = try await offThePool { connection.readUntilClosed(timeout: .seconds(30)) }
+        let status = try await sluice.waitForExit()
         #expect(status == 0, "log:\n\(sluice.log)")
-        #expect(response.status == 200, "body: \(response.body.prefix(300))")
-        #expect(response.json["accepted"] as? Int == lines.count)
+        let response = RawHTTPResponse(answer.text)
+        #expect(response?.status == 200, "answer: \(answer.text.prefix(300))")
+        #expect(response?.json["accepted"] as? Int == lines.count)
         #expect(try consume(topic, expecting: lines.count).count == lines.count)
         #expect(sluice.log.contains("kafka sink flushed"))
     }
