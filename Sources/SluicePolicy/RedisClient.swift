@@ -2,29 +2,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A reply in the Redis serialization protocol (RESP2).
-enum RESPValue: Sendable, Equatable {
-    case simple(String)
-    case error(String)
-    case integer(Int64)
-    case bulk([UInt8]?)
-    case array([RESPValue]?)
-
-    var text: String? {
-        switch self {
-        case .simple(let text): return text
-        case .bulk(let bytes?): return String(decoding: bytes, as: UTF8.self)
-        case .integer(let value): return String(value)
-        default: return nil
-        }
-    }
-}
-
-struct RedisError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// One pipelined connection to a Redis server, for the global rate limit: commands are written
 /// as they come and answered in order. Connects on first use and again after a failure; a
 /// command not answered within `timeout` fails, and closes the connection (a reply that
@@ -172,66 +149,5 @@ final class RedisHandler: ChannelDuplexHandler {
 
     private func failAll(_ error: any Error) {
         while let promise = self.waiting.popFirst() { promise.fail(error) }
-    }
-}
-
-/// Parses RESP2 replies; a reply split across reads waits for the rest.
-struct RESPDecoder: ByteToMessageDecoder {
-    typealias InboundOut = RESPValue
-    /// A bulk string or array larger than this is refused (a rate-limit reply is tiny).
-    static let maxLength = 1 << 20
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        var copy = buffer
-        guard let value = try Self.parse(&copy, depth: 0) else { return .needMoreData }
-        buffer = copy
-        context.fireChannelRead(self.wrapInboundOut(value))
-        return .continue
-    }
-
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try self.decode(context: context, buffer: &buffer)
-    }
-
-    static func parse(_ buffer: inout ByteBuffer, depth: Int) throws -> RESPValue? {
-        guard depth < 8 else { throw RedisError("RESP reply nested too deeply") }
-        guard let type = buffer.readInteger(as: UInt8.self), let line = Self.line(&buffer) else { return nil }
-        switch type {
-        case UInt8(ascii: "+"): return .simple(line)
-        case UInt8(ascii: "-"): return .error(line)
-        case UInt8(ascii: ":"):
-            guard let value = Int64(line) else { throw RedisError("bad RESP integer") }
-            return .integer(value)
-        case UInt8(ascii: "$"):
-            guard let length = Int(line), length <= Self.maxLength else { throw RedisError("bad RESP bulk length") }
-            if length < 0 { return .bulk(nil) }
-            guard buffer.readableBytes >= length + 2, let bytes = buffer.readBytes(length: length) else { return nil }
-            buffer.moveReaderIndex(forwardBy: 2)
-            return .bulk(bytes)
-        case UInt8(ascii: "*"):
-            guard let count = Int(line), count <= 1024 else { throw RedisError("bad RESP array length") }
-            if count < 0 { return .array(nil) }
-            var elements: [RESPValue] = []
-            for _ in 0..<count {
-                guard let element = try Self.parse(&buffer, depth: depth + 1) else { return nil }
-                elements.append(element)
-            }
-            return .array(elements)
-        default:
-            throw RedisError("unexpected RESP type byte \(type)")
-        }
-    }
-
-    /// The text up to CRLF (consumed), or nil when the line is not complete yet.
-    private static func line(_ buffer: inout ByteBuffer) -> String? {
-        let view = buffer.readableBytesView
-        guard let cr = view.firstIndex(of: UInt8(ascii: "\r")), view.index(after: cr) < view.endIndex else {
-            if view.count > 64 * 1024 { return nil }
-            return nil
-        }
-        let length = cr - view.startIndex
-        let text = buffer.readString(length: length)
-        buffer.moveReaderIndex(forwardBy: 2)
-        return text
     }
 }

@@ -33,6 +33,16 @@ import Testing
         #expect(throws: RedisError.self) { try RESPDecoder.parse(&huge, depth: 0) }
     }
 
+    @Test func refusesLinesWithoutBoundsOrCRLF() throws {
+        // A line that never ends is refused once it passes the bound, not buffered for ever.
+        var endless = ByteBuffer(string: "+" + String(repeating: "x", count: RESPDecoder.maxLineBytes + 1))
+        #expect(throws: RedisError.self) { try RESPDecoder.parse(&endless, depth: 0) }
+        var bareCR = ByteBuffer(string: "+OK\rX\r\n")
+        #expect(throws: RedisError.self) { try RESPDecoder.parse(&bareCR, depth: 0) }
+        var overrun = ByteBuffer(string: "$3\r\n4.5XY")
+        #expect(throws: RedisError.self) { try RESPDecoder.parse(&overrun, depth: 0) }
+    }
+
     @Test func encodesCommandsAsArraysOfBulkStrings() {
         var buffer = ByteBuffer()
         RedisClient.encode(["EVALSHA", "abc", "1", "k é"], into: &buffer)

@@ -69,10 +69,19 @@ struct KinesisWireTests {
         #expect(records.count == 2)
         #expect(records[0]["SequenceNumber"] == "495" && records[0]["ShardId"] == "shardId-1")
         #expect(records[1]["ErrorMessage"] == "say \"hi\" é")
-        for garbage in ["", "[]", #"{"Records": [{"a": }]}"#, #"{"Records": [{"a": "b"}"#, #"{"FailedRecordCount": 0}"#, #"{"Records": "x"}"#] {
+        for garbage in ["", "[]", #"{"Records": [{"a": }]}"#, #"{"Records": [{"a": "b"}"#, #"{"FailedRecordCount": 0}"#, #"{"Records": "x"}"#,
+            // Not JSON, though a lax skipper would pass over it: bad literals and numbers,
+            // raw control characters, invalid UTF-8, trailing bytes.
+            #"{"Records": [], "x": tru}"#, #"{"Records": [], "x": 01}"#, #"{"Records": [], "x": 1.}"#, #"{"Records": [], "x": -}"#,
+            "{\"Records\": [{\"a\": \"b\u{01}\"}]}", #"{"Records": []} trailing"#] {
             #expect(PutRecordsResponseReader.records(ByteBuffer(string: garbage)) == nil, "\(garbage)")
         }
         #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": []}"#)) == [])
+        var invalidUTF8 = ByteBuffer(string: #"{"Records": [{"ShardId": ""#)
+        invalidUTF8.writeBytes([0xC3, 0x28])
+        invalidUTF8.writeString(#""}]}"#)
+        #expect(PutRecordsResponseReader.records(invalidUTF8) == nil, "invalid UTF-8 in a string")
+        #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [], "n": -0.5e+10, "t": true, "f": false, "z": null}"#)) == [])
     }
 
     @Test func aResultCountMismatchIsAnError() {

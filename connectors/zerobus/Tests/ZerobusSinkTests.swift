@@ -39,6 +39,10 @@ import Testing
         #expect(ZerobusRecordCheck.protoWireProblem(Data([0x07, 0x00])) != nil, "wire type 7")
         #expect(ZerobusRecordCheck.protoWireProblem(Data([0x00, 0x00])) != nil, "field 0")
         #expect(ZerobusRecordCheck.protoWireProblem(Data([0x2B, 0x08, 0x01])) != nil, "unterminated group")
+        // Found by fuzzing against SwiftProtobuf: a group ended by another field's end tag, and a
+        // six-byte (overlong) tag.
+        #expect(ZerobusRecordCheck.protoWireProblem(Data([0x2B, 0x08, 0x01, 0x34])) != nil, "group 5 ended as group 6")
+        #expect(ZerobusRecordCheck.protoWireProblem(Data([0x8D, 0x8D, 0x8D, 0x8D, 0x8D, 0x00, 0, 0, 0, 0])) != nil, "overlong tag")
         #expect(ZerobusRecordCheck.protoWireProblem(Data("{\"json\": true}".utf8)) != nil, "JSON is not protobuf")
     }
 

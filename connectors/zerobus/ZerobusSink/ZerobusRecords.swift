@@ -50,65 +50,6 @@ extension ZerobusSinkConfig.RecordType {
     }
 }
 
-enum ZerobusRecordCheck {
-    /// Whether `text` is one JSON object. `known`: already checked to be one JSON value.
-    static func isJSONObject(_ text: String, known: Bool) -> Bool {
-        let trimmed = text.utf8.drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-        guard trimmed.first == UInt8(ascii: "{") else { return false }
-        if known { return true }
-        return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) is [String: Any]
-    }
-
-    /// Why `data` is not well-formed protobuf wire format, or nil. Checks tags, varints and
-    /// lengths (not the schema: the service does that).
-    static func protoWireProblem(_ data: Data) -> String? {
-        if data.isEmpty { return nil }  // all fields default
-        return data.withUnsafeBytes { raw -> String? in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            var i = 0
-            func varint() -> UInt64? {
-                var value: UInt64 = 0
-                var shift: UInt64 = 0
-                while i < bytes.count, shift < 64 {
-                    let byte = bytes[i]
-                    i += 1
-                    value |= UInt64(byte & 0x7F) << shift
-                    if byte & 0x80 == 0 { return value }
-                    shift += 7
-                }
-                return nil
-            }
-            var depth = 0  // open groups
-            while i < bytes.count {
-                guard let tag = varint() else { return "truncated field tag at byte \(i)" }
-                let field = tag >> 3
-                guard field >= 1, field <= 536_870_911 else { return "field number \(field) is out of range" }
-                switch tag & 7 {
-                case 0:
-                    guard varint() != nil else { return "truncated varint in field \(field)" }
-                case 1:
-                    guard i + 8 <= bytes.count else { return "truncated 64-bit value in field \(field)" }
-                    i += 8
-                case 2:
-                    guard let length = varint(), length <= UInt64(bytes.count - i) else { return "length of field \(field) runs past the end" }
-                    i += Int(length)
-                case 3:
-                    depth += 1
-                case 4:
-                    guard depth > 0 else { return "group end without start in field \(field)" }
-                    depth -= 1
-                case 5:
-                    guard i + 4 <= bytes.count else { return "truncated 32-bit value in field \(field)" }
-                    i += 4
-                default:
-                    return "invalid wire type \(tag & 7) in field \(field)"
-                }
-            }
-            return depth == 0 ? nil : "unterminated group"
-        }
-    }
-}
-
 extension ZerobusSinkConfig.ProtoSchema {
     /// Loads `message` (package.Message) from a descriptor set written by
     /// `protoc --descriptor_set_out=FILE`. The message must be self-contained (its fields may use
