@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# libFuzzer targets for the parsers Sluice owns (each built with swiftc -sanitize=fuzzer,address
-# from its target file and the Sluice sources it exercises; no other dependency).
+# libFuzzer targets for the parsers Sluice owns, each built with swiftc -sanitize=fuzzer,address
+# from its target file and the Sluice sources it exercises (only those are instrumented).
 #   scripts/fuzz.sh list                  the targets
 #   scripts/fuzz.sh run TARGET SECONDS    build and run one; non-zero on a crash, leak or timeout
 #   scripts/fuzz.sh all SECONDS           each target for SECONDS (CI)
+# Targets whose sources import packages (NIO, Yams, jwt-kit, SwiftProtobuf, ...) are compiled
+# against Sluice's debug build and linked with its objects: run `swift build` first.
 # Seeds are committed in scripts/fuzz/seeds/TARGET; the growing corpus and any crash file stay
 # in .build-fuzz/ (not committed).
 set -euo pipefail
@@ -14,16 +16,71 @@ declare -A SOURCES=(
     [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/JSONScanner.swift"
     [path_template]="Sources/SluiceConfig/PathPattern.swift Sources/SluiceConfig/ConfigError.swift"
     [units]="Sources/SluiceConfig/Units.swift"
+    [ndjson]="Sources/SluiceHTTP/BodyDecoding.swift Sources/SluiceHTTP/JSONScanner.swift"
+    [resp]="Sources/SluicePolicy/RESP.swift"
+    [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift"
+    [zerobus_record]="connectors/zerobus/ZerobusSink/ZerobusRecordCheck.swift"
+    [jwt]="$(echo Sources/SluicePolicy/*.swift)"
+    [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
+# The targets that import packages, and so link Sluice's debug build.
+LINKS_DEBUG_BUILD=" ndjson resp kinesis_response zerobus_record jwt config "
 OUT=.build-fuzz
+
+# Compiler flags and objects of Sluice's debug build, for targets that import packages: the
+# module search paths and C module maps SwiftPM gave the sluice executable, and every object it
+# links but its own (main). Written once per build into .build-fuzz/debug-build.*.
+debug_build_inputs() {
+    local bin
+    bin=$(swift build --show-bin-path)
+    [[ -x "$bin/sluice" ]] || { echo "fuzz: $1 links Sluice's debug build; run swift build first" >&2; exit 2; }
+    if [[ ! -f "$OUT/debug-build.flags" || "$bin/sluice" -nt "$OUT/debug-build.flags" ]]; then
+        python3 - "$bin" "$OUT" <<'PY'
+import json, os, sys
+bin_path, out = sys.argv[1], sys.argv[2]
+triple_dir = os.path.dirname(bin_path)
+manifest = os.path.join(os.path.dirname(triple_dir), "debug.yaml")
+if not os.path.exists(manifest):
+    manifest = os.path.join(triple_dir, "debug.yaml")
+lines = open(manifest).read().splitlines()
+args = None
+for i, line in enumerate(lines):
+    if line.strip().startswith('"C.sluice-') and line.strip().endswith('-debug.module":'):
+        for follow in lines[i + 1:i + 12]:
+            if follow.strip().startswith("args:"):
+                args = json.loads(follow.strip()[len("args:"):])
+                break
+        break
+if args is None:
+    sys.exit("fuzz: cannot find the sluice module's compile command in " + manifest)
+flags = ["-I", os.path.join(bin_path, "Modules")]
+for j, arg in enumerate(args):
+    if arg == "-Xcc":
+        flags += ["-Xcc", args[j + 1]]
+with open(os.path.join(out, "debug-build.flags"), "w") as f:
+    f.write("\n".join(flags) + "\n")
+# One path a line, quoted where it holds a space; kept as written (a response file for swiftc).
+objects = [o for o in open(os.path.join(bin_path, "sluice.product", "Objects.LinkFileList")).read().splitlines()
+           if o.strip() and "/sluice.build/" not in o]
+with open(os.path.join(out, "debug-build.objects"), "w") as f:
+    f.write("\n".join(objects) + "\n")
+PY
+    fi
+}
 
 build() {
     local target=$1
     [[ -n "${SOURCES[$target]:-}" ]] || { echo "fuzz: unknown target $target (see: scripts/fuzz.sh list)" >&2; exit 2; }
     mkdir -p "$OUT"
+    local extra=()
+    if [[ "$LINKS_DEBUG_BUILD" == *" $target "* ]]; then
+        debug_build_inputs "$target"
+        mapfile -t extra < "$OUT/debug-build.flags"
+        extra+=("@$OUT/debug-build.objects" -lrdkafka -lstdc++ -lm -lz)
+    fi
     # shellcheck disable=SC2086
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Fuzz${target//_/} \
-        "scripts/fuzz/targets/$target.swift" ${SOURCES[$target]} -o "$OUT/$target" >&2
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Fuzz${target//_/} -swift-version 6 \
+        "scripts/fuzz/targets/$target.swift" ${SOURCES[$target]} "${extra[@]}" -o "$OUT/$target" >&2
 }
 
 run() {
@@ -34,7 +91,7 @@ run() {
     echo "fuzz: $target for ${seconds}s" >&2
     # -timeout: one input taking over 10 s is a finding; -rss_limit_mb bounds memory.
     # Swift's own crash backtracer and ASan both want the crash: leave it to ASan.
-    SWIFT_BACKTRACE=enable=no "$OUT/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    SWIFT_BACKTRACE=enable=no LSAN_OPTIONS="print_suppressions=0:suppressions=$PWD/scripts/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$OUT/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$OUT/artifacts/$target/" "$corpus" "scripts/fuzz/seeds/$target"
 }
 

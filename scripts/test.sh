@@ -11,11 +11,13 @@ trap 'scripts/kafka-broker.sh stop' EXIT
 scripts/kafka-broker.sh start
 export SLUICE_TEST_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
+swift build --build-tests
+
 # Every fuzz target briefly, from its committed seeds (longer runs: scripts/fuzz.sh run TARGET
-# SECONDS); before the test run, so the test runner's summary stays the last line.
+# SECONDS); after the build (some targets link it), before the test run, so the test runner's
+# summary stays the last line.
 if [[ $# -eq 0 ]]; then
     scripts/fuzz.sh all "${FUZZ_SECONDS:-15}"
 fi
 
-swift build --build-tests
 swift test --skip-build "$@"

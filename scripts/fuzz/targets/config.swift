@@ -1,0 +1,31 @@
+// libFuzzer target: a configuration from YAML text to a validated SluiceConfiguration or the list
+// of what is wrong (the SluiceConfig sources, built by scripts/fuzz.sh). Never a crash or hang;
+// every error names where it is; JSON pointers for keys read back what they were written from.
+import Foundation
+
+let environment = ["SLUICE_FUZZ_SECRET": "s3cret-value-0123456789abcdef0123", "KAFKA": "127.0.0.1:9092"]
+
+func escapePointerToken(_ token: String) -> String {
+    token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    guard let text = String(validating: UnsafeBufferPointer(start: data, count: size), as: UTF8.self) else { return 0 }
+    do throws(ConfigValidationError) {
+        let config = try SluiceConfiguration.parse(yaml: text, environment: environment)
+        precondition(!config.listeners.isEmpty, "a valid config without a listener")
+    } catch {
+        precondition(!error.errors.isEmpty, "refused without saying why")
+        for problem in error.errors {
+            precondition(!problem.message.isEmpty, "an error without a message")
+            // A secret from the environment is never repeated in an error.
+            precondition(!problem.message.contains(environment["SLUICE_FUZZ_SECRET"]!), "an error message repeats a secret")
+        }
+    }
+    if let tokens = JSONPointer.parse(text) {
+        let written = "/" + tokens.map(escapePointerToken).joined(separator: "/")
+        precondition(JSONPointer.parse(written) == tokens, "a JSON pointer does not read back")
+    }
+    return 0
+}

@@ -1,0 +1,64 @@
+// libFuzzer target: the Kinesis sink's PutRecords answer reader (PutRecordsResponseReader.swift),
+// checked against Foundation's JSON parser: what the reader accepts is a JSON document whose
+// Records it read exactly; an answer Foundation reads and writes back, the reader reads the same
+// (it never turns a good answer into a failed batch).
+import Foundation
+import NIOCore
+
+func flatStrings(_ object: Any) -> [String: String]? {
+    guard let record = object as? [String: Any] else { return nil }
+    var strings: [String: String] = [:]
+    for (key, value) in record {
+        if let text = value as? String { strings[key] = text }
+    }
+    return strings
+}
+
+func nestingDepth(_ bytes: UnsafeRawBufferPointer) -> Int {
+    var depth = 0
+    var deepest = 0
+    var inString = false
+    var escaped = false
+    for byte in bytes {
+        if inString {
+            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+        } else if byte == UInt8(ascii: "\"") {
+            inString = true
+        } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+            depth += 1
+            deepest = max(deepest, depth)
+        } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+            depth -= 1
+        }
+    }
+    return deepest
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    let read = PutRecordsResponseReader.records(ByteBuffer(bytes: bytes))
+    let foundation = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
+    if let read {
+        guard let foundation else { preconditionFailure("the reader accepted what is not a JSON object") }
+        guard let list = foundation["Records"] as? [Any] else { preconditionFailure("the reader found Records Foundation did not") }
+        precondition(list.count == read.count, "record counts differ")
+        for (mine, theirs) in zip(read, list) {
+            precondition(flatStrings(theirs) == mine, "a record's string fields differ")
+        }
+    }
+    // Whatever Foundation reads as a PutRecords answer, written out again by a standard serializer,
+    // the reader reads with the same fields (Foundation also takes trailing commas and the like;
+    // the reader need not).
+    if let foundation, let list = foundation["Records"] as? [Any], list.allSatisfy({ flatStrings($0) != nil }),
+        let canonical = try? JSONSerialization.data(withJSONObject: foundation)
+    {
+        let deep = canonical.withUnsafeBytes { nestingDepth($0) } >= 32
+        let again = PutRecordsResponseReader.records(ByteBuffer(bytes: canonical))
+        precondition(again != nil || deep, "the reader refused a PutRecords answer Foundation wrote")
+        if let again {
+            precondition(again == list.map { flatStrings($0)! }, "the reader read a written answer differently")
+        }
+    }
+    return 0
+}

@@ -1,0 +1,28 @@
+// libFuzzer target: the Zerobus sink's record checks (ZerobusRecordCheck.swift). A proto record
+// passes the wire check only when SwiftProtobuf can read it (as unknown fields of an empty
+// message), and is refused only when SwiftProtobuf cannot, or for an overlong tag: the service
+// would fail the whole stream for a record it cannot parse. A JSON record
+// passes exactly when it is one JSON object.
+import Foundation
+import SwiftProtobuf
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Data(bytes: data, count: size)
+    let problem = ZerobusRecordCheck.protoWireProblem(bytes)
+    let parses = (try? Google_Protobuf_Empty(serializedBytes: bytes)) != nil
+    // The one place the check is stricter: a tag longer than five bytes (no encoder writes one;
+    // SwiftProtobuf refuses it at the top level but takes it inside a group).
+    let strictOnly = parses && (problem?.hasPrefix("malformed field tag") ?? false)
+    if (problem == nil) != parses && !strictOnly {
+        // -O drops precondition messages; say what disagreed before failing.
+        FileHandle.standardError.write(Data("wire check says \(problem ?? "fine"); SwiftProtobuf says \(parses ? "fine" : "invalid")\n".utf8))
+        preconditionFailure("the wire check and SwiftProtobuf disagree")
+    }
+
+    if let text = String(validating: bytes, as: UTF8.self) {
+        let object = (try? JSONSerialization.jsonObject(with: bytes)) is [String: Any]
+        precondition(ZerobusRecordCheck.isJSONObject(text, known: false) == object, "JSON object check disagrees with Foundation")
+    }
+    return 0
+}
