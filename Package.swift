@@ -38,8 +38,21 @@ let package = Package(
         .target(
             name: "SluiceCore",
             dependencies: [
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The config reader connectors and the gateway share: path-exact errors, units, secrets,
+        // templates, and the sink kinds connectors register. Links no connector.
+        .target(
+            name: "SluiceConfigReader",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
@@ -55,6 +68,8 @@ let package = Package(
             name: "KafkaSink",
             dependencies: [
                 "SluiceCore",
+                "SluiceConfigReader",
+                .product(name: "Yams", package: "Yams"),
                 "CRdKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -71,6 +86,8 @@ let package = Package(
             name: "FileSink",
             dependencies: [
                 "SluiceCore",
+                "SluiceConfigReader",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -85,6 +102,8 @@ let package = Package(
             name: "KinesisSink",
             dependencies: [
                 "SluiceCore",
+                "SluiceConfigReader",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -105,6 +124,8 @@ let package = Package(
             name: "ZerobusSink",
             dependencies: [
                 "SluiceCore",
+                "SluiceConfigReader",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -143,15 +164,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // YAML schema, validation with exact error paths.
+        // The gateway's YAML schema (listeners, routes, policies, upstreams; sinks by the kinds
+        // the executable registers), validated with exact error paths.
         .target(
             name: "SluiceConfig",
             dependencies: [
                 "SluiceCore",
-                "KafkaSink",
-                "FileSink",
-                "KinesisSink",
-                "ZerobusSink",
+                "SluiceConfigReader",
                 "SluicePolicy",
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -219,6 +238,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceConfigReader",
                 "SluiceHTTP",
                 "SluiceGRPC",
                 "SluiceAdmin",
@@ -248,7 +268,10 @@ let package = Package(
         ),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceCore"]),
+        .testTarget(
+            name: "SluiceConfigTests",
+            dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
+        ),
         .testTarget(
             name: "SluicePolicyTests",
             dependencies: [

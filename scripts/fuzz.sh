@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 declare -A SOURCES=(
     [json_scanner]="Sources/SluiceHTTP/JSONScanner.swift"
     [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/JSONScanner.swift"
-    [path_template]="Sources/SluiceConfig/PathPattern.swift Sources/SluiceConfig/ConfigError.swift"
-    [units]="Sources/SluiceConfig/Units.swift"
+    [path_template]="Sources/SluiceConfigReader/PathPattern.swift Sources/SluiceConfigReader/ParameterTemplate.swift Sources/SluiceConfigReader/ConfigError.swift"
+    [units]="Sources/SluiceConfigReader/Units.swift"
     [ndjson]="Sources/SluiceHTTP/BodyDecoding.swift Sources/SluiceHTTP/JSONScanner.swift"
     [resp]="Sources/SluicePolicy/RESP.swift"
     [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift"
@@ -45,11 +45,16 @@ if not os.path.exists(manifest):
 lines = open(manifest).read().splitlines()
 args = None
 for i, line in enumerate(lines):
-    if line.strip().startswith('"C.sluice-') and line.strip().endswith('-debug.module":'):
-        for follow in lines[i + 1:i + 12]:
-            if follow.strip().startswith("args:"):
-                args = json.loads(follow.strip()[len("args:"):])
-                break
+    if not (line.strip().startswith('"C.') and line.strip().endswith('-debug.module":')):
+        continue
+    for follow in lines[i + 1:i + 12]:
+        if follow.strip().startswith("args:"):
+            candidate = json.loads(follow.strip()[len("args:"):])
+            # The executable's own module (not sluice-loadgen's): it sees every module map.
+            if "-module-name" in candidate and candidate[candidate.index("-module-name") + 1] == "sluice":
+                args = candidate
+            break
+    if args is not None:
         break
 if args is None:
     sys.exit("fuzz: cannot find the sluice module's compile command in " + manifest)

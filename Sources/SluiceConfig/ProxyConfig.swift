@@ -1,3 +1,5 @@
+import SluiceConfigReader
+
 /// An upstream: a named set of HTTP endpoints that proxy routes send requests to.
 public struct UpstreamConfig: Sendable {
     public var name: String

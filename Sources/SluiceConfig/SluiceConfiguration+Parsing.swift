@@ -1,17 +1,16 @@
-import FileSink
 import Foundation
-import KafkaSink
-import KinesisSink
-import SluicePolicy
-import ZerobusSink
+import SluiceConfigReader
 import SluiceCore
+import SluicePolicy
 import Yams
 
 extension SluiceConfiguration {
     /// Reads and validates the configuration file at `path`.
+    /// `sinkKinds`: the kinds of sink the connectors bring (the executable's list).
     public static func load(
         path: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        sinkKinds: [SinkKind]
     ) throws(ConfigValidationError) -> SluiceConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigValidationError(errors: [ConfigError(path: "", message: "cannot read config file \(path)")])
@@ -19,13 +18,14 @@ extension SluiceConfiguration {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigValidationError(errors: [ConfigError(path: "", message: "\(path) is not UTF-8 text")])
         }
-        return try self.parse(yaml: text, environment: environment)
+        return try self.parse(yaml: text, environment: environment, sinkKinds: sinkKinds)
     }
 
     /// Parses and validates a YAML configuration, reporting every error at once.
     public static func parse(
         yaml: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        sinkKinds: [SinkKind]
     ) throws(ConfigValidationError) -> SluiceConfiguration {
         let root: Node?
         do {
@@ -34,7 +34,7 @@ extension SluiceConfiguration {
             throw ConfigValidationError(errors: [ConfigError(path: "", message: "not valid YAML: \(error)")])
         }
         let reader = ConfigReader(environment: environment)
-        let config = Self.read(root, reader)
+        let config = Self.read(root, reader, sinkKinds: sinkKinds)
         if let config, reader.errors.isEmpty {
             return config
         }
@@ -46,7 +46,7 @@ extension SluiceConfiguration {
 
     static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process"]
 
-    private static func read(_ root: Node?, _ r: ConfigReader) -> SluiceConfiguration? {
+    private static func read(_ root: Node?, _ r: ConfigReader, sinkKinds: [SinkKind]) -> SluiceConfiguration? {
         guard let root else {
             r.error("", "empty configuration: expected listeners, sinks and routes")
             return nil
@@ -135,9 +135,10 @@ extension SluiceConfiguration {
         if let (node, path) = top["sinks"], let items = r.sequence(node, path) {
             if items.isEmpty { r.error("sinks", "at least one sink is required when sinks: is present") }
             var names: Set<String> = []
-            var directories: [String: Int] = [:]
+            // Resources no two sinks may share (a file sink's directory), by kind, field and identity.
+            var exclusiveResources: [String: Int] = [:]
             for (index, (node, path)) in items.enumerated() {
-                let (name, sink) = readSink(node, path, r)
+                let (name, sink) = readSink(node, path, r, kinds: sinkKinds)
                 guard let name else { continue }
                 // A sink with errors still counts as declared, so routes naming it get no second error.
                 declaredSinks.append(name)
@@ -145,12 +146,14 @@ extension SluiceConfiguration {
                     r.error(path + ".name", "duplicate sink name \"\(name)\"")
                 }
                 if let sink { sinks.append(sink) }
-                if case .file(let file)? = sink?.kind {
-                    let directory = URL(fileURLWithPath: file.directory).standardizedFileURL.path
-                    if let other = directories[directory] {
-                        r.error(path + ".file.directory", "\"\(file.directory)\" is already the directory of sinks[\(other)]; each file sink needs its own")
+                if let sink, let resource = sink.settings.exclusiveResource {
+                    let claim = "\(sink.kind)/\(resource.field)/\(resource.identity)"
+                    if let other = exclusiveResources[claim] {
+                        r.error(
+                            "\(path).\(sink.kind).\(resource.field)",
+                            "\"\(resource.shown)\" is already the \(resource.field) of sinks[\(other)]; each \(sink.kind) sink needs its own")
                     } else {
-                        directories[directory] = index
+                        exclusiveResources[claim] = index
                     }
                 }
             }
@@ -165,8 +168,8 @@ extension SluiceConfiguration {
             if items.isEmpty { r.error("routes", "at least one route is required") }
             var names: Set<String> = []
             let sinkNames = declaredSinks
-            var destinations: [String: SinkDestinations] = [:]
-            for sink in sinks { destinations[sink.name] = SinkDestinations(sink.kind) }
+            var destinations: [String: (kind: String, rules: SinkDestinations)] = [:]
+            for sink in sinks { destinations[sink.name] = (sink.kind, sink.settings.destinations) }
             for (index, (node, path)) in items.enumerated() {
                 guard let route = readRoute(
                     node, path, sinkNames: sinkNames, destinations: destinations, policyNames: declaredPolicies,
@@ -301,8 +304,9 @@ extension SluiceConfiguration {
         return ok
     }
 
-    private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader) -> (name: String?, sink: SinkConfig?) {
-        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events", "kafka", "file", "kinesis", "zerobus"]) else {
+    private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader, kinds: [SinkKind]) -> (name: String?, sink: SinkConfig?) {
+        let kindKeys = kinds.map(\.key)
+        guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events"] + kindKeys) else {
             return (nil, nil)
         }
         let name = readName(fields, path, r)
@@ -315,384 +319,22 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_in_flight_events"] {
             if let value = r.integer(n, p, range: 1...10_000_000) { maxEvents = value } else { limitsOK = false }
         }
-        let kinds = ["kafka", "file", "kinesis", "zerobus"].filter { fields[$0] != nil }
-        guard kinds.count == 1 else {
-            r.error(path, kinds.isEmpty ? "a sink needs exactly one of: kafka, file, kinesis, zerobus" : "a sink has exactly one kind; found \(kinds.joined(separator: " and "))")
+        let present = kinds.filter { fields[$0.key] != nil }
+        guard present.count == 1, let kind = present.first, let (n, p) = fields[kind.key] else {
+            r.error(
+                path,
+                present.isEmpty
+                    ? "a sink needs exactly one of: \(kindKeys.joined(separator: ", "))"
+                    : "a sink has exactly one kind; found \(present.map(\.key).joined(separator: " and "))")
             return (name, nil)
         }
-        let kind: SinkConfig.Kind?
-        if let (n, p) = fields["kafka"] {
-            kind = readKafka(n, p, r).map { .kafka($0) }
-        } else if let (n, p) = fields["file"] {
-            kind = readFile(n, p, r).map { .file($0) }
-        } else if let (n, p) = fields["kinesis"] {
-            kind = readKinesis(n, p, r).map { .kinesis($0) }
-        } else if let (n, p) = fields["zerobus"] {
-            kind = readZerobus(n, p, r).map { .zerobus($0) }
-        } else {
-            kind = nil
-        }
-        guard let name, let kind, limitsOK else { return (name, nil) }
-        return (name, SinkConfig(name: name, kind: kind, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents))
-    }
-
-    private static func readKafka(_ node: Node, _ path: String, _ r: ConfigReader) -> KafkaSinkConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["bootstrap_servers", "properties", "delivery_timeout"]) else { return nil }
-        var ok = true
-        let servers = r.required(fields["bootstrap_servers"], in: path, key: "bootstrap_servers") { r.stringList($0, $1) }
-        if let servers, servers.isEmpty, case .sequence(let raw)? = fields["bootstrap_servers"]?.0, raw.isEmpty {
-            r.error(path + ".bootstrap_servers", "at least one broker address is required")
-            ok = false
-        }
-        var properties: [KafkaProperty] = []
-        if let (n, p) = fields["properties"] {
-            for entry in r.freeMapping(n, p) {
-                guard let value = r.string(entry.value, entry.path) else {
-                    ok = false
-                    continue
-                }
-                if let key = KafkaSinkConfig.reservedProperties[entry.key] {
-                    r.error(entry.path, "set this with \(path).\(key), not as a librdkafka property")
-                    ok = false
-                    continue
-                }
-                let property = KafkaProperty(entry.key, value)
-                if let problem = KafkaSinkConfig.check(property) {
-                    r.error(entry.path, "librdkafka rejects this property: \(problem)")
-                    ok = false
-                    continue
-                }
-                properties.append(property)
-            }
-        }
-        var timeout = Duration.seconds(30)
-        if let (n, p) = fields["delivery_timeout"] {
-            if let value = r.duration(n, p, min: .milliseconds(1)) { timeout = value } else { ok = false }
-        }
-        // librdkafka refuses at start-up a linger as long as the delivery timeout; say so now.
-        for property in properties where property.name == "linger.ms" || property.name == "queue.buffering.max.ms" {
-            if let linger = Double(property.value), Duration.milliseconds(Int64(linger)) >= timeout {
-                r.error("\(path).properties.\(property.name)", "must be shorter than \(path).delivery_timeout (\(DurationText.format(timeout)))")
-                ok = false
-            }
-        }
-        guard ok, let servers, !servers.isEmpty else { return nil }
-        return KafkaSinkConfig(bootstrapServers: servers, properties: properties, deliveryTimeout: timeout)
-    }
-
-    private static func readKinesis(_ node: Node, _ path: String, _ r: ConfigReader) -> KinesisSinkConfig? {
-        let allowed = [
-            "region", "stream", "endpoint", "credentials", "partition_key", "max_batch_records", "max_batch_bytes", "linger",
-            "max_concurrent_requests", "max_connections", "request_timeout", "delivery_timeout",
-        ]
-        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
-        var ok = true
-        let region = r.required(fields["region"], in: path, key: "region") { r.nonEmptyString($0, $1) }
-        if let region, !region.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) {
-            r.error(path + ".region", "\"\(region)\" is not an AWS region name (like us-east-1)")
-            ok = false
-        }
-        var config = KinesisSinkConfig(region: region ?? "")
-        if let (n, p) = fields["stream"], let text = r.nonEmptyString(n, p) {
-            switch ParameterTemplate.parse(text) {
-            case .success(let template):
-                if let fixed = template.fixedValue, let problem = KinesisSinkConfig.streamProblem(fixed) {
-                    r.error(p, problem)
-                    ok = false
-                }
-                config.stream = text
-            case .failure(let error):
-                r.error(p, error.message)
-                ok = false
-            }
-        }
-        if let (n, p) = fields["endpoint"], let text = r.nonEmptyString(n, p) {
-            if let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false,
-                url.query == nil, url.user == nil
-            {
-                config.endpoint = url
-            } else {
-                r.error(p, "expected an http:// or https:// URL without query or credentials, like https://kinesis.us-east-1.amazonaws.com")
-                ok = false
-            }
-        }
-        if let (n, p) = fields["credentials"] {
-            if let credentials = readAWSCredentials(n, p, r) { config.credentials = credentials } else { ok = false }
-        }
-        if let (n, p) = fields["partition_key"], let text = r.nonEmptyString(n, p) {
-            if text == "random" {
-                config.partitionKey = .random
-            } else {
-                switch ParameterTemplate.parse(text) {
-                case .success(let template) where template.fixedValue != nil:
-                    if text.count > KinesisSinkConfig.maxPartitionKeyLength {
-                        r.error(p, "a partition key has 1 to \(KinesisSinkConfig.maxPartitionKeyLength) characters")
-                        ok = false
-                    } else {
-                        config.partitionKey = .fixed(text)
-                    }
-                case .success:
-                    config.partitionKey = .template(text)
-                case .failure(let error):
-                    r.error(p, error.message)
-                    ok = false
-                }
-            }
-        }
-        if let (n, p) = fields["max_batch_records"] {
-            if let v = r.integer(n, p, range: 1...KinesisSinkConfig.maxRecordsPerCall) { config.maxBatchRecords = v } else { ok = false }
-        }
-        if let (n, p) = fields["max_batch_bytes"] {
-            if let v = r.size(n, p, min: 1024) {
-                if v > KinesisSinkConfig.maxBytesPerCall {
-                    r.error(p, "PutRecords takes at most 5MiB per call")
-                    ok = false
-                } else {
-                    config.maxBatchBytes = v
-                }
-            } else {
-                ok = false
-            }
-        }
-        if let (n, p) = fields["linger"] {
-            if let v = r.duration(n, p), v <= .seconds(10) { config.linger = v } else {
-                if r.duration(n, p) != nil { r.error(p, "at most 10s") }
-                ok = false
-            }
-        }
-        if let (n, p) = fields["max_concurrent_requests"] {
-            if let v = r.integer(n, p, range: 1...256) { config.maxConcurrentRequests = v } else { ok = false }
-        }
-        if let (n, p) = fields["max_connections"] {
-            if let v = r.integer(n, p, range: 1...1024) { config.maxConnections = v } else { ok = false }
-        }
-        if let (n, p) = fields["request_timeout"] {
-            if let v = r.duration(n, p, min: .milliseconds(100)) { config.requestTimeout = v } else { ok = false }
-        }
-        if let (n, p) = fields["delivery_timeout"] {
-            if let v = r.duration(n, p, min: .seconds(1)) { config.deliveryTimeout = v } else { ok = false }
-        }
-        guard ok, region != nil else { return nil }
-        return config
-    }
-
-    private static func readZerobus(_ node: Node, _ path: String, _ r: ConfigReader) -> ZerobusSinkConfig? {
-        let allowed = [
-            "endpoint", "workspace_url", "workspace_id", "table", "record_type", "descriptor_set", "message", "client_id", "client_secret",
-            "max_in_flight_records", "batch", "max_record_bytes", "ca_file", "open_timeout", "ack_timeout", "delivery_timeout",
-        ]
-        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
-        var ok = true
-        func url(_ key: String, example: String) -> URL? {
-            r.required(fields[key], in: path, key: key) { n, p in
-                guard let text = r.nonEmptyString(n, p) else { return nil }
-                guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false,
-                    url.query == nil, url.user == nil
-                else {
-                    r.error(p, "expected an http:// or https:// URL without query or credentials, like \(example)")
-                    return nil
-                }
-                return url
-            }
-        }
-        let endpoint = url("endpoint", example: "https://1234567890123456.zerobus.us-west-2.cloud.databricks.com")
-        let workspace = url("workspace_url", example: "https://dbc-a1b2c3d4-e5f6.cloud.databricks.com")
-        if let endpoint, endpoint.path.count > 1 {
-            r.error(path + ".endpoint", "a gRPC endpoint has no path: use scheme://host[:port]")
-            ok = false
-        }
-        let clientID = r.required(fields["client_id"], in: path, key: "client_id") { r.nonEmptyString($0, $1) }
-        var secret: SecretSource?
-        if let (n, p) = fields["client_secret"] {
-            secret = r.secretSource(n, p)
-            if secret == nil { ok = false }
-        } else {
-            r.error(path + ".client_secret", "required: { env: VARIABLE } or { file: PATH }")
-            ok = false
-        }
-        guard let endpoint, let workspace, let clientID, let secret else { return nil }
-        var config = ZerobusSinkConfig(endpoint: endpoint, workspaceURL: workspace, clientID: clientID, clientSecret: secret)
-        if let (n, p) = fields["workspace_id"], let text = r.nonEmptyString(n, p) { config.workspaceID = text }
-        if let (n, p) = fields["table"], let text = r.nonEmptyString(n, p) {
-            switch ParameterTemplate.parse(text) {
-            case .success(let template):
-                if let fixed = template.fixedValue, let problem = ZerobusSinkConfig.tableProblem(fixed) {
-                    r.error(p, problem)
-                    ok = false
-                }
-                config.table = text
-            case .failure(let error):
-                r.error(p, error.message)
-                ok = false
-            }
-        }
-        let recordType = fields["record_type"].flatMap { r.string($0.0, $0.1) } ?? "json"
-        switch recordType {
-        case "json":
-            for key in ["descriptor_set", "message"] where fields[key] != nil {
-                r.error(path + "." + key, "only for record_type: proto")
-                ok = false
-            }
-        case "proto":
-            let file = r.required(fields["descriptor_set"], in: path, key: "descriptor_set") { r.nonEmptyString($0, $1) }
-            let message = r.required(fields["message"], in: path, key: "message") { r.nonEmptyString($0, $1) }
-            if let file, let message {
-                switch ZerobusSinkConfig.ProtoSchema.load(file: file, message: message) {
-                case .success(let schema): config.recordType = .proto(schema)
-                case .failure(let error):
-                    r.error(path + ".descriptor_set", error.description)
-                    ok = false
-                }
-            } else {
-                ok = false
-            }
-        default:
-            r.error(path + ".record_type", "expected json or proto, got \"\(recordType)\"")
-            ok = false
-        }
-        if let (n, p) = fields["max_in_flight_records"] {
-            if let v = r.integer(n, p, range: 1...1_000_000) { config.maxInFlightRecords = v } else { ok = false }
-        }
-        if let (n, p) = fields["batch"], let batch = r.mapping(n, p, allowed: ["max_records", "max_bytes"]) {
-            if let (bn, bp) = batch["max_records"] {
-                if let v = r.integer(bn, bp, range: 1...10_000) { config.maxBatchRecords = v } else { ok = false }
-            }
-            if let (bn, bp) = batch["max_bytes"] {
-                if let v = r.size(bn, bp, min: 1024) { config.maxBatchBytes = v } else { ok = false }
-            }
-        } else if fields["batch"] != nil {
-            ok = false
-        }
-        if let (n, p) = fields["max_record_bytes"] {
-            if let v = r.size(n, p, min: 1) {
-                if v > ZerobusSinkConfig.defaultMaxRecordBytes {
-                    r.error(p, "a record travels in one gRPC message: at most \(ZerobusSinkConfig.defaultMaxRecordBytes) bytes")
-                    ok = false
-                } else {
-                    config.maxRecordBytes = v
-                }
-            } else {
-                ok = false
-            }
-        }
-        if config.maxBatchBytes > ZerobusSinkConfig.defaultMaxRecordBytes {
-            r.error(path + ".batch.max_bytes", "a batch is one gRPC message: at most \(ZerobusSinkConfig.defaultMaxRecordBytes) bytes")
-            ok = false
-        }
-        if let (n, p) = fields["ca_file"] {
-            if endpoint.scheme != "https" {
-                r.error(p, "only for an https:// endpoint")
-                ok = false
-            } else if let file = r.readableFile(n, p) {
-                config.caFile = file
-            } else {
-                ok = false
-            }
-        }
-        if let (n, p) = fields["open_timeout"] {
-            if let v = r.duration(n, p, min: .milliseconds(100)) { config.openTimeout = v } else { ok = false }
-        }
-        if let (n, p) = fields["ack_timeout"] {
-            if let v = r.duration(n, p, min: .milliseconds(100)) { config.ackTimeout = v } else { ok = false }
-        }
-        if let (n, p) = fields["delivery_timeout"] {
-            if let v = r.duration(n, p, min: .seconds(1)) { config.deliveryTimeout = v } else { ok = false }
-        }
-        return ok ? config : nil
-    }
-
-    /// `credentials:` of an AWS sink: static keys (secret from an environment variable or a
-    /// file), a shared-credentials profile, or web identity. Secrets are never accepted inline.
-    private static func readAWSCredentials(_ node: Node, _ path: String, _ r: ConfigReader) -> KinesisSinkConfig.CredentialsConfig? {
-        let allowed = [
-            "access_key_id", "access_key_id_env", "secret_access_key_env", "secret_access_key_file", "session_token_env",
-            "session_token_file", "profile", "file", "web_identity", "secret_access_key", "session_token",
-        ]
-        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
-        var ok = true
-        for inline in ["secret_access_key", "session_token"] where fields[inline] != nil {
-            r.error(path + "." + inline, "secrets are not accepted inline: use \(inline)_env (an environment variable) or \(inline)_file")
-            ok = false
-        }
-        func source(_ literal: String?, env: String, file: String) -> KinesisSinkConfig.SecretSource? {
-            let options = [literal, env, file].compactMap { $0 }.filter { fields[$0] != nil }
-            if options.count > 1 {
-                r.error(path, "set only one of \(options.joined(separator: ", "))")
-                ok = false
-                return nil
-            }
-            if let literal, let (n, p) = fields[literal], let value = r.nonEmptyString(n, p) { return .literal(value) }
-            if let (n, p) = fields[env], let value = r.nonEmptyString(n, p) { return .environment(value) }
-            if let (n, p) = fields[file], let value = r.nonEmptyString(n, p) { return .file(value) }
-            return nil
-        }
-        let staticKeys = ["access_key_id", "access_key_id_env", "secret_access_key_env", "secret_access_key_file", "session_token_env", "session_token_file"]
-        let families = [
-            staticKeys.contains { fields[$0] != nil } ? "static keys" : nil, fields["profile"] != nil ? "profile" : nil,
-            fields["web_identity"] != nil ? "web_identity" : nil,
-        ].compactMap { $0 }
-        guard families.count <= 1 else {
-            r.error(path, "choose one credentials source; found \(families.joined(separator: " and "))")
-            return nil
-        }
-        if let (n, p) = fields["web_identity"] {
-            guard let wi = r.mapping(n, p, allowed: ["role_arn", "token_file", "session_name"]) else { return nil }
-            let role = r.required(wi["role_arn"], in: p, key: "role_arn") { r.nonEmptyString($0, $1) }
-            let token = r.required(wi["token_file"], in: p, key: "token_file") { r.nonEmptyString($0, $1) }
-            let session = wi["session_name"].flatMap { r.nonEmptyString($0.0, $0.1) }
-            guard ok, let role, let token else { return nil }
-            return .webIdentity(roleARN: role, tokenFile: token, sessionName: session)
-        }
-        if let (n, p) = fields["profile"] {
-            let name = r.nonEmptyString(n, p)
-            let file = fields["file"].flatMap { r.nonEmptyString($0.0, $0.1) }
-            guard ok, let name else { return nil }
-            return .profile(name: name, file: file)
-        }
-        if let (_, p) = fields["file"] {
-            r.error(p, "file goes with profile")
-            ok = false
-        }
-        let id = source("access_key_id", env: "access_key_id_env", file: "__none__")
-        let secret = source(nil, env: "secret_access_key_env", file: "secret_access_key_file")
-        let token = source(nil, env: "session_token_env", file: "session_token_file")
-        if families.isEmpty {
-            return ok ? .defaultChain : nil
-        }
-        if id == nil { r.error(path + ".access_key_id", "required with static keys (or access_key_id_env)"); ok = false }
-        if secret == nil, fields["secret_access_key"] == nil {
-            r.error(path + ".secret_access_key_env", "required with static keys (or secret_access_key_file)")
-            ok = false
-        }
-        guard ok, let id, let secret else { return nil }
-        return .static(accessKeyID: id, secretAccessKey: secret, sessionToken: token)
-    }
-
-    private static func readFile(_ node: Node, _ path: String, _ r: ConfigReader) -> FileSinkConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["directory", "segment_bytes", "fsync"]) else { return nil }
-        guard let directory = r.required(fields["directory"], in: path, key: "directory", { r.nonEmptyString($0, $1) }) else { return nil }
-        var config = FileSinkConfig(directory: directory)
-        if let (n, p) = fields["segment_bytes"] {
-            guard let value = r.size(n, p, min: 4096) else { return nil }
-            config.segmentBytes = value
-        }
-        if let (n, p) = fields["fsync"], let text = r.string(n, p) {
-            switch text {
-            case "always": config.fsync = .always
-            case "never": config.fsync = .never
-            default:
-                guard let interval = DurationText.parse(text), interval > .zero else {
-                    r.error(p, "expected always, never, or an interval like 1s; got \"\(text)\"")
-                    return nil
-                }
-                config.fsync = .interval(interval)
-            }
-        }
-        return config
+        let settings = kind.read(n, p, r)
+        guard let name, let settings, limitsOK else { return (name, nil) }
+        return (name, SinkConfig(name: name, kind: kind.key, settings: settings, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents))
     }
 
     private static func readRoute(
-        _ node: Node, _ path: String, sinkNames: [String], destinations: [String: SinkDestinations], policyNames: [String],
+        _ node: Node, _ path: String, sinkNames: [String], destinations: [String: (kind: String, rules: SinkDestinations)], policyNames: [String],
         upstreamNames: [String], _ r: ConfigReader
     ) -> RouteConfig? {
         guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest", "proxy"]) else { return nil }
@@ -833,7 +475,7 @@ extension SluiceConfiguration {
     }
 
     private static func readIngest(
-        _ node: Node, _ path: String, pathParameters: [String]?, sinkNames: [String], destinations: [String: SinkDestinations],
+        _ node: Node, _ path: String, pathParameters: [String]?, sinkNames: [String], destinations: [String: (kind: String, rules: SinkDestinations)],
         _ r: ConfigReader
     ) -> IngestConfig? {
         let allowed = [
@@ -849,15 +491,16 @@ extension SluiceConfiguration {
         }
         // The destination rules of the sink's kind (Kafka topic, Kinesis stream); unknown when
         // the sink itself has errors, and then not checked.
-        let destination = sink.flatMap { destinations[$0] }
+        let kind = sink.flatMap { destinations[$0]?.kind } ?? ""
+        let destination = sink.flatMap { destinations[$0]?.rules }
         var topic: ParameterTemplate?
         var topicText: (text: String, path: String, origin: String)?
         if let (n, p) = fields["topic"] {
             if let text = r.nonEmptyString(n, p) { topicText = (text, p, "") }
         } else if let fallback = destination?.defaultTopic {
             topicText = (fallback, path + ".sink", "the stream of sink \"\(sink ?? "")\" (\(fallback)): ")
-        } else if destination?.defaultTopic == nil, destination?.acceptsDefault == true {
-            r.error(path + ".topic", "required: the sink sets no default (a Kinesis stream, a Zerobus table)")
+        } else if destination?.defaultTopic == nil, let key = destination?.defaultTopicKey {
+            r.error(path + ".topic", "required: sink \"\(sink ?? "")\" (\(kind)) sets no default \(key)")
         } else {
             r.error(path + ".topic", "required")
         }
@@ -890,7 +533,7 @@ extension SluiceConfiguration {
             key = parseKeySource(text, p, r)
             if key == nil { ok = false }
             if let destination, !destination.carriesKeys {
-                r.error(p, "sink \"\(sink ?? "")\" writes records without keys (Zerobus); remove key")
+                r.error(p, "sink \"\(sink ?? "")\" (\(kind)) writes records without keys; remove key")
                 ok = false
             }
         }
@@ -905,7 +548,7 @@ extension SluiceConfiguration {
         if let (n, p) = fields["headers_to_kafka"], let list = r.stringList(n, p) {
             headersToKafka = list
             if !list.isEmpty, let destination, !destination.carriesHeaders {
-                r.error(p, "sink \"\(sink ?? "")\" writes records without headers (Kinesis, Zerobus); remove headers_to_kafka")
+                r.error(p, "sink \"\(sink ?? "")\" (\(kind)) writes records without headers; remove headers_to_kafka")
                 ok = false
             }
         }
@@ -985,46 +628,5 @@ public enum JSONPointer {
             tokens.append(token)
         }
         return tokens
-    }
-}
-
-/// What a sink's kind accepts as a route's destination (`topic`), and its default.
-struct SinkDestinations {
-    var problem: (String) -> String?
-    /// The destination for routes that set no `topic` (a Kinesis sink's `stream`).
-    var defaultTopic: String?
-    /// Whether this kind can have a default at all.
-    var acceptsDefault: Bool
-    /// Whether its records carry headers (`headers_to_kafka`).
-    var carriesHeaders: Bool
-    /// Whether its records have keys (`key`).
-    var carriesKeys: Bool
-    /// A key template for events without one (a Kinesis sink's `partition_key` with parameters).
-    var defaultKey: String?
-
-    init(_ kind: SinkConfig.Kind) {
-        switch kind {
-        case .kafka, .file:
-            self.carriesKeys = true
-            self.problem = TopicName.problem
-            self.defaultTopic = nil
-            self.acceptsDefault = false
-            self.carriesHeaders = true
-            self.defaultKey = nil
-        case .zerobus(let zerobus):
-            self.problem = ZerobusSinkConfig.tableProblem
-            self.defaultTopic = zerobus.table
-            self.acceptsDefault = true
-            self.carriesHeaders = false
-            self.carriesKeys = false
-            self.defaultKey = nil
-        case .kinesis(let kinesis):
-            self.carriesKeys = true
-            self.problem = KinesisSinkConfig.streamProblem
-            self.defaultTopic = kinesis.stream
-            self.acceptsDefault = true
-            self.carriesHeaders = false
-            if case .template(let text) = kinesis.partitionKey { self.defaultKey = text } else { self.defaultKey = nil }
-        }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import SluiceCore
 import SluicePolicy
 import Yams
+import SluiceConfigReader
 
 extension SluiceConfiguration {
     /// One entry of `policies:`: a name and exactly one kind.

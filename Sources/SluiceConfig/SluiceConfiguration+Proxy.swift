@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import SluiceConfigReader
 
 extension SluiceConfiguration {
     /// One entry of `upstreams:`.

@@ -1,8 +1,5 @@
-import FileSink
-import KafkaSink
-import KinesisSink
+import SluiceConfigReader
 import SluicePolicy
-import ZerobusSink
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
 /// reference in it resolves and every value is in range.
@@ -26,21 +23,6 @@ public struct SluiceConfiguration: Sendable {
 
     public func upstream(named name: String) -> UpstreamConfig? {
         self.upstreams.first { $0.name == name }
-    }
-}
-
-/// `host:port` to bind.
-public struct SocketAddressConfig: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    public var description: String {
-        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }
 }
 
@@ -154,7 +136,10 @@ public struct GRPCKeepalive: Sendable, Equatable {
 
 public struct SinkConfig: Sendable {
     public var name: String
-    public var kind: Kind
+    /// The key of the sink's kind (`kafka`, `file`, ...): the connector that builds it.
+    public var kind: String
+    /// The settings the kind's connector read.
+    public var settings: any SinkSettings
     /// Bytes (event values, keys and headers) handed to the sink whose fate is not yet known.
     public var maxInFlightBytes: Int
     /// Events handed to the sink whose fate is not yet known.
@@ -162,13 +147,6 @@ public struct SinkConfig: Sendable {
 
     public static let defaultMaxInFlightBytes = 32 * 1024 * 1024
     public static let defaultMaxInFlightEvents = 50_000
-
-    public enum Kind: Sendable {
-        case kafka(KafkaSinkConfig)
-        case file(FileSinkConfig)
-        case kinesis(KinesisSinkConfig)
-        case zerobus(ZerobusSinkConfig)
-    }
 }
 
 public struct RouteConfig: Sendable {

@@ -11,9 +11,14 @@ import NIOPosix
 import ServiceLifecycle
 import SluiceAdmin
 import SluiceConfig
+import SluiceConfigReader
 import SluiceCore
 import SluiceGRPC
 import SluiceHTTP
+
+/// The kinds of sink this build can run: each connector registers one. Adding a connector is
+/// one line here (and its target in Package.swift).
+let sinkKinds: [SinkKind] = [KafkaSink.kind, FileSink.kind, KinesisSink.kind, ZerobusSink.kind]
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -48,10 +53,10 @@ struct Run: AsyncParsableCommand {
         let configuration: SluiceConfiguration
         do {
             if let path = self.config {
-                configuration = try SluiceConfiguration.load(path: path)
+                configuration = try SluiceConfiguration.load(path: path, sinkKinds: sinkKinds)
             } else {
                 logger.info("no --config given: running the embedded quickstart configuration")
-                configuration = try SluiceConfiguration.parse(yaml: DefaultConfig.yaml)
+                configuration = try SluiceConfiguration.parse(yaml: DefaultConfig.yaml, sinkKinds: sinkKinds)
             }
         } catch {
             for problem in error.errors { printError(problem.description) }
@@ -74,30 +79,19 @@ struct Run: AsyncParsableCommand {
 
         var sinks: [String: any Sink] = [:]
         var sinkServices: [any Service] = []
+        let environment = ProcessInfo.processInfo.environment
         for sinkConfig in configuration.sinks {
-            let budget = InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents)
+            guard let kind = sinkKinds.first(where: { $0.key == sinkConfig.kind }) else {
+                preconditionFailure("sink \(sinkConfig.name) has kind \(sinkConfig.kind), which the parser was not given")
+            }
+            let context = SinkContext(
+                name: sinkConfig.name,
+                budget: InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents),
+                flushTimeout: configuration.shutdown.flushTimeout, logger: logger, environment: environment)
             do {
-                switch sinkConfig.kind {
-                case .kafka(let kafka):
-                    let sink = try KafkaSink(
-                        name: sinkConfig.name, config: kafka, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
-                    sinks[sinkConfig.name] = sink
-                    sinkServices.append(sink)
-                case .file(let file):
-                    let sink = try FileSink(name: sinkConfig.name, config: file, budget: budget, logger: logger)
-                    sinks[sinkConfig.name] = sink
-                    sinkServices.append(sink)
-                case .kinesis(let kinesis):
-                    let sink = try KinesisSink(
-                        name: sinkConfig.name, config: kinesis, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
-                    sinks[sinkConfig.name] = sink
-                    sinkServices.append(sink)
-                case .zerobus(let zerobus):
-                    let sink = try ZerobusSink(
-                        name: sinkConfig.name, config: zerobus, budget: budget, flushTimeout: configuration.shutdown.flushTimeout, logger: logger)
-                    sinks[sinkConfig.name] = sink
-                    sinkServices.append(sink)
-                }
+                let sink = try kind.make(sinkConfig.settings, context)
+                sinks[sinkConfig.name] = sink
+                sinkServices.append(sink)
             } catch {
                 printError("sinks: \(sinkConfig.name): cannot start: \(error)")
                 throw ExitCode(1)
@@ -199,7 +193,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try SluiceConfiguration.load(path: self.file)
+            let config = try SluiceConfiguration.load(path: self.file, sinkKinds: sinkKinds)
             print(
                 "\(self.file): valid (\(config.listeners.count) listener(s), \(config.sinks.count) sink(s), "
                     + "\(config.upstreams.count) upstream(s), \(config.routes.count) route(s))")

@@ -1,4 +1,7 @@
+import FileSink
+import KafkaSink
 import SluiceConfig
+import SluiceConfigReader
 import SluiceCore
 import Testing
 
@@ -22,10 +25,10 @@ import Testing
 
     @Test func reportsEveryErrorAtOnceWithItsPath() {
         #expect(throws: ConfigValidationError.self) {
-            try SluiceConfiguration.parse(yaml: Self.base, environment: [:])
+            try SluiceConfiguration.parse(yaml: Self.base, environment: [:], sinkKinds: allSinkKinds)
         }
         do {
-            _ = try SluiceConfiguration.parse(yaml: Self.base, environment: [:])
+            _ = try SluiceConfiguration.parse(yaml: Self.base, environment: [:], sinkKinds: allSinkKinds)
         } catch {
             let messages = error.errors.map(\.description)
             #expect(messages.contains("sinks[0].kafka.bootstrap_servers[0]: environment variable BROKER is not set"))
@@ -37,8 +40,8 @@ import Testing
 
     @Test func substitutesEnvironmentVariablesAndKeepsPropertyOrder() throws {
         let yaml = Self.base.replacingOccurrences(of: "      headers: []", with: "")
-        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["BROKER": "10.1.2.3:9092", "PASSWORD": "pw"])
-        guard case .kafka(let kafka) = config.sinks[0].kind else {
+        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["BROKER": "10.1.2.3:9092", "PASSWORD": "pw"], sinkKinds: allSinkKinds)
+        guard let kafka = config.sinks[0].settings as? KafkaSinkConfig else {
             Issue.record("expected a kafka sink")
             return
         }
@@ -61,9 +64,13 @@ import Testing
             sinks: [{ name: f, file: { directory: "$${NOT_EXPANDED}/x" } }]
             routes: [{ name: r, match: { path: /x }, ingest: { sink: f, topic: x } }]
             """
-        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["PORT": "9000"])
+        let config = try SluiceConfiguration.parse(yaml: yaml, environment: ["PORT": "9000"], sinkKinds: allSinkKinds)
         #expect(config.listeners[0].address == SocketAddressConfig(host: "127.0.0.1", port: 9000))
-        guard case .file(let file) = config.sinks[0].kind else { return }
+        #expect(config.sinks[0].kind == "file")
+        guard let file = config.sinks[0].settings as? FileSinkConfig else {
+            Issue.record("expected a file sink")
+            return
+        }
         #expect(file.directory == "${NOT_EXPANDED}/x")
     }
 

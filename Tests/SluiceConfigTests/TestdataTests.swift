@@ -22,7 +22,7 @@ import Testing
     @Test(arguments: files("valid") + [root.appendingPathComponent("configs/quickstart.yaml").path, root.appendingPathComponent("configs/kafka.yaml").path])
     func validFileValidates(path: String) throws {
         do {
-            _ = try SluiceConfiguration.load(path: path, environment: Self.environment)
+            _ = try SluiceConfiguration.load(path: path, environment: Self.environment, sinkKinds: allSinkKinds)
         } catch {
             Issue.record("\(path) should be valid but: \(error)")
         }
@@ -37,7 +37,7 @@ import Testing
         }
         #expect(!expected.isEmpty, "\(path) must name its expected errors in '# error: ' lines")
         do {
-            _ = try SluiceConfiguration.load(path: path, environment: Self.environment)
+            _ = try SluiceConfiguration.load(path: path, environment: Self.environment, sinkKinds: allSinkKinds)
             Issue.record("\(path) should be invalid")
         } catch {
             let messages = error.errors.map(\.description)

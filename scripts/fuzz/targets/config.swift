@@ -1,8 +1,13 @@
 // libFuzzer target: a configuration from YAML text to a validated SluiceConfiguration or the list
 // of what is wrong (the SluiceConfig sources, built by scripts/fuzz.sh). Never a crash or hang;
 // every error names where it is; JSON pointers for keys read back what they were written from.
+import FileSink
 import Foundation
+import KafkaSink
+import KinesisSink
+import ZerobusSink
 
+let sinkKinds = [KafkaSink.kind, FileSink.kind, KinesisSink.kind, ZerobusSink.kind]
 let environment = ["SLUICE_FUZZ_SECRET": "s3cret-value-0123456789abcdef0123", "KAFKA": "127.0.0.1:9092"]
 
 func escapePointerToken(_ token: String) -> String {
@@ -13,7 +18,7 @@ func escapePointerToken(_ token: String) -> String {
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard let text = String(validating: UnsafeBufferPointer(start: data, count: size), as: UTF8.self) else { return 0 }
     do throws(ConfigValidationError) {
-        let config = try SluiceConfiguration.parse(yaml: text, environment: environment)
+        let config = try SluiceConfiguration.parse(yaml: text, environment: environment, sinkKinds: sinkKinds)
         precondition(!config.listeners.isEmpty, "a valid config without a listener")
     } catch {
         precondition(!error.errors.isEmpty, "refused without saying why")

@@ -1,5 +1,5 @@
 // libFuzzer target: route path templates and parameter templates (topics, keys).
-// Built with Sources/SluiceConfig/PathPattern.swift and ConfigError.swift by scripts/fuzz.sh.
+// Built with Sources/SluiceConfigReader/PathPattern.swift, ParameterTemplate.swift and ConfigError.swift by scripts/fuzz.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -1,5 +1,5 @@
 // libFuzzer target: sizes and durations as a config writes them (64KiB, 250ms, 5m).
-// Built with Sources/SluiceConfig/Units.swift by scripts/fuzz.sh.
+// Built with Sources/SluiceConfigReader/Units.swift by scripts/fuzz.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -3,24 +3,24 @@ import SluiceCore
 import Yams
 
 /// Walks a YAML document, collecting every problem with its path instead of stopping at the first.
-final class ConfigReader {
-    private(set) var errors: [ConfigError] = []
-    let environment: [String: String]
+public final class ConfigReader {
+    public private(set) var errors: [ConfigError] = []
+    public let environment: [String: String]
 
-    init(environment: [String: String]) {
+    public init(environment: [String: String]) {
         self.environment = environment
     }
 
-    func error(_ path: String, _ message: String) {
+    public func error(_ path: String, _ message: String) {
         self.errors.append(ConfigError(path: path, message: message))
     }
 
-    static func join(_ path: String, _ key: String) -> String {
+    public static func join(_ path: String, _ key: String) -> String {
         path.isEmpty ? key : "\(path).\(key)"
     }
 
     /// Reads a mapping; reports non-mappings, duplicate keys and keys outside `allowed`.
-    func mapping(_ node: Node?, _ path: String, allowed: [String]) -> [String: (Node, String)]? {
+    public func mapping(_ node: Node?, _ path: String, allowed: [String]) -> [String: (Node, String)]? {
         guard let node else { return nil }
         guard case .mapping(let mapping) = node else {
             self.error(path, "expected a mapping with keys \(allowed.joined(separator: ", "))")
@@ -47,7 +47,7 @@ final class ConfigReader {
     }
 
     /// Reads a mapping whose keys are free-form (e.g. librdkafka properties), in document order.
-    func freeMapping(_ node: Node?, _ path: String) -> [(key: String, value: Node, path: String)] {
+    public func freeMapping(_ node: Node?, _ path: String) -> [(key: String, value: Node, path: String)] {
         guard let node else { return [] }
         guard case .mapping(let mapping) = node else {
             self.error(path, "expected a mapping")
@@ -70,7 +70,7 @@ final class ConfigReader {
         return result
     }
 
-    func sequence(_ node: Node?, _ path: String) -> [(Node, String)]? {
+    public func sequence(_ node: Node?, _ path: String) -> [(Node, String)]? {
         guard let node else { return nil }
         guard case .sequence(let sequence) = node else {
             self.error(path, "expected a list")
@@ -80,7 +80,7 @@ final class ConfigReader {
     }
 
     /// Reads a scalar as a string, with `${NAME}` replaced from the environment.
-    func string(_ node: Node?, _ path: String) -> String? {
+    public func string(_ node: Node?, _ path: String) -> String? {
         guard let node else { return nil }
         guard case .scalar(let scalar) = node else {
             self.error(path, "expected a string")
@@ -93,7 +93,7 @@ final class ConfigReader {
         return self.substitute(scalar.string, path)
     }
 
-    func nonEmptyString(_ node: Node?, _ path: String) -> String? {
+    public func nonEmptyString(_ node: Node?, _ path: String) -> String? {
         guard let value = self.string(node, path) else { return nil }
         if value.isEmpty {
             self.error(path, "must not be empty")
@@ -102,13 +102,26 @@ final class ConfigReader {
         return value
     }
 
-    func stringList(_ node: Node?, _ path: String) -> [String]? {
+    public func stringList(_ node: Node?, _ path: String) -> [String]? {
         guard let items = self.sequence(node, path) else { return nil }
         return items.compactMap { self.nonEmptyString($0.0, $0.1) }
     }
 
+    /// An http:// or https:// URL with a host and without query or credentials (a service
+    /// endpoint); `example` shows a good one in the error.
+    public func httpURL(_ node: Node?, _ path: String, example: String) -> URL? {
+        guard let text = self.nonEmptyString(node, path) else { return nil }
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host?.isEmpty == false,
+            url.query == nil, url.user == nil
+        else {
+            self.error(path, "expected an http:// or https:// URL without query or credentials, like \(example)")
+            return nil
+        }
+        return url
+    }
+
     /// A path to a file that can be read now (reported otherwise).
-    func readableFile(_ node: Node?, _ path: String) -> String? {
+    public func readableFile(_ node: Node?, _ path: String) -> String? {
         guard let file = self.nonEmptyString(node, path) else { return nil }
         guard FileManager.default.isReadableFile(atPath: file) else {
             self.error(path, "cannot read \(file)")
@@ -118,7 +131,7 @@ final class ConfigReader {
     }
 
     /// Where a secret comes from: `{ env: VARIABLE }` or `{ file: PATH }`, never the secret itself.
-    func secretSource(_ node: Node, _ path: String) -> SecretSource? {
+    public func secretSource(_ node: Node, _ path: String) -> SecretSource? {
         if case .scalar = node {
             let key = path.split(separator: ".").last.map(String.init) ?? "secret"
             self.error(path, "secrets are not accepted inline: use \(key): { env: VARIABLE } or { file: PATH }")
@@ -134,7 +147,7 @@ final class ConfigReader {
         return nil
     }
 
-    func integer(_ node: Node?, _ path: String, range: ClosedRange<Int>) -> Int? {
+    public func integer(_ node: Node?, _ path: String, range: ClosedRange<Int>) -> Int? {
         guard let text = self.string(node, path) else { return nil }
         guard let value = Int(text), range.contains(value) else {
             self.error(path, "expected a whole number in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
@@ -143,7 +156,7 @@ final class ConfigReader {
         return value
     }
 
-    func bool(_ node: Node?, _ path: String) -> Bool? {
+    public func bool(_ node: Node?, _ path: String) -> Bool? {
         guard let text = self.string(node, path) else { return nil }
         switch text {
         case "true": return true
@@ -154,7 +167,7 @@ final class ConfigReader {
         }
     }
 
-    func size(_ node: Node?, _ path: String, min: Int = 1) -> Int? {
+    public func size(_ node: Node?, _ path: String, min: Int = 1) -> Int? {
         guard let text = self.string(node, path) else { return nil }
         guard let value = ByteSize.parse(text) else {
             self.error(path, "invalid size \"\(text)\": use a number with a unit, like 512KiB, 1MiB, 10MB")
@@ -167,7 +180,7 @@ final class ConfigReader {
         return value
     }
 
-    func duration(_ node: Node?, _ path: String, min: Duration = .zero) -> Duration? {
+    public func duration(_ node: Node?, _ path: String, min: Duration = .zero) -> Duration? {
         guard let text = self.string(node, path) else { return nil }
         guard let value = DurationText.parse(text) else {
             self.error(path, "invalid duration \"\(text)\": use a number with a unit, like 250ms, 5s, 2m")
@@ -180,7 +193,7 @@ final class ConfigReader {
         return value
     }
 
-    func address(_ node: Node?, _ path: String) -> SocketAddressConfig? {
+    public func address(_ node: Node?, _ path: String) -> SocketAddressConfig? {
         guard let text = self.nonEmptyString(node, path) else { return nil }
         let host: Substring
         let portText: Substring
@@ -206,7 +219,7 @@ final class ConfigReader {
         return SocketAddressConfig(host: String(host), port: port)
     }
 
-    func required<T>(_ value: (Node, String)?, in path: String, key: String, _ read: (Node, String) -> T?) -> T? {
+    public func required<T>(_ value: (Node, String)?, in path: String, key: String, _ read: (Node, String) -> T?) -> T? {
         guard let (node, childPath) = value else {
             self.error(Self.join(path, key), "required")
             return nil
@@ -253,13 +266,13 @@ final class ConfigReader {
         return ok ? out : nil
     }
 
-    static func suggestion(for key: String, among allowed: [String]) -> String {
+    public static func suggestion(for key: String, among allowed: [String]) -> String {
         let best = allowed.min { editDistance($0, key) < editDistance($1, key) }
         if let best, editDistance(best, key) <= 2 { return "; did you mean \"\(best)\"?" }
         return "; expected one of: \(allowed.joined(separator: ", "))"
     }
 
-    static func editDistance(_ a: String, _ b: String) -> Int {
+    public static func editDistance(_ a: String, _ b: String) -> Int {
         let a = Array(a)
         let b = Array(b)
         if a.isEmpty { return b.count }

@@ -1,0 +1,90 @@
+import ServiceLifecycle
+import SluiceCore
+import Yams
+
+/// A sink as the gateway runs it: it takes events, and it is a service that flushes when the
+/// gateway stops.
+public typealias RunnableSink = Sink & Service
+
+/// A kind of sink a connector brings: the YAML key that selects it under `sinks[]`, how its
+/// settings are read, and how a sink is built from them. The executable hands the list of kinds
+/// to the configuration parser; nothing else in the gateway knows which kinds exist.
+public struct SinkKind: Sendable {
+    /// The key under a sink entry (`kafka`, `kinesis`, ...).
+    public let key: String
+    /// Reads the settings at `path`, reporting every problem on the reader; nil when any.
+    public let read: @Sendable (_ node: Node, _ path: String, _ reader: ConfigReader) -> (any SinkSettings)?
+    /// Builds a sink from settings this kind read.
+    public let make: @Sendable (_ settings: any SinkSettings, _ context: SinkContext) throws -> any RunnableSink
+
+    public init<Settings: SinkSettings>(
+        key: String, read: @escaping @Sendable (_ node: Node, _ path: String, _ reader: ConfigReader) -> Settings?,
+        make: @escaping @Sendable (_ settings: Settings, _ context: SinkContext) throws -> any RunnableSink
+    ) {
+        self.key = key
+        self.read = { node, path, reader in read(node, path, reader) }
+        self.make = { settings, context in
+            guard let settings = settings as? Settings else {
+                preconditionFailure("sink kind \(key) was given settings of another kind (\(type(of: settings)))")
+            }
+            return try make(settings, context)
+        }
+    }
+}
+
+/// A sink's settings, as its connector read them.
+public protocol SinkSettings: Sendable {
+    /// What a route may name as its `topic` through a sink with these settings.
+    var destinations: SinkDestinations { get }
+    /// A resource no two sinks may share (a file sink's directory), or nil.
+    var exclusiveResource: ExclusiveSinkResource? { get }
+}
+
+extension SinkSettings {
+    public var exclusiveResource: ExclusiveSinkResource? { nil }
+}
+
+/// A resource only one sink may use: `field` is the key under the kind that names it, `shown`
+/// what the config said, `identity` what is compared (e.g. the standardized path).
+public struct ExclusiveSinkResource: Sendable, Equatable {
+    public var field: String
+    public var shown: String
+    public var identity: String
+
+    public init(field: String, shown: String, identity: String) {
+        self.field = field
+        self.shown = shown
+        self.identity = identity
+    }
+}
+
+/// What a sink's kind accepts as a route's destination (`topic`), and what its records carry.
+public struct SinkDestinations: Sendable {
+    /// Why a rendered destination cannot be used, or nil.
+    public var problem: @Sendable (String) -> String?
+    /// The destination for routes that set no `topic` (a Kinesis sink's `stream`).
+    public var defaultTopic: String?
+    /// The key under the kind that sets the default (`stream`, `table`); nil when the kind has none.
+    public var defaultTopicKey: String?
+    /// Whether its records carry headers (`headers_to_kafka`).
+    public var carriesHeaders: Bool
+    /// Whether its records have keys (`key`).
+    public var carriesKeys: Bool
+    /// A key template for events without one (a Kinesis sink's `partition_key` with parameters).
+    public var defaultKey: String?
+
+    public init(
+        problem: @escaping @Sendable (String) -> String?, defaultTopic: String? = nil, defaultTopicKey: String? = nil,
+        carriesHeaders: Bool = true, carriesKeys: Bool = true, defaultKey: String? = nil
+    ) {
+        self.problem = problem
+        self.defaultTopic = defaultTopic
+        self.defaultTopicKey = defaultTopicKey
+        self.carriesHeaders = carriesHeaders
+        self.carriesKeys = carriesKeys
+        self.defaultKey = defaultKey
+    }
+
+    /// Kafka topics: named by each route, with keys and headers.
+    public static let kafkaTopics = SinkDestinations(problem: TopicName.problem)
+}
