@@ -255,23 +255,29 @@ import Glibc
         let half = body.index(body.startIndex, offsetBy: body.utf8.count / 2)
         // The upload is surely in flight when SIGTERM arrives: Sluice has read its head and invited
         // the body (100 Continue), and has half of the body. A fixed sleep before the signal raced
-        // the client's connect on a loaded machine.
-        let connection = try RawConnection(port: sluice.port)
-        connection.send(
+        // the client's connect on a loaded machine. The whole exchange runs on a thread of its own:
+        // a stall of the test runner's few threads between the steps must not stretch the upload.
+        let head =
             "POST /v1/events/\(topic) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
-                + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n")
-        let invited = try await offThePool { connection.read(until: "100 Continue", timeout: .seconds(20)) }
-        try #require(invited, "Sluice answers the head with 100 Continue")
-        connection.send(String(body[..<half]))
-        sluice.sendTerminate()
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(sluice.process.isRunning, "Sluice waits for the upload in flight:\n\(sluice.log)")
-        connection.send(String(body[half...]))
-        let answer = try await offThePool { connection.readUntilClosed(timeout: .seconds(30)) }
+            + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
+        let port = sluice.port
+        let exchange = try await offThePool { () throws -> (invited: Bool, runningAfterSignal: Bool, answer: String) in
+            let connection = try RawConnection(port: port)
+            connection.send(head)
+            guard connection.read(until: "100 Continue", timeout: .seconds(20)) else { return (false, false, "") }
+            connection.send(String(body[..<half]))
+            sluice.sendTerminate()
+            Thread.sleep(forTimeInterval: 0.5)
+            let running = sluice.process.isRunning
+            connection.send(String(body[half...]))
+            return (true, running, connection.readUntilClosed(timeout: .seconds(30)).text)
+        }
+        try #require(exchange.invited, "Sluice answers the head with 100 Continue")
+        #expect(exchange.runningAfterSignal, "Sluice waits for the upload in flight:\n\(sluice.log)")
         let status = try await sluice.waitForExit()
         #expect(status == 0, "log:\n\(sluice.log)")
-        let response = RawHTTPResponse(answer.text)
-        #expect(response?.status == 200, "answer: \(answer.text.prefix(300))")
+        let response = RawHTTPResponse(exchange.answer)
+        #expect(response?.status == 200, "answer: \(exchange.answer.prefix(300))")
         #expect(response?.json["accepted"] as? Int == lines.count)
         #expect(try consume(topic, expecting: lines.count).count == lines.count)
         #expect(sluice.log.contains("kafka sink flushed"))
