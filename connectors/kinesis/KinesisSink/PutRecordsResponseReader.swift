@@ -71,6 +71,8 @@ enum PutRecordsResponseReader {
                             record[key] = value
                         } else {
                             guard skipValue(depth: 0) else { return nil }
+                            // A name given twice takes its last value, as JSON parsers do.
+                            record[key] = nil
                         }
                     } while expect(UInt8(ascii: ","))
                 }

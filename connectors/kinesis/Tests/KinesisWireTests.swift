@@ -81,6 +81,9 @@ struct KinesisWireTests {
         invalidUTF8.writeBytes([0xC3, 0x28])
         invalidUTF8.writeString(#""}]}"#)
         #expect(PutRecordsResponseReader.records(invalidUTF8) == nil, "invalid UTF-8 in a string")
+        // Found by fuzzing against Foundation: a name given twice takes its last value, even when
+        // that is not a string.
+        #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [{"ShardId": "s", "ShardId": {}}]}"#)) == [[:]])
         #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [], "n": -0.5e+10, "t": true, "f": false, "z": null}"#)) == [])
     }
 
