@@ -177,12 +177,26 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Listeners, HTTP/1.1 + h2c, router, ingest handler, body decoders, the reverse proxy.
+        // The transport-neutral ingest pipeline: body decoders, topic rules, limits, keys, and
+        // handing events to a sink; HTTP and gRPC are adapters around it.
+        .target(
+            name: "SluiceIngest",
+            dependencies: [
+                "SluiceCore",
+                "SluiceConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Listeners, HTTP/1.1 + h2c, router, the HTTP adapter of the ingest pipeline, the reverse proxy.
         .target(
             name: "SluiceHTTP",
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceIngest",
                 "SluicePolicy",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -206,6 +220,7 @@ let package = Package(
                 "SluiceCore",
                 "SluiceConfig",
                 "SluiceHTTP",
+                "SluiceIngest",
                 "SluicePolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -282,6 +297,10 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "SluiceIngestTests",
+            dependencies: ["SluiceIngest", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "SluiceHTTPTests",

@@ -12,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A SOURCES=(
-    [json_scanner]="Sources/SluiceHTTP/JSONScanner.swift"
-    [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/JSONScanner.swift"
+    [json_scanner]="Sources/SluiceIngest/JSONScanner.swift"
+    [request_target]="Sources/SluiceHTTP/RequestTarget.swift"
     [path_template]="Sources/SluiceConfigReader/PathPattern.swift Sources/SluiceConfigReader/ParameterTemplate.swift Sources/SluiceConfigReader/ConfigError.swift"
     [units]="Sources/SluiceConfigReader/Units.swift"
-    [ndjson]="Sources/SluiceHTTP/BodyDecoding.swift Sources/SluiceHTTP/JSONScanner.swift"
+    [ndjson]="Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
     [resp]="Sources/SluicePolicy/RESP.swift"
     [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift"
     [zerobus_record]="connectors/zerobus/ZerobusSink/ZerobusRecordCheck.swift"
@@ -24,7 +24,7 @@ declare -A SOURCES=(
     [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" ndjson resp kinesis_response zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" request_target ndjson resp kinesis_response zerobus_record jwt config "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

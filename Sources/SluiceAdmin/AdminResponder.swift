@@ -25,7 +25,7 @@ public struct AdminResponder: HTTPResponder {
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
         guard request.head.method == .GET || request.head.method == .HEAD else {
-            return .error(.methodNotAllowed, code: "method_not_allowed", message: "the admin API takes GET", headers: ["allow": "GET, HEAD"])
+            return .error(.methodNotAllowed, message: "the admin API takes GET", headers: ["allow": "GET, HEAD"])
         }
         switch request.path {
         case "/ready":
@@ -101,7 +101,7 @@ public struct AdminResponder: HTTPResponder {
             json.object { $0.field("status", "alive") }
             return .json(.ok, json)
         default:
-            return .error(.notFound, code: "not_found", message: "admin endpoints: /ready, /health, /sinks, /upstreams")
+            return .error(.notFound, message: "admin endpoints: /ready, /health, /sinks, /upstreams")
         }
     }
 }

@@ -42,35 +42,21 @@ public struct DeliveryFailure: Error, Sendable, Equatable {
 
     /// The sink's bounded queue stayed full for longer than the request may wait.
     public static func queueFull(sink: String) -> DeliveryFailure {
-        DeliveryFailure(
-            code: "sink_saturated",
-            message: "sink \"\(sink)\" is saturated: its queue stayed full past the route's wait limit; retry later",
-            isRetryable: true
-        )
+        DeliveryFailure(.sinkSaturated, "sink \"\(sink)\" is saturated: its queue stayed full past the route's wait limit; retry later")
     }
 
     /// The sink is shutting down and accepts no new events.
     public static func shuttingDown(sink: String) -> DeliveryFailure {
-        DeliveryFailure(
-            code: "sink_shutting_down",
-            message: "sink \"\(sink)\" is shutting down; retry against another instance",
-            isRetryable: true
-        )
+        DeliveryFailure(.sinkShuttingDown, "sink \"\(sink)\" is shutting down; retry against another instance")
     }
 
     /// The sink did not settle the event in time; it may still be delivered later.
     public static func unsettled(sink: String, after timeout: Duration) -> DeliveryFailure {
         DeliveryFailure(
-            code: "delivery_unconfirmed",
-            message: "sink \"\(sink)\" did not confirm this event within \(timeout); it may still be delivered, so a retry may duplicate it",
-            isRetryable: true
-        )
+            .deliveryUnconfirmed,
+            "sink \"\(sink)\" did not confirm this event within \(timeout); it may still be delivered, so a retry may duplicate it")
     }
 
     /// The event was never handed to the sink because the request stopped earlier.
-    public static let notAttempted = DeliveryFailure(
-        code: "not_attempted",
-        message: "not sent: the request stopped before this event",
-        isRetryable: true
-    )
+    public static let notAttempted = DeliveryFailure(.notAttempted, "not sent: the request stopped before this event")
 }

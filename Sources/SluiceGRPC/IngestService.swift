@@ -6,6 +6,7 @@ import NIOCore
 import SluiceConfig
 import SluiceCore
 import SluiceHTTP
+import SluiceIngest
 import SluicePolicy
 import X509
 
@@ -13,15 +14,18 @@ import X509
 public struct GRPCIngestRoute: Sendable {
     public var name: String
     public var match: RouteMatchConfig
-    public var ingest: IngestConfig
-    public var sink: any Sink
+    public var pipeline: IngestPipeline
     public var policies: PolicyChain
+    public var ingest: IngestConfig { self.pipeline.config }
+    public var sink: any Sink { self.pipeline.sink }
 
-    public init(name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, policies: PolicyChain = .empty) {
+    public init(
+        name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, policies: PolicyChain = .empty,
+        logger: Logger = Logger(label: "sluice")
+    ) {
         self.name = name
         self.match = match
-        self.ingest = ingest
-        self.sink = sink
+        self.pipeline = IngestPipeline(routeName: name, config: ingest, sink: sink, logger: logger)
         self.policies = policies
     }
 }
@@ -149,7 +153,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             throw RPCError(code: .unavailable, message: "\(first.message) (retry later)")
         }
         if failures.allSatisfy({ !$0.isRetryable && $0.httpStatus < 500 }) {
-            throw RPCError(code: first.code == "unknown_topic" ? .notFound : .invalidArgument, message: first.message)
+            throw RPCError(code: first.code == ErrorCode.unknownTopic.code ? .notFound : .invalidArgument, message: first.message)
         }
     }
 
@@ -233,100 +237,81 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     /// A request's events handed to the sink, to be settled.
     struct PendingDelivery {
-        let tracker: DeliveryTracker
-        let sink: any Sink
+        let session: IngestSession
 
         func results() async -> [DeliveryResult] {
-            await self.tracker.results(settledBy: self.sink)
+            await self.session.results()
         }
     }
 
-    /// Validates the request, completes invalid events at once, and hands the valid ones to the
-    /// sink (waiting, up to `max_wait` per wait, while it has no room).
+    /// Validates the request, fails invalid events at once, and hands the valid ones to the
+    /// sink through the route's pipeline (waiting, up to `max_wait` per wait, while it has no
+    /// room). Every event gets a result, in the request's order.
     private func handOver(_ request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) async -> PendingDelivery {
-        let tracker = DeliveryTracker()
-        let pending = PendingDelivery(tracker: tracker, sink: route.sink)
-        let first = tracker.reserve(request.events.count)
-        defer { tracker.seal() }
-
-        let topic: String
-        switch self.topic(for: request, route: route) {
-        case .success(let value): topic = value
-        case .failure(let failure):
-            for i in 0..<request.events.count { tracker.complete(first + i, with: .failed(failure)) }
-            return pending
+        let pipeline = route.pipeline
+        let count = request.events.count
+        let topic = self.topic(for: request, route: route)
+        let defaultKey = pipeline.defaultKey(["topic": request.topic])
+        var session = pipeline.session(
+            topic: (try? topic.get()) ?? request.topic, requestKey: defaultKey, defaultKey: defaultKey, headers: [], ack: .sink)
+        if case .failure(let failure) = topic {
+            session.fail(count: count, with: failure.deliveryFailure)
+            return PendingDelivery(session: session)
         }
-        if request.events.count > route.ingest.maxEvents {
-            let failure = DeliveryFailure(
-                code: "too_many_events", message: "the request holds more than max_events (\(route.ingest.maxEvents)) events",
-                isRetryable: false, httpStatus: 413)
-            for i in 0..<request.events.count { tracker.complete(first + i, with: .failed(failure)) }
-            return pending
+        if count > pipeline.config.maxEvents {
+            session.fail(count: count, with: IngestError.tooManyEvents(limit: pipeline.config.maxEvents).deliveryFailure)
+            return PendingDelivery(session: session)
         }
 
-        // Consecutive valid events go to the sink together; an invalid one fails alone.
+        // Consecutive valid events go to the sink together; an invalid one fails alone. After a
+        // stop (saturated sink, bad key), the rest fail with its reason.
         var run: [Event] = []
-        var runStart = 0
-        var saturated = false
         func flush() async {
             guard !run.isEmpty else { return }
-            if saturated {
-                for i in 0..<run.count { tracker.complete(first + runStart + i, with: .failed(.queueFull(sink: route.sink.name))) }
-            } else {
-                let taken = await route.sink.enqueue(
-                    run, topic: topic, tracker: tracker, firstIndex: first + runStart, deadline: .now + route.ingest.maxWait)
-                saturated = taken < run.count
-            }
+            let size = run.count
+            let before = session.reserved
+            if !session.isStopped { _ = await session.send(&run, lines: nil) }
             run.removeAll(keepingCapacity: true)
+            session.fail(count: size - (session.reserved - before), with: session.stopFailure)
         }
-        for (index, event) in request.events.enumerated() {
+        for event in request.events {
             let size = event.value.count + (event.hasKey ? event.key.count : 0)
-            if size > route.ingest.maxEventBytes {
+            if size > pipeline.config.maxEventBytes {
                 await flush()
-                tracker.complete(
-                    first + index,
-                    with: .failed(
-                        DeliveryFailure(
-                            code: "event_too_large", message: "event is larger than max_event_bytes (\(route.ingest.maxEventBytes) bytes)",
-                            isRetryable: false, httpStatus: 413)))
-                runStart = index + 1
+                session.fail(
+                    count: 1,
+                    with: DeliveryFailure(.eventTooLarge, "event is larger than max_event_bytes (\(pipeline.config.maxEventBytes) bytes)"))
                 continue
             }
-            if run.isEmpty { runStart = index }
-            run.append(Self.event(event, route: route, topic: request.topic))
+            run.append(Self.event(event))
         }
         await flush()
-        return pending
+        return PendingDelivery(session: session)
     }
 
-    private func topic(for request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) -> Result<String, DeliveryFailure> {
+    /// The topic of a request: the route's fixed topic (the request may repeat it), or the
+    /// request's `topic` in the route's template; then the pipeline's checks.
+    private func topic(for request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) -> Result<String, IngestError> {
         let template = route.ingest.topic
-        func invalid(_ message: String) -> Result<String, DeliveryFailure> {
-            .failure(DeliveryFailure(code: "invalid_topic", message: message, isRetryable: false, httpStatus: 400))
-        }
         if let fixed = template.fixedValue {
             guard request.topic.isEmpty || request.topic == fixed else {
-                return invalid("this route publishes to \"\(fixed)\"; leave topic empty or set it to that")
+                return .failure(IngestError(.invalidTopic, "this route publishes to \"\(fixed)\"; leave topic empty or set it to that"))
             }
             return .success(fixed)
         }
-        guard !request.topic.isEmpty else { return invalid("this route takes the topic from the request: set topic") }
+        guard !request.topic.isEmpty else { return .failure(IngestError(.invalidTopic, "this route takes the topic from the request: set topic")) }
         let topic = template.render(["topic": request.topic])
-        if let problem = route.sink.destinationProblem(topic) { return invalid(problem) }
-        if let allowed = route.ingest.topicsAllowed, !allowed.contains(topic) {
-            return .failure(
-                DeliveryFailure(code: "unknown_topic", message: "topic \"\(topic)\" is not served by this route", isRetryable: false, httpStatus: 404))
-        }
+        if let problem = route.pipeline.problem(topic: topic) { return .failure(problem) }
         return .success(topic)
     }
 
-    /// - Parameter topic: the request's `topic` field, the only parameter a gRPC route has.
-    private static func event(_ message: Sluice_V1_Event, route: GRPCIngestRoute, topic: String) -> Event {
+    /// An event as the client sent it; one without a key gets the route's (pipeline).
+    private static func event(_ message: Sluice_V1_Event) -> Event {
         var headers = message.headers.map { EventHeader(name: $0.key, value: $0.value) }
         headers.sort { $0.name < $1.name }
         return Event(
             value: ByteBuffer(bytes: message.value),
-            key: message.hasKey ? ByteBuffer(bytes: message.key) : route.ingest.defaultKey.map { ByteBuffer(string: $0.render(["topic": topic])) },
+            key: message.hasKey ? ByteBuffer(bytes: message.key) : nil,
             headers: headers,
             timestampMilliseconds: message.hasTimestampMs ? message.timestampMs : nil)
     }

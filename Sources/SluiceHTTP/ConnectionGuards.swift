@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import SluiceCore
 
 extension TimeAmount {
     init(_ duration: Duration) {
@@ -48,9 +49,9 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
             let response: HTTPResponse =
                 parseError == .headerOverflow
                 ? .error(
-                    .requestHeaderFieldsTooLarge, code: "headers_too_large",
+                    .headersTooLarge,
                     message: "the request head is larger than max_header_bytes (\(self.maxHeaderBytes) bytes)")
-                : .error(.badRequest, code: "malformed_request", message: "the request is not valid HTTP/1.1 (\(parseError))")
+                : .error(.malformedRequest, message: "the request is not valid HTTP/1.1 (\(parseError))")
             var headers = response.headers
             headers.replaceOrAdd(name: "connection", value: "close")
             headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))

@@ -2,6 +2,7 @@ import Logging
 import NIOHTTP1
 import SluiceConfig
 import SluiceCore
+import SluiceIngest
 import SluicePolicy
 
 /// The data-plane responder: routes each request and runs the route's handler.
@@ -46,19 +47,19 @@ public struct GatewayResponder: HTTPResponder {
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
         // One canonical target and well-formed headers before anything looks at them.
         if let problem = request.targetProblem {
-            return .error(.badRequest, code: "invalid_path", message: problem.message)
+            return .error(.invalidPath, message: problem.message)
         }
         if request.path == "*", request.head.method != .OPTIONS {
-            return .error(.badRequest, code: "invalid_path", message: "the request target \"*\" is for OPTIONS only")
+            return .error(.invalidPath, message: "the request target \"*\" is for OPTIONS only")
         }
         if let problem = request.headerProblem {
-            return .error(.badRequest, code: "invalid_header", message: problem)
+            return .error(.invalidHeader, message: problem)
         }
         // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
         if !request.isHTTP2 {
             let hosts = request.head.headers["host"].count
             if hosts > 1 || (hosts == 0 && request.head.version.minor >= 1) {
-                return .error(.badRequest, code: "invalid_host", message: "an HTTP/1.1 request needs exactly one Host header")
+                return .error(.invalidHost, message: "an HTTP/1.1 request needs exactly one Host header")
             }
         }
         var request = request
@@ -102,7 +103,7 @@ public struct GatewayResponder: HTTPResponder {
             if reroutedPreflight {
                 // Routed by the method it asked about, but not answered by the cors policy (no Origin):
                 // never run the handler for an OPTIONS request.
-                return .error(.forbidden, code: "cors_refused", message: "this origin may not call this route")
+                return .error(.corsRefused, message: "this origin may not call this route")
             }
             var response: HTTPResponse
             switch target.action {
@@ -116,11 +117,11 @@ public struct GatewayResponder: HTTPResponder {
             return response
         case .methodNotAllowed(let allowed):
             return .error(
-                .methodNotAllowed, code: "method_not_allowed",
+                .methodNotAllowed,
                 message: "\(request.method) is not allowed on \(request.path); allowed: \(allowed.joined(separator: ", "))",
                 headers: ["allow": allowed.joined(separator: ", ")])
         case .notFound:
-            return .error(.notFound, code: "no_route", message: "no route matches \(request.method) \(request.path)")
+            return .error(.noRoute, message: "no route matches \(request.method) \(request.path)")
         }
     }
 }

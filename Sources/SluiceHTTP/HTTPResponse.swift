@@ -27,6 +27,11 @@ public struct HTTPResponse: Sendable {
         return HTTPResponse(status: status, headers: headers, body: ByteBuffer(bytes: body.bytes))
     }
 
+    /// `{"error":{"code":…,"message":…}}` with the code's HTTP status.
+    public static func error(_ code: ErrorCode, message: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        .error(HTTPResponseStatus(statusCode: code.httpStatus), code: code.code, message: message, headers: headers)
+    }
+
     /// `{"error":{"code":…,"message":…}}`
     public static func error(_ status: HTTPResponseStatus, code: String, message: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var json = JSONWriter()

@@ -1,3 +1,5 @@
+import SluiceIngest
+
 /// The request target (RFC 9112 3.2) in the one canonical form that routing, policies and the
 /// upstream all see.
 ///

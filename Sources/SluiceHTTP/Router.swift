@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceIngest
 
 /// What the router needs to know about a request.
 public struct RouteRequest: Sendable {

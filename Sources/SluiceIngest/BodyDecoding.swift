@@ -34,33 +34,20 @@ public enum BodyFormat: Sendable, Equatable {
 }
 
 /// A body that could not be decoded; `status` is 400 for bad input and 413 for a limit.
-public struct BodyDecodingError: Error, Sendable, Equatable {
-    public var status: Int
-    public var code: String
-    public var message: String
-    /// The 1-based NDJSON line, when the problem is on one.
-    public var line: Int?
-
-    static func invalidJSON(line: Int?, _ error: JSONScanner.SyntaxError) -> BodyDecodingError {
-        let place = line.map { "line \($0), column \(error.offset + 1)" } ?? "byte \(error.offset + 1)"
-        return BodyDecodingError(status: 400, code: "invalid_json", message: "\(place): \(error.message)", line: line)
-    }
-}
-
 /// Splits a streamed NDJSON body into events without holding more than one partial line.
-struct NDJSONDecoder {
+public struct NDJSONDecoder {
     let maxLineBytes: Int
     private var carry: ByteBuffer?
-    private(set) var line = 0
+    public private(set) var line = 0
     /// The line of each event decoded since `clearEventLines()` (blank lines yield no event).
-    private(set) var eventLines: [Int] = []
+    public private(set) var eventLines: [Int] = []
 
-    init(maxLineBytes: Int) {
+    public init(maxLineBytes: Int) {
         self.maxLineBytes = maxLineBytes
     }
 
     /// Decodes every complete line in `chunk` and appends one event per non-empty line.
-    mutating func feed(_ chunk: ByteBuffer, into events: inout [Event]) throws(BodyDecodingError) {
+    public mutating func feed(_ chunk: ByteBuffer, into events: inout [Event]) throws(IngestError) {
         var chunk = chunk
         while let length = Self.offsetOfNewline(in: chunk) {
             var lineBuffer = chunk.readSlice(length: length)!
@@ -85,9 +72,8 @@ struct NDJSONDecoder {
             // or not its LF came in the same read.
             let endsWithCR = self.carry!.readableBytesView.last == UInt8(ascii: "\r")
             if self.carry!.readableBytes > self.maxLineBytes + (endsWithCR ? 1 : 0) {
-                throw BodyDecodingError(
-                    status: 413, code: "event_too_large",
-                    message: "line \(self.line + 1) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line + 1)
+                throw IngestError(
+                    .eventTooLarge, "line \(self.line + 1) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line + 1)
             }
         }
     }
@@ -99,27 +85,25 @@ struct NDJSONDecoder {
         }
     }
 
-    mutating func clearEventLines() {
+    public mutating func clearEventLines() {
         self.eventLines.removeAll(keepingCapacity: true)
     }
 
     /// Decodes a last line that has no trailing newline.
-    mutating func finish(into events: inout [Event]) throws(BodyDecodingError) {
+    public mutating func finish(into events: inout [Event]) throws(IngestError) {
         guard let carry = self.carry else { return }
         self.carry = nil
         try self.emit(carry, into: &events)
     }
 
-    private mutating func emit(_ buffer: ByteBuffer, into events: inout [Event]) throws(BodyDecodingError) {
+    private mutating func emit(_ buffer: ByteBuffer, into events: inout [Event]) throws(IngestError) {
         self.line += 1
         var buffer = buffer
         if buffer.readableBytesView.last == UInt8(ascii: "\r") {
             buffer.moveWriterIndex(to: buffer.writerIndex - 1)
         }
         if buffer.readableBytes > self.maxLineBytes {
-            throw BodyDecodingError(
-                status: 413, code: "event_too_large",
-                message: "line \(self.line) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line)
+            throw IngestError(.eventTooLarge, "line \(self.line) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line)
         }
         let line = self.line
         // nil: a valid event; .some(nil): a blank line; .some(error): invalid JSON.
@@ -145,8 +129,8 @@ struct NDJSONDecoder {
 }
 
 /// Decodes a whole `application/json` body.
-enum JSONBodyDecoder {
-    static func decode(_ body: ByteBuffer, maxEventBytes: Int) throws(BodyDecodingError) -> [Event] {
+public enum JSONBodyDecoder {
+    public static func decode(_ body: ByteBuffer, maxEventBytes: Int) throws(IngestError) -> [Event] {
         let outcome: Result<[Range<Int>]?, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { raw in
             do throws(JSONScanner.SyntaxError) {
                 return .success(try JSONScanner.topLevelArrayElements(raw))
@@ -159,7 +143,7 @@ enum JSONBodyDecoder {
             throw .invalidJSON(line: nil, error)
         case .success(nil):
             guard body.readableBytes <= maxEventBytes else {
-                throw BodyDecodingError(status: 413, code: "event_too_large", message: "the event is larger than max_event_bytes (\(maxEventBytes) bytes)")
+                throw IngestError(.eventTooLarge, "the event is larger than max_event_bytes (\(maxEventBytes) bytes)")
             }
             return [Event(value: body, valueIsJSON: true)]
         case .success(let ranges?):
@@ -167,9 +151,7 @@ enum JSONBodyDecoder {
             events.reserveCapacity(ranges.count)
             for (index, range) in ranges.enumerated() {
                 guard range.count <= maxEventBytes else {
-                    throw BodyDecodingError(
-                        status: 413, code: "event_too_large",
-                        message: "array element \(index) is larger than max_event_bytes (\(maxEventBytes) bytes)")
+                    throw IngestError(.eventTooLarge, "array element \(index) is larger than max_event_bytes (\(maxEventBytes) bytes)")
                 }
                 events.append(Event(value: body.getSlice(at: body.readerIndex + range.lowerBound, length: range.count)!, valueIsJSON: true))
             }

@@ -1,6 +1,6 @@
 /// A validating JSON scanner that works on raw bytes without building a document:
 /// it finds where values start and end, so events keep the producer's exact bytes.
-struct JSONScanner {
+public struct JSONScanner {
     struct SyntaxError: Error, Equatable {
         /// Byte offset of the problem within the scanned text.
         var offset: Int
@@ -363,7 +363,7 @@ struct JSONScanner {
     }
 
     /// The value of an ASCII hex digit.
-    static func hexValue(_ c: UInt8) -> UInt8? {
+    public static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// `cors`: browsers on other origins may call the route.
 public struct CORSConfig: Sendable {
@@ -46,7 +47,7 @@ struct CORSPolicy: Policy {
 
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
         guard let origin = request.header("origin") else { return nil }  // not a browser's cross-origin call
-        let refused = PolicyRejection(status: 403, code: "cors_refused", message: "this origin may not call this route")
+        let refused = PolicyRejection(.corsRefused, message: "this origin may not call this route")
         guard self.allows(origin) else { return refused }
         if request.method == "OPTIONS", let wanted = request.header("access-control-request-method") {
             let headers = (request.header("access-control-request-headers") ?? "").split(separator: ",").map {

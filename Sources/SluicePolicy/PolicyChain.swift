@@ -107,9 +107,13 @@ public struct PolicyRejection: Error, Sendable, Equatable {
         self.headers = headers
     }
 
-    static let unauthenticated = PolicyRejection(
-        status: 401, code: "unauthenticated", message: "missing or invalid credentials")
-    static let forbidden = PolicyRejection(status: 403, code: "forbidden", message: "not allowed")
+    /// A refusal of a kind in the catalogue, answered with its HTTP status.
+    public init(_ code: ErrorCode, message: String, headers: [String: String] = [:]) {
+        self.init(status: code.httpStatus, code: code.code, message: message, headers: headers)
+    }
+
+    static let unauthenticated = PolicyRejection(.unauthenticated, message: "missing or invalid credentials")
+    static let forbidden = PolicyRejection(.forbidden, message: "not allowed")
 }
 
 /// A route's policies, run in stage order (CORS, authentication, authorization, rate limit); the

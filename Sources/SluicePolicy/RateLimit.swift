@@ -58,7 +58,7 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
         let retry = max(1, Int(wait.rounded(.up)))
         let window = max(1, Int((Double(limit.burst) / limit.perSecond).rounded(.up)))
         return PolicyRejection(
-            status: 429, code: "rate_limited", message: "rate limit \(limit.text) exceeded; retry in \(retry)s",
+            .rateLimited, message: "rate limit \(limit.text) exceeded; retry in \(retry)s",
             headers: [
                 "retry-after": String(retry), "ratelimit-limit": String(limit.burst), "ratelimit-remaining": "0",
                 "ratelimit-reset": String(retry), "ratelimit-policy": "\(limit.burst);w=\(window)",
@@ -252,7 +252,6 @@ final class GlobalRateLimitPolicy: Policy, ChargedRateLimit {
                 metadata: ["policy": "\(self.name)", "redis": "\(self.global.host):\(self.global.port)", "error": "\(error)", "then": "\(mode)"])
         }
         if self.global.failOpen { return nil }
-        return PolicyRejection(
-            status: 503, code: "rate_limit_unavailable", message: "the rate limit cannot be checked right now", headers: ["retry-after": "1"])
+        return PolicyRejection(.rateLimitUnavailable, message: "the rate limit cannot be checked right now", headers: ["retry-after": "1"])
     }
 }

@@ -1,5 +1,5 @@
 import NIOCore
-@testable import SluiceHTTP
+@testable import SluiceIngest
 import SluiceCore
 import Testing
 
@@ -104,7 +104,7 @@ import Testing
 }
 
 @Suite struct NDJSONDecoderTests {
-    static func decode(_ chunks: [String], maxLine: Int = 1000) throws(BodyDecodingError) -> [String] {
+    static func decode(_ chunks: [String], maxLine: Int = 1000) throws(IngestError) -> [String] {
         var decoder = NDJSONDecoder(maxLineBytes: maxLine)
         var events: [Event] = []
         for chunk in chunks {
@@ -124,7 +124,7 @@ import Testing
             _ = try Self.decode(["{\"ok\":1}\n\n{\"bad\":}\n"])
             Issue.record("expected an error")
         } catch {
-            #expect(error.status == 400)
+            #expect(error.code.httpStatus == 400)
             #expect(error.line == 3)
             #expect(error.message.hasPrefix("line 3, column 8:"))
         }
@@ -135,9 +135,9 @@ import Testing
             _ = try Self.decode(["{\"a\":\"", String(repeating: "x", count: 200)], maxLine: 100)
             Issue.record("expected an error")
         } catch {
-            #expect(error.status == 413)
+            #expect(error.code.httpStatus == 413)
             #expect(error.line == 1)
-            #expect(error.code == "event_too_large")
+            #expect(error.code == .eventTooLarge)
         }
     }
 
@@ -149,7 +149,7 @@ import Testing
             #expect(try Self.decode(chunks, maxLine: 100) == [line], "\(chunks.map { $0.count })")
         }
         for chunks in [[line + "a\r\n"], [line + "a", "\r\n"], [line + "\r", "a\n"]] {
-            #expect(throws: BodyDecodingError.self, "\(chunks.map { $0.count })") { try Self.decode(chunks, maxLine: 100) }
+            #expect(throws: IngestError.self, "\(chunks.map { $0.count })") { try Self.decode(chunks, maxLine: 100) }
         }
     }
 
@@ -168,8 +168,8 @@ import Testing
         #expect(array.map { String(buffer: $0.value) } == [#"{"a":1}"#, "2"])
         let object = try JSONBodyDecoder.decode(ByteBuffer(string: #"{"a":[1,2]}"#), maxEventBytes: 100)
         #expect(object.map { String(buffer: $0.value) } == [#"{"a":[1,2]}"#])
-        #expect(throws: BodyDecodingError.self) { try JSONBodyDecoder.decode(ByteBuffer(string: "[1,"), maxEventBytes: 100) }
-        #expect(throws: BodyDecodingError.self) { try JSONBodyDecoder.decode(ByteBuffer(string: "[\"0123456789\"]"), maxEventBytes: 5) }
+        #expect(throws: IngestError.self) { try JSONBodyDecoder.decode(ByteBuffer(string: "[1,"), maxEventBytes: 100) }
+        #expect(throws: IngestError.self) { try JSONBodyDecoder.decode(ByteBuffer(string: "[\"0123456789\"]"), maxEventBytes: 5) }
     }
 
     @Test func contentTypesChooseTheFormat() {

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceConfig
+import SluiceCore
 
 /// A proxy route: forwards each request to an endpoint of the route's upstream (chosen by the
 /// split weights and the upstream's balancing) and streams the answer back.
@@ -59,7 +60,7 @@ public struct ProxyHandler: Sendable {
 
     public func handle(_ request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
         guard let upstream = self.chooseUpstream() else {
-            return .error(.serviceUnavailable, code: "no_upstream", message: "no upstream is configured for this route")
+            return .error(.noUpstream, message: "no upstream is configured for this route")
         }
         let declaredLength = request.header("content-length").flatMap { Int($0) }
         if let declaredLength, declaredLength > self.config.maxBodyBytes {
@@ -105,7 +106,7 @@ public struct ProxyHandler: Sendable {
         }
 
         guard await upstream.acquireSlot() else {
-            return .error(.serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its request limit", headers: ["retry-after": "1"])
+            return .error(.upstreamOverloaded, message: "the upstream is at its request limit", headers: ["retry-after": "1"])
         }
         var slotHeld = true
         defer { if slotHeld { upstream.releaseSlot() } }
@@ -122,7 +123,7 @@ public struct ProxyHandler: Sendable {
         var streamState = StreamState.notStarted(firstPart)
         while true {
             guard let (index, origin) = upstream.pick(hashKey: hashKey, excluding: tried) else {
-                return .error(.serviceUnavailable, code: "no_healthy_upstream", message: "no endpoint of the upstream is available")
+                return .error(.noHealthyUpstream, message: "no endpoint of the upstream is available")
             }
             tried.insert(index)
             var outgoing = HTTPClientRequest(url: origin + head.uri)
@@ -355,14 +356,14 @@ public struct ProxyHandler: Sendable {
     static func gatewayError(for error: any Error) -> HTTPResponse {
         switch Self.classify(error) {
         case .timeout:
-            return .error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time")
+            return .error(.upstreamTimeout, message: "the upstream did not answer in time")
         case .overloaded:
             return .error(
-                .serviceUnavailable, code: "upstream_overloaded", message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
+                .upstreamOverloaded, message: "the upstream is at its connection limit", headers: ["retry-after": "1"])
         case .connect, .reset:
-            return .error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached or cut the connection")
+            return .error(.upstreamUnavailable, message: "the upstream could not be reached or cut the connection")
         case .request:
-            return .error(.badRequest, code: "invalid_request", message: "the request cannot be passed on to the upstream")
+            return .error(.invalidRequest, message: "the request cannot be passed on to the upstream")
         }
     }
 
@@ -448,11 +449,11 @@ public struct ProxyHandler: Sendable {
     }
 
     private static func tooLarge(_ limit: Int) -> HTTPResponse {
-        .error(.payloadTooLarge, code: "body_too_large", message: "the request body exceeds this route's limit of \(limit) bytes")
+        .error(.bodyTooLarge, message: "the request body exceeds this route's limit of \(limit) bytes")
     }
 
     private static func bodyReadFailed() -> HTTPResponse {
-        .error(.badRequest, code: "body_read_failed", message: "the request body could not be read")
+        .error(.bodyReadFailed, message: "the request body could not be read")
     }
 }
 

@@ -16,7 +16,10 @@ public struct FileSinkError: Error, Sendable, CustomStringConvertible {
     }
 
     public var deliveryFailure: DeliveryFailure {
-        DeliveryFailure(code: "file_write_failed", message: "file sink: \(self.description)", isRetryable: self.isRetryable, httpStatus: 500)
+        // Retryable or not by the error (a full disk may clear; a read-only one will not).
+        DeliveryFailure(
+            code: ErrorCode.fileWriteFailed.code, message: "file sink: \(self.description)", isRetryable: self.isRetryable,
+            httpStatus: ErrorCode.fileWriteFailed.httpStatus)
     }
 }
 

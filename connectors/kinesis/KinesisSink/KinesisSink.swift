@@ -105,9 +105,7 @@ public final class KinesisSink: Sink, Service {
                     slot,
                     with: .failed(
                         DeliveryFailure(
-                            code: "event_too_large",
-                            message: "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes",
-                            isRetryable: false, httpStatus: 413)))
+                            .eventTooLarge, "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes")))
                 return nil
             }
             return StreamPump.Entry(
@@ -145,8 +143,7 @@ public final class KinesisSink: Sink, Service {
             "kinesis refused PutRecords; failing its records", metadata: ["stream": "\(stream)", "error": "\(error)", "records": "\(records)"])
     }
 
-    static let tooManyStreams = DeliveryFailure(
-        code: "kinesis_too_many_streams", message: "this sink already writes to \(maxStreams) streams", isRetryable: true)
+    static let tooManyStreams = DeliveryFailure(.kinesisTooManyStreams, "this sink already writes to \(maxStreams) streams")
 
     private func pump(for stream: String) -> StreamPump? {
         self.pumps.worker(for: stream) { stream in
@@ -161,13 +158,11 @@ public final class KinesisSink: Sink, Service {
         if let key = event.key, key.readableBytes > 0 {
             guard let text = key.getString(at: key.readerIndex, length: key.readableBytes), text.utf8.count == key.readableBytes else {
                 return .failure(
-                    DeliveryFailure(code: "invalid_partition_key", message: "a Kinesis partition key must be UTF-8 text", isRetryable: false, httpStatus: 400))
+                    DeliveryFailure(.invalidPartitionKey, "a Kinesis partition key must be UTF-8 text"))
             }
             guard text.count <= KinesisSinkConfig.maxPartitionKeyLength else {
                 return .failure(
-                    DeliveryFailure(
-                        code: "invalid_partition_key", message: "a Kinesis partition key has 1 to 256 characters; this one has \(text.count)",
-                        isRetryable: false, httpStatus: 400))
+                    DeliveryFailure(.invalidPartitionKey, "a Kinesis partition key has 1 to 256 characters; this one has \(text.count)"))
             }
             return .success(text)
         }

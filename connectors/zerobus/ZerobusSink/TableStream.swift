@@ -424,10 +424,10 @@ actor TableStream {
             }
             let what = error.code == .cancelled && timedOut ? "opening the stream timed out" : said
             return .retryable(
-                DeliveryFailure(code: "zerobus_unavailable", message: "Zerobus stream for table \(table) failed: \(what)", isRetryable: true))
+                DeliveryFailure(.zerobusUnavailable, "Zerobus stream for table \(table) failed: \(what)"))
         case .other(let error):
             return .retryable(
-                DeliveryFailure(code: "zerobus_unavailable", message: "Zerobus stream for table \(table) failed: \(error)", isRetryable: true))
+                DeliveryFailure(.zerobusUnavailable, "Zerobus stream for table \(table) failed: \(error)"))
         }
     }
 
@@ -501,10 +501,9 @@ actor TableStream {
     private func tick() -> Bool {
         let now = ContinuousClock.now
         let failure = DeliveryFailure(
-            code: "zerobus_delivery_timeout",
-            message: "not acknowledged by Zerobus within delivery_timeout (\(self.config.deliveryTimeout))"
-                + (self.lastFailure.map { "; last error: \($0.message)" } ?? "") + "; it may still be stored, so a retry may duplicate it",
-            isRetryable: true)
+            .zerobusDeliveryTimeout,
+            "not acknowledged by Zerobus within delivery_timeout (\(self.config.deliveryTimeout))"
+                + (self.lastFailure.map { "; last error: \($0.message)" } ?? "") + "; it may still be stored, so a retry may duplicate it")
         var expired = false
         for index in self.sent.indices {
             var submission = self.sent[index]

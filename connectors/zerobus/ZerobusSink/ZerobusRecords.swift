@@ -23,27 +23,21 @@ extension ZerobusSinkConfig.RecordType {
     func record(from value: ByteBuffer, isJSON: Bool, maxBytes: Int) -> Result<ZerobusRecord, DeliveryFailure> {
         guard value.readableBytes <= maxBytes else {
             return .failure(
-                DeliveryFailure(
-                    code: "event_too_large", message: "a Zerobus record holds at most \(maxBytes) bytes; this one has \(value.readableBytes)",
-                    isRetryable: false, httpStatus: 413))
+                DeliveryFailure(.eventTooLarge, "a Zerobus record holds at most \(maxBytes) bytes; this one has \(value.readableBytes)"))
         }
         switch self {
         case .json:
             let bytes = value.readableBytesView
             guard let text = String(validating: bytes, as: UTF8.self), ZerobusRecordCheck.isJSONObject(text, known: isJSON) else {
                 return .failure(
-                    DeliveryFailure(
-                        code: "invalid_record", message: "a Zerobus JSON record must be one JSON object (UTF-8)", isRetryable: false,
-                        httpStatus: 400))
+                    DeliveryFailure(.invalidRecord, "a Zerobus JSON record must be one JSON object (UTF-8)"))
             }
             return .success(.json(text))
         case .proto:
             let data = Data(value.readableBytesView)
             if let problem = ZerobusRecordCheck.protoWireProblem(data) {
                 return .failure(
-                    DeliveryFailure(
-                        code: "invalid_record", message: "a Zerobus proto record must be one encoded protobuf message: \(problem)",
-                        isRetryable: false, httpStatus: 400))
+                    DeliveryFailure(.invalidRecord, "a Zerobus proto record must be one encoded protobuf message: \(problem)"))
             }
             return .success(.proto(data))
         }

@@ -144,8 +144,7 @@ public final class ZerobusSink: Sink, Service {
         }
     }
 
-    static let tooManyTables = DeliveryFailure(
-        code: "zerobus_too_many_tables", message: "this sink already streams to \(maxTables) tables", isRetryable: true)
+    static let tooManyTables = DeliveryFailure(.zerobusTooManyTables, "this sink already streams to \(maxTables) tables")
 
     private func stream(for table: String) -> TableStream? {
         self.streams.worker(for: table) { TableStream(table: $0, sink: self) }

@@ -1,5 +1,5 @@
-// libFuzzer target: request bodies as events (BodyDecoding.swift: NDJSON streamed in reads of
-// any size, JSON arrays and single values), built with the JSON scanner by scripts/fuzz.sh.
+// libFuzzer target: request bodies as events (SluiceIngest's BodyDecoding.swift: NDJSON streamed
+// in reads of any size, JSON arrays and single values), built with the JSON scanner by scripts/fuzz.sh.
 // Input: byte 0 picks max_event_bytes (1...64), byte 1 the size of each read (1...256); the
 // rest is the body. Where the reads cut the body must never change the outcome.
 import NIOCore
@@ -8,14 +8,14 @@ import SluiceCore
 struct Outcome: Equatable {
     var events: [[UInt8]] = []
     var lines: [Int] = []
-    var error: BodyDecodingError?
+    var error: IngestError?
 }
 
 func decodeNDJSON(_ body: UnsafeRawBufferPointer, maxLineBytes: Int, readSize: Int) -> Outcome {
     var decoder = NDJSONDecoder(maxLineBytes: maxLineBytes)
     var outcome = Outcome()
     var events: [Event] = []
-    do throws(BodyDecodingError) {
+    do throws(IngestError) {
         var offset = 0
         while offset < body.count {
             let end = min(body.count, offset + readSize)
@@ -53,12 +53,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     if let error = whole.error {
-        precondition(error.status == 400 || error.status == 413, "unexpected status \(error.status)")
+        precondition(error.code.httpStatus == 400 || error.code.httpStatus == 413, "unexpected status \(error.code.httpStatus)")
         precondition(error.line != nil, "an NDJSON error must name its line")
     }
 
     // application/json: one event per array element, or the whole value.
-    do throws(BodyDecodingError) {
+    do throws(IngestError) {
         let events = try JSONBodyDecoder.decode(ByteBuffer(bytes: body), maxEventBytes: maxEventBytes)
         for event in events {
             precondition(event.value.readableBytes <= maxEventBytes, "a JSON event over max_event_bytes was accepted")
@@ -69,7 +69,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             }
         }
     } catch {
-        precondition(error.status == 400 || error.status == 413, "unexpected status \(error.status)")
+        precondition(error.code.httpStatus == 400 || error.code.httpStatus == 413, "unexpected status \(error.code.httpStatus)")
     }
     return 0
 }

@@ -1,0 +1,125 @@
+/// The status codes of gRPC (grpc/status.proto) an error of Sluice's maps to. Kept here, not
+/// taken from grpc-swift, so the catalogue stays free of any transport.
+public enum GRPCStatusCode: Int, Sendable, Hashable {
+    case cancelled = 1
+    case invalidArgument = 3
+    case deadlineExceeded = 4
+    case notFound = 5
+    case permissionDenied = 7
+    case resourceExhausted = 8
+    case failedPrecondition = 9
+    case unimplemented = 12
+    case `internal` = 13
+    case unavailable = 14
+    case unauthenticated = 16
+}
+
+/// One kind of error Sluice answers with: a stable snake_case code, the HTTP status and gRPC
+/// status it is answered with, and whether the same request may succeed if sent again.
+/// Every code Sluice itself gives is declared once, below; connectors add backend codes of their
+/// own (`kafka_…`, `kinesis_…`) through `DeliveryFailure`.
+public struct ErrorCode: Sendable, Hashable, CustomStringConvertible {
+    public let code: String
+    public let httpStatus: Int
+    public let grpcStatus: GRPCStatusCode
+    public let isRetryable: Bool
+
+    public init(_ code: String, http: Int, grpc: GRPCStatusCode, retryable: Bool = false) {
+        self.code = code
+        self.httpStatus = http
+        self.grpcStatus = grpc
+        self.isRetryable = retryable
+    }
+
+    public var description: String { self.code }
+}
+
+extension ErrorCode {
+    // MARK: The request as sent (the client's to fix)
+
+    /// The request target is not a path Sluice serves (see RequestTarget).
+    public static let invalidPath = ErrorCode("invalid_path", http: 400, grpc: .invalidArgument)
+    /// A header name or value the gateway refuses to pass on.
+    public static let invalidHeader = ErrorCode("invalid_header", http: 400, grpc: .invalidArgument)
+    /// HTTP/1.1 without exactly one Host header.
+    public static let invalidHost = ErrorCode("invalid_host", http: 400, grpc: .invalidArgument)
+    /// Not valid HTTP/1.1.
+    public static let malformedRequest = ErrorCode("malformed_request", http: 400, grpc: .invalidArgument)
+    /// The request head is larger than the listener's max_header_bytes.
+    public static let headersTooLarge = ErrorCode("headers_too_large", http: 431, grpc: .invalidArgument)
+    /// No route matches.
+    public static let noRoute = ErrorCode("no_route", http: 404, grpc: .notFound)
+    /// A route matches the path, not the method.
+    public static let methodNotAllowed = ErrorCode("method_not_allowed", http: 405, grpc: .unimplemented)
+    /// Nothing at this admin path.
+    public static let notFound = ErrorCode("not_found", http: 404, grpc: .notFound)
+    /// The body could not be read (the client went away or broke the protocol mid-body).
+    public static let bodyReadFailed = ErrorCode("body_read_failed", http: 400, grpc: .invalidArgument)
+    /// The body is larger than the route's max_body_bytes.
+    public static let bodyTooLarge = ErrorCode("body_too_large", http: 413, grpc: .invalidArgument)
+    /// The proxy cannot pass this request on as it is.
+    public static let invalidRequest = ErrorCode("invalid_request", http: 400, grpc: .invalidArgument)
+
+    // MARK: Ingest rules
+
+    /// The rendered topic is not a destination of the route's sink.
+    public static let invalidTopic = ErrorCode("invalid_topic", http: 400, grpc: .invalidArgument)
+    /// The topic is valid but not among the route's topics_allowed.
+    public static let unknownTopic = ErrorCode("unknown_topic", http: 404, grpc: .notFound)
+    /// The request holds more than the route's max_events.
+    public static let tooManyEvents = ErrorCode("too_many_events", http: 413, grpc: .invalidArgument)
+    /// One event is larger than max_event_bytes (or than the backend takes).
+    public static let eventTooLarge = ErrorCode("event_too_large", http: 413, grpc: .invalidArgument)
+    /// An event (NDJSON line, JSON body) is not valid JSON.
+    public static let invalidJSON = ErrorCode("invalid_json", http: 400, grpc: .invalidArgument)
+    /// The route's key pointer finds an object, array or null.
+    public static let invalidKey = ErrorCode("invalid_key", http: 400, grpc: .invalidArgument)
+    /// The route takes keys from a JSON pointer, and the body is not JSON.
+    public static let jsonRequired = ErrorCode("json_required", http: 415, grpc: .invalidArgument)
+    /// The body holds no events.
+    public static let noEvents = ErrorCode("no_events", http: 400, grpc: .invalidArgument)
+    /// A record the backend would refuse for its format (a Zerobus record that is not one JSON
+    /// object or one protobuf message).
+    public static let invalidRecord = ErrorCode("invalid_record", http: 400, grpc: .invalidArgument)
+    /// A Kinesis partition key that is not 1 to 256 characters of UTF-8.
+    public static let invalidPartitionKey = ErrorCode("invalid_partition_key", http: 400, grpc: .invalidArgument)
+
+    // MARK: Policies
+
+    public static let unauthenticated = ErrorCode("unauthenticated", http: 401, grpc: .unauthenticated)
+    public static let forbidden = ErrorCode("forbidden", http: 403, grpc: .permissionDenied)
+    public static let corsRefused = ErrorCode("cors_refused", http: 403, grpc: .permissionDenied)
+    public static let rateLimited = ErrorCode("rate_limited", http: 429, grpc: .resourceExhausted, retryable: true)
+    /// A global rate limit whose store cannot be reached, with failure_mode: closed.
+    public static let rateLimitUnavailable = ErrorCode("rate_limit_unavailable", http: 503, grpc: .unavailable, retryable: true)
+
+    // MARK: Sinks (retryable unless the event itself is at fault)
+
+    /// The sink's queue stayed full past the route's max_wait.
+    public static let sinkSaturated = ErrorCode("sink_saturated", http: 503, grpc: .unavailable, retryable: true)
+    public static let sinkShuttingDown = ErrorCode("sink_shutting_down", http: 503, grpc: .unavailable, retryable: true)
+    /// The sink did not settle the event in time; it may still be delivered.
+    public static let deliveryUnconfirmed = ErrorCode("delivery_unconfirmed", http: 503, grpc: .unavailable, retryable: true)
+    /// Never handed to the sink: the request stopped before this event.
+    public static let notAttempted = ErrorCode("not_attempted", http: 503, grpc: .unavailable, retryable: true)
+    public static let fileWriteFailed = ErrorCode("file_write_failed", http: 500, grpc: .internal)
+    public static let kinesisTooManyStreams = ErrorCode("kinesis_too_many_streams", http: 503, grpc: .unavailable, retryable: true)
+    public static let zerobusUnavailable = ErrorCode("zerobus_unavailable", http: 503, grpc: .unavailable, retryable: true)
+    public static let zerobusDeliveryTimeout = ErrorCode("zerobus_delivery_timeout", http: 503, grpc: .unavailable, retryable: true)
+    public static let zerobusTooManyTables = ErrorCode("zerobus_too_many_tables", http: 503, grpc: .unavailable, retryable: true)
+
+    // MARK: Upstreams (proxy routes)
+
+    public static let noUpstream = ErrorCode("no_upstream", http: 503, grpc: .unavailable, retryable: true)
+    public static let upstreamOverloaded = ErrorCode("upstream_overloaded", http: 503, grpc: .unavailable, retryable: true)
+    public static let noHealthyUpstream = ErrorCode("no_healthy_upstream", http: 503, grpc: .unavailable, retryable: true)
+    public static let upstreamTimeout = ErrorCode("upstream_timeout", http: 504, grpc: .deadlineExceeded, retryable: true)
+    public static let upstreamUnavailable = ErrorCode("upstream_unavailable", http: 502, grpc: .unavailable, retryable: true)
+}
+
+extension DeliveryFailure {
+    /// An event's failure of a kind in the catalogue.
+    public init(_ code: ErrorCode, _ message: String) {
+        self.init(code: code.code, message: message, isRetryable: code.isRetryable, httpStatus: code.httpStatus)
+    }
+}

@@ -1,0 +1,169 @@
+import Logging
+import NIOCore
+import SluiceConfig
+import SluiceCore
+
+/// An ingest route bound to its sink: the rules every transport applies to a request — the
+/// topic and its checks, keys, headers, max_events, handing events to the sink within
+/// max_wait, and collecting every event's fate. HTTP and gRPC are adapters around it: they say
+/// where the topic, keys and events come from, and how the results are answered.
+public struct IngestPipeline: Sendable {
+    public let routeName: String
+    public let config: IngestConfig
+    public let sink: any Sink
+    let logger: Logger
+
+    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger) {
+        self.routeName = routeName
+        self.config = config
+        self.sink = sink
+        var logger = logger
+        logger[metadataKey: "route"] = "\(routeName)"
+        self.logger = logger
+    }
+
+    /// Why `topic` (the route's template, rendered) cannot be written through this route: the
+    /// sink's destination rules, then `topics_allowed`. Checked before any event is read.
+    public func problem(topic: String) -> IngestError? {
+        if let problem = self.sink.destinationProblem(topic) {
+            return IngestError(.invalidTopic, problem)
+        }
+        if let allowed = self.config.topicsAllowed, !allowed.contains(topic) {
+            return IngestError(.unknownTopic, "topic \"\(topic)\" is not served by this route")
+        }
+        return nil
+    }
+
+    /// The key of events that bring none and find none: the route's default key template (a
+    /// Kinesis sink's `partition_key` with parameters), rendered.
+    public func defaultKey(_ parameters: [String: String]) -> ByteBuffer? {
+        self.config.defaultKey.map { ByteBuffer(string: $0.render(parameters)) }
+    }
+
+    /// A request's events on their way to `topic`.
+    /// - Parameters:
+    ///   - requestKey: the key of every event without one (from a header or query parameter, or
+    ///     the default key); with a JSON-pointer key, the key of events the pointer finds nothing in.
+    ///   - headers: record headers for every event (`headers_to_kafka`); none keeps the events' own.
+    ///   - ack: what the answer waits for; gRPC answers every event's fate whatever the route says.
+    public func session(
+        topic: String, requestKey: ByteBuffer?, defaultKey: ByteBuffer?, headers: [EventHeader], ack: AckMode
+    ) -> IngestSession {
+        // With ack: accepted nobody waits for results: count, log failures, keep nothing per event.
+        let tracker =
+            ack == .accepted
+            ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
+            : DeliveryTracker()
+        return IngestSession(
+            pipeline: self, topic: topic, tracker: tracker, requestKey: requestKey, defaultKey: defaultKey, headers: headers)
+    }
+
+    private func logAcceptedFailure(topic: String) -> @Sendable (Int, DeliveryFailure) -> Void {
+        let logger = self.logger
+        let sink = self.sink.name
+        return { index, failure in
+            logger.error(
+                "event accepted with ack=accepted was not delivered",
+                metadata: ["sink": "\(sink)", "topic": "\(topic)", "event": "\(index)", "code": "\(failure.code)", "reason": "\(failure.message)"])
+        }
+    }
+}
+
+/// One request's events: keys and headers set, limits kept, handed to the sink, each event's
+/// fate collected in order.
+public struct IngestSession: Sendable {
+    public let pipeline: IngestPipeline
+    public let topic: String
+    public let tracker: DeliveryTracker
+    let requestKey: ByteBuffer?
+    let defaultKey: ByteBuffer?
+    let headers: [EventHeader]
+    /// Events handed to the sink (including any it refused).
+    public private(set) var sent = 0
+    /// Events the sink took into its queue.
+    public private(set) var queued = 0
+    /// Result slots taken: one per event sent or failed alone.
+    public private(set) var reserved = 0
+    /// Set when the sink's queue stayed full past max_wait: the request stops.
+    public private(set) var saturated: DeliveryFailure?
+    /// Set when the request broke a rule mid-way (too many events, a bad key): the request stops.
+    public private(set) var failure: IngestError?
+
+    /// Whether the request has stopped (saturated sink or broken rule).
+    public var isStopped: Bool { self.saturated != nil || self.failure != nil }
+
+    /// What the events not sent after a stop fail with.
+    public var stopFailure: DeliveryFailure {
+        self.saturated ?? self.failure?.deliveryFailure ?? .notAttempted
+    }
+
+    /// Sends `events` (and empties the array). Returns false when the request must stop.
+    /// `lines`: each event's NDJSON line, when the body is NDJSON.
+    public mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
+        defer { events.removeAll(keepingCapacity: true) }
+        guard !events.isEmpty, !self.isStopped else { return !self.isStopped }
+        let config = self.pipeline.config
+        if self.sent + events.count > config.maxEvents {
+            self.failure = .tooManyEvents(limit: config.maxEvents)
+            return false
+        }
+        eventLoop: for index in events.indices {
+            if events[index].key == nil {
+                if case .jsonPointer(let pointer)? = config.key {
+                    let found = events[index].value.withUnsafeReadableBytes { JSONScanner.scalar(at: pointer, in: $0) }
+                    switch found {
+                    case .value(let bytes):
+                        events[index].key = ByteBuffer(bytes: bytes)
+                    case .missing:
+                        events[index].key = self.defaultKey
+                    case .notScalar:
+                        let place = lines.map { "line \($0[index])" } ?? "event \(self.sent + index)"
+                        self.failure = IngestError(
+                            .invalidKey,
+                            "\(place): the key pointer points at an object, array or null; it must point at a string, number or boolean")
+                        // Send the events before this one; drop the rest of the request.
+                        events.removeSubrange(index...)
+                        break eventLoop
+                    }
+                } else {
+                    events[index].key = self.requestKey
+                }
+            }
+            if !self.headers.isEmpty { events[index].headers = self.headers }
+        }
+        guard !events.isEmpty else { return false }
+        let first = self.tracker.reserve(events.count)
+        self.reserved += events.count
+        // max_wait bounds each wait for room, not the whole (possibly long) upload.
+        let deadline = ContinuousClock.now + config.maxWait
+        let taken = await self.pipeline.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
+        self.sent += events.count
+        self.queued += taken
+        if taken < events.count {
+            self.saturated = .queueFull(sink: self.pipeline.sink.name)
+            return false
+        }
+        return self.failure == nil
+    }
+
+    /// Fails `count` events without sending them (an event too large among good ones, or every
+    /// event of a request whose topic is refused); the rest of the request goes on.
+    public mutating func fail(count: Int, with failure: DeliveryFailure) {
+        guard count > 0 else { return }
+        let first = self.tracker.reserve(count)
+        self.reserved += count
+        for slot in first..<(first + count) { self.tracker.complete(slot, with: .failed(failure)) }
+    }
+
+    /// Every event's fate, once known — or, for events the sink has not settled within its
+    /// settle timeout, `delivery_unconfirmed`. No event can be added after this.
+    public func results() async -> [DeliveryResult] {
+        self.tracker.seal()
+        return await self.tracker.results(settledBy: self.pipeline.sink)
+    }
+
+    /// Ends the request without waiting for results (ack: accepted).
+    public func seal() {
+        self.tracker.seal()
+    }
+}
