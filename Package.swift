@@ -190,6 +190,33 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Listener TLS: certificates chosen by SNI, ALPN, client certificates and their identity,
+        // certificate reload. Shared by the HTTP and gRPC listeners.
+        .target(
+            name: "SluiceTLS",
+            dependencies: [
+                "SluiceConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Connection admission every listener shares: the process-wide client connection cap
+        // (descriptor reserve), per-listener max_connections, the protocol-start timeout.
+        .target(
+            name: "SluiceConnections",
+            dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Listeners, HTTP/1.1 + h2c, router, the HTTP adapter of the ingest pipeline, the reverse proxy.
         .target(
             name: "SluiceHTTP",
@@ -197,6 +224,8 @@ let package = Package(
                 "SluiceCore",
                 "SluiceConfig",
                 "SluiceIngest",
+                "SluiceTLS",
+                "SluiceConnections",
                 "SluicePolicy",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -219,8 +248,9 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
-                "SluiceHTTP",
                 "SluiceIngest",
+                "SluiceTLS",
+                "SluiceConnections",
                 "SluicePolicy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -254,6 +284,8 @@ let package = Package(
                 "SluiceCore",
                 "SluiceConfig",
                 "SluiceConfigReader",
+                "SluiceTLS",
+                "SluiceConnections",
                 "SluiceHTTP",
                 "SluiceGRPC",
                 "SluiceAdmin",

@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 import ServiceLifecycle
 import SluiceConfig
 import SluiceCore
-import SluiceHTTP
+import SluiceTLS
+import SluiceConnections
 
 /// The gRPC listener: grpc-swift-2 over its NIO HTTP/2 transport, serving `sluice.v1.Ingest`
 /// and `grpc.health.v1.Health`.

@@ -5,10 +5,10 @@ import Logging
 import NIOCore
 import SluiceConfig
 import SluiceCore
-import SluiceHTTP
 import SluiceIngest
 import SluicePolicy
 import X509
+import SluiceTLS
 
 /// A gRPC route bound to its running sink.
 public struct GRPCIngestRoute: Sendable {

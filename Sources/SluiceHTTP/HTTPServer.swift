@@ -8,6 +8,8 @@ import NIOPosix
 import ServiceLifecycle
 import SluiceConfig
 import SluiceCore
+import SluiceTLS
+import SluiceConnections
 
 /// Answers requests; shared by every connection and stream of a listener.
 public protocol HTTPResponder: Sendable {

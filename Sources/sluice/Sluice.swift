@@ -15,6 +15,8 @@ import SluiceConfigReader
 import SluiceCore
 import SluiceGRPC
 import SluiceHTTP
+import SluiceTLS
+import SluiceConnections
 
 /// The kinds of sink this build can run: each connector registers one. Adding a connector is
 /// one line here (and its target in Package.swift).

@@ -55,7 +55,7 @@ public final class ListenerTLS: CertificateReloader, Sendable {
     }
 
     /// A handler for one new connection, with the current certificates.
-    func makeHandler() -> NIOSSLServerHandler {
+    public func makeHandler() -> NIOSSLServerHandler {
         NIOSSLServerHandler(context: self.loaded.withLockedValue { $0.context })
     }
 
@@ -154,7 +154,7 @@ public final class ListenerTLS: CertificateReloader, Sendable {
     }
 
     /// The verified client certificate of a connection, for policies.
-    static func clientIdentity(of channel: any Channel) -> TLSClientIdentity? {
+    public static func clientIdentity(of channel: any Channel) -> TLSClientIdentity? {
         guard let handler = try? channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
             let certificate = handler.peerCertificate
         else { return nil }
