@@ -510,6 +510,35 @@ def h2_session(payload, timeout=5.0):
     return h2_frames(data), closed
 
 
+def h2_reuse_closed_stream():
+    """A request on stream 1, its whole answer, then HEADERS on stream 1 again; returns
+    (frames received, closed). Waits past the listener's idle_timeout (3 s) for the close."""
+    s = connect(ARGS.port)
+    try:
+        s.sendall(PREFACE + frame(4, 0, 0) + frame(4, 1, 0) + frame(1, 0x5, 1, h2_request_headers()))
+        data = b""
+        deadline = time.time() + 5
+        s.settimeout(0.5)
+        # Until a HEADERS or DATA frame on stream 1 carries END_STREAM: stream 1 is closed.
+        while time.time() < deadline and not any(kind in (0, 1) and stream == 1 and flags & 0x1
+                                                  for kind, flags, stream, _ in h2_frames(data)):
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return h2_frames(data), True
+            data += chunk
+        try:
+            s.sendall(frame(1, 0x5, 1, h2_request_headers()))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        more, closed = read_all(s, 4.5)
+    finally:
+        s.close()
+    return h2_frames(data + more), closed
+
+
 def h2_one_request(block, body=None, timeout=3):
     """One request on stream 1; returns (:status, body bytes), or (None, b"") if it was reset."""
     import hpack
@@ -543,8 +572,10 @@ def h2_cases():
     frames, _ = h2_session(frame(1, 0x4, 1, h2_request_headers()) + frame(0, 0x1, 1, b"{}\n"), timeout=2)
     statuses = [f for f in frames if f[0] == 1 and f[2] == 1]
     record("h2: a valid request is answered (control)", bool(statuses), f"{[(f[0], f[2]) for f in frames]}")
-    # Stream id reuse: a second HEADERS on a closed stream -> connection error.
-    frames, closed = h2_session(frame(1, 0x5, 1, h2_request_headers()) + frame(1, 0x5, 1, h2_request_headers()), timeout=3)
+    # Stream id reuse: a second HEADERS on stream 1 once it is closed (answered) -> connection
+    # error (RFC 9113 5.1.1). Sent only after the answer: while stream 1 is still half-closed it
+    # would be a stream error (RST_STREAM) and the connection rightly stays up.
+    frames, closed = h2_reuse_closed_stream()
     record("h2: stream id reuse ends the connection", goaway_error(frames) in (None, 1, 5) and closed,
            f"goaway={goaway_error(frames)} closed={closed}")
     # Even stream id from a client.
