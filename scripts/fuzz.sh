@@ -24,7 +24,7 @@ declare -A SOURCES=(
     [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" request_target ndjson resp kinesis_response zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" json_scanner request_target ndjson resp kinesis_response zerobus_record jwt config "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

@@ -76,16 +76,7 @@ public struct HTTPRequest: Sendable {
 
     /// The first value of a query parameter, percent-decoded ('+' is a space).
     public func queryParameter(_ name: String) -> String? {
-        guard let query = self.query else { return nil }
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = percentDecode(parts[0].utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 })
-            if key == name {
-                guard parts.count == 2 else { return "" }
-                return percentDecode(parts[1].utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 })
-            }
-        }
-        return nil
+        self.query.flatMap { QueryString.firstValue(of: name, in: $0) }
     }
 }
 

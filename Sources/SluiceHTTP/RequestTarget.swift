@@ -1,4 +1,4 @@
-import SluiceIngest
+import SluiceCore
 
 /// The request target (RFC 9112 3.2) in the one canonical form that routing, policies and the
 /// upstream all see.
@@ -108,7 +108,7 @@ public struct RequestTarget: Sendable, Equatable {
         while i < raw.endIndex {
             let byte = raw[i]
             if byte == UInt8(ascii: "%") {
-                guard i + 2 < raw.endIndex, let high = JSONScanner.hexValue(raw[i + 1]), let low = JSONScanner.hexValue(raw[i + 2]) else {
+                guard i + 2 < raw.endIndex, let high = PercentEncoding.hexValue(raw[i + 1]), let low = PercentEncoding.hexValue(raw[i + 2]) else {
                     return .failure(Problem(message: "the path holds a malformed percent escape"))
                 }
                 let value = high << 4 | low

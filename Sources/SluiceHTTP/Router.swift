@@ -1,5 +1,5 @@
 import SluiceConfig
-import SluiceIngest
+import SluiceCore
 
 /// What the router needs to know about a request.
 public struct RouteRequest: Sendable {
@@ -74,7 +74,7 @@ public struct Router<Target: Sendable>: Sendable {
                 case .literal(let literal):
                     guard literal.utf8.elementsEqual(part) else { return nil }
                 case .parameter(let name):
-                    guard !part.isEmpty, let value = percentDecode(part) else { return nil }
+                    guard !part.isEmpty, let value = PercentEncoding.decode(part) else { return nil }
                     parameters[name] = value
                 }
             }
@@ -94,23 +94,4 @@ public struct Router<Target: Sendable>: Sendable {
         }
         return host == pattern
     }
-}
-
-/// Decodes %XX escapes; nil for malformed escapes or invalid UTF-8.
-func percentDecode<C: Collection>(_ bytes: C) -> String? where C.Element == UInt8 {
-    guard bytes.contains(UInt8(ascii: "%")) else { return String(decoding: bytes, as: UTF8.self) }
-    var out: [UInt8] = []
-    out.reserveCapacity(bytes.count)
-    var iterator = bytes.makeIterator()
-    while let byte = iterator.next() {
-        guard byte == UInt8(ascii: "%") else {
-            out.append(byte)
-            continue
-        }
-        guard let high = iterator.next().flatMap(JSONScanner.hexValue), let low = iterator.next().flatMap(JSONScanner.hexValue) else {
-            return nil
-        }
-        out.append(high << 4 | low)
-    }
-    return String(validating: out, as: UTF8.self)
 }

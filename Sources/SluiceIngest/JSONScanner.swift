@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// A validating JSON scanner that works on raw bytes without building a document:
 /// it finds where values start and end, so events keep the producer's exact bytes.
 public struct JSONScanner {
@@ -178,7 +180,7 @@ public struct JSONScanner {
                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     i += 2
                 case UInt8(ascii: "u"):
-                    guard i + 5 < b.count, (2...5).allSatisfy({ Self.hexValue(b[i + $0]) != nil }) else {
+                    guard i + 5 < b.count, (2...5).allSatisfy({ PercentEncoding.hexValue(b[i + $0]) != nil }) else {
                         throw SyntaxError(offset: i, message: "invalid \\u escape in string")
                     }
                     i += 6
@@ -356,19 +358,9 @@ public struct JSONScanner {
         guard at + 4 <= self.bytes.count else { return nil }
         var value: UInt32 = 0
         for k in 0..<4 {
-            guard let digit = Self.hexValue(self.bytes[at + k]) else { return nil }
+            guard let digit = PercentEncoding.hexValue(self.bytes[at + k]) else { return nil }
             value = value << 4 | UInt32(digit)
         }
         return value
-    }
-
-    /// The value of an ASCII hex digit.
-    public static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -47,16 +47,9 @@ public struct PolicyRequest: Sendable {
         return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 
-    /// The first value of a query parameter (percent-decoded).
+    /// The first value of a query parameter, read as the route reads it (`QueryString`).
     public func queryParameter(_ name: String) -> String? {
-        guard let query else { return nil }
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts[0] == name[...] else { continue }
-            let value = parts.count > 1 ? String(parts[1]).replacingOccurrences(of: "+", with: " ") : ""
-            return value.removingPercentEncoding ?? value
-        }
-        return nil
+        self.query.flatMap { QueryString.firstValue(of: name, in: $0) }
     }
 }
 

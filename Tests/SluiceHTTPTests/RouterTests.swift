@@ -87,11 +87,4 @@ import Testing
             return
         }
     }
-
-    @Test func percentDecoding() {
-        #expect(percentDecode(Array("a%2Fb".utf8)) == "a/b")
-        #expect(percentDecode(Array("%zz".utf8)) == nil)
-        #expect(percentDecode(Array("%C3%A9".utf8)) == "é")
-        #expect(percentDecode(Array("%FF".utf8)) == nil)
-    }
 }

@@ -1,5 +1,5 @@
 // libFuzzer target: JSONScanner (NDJSON/JSON validation, array splitting, JSON-pointer keys).
-// Built with Sources/SluiceIngest/JSONScanner.swift by scripts/fuzz.sh.
+// Built with Sources/SluiceIngest/JSONScanner.swift against the debug build (SluiceCore) by scripts/fuzz.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -1,5 +1,5 @@
 // libFuzzer target: RequestTarget (canonical paths) and HeaderFieldCheck.
-// Built with Sources/SluiceHTTP/RequestTarget.swift against the debug build (JSONScanner) by scripts/fuzz.sh.
+// Built with Sources/SluiceHTTP/RequestTarget.swift against the debug build (SluiceCore) by scripts/fuzz.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
