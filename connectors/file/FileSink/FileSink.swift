@@ -22,14 +22,14 @@ public final class FileSink: Sink, Service {
     /// Lines handed to the writer queue and not yet written (and fsynced).
     public let budget: InFlightBudget
 
-    public init(name: String, config: FileSinkConfig, budget: InFlightBudget, logger: Logger) throws {
-        self.name = name
+    public init(config: FileSinkConfig, context: SinkContext) throws {
+        self.name = context.name
         self.config = config
-        var logger = logger
-        logger[metadataKey: "sink"] = "\(name)"
+        var logger = context.logger
+        logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
-        self.budget = budget
-        self.queue = DispatchQueue(label: "sluice.file-sink.\(name)")
+        self.budget = context.budget
+        self.queue = DispatchQueue(label: "sluice.file-sink.\(context.name)")
         self.writer = SegmentWriterBox(try SegmentWriter(directory: config.directory, segmentBytes: config.segmentBytes))
     }
 

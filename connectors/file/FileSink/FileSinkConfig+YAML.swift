@@ -6,7 +6,7 @@ import Yams
 extension FileSink {
     /// `file:` under a sink: NDJSON segment files in a directory of its own.
     public static let kind = SinkKind(key: "file", read: FileSinkConfig.read) { config, context in
-        try FileSink(name: context.name, config: config, budget: context.budget, logger: context.logger)
+        try FileSink(config: config, context: context)
     }
 }
 

@@ -13,6 +13,10 @@ import Testing
 
     static func budget() -> InFlightBudget { InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000) }
 
+    static func context(_ name: String) -> SinkContext {
+        SinkContext(name: name, budget: Self.budget(), flushTimeout: .seconds(5), logger: Logger(label: "t"), environment: [:])
+    }
+
     static func write(_ sink: FileSink, _ events: [Event], topic: String = "t") async -> [DeliveryResult] {
         let tracker = DeliveryTracker()
         let first = tracker.reserve(events.count)
@@ -31,7 +35,7 @@ import Testing
     @Test func writesOneLinePerEventAndReportsOffsets() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+        let sink = try FileSink(config: FileSinkConfig(directory: directory), context: Self.context("f"))
         let results = await Self.write(sink, [
             Event(value: ByteBuffer(string: "{\"a\":\n 1}"), key: ByteBuffer(string: "k\"1"), headers: [EventHeader(name: "h", value: "v")], valueIsJSON: true),
             Event(value: ByteBuffer(bytes: [0, 1, 2, 255])),
@@ -51,7 +55,7 @@ import Testing
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+            let sink = try FileSink(config: FileSinkConfig(directory: directory), context: Self.context("f"))
             _ = await Self.write(sink, (0..<3).map { Event(value: ByteBuffer(string: "\($0)"), valueIsJSON: true) })
             await sink.shutdown()
         }
@@ -62,7 +66,7 @@ import Testing
         handle.write(Data(#"{"ts":1,"topic":"#.utf8))
         handle.closeFile()
 
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+        let sink = try FileSink(config: FileSinkConfig(directory: directory), context: Self.context("f"))
         let results = await Self.write(sink, [Event(value: ByteBuffer(string: "3"), valueIsJSON: true)])
         #expect(results == [.delivered(DeliveryReceipt(partition: 0, offset: 3))])
         #expect(try Self.lines(in: directory).count == 4)
@@ -72,9 +76,9 @@ import Testing
     @Test func aSecondWriterOnTheSameDirectoryIsRefused() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try FileSink(name: "a", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+        let first = try FileSink(config: FileSinkConfig(directory: directory), context: Self.context("a"))
         do {
-            _ = try FileSink(name: "b", config: FileSinkConfig(directory: directory), budget: Self.budget(), logger: Logger(label: "t"))
+            _ = try FileSink(config: FileSinkConfig(directory: directory), context: Self.context("b"))
             Issue.record("two sinks must not append to the same segments")
         } catch let error as FileSinkError {
             #expect(error.description.contains("another Sluice"))
@@ -85,7 +89,7 @@ import Testing
     @Test func rotatesSegmentsBySizeAndNamesThemByFirstOffset() async throws {
         let directory = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let sink = try FileSink(name: "f", config: FileSinkConfig(directory: directory, segmentBytes: 4096, fsync: .never), budget: Self.budget(), logger: Logger(label: "t"))
+        let sink = try FileSink(config: FileSinkConfig(directory: directory, segmentBytes: 4096, fsync: .never), context: Self.context("f"))
         let payload = String(repeating: "x", count: 1000)
         for _ in 0..<10 {
             _ = await Self.write(sink, [Event(value: ByteBuffer(string: payload))])

@@ -39,14 +39,14 @@ public final class KafkaSink: Sink, Service {
         var closed = false
     }
 
-    /// - Parameter budget: the sink's in-flight budget; each event holds its share from
-    ///   `enqueue` until its delivery report.
-    public init(name: String, config: KafkaSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger) throws {
-        self.name = name
-        var logger = logger
-        logger[metadataKey: "sink"] = "\(name)"
+    /// Each event holds its share of `context.budget` from `enqueue` until its delivery report.
+    public init(config: KafkaSinkConfig, context: SinkContext) throws {
+        self.name = context.name
+        var logger = context.logger
+        logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
-        self.flushTimeout = flushTimeout
+        self.flushTimeout = context.flushTimeout
+        let budget = context.budget
         self.budget = budget
         self.settleTimeout = config.deliveryTimeout
         let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)

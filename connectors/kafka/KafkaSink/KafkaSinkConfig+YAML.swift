@@ -5,7 +5,7 @@ import Yams
 extension KafkaSink {
     /// `kafka:` under a sink: a librdkafka producer.
     public static let kind = SinkKind(key: "kafka", read: KafkaSinkConfig.read) { config, context in
-        try KafkaSink(name: context.name, config: config, budget: context.budget, flushTimeout: context.flushTimeout, logger: context.logger)
+        try KafkaSink(config: config, context: context)
     }
 }
 

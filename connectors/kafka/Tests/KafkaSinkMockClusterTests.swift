@@ -15,7 +15,9 @@ import Testing
             bootstrapServers: ["127.0.0.1:1"],
             properties: [KafkaProperty("test.mock.num.brokers", "1")] + extra,
             deliveryTimeout: deliveryTimeout)
-        return try KafkaSink(name: "mock", config: config, budget: budget, flushTimeout: .seconds(2), logger: Logger(label: "test"))
+        return try KafkaSink(
+            config: config,
+            context: SinkContext(name: "mock", budget: budget, flushTimeout: .seconds(2), logger: Logger(label: "test"), environment: [:]))
     }
 
     @Test func deliversEveryEventWithItsOffsetInOrder() async throws {

@@ -37,17 +37,15 @@ public final class KinesisSink: Sink, Service {
     static let maxStreams = 1024
     private let pumps = WorkerRegistry<StreamPump>(limit: maxStreams)
 
-    public init(
-        name: String, config: KinesisSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws {
-        self.name = name
-        var logger = logger
-        logger[metadataKey: "sink"] = "\(name)"
+    public init(config: KinesisSinkConfig, context: SinkContext) throws {
+        self.name = context.name
+        var logger = context.logger
+        logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
-        self.budget = budget
-        self.flushTimeout = flushTimeout
+        self.budget = context.budget
+        self.flushTimeout = context.flushTimeout
+        let environment = context.environment
         // An in-flight answer arrives within the request timeout of the delivery deadline.
         self.settleTimeout = config.deliveryTimeout + config.requestTimeout
 

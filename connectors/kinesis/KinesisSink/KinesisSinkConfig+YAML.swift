@@ -6,7 +6,7 @@ import Yams
 extension KinesisSink {
     /// `kinesis:` under a sink: PutRecords to one stream (or one per route), SigV4-signed.
     public static let kind = SinkKind(key: "kinesis", read: KinesisSinkConfig.read) { config, context in
-        try KinesisSink(name: context.name, config: config, budget: context.budget, flushTimeout: context.flushTimeout, logger: context.logger)
+        try KinesisSink(config: config, context: context)
     }
 }
 

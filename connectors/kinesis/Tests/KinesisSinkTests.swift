@@ -13,13 +13,13 @@ struct KinesisSinkTests {
     /// retryable connection error, so an immediate non-retryable answer proves nothing was sent.
     static func sink() throws -> KinesisSink {
         try KinesisSink(
-            name: "k",
             config: KinesisSinkConfig(
                 region: "us-east-1", endpoint: URL(string: "http://127.0.0.1:9")!,
                 credentials: .static(accessKeyID: .literal("AKID"), secretAccessKey: .environment("S"), sessionToken: nil),
                 deliveryTimeout: .seconds(30)),
-            budget: InFlightBudget(maxBytes: 64 << 20, maxEvents: 1000), flushTimeout: .seconds(1), logger: Logger(label: "test"),
-            environment: ["S": "secret"])
+            context: SinkContext(
+                name: "k", budget: InFlightBudget(maxBytes: 64 << 20, maxEvents: 1000), flushTimeout: .seconds(1), logger: Logger(label: "test"),
+                environment: ["S": "secret"]))
     }
 
     @Test func eventsOverTheServiceLimitsAreRefusedBeforeSending() async throws {

@@ -35,17 +35,15 @@ public final class ZerobusSink: Sink, Service {
     static let maxTables = 256
     private let streams = WorkerRegistry<TableStream>(limit: maxTables)
 
-    public init(
-        name: String, config: ZerobusSinkConfig, budget: InFlightBudget, flushTimeout: Duration, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws {
-        self.name = name
-        var logger = logger
-        logger[metadataKey: "sink"] = "\(name)"
+    public init(config: ZerobusSinkConfig, context: SinkContext) throws {
+        self.name = context.name
+        var logger = context.logger
+        logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
-        self.budget = budget
-        self.flushTimeout = flushTimeout
+        self.budget = context.budget
+        self.flushTimeout = context.flushTimeout
+        let environment = context.environment
         // The ticker fails overdue events within a quarter second of their deadline.
         self.settleTimeout = config.deliveryTimeout + .seconds(1)
 

@@ -6,7 +6,7 @@ import Yams
 extension ZerobusSink {
     /// `zerobus:` under a sink: one ingest stream per table over gRPC.
     public static let kind = SinkKind(key: "zerobus", read: ZerobusSinkConfig.read) { config, context in
-        try ZerobusSink(name: context.name, config: config, budget: context.budget, flushTimeout: context.flushTimeout, logger: context.logger)
+        try ZerobusSink(config: config, context: context)
     }
 }
 
