@@ -12,7 +12,9 @@ public enum PercentEncoding {
         }
     }
 
-    /// Decodes %XX escapes; nil for a malformed escape or invalid UTF-8.
+    /// Decodes %XX escapes; nil for a malformed escape or invalid UTF-8. Inlinable: the router
+    /// calls it for every path parameter, and unspecialized it would go through witness tables.
+    @inlinable
     public static func decode<C: Collection>(_ bytes: C) -> String? where C.Element == UInt8 {
         guard bytes.contains(UInt8(ascii: "%")) else { return String(validating: bytes, as: UTF8.self) }
         var out: [UInt8] = []
