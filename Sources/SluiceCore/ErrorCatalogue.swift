@@ -117,6 +117,59 @@ extension ErrorCode {
     public static let upstreamUnavailable = ErrorCode("upstream_unavailable", http: 502, grpc: .unavailable, retryable: true)
 }
 
+extension ErrorCode {
+    /// Every code of the catalogue, to look one up by the name a failure carries.
+    public static let all: [ErrorCode] = [
+        .invalidPath,
+        .invalidHeader,
+        .invalidHost,
+        .malformedRequest,
+        .headersTooLarge,
+        .noRoute,
+        .methodNotAllowed,
+        .notFound,
+        .bodyReadFailed,
+        .bodyTooLarge,
+        .invalidRequest,
+        .invalidTopic,
+        .unknownTopic,
+        .tooManyEvents,
+        .eventTooLarge,
+        .invalidJSON,
+        .invalidKey,
+        .jsonRequired,
+        .noEvents,
+        .invalidRecord,
+        .invalidPartitionKey,
+        .unauthenticated,
+        .forbidden,
+        .corsRefused,
+        .rateLimited,
+        .rateLimitUnavailable,
+        .sinkSaturated,
+        .sinkShuttingDown,
+        .deliveryUnconfirmed,
+        .notAttempted,
+        .fileWriteFailed,
+        .kinesisTooManyStreams,
+        .zerobusUnavailable,
+        .zerobusDeliveryTimeout,
+        .zerobusTooManyTables,
+        .noUpstream,
+        .upstreamOverloaded,
+        .noHealthyUpstream,
+        .upstreamTimeout,
+        .upstreamUnavailable,
+    ]
+
+    private static let byName = Dictionary(uniqueKeysWithValues: Self.all.map { ($0.code, $0) })
+
+    /// The catalogue's entry for `code`; nil for a backend's own code (`kafka_…`).
+    public static func named(_ code: String) -> ErrorCode? {
+        Self.byName[code]
+    }
+}
+
 extension DeliveryFailure {
     /// An event's failure of a kind in the catalogue.
     public init(_ code: ErrorCode, _ message: String) {

@@ -153,8 +153,15 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             throw RPCError(code: .unavailable, message: "\(first.message) (retry later)")
         }
         if failures.allSatisfy({ !$0.isRetryable && $0.httpStatus < 500 }) {
-            throw RPCError(code: first.code == ErrorCode.unknownTopic.code ? .notFound : .invalidArgument, message: first.message)
+            // The catalogue's gRPC status for the code; a backend's own code is the request's fault.
+            let status = ErrorCode.named(first.code)?.grpcStatus ?? .invalidArgument
+            throw RPCError(code: Self.rpcCode(status), message: first.message)
         }
+    }
+
+    /// grpc-swift's code for a catalogue status.
+    static func rpcCode(_ status: GRPCStatusCode) -> RPCError.Code {
+        Status.Code(rawValue: status.rawValue).flatMap { RPCError.Code($0) } ?? .internalError
     }
 
     // MARK: - Routing
