@@ -1,9 +1,10 @@
 // libFuzzer target: the Kinesis sink's PutRecords answer reader (PutRecordsResponseReader.swift),
-// checked against Foundation's JSON parser: what the reader accepts is a JSON document whose
-// Records it read exactly; an answer Foundation reads and writes back, the reader reads the same
-// (it never turns a good answer into a failed batch).
+// checked against JSON's grammar and Foundation's parser: what the reader accepts is valid JSON
+// whose Records (when Foundation reads them) it read exactly; an answer Foundation reads and
+// writes back, the reader reads the same (it never turns a good answer into a failed batch).
 import Foundation
 import NIOCore
+@testable import SluiceIngest  // the debug build is compiled for testing: JSONScanner.validate
 
 func flatStrings(_ object: Any) -> [String: String]? {
     guard let record = object as? [String: Any] else { return nil }
@@ -40,7 +41,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let read = PutRecordsResponseReader.records(ByteBuffer(bytes: bytes))
     let foundation = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
     if let read {
-        guard let foundation else { preconditionFailure("the reader accepted what is not a JSON object") }
+        // RFC 8259's grammar (Sluice's own validator): Foundation alone would not do, it also
+        // refuses numbers out of Double's range (5e88888), which JSON allows and the reader skips.
+        let valid: Bool
+        do throws(JSONScanner.SyntaxError) {
+            try JSONScanner.validate(bytes)
+            valid = true
+        } catch {
+            valid = false
+        }
+        precondition(valid, "the reader accepted what is not JSON")
+        guard let foundation else { return 0 }
         guard let list = foundation["Records"] as? [Any] else { preconditionFailure("the reader found Records Foundation did not") }
         precondition(list.count == read.count, "record counts differ")
         for (mine, theirs) in zip(read, list) {
