@@ -120,6 +120,23 @@ public final class ConfigReader {
         return url
     }
 
+    /// A sink's default destination (a Kinesis stream, a Zerobus table): a template whose
+    /// `{param}`s routes fill in; a fixed one must already pass the kind's `problem` check.
+    public func destinationTemplate(_ node: Node?, _ path: String, problem: (String) -> String?) -> String? {
+        guard let text = self.nonEmptyString(node, path) else { return nil }
+        switch ParameterTemplate.parse(text) {
+        case .success(let template):
+            if let fixed = template.fixedValue, let message = problem(fixed) {
+                self.error(path, message)
+                return nil
+            }
+            return text
+        case .failure(let error):
+            self.error(path, error.message)
+            return nil
+        }
+    }
+
     /// A path to a file that can be read now (reported otherwise).
     public func readableFile(_ node: Node?, _ path: String) -> String? {
         guard let file = self.nonEmptyString(node, path) else { return nil }

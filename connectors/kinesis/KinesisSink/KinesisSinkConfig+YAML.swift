@@ -33,18 +33,8 @@ extension KinesisSinkConfig: SinkSettings {
             ok = false
         }
         var config = KinesisSinkConfig(region: region ?? "")
-        if let (n, p) = fields["stream"], let text = r.nonEmptyString(n, p) {
-            switch ParameterTemplate.parse(text) {
-            case .success(let template):
-                if let fixed = template.fixedValue, let problem = KinesisSinkConfig.streamProblem(fixed) {
-                    r.error(p, problem)
-                    ok = false
-                }
-                config.stream = text
-            case .failure(let error):
-                r.error(p, error.message)
-                ok = false
-            }
+        if let (n, p) = fields["stream"] {
+            if let stream = r.destinationTemplate(n, p, problem: KinesisSinkConfig.streamProblem) { config.stream = stream } else { ok = false }
         }
         if let (n, p) = fields["endpoint"] {
             if let url = r.httpURL(n, p, example: "https://kinesis.us-east-1.amazonaws.com") { config.endpoint = url } else { ok = false }

@@ -45,18 +45,8 @@ extension ZerobusSinkConfig: SinkSettings {
         guard let endpoint, let workspace, let clientID, let secret else { return nil }
         var config = ZerobusSinkConfig(endpoint: endpoint, workspaceURL: workspace, clientID: clientID, clientSecret: secret)
         if let (n, p) = fields["workspace_id"], let text = r.nonEmptyString(n, p) { config.workspaceID = text }
-        if let (n, p) = fields["table"], let text = r.nonEmptyString(n, p) {
-            switch ParameterTemplate.parse(text) {
-            case .success(let template):
-                if let fixed = template.fixedValue, let problem = ZerobusSinkConfig.tableProblem(fixed) {
-                    r.error(p, problem)
-                    ok = false
-                }
-                config.table = text
-            case .failure(let error):
-                r.error(p, error.message)
-                ok = false
-            }
+        if let (n, p) = fields["table"] {
+            if let table = r.destinationTemplate(n, p, problem: ZerobusSinkConfig.tableProblem) { config.table = table } else { ok = false }
         }
         let recordType = fields["record_type"].flatMap { r.string($0.0, $0.1) } ?? "json"
         switch recordType {
