@@ -16,131 +16,63 @@ public final class InFlightBudget: Sendable {
     public let maxBytes: Int
     public let maxEvents: Int
 
-    private struct Waiter {
-        var id: UInt64
-        var bytes: Int
-        var events: Int
-        var continuation: CheckedContinuation<Bool, Never>
-        var timer: Task<Void, Never>?
-    }
-
-    private struct State {
+    struct Amounts: FIFOCapacity {
+        let maxBytes: Int
+        let maxEvents: Int
         var bytes = 0
         var events = 0
-        var waiters: [Waiter] = []
-        var nextID: UInt64 = 0
 
-        func fits(bytes: Int, events: Int, maxBytes: Int, maxEvents: Int) -> Bool {
-            (self.bytes == 0 && self.events == 0) || (self.bytes + bytes <= maxBytes && self.events + events <= maxEvents)
+        mutating func take(_ amount: (bytes: Int, events: Int)) -> Bool {
+            guard (self.bytes == 0 && self.events == 0)
+                || (self.bytes + amount.bytes <= self.maxBytes && self.events + amount.events <= self.maxEvents)
+            else { return false }
+            self.bytes += amount.bytes
+            self.events += amount.events
+            return true
         }
+
+        mutating func give(_ amount: (bytes: Int, events: Int)) {
+            self.bytes -= amount.bytes
+            self.events -= amount.events
+            assert(self.bytes >= 0 && self.events >= 0, "released more than was acquired")
+        }
+
+        /// The low watermark: half the budget.
+        var admitsWaiters: Bool { self.bytes <= self.maxBytes / 2 && self.events <= self.maxEvents / 2 }
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let queue: FIFOWaitQueue<Amounts>
 
     public init(maxBytes: Int, maxEvents: Int) {
         precondition(maxBytes > 0 && maxEvents > 0, "an in-flight budget must allow something")
         self.maxBytes = maxBytes
         self.maxEvents = maxEvents
+        self.queue = FIFOWaitQueue(Amounts(maxBytes: maxBytes, maxEvents: maxEvents))
     }
 
     /// Bytes and events currently in flight.
     public var inFlight: (bytes: Int, events: Int) {
-        self.state.withLockedValue { ($0.bytes, $0.events) }
+        self.queue.withCapacity { ($0.bytes, $0.events) }
     }
 
     /// Requests waiting for budget.
     public var waiting: Int {
-        self.state.withLockedValue { $0.waiters.count }
+        self.queue.waiting
     }
 
     /// Takes the amount if it fits now and nobody is waiting ahead.
     public func tryAcquire(bytes: Int, events: Int = 1) -> Bool {
-        self.state.withLockedValue { state in
-            guard state.waiters.isEmpty, state.fits(bytes: bytes, events: events, maxBytes: self.maxBytes, maxEvents: self.maxEvents) else {
-                return false
-            }
-            state.bytes += bytes
-            state.events += events
-            return true
-        }
+        self.queue.tryTake((bytes, events))
     }
 
     /// Takes the amount, waiting for room until `deadline`. Returns false if the deadline passed
     /// (or the task was cancelled) first; nothing is taken then.
     public func acquire(bytes: Int, events: Int = 1, deadline: ContinuousClock.Instant) async -> Bool {
-        if self.tryAcquire(bytes: bytes, events: events) { return true }
-        let id = self.state.withLockedValue { state in
-            defer { state.nextID += 1 }
-            return state.nextID
-        }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                // nil: now waiting; true/false: answered at once.
-                let answer = self.state.withLockedValue { state -> Bool? in
-                    if state.waiters.isEmpty, state.fits(bytes: bytes, events: events, maxBytes: self.maxBytes, maxEvents: self.maxEvents) {
-                        state.bytes += bytes
-                        state.events += events
-                        return true
-                    }
-                    // Checked under the lock: a cancellation handler that already ran found no waiter.
-                    if Task.isCancelled { return false }
-                    state.waiters.append(Waiter(id: id, bytes: bytes, events: events, continuation: continuation))
-                    return nil
-                }
-                if let answer {
-                    continuation.resume(returning: answer)
-                    return
-                }
-                let timer = Task { [weak self] in
-                    try? await Task.sleep(until: deadline, clock: .continuous)
-                    self?.expire(id)
-                }
-                let stillWaiting = self.state.withLockedValue { state -> Bool in
-                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return false }
-                    state.waiters[index].timer = timer
-                    return true
-                }
-                if !stillWaiting { timer.cancel() }
-            }
-        } onCancel: {
-            self.expire(id)
-        }
+        await self.queue.take((bytes, events), deadline: deadline)
     }
 
     /// Gives back what an event (or batch) took, and lets waiters in that now fit.
     public func release(bytes: Int, events: Int = 1) {
-        let granted: [Waiter] = self.state.withLockedValue { state in
-            state.bytes -= bytes
-            state.events -= events
-            assert(state.bytes >= 0 && state.events >= 0, "released more than was acquired")
-            var granted: [Waiter] = []
-            guard !state.waiters.isEmpty, state.bytes <= self.maxBytes / 2, state.events <= self.maxEvents / 2 else {
-                return granted
-            }
-            while let first = state.waiters.first,
-                state.fits(bytes: first.bytes, events: first.events, maxBytes: self.maxBytes, maxEvents: self.maxEvents)
-            {
-                state.bytes += first.bytes
-                state.events += first.events
-                granted.append(state.waiters.removeFirst())
-            }
-            return granted
-        }
-        for waiter in granted {
-            waiter.timer?.cancel()
-            waiter.continuation.resume(returning: true)
-        }
-    }
-
-    private func expire(_ id: UInt64) {
-        let waiter: Waiter? = self.state.withLockedValue { state in
-            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.waiters.remove(at: index)
-        }
-        guard let waiter else { return }
-        waiter.timer?.cancel()
-        waiter.continuation.resume(returning: false)
-        // The expired waiter may have been blocking smaller ones behind it.
-        self.release(bytes: 0, events: 0)
+        self.queue.give((bytes, events))
     }
 }

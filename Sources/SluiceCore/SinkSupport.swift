@@ -2,48 +2,6 @@ import NIOConcurrencyHelpers
 
 // Pieces the batching sinks (Kinesis, Zerobus) share.
 
-extension InFlightBudget {
-    /// Takes budget for each event in turn and hands what it has budget for to the sink in chunks
-    /// of `chunk` — and before any wait, or the wait could be for this request's own events.
-    ///
-    /// - Parameters:
-    ///   - entry: the event as the sink's entry (holding `event.size` bytes of budget), or nil when
-    ///     the event cannot be sent (the closure has completed its slot as failed).
-    ///   - hand: takes entries that hold budget; from then on the sink completes them.
-    /// - Returns: how many events were queued; the rest (after a wait that hit `deadline`) have been
-    ///   completed as `sink_saturated`.
-    /// Inlinable: the sinks call it per event with their own entry type; unspecialized, every
-    /// entry copy went through value witnesses (seen in perf).
-    @inlinable
-    public func admit<Entry>(
-        _ events: [Event], tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant, sink: String, chunk: Int,
-        entry: (_ slot: Int, _ event: Event) -> Entry?, hand: ([Entry]) async -> Void
-    ) async -> Int {
-        var entries: [Entry] = []
-        for (index, event) in events.enumerated() {
-            guard let next = entry(firstIndex + index, event) else { continue }
-            let size = event.size
-            if !self.tryAcquire(bytes: size) {
-                if !entries.isEmpty {
-                    await hand(entries)
-                    entries.removeAll()
-                }
-                guard await self.acquire(bytes: size, deadline: deadline) else {
-                    for rest in index..<events.count { tracker.complete(firstIndex + rest, with: .failed(.queueFull(sink: sink))) }
-                    return index
-                }
-            }
-            entries.append(next)
-            if entries.count >= chunk {
-                await hand(entries)
-                entries.removeAll()
-            }
-        }
-        if !entries.isEmpty { await hand(entries) }
-        return events.count
-    }
-}
-
 /// Runs `body`, waiting at most `limit`: true if it finished in time. On time-out the caller goes
 /// on while `body` keeps running (a drain that waits on continuations cannot be cancelled; the
 /// caller then fails what is left, which lets it finish).

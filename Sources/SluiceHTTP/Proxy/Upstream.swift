@@ -7,6 +7,7 @@ import NIOPosix
 import NIOSSL
 import ServiceLifecycle
 import SluiceConfig
+import SluiceCore
 
 /// A running upstream: its endpoints with their health, the pooled HTTP client that reaches
 /// them, load balancing, circuit breaking (request slots and a bounded wait for them), active
@@ -20,6 +21,8 @@ public final class Upstream: Service, Sendable {
     let scheme: String
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
+    /// Request slots (circuit breaking): the requests in progress and those waiting for one.
+    private let slots: FIFOWaitQueue<RequestSlots>
     private let now: @Sendable () -> ContinuousClock.Instant
 
     struct Endpoint {
@@ -40,10 +43,7 @@ public final class Upstream: Service, Sendable {
     struct State {
         var endpoints: [Endpoint]
         var roundRobin = 0
-        var activeRequests = 0
         var activeRetries = 0
-        var waiters: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
-        var nextWaiterID: UInt64 = 0
         var random = SystemRandomNumberGenerator()
     }
 
@@ -61,6 +61,7 @@ public final class Upstream: Service, Sendable {
         let scheme = self.scheme
         self.state = NIOLockedValueBox(
             State(endpoints: config.endpoints.map { Endpoint(address: $0, origin: "\(scheme)://\($0)") }))
+        self.slots = FIFOWaitQueue(RequestSlots(max: config.limits.maxRequests))
 
         var client = HTTPClient.Configuration()
         client.redirectConfiguration = .disallow
@@ -191,63 +192,40 @@ public final class Upstream: Service, Sendable {
 
     // MARK: - Circuit breaking
 
+    /// Requests in progress, at most `max_requests`.
+    struct RequestSlots: FIFOCapacity {
+        let max: Int
+        var active = 0
+
+        mutating func take(_ amount: Void) -> Bool {
+            guard self.active < self.max else { return false }
+            self.active += 1
+            return true
+        }
+
+        mutating func give(_ amount: Void) {
+            self.active -= 1
+        }
+    }
+
     /// A request slot: at most `max_requests` in progress; past it a request waits up to
     /// `pending_timeout` among at most `max_pending` others. False: the upstream is saturated.
     func acquireSlot() async -> Bool {
         let limits = self.config.limits
-        let id = self.state.withLockedValue { state -> UInt64 in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                // Decided and queued under one lock: a slot released meanwhile goes to this waiter.
-                let answer: Bool? = self.state.withLockedValue { state in
-                    if state.activeRequests < limits.maxRequests {
-                        state.activeRequests += 1
-                        return true
-                    }
-                    if state.waiters.count >= limits.maxPending || Task.isCancelled { return false }
-                    state.waiters.append((id, continuation))
-                    return nil
-                }
-                if let answer {
-                    continuation.resume(returning: answer)
-                    return
-                }
-                Task { [weak self] in
-                    try? await Task.sleep(for: limits.pendingTimeout)
-                    self?.expireWaiter(id)
-                }
-            }
-        } onCancel: {
-            self.expireWaiter(id)
-        }
-    }
-
-    private func expireWaiter(_ id: UInt64) {
-        let waiter = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
-            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.waiters.remove(at: index).continuation
-        }
-        waiter?.resume(returning: false)
+        return await self.slots.take((), deadline: .now + limits.pendingTimeout, maxWaiting: limits.maxPending)
     }
 
     /// Gives a slot back (to the longest waiter, if any).
     func releaseSlot() {
-        let next = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
-            if !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
-            state.activeRequests -= 1
-            return nil
-        }
-        next?.resume(returning: true)
+        self.slots.give(())
     }
 
     /// A retry is allowed while retries in progress stay within the budget: `budgetPercent` of
     /// the requests in progress, or `minConcurrency`, whichever is more.
     func acquireRetry(_ retries: RetryConfig) -> Bool {
-        self.state.withLockedValue { state in
-            let budget = max(retries.minRetryConcurrency, state.activeRequests * retries.budgetPercent / 100)
+        let active = self.slots.withCapacity { $0.active }
+        return self.state.withLockedValue { state in
+            let budget = max(retries.minRetryConcurrency, active * retries.budgetPercent / 100)
             guard state.activeRetries < budget else { return false }
             state.activeRetries += 1
             return true
@@ -271,16 +249,14 @@ public final class Upstream: Service, Sendable {
 
     public var status: (endpoints: [EndpointStatus], requestsInProgress: Int, waiting: Int) {
         let now = self.now()
-        return self.state.withLockedValue { state in
-            (
-                state.endpoints.map {
+        let endpoints = self.state.withLockedValue { state in
+            state.endpoints.map {
                     EndpointStatus(
                         address: $0.address.description, healthy: $0.healthy, ejected: Self.isEjected($0, now), active: $0.active,
                         ejections: $0.ejections)
-                },
-                state.activeRequests, state.waiters.count
-            )
+            }
         }
+        return (endpoints, self.slots.withCapacity { $0.active }, self.slots.waiting)
     }
 
     public func run() async throws {

@@ -20,7 +20,8 @@ public final class FileSink: Sink, Service {
     private let writer: SegmentWriterBox
     private let closed = NIOLockedValueBox(false)
     /// Lines handed to the writer queue and not yet written (and fsynced).
-    public let budget: InFlightBudget
+    public var budget: InFlightBudget { self.ledger.budget }
+    private let ledger: DeliveryLedger
 
     public init(config: FileSinkConfig, context: SinkContext) throws {
         self.name = context.name
@@ -28,7 +29,7 @@ public final class FileSink: Sink, Service {
         var logger = context.logger
         logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
-        self.budget = context.budget
+        self.ledger = context.ledger
         self.queue = DispatchQueue(label: "sluice.file-sink.\(context.name)")
         self.writer = SegmentWriterBox(try SegmentWriter(directory: config.directory, segmentBytes: config.segmentBytes))
     }
@@ -53,40 +54,29 @@ public final class FileSink: Sink, Service {
             NDJSONLineEncoder.append(event, topic: topic, timestamp: event.timestampMilliseconds ?? now, to: &lines)
         }
         let size = lines.count
+        let slots = firstIndex..<(firstIndex + events.count)
         if self.closed.withLockedValue({ $0 }) {
-            self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
+            self.ledger.refuse(tracker: tracker, slots: slots, with: .shuttingDown(sink: self.name))
             return 0
         }
         // The batch's share of the in-flight budget, held until it is written.
-        if !self.budget.tryAcquire(bytes: size, events: events.count),
-            !(await self.budget.acquire(bytes: size, events: events.count, deadline: deadline))
-        {
-            self.failAll(events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+        guard let held = await self.ledger.take(tracker: tracker, firstSlot: firstIndex, count: events.count, bytes: size, deadline: deadline)
+        else {
+            self.ledger.refuse(tracker: tracker, slots: slots, with: .queueFull(sink: self.name))
             return 0
         }
         let count = events.count
         let policy = self.config.fsync
-        self.queue.async { [writer, budget, logger, lines] in
+        self.queue.async { [writer, ledger, logger, lines] in
             do throws(FileSinkError) {
                 let first = try writer.value.append(lines, count: count, fsyncPolicy: policy)
-                for i in 0..<count {
-                    tracker.complete(firstIndex + i, with: .delivered(DeliveryReceipt(partition: 0, offset: first + Int64(i))))
-                }
+                ledger.settleDelivered(held) { DeliveryReceipt(partition: 0, offset: first + Int64($0)) }
             } catch {
                 logger.error("file sink write failed", metadata: ["error": "\(error)"])
-                for i in 0..<count {
-                    tracker.complete(firstIndex + i, with: .failed(error.deliveryFailure))
-                }
+                ledger.settle(held, with: .failed(error.deliveryFailure))
             }
-            budget.release(bytes: size, events: count)
         }
         return count
-    }
-
-    private func failAll(_ count: Int, firstIndex: Int, tracker: DeliveryTracker, with failure: DeliveryFailure) {
-        for i in 0..<count {
-            tracker.complete(firstIndex + i, with: .failed(failure))
-        }
     }
 
     public func run() async throws {

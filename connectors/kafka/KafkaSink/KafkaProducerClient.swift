@@ -25,15 +25,15 @@ final class KafkaProducerClient: @unchecked Sendable {
     /// State reachable from librdkafka's C callbacks.
     final class CallbackContext: Sendable {
         let logger: Logger
-        let budget: InFlightBudget
+        let ledger: DeliveryLedger
         let brokersDown = NIOLockedValueBox(false)
-        init(logger: Logger, budget: InFlightBudget) {
+        init(logger: Logger, ledger: DeliveryLedger) {
             self.logger = logger
-            self.budget = budget
+            self.ledger = ledger
         }
     }
 
-    init(properties: [KafkaProperty], budget: InFlightBudget, logger: Logger) throws {
+    init(properties: [KafkaProperty], ledger: DeliveryLedger, logger: Logger) throws {
         self.logger = logger
         guard let conf = rd_kafka_conf_new() else {
             throw KafkaClientSetupError(message: "librdkafka could not allocate a configuration")
@@ -44,7 +44,7 @@ final class KafkaProducerClient: @unchecked Sendable {
                 throw KafkaClientSetupError(message: "property \(property.name): \(problem)")
             }
         }
-        let context = Unmanaged.passRetained(CallbackContext(logger: logger, budget: budget))
+        let context = Unmanaged.passRetained(CallbackContext(logger: logger, ledger: ledger))
         rd_kafka_conf_set_opaque(conf, context.toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryReport)
         rd_kafka_conf_set_error_cb(conf, kafkaError)
@@ -95,11 +95,11 @@ final class KafkaProducerClient: @unchecked Sendable {
         self.topicHandle(topic).map { .handle($0) } ?? .name(topic)
     }
 
-    /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report completes
-    /// `tracker[index]` later. On an error the slot is not completed.
-    /// The ticket carries the event's budget share; the delivery report gives it back.
-    func produce(_ event: Event, to destination: Destination, tracker: DeliveryTracker, index: Int, size: Int) -> rd_kafka_resp_err_t {
-        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(tracker: tracker, index: index, size: size))
+    /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report settles
+    /// `held` later. On an error `held` is not settled.
+    /// The ticket carries the event's hold on the ledger; the delivery report settles it.
+    func produce(_ event: Event, to destination: Destination, held: DeliveryLedger.Held) -> rd_kafka_resp_err_t {
+        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(held))
         let err: rd_kafka_resp_err_t
         switch destination {
         case .handle(let handle):
@@ -274,14 +274,10 @@ struct KafkaClientSetupError: Error, CustomStringConvertible {
 
 /// The per-event opaque that travels through librdkafka to the delivery report.
 final class KafkaDeliveryTicket {
-    let tracker: DeliveryTracker
-    let index: Int
-    /// The event's share of the in-flight budget.
-    let size: Int
-    init(tracker: DeliveryTracker, index: Int, size: Int) {
-        self.tracker = tracker
-        self.index = index
-        self.size = size
+    /// The event's slot and its share of the in-flight budget.
+    let held: DeliveryLedger.Held
+    init(_ held: DeliveryLedger.Held) {
+        self.held = held
     }
 }
 
@@ -326,18 +322,14 @@ private let kafkaDeliveryReport:
         _, message, contextOpaque in
         guard let message, let opaque = message.pointee._private else { return }
         let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
-        if let contextOpaque {
-            Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(contextOpaque).takeUnretainedValue()
-                .budget.release(bytes: ticket.size)
-        }
+        // The context outlives every delivery report (it is released after the final flush).
+        guard let contextOpaque else { return }
+        let ledger = Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(contextOpaque).takeUnretainedValue().ledger
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            ticket.tracker.complete(
-                ticket.index,
-                with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset))
-            )
+            ledger.settle(ticket.held, with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset)))
         } else {
-            ticket.tracker.complete(ticket.index, with: .failed(KafkaSinkError(report.err).deliveryFailure))
+            ledger.settle(ticket.held, with: .failed(KafkaSinkError(report.err).deliveryFailure))
         }
     }
 

@@ -31,7 +31,8 @@ public final class KafkaSink: Sink, Service {
     private let replacements = NIOLockedValueBox(0)
     private let logger: Logger
     private let flushTimeout: Duration
-    public let budget: InFlightBudget
+    public var budget: InFlightBudget { self.ledger.budget }
+    private let ledger: DeliveryLedger
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -47,11 +48,11 @@ public final class KafkaSink: Sink, Service {
         self.logger = logger
         self.flushTimeout = context.flushTimeout
         let budget = context.budget
-        self.budget = budget
+        self.ledger = context.ledger
         self.settleTimeout = config.deliveryTimeout
         let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
         self.properties = properties
-        self.current = NIOLockedValueBox(try KafkaProducerClient(properties: properties, budget: budget, logger: logger))
+        self.current = NIOLockedValueBox(try KafkaProducerClient(properties: properties, ledger: context.ledger, logger: logger))
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
@@ -84,46 +85,40 @@ public final class KafkaSink: Sink, Service {
         let client = self.client
         let destination = client.destination(topic)
         while index < events.count {
+            let rest = (firstIndex + index)..<(firstIndex + events.count)
             if self.state.withLockedValue({ $0.closed }) {
-                self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .shuttingDown(sink: self.name))
+                self.ledger.refuse(tracker: tracker, slots: rest, with: .shuttingDown(sink: self.name))
                 return index
             }
             // The event's share of the in-flight budget, held until its delivery report.
-            let size = events[index].size
-            if !self.budget.tryAcquire(bytes: size), !(await self.budget.acquire(bytes: size, deadline: deadline)) {
-                self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+            guard let held = await self.ledger.take(tracker: tracker, firstSlot: firstIndex + index, bytes: events[index].size, deadline: deadline)
+            else {
+                self.ledger.refuse(tracker: tracker, slots: rest, with: .queueFull(sink: self.name))
                 return index
             }
-            var err = client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+            var err = client.produce(events[index], to: destination, held: held)
             // librdkafka's queue is sized to twice the budget, so it is full only when the
             // budget was raised past it; wait for delivery reports to drain it.
             while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .milliseconds(20))
-                err = client.produce(events[index], to: destination, tracker: tracker, index: firstIndex + index, size: size)
+                err = client.produce(events[index], to: destination, held: held)
             }
             backoff = .microseconds(500)
             switch err {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 index += 1
             case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                self.budget.release(bytes: size)
-                self.fail(from: index, count: events.count, firstIndex: firstIndex, tracker: tracker, with: .queueFull(sink: self.name))
+                self.ledger.settle(held, with: .failed(.queueFull(sink: self.name)))
+                self.ledger.refuse(tracker: tracker, slots: rest.dropFirst(), with: .queueFull(sink: self.name))
                 return index
             default:
                 // This event alone was refused (too large, bad topic, ...); the rest may proceed.
-                self.budget.release(bytes: size)
-                tracker.complete(firstIndex + index, with: .failed(KafkaSinkError(err).deliveryFailure))
+                self.ledger.settle(held, with: .failed(KafkaSinkError(err).deliveryFailure))
                 index += 1
             }
         }
         return index
-    }
-
-    private func fail(from start: Int, count: Int, firstIndex: Int, tracker: DeliveryTracker, with failure: DeliveryFailure) {
-        for index in start..<count {
-            tracker.complete(firstIndex + index, with: .failed(failure))
-        }
     }
 
     public func run() async throws {
@@ -177,7 +172,7 @@ public final class KafkaSink: Sink, Service {
     private func replaceProducer(after fatal: String) async -> Bool {
         let fresh: KafkaProducerClient
         do {
-            fresh = try KafkaProducerClient(properties: self.properties, budget: self.budget, logger: self.logger)
+            fresh = try KafkaProducerClient(properties: self.properties, ledger: self.ledger, logger: self.logger)
         } catch {
             self.logger.error("kafka producer hit a fatal error and a new one could not be built", metadata: ["error": "\(fatal)", "reason": "\(error)"])
             return false

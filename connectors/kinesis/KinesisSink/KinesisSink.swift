@@ -25,7 +25,8 @@ import SluiceCore
 /// queue. Throttling also halves the stream's concurrent calls (regrown by one per clean call).
 public final class KinesisSink: Sink, Service {
     public let name: String
-    public let budget: InFlightBudget
+    public var budget: InFlightBudget { self.ledger.budget }
+    let ledger: DeliveryLedger
     public let settleTimeout: Duration?
     let config: KinesisSinkConfig
     let client: KinesisClient
@@ -43,7 +44,7 @@ public final class KinesisSink: Sink, Service {
         logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
-        self.budget = context.budget
+        self.ledger = context.ledger
         self.flushTimeout = context.flushTimeout
         let environment = context.environment
         // An in-flight answer arrives within the request timeout of the delivery deadline.
@@ -87,27 +88,26 @@ public final class KinesisSink: Sink, Service {
     public func enqueue(
         _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
     ) async -> Int {
-        await self.budget.admit(
-            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, sink: self.name, chunk: self.config.maxBatchRecords
-        ) { slot, event -> StreamPump.Entry? in
+        await self.ledger.admit(
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.config.maxBatchRecords
+        ) { slot, event, held -> StreamPump.Entry? in
             let partitionKey: String
             switch self.partitionKey(for: event) {
             case .success(let key): partitionKey = key
             case .failure(let failure):
-                tracker.complete(slot, with: .failed(failure))
+                self.ledger.refuse(tracker: tracker, slot: slot, with: failure)
                 return nil
             }
             let bytes = event.value.readableBytes + partitionKey.utf8.count
             if bytes > KinesisSinkConfig.maxRecordBytes {
-                tracker.complete(
-                    slot,
-                    with: .failed(
-                        DeliveryFailure(
-                            .eventTooLarge, "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes")))
+                self.ledger.refuse(
+                    tracker: tracker, slot: slot,
+                    with: DeliveryFailure(
+                        .eventTooLarge, "a Kinesis record holds at most 1 MiB of data and partition key; this one has \(bytes) bytes"))
                 return nil
             }
             return StreamPump.Entry(
-                data: event.value, partitionKey: partitionKey, bytes: bytes, budgetBytes: event.size, tracker: tracker, slot: slot,
+                data: event.value, partitionKey: partitionKey, bytes: bytes, held: held,
                 deadline: .now + self.config.deliveryTimeout)
         } hand: { entries in
             await self.hand(entries, to: topic)
@@ -218,51 +218,12 @@ public final class KinesisSink: Sink, Service {
     // MARK: - Results
 
     func complete(_ entry: StreamPump.Entry, with result: DeliveryResult) {
-        entry.tracker.complete(entry.slot, with: result)
-        self.budget.release(bytes: entry.budgetBytes)
-    }
-
-    /// A non-retryable AWS error as the client sees it.
-    static func failure(_ error: KinesisError) -> DeliveryFailure {
-        let status: Int
-        switch error.code {
-        case "ResourceNotFoundException": status = 404
-        case "ValidationException", "InvalidArgumentException", "SerializationException": status = 400
-        default: status = 502  // credentials, permissions, KMS: Sluice's configuration, not the client's request
-        }
-        return DeliveryFailure(
-            code: "kinesis_" + Self.snakeCase(error.code), message: "Kinesis refused the record: \(error)", isRetryable: false, httpStatus: status)
+        self.ledger.settle(entry.held, with: result)
     }
 
     /// A retryable error that outlasted `delivery_timeout`.
     func exhausted(_ error: KinesisError?) -> DeliveryFailure {
-        let last = error.map { ": last error \($0)" } ?? ""
-        return DeliveryFailure(
-            code: "kinesis_" + Self.snakeCase(error?.code ?? "DeliveryTimeout"),
-            message: "not delivered to Kinesis within delivery_timeout (\(self.config.deliveryTimeout))\(last); retry later",
-            isRetryable: true)
-    }
-
-    /// `ProvisionedThroughputExceededException` -> `provisioned_throughput_exceeded`.
-    static func snakeCase(_ code: String) -> String {
-        var name = Array(code)
-        if code.hasSuffix("Exception") { name.removeLast("Exception".count) }
-        var out = ""
-        for (i, character) in name.enumerated() {
-            if character == " " || character == "." {
-                out.append("_")
-                continue
-            }
-            if character.isUppercase, i > 0 {
-                let previous = name[i - 1]
-                let nextIsLower = i + 1 < name.count && name[i + 1].isLowercase
-                // A word starts at an upper-case letter after a lower-case one (fooBar), or at the
-                // last capital of an acronym followed by lower case (KMSAccess -> kms_access).
-                if previous.isLowercase || previous.isNumber || (previous.isUppercase && nextIsLower) { out.append("_") }
-            }
-            out.append(Character(character.lowercased()))
-        }
-        return out
+        KinesisSinkError.exhausted(last: error, deliveryTimeout: self.config.deliveryTimeout).deliveryFailure
     }
 }
 

@@ -4,15 +4,13 @@ import SluiceCore
 /// The batches of one stream: gathers entries, sends PutRecords calls (as many at once as the
 /// current concurrency limit allows), and schedules retries of the entries that may succeed later.
 actor StreamPump {
-    struct Entry: Sendable {
+    struct Entry: HoldingEntry {
         var data: ByteBuffer
         var partitionKey: String
         /// Data plus partition key: what counts against the service limits.
         var bytes: Int
-        /// What the event holds of the sink's in-flight budget.
-        var budgetBytes: Int
-        var tracker: DeliveryTracker
-        var slot: Int
+        /// The event's slot and what it holds of the sink's in-flight budget.
+        var held: DeliveryLedger.Held
         /// Not delivered by then: failed, retryable.
         var deadline: ContinuousClock.Instant
         var attempts = 0
@@ -200,7 +198,7 @@ actor StreamPump {
                     again.lastError = error
                     retry.append(again)
                 case .failure(let error):
-                    sink.complete(entry, with: .failed(KinesisSink.failure(error)))
+                    sink.complete(entry, with: .failed(KinesisSinkError.refused(error).deliveryFailure))
                 }
             }
         case .failed(let error):
@@ -214,7 +212,7 @@ actor StreamPump {
                 }
             } else {
                 sink.logRefusal(error, stream: self.stream, records: batch.count)
-                let failure = KinesisSink.failure(error)
+                let failure = KinesisSinkError.refused(error).deliveryFailure
                 for entry in batch { sink.complete(entry, with: .failed(failure)) }
             }
         }

@@ -112,11 +112,11 @@ struct KinesisWireTests {
     }
 
     @Test func errorCodesBecomeStableSnakeCase() {
-        #expect(KinesisSink.snakeCase("ProvisionedThroughputExceededException") == "provisioned_throughput_exceeded")
-        #expect(KinesisSink.snakeCase("SignatureDoesNotMatch") == "signature_does_not_match")
-        #expect(KinesisSink.snakeCase("KMSThrottlingException") == "kms_throttling")
-        #expect(KinesisSink.snakeCase("KMSAccessDeniedException") == "kms_access_denied")
-        #expect(KinesisSink.snakeCase("InternalFailure") == "internal_failure")
+        #expect(KinesisSinkError.snakeCase("ProvisionedThroughputExceededException") == "provisioned_throughput_exceeded")
+        #expect(KinesisSinkError.snakeCase("SignatureDoesNotMatch") == "signature_does_not_match")
+        #expect(KinesisSinkError.snakeCase("KMSThrottlingException") == "kms_throttling")
+        #expect(KinesisSinkError.snakeCase("KMSAccessDeniedException") == "kms_access_denied")
+        #expect(KinesisSinkError.snakeCase("InternalFailure") == "internal_failure")
     }
 
     @Test func streamNamesAndARNsAreChecked() {

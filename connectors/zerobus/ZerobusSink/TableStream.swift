@@ -8,12 +8,10 @@ typealias StreamRequest = Databricks_Zerobus_EphemeralStreamRequest
 typealias StreamResponse = Databricks_Zerobus_EphemeralStreamResponse
 
 /// One event on its way to a table: waiting to be sent, or sent and waiting for its ack.
-struct ZerobusEntry: Sendable {
+struct ZerobusEntry: HoldingEntry {
     var record: ZerobusRecord
-    /// What the event holds of the sink's in-flight budget.
-    var budgetBytes: Int
-    var tracker: DeliveryTracker
-    var slot: Int
+    /// The event's slot and what it holds of the sink's in-flight budget.
+    var held: DeliveryLedger.Held
     /// Not acknowledged by then: failed, retryable.
     var deadline: ContinuousClock.Instant
     /// Already completed (it outlived its deadline while sent); skipped when its ack comes.
@@ -353,11 +351,19 @@ actor TableStream {
         guard session === self.session else { return }
         let wasOpen = session.opened.withLockedValue { $0 }
         self.endSession()
-        switch Self.classify(outcome, table: self.table, timedOut: !wasOpen) {
-        case .clean:
+        if let error = Self.failure(outcome, table: self.table, timedOut: !wasOpen) {
+            self.failed(error, wasOpen: wasOpen)
+        } else {
             // Anything sent and not acknowledged goes again on the next stream.
             self.requeueSent()
-        case .retryable(let failure):
+        }
+        self.open()
+        self.notifyIfDrained()
+    }
+
+    private func failed(_ error: ZerobusSinkError, wasOpen: Bool) {
+        let failure = error.deliveryFailure
+        if error.isRetryable {
             self.requeueSent()
             self.failuresInRow += 1
             self.lastFailure = failure
@@ -368,66 +374,33 @@ actor TableStream {
                     "zerobus stream failed; resending unacknowledged records on a new stream",
                     metadata: ["table": "\(self.table)", "error": "\(failure.message)", "failures_in_row": "\(self.failuresInRow)"])
             }
-        case .permanent(let failure, let tokenRefused):
-            if tokenRefused, !self.retriedWithNewToken {
-                // A token the service no longer takes (expired or revoked under an open stream, or
-                // a cached one refused at opening): once, a new stream with a new token takes over
-                // what was not acknowledged. (Reset when a stream opens.)
-                self.retriedWithNewToken = true
-                self.sink.tokens.invalidate(table: self.table)
-                self.requeueSent()
-                break
-            }
-            self.failuresInRow += 1
-            self.lastFailure = failure
-            // A refused record or table is not the sink's health; refused credentials are.
-            if tokenRefused { self.sink.health.failed(permanent: true) }
-            self.sink.logRefusal(failure, table: self.table)
-            self.failAll(with: failure, includingPending: !wasOpen)
-            self.backOff()
+            return
         }
-        self.open()
-        self.notifyIfDrained()
+        if error.refusesCredentials, !self.retriedWithNewToken {
+            // A token the service no longer takes (expired or revoked under an open stream, or
+            // a cached one refused at opening): once, a new stream with a new token takes over
+            // what was not acknowledged. (Reset when a stream opens.)
+            self.retriedWithNewToken = true
+            self.sink.tokens.invalidate(table: self.table)
+            self.requeueSent()
+            return
+        }
+        self.failuresInRow += 1
+        self.lastFailure = failure
+        // A refused record or table is not the sink's health; refused credentials are.
+        if error.refusesCredentials { self.sink.health.failed(permanent: true) }
+        self.sink.logRefusal(failure, table: self.table)
+        self.failAll(with: failure, includingPending: !wasOpen)
+        self.backOff()
     }
 
-    private enum Verdict {
-        case clean
-        case retryable(DeliveryFailure)
-        case permanent(DeliveryFailure, tokenRefused: Bool)
-    }
-
-    private static func classify(_ outcome: Outcome, table: String, timedOut: Bool) -> Verdict {
+    /// How a stream ended: nil when cleanly.
+    private static func failure(_ outcome: Outcome, table: String, timedOut: Bool) -> ZerobusSinkError? {
         switch outcome {
-        case .ended:
-            return .clean
-        case .token(let error):
-            let failure = DeliveryFailure(
-                code: error.isPermanent ? "zerobus_token_refused" : "zerobus_token_unavailable", message: "no Zerobus token: \(error)",
-                isRetryable: !error.isPermanent, httpStatus: 502)
-            return error.isPermanent ? .permanent(failure, tokenRefused: true) : .retryable(failure)
-        case .rpc(let error):
-            let refusal: (String, Int)?
-            switch error.code {
-            case .invalidArgument: refusal = ("zerobus_invalid_argument", 400)
-            case .unauthenticated: refusal = ("zerobus_unauthenticated", 502)
-            case .permissionDenied: refusal = ("zerobus_permission_denied", 403)
-            case .outOfRange: refusal = ("zerobus_out_of_range", 502)
-            case .unimplemented: refusal = ("zerobus_unimplemented", 502)
-            case .notFound: refusal = ("zerobus_not_found", 404)
-            default: refusal = nil
-            }
-            let said = "\(error.code)" + (error.message.isEmpty ? "" : ": \(error.message)")
-            if let (code, status) = refusal {
-                return .permanent(
-                    DeliveryFailure(code: code, message: "Zerobus refused the records for table \(table): \(said)", isRetryable: false, httpStatus: status),
-                    tokenRefused: error.code == .unauthenticated)
-            }
-            let what = error.code == .cancelled && timedOut ? "opening the stream timed out" : said
-            return .retryable(
-                DeliveryFailure(.zerobusUnavailable, "Zerobus stream for table \(table) failed: \(what)"))
-        case .other(let error):
-            return .retryable(
-                DeliveryFailure(.zerobusUnavailable, "Zerobus stream for table \(table) failed: \(error)"))
+        case .ended: return nil
+        case .token(let error): return ZerobusSinkError(table: table, reason: .token(error))
+        case .rpc(let error): return ZerobusSinkError(table: table, rpc: error, timedOut: timedOut)
+        case .other(let error): return ZerobusSinkError(table: table, reason: .streamFailed("\(error)"))
         }
     }
 
@@ -459,8 +432,7 @@ actor TableStream {
     // MARK: - Completion
 
     private func finish(_ entry: ZerobusEntry, with result: DeliveryResult) {
-        entry.tracker.complete(entry.slot, with: result)
-        self.sink.budget.release(bytes: entry.budgetBytes)
+        self.sink.ledger.settle(entry.held, with: result)
     }
 
     private func failAll(with failure: DeliveryFailure, includingPending: Bool) {
@@ -500,10 +472,9 @@ actor TableStream {
     /// Fails what outlived its deadline; retires the stream when idle. False: stop ticking.
     private func tick() -> Bool {
         let now = ContinuousClock.now
-        let failure = DeliveryFailure(
-            .zerobusDeliveryTimeout,
-            "not acknowledged by Zerobus within delivery_timeout (\(self.config.deliveryTimeout))"
-                + (self.lastFailure.map { "; last error: \($0.message)" } ?? "") + "; it may still be stored, so a retry may duplicate it")
+        let failure = ZerobusSinkError(
+            table: self.table, reason: .deliveryTimeout(self.config.deliveryTimeout, lastError: self.lastFailure?.message)
+        ).deliveryFailure
         var expired = false
         for index in self.sent.indices {
             var submission = self.sent[index]

@@ -21,7 +21,8 @@ import SluiceCore
 /// again on a new stream, so a record whose ack was lost is stored twice.
 public final class ZerobusSink: Sink, Service {
     public let name: String
-    public let budget: InFlightBudget
+    public var budget: InFlightBudget { self.ledger.budget }
+    let ledger: DeliveryLedger
     public let settleTimeout: Duration?
     let config: ZerobusSinkConfig
     let tokens: ZerobusTokenProvider
@@ -41,7 +42,7 @@ public final class ZerobusSink: Sink, Service {
         logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
-        self.budget = context.budget
+        self.ledger = context.ledger
         self.flushTimeout = context.flushTimeout
         let environment = context.environment
         // The ticker fails overdue events within a quarter second of their deadline.
@@ -111,14 +112,14 @@ public final class ZerobusSink: Sink, Service {
     public func enqueue(
         _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
     ) async -> Int {
-        await self.budget.admit(
-            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, sink: self.name, chunk: self.config.maxBatchRecords
-        ) { slot, event -> ZerobusEntry? in
+        await self.ledger.admit(
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.config.maxBatchRecords
+        ) { slot, event, held -> ZerobusEntry? in
             switch self.config.recordType.record(from: event.value, isJSON: event.valueIsJSON, maxBytes: self.config.maxRecordBytes) {
             case .success(let record):
-                return ZerobusEntry(record: record, budgetBytes: event.size, tracker: tracker, slot: slot, deadline: .now + self.config.deliveryTimeout)
+                return ZerobusEntry(record: record, held: held, deadline: .now + self.config.deliveryTimeout)
             case .failure(let failure):
-                tracker.complete(slot, with: .failed(failure))
+                self.ledger.refuse(tracker: tracker, slot: slot, with: failure)
                 return nil
             }
         } hand: { entries in
@@ -132,8 +133,7 @@ public final class ZerobusSink: Sink, Service {
             guard let stream = self.stream(for: table) else {
                 let failure = self.streams.isClosed ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyTables
                 for entry in entries {
-                    entry.tracker.complete(entry.slot, with: .failed(failure))
-                    self.budget.release(bytes: entry.budgetBytes)
+                    self.ledger.settle(entry.held, with: .failed(failure))
                 }
                 return
             }
