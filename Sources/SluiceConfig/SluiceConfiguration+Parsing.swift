@@ -210,14 +210,6 @@ extension SluiceConfiguration {
                 r.error("grpc.address", "\(grpc.address) is already used by admin.address")
             }
         }
-        // Events and bytes are counted by the HTTP handlers; a gRPC call would never be charged.
-        for (index, route) in zip(routeIndices, routes) where route.match.grpc != nil {
-            for (i, name) in route.policies.enumerated() {
-                guard let policy = policies.first(where: { $0.name == name }), case .rateLimit(let limit) = policy.kind, limit.unit != .requests
-                else { continue }
-                r.error("routes[\(index)].policies[\(i)]", "\"\(name)\" counts \(limit.unit.rawValue): only for HTTP routes (gRPC routes count requests)")
-            }
-        }
         if grpc == nil, top["grpc"] == nil, let index = routes.firstIndex(where: { $0.match.grpc != nil }) {
             r.error("routes[\(routeIndices[index])].match.grpc_service", "a gRPC route needs a gRPC listener: add grpc: { address: host:port }")
         }

@@ -71,7 +71,8 @@ public final class GRPCIngestServer: Service, Listening {
             transport: .http2NIOPosix(
                 address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port), transportSecurity: security,
                 config: transportConfig),
-            services: [service, health]
+            services: [service, health],
+            interceptors: [RoutePolicyInterceptor(routes: service.routes)]
         )
         self.tls = tls
         self.logger = logger

@@ -42,7 +42,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// Requests of one stream whose acks are not yet written; past this the stream stops reading.
     static let maxUnackedRequests = 1024
 
-    private let routes: [GRPCIngestRoute]
+    let routes: [GRPCIngestRoute]
     private let logger: Logger
 
     public init(routes: [GRPCIngestRoute], logger: Logger) {
@@ -56,8 +56,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         request: ServerRequest<Sluice_V1_PublishRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
-        let route = try self.route(method: "Publish", metadata: request.metadata)
-        try await Self.admit(route, method: "Publish", metadata: request.metadata, context: context)
+        let route = try Self.route(in: self.routes, method: "Publish", metadata: request.metadata)
         let message = request.message
         let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
         try Self.callLevelError(results)
@@ -72,8 +71,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         request: StreamingServerRequest<Sluice_V1_PublishRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
-        let route = try self.route(method: "PublishStream", metadata: request.metadata)
-        try await Self.admit(route, method: "PublishStream", metadata: request.metadata, context: context)
+        let route = try Self.route(in: self.routes, method: "PublishStream", metadata: request.metadata)
         return StreamingServerResponse { response in
             try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
             return [:]
@@ -166,8 +164,10 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     // MARK: - Routing
 
-    private func route(method: String, metadata: Metadata) throws(RPCError) -> GRPCIngestRoute {
-        for route in self.routes {
+    /// The route that serves a call: the first whose gRPC match names this method (or none) and
+    /// whose header matches the call's metadata.
+    static func route(in routes: [GRPCIngestRoute], method: String, metadata: Metadata) throws(RPCError) -> GRPCIngestRoute {
+        for route in routes {
             guard let grpc = route.match.grpc, grpc.service == Self.serviceName, grpc.method == nil || grpc.method == method else {
                 continue
             }
@@ -177,28 +177,6 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             if headersMatch { return route }
         }
         throw RPCError(code: .notFound, message: "no route serves \(Self.serviceName)/\(method) for this call's metadata")
-    }
-
-    /// Runs the route's policies on the call (metadata as headers, the peer's address); a refusal
-    /// is the call's status: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
-    static func admit(_ route: GRPCIngestRoute, method: String, metadata: Metadata, context: ServerContext) async throws(RPCError) {
-        guard !route.policies.isEmpty else { return }
-        let request = PolicyRequest(
-            method: "POST", path: "/\(Self.serviceName)/\(method)", sourceIP: Self.peerIP(context.remotePeer),
-            tlsPrincipals: Self.tlsPrincipals(context)
-        ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
-        guard case .failure(let rejection) = await route.policies.evaluate(request) else { return }
-        let code: RPCError.Code
-        switch rejection.status {
-        case 401: code = .unauthenticated
-        case 403: code = .permissionDenied
-        case 429: code = .resourceExhausted
-        case 503: code = .unavailable
-        default: code = .failedPrecondition
-        }
-        var trailers = Metadata()
-        for (name, value) in rejection.headers { trailers.addString(value, forKey: name) }
-        throw RPCError(code: code, message: rejection.message, metadata: trailers)
     }
 
     /// The names of the client's verified certificate (common name, then DNS, URI, e-mail and IP
@@ -281,8 +259,10 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             run.removeAll(keepingCapacity: true)
             session.fail(count: size - (session.reserved - before), with: session.stopFailure)
         }
+        var bytes = 0
         for event in request.events {
             let size = event.value.count + (event.hasKey ? event.key.count : 0)
+            bytes += size
             if size > pipeline.config.maxEventBytes {
                 await flush()
                 session.fail(
@@ -293,6 +273,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             run.append(Self.event(event))
         }
         await flush()
+        CallTally.current?.add(events: session.sent, bytes: bytes)
         return PendingDelivery(session: session)
     }
 

@@ -7,8 +7,9 @@ import SluicePolicy
 
 /// The data-plane responder: routes each request and runs the route's handler.
 ///
-/// Order for every request: router -> the route's policies (CORS, authentication, authorization,
-/// rate limit; the first refusal or early answer answers) -> handler -> response.
+/// Order for every request: router -> the route's policies as middleware (CORS, authentication,
+/// authorization, rate limit; the first refusal or early answer answers, and each acts again on
+/// the way out) -> handler -> response.
 public struct GatewayResponder: HTTPResponder {
     public struct Target: Sendable {
         var policies: PolicyChain
@@ -78,43 +79,35 @@ public struct GatewayResponder: HTTPResponder {
         let reroutedPreflight = routeRequest.method != request.method
         switch self.router.route(routeRequest) {
         case .matched(let target, let parameters):
-            var responseHeaders: [String: String] = [:]
-            var identity: PolicyIdentity?
-            if !target.policies.isEmpty {
-                let policyRequest = PolicyRequest(
-                    method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP,
-                    tlsPrincipals: request.tlsClient?.principals ?? []
-                ) { headers.first(name: $0) }
-                switch await target.policies.evaluate(policyRequest) {
-                case .failure(let rejection):
-                    var extra = HTTPHeaders()
-                    for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
-                    if rejection.status == 204 { return HTTPResponse(status: .noContent, headers: extra) }  // a preflight's answer
-                    return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
-                case .success(let established):
-                    identity = established
-                    // Headers set from verified claims replace whatever the client sent under those names.
-                    for (name, value) in established.headers {
-                        if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
-                    }
-                    responseHeaders = established.responseHeaders
+            guard !target.policies.isEmpty else {
+                return await Self.run(target.action, request, parameters: parameters, body: &body).response
+            }
+            let policyRequest = PolicyRequest(
+                method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP,
+                tlsPrincipals: request.tlsClient?.principals ?? []
+            ) { headers.first(name: $0) }
+            let outcome = await target.policies.handle(policyRequest) { (_, identity) async -> PolicyOutcome<HandledRequest> in
+                if reroutedPreflight {
+                    // Routed by the method it asked about, but not answered by the cors policy (no
+                    // Origin): never run the handler for an OPTIONS request.
+                    return .answered(PolicyRejection(.corsRefused, message: "this origin may not call this route"))
                 }
+                var request = request
+                // Headers set from verified claims replace whatever the client sent under those names.
+                for (name, value) in identity.headers {
+                    if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
+                }
+                return .handled(await Self.run(target.action, request, parameters: parameters, body: &body))
             }
-            if reroutedPreflight {
-                // Routed by the method it asked about, but not answered by the cors policy (no Origin):
-                // never run the handler for an OPTIONS request.
-                return .error(.corsRefused, message: "this origin may not call this route")
+            switch outcome {
+            case .handled(let handled):
+                return handled.response
+            case .answered(let rejection):
+                var extra = HTTPHeaders()
+                for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
+                if rejection.status == 204 { return HTTPResponse(status: .noContent, headers: extra) }  // a preflight's answer
+                return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
             }
-            var response: HTTPResponse
-            switch target.action {
-            case .ingest(let handler):
-                response = await handler.handle(request, parameters: parameters, body: &body)
-            case .proxy(let handler):
-                response = await handler.handle(request, body: &body)
-            }
-            await identity?.settle(events: response.eventCount, bytes: body.bytesRead)
-            for (name, value) in responseHeaders.sorted(by: { $0.key < $1.key }) { response.headers.replaceOrAdd(name: name, value: value) }
-            return response
         case .methodNotAllowed(let allowed):
             return .error(
                 .methodNotAllowed,
@@ -122,6 +115,15 @@ public struct GatewayResponder: HTTPResponder {
                 headers: ["allow": allowed.joined(separator: ", ")])
         case .notFound:
             return .error(.noRoute, message: "no route matches \(request.method) \(request.path)")
+        }
+    }
+
+    private static func run(_ action: Action, _ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
+        switch action {
+        case .ingest(let handler):
+            return await handler.handle(request, parameters: parameters, body: &body)
+        case .proxy(let handler):
+            return HandledRequest(response: await handler.handle(request, body: &body), eventCount: 0, bytesRead: body.bytesRead)
         }
     }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import SluiceCore
+import SluicePolicy
 
 /// A response. Sluice's own responses are small JSON documents, built whole in `body`; a
 /// proxied response streams its body from the upstream instead.
@@ -12,8 +13,6 @@ public struct HTTPResponse: Sendable {
     /// left for the client (so a slow client slows the source). When set, `body` is not sent
     /// and `headers` keep their own content-length (none: chunked over HTTP/1.1).
     public var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
-    /// Events the request handed to a sink (for rate limits counted in events).
-    public var eventCount = 0
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status
@@ -131,5 +130,30 @@ public struct JSONWriter: Sendable {
     /// Reserves room for about `count` more bytes.
     public mutating func reserveCapacity(_ count: Int) {
         self.bytes.reserveCapacity(self.bytes.count + count)
+    }
+}
+
+/// A handler's answer as the route's policies see it: the response, and what a rate limit in
+/// events or bytes charges.
+public struct HandledRequest: PolicyResponse {
+    public var response: HTTPResponse
+    /// Events the request handed to a sink.
+    public var eventCount: Int
+    /// Request body bytes read.
+    public var bytesRead: Int
+
+    public init(response: HTTPResponse, eventCount: Int, bytesRead: Int) {
+        self.response = response
+        self.eventCount = eventCount
+        self.bytesRead = bytesRead
+    }
+
+    /// A request is handled whole: at once.
+    public func whenFinished(_ body: @escaping @Sendable (_ events: Int, _ bytes: Int) async -> Void) async {
+        await body(self.eventCount, self.bytesRead)
+    }
+
+    public mutating func setHeader(name: String, value: String) {
+        self.response.headers.replaceOrAdd(name: name, value: value)
     }
 }

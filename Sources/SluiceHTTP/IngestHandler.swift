@@ -18,7 +18,16 @@ public struct IngestHandler: Sendable {
         self.pipeline = IngestPipeline(routeName: routeName, config: config, sink: sink, logger: logger)
     }
 
-    public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HTTPResponse {
+    public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
+        var accepted = 0
+        let response = await self.respond(to: request, parameters: parameters, body: &body, accepted: &accepted)
+        return HandledRequest(response: response, eventCount: accepted, bytesRead: body.bytesRead)
+    }
+
+    /// The answer; `accepted`: the events handed to the sink.
+    private func respond(
+        to request: HTTPRequest, parameters: [String: String], body: inout RequestBody, accepted: inout Int
+    ) async -> HTTPResponse {
         // Topic: fixed, or from path parameters; checked before any byte of the body is read.
         let topic = self.config.topic.render(parameters)
         if let problem = self.pipeline.problem(topic: topic) {
@@ -101,14 +110,12 @@ public struct IngestHandler: Sendable {
 
         if self.config.ack == .accepted {
             session.seal()
-            var response = self.acceptedResponse(session: session, stop: stop)
-            response.eventCount = session.sent
-            return response
+            accepted = session.sent
+            return self.acceptedResponse(session: session, stop: stop)
         }
         let results = await session.results()
-        var response = self.response(results: results, stop: stop, saturated: session.saturated)
-        response.eventCount = session.sent
-        return response
+        accepted = session.sent
+        return self.response(results: results, stop: stop, saturated: session.saturated)
     }
 
     /// Builds the response from every event's fate: 200 when all were delivered; otherwise

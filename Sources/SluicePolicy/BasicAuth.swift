@@ -39,7 +39,7 @@ public struct BasicAuthConfig: Sendable {
     }
 }
 
-final class BasicAuthPolicy: Policy {
+final class BasicAuthPolicy: GatePolicy {
     let config: BasicAuthConfig
     /// SHA-256 of verified "user:password" pairs: bcrypt is slow by design (tens of milliseconds),
     /// and a producer sends the same credentials with every request. Bounded.

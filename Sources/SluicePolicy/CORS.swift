@@ -45,16 +45,21 @@ struct CORSPolicy: Policy {
         return headers
     }
 
-    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
-        guard let origin = request.header("origin") else { return nil }  // not a browser's cross-origin call
+    /// Refuses an origin it does not allow, answers a preflight itself, and sets the origin's
+    /// headers on the handled response.
+    func handle<Response: PolicyResponse>(
+        _ request: PolicyRequest, _ identity: PolicyIdentity,
+        next: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response> {
+        guard let origin = request.header("origin") else { return await next(request, identity) }  // not a browser's cross-origin call
         let refused = PolicyRejection(.corsRefused, message: "this origin may not call this route")
-        guard self.allows(origin) else { return refused }
+        guard self.allows(origin) else { return .answered(refused) }
         if request.method == "OPTIONS", let wanted = request.header("access-control-request-method") {
             let headers = (request.header("access-control-request-headers") ?? "").split(separator: ",").map {
                 $0.trimmingCharacters(in: .whitespaces).lowercased()
             }.filter { !$0.isEmpty }
             guard self.config.allowMethods.contains(wanted.uppercased()), headers.allSatisfy(self.config.allowHeaders.contains) else {
-                return refused
+                return .answered(refused)
             }
             var answer = self.originHeaders(origin)
             answer["access-control-allow-methods"] = self.config.allowMethods.sorted().joined(separator: ", ")
@@ -62,12 +67,16 @@ struct CORSPolicy: Policy {
                 answer["access-control-allow-headers"] = self.config.allowHeaders.sorted().joined(separator: ", ")
             }
             answer["access-control-max-age"] = String(self.config.maxAge.components.seconds)
-            return PolicyRejection(status: 204, code: "", message: "", headers: answer)
+            return .answered(PolicyRejection(status: 204, code: "", message: "", headers: answer))
         }
-        for (name, value) in self.originHeaders(origin) { identity.responseHeaders[name] = value }
+        let outcome = await next(request, identity)
+        // A later policy's refusal keeps its own headers only.
+        guard case .handled(var response) = outcome else { return outcome }
+        var headers = self.originHeaders(origin)
         if !self.config.exposeHeaders.isEmpty {
-            identity.responseHeaders["access-control-expose-headers"] = self.config.exposeHeaders.joined(separator: ", ")
+            headers["access-control-expose-headers"] = self.config.exposeHeaders.joined(separator: ", ")
         }
-        return nil
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { response.setHeader(name: name, value: value) }
+        return .handled(response)
     }
 }

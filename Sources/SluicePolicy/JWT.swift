@@ -285,7 +285,7 @@ final class JWTKeyStore: Sendable {
     }
 }
 
-struct JWTPolicy: Policy {
+struct JWTPolicy: GatePolicy {
     let config: JWTConfig
     let store: JWTKeyStore
     let now: @Sendable () -> Date

@@ -53,7 +53,8 @@ public struct PolicyRequest: Sendable {
     }
 }
 
-/// Who the request comes from, as authentication established it.
+/// Who the request comes from, as authentication established it: the context each policy hands
+/// on to the next, and the handler gets at the end of the chain.
 public struct PolicyIdentity: Sendable, Equatable {
     /// The client identity (an API key's client, later a JWT subject or a certificate's subject).
     public var client: String?
@@ -61,29 +62,33 @@ public struct PolicyIdentity: Sendable, Equatable {
     /// Request headers to set before the handler runs (a JWT policy's `claims_to_headers`); nil
     /// removes the header the client sent.
     public var headers: [(String, String?)]
-    /// Headers to add to the response (CORS).
-    public var responseHeaders: [String: String]
-    /// Rate limits in events or bytes, to be charged once the request is handled.
-    public var charges: [RateLimitCharge] = []
 
-    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String?)] = [], responseHeaders: [String: String] = [:]) {
+    public init(client: String? = nil, claims: [String: String] = [:], headers: [(String, String?)] = []) {
         self.client = client
         self.claims = claims
         self.headers = headers
-        self.responseHeaders = responseHeaders
-    }
-
-    /// Charges the rate limits counted in events or bytes for a handled request (before it is
-    /// answered: the client's next request sees the charge, on any instance for global ones).
-    public func settle(events: Int, bytes: Int) async {
-        for charge in self.charges {
-            await charge.policy.charge(key: charge.key, limit: charge.limit, amount: charge.policy.unit == .events ? events : bytes)
-        }
     }
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.client == b.client && a.claims == b.claims && a.headers.elementsEqual(b.headers) { $0 == $1 } && a.responseHeaders == b.responseHeaders
+        a.client == b.client && a.claims == b.claims && a.headers.elementsEqual(b.headers) { $0 == $1 }
     }
+}
+
+/// What policies see of, and may add to, a handled request's response, whatever the transport.
+public protocol PolicyResponse: Sendable {
+    /// Runs `body` with what the request handed over — the events a sink accepted and the bytes
+    /// read — once the handler is done with it: at once for a request handled whole, after the
+    /// last message for a stream. (What a rate limit in events or bytes charges.)
+    func whenFinished(_ body: @escaping @Sendable (_ events: Int, _ bytes: Int) async -> Void) async
+    /// Sets a response header (CORS), replacing one of that name.
+    mutating func setHeader(name: String, value: String)
+}
+
+/// A request's answer as the policies see it: a policy answered it early (a refusal, or a CORS
+/// preflight's 204), or the handler ran.
+public enum PolicyOutcome<Response: PolicyResponse>: Sendable {
+    case answered(PolicyRejection)
+    case handled(Response)
 }
 
 /// A request a policy answered early. Says as little as it must.
@@ -126,13 +131,23 @@ public struct PolicyChain: Sendable {
         self.policies = policies.sorted { $0.stage < $1.stage }
     }
 
-    /// The identity established, or the rejection.
-    public func evaluate(_ request: PolicyRequest) async -> Result<PolicyIdentity, PolicyRejection> {
-        var identity = PolicyIdentity()
-        for policy in self.policies {
-            if let rejection = await policy.evaluate(request, identity: &identity) { return .failure(rejection) }
+    /// Runs the request through the policies and, if none answers it, `handler` with the identity
+    /// they established. Each policy wraps the rest of the chain, so it acts before and after the
+    /// handler (a rate limit in events charges what was accepted; CORS sets its headers).
+    public func handle<Response: PolicyResponse>(
+        _ request: PolicyRequest, handler: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response> {
+        await self.run(from: 0, request, PolicyIdentity(), handler: handler)
+    }
+
+    private func run<Response: PolicyResponse>(
+        from index: Int, _ request: PolicyRequest, _ identity: PolicyIdentity,
+        handler: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response> {
+        guard index < self.policies.count else { return await handler(request, identity) }
+        return await self.policies[index].handle(request, identity) { request, identity in
+            await self.run(from: index + 1, request, identity, handler: handler)
         }
-        return .success(identity)
     }
 }
 
@@ -204,13 +219,35 @@ public final class PolicyRegistry: Sendable {
     }()
 }
 
+/// A policy: middleware around the rest of the chain and the handler.
 protocol Policy: Sendable {
     var stage: PolicyStage { get }
+    /// Answers the request itself, or calls `next` (with what it established added to
+    /// `identity`) and returns its outcome, acting on it if it must.
+    func handle<Response: PolicyResponse>(
+        _ request: PolicyRequest, _ identity: PolicyIdentity,
+        next: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response>
+}
+
+/// A policy that only decides whether a request goes on (authentication, authorization).
+protocol GatePolicy: Policy {
     /// nil to go on (possibly having added to `identity`), or the answer.
     func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection?
 }
 
-struct APIKeyPolicy: Policy {
+extension GatePolicy {
+    func handle<Response: PolicyResponse>(
+        _ request: PolicyRequest, _ identity: PolicyIdentity,
+        next: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response> {
+        var identity = identity
+        if let rejection = await self.evaluate(request, identity: &identity) { return .answered(rejection) }
+        return await next(request, identity)
+    }
+}
+
+struct APIKeyPolicy: GatePolicy {
     let config: APIKeyConfig
     var stage: PolicyStage { .authentication }
 
@@ -228,7 +265,7 @@ struct APIKeyPolicy: Policy {
     }
 }
 
-struct AuthzPolicy: Policy {
+struct AuthzPolicy: GatePolicy {
     let config: AuthzConfig
     var stage: PolicyStage { .authorization }
 

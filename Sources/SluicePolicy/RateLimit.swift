@@ -9,7 +9,7 @@ import SluiceCore
 /// answered 429 with `Retry-After` (whole seconds until a token is there) and the `RateLimit-*`
 /// fields of draft-ietf-httpapi-ratelimit-headers. A key value with an override uses only its own
 /// limit. Requests without the key's value (no such header, no client) share one bucket.
-final class RateLimitPolicy: Policy, ChargedRateLimit {
+final class RateLimitPolicy: ChargedRateLimit {
     let name: String
     let config: RateLimitConfig
     let now: @Sendable () -> Duration
@@ -29,14 +29,14 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
         self.now = now
     }
 
-    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) -> PolicyRejection? {
+    func admit(_ request: PolicyRequest, _ identity: PolicyIdentity) -> (PolicyRejection?, RateLimitCharge?) {
         let (value, limit) = self.config.keyValueAndLimit(request, identity)
         let key = value ?? ""
         let now = self.now()
         // Events and bytes are known only once the request is handled: admit while the bucket
         // is not in debt, and charge afterwards (see `charge`).
         let cost: Double = self.config.unit == .requests ? 1 : 0
-        if cost == 0 { identity.charges.append(RateLimitCharge(policy: self, key: key, limit: limit)) }
+        let charge = cost == 0 ? RateLimitCharge(key: key, limit: limit) : nil
         let wait: Double? = self.buckets.withLockedValue { buckets in
             var bucket = Self.refilled(buckets[key], limit: limit, now: now)
             defer {
@@ -49,8 +49,8 @@ final class RateLimitPolicy: Policy, ChargedRateLimit {
             }
             return (max(cost, 1) - bucket.tokens) / limit.perSecond
         }
-        guard let wait else { return nil }
-        return Self.rejection(limit, wait: wait)
+        guard let wait else { return (nil, charge) }
+        return (Self.rejection(limit, wait: wait), nil)
     }
 
     /// 429 with `Retry-After` (whole seconds until a token is there) and the `RateLimit-*` fields.
@@ -118,15 +118,37 @@ extension RateLimitConfig {
     }
 }
 
-/// A rate limit counted in events or bytes: charged once the request is handled.
-protocol ChargedRateLimit: Sendable {
+/// A rate limit: admits a request while its bucket has a token; one counted in events or bytes
+/// charges them once the request is handled (before it is answered: the client's next request
+/// sees the charge, on any instance for global ones).
+protocol ChargedRateLimit: Policy {
     var unit: RateLimitConfig.Unit { get }
+    /// The refusal, or what the request will owe once handled (nil for a limit in requests, which
+    /// takes its token here).
+    func admit(_ request: PolicyRequest, _ identity: PolicyIdentity) async -> (PolicyRejection?, RateLimitCharge?)
     func charge(key: String, limit: RateLimitConfig.Limit, amount: Int) async
 }
 
-/// What a request owes a rate limit counted in events or bytes, settled after the handler.
-public struct RateLimitCharge: Sendable {
-    let policy: any ChargedRateLimit
+extension ChargedRateLimit {
+    func handle<Response: PolicyResponse>(
+        _ request: PolicyRequest, _ identity: PolicyIdentity,
+        next: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
+    ) async -> PolicyOutcome<Response> {
+        let (rejection, charge) = await self.admit(request, identity)
+        if let rejection { return .answered(rejection) }
+        let outcome = await next(request, identity)
+        if let charge, case .handled(let response) = outcome {
+            let unit = self.unit
+            await response.whenFinished { events, bytes in
+                await self.charge(key: charge.key, limit: charge.limit, amount: unit == .events ? events : bytes)
+            }
+        }
+        return outcome
+    }
+}
+
+/// What a request owes a rate limit counted in events or bytes, charged after the handler.
+struct RateLimitCharge: Sendable {
     let key: String
     let limit: RateLimitConfig.Limit
 }
@@ -143,7 +165,7 @@ extension RateLimitPolicy {
 ///
 /// When Redis cannot answer in time, `failure_mode` decides: `open` lets the request through
 /// (and logs, at most once per 10 s), `closed` answers 503.
-final class GlobalRateLimitPolicy: Policy, ChargedRateLimit {
+final class GlobalRateLimitPolicy: ChargedRateLimit {
     let name: String
     let config: RateLimitConfig
     let global: RateLimitConfig.Global
@@ -196,26 +218,26 @@ final class GlobalRateLimitPolicy: Policy, ChargedRateLimit {
         self.redis = RedisClient(host: global.host, port: global.port, password: global.password, timeout: global.timeout)
     }
 
-    func evaluate(_ request: PolicyRequest, identity: inout PolicyIdentity) async -> PolicyRejection? {
+    func admit(_ request: PolicyRequest, _ identity: PolicyIdentity) async -> (PolicyRejection?, RateLimitCharge?) {
         let (value, limit) = self.config.keyValueAndLimit(request, identity)
         // Long or odd values are hashed: the key stays short and printable.
         let part = value.map { $0.utf8.count <= 128 && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } ? $0 : Hex.encode(Array(SHA256.hash(data: Array($0.utf8)))) } ?? ""
         let key = "\(self.global.keyPrefix):rl:\(self.name):\(part)"
         let counted = self.config.unit != .requests
-        if counted { identity.charges.append(RateLimitCharge(policy: self, key: key, limit: limit)) }
+        let charge = counted ? RateLimitCharge(key: key, limit: limit) : nil
         let reply: RESPValue
         do {
             reply = try await self.run(key: key, limit: limit, cost: counted ? 0 : 1, mode: counted ? "admit" : "take")
         } catch {
-            return self.unavailable(error)
+            return (self.unavailable(error), charge)
         }
         guard case .array(let items?) = reply, items.count == 2, case .integer(let allowed) = items[0],
             let tokens = items[1].text.flatMap(Double.init)
         else {
-            return self.unavailable(RedisError("unexpected reply from the rate-limit script"))
+            return (self.unavailable(RedisError("unexpected reply from the rate-limit script")), charge)
         }
-        if allowed == 1 { return nil }
-        return RateLimitPolicy.rejection(limit, wait: (1 - tokens) / limit.perSecond)
+        if allowed == 1 { return (nil, charge) }
+        return (RateLimitPolicy.rejection(limit, wait: (1 - tokens) / limit.perSecond), nil)
     }
 
     private func run(key: String, limit: RateLimitConfig.Limit, cost: Int, mode: String) async throws -> RESPValue {

@@ -59,6 +59,8 @@ import Testing
               rate: 1/h
               burst: 3
               overrides: [{ value: tenant-b, rate: 1/h, burst: 5 }]
+          - name: per-client-events
+            rate_limit: { key: client, unit: events, rate: 1/h, burst: 10 }
         sinks:
           - name: archive
             file: { directory: ./events }
@@ -82,6 +84,10 @@ import Testing
             match: { path: /claims }
             policies: [tokens]
             ingest: { sink: archive, topic: claims, headers_to_kafka: [X-Tenant] }
+          - name: grpc-events
+            match: { grpc_service: sluice.v1.Ingest, headers: { x-route: events } }
+            policies: [keys, per-client-events]
+            ingest: { sink: archive, topic: grpc-events }
           - name: grpc
             match: { grpc_service: sluice.v1.Ingest }
             policies: [keys, per-client]
@@ -215,22 +221,27 @@ import Testing
         #expect(!text.contains("evil"))
     }
 
+    /// One unary Publish of one event: nil when accepted, else the call's status.
+    func publishOne(_ sluice: SluiceProcess, metadata: Metadata) async throws -> RPCError.Code? {
+        try await withGRPCClient(
+            transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
+        ) { client in
+            do {
+                _ = try await Sluice_V1_Ingest.Client(wrapping: client).publish(
+                    .with { $0.events = [.with { $0.value = Data(#"{"n":1}"#.utf8) }] }, metadata: metadata)
+                return nil
+            } catch let error as RPCError {
+                return error.code
+            }
+        }
+    }
+
     @Test func grpcCallsRunTheSamePolicies() async throws {
         let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
         func publish(_ key: String?) async throws -> RPCError.Code? {
-            try await withGRPCClient(
-                transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
-            ) { client in
-                var metadata = Metadata()
-                if let key { metadata.addString(key, forKey: "x-api-key") }
-                do {
-                    _ = try await Sluice_V1_Ingest.Client(wrapping: client).publish(
-                        .with { $0.events = [.with { $0.value = Data(#"{"n":1}"#.utf8) }] }, metadata: metadata)
-                    return nil
-                } catch let error as RPCError {
-                    return error.code
-                }
-            }
+            var metadata = Metadata()
+            if let key { metadata.addString(key, forKey: "x-api-key") }
+            return try await self.publishOne(sluice, metadata: metadata)
         }
         #expect(try await publish(nil) == .unauthenticated)
         #expect(try await publish("key-z") == .unauthenticated)
@@ -238,6 +249,35 @@ import Testing
         var codes: [RPCError.Code?] = []
         for _ in 0..<4 { codes.append(try await publish("key-a")) }
         #expect(codes == [nil, nil, nil, .resourceExhausted], "\(codes)")
+        #expect(try await sluice.terminate() == 0)
+    }
+
+    /// A rate limit in events sees what a whole stream handed over, once the stream is over.
+    @Test func aGRPCStreamIsChargedItsEventsWhenItEnds() async throws {
+        let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
+        var metadata = Metadata()
+        metadata.addString("key-b", forKey: "x-api-key")
+        metadata.addString("events", forKey: "x-route")
+        // tenant-b's event bucket holds 10: a stream of three batches of 4 is admitted (the bucket
+        // is not in debt when it opens) and leaves it 2 in debt once charged.
+        let acks = try await withGRPCClient(transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)) { client in
+            try await Sluice_V1_Ingest.Client(wrapping: client).publishStream(metadata: metadata) { writer in
+                for sequence in 0..<3 {
+                    try await writer.write(
+                        .with {
+                            $0.sequence = UInt64(sequence)
+                            $0.events = (0..<4).map { i in .with { $0.value = Data(#"{"i":\#(i)}"#.utf8) } }
+                        })
+                }
+            } onResponse: { response in
+                var acks = 0
+                for try await ack in response.messages where ack.durable { acks += 1 }
+                return acks
+            }
+        }
+        #expect(acks == 3)
+        let refused = try await self.publishOne(sluice, metadata: metadata)
+        #expect(refused == .resourceExhausted, "12 events charged against a burst of 10")
         #expect(try await sluice.terminate() == 0)
     }
 }

@@ -74,7 +74,7 @@ final class ScriptedSink: Sink, @unchecked Sendable {
         head.headers.add(name: "content-type", value: contentType)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         var body = RequestBody(chunks: chunks.map { ByteBuffer(string: $0) })
-        let response = await handler.handle(HTTPRequest(head: head, isHTTP2: false), parameters: ["topic": topic], body: &body)
+        let response = await handler.handle(HTTPRequest(head: head, isHTTP2: false), parameters: ["topic": topic], body: &body).response
         return (response.status, String(buffer: response.body), response.headers)
     }
 

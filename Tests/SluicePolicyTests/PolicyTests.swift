@@ -57,8 +57,7 @@ func sha256(_ text: String) -> String {
         let config = RateLimitConfig(key: .header("X-Client"), unit: .events, limit: .init(perSecond: 2, burst: 10, text: "2/s"))
         let chain = PolicyRegistry([PolicyConfig(name: "ev", kind: .rateLimit(config))], now: { clock.now }).chain(["ev"])
         func handle(_ events: Int) async -> Bool {
-            guard case .success(let identity) = await chain.evaluate(request(headers: ["X-Client": "a"])) else { return false }
-            await identity.settle(events: events, bytes: 999_999)
+            guard case .success = await chain.evaluate(request(headers: ["X-Client": "a"]), events: events, bytes: 999_999) else { return false }
             return true
         }
         #expect(await handle(8), "10 tokens: admitted, 2 left")
@@ -72,11 +71,10 @@ func sha256(_ text: String) -> String {
         #expect(await !handle(1), "-10 + 10 = 0: not above zero")
         clock.advance(.milliseconds(500))
         #expect(await handle(0))
-        guard case .success(let b) = await chain.evaluate(request(headers: ["X-Client": "b"])) else {
+        guard case .success = await chain.evaluate(request(headers: ["X-Client": "b"]), events: 25) else {
             Issue.record("b's first request should pass")
             return
         }
-        await b.settle(events: 25, bytes: 0)
         guard case .failure(let refusal) = await chain.evaluate(request(headers: ["X-Client": "b"])) else {
             Issue.record("b should be refused after 25 events against a burst of 10")
             return
