@@ -24,9 +24,9 @@ private struct Slots: FIFOCapacity {
         let queue = FIFOWaitQueue(Slots(max: 1))
         #expect(queue.tryTake(1))
         let first = Task { await queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2) }
-        while queue.waiting < 1 { await Task.yield() }
+        #expect(await eventually { queue.waiting == 1 })
         let second = Task { await queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2) }
-        while queue.waiting < 2 { await Task.yield() }
+        #expect(await eventually { queue.waiting == 2 })
         #expect(await !queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2), "two already wait: refused without waiting")
         queue.give(1)
         #expect(await first.value, "the first in line gets the slot given back")
@@ -36,15 +36,17 @@ private struct Slots: FIFOCapacity {
         #expect(queue.withCapacity { $0.active } == 1)
     }
 
-    @Test func anExpiredWaiterTakesNothingAndUnblocksThoseBehindIt() async {
+    @Test func aWaiterThatLeavesTheLineTakesNothingAndUnblocksThoseBehindIt() async {
         let queue = FIFOWaitQueue(Slots(max: 4))
         #expect(queue.tryTake(3))
         // Wants 3 of the 1 left: waits, and holds up the small one behind it (first come, first served).
-        let big = Task { await queue.take(3, deadline: .now + .milliseconds(50)) }
-        while queue.waiting < 1 { await Task.yield() }
+        let big = Task { await queue.take(3, deadline: .now + .seconds(30)) }
+        #expect(await eventually { queue.waiting == 1 })
         let small = Task { await queue.take(1, deadline: .now + .seconds(30)) }
-        while queue.waiting < 2 { await Task.yield() }
-        #expect(await !big.value, "its deadline passed")
+        #expect(await eventually { queue.waiting == 2 })
+        #expect(queue.withCapacity { $0.active } == 3, "the small one waits behind the big one")
+        big.cancel()  // leaves the line as a passed deadline does (both expire the waiter)
+        #expect(await !big.value)
         #expect(await small.value, "let in once the big one left the line")
         #expect(queue.withCapacity { $0.active } == 4)
     }
@@ -53,7 +55,7 @@ private struct Slots: FIFOCapacity {
         let queue = FIFOWaitQueue(Slots(max: 1))
         #expect(queue.tryTake(1))
         let waiter = Task { await queue.take(1, deadline: .now + .seconds(30)) }
-        while queue.waiting < 1 { await Task.yield() }
+        #expect(await eventually { queue.waiting == 1 })
         waiter.cancel()
         #expect(await !waiter.value)
         #expect(queue.waiting == 0)

@@ -26,7 +26,7 @@ import Testing
         let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
         #expect(budget.tryAcquire(bytes: 100))
         let waiter = Task { await budget.acquire(bytes: 40, deadline: .now + .seconds(10)) }
-        while budget.waiting == 0 { await Task.yield() }
+        #expect(await eventually { budget.waiting == 1 })
         #expect(!budget.tryAcquire(bytes: 1), "nobody jumps the queue while someone waits")
         budget.release(bytes: 100)
         #expect(await waiter.value)
@@ -37,7 +37,7 @@ import Testing
         let budget = InFlightBudget(maxBytes: 100, maxEvents: 100)
         #expect(budget.tryAcquire(bytes: 100, events: 10))
         let waiter = Task { await budget.acquire(bytes: 10, deadline: .now + .seconds(10)) }
-        while budget.waiting == 0 { await Task.yield() }
+        #expect(await eventually { budget.waiting == 1 })
         budget.release(bytes: 10)  // 90 in flight: room for 10, but above the low watermark (50)
         #expect(budget.waiting == 1)
         budget.release(bytes: 40)  // 50 in flight: at the low watermark
@@ -59,8 +59,8 @@ import Testing
     @Test func anExpiredBigWaiterStopsBlockingSmallerOnesBehindIt() async {
         let budget = InFlightBudget(maxBytes: 100, maxEvents: 10)
         #expect(budget.tryAcquire(bytes: 50))
-        let big = Task { await budget.acquire(bytes: 80, deadline: .now + .milliseconds(50)) }
-        while budget.waiting == 0 { await Task.yield() }
+        let big = Task { await budget.acquire(bytes: 80, deadline: .now + .seconds(1)) }
+        #expect(await eventually { budget.waiting == 1 })
         let small = Task { await budget.acquire(bytes: 10, deadline: .now + .seconds(10)) }
         #expect(await big.value == false)
         #expect(await small.value == true)
@@ -71,7 +71,7 @@ import Testing
         let budget = InFlightBudget(maxBytes: 10, maxEvents: 10)
         #expect(budget.tryAcquire(bytes: 10))
         let waiter = Task { await budget.acquire(bytes: 5, deadline: .now + .seconds(30)) }
-        while budget.waiting == 0 { await Task.yield() }
+        #expect(await eventually { budget.waiting == 1 })
         waiter.cancel()
         #expect(await waiter.value == false)
         #expect(budget.waiting == 0)
