@@ -278,8 +278,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        .executableTarget(
-            name: "sluice",
+        // Composition: builds sinks, upstreams and policies from a configuration, the gateway
+        // snapshot that binds routes to them, and the servers. Knows no connector: the
+        // executable hands it the sink kinds.
+        .target(
+            name: "SluiceGateway",
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
@@ -289,15 +292,26 @@ let package = Package(
                 "SluiceHTTP",
                 "SluiceGRPC",
                 "SluiceAdmin",
+                "SluicePolicy",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceGateway",
+                "SluiceConfig",
+                "SluiceConfigReader",
+                "SluiceConnections",
                 "KafkaSink",
                 "FileSink",
                 "KinesisSink",
                 "ZerobusSink",
-                "SluicePolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -334,6 +348,28 @@ let package = Package(
             name: "SluiceIngestTests",
             dependencies: ["SluiceIngest", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // The sink contract every connector's sink is checked against (Tests/EndToEndTests/SinkContractTests.swift).
+        .target(
+            name: "SinkContractTesting",
+            dependencies: [
+                "SluiceCore", "SluiceConfigReader",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/SinkContract",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceGatewayTests",
+            dependencies: [
+                "SluiceGateway", "SluiceHTTP", "SluiceConfig", "SluiceConfigReader", "SluiceConnections", "SluiceCore", "FileSink",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SluiceHTTPTests",
             dependencies: [
@@ -368,6 +404,9 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "sluice",
+                "SinkContractTesting",
+                "KafkaSink",
+                "FileSink",
                 .product(name: "Crypto", package: "swift-crypto"),
                 "SluiceGRPC",
                 "KinesisSink",

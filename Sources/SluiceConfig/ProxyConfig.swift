@@ -3,6 +3,9 @@ import SluiceConfigReader
 /// An upstream: a named set of HTTP endpoints that proxy routes send requests to.
 public struct UpstreamConfig: Sendable {
     public var name: String
+    /// The upstream's entry as canonical YAML: a new configuration whose entry reads the same can
+    /// keep the running upstream (its pool, health and ejections). nil: never kept.
+    public var source: String?
     /// `host:port` of each endpoint.
     public var endpoints: [SocketAddressConfig]
     /// HTTPS to the endpoints when set.

@@ -322,7 +322,13 @@ extension SluiceConfiguration {
         }
         let settings = kind.read(n, p, r)
         guard let name, let settings, limitsOK else { return (name, nil) }
-        return (name, SinkConfig(name: name, kind: kind.key, settings: settings, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents))
+        return (
+            name,
+            SinkConfig(
+                name: name, kind: kind.key, settings: settings, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents,
+                source: canonicalYAML(node)
+            )
+        )
     }
 
     private static func readRoute(
@@ -620,5 +626,35 @@ public enum JSONPointer {
             tokens.append(token)
         }
         return tokens
+    }
+}
+
+/// `node`'s content as one line of flow YAML — the same for the same content however it was
+/// spelled (flow or block style, comments), different for any other content (a plain scalar and a
+/// quoted one differ: `1` is a number, `"1"` text). Keys keep their order.
+func canonicalYAML(_ node: Node) -> String? {
+    switch node {
+    case .scalar(let scalar):
+        var quoted: [UInt8] = []
+        JSONString.append(scalar.string.utf8, to: &quoted)
+        // An explicit tag, and whether the scalar was plain: what the readers act on.
+        let tag = node.tag.description.isEmpty ? "" : "\(node.tag.description) "
+        return "\(tag)\(scalar.style == .plain ? "plain" : "quoted") \(String(decoding: quoted, as: UTF8.self))"
+    case .mapping(let mapping):
+        var parts: [String] = []
+        for (key, value) in mapping {
+            guard let key = canonicalYAML(key), let value = canonicalYAML(value) else { return nil }
+            parts.append("\(key): \(value)")
+        }
+        return "{" + parts.joined(separator: ", ") + "}"
+    case .sequence(let sequence):
+        var parts: [String] = []
+        for item in sequence {
+            guard let item = canonicalYAML(item) else { return nil }
+            parts.append(item)
+        }
+        return "[" + parts.joined(separator: ", ") + "]"
+    case .alias:
+        return nil  // resolved by the parser before it gets here; never kept if not
     }
 }

@@ -26,6 +26,7 @@ extension SluiceConfiguration {
             ok = false
         }
         var config = UpstreamConfig(name: name ?? "", endpoints: endpoints)
+        config.source = canonicalYAML(node)
 
         if let (n, p) = fields["tls"] {
             if let tls = readUpstreamTLS(n, p, r) { config.tls = tls } else { ok = false }

@@ -144,6 +144,9 @@ public struct SinkConfig: Sendable {
     public var maxInFlightBytes: Int
     /// Events handed to the sink whose fate is not yet known.
     public var maxInFlightEvents: Int
+    /// The sink's entry as canonical YAML: a new configuration whose entry reads the same can
+    /// keep the running sink. nil: never kept.
+    public var source: String?
 
     public static let defaultMaxInFlightBytes = 32 * 1024 * 1024
     public static let defaultMaxInFlightEvents = 50_000

@@ -52,6 +52,26 @@ public final class ClientConnectionCap: Sendable {
         }
         return limit.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
+
+    /// Raises the descriptor limit and caps client connections `reserve` below it (the rest is
+    /// for sinks, upstreams, files). Returns the descriptor limit and the cap, or why the reserve
+    /// leaves too little (fewer than 64 connections).
+    public func limitToDescriptors(reserve: Int) -> Result<(descriptors: Int, connections: Int), ConnectionCapError> {
+        let descriptors = Self.raiseDescriptorLimit()
+        guard descriptors == .max || descriptors - reserve >= 64 else {
+            return .failure(
+                ConnectionCapError(
+                    description: "process.descriptor_reserve: the descriptor limit (ulimit -n) is \(descriptors); with a reserve of \(reserve) "
+                        + "fewer than 64 client connections would remain: raise the limit or lower the reserve"))
+        }
+        let connections = descriptors == .max ? Int.max : descriptors - reserve
+        self.setLimit(connections)
+        return .success((descriptors, connections))
+    }
+}
+
+public struct ConnectionCapError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// One listener's open connections against its `max_connections`, then the process-wide cap:

@@ -30,6 +30,19 @@ public struct GRPCIngestRoute: Sendable {
     }
 }
 
+/// The gRPC ingest routes of one gateway snapshot, in configuration order. Immutable.
+public struct GRPCRouteTable: Sendable {
+    public var routes: [GRPCIngestRoute]
+
+    public init(routes: [GRPCIngestRoute]) {
+        self.routes = routes
+    }
+
+    /// The table the call being served was routed with (set by `RoutePolicyInterceptor`, which
+    /// reads the snapshot once per call).
+    @TaskLocal static var ofCall: GRPCRouteTable?
+}
+
 /// `sluice.v1.Ingest`: the same routes, sinks and delivery contract as HTTP ingest.
 ///
 /// - `Publish`: one batch, answered with one result per event once each event's fate is known.
@@ -42,12 +55,18 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// Requests of one stream whose acks are not yet written; past this the stream stops reading.
     static let maxUnackedRequests = 1024
 
-    let routes: [GRPCIngestRoute]
+    /// The current route table (the gateway snapshot's).
+    let routes: @Sendable () -> GRPCRouteTable
     private let logger: Logger
 
-    public init(routes: [GRPCIngestRoute], logger: Logger) {
+    public init(routes: @escaping @Sendable () -> GRPCRouteTable, logger: Logger) {
         self.routes = routes
         self.logger = logger
+    }
+
+    /// The routes of the call being served: those its policies ran with.
+    private var callRoutes: [GRPCIngestRoute] {
+        (GRPCRouteTable.ofCall ?? self.routes()).routes
     }
 
     // MARK: - RPCs
@@ -56,7 +75,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         request: ServerRequest<Sluice_V1_PublishRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
-        let route = try Self.route(in: self.routes, method: "Publish", metadata: request.metadata)
+        let route = try Self.route(in: self.callRoutes, method: "Publish", metadata: request.metadata)
         let message = request.message
         let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
         try Self.callLevelError(results)
@@ -71,7 +90,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         request: StreamingServerRequest<Sluice_V1_PublishRequest>,
         context: ServerContext
     ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
-        let route = try Self.route(in: self.routes, method: "PublishStream", metadata: request.metadata)
+        let route = try Self.route(in: self.callRoutes, method: "PublishStream", metadata: request.metadata)
         return StreamingServerResponse { response in
             try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
             return [:]

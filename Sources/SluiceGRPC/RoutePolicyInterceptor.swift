@@ -10,7 +10,8 @@ import SluicePolicy
 /// — a stream's last message included — so a rate limit in events or bytes charges what the
 /// call handed to the sink.
 struct RoutePolicyInterceptor: ServerInterceptor {
-    let routes: [GRPCIngestRoute]
+    /// The current route table (the gateway snapshot's), read once per call.
+    let routes: @Sendable () -> GRPCRouteTable
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
@@ -18,12 +19,14 @@ struct RoutePolicyInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let method = context.descriptor.method
-        // Calls no route serves go on to the service, which answers NOT_FOUND.
-        guard context.descriptor.service.fullyQualifiedService == IngestService.serviceName,
-            let route = try? IngestService.route(in: self.routes, method: method, metadata: request.metadata),
-            !route.policies.isEmpty
-        else {
+        guard context.descriptor.service.fullyQualifiedService == IngestService.serviceName else {
             return try await next(request, context)
+        }
+        let table = self.routes()
+        // Calls no route serves go on to the service, which answers NOT_FOUND.
+        guard let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata), !route.policies.isEmpty
+        else {
+            return try await GRPCRouteTable.$ofCall.withValue(table) { try await next(request, context) }
         }
         let metadata = request.metadata
         let policyRequest = PolicyRequest(
@@ -34,7 +37,8 @@ struct RoutePolicyInterceptor: ServerInterceptor {
         var called: Result<StreamingServerResponse<Output>, any Error>?
         let outcome = await route.policies.handle(policyRequest) { (_, _) async -> PolicyOutcome<HandledCall> in
             do {
-                called = .success(try await CallTally.$current.withValue(tally) { try await next(request, context) })
+                called = .success(
+                try await GRPCRouteTable.$ofCall.withValue(table) { try await CallTally.$current.withValue(tally) { try await next(request, context) } })
             } catch {
                 called = .failure(error)
             }

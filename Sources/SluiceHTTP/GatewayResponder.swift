@@ -5,12 +5,9 @@ import SluiceCore
 import SluiceIngest
 import SluicePolicy
 
-/// The data-plane responder: routes each request and runs the route's handler.
-///
-/// Order for every request: router -> the route's policies as middleware (CORS, authentication,
-/// authorization, rate limit; the first refusal or early answer answers, and each acts again on
-/// the way out) -> handler -> response.
-public struct GatewayResponder: HTTPResponder {
+/// The HTTP routes of one gateway snapshot: each route's policy chain and handler, bound to the
+/// running sinks and upstreams. Immutable; a new configuration builds a new table.
+public struct HTTPRouteTable: Sendable {
     public struct Target: Sendable {
         var policies: PolicyChain
         var action: Action
@@ -21,9 +18,9 @@ public struct GatewayResponder: HTTPResponder {
         case proxy(ProxyHandler)
     }
 
-    private let router: Router<Target>
+    let router: Router<Target>
 
-    /// Builds the routing table from a validated configuration and the running sinks.
+    /// Builds the table from a validated configuration and the running sinks and upstreams.
     public init(
         config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry, logger: Logger
     ) {
@@ -43,6 +40,21 @@ public struct GatewayResponder: HTTPResponder {
             }
         }
         self.router = Router(entries)
+    }
+}
+
+/// The data-plane responder: routes each request and runs the route's handler.
+///
+/// Order for every request: router -> the route's policies as middleware (CORS, authentication,
+/// authorization, rate limit; the first refusal or early answer answers, and each acts again on
+/// the way out) -> handler -> response. The route table is read once per request from the
+/// gateway's current snapshot, so a request runs start to end on one configuration.
+public struct GatewayResponder: HTTPResponder {
+    private let routes: @Sendable () -> HTTPRouteTable
+
+    /// `routes`: the current route table (the gateway snapshot's).
+    public init(routes: @escaping @Sendable () -> HTTPRouteTable) {
+        self.routes = routes
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
@@ -68,16 +80,17 @@ public struct GatewayResponder: HTTPResponder {
             request.head.headers.replaceOrAdd(name: "host", value: authority)
         }
         let headers = request.head.headers
+        let router = self.routes().router
         var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
         // A CORS preflight is routed by the method it asks about, and answered by that route's
         // cors policy (if it has one).
         if request.method == "OPTIONS", let wanted = headers.first(name: "access-control-request-method") {
             var asked = routeRequest
             asked.method = wanted.uppercased()
-            if case .matched(let target, _) = self.router.route(asked), target.policies.answersPreflights { routeRequest = asked }
+            if case .matched(let target, _) = router.route(asked), target.policies.answersPreflights { routeRequest = asked }
         }
         let reroutedPreflight = routeRequest.method != request.method
-        switch self.router.route(routeRequest) {
+        switch router.route(routeRequest) {
         case .matched(let target, let parameters):
             guard !target.policies.isEmpty else {
                 return await Self.run(target.action, request, parameters: parameters, body: &body).response
@@ -118,7 +131,7 @@ public struct GatewayResponder: HTTPResponder {
         }
     }
 
-    private static func run(_ action: Action, _ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
+    private static func run(_ action: HTTPRouteTable.Action, _ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
         switch action {
         case .ingest(let handler):
             return await handler.handle(request, parameters: parameters, body: &body)

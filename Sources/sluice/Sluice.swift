@@ -3,19 +3,12 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
-import SluicePolicy
 import ZerobusSink
 import Logging
-import NIOCore
-import NIOPosix
 import ServiceLifecycle
-import SluiceAdmin
 import SluiceConfig
 import SluiceConfigReader
-import SluiceCore
-import SluiceGRPC
-import SluiceHTTP
-import SluiceTLS
+import SluiceGateway
 import SluiceConnections
 
 /// The kinds of sink this build can run: each connector registers one. Adding a connector is
@@ -66,115 +59,28 @@ struct Run: AsyncParsableCommand {
         }
 
         // Client connections on every data-plane listener stay below the descriptor limit by the reserve.
-        let descriptorLimit = ClientConnectionCap.raiseDescriptorLimit()
         let reserve = configuration.process.descriptorReserve
-        guard descriptorLimit == .max || descriptorLimit - reserve >= 64 else {
-            printError(
-                "process.descriptor_reserve: the descriptor limit (ulimit -n) is \(descriptorLimit); with a reserve of \(reserve) "
-                    + "fewer than 64 client connections would remain: raise the limit or lower the reserve")
+        switch ClientConnectionCap.shared.limitToDescriptors(reserve: reserve) {
+        case .failure(let error):
+            printError(error.description)
             throw ExitCode(1)
-        }
-        let clientConnectionCap = descriptorLimit == .max ? Int.max : descriptorLimit - reserve
-        ClientConnectionCap.shared.setLimit(clientConnectionCap)
-        logger.info(
-            "descriptor limit", metadata: ["limit": "\(descriptorLimit)", "reserve": "\(reserve)", "client_connections_max": "\(clientConnectionCap)"])
-
-        var sinks: [String: any Sink] = [:]
-        var sinkServices: [any Service] = []
-        let environment = ProcessInfo.processInfo.environment
-        for sinkConfig in configuration.sinks {
-            guard let kind = sinkKinds.first(where: { $0.key == sinkConfig.kind }) else {
-                preconditionFailure("sink \(sinkConfig.name) has kind \(sinkConfig.kind), which the parser was not given")
-            }
-            let context = SinkContext(
-                name: sinkConfig.name,
-                budget: InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents),
-                flushTimeout: configuration.shutdown.flushTimeout, logger: logger, environment: environment)
-            do {
-                let sink = try kind.make(sinkConfig.settings, context)
-                sinks[sinkConfig.name] = sink
-                sinkServices.append(sink)
-            } catch {
-                printError("sinks: \(sinkConfig.name): cannot start: \(error)")
-                throw ExitCode(1)
-            }
+        case .success(let (descriptors, connections)):
+            logger.info("descriptor limit", metadata: ["limit": "\(descriptors)", "reserve": "\(reserve)", "client_connections_max": "\(connections)"])
         }
 
-        let policies: PolicyRegistry
+        let gateway: Gateway
         do {
-            policies = try await PolicyRegistry.build(configuration.policies)
+            gateway = try await Gateway(
+                configuration: configuration,
+                builder: GatewayBuilder(sinkKinds: sinkKinds, logger: logger, environment: ProcessInfo.processInfo.environment),
+                connectionCap: .shared)
         } catch {
-            printError("\(error)")
+            printError(error.description)
             throw ExitCode(1)
         }
-        var upstreams: [String: Upstream] = [:]
-        for upstreamConfig in configuration.upstreams {
-            do {
-                upstreams[upstreamConfig.name] = try Upstream(config: upstreamConfig, logger: logger)
-            } catch {
-                printError("upstreams: \(upstreamConfig.name): cannot start: \(error)")
-                throw ExitCode(1)
-            }
-        }
-        let responder = GatewayResponder(config: configuration, sinks: sinks, upstreams: upstreams, policies: policies, logger: logger)
-        var listeners: [HTTPServer] = []
-        for listener in configuration.listeners {
-            var tls: ListenerTLS?
-            if let tlsConfig = listener.tls {
-                do {
-                    tls = try ListenerTLS(config: tlsConfig)
-                } catch {
-                    printError("listeners: \(listener.name): cannot load TLS certificates: \(error)")
-                    throw ExitCode(1)
-                }
-            }
-            listeners.append(
-                HTTPServer(
-                    name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
-                    limits: listener.limits, tls: tls, drainTimeout: configuration.shutdown.drainTimeout, connectionCap: .shared,
-                    logger: logger))
-        }
-        var grpcServer: GRPCIngestServer?
-        if let grpc = configuration.grpc {
-            let routes = configuration.routes.compactMap { route -> GRPCIngestRoute? in
-                guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
-                return GRPCIngestRoute(name: route.name, match: route.match, ingest: ingest, sink: sink, policies: policies.chain(route.policies))
-            }
-            let health = HealthService(sinks: configuration.sinks.compactMap { sinks[$0.name] }, servedByGRPC: Set(routes.map(\.sink.name)))
-            do {
-                grpcServer = try GRPCIngestServer(
-                    config: grpc, tls: try grpc.tls.map { try ListenerTLS(config: $0) }, connectionCap: .shared,
-                    drainTimeout: configuration.shutdown.drainTimeout,
-                    service: IngestService(routes: routes, logger: logger), health: health, logger: logger)
-            } catch {
-                printError("grpc: cannot load TLS certificates: \(error)")
-                throw ExitCode(1)
-            }
-        }
-        var allListeners: [any Listening] = listeners
-        if let grpcServer { allListeners.append(grpcServer) }
-
-        var services: [any Service] = []
-        if let admin = configuration.admin {
-            let orderedSinks = configuration.sinks.compactMap { sinks[$0.name] }
-            services.append(
-                HTTPServer(
-                    name: "admin", host: admin.address.host, port: admin.address.port,
-                    responder: AdminResponder(
-                        listeners: allListeners, sinks: orderedSinks, upstreams: configuration.upstreams.compactMap { upstreams[$0.name] }),
-                    drainTimeout: .seconds(1), logger: logger))
-        }
-        // ServiceGroup stops services in reverse order: listeners drain first, then sinks flush,
-        // and the admin listener (first) answers /ready with 503 until the very end.
-        services.append(contentsOf: sinkServices)
-        // Upstreams close their pooled connections after the listeners have drained.
-        services.append(contentsOf: configuration.upstreams.compactMap { upstreams[$0.name] })
-        if let grpcServer { services.append(grpcServer) }
-        services.append(contentsOf: listeners)
-
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: gateway.services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

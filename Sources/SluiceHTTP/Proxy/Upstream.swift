@@ -275,6 +275,11 @@ public final class Upstream: Service, Sendable {
         } else {
             try? await gracefulShutdown()
         }
+        await self.shutdown()
+    }
+
+    /// Closes the pooled connections (at the end of `run`; or for an upstream that never ran).
+    public func shutdown() async {
         try? await self.client.shutdown()
     }
 

@@ -1,0 +1,135 @@
+import Logging
+import SluiceConfig
+import SluiceConfigReader
+import SluiceCore
+import SluiceGRPC
+import SluiceHTTP
+import SluicePolicy
+
+/// Why a configuration could not be put to work (a sink that cannot start, certificates that do
+/// not load): said with the configuration path it concerns.
+public struct GatewayBuildError: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// The running things a snapshot's routes are bound to: sinks, upstreams, policies.
+public struct GatewayResources: Sendable {
+    /// A running sink and the configuration it was built from.
+    public struct BuiltSink: Sendable {
+        public let sink: any RunnableSink
+        public let config: SinkConfig
+        let flushTimeout: Duration
+    }
+
+    /// A running upstream and the configuration it was built from.
+    public struct BuiltUpstream: Sendable {
+        public let upstream: Upstream
+        public let config: UpstreamConfig
+    }
+
+    public var sinks: [String: BuiltSink]
+    public var upstreams: [String: BuiltUpstream]
+    public var policies: PolicyRegistry
+    /// The sinks and upstreams this build made (rather than kept from the previous one), by name.
+    public var made: (sinks: [String], upstreams: [String])
+
+    public var runningSinks: [String: any Sink] { self.sinks.mapValues { $0.sink } }
+    public var runningUpstreams: [String: Upstream] { self.upstreams.mapValues { $0.upstream } }
+}
+
+/// Builds what a configuration needs to run: sinks (through the kinds the connectors register),
+/// upstreams and policies, then the route tables that bind routes to them. Given the resources of
+/// the configuration running now, it keeps every sink and upstream whose entry is unchanged
+/// (same kind, same YAML, same flush timeout) instead of building a second one — the step a
+/// reload takes.
+public struct GatewayBuilder: Sendable {
+    public let sinkKinds: [SinkKind]
+    public let logger: Logger
+    /// For secrets named by `{ env: VARIABLE }`.
+    public let environment: [String: String]
+    /// Told about every settled event of every sink this builder makes (metrics).
+    public let recorder: (any DeliveryRecorder)?
+
+    public init(sinkKinds: [SinkKind], logger: Logger, environment: [String: String], recorder: (any DeliveryRecorder)? = nil) {
+        self.sinkKinds = sinkKinds
+        self.logger = logger
+        self.environment = environment
+        self.recorder = recorder
+    }
+
+    /// The sinks, upstreams and policies of `config`; those of `previous` whose entries did not
+    /// change are kept.
+    public func resources(for config: SluiceConfiguration, reusing previous: GatewayResources? = nil) async throws(GatewayBuildError)
+        -> GatewayResources
+    {
+        var sinks: [String: GatewayResources.BuiltSink] = [:]
+        var madeSinks: [String] = []
+        let flushTimeout = config.shutdown.flushTimeout
+        for sinkConfig in config.sinks {
+            if let kept = previous?.sinks[sinkConfig.name], Self.unchanged(kept, sinkConfig, flushTimeout: flushTimeout) {
+                sinks[sinkConfig.name] = kept
+                continue
+            }
+            guard let kind = self.sinkKinds.first(where: { $0.key == sinkConfig.kind }) else {
+                preconditionFailure("sink \(sinkConfig.name) has kind \(sinkConfig.kind), which the parser was not given")
+            }
+            let context = SinkContext(
+                name: sinkConfig.name,
+                budget: InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents),
+                flushTimeout: flushTimeout, logger: self.logger, environment: self.environment, recorder: self.recorder)
+            do {
+                let sink = try kind.make(sinkConfig.settings, context)
+                sinks[sinkConfig.name] = .init(sink: sink, config: sinkConfig, flushTimeout: flushTimeout)
+                madeSinks.append(sinkConfig.name)
+            } catch {
+                throw GatewayBuildError("sinks: \(sinkConfig.name): cannot start: \(error)")
+            }
+        }
+
+        let policies: PolicyRegistry
+        do {
+            policies = try await PolicyRegistry.build(config.policies)
+        } catch {
+            throw GatewayBuildError("\(error)")
+        }
+
+        var upstreams: [String: GatewayResources.BuiltUpstream] = [:]
+        var madeUpstreams: [String] = []
+        for upstreamConfig in config.upstreams {
+            if let kept = previous?.upstreams[upstreamConfig.name], let source = upstreamConfig.source, kept.config.source == source {
+                upstreams[upstreamConfig.name] = kept
+                continue
+            }
+            do {
+                upstreams[upstreamConfig.name] = .init(upstream: try Upstream(config: upstreamConfig, logger: self.logger), config: upstreamConfig)
+                madeUpstreams.append(upstreamConfig.name)
+            } catch {
+                throw GatewayBuildError("upstreams: \(upstreamConfig.name): cannot start: \(error)")
+            }
+        }
+        return GatewayResources(sinks: sinks, upstreams: upstreams, policies: policies, made: (madeSinks, madeUpstreams))
+    }
+
+    static func unchanged(_ kept: GatewayResources.BuiltSink, _ config: SinkConfig, flushTimeout: Duration) -> Bool {
+        guard let source = config.source else { return false }
+        return kept.config.kind == config.kind && kept.config.source == source && kept.flushTimeout == flushTimeout
+    }
+
+    /// The route tables of `config`, bound to `resources`.
+    public func snapshot(for config: SluiceConfiguration, resources: GatewayResources, generation: Int) -> GatewaySnapshot {
+        let sinks = resources.runningSinks
+        let http = HTTPRouteTable(
+            config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies, logger: self.logger)
+        let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
+            guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
+            return GRPCIngestRoute(
+                name: route.name, match: route.match, ingest: ingest, sink: sink, policies: resources.policies.chain(route.policies),
+                logger: self.logger)
+        }
+        return GatewaySnapshot(generation: generation, http: http, grpc: GRPCRouteTable(routes: grpcRoutes))
+    }
+}
