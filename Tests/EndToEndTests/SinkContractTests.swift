@@ -9,11 +9,16 @@ import ZerobusSink
 /// Every connector keeps the same sink contract (Tests/SinkContract), each against the real
 /// backend CI runs: the Kafka-protocol broker, moto checking SigV4, the Zerobus test server, a
 /// directory. A new connector adds one test here.
-@Suite(.timeLimit(.minutes(3))) struct SinkContractTests {
+///
+/// The sinks run inside the test runner, on its two threads, beside every other suite: their
+/// delivery timeouts are long (2 minutes) so a busy runner slows them without failing events.
+@Suite(.timeLimit(.minutes(6))) struct SinkContractTests {
+    static let patient = Duration.seconds(120)
+
     @Test func kafkaKeepsTheSinkContract() async throws {
         try requireBroker()
         let contract = SinkContract(destination: uniqueTopic("contract")) { context in
-            try KafkaSink(config: KafkaSinkConfig(bootstrapServers: [kafkaBootstrap]), context: context)
+            try KafkaSink(config: KafkaSinkConfig(bootstrapServers: [kafkaBootstrap], deliveryTimeout: Self.patient), context: context)
         } makeUnreachable: { context in
             try KafkaSink(config: KafkaSinkConfig(bootstrapServers: ["127.0.0.1:9"], deliveryTimeout: .seconds(2)), context: context)
         }
@@ -45,7 +50,8 @@ import ZerobusSink
             try KinesisSink(
                 config: KinesisSinkConfig(
                     region: "us-east-1", endpoint: endpoint,
-                    credentials: .static(accessKeyID: .literal(key.id), secretAccessKey: .literal(key.secret), sessionToken: nil)),
+                    credentials: .static(accessKeyID: .literal(key.id), secretAccessKey: .literal(key.secret), sessionToken: nil),
+                    deliveryTimeout: Self.patient),
                 context: context)
         } makeUnreachable: { context in
             try KinesisSink(
@@ -69,7 +75,7 @@ import ZerobusSink
             try ZerobusSink(
                 config: ZerobusSinkConfig(
                     endpoint: URL(string: "http://127.0.0.1:\(server.port)")!, workspaceURL: URL(string: "http://127.0.0.1:\(server.port2)")!,
-                    clientID: "sluice", clientSecret: .literal(secret)),
+                    clientID: "sluice", clientSecret: .literal(secret), openTimeout: .seconds(60), deliveryTimeout: Self.patient),
                 context: context)
         } makeUnreachable: { context in
             try ZerobusSink(

@@ -119,7 +119,7 @@ public final class KinesisSink: Sink, Service {
         while true {
             guard let pump = self.pump(for: stream) else {
                 let failure = self.pumps.isClosed ? DeliveryFailure.shuttingDown(sink: self.name) : Self.tooManyStreams
-                for entry in entries { self.complete(entry, with: .failed(failure)) }
+                for entry in entries { self.ledger.settle(entry.held, with: .failed(failure)) }
                 return
             }
             if await pump.add(entries) { return }
@@ -145,7 +145,7 @@ public final class KinesisSink: Sink, Service {
 
     private func pump(for stream: String) -> StreamPump? {
         self.pumps.worker(for: stream) { stream in
-            let pump = StreamPump(stream: stream, sink: self)
+            let pump = StreamPump(stream: stream, context: self.pumpContext)
             Task { await pump.run() }
             return pump
         }
@@ -215,15 +215,14 @@ public final class KinesisSink: Sink, Service {
         self.logger.info("kinesis sink flushed")
     }
 
-    // MARK: - Results
+    // MARK: - Pumps
 
-    func complete(_ entry: StreamPump.Entry, with result: DeliveryResult) {
-        self.ledger.settle(entry.held, with: result)
-    }
-
-    /// A retryable error that outlasted `delivery_timeout`.
-    func exhausted(_ error: KinesisError?) -> DeliveryFailure {
-        KinesisSinkError.exhausted(last: error, deliveryTimeout: self.config.deliveryTimeout).deliveryFailure
+    /// What the sink's pumps may use of it.
+    private var pumpContext: StreamPumpContext {
+        StreamPumpContext(
+            sinkName: self.name, ledger: self.ledger, client: self.client, health: self.health, config: self.config,
+            logRefusal: { [weak self] error, stream, records in self?.logRefusal(error, stream: stream, records: records) },
+            retire: { [weak self] pump in self?.retire(pump) })
     }
 }
 

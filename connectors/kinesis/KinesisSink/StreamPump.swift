@@ -1,10 +1,32 @@
 import NIOCore
 import SluiceCore
 
+/// What a stream pump needs of its sink, and no more.
+struct StreamPumpContext: Sendable {
+    /// The sink's name (for failures).
+    let sinkName: String
+    /// Settles every entry: its event's tracker slot, its budget, the recorder.
+    let ledger: DeliveryLedger
+    let client: KinesisClient
+    let health: KinesisHealth
+    let config: KinesisSinkConfig
+    /// Logs a call Kinesis refused for good (throttled per error and stream).
+    let logRefusal: @Sendable (_ error: KinesisError, _ stream: String, _ records: Int) -> Void
+    /// Forgets a pump that retired for being idle.
+    let retire: @Sendable (StreamPump) -> Void
+
+    /// A retryable error that outlasted `delivery_timeout`.
+    func exhausted(_ error: KinesisError?) -> DeliveryFailure {
+        KinesisSinkError.exhausted(last: error, deliveryTimeout: self.config.deliveryTimeout).deliveryFailure
+    }
+
+    var shuttingDown: DeliveryFailure { .shuttingDown(sink: self.sinkName) }
+}
+
 /// The batches of one stream: gathers entries, sends PutRecords calls (as many at once as the
 /// current concurrency limit allows), and schedules retries of the entries that may succeed later.
 actor StreamPump {
-    struct Entry: HoldingEntry {
+    struct Entry: BatchEntry {
         var data: ByteBuffer
         var partitionKey: String
         /// Data plus partition key: what counts against the service limits.
@@ -17,17 +39,14 @@ actor StreamPump {
         var lastError: KinesisError?
     }
 
-    /// Retry backoff: full jitter over min(cap, base * 2^attempt).
-    static let backoffBase = Duration.milliseconds(50)
-    static let backoffCap = Duration.seconds(2)
+    /// Retry backoff: full jitter over min(2 s, 50 ms * 2^attempt).
+    static let backoff = RetryBackoff(base: .milliseconds(50), cap: .seconds(2))
     /// An idle pump retires after this long (a stream named by a client may never be used again).
     static let idleRetirement = Duration.seconds(60)
 
     let stream: String
-    private let sink: KinesisSink
-    private var pending = CircularBuffer<Entry>()
-    private var pendingBytes = 0
-    private var oldestPendingAt: ContinuousClock.Instant?
+    private let context: StreamPumpContext
+    private var pending = PendingEntries<Entry>()
     private var inFlight = 0
     private var retrying = 0
     private var concurrencyLimit: Int
@@ -37,22 +56,26 @@ actor StreamPump {
     /// The run loop has returned (closed and drained): nothing queued now would be sent.
     private var stopped = false
     private var waiter: CheckedContinuation<Void, Never>?
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private var drainWaiters = DrainWaiters()
 
-    init(stream: String, sink: KinesisSink) {
+    init(stream: String, context: StreamPumpContext) {
         self.stream = stream
-        self.sink = sink
-        self.concurrencyLimit = sink.config.maxConcurrentRequests
+        self.context = context
+        self.concurrencyLimit = context.config.maxConcurrentRequests
+    }
+
+    private func settle(_ entry: Entry, with result: DeliveryResult) {
+        self.context.ledger.settle(entry.held, with: result)
     }
 
     /// Queues entries (their budget is already taken). False if this pump has retired: use a new one.
     func add(_ entries: [Entry]) -> Bool {
         guard !self.retired else { return false }
         if self.aborted || self.stopped {
-            for entry in entries { self.sink.complete(entry, with: .failed(.shuttingDown(sink: self.sink.name))) }
+            for entry in entries { self.settle(entry, with: .failed(self.context.shuttingDown)) }
             return true
         }
-        for entry in entries { self.append(entry) }
+        self.pending.append(contentsOf: entries)
         self.wake()
         return true
     }
@@ -66,10 +89,9 @@ actor StreamPump {
     func abort() {
         self.closing = true
         self.aborted = true
-        while let entry = self.pending.popFirst() {
-            self.sink.complete(entry, with: .failed(.shuttingDown(sink: self.sink.name)))
+        for entry in self.pending.removeAll() {
+            self.settle(entry, with: .failed(self.context.shuttingDown))
         }
-        self.pendingBytes = 0
         self.wake()
         self.notifyIfDrained()
     }
@@ -77,21 +99,14 @@ actor StreamPump {
     /// Returns once nothing is queued, in flight or waiting for a retry.
     func drained() async {
         if self.isIdle { return }
-        await withCheckedContinuation { self.drainWaiters.append($0) }
+        await withCheckedContinuation { self.drainWaiters.add($0) }
     }
 
     private var isIdle: Bool { self.pending.isEmpty && self.inFlight == 0 && self.retrying == 0 }
 
     private func notifyIfDrained() {
         guard self.isIdle else { return }
-        for waiter in self.drainWaiters { waiter.resume() }
-        self.drainWaiters.removeAll()
-    }
-
-    private func append(_ entry: Entry) {
-        if self.pending.isEmpty { self.oldestPendingAt = .now }
-        self.pending.append(entry)
-        self.pendingBytes += entry.bytes
+        self.drainWaiters.resumeAll()
     }
 
     private func wake() {
@@ -122,7 +137,7 @@ actor StreamPump {
     }
 
     func run() async {
-        let config = self.sink.config
+        let config = self.context.config
         while true {
             if self.pending.isEmpty {
                 if self.closing {
@@ -137,7 +152,7 @@ actor StreamPump {
                 await self.wait(until: idleSince + Self.idleRetirement)
                 if self.isIdle, !self.closing, ContinuousClock.now >= idleSince + Self.idleRetirement {
                     self.retired = true
-                    self.sink.retire(self)
+                    self.context.retire(self)
                     return
                 }
                 continue
@@ -146,63 +161,46 @@ actor StreamPump {
                 await self.wait(until: nil)
                 continue
             }
-            let full = self.pending.count >= config.maxBatchRecords || self.pendingBytes >= config.maxBatchBytes
-            if !full, !self.closing, let oldest = self.oldestPendingAt, ContinuousClock.now < oldest + config.linger {
+            let full = self.pending.count >= config.maxBatchRecords || self.pending.bytes >= config.maxBatchBytes
+            if !full, !self.closing, let oldest = self.pending.oldestSince, ContinuousClock.now < oldest + config.linger {
                 await self.wait(until: oldest + config.linger)
                 continue
             }
-            let batch = self.takeBatch(maxRecords: config.maxBatchRecords, maxBytes: config.maxBatchBytes)
+            // Entries already past their deadline fail instead of being sent.
+            let batch = self.pending.takeBatch(maxRecords: config.maxBatchRecords, maxBytes: config.maxBatchBytes, expiringAt: .now) {
+                self.settle($0, with: .failed(self.context.exhausted($0.lastError)))
+            }
+            self.notifyIfDrained()
             guard !batch.isEmpty else { continue }
             self.inFlight += 1
             Task { await self.send(batch) }
         }
     }
 
-    /// Up to `maxRecords` entries and `maxBytes` bytes from the front; entries past their
-    /// deadline fail instead of being sent.
-    private func takeBatch(maxRecords: Int, maxBytes: Int) -> [Entry] {
-        var batch: [Entry] = []
-        var bytes = 0
-        let now = ContinuousClock.now
-        while let first = self.pending.first, batch.count < maxRecords, batch.isEmpty || bytes + first.bytes <= maxBytes {
-            let entry = self.pending.removeFirst()
-            self.pendingBytes -= entry.bytes
-            if entry.deadline <= now {
-                self.sink.complete(entry, with: .failed(self.sink.exhausted(entry.lastError)))
-                continue
-            }
-            batch.append(entry)
-            bytes += entry.bytes
-        }
-        self.oldestPendingAt = self.pending.isEmpty ? nil : now
-        self.notifyIfDrained()
-        return batch
-    }
-
     nonisolated private func send(_ batch: [Entry]) async {
-        let sink = self.sink
-        let outcome = await sink.client.putRecords(
+        let context = self.context
+        let outcome = await context.client.putRecords(
             stream: self.stream, entries: batch.map { PutRecordsEntry(data: $0.data, partitionKey: $0.partitionKey) })
         var retry: [Entry] = []
         var throttled = false
         switch outcome {
         case .records(let results):
-            sink.health.succeeded()
+            context.health.succeeded()
             for (entry, result) in zip(batch, results) {
                 switch result {
                 case .success(let receipt):
-                    sink.complete(entry, with: .delivered(receipt))
+                    context.ledger.settle(entry.held, with: .delivered(receipt))
                 case .failure(let error) where error.isRetryable:
                     throttled = throttled || error.isThrottling
                     var again = entry
                     again.lastError = error
                     retry.append(again)
                 case .failure(let error):
-                    sink.complete(entry, with: .failed(KinesisSinkError.refused(error).deliveryFailure))
+                    context.ledger.settle(entry.held, with: .failed(KinesisSinkError.refused(error).deliveryFailure))
                 }
             }
         case .failed(let error):
-            sink.health.failed(error)
+            context.health.failed(error)
             if error.isRetryable {
                 throttled = error.isThrottling
                 retry = batch.map { entry in
@@ -211,9 +209,9 @@ actor StreamPump {
                     return again
                 }
             } else {
-                sink.logRefusal(error, stream: self.stream, records: batch.count)
+                context.logRefusal(error, self.stream, batch.count)
                 let failure = KinesisSinkError.refused(error).deliveryFailure
-                for entry in batch { sink.complete(entry, with: .failed(failure)) }
+                for entry in batch { context.ledger.settle(entry.held, with: .failed(failure)) }
             }
         }
         await self.finished(retry: retry, throttled: throttled, clean: retry.isEmpty)
@@ -221,7 +219,7 @@ actor StreamPump {
 
     private func finished(retry: [Entry], throttled: Bool, clean: Bool) {
         self.inFlight -= 1
-        let maximum = self.sink.config.maxConcurrentRequests
+        let maximum = self.context.config.maxConcurrentRequests
         if throttled {
             self.concurrencyLimit = max(1, self.concurrencyLimit / 2)
         } else if clean, self.concurrencyLimit < maximum {
@@ -234,15 +232,13 @@ actor StreamPump {
 
     private func scheduleRetry(_ entries: [Entry]) {
         let attempt = entries.map(\.attempts).max() ?? 0
-        let ceiling = min(Self.backoffCap, Self.backoffBase * (1 << min(attempt, 16)))
-        let delay = ceiling * Double.random(in: 0...1)
-        let retryAt = ContinuousClock.now + delay
+        let retryAt = ContinuousClock.now + Self.backoff.delay(after: attempt)
         var again: [Entry] = []
         for var entry in entries {
             if self.aborted {
-                self.sink.complete(entry, with: .failed(.shuttingDown(sink: self.sink.name)))
+                self.settle(entry, with: .failed(self.context.shuttingDown))
             } else if entry.deadline <= retryAt {
-                self.sink.complete(entry, with: .failed(self.sink.exhausted(entry.lastError)))
+                self.settle(entry, with: .failed(self.context.exhausted(entry.lastError)))
             } else {
                 entry.attempts += 1
                 again.append(entry)
@@ -260,15 +256,12 @@ actor StreamPump {
     private func requeue(_ entries: [Entry]) {
         self.retrying -= entries.count
         if self.aborted {
-            for entry in entries { self.sink.complete(entry, with: .failed(.shuttingDown(sink: self.sink.name))) }
+            for entry in entries { self.settle(entry, with: .failed(self.context.shuttingDown)) }
             self.notifyIfDrained()
             return
         }
-        for entry in entries.reversed() {
-            self.pending.prepend(entry)
-            self.pendingBytes += entry.bytes
-        }
-        if self.oldestPendingAt == nil || !entries.isEmpty { self.oldestPendingAt = .now - self.sink.config.linger }
+        // As if they had lingered already: sent at once.
+        self.pending.prepend(entries, since: .now - self.context.config.linger)
         self.wake()
     }
 }

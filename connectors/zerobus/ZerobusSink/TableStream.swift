@@ -1,5 +1,7 @@
 import Foundation
 import GRPCCore
+import Logging
+import GRPCNIOTransportHTTP2Posix
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceCore
@@ -8,7 +10,7 @@ typealias StreamRequest = Databricks_Zerobus_EphemeralStreamRequest
 typealias StreamResponse = Databricks_Zerobus_EphemeralStreamResponse
 
 /// One event on its way to a table: waiting to be sent, or sent and waiting for its ack.
-struct ZerobusEntry: HoldingEntry {
+struct ZerobusEntry: BatchEntry {
     var record: ZerobusRecord
     /// The event's slot and what it holds of the sink's in-flight budget.
     var held: DeliveryLedger.Held
@@ -16,6 +18,24 @@ struct ZerobusEntry: HoldingEntry {
     var deadline: ContinuousClock.Instant
     /// Already completed (it outlived its deadline while sent); skipped when its ack comes.
     var settled = false
+    var bytes: Int { self.record.bytes }
+}
+
+/// What a table stream needs of its sink, and no more.
+struct TableStreamContext: Sendable {
+    /// The sink's name (for failures).
+    let sinkName: String
+    /// Settles every entry: its event's tracker slot, its budget, the recorder.
+    let ledger: DeliveryLedger
+    let client: Databricks_Zerobus_Zerobus.Client<HTTP2ClientTransport.Posix>
+    let tokens: ZerobusTokenProvider
+    let health: ZerobusHealth
+    let config: ZerobusSinkConfig
+    let logger: Logger
+    /// Logs records Zerobus refused for good (throttled per table and code).
+    let logRefusal: @Sendable (_ failure: DeliveryFailure, _ table: String) -> Void
+    /// Forgets a stream that retired for being idle.
+    let retire: @Sendable (TableStream) -> Void
 }
 
 /// The stream of one table: opens it on demand (token, then `create_stream`), sends records
@@ -34,10 +54,10 @@ struct ZerobusEntry: HoldingEntry {
 ///   recovered like UNAVAILABLE, with a new token.
 actor TableStream {
     let table: String
-    private let sink: ZerobusSink
+    private let context: TableStreamContext
     private let config: ZerobusSinkConfig
 
-    private var pending = CircularBuffer<ZerobusEntry>()
+    private var pending = PendingEntries<ZerobusEntry>()
     private var sent = CircularBuffer<Submission>()
     private var sentRecords = 0
     private var session: Session?
@@ -52,7 +72,7 @@ actor TableStream {
     private var closing = false
     private var aborted = false
     private var retired = false
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private var drainWaiters = DrainWaiters()
 
     private struct Submission {
         var offset: Int64
@@ -81,13 +101,13 @@ actor TableStream {
 
     /// Streams idle this long are closed and forgotten.
     static let idleRetirement = Duration.seconds(60)
-    static let backoffBase = Duration.milliseconds(100)
-    static let backoffCap = Duration.seconds(5)
+    /// Reopening after a failure: full jitter over min(5 s, 100 ms * 2^failures).
+    static let backoff = RetryBackoff(base: .milliseconds(100), cap: .seconds(5))
 
-    init(table: String, sink: ZerobusSink) {
+    init(table: String, context: TableStreamContext) {
         self.table = table
-        self.sink = sink
-        self.config = sink.config
+        self.context = context
+        self.config = context.config
     }
 
     // MARK: - Intake
@@ -96,7 +116,7 @@ actor TableStream {
     func add(_ entries: [ZerobusEntry]) -> Bool {
         guard !self.retired else { return false }
         if self.aborted {
-            for entry in entries { self.finish(entry, with: .failed(.shuttingDown(sink: self.sink.name))) }
+            for entry in entries { self.finish(entry, with: .failed(.shuttingDown(sink: self.context.sinkName))) }
             return true
         }
         self.pending.append(contentsOf: entries)
@@ -115,7 +135,7 @@ actor TableStream {
     /// Returns once nothing is queued or waiting for an ack (events that timed out waiting are settled).
     func drained() async {
         if self.isDrained { return }
-        await withCheckedContinuation { self.drainWaiters.append($0) }
+        await withCheckedContinuation { self.drainWaiters.add($0) }
     }
 
     /// Fails whatever is still queued or unacknowledged (retryable) and ends the stream.
@@ -124,7 +144,7 @@ actor TableStream {
         self.aborted = true
         self.reopen?.cancel()
         self.reopen = nil
-        self.failAll(with: .shuttingDown(sink: self.sink.name), includingPending: true)
+        self.failAll(with: .shuttingDown(sink: self.context.sinkName), includingPending: true)
         self.endSession()
         self.notifyIfDrained()
     }
@@ -195,15 +215,9 @@ actor TableStream {
     private func pump() {
         guard let session, session.opened.withLockedValue({ $0 }), !session.draining.withLockedValue({ $0 }) else { return }
         while !self.pending.isEmpty, self.sentRecords < self.config.maxInFlightRecords {
-            var entries: [ZerobusEntry] = []
-            var bytes = 0
-            while let next = self.pending.first, entries.count < self.config.maxBatchRecords,
-                entries.count < self.config.maxInFlightRecords - self.sentRecords,
-                entries.isEmpty || bytes + next.record.bytes <= self.config.maxBatchBytes
-            {
-                entries.append(self.pending.removeFirst())
-                bytes += next.record.bytes
-            }
+            let entries = self.pending.takeBatch(
+                maxRecords: min(self.config.maxBatchRecords, self.config.maxInFlightRecords - self.sentRecords),
+                maxBytes: self.config.maxBatchBytes)
             let offset = session.nextOffset.withLockedValue { offset in
                 defer { offset += 1 }
                 return offset
@@ -263,11 +277,11 @@ actor TableStream {
     private nonisolated func call(_ session: Session, create: StreamRequest) async {
         let outcome: Outcome
         do {
-            let token = try await self.sink.tokens.token(for: self.table)
+            let token = try await self.context.tokens.token(for: self.table)
             var metadata = Metadata()
             metadata.addString("Bearer \(token)", forKey: "authorization")
             metadata.addString(self.table, forKey: "x-databricks-zerobus-table-name")
-            try await self.sink.client.ephemeralStream(
+            try await self.context.client.ephemeralStream(
                 metadata: metadata,
                 requestProducer: { writer in
                     try await writer.write(create)
@@ -298,8 +312,8 @@ actor TableStream {
         guard session === self.session, !session.opened.withLockedValue({ $0 }) else { return }
         session.opened.withLockedValue { $0 = true }
         self.retriedWithNewToken = false
-        self.sink.health.succeeded()
-        self.sink.logger.debug("zerobus stream opened", metadata: ["table": "\(self.table)", "stream_id": "\(streamID)"])
+        self.context.health.succeeded()
+        self.context.logger.debug("zerobus stream opened", metadata: ["table": "\(self.table)", "stream_id": "\(streamID)"])
         self.pump()
         if self.pending.isEmpty, self.sent.isEmpty { session.outbox.finish() }  // a probe, or the records timed out
     }
@@ -329,7 +343,7 @@ actor TableStream {
     private func recycle(_ session: Session) {
         session.recycling.withLockedValue { $0 = true }
         session.draining.withLockedValue { $0 = true }
-        self.sink.logger.warning(
+        self.context.logger.warning(
             "zerobus acks stopped for ack_timeout; ending the stream and resending what it did not acknowledge",
             metadata: ["table": "\(self.table)", "unacknowledged": "\(self.sentRecords)"])
         session.outbox.finish()
@@ -343,7 +357,7 @@ actor TableStream {
     private func closeSignal(_ session: Session) {
         guard session === self.session else { return }
         session.draining.withLockedValue { $0 = true }
-        self.sink.logger.debug("zerobus asked to close the stream; draining", metadata: ["table": "\(self.table)"])
+        self.context.logger.debug("zerobus asked to close the stream; draining", metadata: ["table": "\(self.table)"])
         if self.sent.isEmpty { session.outbox.finish() }
     }
 
@@ -367,10 +381,10 @@ actor TableStream {
             self.requeueSent()
             self.failuresInRow += 1
             self.lastFailure = failure
-            self.sink.health.failed(permanent: false)
+            self.context.health.failed(permanent: false)
             self.backOff()
             if self.failuresInRow == 1 || self.failuresInRow % 10 == 0 {
-                self.sink.logger.warning(
+                self.context.logger.warning(
                     "zerobus stream failed; resending unacknowledged records on a new stream",
                     metadata: ["table": "\(self.table)", "error": "\(failure.message)", "failures_in_row": "\(self.failuresInRow)"])
             }
@@ -381,15 +395,15 @@ actor TableStream {
             // a cached one refused at opening): once, a new stream with a new token takes over
             // what was not acknowledged. (Reset when a stream opens.)
             self.retriedWithNewToken = true
-            self.sink.tokens.invalidate(table: self.table)
+            self.context.tokens.invalidate(table: self.table)
             self.requeueSent()
             return
         }
         self.failuresInRow += 1
         self.lastFailure = failure
         // A refused record or table is not the sink's health; refused credentials are.
-        if error.refusesCredentials { self.sink.health.failed(permanent: true) }
-        self.sink.logRefusal(failure, table: self.table)
+        if error.refusesCredentials { self.context.health.failed(permanent: true) }
+        self.context.logRefusal(failure, self.table)
         self.failAll(with: failure, includingPending: !wasOpen)
         self.backOff()
     }
@@ -418,21 +432,17 @@ actor TableStream {
         for submission in self.sent { again.append(contentsOf: submission.entries.lazy.filter { !$0.settled }) }
         self.sent.removeAll()
         self.sentRecords = 0
-        for entry in again.reversed() { self.pending.prepend(entry) }
+        self.pending.prepend(again, since: .now)
     }
 
     private func backOff() {
-        // Full jitter over min(cap, base * 2^failures).
-        let exponent = min(self.failuresInRow, 10)
-        let ceiling = min(Self.backoffCap, Self.backoffBase * (1 << exponent))
-        let nanos = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
-        self.notBefore = .now + .nanoseconds(Int64.random(in: 0...max(0, nanos)))
+        self.notBefore = .now + Self.backoff.delay(after: self.failuresInRow)
     }
 
     // MARK: - Completion
 
     private func finish(_ entry: ZerobusEntry, with result: DeliveryResult) {
-        self.sink.ledger.settle(entry.held, with: result)
+        self.context.ledger.settle(entry.held, with: result)
     }
 
     private func failAll(with failure: DeliveryFailure, includingPending: Bool) {
@@ -442,7 +452,7 @@ actor TableStream {
         self.sent.removeAll()
         self.sentRecords = 0
         if includingPending {
-            while let entry = self.pending.popFirst() { self.finish(entry, with: .failed(failure)) }
+            for entry in self.pending.removeAll() { self.finish(entry, with: .failed(failure)) }
         }
     }
 
@@ -452,9 +462,7 @@ actor TableStream {
 
     private func notifyIfDrained() {
         guard !self.drainWaiters.isEmpty, self.isDrained else { return }
-        let waiters = self.drainWaiters
-        self.drainWaiters.removeAll()
-        for waiter in waiters { waiter.resume() }
+        self.drainWaiters.resumeAll()
     }
 
     // MARK: - Deadlines and idleness
@@ -487,11 +495,7 @@ actor TableStream {
             if changed { self.sent[index] = submission } else if submission.entries.last.map({ $0.deadline > now }) ?? true { break }
             expired = expired || changed
         }
-        while let first = self.pending.first, first.deadline <= now {
-            self.pending.removeFirst()
-            self.finish(first, with: .failed(failure))
-            expired = true
-        }
+        if self.pending.removeExpired(at: now, { self.finish($0, with: .failed(failure)) }) { expired = true }
         if expired { self.notifyIfDrained() }
         if let session, session.opened.withLockedValue({ $0 }), let oldest = self.sent.first,
             now - max(oldest.sentAt, session.lastAck.withLockedValue { $0 }) > self.config.ackTimeout,
@@ -508,7 +512,7 @@ actor TableStream {
         self.retired = true
         self.ticker = nil
         self.session?.outbox.finish()
-        self.sink.retire(self)
+        self.context.retire(self)
         return false
     }
 }

@@ -145,11 +145,20 @@ public final class ZerobusSink: Sink, Service {
     static let tooManyTables = DeliveryFailure(.zerobusTooManyTables, "this sink already streams to \(maxTables) tables")
 
     private func stream(for table: String) -> TableStream? {
-        self.streams.worker(for: table) { TableStream(table: $0, sink: self) }
+        self.streams.worker(for: table) { TableStream(table: $0, context: self.streamContext) }
     }
 
     /// Forgets a stream that closed for being idle, and its table's token (a table named by a
     /// request may never come again).
+    /// What the sink's table streams may use of it.
+    private var streamContext: TableStreamContext {
+        TableStreamContext(
+            sinkName: self.name, ledger: self.ledger, client: self.client, tokens: self.tokens, health: self.health, config: self.config,
+            logger: self.logger,
+            logRefusal: { [weak self] failure, table in self?.logRefusal(failure, table: table) },
+            retire: { [weak self] stream in self?.retire(stream) })
+    }
+
     func retire(_ stream: TableStream) {
         if self.streams.retire(stream, key: stream.table) { self.tokens.forget(table: stream.table) }
     }

@@ -1,0 +1,132 @@
+import NIOCore
+
+// The pieces every batching sink worker is built from (a Kinesis stream pump, a Zerobus table
+// stream): the queue of entries not yet sent, the wait for a worker to drain, and the backoff
+// between attempts. Each worker keeps only its protocol: how a batch is sent and acknowledged.
+
+/// An entry a batching worker queues: it holds its event's budget (settled through the sink's
+/// ledger), counts its bytes against the service's batch limits, and is failed as retryable if
+/// not settled by its deadline.
+public protocol BatchEntry: HoldingEntry {
+    /// What the entry counts against a batch's byte limit.
+    var bytes: Int { get }
+    var deadline: ContinuousClock.Instant { get }
+}
+
+/// The entries a worker has not sent yet, oldest first, with their bytes counted and the time the
+/// oldest has been waiting (for linger).
+public struct PendingEntries<Entry: BatchEntry> {
+    private var entries = CircularBuffer<Entry>()
+    /// Bytes of the entries queued.
+    public private(set) var bytes = 0
+    /// Since when the entry at the front has waited to be sent; nil when empty.
+    public private(set) var oldestSince: ContinuousClock.Instant?
+
+    public init() {}
+
+    public var isEmpty: Bool { self.entries.isEmpty }
+    public var count: Int { self.entries.count }
+
+    /// Queues new entries at the back.
+    public mutating func append(contentsOf new: some Sequence<Entry>) {
+        for entry in new {
+            if self.entries.isEmpty { self.oldestSince = .now }
+            self.entries.append(entry)
+            self.bytes += entry.bytes
+        }
+    }
+
+    /// Puts entries back at the front (they are the oldest: sent before, to be sent again), as
+    /// having waited since `since`.
+    public mutating func prepend(_ again: [Entry], since: ContinuousClock.Instant) {
+        for entry in again.reversed() {
+            self.entries.prepend(entry)
+            self.bytes += entry.bytes
+        }
+        if !again.isEmpty { self.oldestSince = since }
+    }
+
+    /// Takes from the front at most `maxRecords` entries and `maxBytes` bytes (always at least one
+    /// entry, so an entry larger than `maxBytes` still goes, alone). With `now`, entries already
+    /// past their deadline are handed to `expired` instead of being taken.
+    public mutating func takeBatch(
+        maxRecords: Int, maxBytes: Int, expiringAt now: ContinuousClock.Instant? = nil, expired: (Entry) -> Void = { _ in }
+    ) -> [Entry] {
+        var batch: [Entry] = []
+        var bytes = 0
+        while let first = self.entries.first, batch.count < maxRecords, batch.isEmpty || bytes + first.bytes <= maxBytes {
+            let entry = self.entries.removeFirst()
+            self.bytes -= entry.bytes
+            if let now, entry.deadline <= now {
+                expired(entry)
+                continue
+            }
+            batch.append(entry)
+            bytes += entry.bytes
+        }
+        self.oldestSince = self.entries.isEmpty ? nil : .now
+        return batch
+    }
+
+    /// Hands to `expired` the entries at the front that are past their deadline (entries queue
+    /// in deadline order, so the rest are not). True if there were any.
+    @discardableResult
+    public mutating func removeExpired(at now: ContinuousClock.Instant, _ expired: (Entry) -> Void) -> Bool {
+        var any = false
+        while let first = self.entries.first, first.deadline <= now {
+            self.entries.removeFirst()
+            self.bytes -= first.bytes
+            expired(first)
+            any = true
+        }
+        if self.entries.isEmpty { self.oldestSince = nil }
+        return any
+    }
+
+    /// Takes every entry (to fail them).
+    public mutating func removeAll() -> [Entry] {
+        let all = Array(self.entries)
+        self.entries.removeAll()
+        self.bytes = 0
+        self.oldestSince = nil
+        return all
+    }
+}
+
+/// Callers waiting for a worker to have nothing queued, in flight or waiting for a retry.
+public struct DrainWaiters {
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { self.waiters.isEmpty }
+
+    public mutating func add(_ waiter: CheckedContinuation<Void, Never>) {
+        self.waiters.append(waiter)
+    }
+
+    /// Resumes them all (the worker has drained).
+    public mutating func resumeAll() {
+        let waiters = self.waiters
+        self.waiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Exponential backoff with full jitter: a delay drawn uniformly from zero to
+/// min(`cap`, `base` * 2^attempt), so workers that failed together do not retry together.
+public struct RetryBackoff: Sendable {
+    public let base: Duration
+    public let cap: Duration
+
+    public init(base: Duration, cap: Duration) {
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The delay before attempt `attempt + 1` (`attempt`: attempts or failures so far).
+    public func delay(after attempt: Int) -> Duration {
+        let ceiling = min(self.cap, self.base * (1 << min(max(attempt, 0), 16)))
+        return ceiling * Double.random(in: 0...1)
+    }
+}
