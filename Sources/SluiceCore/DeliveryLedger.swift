@@ -52,15 +52,22 @@ public final class DeliveryLedger: Sendable {
 
     // MARK: Taking
 
+    /// Takes budget for `events` events of `bytes` if there is room now and nobody waits; nil
+    /// otherwise (then `take` waits for it). The per-event fast path: no suspension point.
+    @inlinable
+    public func tryTake(tracker: DeliveryTracker, firstSlot: Int, count: Int = 1, bytes: Int) -> Held? {
+        guard self.budget.tryAcquire(bytes: bytes, events: count) else { return nil }
+        return self.held(tracker: tracker, firstSlot: firstSlot, count: count, bytes: bytes)
+    }
+
     /// Takes budget for `events` events of `bytes`, waiting until `deadline` if it must; nil
     /// (nothing taken) if the deadline passed first. The caller refuses the events then.
     @inlinable
     public func take(
         tracker: DeliveryTracker, firstSlot: Int, count: Int = 1, bytes: Int, deadline: ContinuousClock.Instant
     ) async -> Held? {
-        if !self.budget.tryAcquire(bytes: bytes, events: count) {
-            guard await self.budget.acquire(bytes: bytes, events: count, deadline: deadline) else { return nil }
-        }
+        if let held = self.tryTake(tracker: tracker, firstSlot: firstSlot, count: count, bytes: bytes) { return held }
+        guard await self.budget.acquire(bytes: bytes, events: count, deadline: deadline) else { return nil }
         return self.held(tracker: tracker, firstSlot: firstSlot, count: count, bytes: bytes)
     }
 

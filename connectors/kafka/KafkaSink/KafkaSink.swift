@@ -90,9 +90,13 @@ public final class KafkaSink: Sink, Service {
                 self.ledger.refuse(tracker: tracker, slots: rest, with: .shuttingDown(sink: self.name))
                 return index
             }
-            // The event's share of the in-flight budget, held until its delivery report.
-            guard let held = await self.ledger.take(tracker: tracker, firstSlot: firstIndex + index, bytes: events[index].size, deadline: deadline)
-            else {
+            // The event's share of the in-flight budget, held until its delivery report (taken
+            // without a suspension point while there is room).
+            let slot = firstIndex + index
+            let size = events[index].size
+            var taken = self.ledger.tryTake(tracker: tracker, firstSlot: slot, bytes: size)
+            if taken == nil { taken = await self.ledger.take(tracker: tracker, firstSlot: slot, bytes: size, deadline: deadline) }
+            guard let held = taken else {
                 self.ledger.refuse(tracker: tracker, slots: rest, with: .queueFull(sink: self.name))
                 return index
             }
