@@ -37,8 +37,10 @@ struct RoutePolicyInterceptor: ServerInterceptor {
         var called: Result<StreamingServerResponse<Output>, any Error>?
         let outcome = await route.policies.handle(policyRequest) { (_, _) async -> PolicyOutcome<HandledCall> in
             do {
-                called = .success(
-                try await GRPCRouteTable.$ofCall.withValue(table) { try await CallTally.$current.withValue(tally) { try await next(request, context) } })
+                let response = try await GRPCRouteTable.$ofCall.withValue(table) {
+                    try await CallTally.$current.withValue(tally) { try await next(request, context) }
+                }
+                called = .success(response)
             } catch {
                 called = .failure(error)
             }
