@@ -62,7 +62,8 @@ public struct GatewayBuilder: Sendable {
     }
 
     /// The sinks, upstreams and policies of `config`; those of `previous` whose entries did not
-    /// change are kept.
+    /// change are kept. Sinks and upstreams of `previous` that are not kept (changed or gone) are
+    /// the caller's to stop once no snapshot routes to them; `made` names the new ones.
     public func resources(for config: SluiceConfiguration, reusing previous: GatewayResources? = nil) async throws(GatewayBuildError)
         -> GatewayResources
     {
