@@ -85,10 +85,7 @@ public final class DeliveryLedger: Sendable {
         for slot in held.firstSlot..<(held.firstSlot + held.count) {
             held.tracker.complete(slot, with: result)
         }
-        self.budget.release(bytes: held.bytes, events: held.count)
-        if let recorder = self.recorder {
-            recorder.recordSettled(sink: self.sink, outcome: Self.outcome(result), count: held.count, latency: held.since.map { .now - $0 })
-        }
+        self.release(held, outcome: Self.outcome(result))
     }
 
     /// Settles a delivered batch: `receipt(i)` is where its i-th event landed.
@@ -97,9 +94,15 @@ public final class DeliveryLedger: Sendable {
         for i in 0..<held.count {
             held.tracker.complete(held.firstSlot + i, with: .delivered(receipt(i)))
         }
+        self.release(held, outcome: .delivered)
+    }
+
+    /// After the tracker slots are complete: gives the budget back and tells the recorder.
+    @inlinable
+    func release(_ held: Held, outcome: @autoclosure () -> DeliveryOutcome) {
         self.budget.release(bytes: held.bytes, events: held.count)
         if let recorder = self.recorder {
-            recorder.recordSettled(sink: self.sink, outcome: .delivered, count: held.count, latency: held.since.map { .now - $0 })
+            recorder.recordSettled(sink: self.sink, outcome: outcome(), count: held.count, latency: held.since.map { .now - $0 })
         }
     }
 

@@ -2,8 +2,8 @@ import Logging
 
 /// What the gateway gives every sink it builds: its name, its delivery ledger (in-flight budget and
 /// the recorder that sees every settled event), how long it may take to flush at shutdown, where
-/// it logs, and the process environment (for secrets named by `{ env: VARIABLE }`). One value per sink, built by the executable; connectors never read the
-/// process-wide state these stand for.
+/// it logs, and the process environment (for secrets named by `{ env: VARIABLE }`). One value per
+/// sink, built by the gateway; connectors never read the process-wide state these stand for.
 public struct SinkContext: Sendable {
     /// The sink's name in the configuration.
     public var name: String
