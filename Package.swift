@@ -32,12 +32,15 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Domain types: events, sinks, delivery results. No I/O.
         .target(
             name: "SluiceCore",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -71,6 +74,7 @@ let package = Package(
                 "SluiceConfigReader",
                 .product(name: "Yams", package: "Yams"),
                 "CRdKafka",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -228,6 +232,7 @@ let package = Package(
                 "SluiceConnections",
                 "SluicePolicy",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -266,7 +271,22 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Admin listener: readiness and liveness.
+        // What operators see: the Prometheus registry behind /metrics (swift-metrics handlers
+        // with help text from each series' descriptor), process figures, and the observer that
+        // turns every HTTP request and gRPC call into metrics.
+        .target(
+            name: "SluiceObservability",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Admin listener: readiness, liveness, the sink and upstream views, /metrics.
         .target(
             name: "SluiceAdmin",
             dependencies: [
@@ -293,6 +313,8 @@ let package = Package(
                 "SluiceGRPC",
                 "SluiceAdmin",
                 "SluicePolicy",
+                "SluiceObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -310,6 +332,8 @@ let package = Package(
                 "FileSink",
                 "KinesisSink",
                 "ZerobusSink",
+                "SluiceObservability",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -378,7 +402,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FileSinkTests", dependencies: ["FileSink", "SluiceCore"], path: "connectors/file/Tests"),
-        .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore"], path: "connectors/kafka/Tests"),
+        .testTarget(name: "KafkaSinkTests", dependencies: ["KafkaSink", "SluiceCore", "SluiceObservability"], path: "connectors/kafka/Tests"),
         .testTarget(
             name: "KinesisSinkTests",
             dependencies: [

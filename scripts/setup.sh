@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs, if it is missing.
 #   scripts/setup.sh run      what building and running needs (librdkafka)
-#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl, redis,
+#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl, redis, prometheus,
 #                             the noida-db test broker, python-hyper's h2, grpcio, and the
 #                             Kinesis emulators moto and MiniStack)
 set -euo pipefail
@@ -19,6 +19,7 @@ if [[ "$mode" != run ]]; then
     # nginx: a TLS/HTTP/2 upstream in the proxy tests, and the reference in the proxy benchmark.
     [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || need_apt+=(nginx)
     command -v redis-server >/dev/null || need_apt+=(redis-server)  # the global rate limit's store
+    command -v prometheus >/dev/null || need_apt+=(prometheus)      # scrapes /metrics in the tests; promtool lints it
 fi
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}" >&2

@@ -12,15 +12,19 @@ import SluiceHTTP
 ///   and how many requests are waiting for room (a saturated sink shows waiters).
 /// - `GET /upstreams`: each upstream's requests in progress and waiting for a slot, and each
 ///   endpoint's state: healthy (active checks), ejected (outlier detection), requests in progress.
+/// - `GET /metrics`: every series in the Prometheus text format (when metrics are on).
 public struct AdminResponder: HTTPResponder {
     private let listeners: [any Listening]
     private let sinks: [any Sink]
     private let upstreams: [Upstream]
+    /// The Prometheus exposition, when metrics are on.
+    private let metrics: (@Sendable () -> [UInt8])?
 
-    public init(listeners: [any Listening], sinks: [any Sink], upstreams: [Upstream] = []) {
+    public init(listeners: [any Listening], sinks: [any Sink], upstreams: [Upstream] = [], metrics: (@Sendable () -> [UInt8])? = nil) {
         self.listeners = listeners
         self.sinks = sinks
         self.upstreams = upstreams
+        self.metrics = metrics
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
@@ -96,12 +100,18 @@ public struct AdminResponder: HTTPResponder {
                 }
             }
             return .json(.ok, json)
+        case "/metrics":
+            guard let metrics = self.metrics else {
+                return .error(.notFound, message: "metrics are off (admin.metrics: false)")
+            }
+            return HTTPResponse(
+                status: .ok, headers: ["content-type": "text/plain; version=0.0.4; charset=utf-8"], body: ByteBuffer(bytes: metrics()))
         case "/health":
             var json = JSONWriter()
             json.object { $0.field("status", "alive") }
             return .json(.ok, json)
         default:
-            return .error(.notFound, message: "admin endpoints: /ready, /health, /sinks, /upstreams")
+            return .error(.notFound, message: "admin endpoints: /ready, /health, /sinks, /upstreams, /metrics")
         }
     }
 }

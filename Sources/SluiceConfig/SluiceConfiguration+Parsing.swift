@@ -69,9 +69,10 @@ extension SluiceConfiguration {
         }
 
         var admin: AdminConfig?
-        if let (node, path) = top["admin"], let fields = r.mapping(node, path, allowed: ["address"]) {
+        if let (node, path) = top["admin"], let fields = r.mapping(node, path, allowed: ["address", "metrics"]) {
+            let metrics = fields["metrics"].flatMap { r.bool($0.0, $0.1) } ?? true
             if let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) {
-                admin = AdminConfig(address: address)
+                admin = AdminConfig(address: address, metrics: metrics)
             }
         }
 

@@ -98,6 +98,14 @@ public struct ListenerLimits: Sendable {
 
 public struct AdminConfig: Sendable {
     public var address: SocketAddressConfig
+    /// Whether the gateway keeps metrics and serves them at `GET /metrics` (`metrics: false`
+    /// turns them off; on by default).
+    public var metrics: Bool = true
+
+    public init(address: SocketAddressConfig, metrics: Bool = true) {
+        self.address = address
+        self.metrics = metrics
+    }
 }
 
 /// A dedicated listener for gRPC (grpc-swift-2 owns its HTTP/2 connections).

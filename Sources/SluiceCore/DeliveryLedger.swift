@@ -1,11 +1,21 @@
-/// Told the fate of every event a sink settles: the place metrics hook in (the observability
-/// work fills it). Called on whatever thread settled the events (a librdkafka callback thread,
-/// a sink's queue, an event loop), so it must be quick and must not block.
+/// Told the fate of every event a sink settles, and of the batches and retries it sends: the
+/// place metrics hook in (`SinkDeliveryMetrics`). Called on whatever thread settled the events (a
+/// librdkafka callback thread, a sink's queue, an event loop), so it must be quick and must not
+/// block.
 public protocol DeliveryRecorder: Sendable {
-    /// `count` events of sink `sink` settled with `outcome`, `latency` after the sink took them
-    /// (took their in-flight budget). `latency` is nil for events the sink refused before taking
-    /// them (saturated, shutting down, invalid for the backend).
-    func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, latency: Duration?)
+    /// `count` events (`bytes` of them) of sink `sink` settled with `outcome`, `latency` after the
+    /// sink took them (took their in-flight budget). `latency` is nil, and `bytes` 0, for events
+    /// the sink refused before taking them (saturated, shutting down, invalid for the backend).
+    func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, bytes: Int, latency: Duration?)
+    /// The sink sent a batch of `size` events to its backend.
+    func recordBatch(size: Int)
+    /// The sink sent `count` events or batches again after a retryable failure.
+    func recordRetries(_ count: Int)
+}
+
+extension DeliveryRecorder {
+    public func recordBatch(size: Int) {}
+    public func recordRetries(_ count: Int) {}
 }
 
 /// Delivered, or failed and why.
@@ -102,8 +112,22 @@ public final class DeliveryLedger: Sendable {
     func release(_ held: Held, outcome: @autoclosure () -> DeliveryOutcome) {
         self.budget.release(bytes: held.bytes, events: held.count)
         if let recorder = self.recorder {
-            recorder.recordSettled(sink: self.sink, outcome: outcome(), count: held.count, latency: held.since.map { .now - $0 })
+            recorder.recordSettled(
+                sink: self.sink, outcome: outcome(), count: held.count, bytes: held.bytes, latency: held.since.map { .now - $0 })
         }
+    }
+
+    /// Tells the recorder the sink sent a batch of `size` events.
+    @inlinable
+    public func noteBatch(size: Int) {
+        self.recorder?.recordBatch(size: size)
+    }
+
+    /// Tells the recorder the sink sent `count` events or batches again.
+    @inlinable
+    public func noteRetries(_ count: Int = 1) {
+        guard count > 0 else { return }
+        self.recorder?.recordRetries(count)
     }
 
     /// Fails events the sink never took budget for (slots `slots` of `tracker`).
@@ -113,7 +137,7 @@ public final class DeliveryLedger: Sendable {
         for slot in slots {
             tracker.complete(slot, with: .failed(failure))
         }
-        self.recorder?.recordSettled(sink: self.sink, outcome: .failed(failure), count: slots.count, latency: nil)
+        self.recorder?.recordSettled(sink: self.sink, outcome: .failed(failure), count: slots.count, bytes: 0, latency: nil)
     }
 
     /// Fails one event the sink never took budget for.

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 
 /// What the gateway gives every sink it builds: its name, its delivery ledger (in-flight budget and
@@ -16,15 +17,24 @@ public struct SinkContext: Sendable {
     public var flushTimeout: Duration
     public var logger: Logger
     public var environment: [String: String]
+    /// Where the sink makes series of its own (a connector's backend figures, such as
+    /// librdkafka's statistics), through their `MetricDescriptor`s. A no-op factory when metrics
+    /// are off.
+    public var metrics: any MetricsFactory
 
     public init(
         name: String, budget: InFlightBudget, flushTimeout: Duration, logger: Logger, environment: [String: String],
-        recorder: (any DeliveryRecorder)? = nil
+        recorder: (any DeliveryRecorder)? = nil, metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
         self.name = name
         self.ledger = DeliveryLedger(sink: name, budget: budget, recorder: recorder)
         self.flushTimeout = flushTimeout
         self.logger = logger
         self.environment = environment
+        self.metrics = metrics
     }
+
+    /// Whether series made through `metrics` are exported (a sink may skip gathering figures,
+    /// such as librdkafka's statistics, when they are not).
+    public var exportsMetrics: Bool { !(self.metrics is NOOPMetricsHandler) }
 }

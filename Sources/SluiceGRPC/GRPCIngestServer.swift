@@ -28,7 +28,7 @@ public final class GRPCIngestServer: Service, Listening {
     /// its calls.
     public init(
         config: GRPCListenerConfig, tls: ListenerTLS? = nil, connectionCap: ClientConnectionCap? = nil, drainTimeout: Duration = .seconds(10),
-        service: IngestService, health: HealthService, logger: Logger
+        service: IngestService, health: HealthService, observer: (any ExchangeObserver)? = nil, logger: Logger
     ) throws {
         let host = config.address.host
         let port = config.address.port
@@ -72,7 +72,7 @@ public final class GRPCIngestServer: Service, Listening {
                 address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port), transportSecurity: security,
                 config: transportConfig),
             services: [service, health],
-            interceptors: [RoutePolicyInterceptor(routes: service.routes)]
+            interceptors: [RoutePolicyInterceptor(routes: service.routes, observer: observer)]
         )
         self.tls = tls
         self.logger = logger

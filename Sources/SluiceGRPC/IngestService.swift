@@ -242,9 +242,13 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// A request's events handed to the sink, to be settled.
     struct PendingDelivery {
         let session: IngestSession
+        /// The call's tally, told which events failed.
+        let tally = CallTally.current
 
         func results() async -> [DeliveryResult] {
-            await self.session.results()
+            let results = await self.session.results()
+            self.tally?.reject(results: results)
+            return results
         }
     }
 
@@ -292,7 +296,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             run.append(Self.event(event))
         }
         await flush()
-        CallTally.current?.add(events: session.sent, bytes: bytes)
+        CallTally.current?.add(events: session.sent, bytes: bytes, eventBytes: session.sentBytes)
         return PendingDelivery(session: session)
     }
 

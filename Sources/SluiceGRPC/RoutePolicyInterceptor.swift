@@ -12,6 +12,8 @@ import SluicePolicy
 struct RoutePolicyInterceptor: ServerInterceptor {
     /// The current route table (the gateway snapshot's), read once per call.
     let routes: @Sendable () -> GRPCRouteTable
+    /// Told about every ingest call when it ends (metrics, access log).
+    let observer: (any ExchangeObserver)?
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
@@ -23,19 +25,29 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             return try await next(request, context)
         }
         let table = self.routes()
+        let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata)
+        let tally = CallTally(
+            observed: self.observer.map { observer in
+                CallTally.Observed(
+                    observer: observer, method: method, path: "/\(IngestService.serviceName)/\(method)",
+                    client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, target: route?.sink.name))
+            })
         // Calls no route serves go on to the service, which answers NOT_FOUND.
-        guard let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata), !route.policies.isEmpty
-        else {
-            return try await GRPCRouteTable.$ofCall.withValue(table) { try await next(request, context) }
+        guard let route, !route.policies.isEmpty else {
+            return try await tally.observing {
+                try await GRPCRouteTable.$ofCall.withValue(table) {
+                    try await CallTally.$current.withValue(tally) { try await next(request, context) }
+                }
+            }
         }
         let metadata = request.metadata
         let policyRequest = PolicyRequest(
             method: "POST", path: "/\(IngestService.serviceName)/\(method)", sourceIP: IngestService.peerIP(context.remotePeer),
             tlsPrincipals: IngestService.tlsPrincipals(context)
         ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
-        let tally = CallTally()
         var called: Result<StreamingServerResponse<Output>, any Error>?
-        let outcome = await route.policies.handle(policyRequest) { (_, _) async -> PolicyOutcome<HandledCall> in
+        let outcome = await route.policies.handle(policyRequest) { (_, identity) async -> PolicyOutcome<HandledCall> in
+            tally.identify(identity.client)
             do {
                 let response = try await GRPCRouteTable.$ofCall.withValue(table) {
                     try await CallTally.$current.withValue(tally) { try await next(request, context) }
@@ -47,26 +59,13 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             return .handled(HandledCall(tally: tally))
         }
         if case .answered(let rejection) = outcome {
-            throw Self.status(rejection)
+            if let policy = rejection.policy { tally.deny(policy: policy, reason: rejection.code) }
+            let status = Self.status(rejection)
+            await tally.finish(status: status.code)
+            throw status
         }
-        guard let response = try called?.get() else { preconditionFailure("a handled call without a response") }
-        guard case .success(let contents) = response.accepted else {
-            await tally.finish()
-            return response
-        }
-        // A stream's messages are handled in the producer: the tally ends when it returns.
-        return StreamingServerResponse(
-            accepted: .success(
-                .init(metadata: contents.metadata) { writer in
-                    do {
-                        let trailers = try await CallTally.$current.withValue(tally) { try await contents.producer(writer) }
-                        await tally.finish()
-                        return trailers
-                    } catch {
-                        await tally.finish()
-                        throw error
-                    }
-                }))
+        guard let called else { preconditionFailure("a handled call without a response") }
+        return try await tally.observing { try called.get() }
     }
 
     /// A refusal as the call's status.
@@ -85,26 +84,57 @@ struct RoutePolicyInterceptor: ServerInterceptor {
     }
 }
 
-/// What one call handed to the sink, counted by the service for the call's policies, and what
-/// they want done once the call is over.
+/// What one call handed to the sink, counted by the service for the call's policies and its
+/// observer, and what they want done once the call is over.
 final class CallTally: Sendable {
     /// The tally of the call being served (set by `RoutePolicyInterceptor`).
     @TaskLocal static var current: CallTally?
+
+    /// What the observer is told when the call ends.
+    struct Observed: Sendable {
+        let observer: any ExchangeObserver
+        let method: String
+        let path: String
+        let client: String?
+        var facts: ExchangeFacts
+        let started = ContinuousClock.now
+        let startedAt = WallClock.now()
+    }
 
     private struct State {
         var events = 0
         var bytes = 0
         var finished = false
         var whenFinished: [@Sendable (Int, Int) async -> Void] = []
+        var observed: Observed?
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
-    func add(events: Int, bytes: Int) {
+    init(observed: Observed? = nil) {
+        self.state = NIOLockedValueBox(State(observed: observed))
+    }
+
+    func add(events: Int, bytes: Int, eventBytes: Int = 0) {
         self.state.withLockedValue {
             $0.events += events
             $0.bytes += bytes
+            $0.observed?.facts.events += events
+            $0.observed?.facts.eventBytes += eventBytes
         }
+    }
+
+    /// Counts the failed results among a request's (for the observer).
+    func reject(results: [DeliveryResult]) {
+        self.state.withLockedValue { $0.observed?.facts.reject(results: results) }
+    }
+
+    func identify(_ client: String?) {
+        self.state.withLockedValue { $0.observed?.facts.identity = client }
+    }
+
+    func deny(policy: String, reason: String) {
+        self.state.withLockedValue { $0.observed?.facts.denial = (policy, reason) }
     }
 
     /// Runs `body` with the totals once the call is over (at once if it is).
@@ -119,14 +149,83 @@ final class CallTally: Sendable {
         if let (events, bytes) = totals { await body(events, bytes) }
     }
 
-    /// The call is over: runs what waited for it.
-    func finish() async {
-        let (waiting, events, bytes) = self.state.withLockedValue { state in
+    /// The call is over, with `status` (nil: OK): runs what waited for it and tells the observer.
+    func finish(status: RPCError.Code?) async {
+        let (waiting, events, bytes, observed) = self.state.withLockedValue { state in
+            guard !state.finished else { return ([@Sendable (Int, Int) async -> Void](), 0, 0, Observed?.none) }
             state.finished = true
             defer { state.whenFinished = [] }
-            return (state.whenFinished, state.events, state.bytes)
+            return (state.whenFinished, state.events, state.bytes, state.observed)
         }
         for body in waiting { await body(events, bytes) }
+        if let observed {
+            let code = status.map { Status.Code($0) } ?? .ok
+            observed.observer.observe(
+                ExchangeRecord(
+                    transport: .grpc, listener: "grpc", method: observed.method, path: observed.path, status: code.rawValue,
+                    statusName: Self.name(code), facts: observed.facts, bytesIn: bytes, bytesOut: 0,
+                    duration: .now - observed.started, client: observed.client, startedAt: observed.startedAt))
+        }
+    }
+
+    /// Runs the call (`body` gives its response) and finishes the tally when the call is over:
+    /// when it throws or is refused, or after a stream's last message.
+    func observing<Output: Sendable>(
+        _ body: () async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let response: StreamingServerResponse<Output>
+        do {
+            response = try await body()
+        } catch {
+            await self.finish(status: (error as? RPCError)?.code ?? .unknown)
+            throw error
+        }
+        let contents: StreamingServerResponse<Output>.Contents
+        switch response.accepted {
+        case .success(let accepted):
+            contents = accepted
+        case .failure(let error):
+            await self.finish(status: error.code)
+            return response
+        }
+        // A stream's messages are handled in the producer: the tally ends when it returns.
+        return StreamingServerResponse(
+            accepted: .success(
+                .init(metadata: contents.metadata) { writer in
+                    do {
+                        let trailers = try await CallTally.$current.withValue(self) { try await contents.producer(writer) }
+                        await self.finish(status: nil)
+                        return trailers
+                    } catch {
+                        await self.finish(status: (error as? RPCError)?.code ?? .unknown)
+                        throw error
+                    }
+                }))
+    }
+
+    /// The gRPC name of a status code, lower-case with underscores (`ok`, `unavailable`,
+    /// `resource_exhausted`): a label value for metrics.
+    static func name(_ code: Status.Code) -> String {
+        switch code {
+        case .ok: "ok"
+        case .cancelled: "cancelled"
+        case .unknown: "unknown"
+        case .invalidArgument: "invalid_argument"
+        case .deadlineExceeded: "deadline_exceeded"
+        case .notFound: "not_found"
+        case .alreadyExists: "already_exists"
+        case .permissionDenied: "permission_denied"
+        case .resourceExhausted: "resource_exhausted"
+        case .failedPrecondition: "failed_precondition"
+        case .aborted: "aborted"
+        case .outOfRange: "out_of_range"
+        case .unimplemented: "unimplemented"
+        case .internalError: "internal"
+        case .unavailable: "unavailable"
+        case .dataLoss: "data_loss"
+        case .unauthenticated: "unauthenticated"
+        default: "unknown"
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import SluiceObservability
 import SluiceAdmin
 import SluiceConfig
 import SluiceConnections
@@ -21,12 +22,19 @@ public struct Gateway: Sendable {
     public let services: [any Service]
 
     /// Builds everything `configuration` names.
-    /// - Parameter connectionCap: the process-wide cap on client connections (descriptors).
-    public init(configuration: SluiceConfiguration, builder: GatewayBuilder, connectionCap: ClientConnectionCap) async throws(GatewayBuildError) {
+    /// - Parameters:
+    ///   - connectionCap: the process-wide cap on client connections (descriptors).
+    ///   - exporter: where metrics are kept and scraped from (`GET /metrics` on the admin
+    ///     listener); the builder must make its sinks and upstreams with `exporter.factory`. nil:
+    ///     no metrics.
+    public init(
+        configuration: SluiceConfiguration, builder: GatewayBuilder, connectionCap: ClientConnectionCap, exporter: PrometheusExporter? = nil
+    ) async throws(GatewayBuildError) {
         let logger = builder.logger
         let resources = try await builder.resources(for: configuration)
         let snapshot = AtomicBox(builder.snapshot(for: configuration, resources: resources, generation: 1))
         let drainTimeout = configuration.shutdown.drainTimeout
+        let observer: (any ExchangeObserver)? = exporter.map { ExchangeMetrics(factory: $0.factory) }
 
         let responder = GatewayResponder(routes: { snapshot.load().http })
         var listeners: [HTTPServer] = []
@@ -42,7 +50,8 @@ public struct Gateway: Sendable {
             listeners.append(
                 HTTPServer(
                     name: listener.name, host: listener.address.host, port: listener.address.port, responder: responder,
-                    limits: listener.limits, tls: tls, drainTimeout: drainTimeout, connectionCap: connectionCap, logger: logger))
+                    limits: listener.limits, tls: tls, drainTimeout: drainTimeout, connectionCap: connectionCap, observer: observer,
+                    logger: logger))
         }
 
         let orderedSinks = configuration.sinks.compactMap { resources.sinks[$0.name]?.sink }
@@ -55,7 +64,7 @@ public struct Gateway: Sendable {
                 grpcServer = try GRPCIngestServer(
                     config: grpc, tls: try grpc.tls.map { try ListenerTLS(config: $0) }, connectionCap: connectionCap,
                     drainTimeout: drainTimeout, service: IngestService(routes: { snapshot.load().grpc }, logger: logger), health: health,
-                    logger: logger)
+                    observer: observer, logger: logger)
             } catch {
                 throw GatewayBuildError("grpc: cannot load TLS certificates: \(error)")
             }
@@ -65,10 +74,14 @@ public struct Gateway: Sendable {
 
         var services: [any Service] = []
         if let admin = configuration.admin {
+            var scrape: (@Sendable () -> [UInt8])?
+            if let exporter { scrape = { exporter.scrape() } }
             services.append(
                 HTTPServer(
                     name: "admin", host: admin.address.host, port: admin.address.port,
-                    responder: AdminResponder(listeners: allListeners, sinks: orderedSinks.map { $0 as any Sink }, upstreams: orderedUpstreams),
+                    responder: AdminResponder(
+                        listeners: allListeners, sinks: orderedSinks.map { $0 as any Sink }, upstreams: orderedUpstreams,
+                        metrics: scrape),
                     drainTimeout: .seconds(1), logger: logger))
         }
         services.append(contentsOf: orderedSinks.map { $0 as any Service })
@@ -76,6 +89,10 @@ public struct Gateway: Sendable {
         if let grpcServer { services.append(grpcServer) }
         services.append(contentsOf: listeners.map { $0 as any Service })
 
+        if let exporter {
+            let sinks = orderedSinks.map { $0 as any Sink }
+            ResourceGauges.register(on: exporter, sinks: sinks, upstreams: orderedUpstreams)
+        }
         self.snapshot = snapshot
         self.resources = resources
         self.services = services

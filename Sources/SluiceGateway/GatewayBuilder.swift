@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import SluiceConfig
 import SluiceConfigReader
@@ -51,15 +52,20 @@ public struct GatewayBuilder: Sendable {
     public let logger: Logger
     /// For secrets named by `{ env: VARIABLE }`.
     public let environment: [String: String]
-    /// Told about every settled event of every sink this builder makes (metrics).
-    public let recorder: (any DeliveryRecorder)?
+    /// Where every sink, upstream and route this builder makes keeps its series; the no-op
+    /// factory when metrics are off (then sinks measure no latencies at all).
+    public let metrics: any MetricsFactory
 
-    public init(sinkKinds: [SinkKind], logger: Logger, environment: [String: String], recorder: (any DeliveryRecorder)? = nil) {
+    public init(
+        sinkKinds: [SinkKind], logger: Logger, environment: [String: String], metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         self.sinkKinds = sinkKinds
         self.logger = logger
         self.environment = environment
-        self.recorder = recorder
+        self.metrics = metrics
     }
+
+    var exportsMetrics: Bool { !(self.metrics is NOOPMetricsHandler) }
 
     /// The sinks, upstreams and policies of `config`; those of `previous` whose entries did not
     /// change are kept. Sinks and upstreams of `previous` that are not kept (changed or gone) are
@@ -81,7 +87,9 @@ public struct GatewayBuilder: Sendable {
             let context = SinkContext(
                 name: sinkConfig.name,
                 budget: InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents),
-                flushTimeout: flushTimeout, logger: self.logger, environment: self.environment, recorder: self.recorder)
+                flushTimeout: flushTimeout, logger: self.logger, environment: self.environment,
+                recorder: self.exportsMetrics ? SinkDeliveryMetrics(sink: sinkConfig.name, factory: self.metrics) : nil,
+                metrics: self.metrics)
             do {
                 let sink = try kind.make(sinkConfig.settings, context)
                 sinks[sinkConfig.name] = .init(sink: sink, config: sinkConfig, flushTimeout: flushTimeout)
@@ -106,7 +114,8 @@ public struct GatewayBuilder: Sendable {
                 continue
             }
             do {
-                upstreams[upstreamConfig.name] = .init(upstream: try Upstream(config: upstreamConfig, logger: self.logger), config: upstreamConfig)
+                upstreams[upstreamConfig.name] = .init(
+                    upstream: try Upstream(config: upstreamConfig, logger: self.logger, metrics: self.metrics), config: upstreamConfig)
                 madeUpstreams.append(upstreamConfig.name)
             } catch {
                 throw GatewayBuildError("upstreams: \(upstreamConfig.name): cannot start: \(error)")

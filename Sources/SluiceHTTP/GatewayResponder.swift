@@ -9,8 +9,17 @@ import SluicePolicy
 /// running sinks and upstreams. Immutable; a new configuration builds a new table.
 public struct HTTPRouteTable: Sendable {
     public struct Target: Sendable {
+        var name: String
         var policies: PolicyChain
         var action: Action
+
+        /// What the access log and metrics say about a request this route serves.
+        var facts: ExchangeFacts {
+            switch self.action {
+            case .ingest(let handler): ExchangeFacts(route: self.name, target: handler.sink.name)
+            case .proxy: ExchangeFacts(route: self.name)
+            }
+        }
     }
 
     public enum Action: Sendable {
@@ -31,11 +40,11 @@ public struct HTTPRouteTable: Sendable {
                 // Validation guarantees the sink exists.
                 guard let sink = sinks[ingest.sink] else { continue }
                 let handler = IngestHandler(routeName: route.name, config: ingest, sink: sink, logger: logger)
-                let target = Target(policies: policies.chain(route.policies), action: .ingest(handler))
+                let target = Target(name: route.name, policies: policies.chain(route.policies), action: .ingest(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
             case .proxy(let proxy):
                 let handler = ProxyHandler(routeName: route.name, config: proxy, match: route.match, upstreams: upstreams, logger: logger)
-                let target = Target(policies: policies.chain(route.policies), action: .proxy(handler))
+                let target = Target(name: route.name, policies: policies.chain(route.policies), action: .proxy(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
             }
         }
@@ -93,7 +102,9 @@ public struct GatewayResponder: HTTPResponder {
         switch router.route(routeRequest) {
         case .matched(let target, let parameters):
             guard !target.policies.isEmpty else {
-                return await Self.run(target.action, request, parameters: parameters, body: &body).response
+                var response = await Self.run(target.action, request, parameters: parameters, body: &body).response
+                response.facts.route = target.name
+                return response
             }
             let policyRequest = PolicyRequest(
                 method: request.method, path: request.path, query: request.query, sourceIP: request.remoteIP,
@@ -110,16 +121,29 @@ public struct GatewayResponder: HTTPResponder {
                 for (name, value) in identity.headers {
                     if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
                 }
-                return .handled(await Self.run(target.action, request, parameters: parameters, body: &body))
+                var handled = await Self.run(target.action, request, parameters: parameters, body: &body)
+                handled.response.facts.identity = identity.client
+                return .handled(handled)
             }
             switch outcome {
             case .handled(let handled):
-                return handled.response
+                var response = handled.response
+                response.facts.route = target.name
+                return response
             case .answered(let rejection):
                 var extra = HTTPHeaders()
                 for (name, value) in rejection.headers.sorted(by: { $0.key < $1.key }) { extra.add(name: name, value: value) }
-                if rejection.status == 204 { return HTTPResponse(status: .noContent, headers: extra) }  // a preflight's answer
-                return .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
+                var response: HTTPResponse
+                if rejection.status == 204 {
+                    response = HTTPResponse(status: .noContent, headers: extra)  // a preflight's answer
+                } else {
+                    response = .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
+                }
+                response.facts = target.facts
+                if (400..<500).contains(rejection.status), let policy = rejection.policy {
+                    response.facts.denial = (policy, rejection.code)
+                }
+                return response
             }
         case .methodNotAllowed(let allowed):
             return .error(

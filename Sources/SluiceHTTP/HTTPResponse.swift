@@ -13,6 +13,9 @@ public struct HTTPResponse: Sendable {
     /// left for the client (so a slow client slows the source). When set, `body` is not sent
     /// and `headers` keep their own content-length (none: chunked over HTTP/1.1).
     public var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
+    /// What the route's handler and policies tell the listener's observers (metrics, access log);
+    /// never sent.
+    public var facts = ExchangeFacts()
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status

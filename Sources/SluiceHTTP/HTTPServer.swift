@@ -98,6 +98,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     private let connections: ListenerConnections
     private let group: any EventLoopGroup
     private let logger: Logger
+    /// Told about every request when its response has gone out (metrics, access log).
+    private let observer: (any ExchangeObserver)?
     private let bound = NIOLockedValueBox<SocketAddress?>(nil)
     private let boundWaiters = NIOLockedValueBox<[CheckedContinuation<SocketAddress?, Never>]>([])
 
@@ -111,9 +113,11 @@ public final class HTTPServer: Service, Listening, Sendable {
         drainTimeout: Duration = .seconds(10),
         connectionCap: ClientConnectionCap? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        observer: (any ExchangeObserver)? = nil,
         logger: Logger
     ) {
         self.name = name
+        self.observer = observer
         self.connections = ListenerConnections(maxConnections: limits.maxConnections, cap: connectionCap)
         self.host = host
         self.port = port
@@ -312,6 +316,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                 var iterator = inbound.makeAsyncIterator()
                 while let part = try await iterator.next() {
                     guard case .head(let head) = part else { continue }
+                    let started = ExchangeStart(observed: self.observer != nil)
                     var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
                     let request = HTTPRequest(
                         head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
@@ -323,7 +328,9 @@ public final class HTTPServer: Service, Listening, Sendable {
                     let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
                     let keepAlive = head.isKeepAlive && complete && !closeDelimited
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
-                    try await Self.write(response, version: head.version, to: channel.channel)
+                    var written = WrittenBytes()
+                    defer { self.observe(request, response, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+                    try await Self.write(response, version: head.version, to: channel.channel, written: &written)
                     if !keepAlive { return }
                 }
             }
@@ -354,11 +361,14 @@ public final class HTTPServer: Service, Listening, Sendable {
             try await stream.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 guard let part = try await iterator.next(), case .head(let head) = part else { return }
+                let started = ExchangeStart(observed: self.observer != nil)
                 var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
                 let request = HTTPRequest(
                     head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
                 let response = await self.responder.respond(to: request, body: &body)
-                try await Self.write(response, version: head.version, to: stream.channel)
+                var written = WrittenBytes()
+                defer { self.observe(request, response, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+                try await Self.write(response, version: head.version, to: stream.channel, written: &written)
             }
         } catch {
             self.logger.debug("http/2 stream ended", metadata: ["error": "\(error)"])
@@ -381,9 +391,9 @@ public final class HTTPServer: Service, Listening, Sendable {
     /// stream may be closed right after without cutting it short. (Writes handed to an
     /// NIOAsyncChannel writer are only queued; closing then drops what the peer's window or the
     /// socket buffer has not taken yet — an HTTP/2 stream is reset mid-response.)
-    private static func write(_ response: HTTPResponse, version: HTTPVersion, to channel: any Channel) async throws {
+    private static func write(_ response: HTTPResponse, version: HTTPVersion, to channel: any Channel, written: inout WrittenBytes) async throws {
         if let stream = response.stream {
-            try await self.write(response, streaming: stream, version: version, to: channel)
+            try await self.write(response, streaming: stream, version: version, to: channel, written: &written)
             return
         }
         var headers = response.headers
@@ -402,7 +412,34 @@ public final class HTTPServer: Service, Listening, Sendable {
             }
             return channel.writeAndFlush(HTTPServerResponsePart.end(nil))
         }.get()
+        written.count = body.readableBytes
     }
+
+    /// Tells the observer about a request whose response has gone out (or failed to).
+    private func observe(_ request: HTTPRequest, _ response: HTTPResponse, started: ExchangeStart, bytesIn: Int, bytesOut: Int) {
+        guard let observer = self.observer else { return }
+        observer.observe(
+            ExchangeRecord(
+                transport: .http, listener: self.name, method: request.method, path: request.path, status: Int(response.status.code),
+                facts: response.facts, bytesIn: bytesIn, bytesOut: bytesOut, duration: .now - started.instant, client: request.remoteIP,
+                startedAt: started.wallClock))
+    }
+}
+
+/// When a request's head arrived: for its duration and, when it is observed, its timestamp.
+struct ExchangeStart {
+    let instant: ContinuousClock.Instant
+    let wallClock: Double
+
+    init(observed: Bool) {
+        self.instant = .now
+        self.wallClock = observed ? WallClock.now() : 0
+    }
+}
+
+/// Response body bytes written so far.
+struct WrittenBytes {
+    var count = 0
 }
 
 extension HTTPServer {
@@ -412,7 +449,7 @@ extension HTTPServer {
     /// truncated response, never a complete-looking one.
     fileprivate static func write(
         _ response: HTTPResponse, streaming stream: any AsyncSequence<ByteBuffer, any Error> & Sendable, version: HTTPVersion,
-        to channel: any Channel
+        to channel: any Channel, written: inout WrittenBytes
     ) async throws {
         var headers = response.headers
         if version.major >= 2 { headers.remove(name: "connection") }
@@ -426,6 +463,7 @@ extension HTTPServer {
         channel.writeAndFlush(HTTPServerResponsePart.head(head), promise: nil)
         for try await part in stream where part.readableBytes > 0 {
             try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(part))).get()
+            written.count += part.readableBytes
         }
         try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
     }

@@ -19,14 +19,15 @@ public struct IngestHandler: Sendable {
     }
 
     public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
-        var accepted = 0
-        let response = await self.respond(to: request, parameters: parameters, body: &body, accepted: &accepted)
-        return HandledRequest(response: response, eventCount: accepted, bytesRead: body.bytesRead)
+        var facts = ExchangeFacts(target: self.sink.name)
+        var response = await self.respond(to: request, parameters: parameters, body: &body, facts: &facts)
+        response.facts = facts
+        return HandledRequest(response: response, eventCount: facts.events, bytesRead: body.bytesRead)
     }
 
-    /// The answer; `accepted`: the events handed to the sink.
+    /// The answer; `facts`: the events handed to the sink, and those that failed.
     private func respond(
-        to request: HTTPRequest, parameters: [String: String], body: inout RequestBody, accepted: inout Int
+        to request: HTTPRequest, parameters: [String: String], body: inout RequestBody, facts: inout ExchangeFacts
     ) async -> HTTPResponse {
         // Topic: fixed, or from path parameters; checked before any byte of the body is read.
         let topic = self.config.topic.render(parameters)
@@ -108,13 +109,15 @@ public struct IngestHandler: Sendable {
             stop = IngestError(.noEvents, "the body holds no events")
         }
 
+        facts.events = session.sent
+        facts.eventBytes = session.sentBytes
         if self.config.ack == .accepted {
             session.seal()
-            accepted = session.sent
+            facts.reject(session.sent - session.queued, reason: session.stopFailure.code)
             return self.acceptedResponse(session: session, stop: stop)
         }
         let results = await session.results()
-        accepted = session.sent
+        facts.reject(results: results)
         return self.response(results: results, stop: stop, saturated: session.saturated)
     }
 

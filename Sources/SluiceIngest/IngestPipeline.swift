@@ -80,6 +80,8 @@ public struct IngestSession: Sendable {
     let headers: [EventHeader]
     /// Events handed to the sink (including any it refused).
     public private(set) var sent = 0
+    /// Bytes of the events handed to the sink (value, key and headers: `Event.size`).
+    public private(set) var sentBytes = 0
     /// Events the sink took into its queue.
     public private(set) var queued = 0
     /// Result slots taken: one per event sent or failed alone.
@@ -138,6 +140,7 @@ public struct IngestSession: Sendable {
         let deadline = ContinuousClock.now + config.maxWait
         let taken = await self.pipeline.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
         self.sent += events.count
+        for event in events { self.sentBytes += event.size }
         self.queued += taken
         if taken < events.count {
             self.saturated = .queueFull(sink: self.pipeline.sink.name)

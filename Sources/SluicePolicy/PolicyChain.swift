@@ -97,6 +97,8 @@ public struct PolicyRejection: Error, Sendable, Equatable {
     public var code: String
     public var message: String
     public var headers: [String: String]
+    /// The name of the policy that answered (set by the chain; metrics and the access log say it).
+    public var policy: String?
 
     public init(status: Int, code: String, message: String, headers: [String: String] = [:]) {
         self.status = status
@@ -110,6 +112,11 @@ public struct PolicyRejection: Error, Sendable, Equatable {
         self.init(status: code.httpStatus, code: code.code, message: message, headers: headers)
     }
 
+    /// Equal as answers: the same status, code, message and headers, whichever policy gave it.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.status == b.status && a.code == b.code && a.message == b.message && a.headers == b.headers
+    }
+
     static let unauthenticated = PolicyRejection(.unauthenticated, message: "missing or invalid credentials")
     static let forbidden = PolicyRejection(.forbidden, message: "not allowed")
 }
@@ -118,6 +125,8 @@ public struct PolicyRejection: Error, Sendable, Equatable {
 /// first rejection (or early answer, such as a CORS preflight's 204) answers the request.
 public struct PolicyChain: Sendable {
     let policies: [any Policy]
+    /// Each policy's name in the configuration, in the order of `policies`.
+    let names: [String]
 
     public static let empty = PolicyChain(policies: [])
 
@@ -127,8 +136,10 @@ public struct PolicyChain: Sendable {
     /// the preflight asks for).
     public var answersPreflights: Bool { self.policies.contains { $0 is CORSPolicy } }
 
-    init(policies: [any Policy]) {
-        self.policies = policies.sorted { $0.stage < $1.stage }
+    init(policies: [any Policy], names: [String]? = nil) {
+        let named = zip(policies, names ?? policies.map { _ in "" }).sorted { $0.0.stage < $1.0.stage }
+        self.policies = named.map(\.0)
+        self.names = named.map(\.1)
     }
 
     /// Runs the request through the policies and, if none answers it, `handler` with the identity
@@ -145,9 +156,15 @@ public struct PolicyChain: Sendable {
         handler: (PolicyRequest, PolicyIdentity) async -> PolicyOutcome<Response>
     ) async -> PolicyOutcome<Response> {
         guard index < self.policies.count else { return await handler(request, identity) }
-        return await self.policies[index].handle(request, identity) { request, identity in
+        let outcome = await self.policies[index].handle(request, identity) { request, identity in
             await self.run(from: index + 1, request, identity, handler: handler)
         }
+        // A refusal from further in keeps the name it was given there.
+        if case .answered(var rejection) = outcome, rejection.policy == nil {
+            rejection.policy = self.names[index]
+            return .answered(rejection)
+        }
+        return outcome
     }
 }
 
@@ -210,7 +227,8 @@ public final class PolicyRegistry: Sendable {
 
     /// The chain for a route's `policies:` (names checked by validation; unknown names are skipped).
     public func chain(_ names: [String]) -> PolicyChain {
-        PolicyChain(policies: names.compactMap { self.byName[$0] })
+        let known = names.filter { self.byName[$0] != nil }
+        return PolicyChain(policies: known.map { self.byName[$0]! }, names: known)
     }
 
     public static let monotonicNow: @Sendable () -> Duration = {

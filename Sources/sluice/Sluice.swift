@@ -1,4 +1,5 @@
 import ArgumentParser
+import CoreMetrics
 import FileSink
 import Foundation
 import KafkaSink
@@ -10,16 +11,21 @@ import SluiceConfig
 import SluiceConfigReader
 import SluiceGateway
 import SluiceConnections
+import SluiceObservability
 
 /// The kinds of sink this build can run: each connector registers one. Adding a connector is
 /// one line here (and its target in Package.swift).
 let sinkKinds: [SinkKind] = [KafkaSink.kind, FileSink.kind, KinesisSink.kind, ZerobusSink.kind]
+
+/// This build's version (`sluice --version`, the `sluice_build_info` series).
+let sluiceVersion = "0.15.0"
 
 @main
 struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "An ingress gateway for event pipelines: HTTP in, Kafka (and files) out.",
+        version: sluiceVersion,
         subcommands: [Run.self, Validate.self, PrintDefaultConfig.self]
     )
 }
@@ -68,12 +74,16 @@ struct Run: AsyncParsableCommand {
             logger.info("descriptor limit", metadata: ["limit": "\(descriptors)", "reserve": "\(reserve)", "client_connections_max": "\(connections)"])
         }
 
+        // Metrics live as long as the process: a reload keeps counting into the same series.
+        let exporter = configuration.admin?.metrics == true ? PrometheusExporter(version: sluiceVersion) : nil
         let gateway: Gateway
         do {
             gateway = try await Gateway(
                 configuration: configuration,
-                builder: GatewayBuilder(sinkKinds: sinkKinds, logger: logger, environment: ProcessInfo.processInfo.environment),
-                connectionCap: .shared)
+                builder: GatewayBuilder(
+                    sinkKinds: sinkKinds, logger: logger, environment: ProcessInfo.processInfo.environment,
+                    metrics: exporter?.factory ?? NOOPMetricsHandler.instance),
+                connectionCap: .shared, exporter: exporter)
         } catch {
             printError(error.description)
             throw ExitCode(1)

@@ -211,7 +211,7 @@ public final class CountingRecorder: DeliveryRecorder {
     /// Events settled so far.
     public var count: Int { self.entries.reduce(0) { $0 + $1.count } }
 
-    public func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, latency: Duration?) {
+    public func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, bytes: Int, latency: Duration?) {
         self.recorded.withLockedValue { $0.append(Entry(outcome: outcome, count: count, latency: latency)) }
     }
 }

@@ -76,7 +76,7 @@ final class RecordingRecorder: DeliveryRecorder {
     private let entries = NIOLockedValueBox<[Entry]>([])
     var recorded: [Entry] { self.entries.withLockedValue { $0 } }
 
-    func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, latency: Duration?) {
+    func recordSettled(sink: String, outcome: DeliveryOutcome, count: Int, bytes: Int, latency: Duration?) {
         self.entries.withLockedValue { $0.append(Entry(sink: sink, outcome: outcome, count: count, latency: latency)) }
     }
 }

@@ -62,6 +62,14 @@ public struct ProxyHandler: Sendable {
         guard let upstream = self.chooseUpstream() else {
             return .error(.noUpstream, message: "no upstream is configured for this route")
         }
+        var response = await self.forward(request, body: &body, to: upstream)
+        response.facts.target = upstream.name
+        return response
+    }
+
+    /// Sends the request to an endpoint of `upstream` (again, within the retry rules) and
+    /// answers with its response.
+    private func forward(_ request: HTTPRequest, body: inout RequestBody, to upstream: Upstream) async -> HTTPResponse {
         let declaredLength = request.header("content-length").flatMap { Int($0) }
         if let declaredLength, declaredLength > self.config.maxBodyBytes {
             return Self.tooLarge(self.config.maxBodyBytes)
@@ -343,9 +351,13 @@ public struct ProxyHandler: Sendable {
     private static func execute(
         _ request: HTTPClientRequest, on upstream: Upstream, deadline: NIODeadline, pipe: BodyPipe?
     ) async -> Result<HTTPClientResponse, any Error> {
+        let started = ContinuousClock.now
         do {
-            return .success(try await upstream.client.execute(request, deadline: deadline))
+            let response = try await upstream.client.execute(request, deadline: deadline)
+            upstream.metrics.attempt(status: response.status.code, after: .now - started)
+            return .success(response)
         } catch {
+            upstream.metrics.attempt(status: 0, after: .now - started)
             // Whatever the client never took of the body, it will not take now.
             pipe?.abandon()
             return .failure(error)

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -24,6 +25,8 @@ public final class Upstream: Service, Sendable {
     /// Request slots (circuit breaking): the requests in progress and those waiting for one.
     private let slots: FIFOWaitQueue<RequestSlots>
     private let now: @Sendable () -> ContinuousClock.Instant
+    /// The upstream's request, retry and overflow series.
+    let metrics: UpstreamMetrics
 
     struct Endpoint {
         let address: SocketAddressConfig
@@ -49,9 +52,10 @@ public final class Upstream: Service, Sendable {
 
     public init(
         config: UpstreamConfig, logger: Logger, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }, metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws {
         self.name = config.name
+        self.metrics = UpstreamMetrics(upstream: config.name, factory: metrics)
         self.config = config
         self.now = now
         var logger = logger
@@ -212,7 +216,9 @@ public final class Upstream: Service, Sendable {
     /// `pending_timeout` among at most `max_pending` others. False: the upstream is saturated.
     func acquireSlot() async -> Bool {
         let limits = self.config.limits
-        return await self.slots.take((), deadline: .now + limits.pendingTimeout, maxWaiting: limits.maxPending)
+        let taken = await self.slots.take((), deadline: .now + limits.pendingTimeout, maxWaiting: limits.maxPending)
+        if !taken { self.metrics.overflows.increment() }
+        return taken
     }
 
     /// Gives a slot back (to the longest waiter, if any).
@@ -224,12 +230,14 @@ public final class Upstream: Service, Sendable {
     /// the requests in progress, or `minConcurrency`, whichever is more.
     func acquireRetry(_ retries: RetryConfig) -> Bool {
         let active = self.slots.withCapacity { $0.active }
-        return self.state.withLockedValue { state in
+        let allowed = self.state.withLockedValue { state in
             let budget = max(retries.minRetryConcurrency, active * retries.budgetPercent / 100)
             guard state.activeRetries < budget else { return false }
             state.activeRetries += 1
             return true
         }
+        if allowed { self.metrics.retries.increment() }
+        return allowed
     }
 
     func releaseRetry() {
@@ -334,5 +342,37 @@ public final class Upstream: Service, Sendable {
                 self.logger.warning("endpoint failed its health checks", metadata: ["endpoint": "\(address)"])
             }
         }
+    }
+}
+
+/// One upstream's series: every attempt by status code (or `error`) and time to the response
+/// head, retries, circuit-breaker overflows. Endpoint states are read when scraped.
+final class UpstreamMetrics: Sendable {
+    private let upstream: String
+    private let factory: any MetricsFactory
+    let duration: Timer
+    let retries: Counter
+    let overflows: Counter
+    private let requests = NIOLockedValueBox<[String: Counter]>([:])
+
+    init(upstream: String, factory: any MetricsFactory) {
+        self.upstream = upstream
+        self.factory = factory
+        self.duration = MetricCatalogue.upstreamRequestDuration.timer(upstream, factory: factory)
+        self.retries = MetricCatalogue.upstreamRetries.counter(upstream, factory: factory)
+        self.overflows = MetricCatalogue.upstreamOverflows.counter(upstream, factory: factory)
+    }
+
+    /// One attempt ended: with a response head of `status`, or (nil) without one.
+    func attempt(status: UInt, after duration: Duration) {
+        let code = status == 0 ? "error" : String(status)
+        let counter = self.requests.withLockedValue { requests in
+            if let counter = requests[code] { return counter }
+            let counter = MetricCatalogue.upstreamRequests.counter(self.upstream, code, factory: self.factory)
+            requests[code] = counter
+            return counter
+        }
+        counter.increment()
+        self.duration.record(duration)
     }
 }

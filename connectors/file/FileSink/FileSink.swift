@@ -66,6 +66,7 @@ public final class FileSink: Sink, Service {
             return 0
         }
         let count = events.count
+        self.ledger.noteBatch(size: count)
         let policy = self.config.fsync
         self.queue.async { [writer, ledger, logger, lines] in
             do throws(FileSinkError) {

@@ -27,13 +27,18 @@ final class KafkaProducerClient: @unchecked Sendable {
         let logger: Logger
         let ledger: DeliveryLedger
         let brokersDown = NIOLockedValueBox(false)
-        init(logger: Logger, ledger: DeliveryLedger) {
+        /// Takes librdkafka's statistics, when metrics are on.
+        let statistics: KafkaStatistics?
+        init(logger: Logger, ledger: DeliveryLedger, statistics: KafkaStatistics?) {
             self.logger = logger
             self.ledger = ledger
+            self.statistics = statistics
         }
     }
 
-    init(properties: [KafkaProperty], ledger: DeliveryLedger, logger: Logger) throws {
+    /// - Parameter statistics: takes librdkafka's statistics (the properties must set
+    ///   `statistics.interval.ms` for any to come).
+    init(properties: [KafkaProperty], ledger: DeliveryLedger, statistics: KafkaStatistics? = nil, logger: Logger) throws {
         self.logger = logger
         guard let conf = rd_kafka_conf_new() else {
             throw KafkaClientSetupError(message: "librdkafka could not allocate a configuration")
@@ -44,8 +49,9 @@ final class KafkaProducerClient: @unchecked Sendable {
                 throw KafkaClientSetupError(message: "property \(property.name): \(problem)")
             }
         }
-        let context = Unmanaged.passRetained(CallbackContext(logger: logger, ledger: ledger))
+        let context = Unmanaged.passRetained(CallbackContext(logger: logger, ledger: ledger, statistics: statistics))
         rd_kafka_conf_set_opaque(conf, context.toOpaque())
+        if statistics != nil { rd_kafka_conf_set_stats_cb(conf, kafkaStatistics) }
         rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryReport)
         rd_kafka_conf_set_error_cb(conf, kafkaError)
         rd_kafka_conf_set_log_cb(conf, kafkaLog)
@@ -332,6 +338,16 @@ private let kafkaDeliveryReport:
             ledger.settle(ticket.held, with: .failed(KafkaSinkError(report.err).deliveryFailure))
         }
     }
+
+private let kafkaStatistics: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = {
+    _, json, length, opaque in
+    guard let json, let opaque else { return 0 }
+    let context = Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    if context.statistics?.update(json: UnsafeRawBufferPointer(start: json, count: length)) == false {
+        context.logger.debug("librdkafka statistics could not be read")
+    }
+    return 0  // librdkafka frees the document
+}
 
 private let kafkaError: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
     _, code, reason, opaque in

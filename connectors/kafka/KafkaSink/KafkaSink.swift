@@ -33,6 +33,7 @@ public final class KafkaSink: Sink, Service {
     private let flushTimeout: Duration
     public var budget: InFlightBudget { self.ledger.budget }
     private let ledger: DeliveryLedger
+    private let statistics: KafkaStatistics?
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -50,9 +51,20 @@ public final class KafkaSink: Sink, Service {
         let budget = context.budget
         self.ledger = context.ledger
         self.settleTimeout = config.deliveryTimeout
-        let properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
+        var properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
+        // With metrics on, librdkafka's statistics feed the sluice_kafka_* series: every 5 s
+        // unless the configuration's properties say otherwise (0 turns them off).
+        var statistics: KafkaStatistics?
+        if context.exportsMetrics {
+            statistics = KafkaStatistics(sink: context.name, factory: context.metrics)
+            if !properties.contains(where: { $0.name == "statistics.interval.ms" }) {
+                properties.insert(KafkaProperty("statistics.interval.ms", String(KafkaStatistics.defaultIntervalMilliseconds)), at: 0)
+            }
+        }
+        self.statistics = statistics
         self.properties = properties
-        self.current = NIOLockedValueBox(try KafkaProducerClient(properties: properties, ledger: context.ledger, logger: logger))
+        self.current = NIOLockedValueBox(
+            try KafkaProducerClient(properties: properties, ledger: context.ledger, statistics: statistics, logger: logger))
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
@@ -176,7 +188,7 @@ public final class KafkaSink: Sink, Service {
     private func replaceProducer(after fatal: String) async -> Bool {
         let fresh: KafkaProducerClient
         do {
-            fresh = try KafkaProducerClient(properties: self.properties, ledger: self.ledger, logger: self.logger)
+            fresh = try KafkaProducerClient(properties: self.properties, ledger: self.ledger, statistics: self.statistics, logger: self.logger)
         } catch {
             self.logger.error("kafka producer hit a fatal error and a new one could not be built", metadata: ["error": "\(fatal)", "reason": "\(error)"])
             return false

@@ -179,6 +179,7 @@ actor StreamPump {
 
     nonisolated private func send(_ batch: [Entry]) async {
         let context = self.context
+        context.ledger.noteBatch(size: batch.count)
         let outcome = await context.client.putRecords(
             stream: self.stream, entries: batch.map { PutRecordsEntry(data: $0.data, partitionKey: $0.partitionKey) })
         var retry: [Entry] = []
@@ -245,6 +246,7 @@ actor StreamPump {
             }
         }
         guard !again.isEmpty else { return }
+        self.context.ledger.noteRetries(again.count)
         self.retrying += again.count
         Task {
             try? await Task.sleep(until: retryAt, clock: .continuous)

@@ -222,6 +222,7 @@ actor TableStream {
                 defer { offset += 1 }
                 return offset
             }
+            self.context.ledger.noteBatch(size: entries.count)
             session.outbox.yield(Self.message(entries, offset: offset))
             self.sent.append(Submission(offset: offset, entries: entries, sentAt: .now))
             self.sentRecords += entries.count
@@ -432,6 +433,7 @@ actor TableStream {
         for submission in self.sent { again.append(contentsOf: submission.entries.lazy.filter { !$0.settled }) }
         self.sent.removeAll()
         self.sentRecords = 0
+        self.context.ledger.noteRetries(again.count)
         self.pending.prepend(again, since: .now)
     }
 

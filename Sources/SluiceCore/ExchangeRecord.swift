@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a route's handler knows about the request it served, for metrics and the access log:
+/// filled by the handler and the policies, completed by the listener (`ExchangeRecord`).
+public struct ExchangeFacts: Sendable {
+    /// The route that served the request; nil when no route matched.
+    public var route: String?
+    /// The sink or upstream the route sends to.
+    public var target: String?
+    /// Events decoded from the request and handed to the sink, and their bytes.
+    public var events = 0
+    public var eventBytes = 0
+    /// Events not delivered (with ack: accepted, not queued), by error code.
+    public var rejected: [String: Int] = [:]
+    /// Who the policies said the client is (a basic-auth user, a JWT subject, a certificate's
+    /// name) — never a credential.
+    public var identity: String?
+    /// The policy that refused the request and the refusal's error code.
+    public var denial: (policy: String, reason: String)?
+
+    public init(route: String? = nil, target: String? = nil) {
+        self.route = route
+        self.target = target
+    }
+
+    /// Counts `count` events as not delivered for `reason`.
+    public mutating func reject(_ count: Int, reason: String) {
+        guard count > 0 else { return }
+        self.rejected[reason, default: 0] += count
+    }
+
+    /// Counts the failed results by their code.
+    public mutating func reject(results: [DeliveryResult]) {
+        for case .failed(let failure) in results { self.rejected[failure.code, default: 0] += 1 }
+    }
+}
+
+/// One HTTP request or gRPC call as it ended: what observers (metrics, the access log) are told.
+public struct ExchangeRecord: Sendable {
+    public enum Transport: String, Sendable {
+        case http, grpc
+    }
+
+    public var transport: Transport
+    /// The listener's name (`grpc` for the gRPC listener).
+    public var listener: String
+    /// The HTTP method, or the gRPC method's name.
+    public var method: String
+    /// The request path without the query (a gRPC call's `/service/method`).
+    public var path: String
+    /// The HTTP status code; for gRPC the status code's number.
+    public var status: Int
+    /// For gRPC, the status code's name (`ok`, `unavailable`, …).
+    public var statusName: String?
+    public var facts: ExchangeFacts
+    /// Body bytes read from the client and written to it.
+    public var bytesIn: Int
+    public var bytesOut: Int
+    /// From the request's head to the end of its response.
+    public var duration: Duration
+    /// The client's IP address.
+    public var client: String?
+    /// The trace the request is part of (32 hex digits), when it carried or started one.
+    public var traceID: String?
+    /// When the request's head arrived (seconds since the Unix epoch, with fractions).
+    public var startedAt: Double
+
+    public init(
+        transport: Transport, listener: String, method: String, path: String, status: Int, statusName: String? = nil,
+        facts: ExchangeFacts, bytesIn: Int, bytesOut: Int, duration: Duration, client: String?, traceID: String? = nil,
+        startedAt: Double
+    ) {
+        self.transport = transport
+        self.listener = listener
+        self.method = method
+        self.path = path
+        self.status = status
+        self.statusName = statusName
+        self.facts = facts
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.duration = duration
+        self.client = client
+        self.traceID = traceID
+        self.startedAt = startedAt
+    }
+}
+
+/// Told about every request and call when it ends (metrics, the access log). Called on the
+/// request's task; must be quick and must not block.
+public protocol ExchangeObserver: Sendable {
+    func observe(_ record: ExchangeRecord)
+}
+
+/// The wall clock, for timestamps operators read (the access log); durations use
+/// `ContinuousClock`.
+public enum WallClock {
+    /// Seconds since the Unix epoch, with fractions.
+    public static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1_000_000_000
+    }
+}
