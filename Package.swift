@@ -353,6 +353,7 @@ let package = Package(
         ),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "SluiceObservabilityTests", dependencies: ["SluiceObservability", "SluiceCore"]),
         .testTarget(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]

@@ -7,6 +7,8 @@
 #   (b') the same over HTTP/2 (H2_CONNECTIONS connections x H2_STREAMS concurrent streams)
 #   (c) one event per request, SINGLE_REQUESTS requests
 #   (d) the same N events over gRPC PublishStream, 100 per request, GRPC_STREAMS streams on one connection
+#   (e) what metrics cost: (b) again with admin.metrics on and off, alternating, METRICS_ROUNDS
+#       times each (a fresh Sluice per run), best events/s and least CPU per event of each
 #
 # Prints events/s for each and the ratio (b)/(a). Everything runs on 127.0.0.1, bounded by
 # request counts. Both producers use the same librdkafka settings (acks=all, idempotence, lz4,
@@ -24,6 +26,7 @@ H2_STREAMS="${H2_STREAMS:-8}"
 GRPC_STREAMS="${GRPC_STREAMS:-8}"
 GRPC_PORT="${GRPC_PORT:-18082}"
 SINGLE_REQUESTS="${SINGLE_REQUESTS:-20000}"
+METRICS_ROUNDS="${METRICS_ROUNDS:-3}"
 export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
 ADMIN_PORT="${ADMIN_PORT:-18081}"
@@ -76,9 +79,10 @@ read -r kcat_wall kcat_cpu < <(wall_and_cpu_of kcat -P -b "$BROKER" -t bench-dir
 direct=$(rate "$N" 0 "$kcat_wall")
 kcat_us=$(per_event_us 0 "$kcat_cpu" "$N")
 
-cat >"$work/sluice.yaml" <<YAML
+write_config() {  # file metrics(true|false)
+cat >"$1" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
-admin: { address: "127.0.0.1:$ADMIN_PORT" }
+admin: { address: "127.0.0.1:$ADMIN_PORT", metrics: $2 }
 grpc: { address: "127.0.0.1:$GRPC_PORT" }
 sinks:
   - name: events
@@ -91,6 +95,9 @@ routes:
     match: { grpc_service: sluice.v1.Ingest }
     ingest: { sink: events, topic: "{topic}" }
 YAML
+}
+write_config "$work/sluice.yaml" true
+write_config "$work/sluice-no-metrics.yaml" false
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 
 # h2load (nghttp2, C) sends exactly -n requests and costs the shared CPU little; every request
@@ -129,6 +136,31 @@ grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_P
 [[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
 grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
 
+# (e) Metrics on and off, alternating, each on a fresh Sluice.
+kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
+on_rates=(); off_rates=(); on_us=(); off_us=()
+for round in $(seq 1 "$METRICS_ROUNDS"); do
+    for mode in on off; do
+        config="$work/sluice.yaml"; [[ $mode == off ]] && config="$work/sluice-no-metrics.yaml"
+        start_sluice "$config" "$work/sluice-$mode.log" "$ADMIN_PORT"
+        cpu_before=$(cpu_of_pid "$sluice_pid")
+        rps_e=$(run_load "$requests" "$work/request.ndjson" application/x-ndjson bench-metrics-$mode)
+        us_e=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
+        if [[ $mode == on ]]; then
+            curl -fs "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q "sluice_sink_events_sent_total{sink=\"events\"} $N" \
+                || { echo "metrics on but the sent count is not $N" >&2; exit 1; }
+            on_rates+=("$rps_e"); on_us+=("$us_e")
+        else
+            off_rates+=("$rps_e"); off_us+=("$us_e")
+        fi
+        kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
+    done
+done
+best() { printf '%s\n' "$@" | sort -g | tail -1; }
+least() { printf '%s\n' "$@" | sort -g | head -1; }
+metrics_on=$(python3 -c "print(round($(best "${on_rates[@]}") * $EVENTS_PER_REQUEST))")
+metrics_off=$(python3 -c "print(round($(best "${off_rates[@]}") * $EVENTS_PER_REQUEST))")
+
 ratio=$(python3 -c "print(f'{$batched / $direct:.2f}')")
 ratio2=$(python3 -c "print(f'{$batched2 / $direct:.2f}')")
 cat <<OUT
@@ -142,4 +174,6 @@ events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HT
 ratio (b)/(a):                 $ratio
 ratio (b')/(a):                $ratio2
 ratio (d)/(a):                 $(python3 -c "print(f'{$grpc_rate / $direct:.2f}')")
+(e) metrics on / off (b):      $metrics_on / $metrics_off events/s (best of $METRICS_ROUNDS); CPU per event $(least "${on_us[@]}") / $(least "${off_us[@]}") us
+ratio (e) on/off:              $(python3 -c "print(f'{$metrics_on / $metrics_off:.3f}')")
 OUT

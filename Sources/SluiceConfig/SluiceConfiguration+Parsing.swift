@@ -44,7 +44,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process", "access_log"]
 
     private static func read(_ root: Node?, _ r: ConfigReader, sinkKinds: [SinkKind]) -> SluiceConfiguration? {
         guard let root else {
@@ -197,6 +197,22 @@ extension SluiceConfiguration {
             if let (n, p) = fields["descriptor_reserve"], let value = r.integer(n, p, range: 16...65_536) { process.descriptorReserve = value }
         }
 
+        var accessLog: AccessLogConfig?
+        if let (node, path) = top["access_log"], let fields = r.mapping(node, path, allowed: ["path", "format", "max_queued_lines"]) {
+            if let (n, p) = fields["format"], let format = r.string(n, p), format != "json" {
+                r.error(p, "the access log's format is json (the only one), got \"\(format)\"")
+            }
+            var maxQueued = 10_000
+            if let (n, p) = fields["max_queued_lines"], let value = r.integer(n, p, range: 1...1_000_000) { maxQueued = value }
+            if let target = r.required(fields["path"], in: path, key: "path", { r.string($0, $1) }) {
+                if target.isEmpty {
+                    r.error(path + ".path", "give a file path, or stdout")
+                } else {
+                    accessLog = AccessLogConfig(path: target == "stdout" ? nil : target, maxQueuedLines: maxQueued)
+                }
+            }
+        }
+
         if let admin {
             for (index, listener) in zip(listenerIndices, listeners) where listener.address == admin.address && admin.address.port != 0 {
                 r.error("admin.address", "\(admin.address) is already used by listeners[\(index)]")
@@ -217,7 +233,7 @@ extension SluiceConfiguration {
 
         return SluiceConfiguration(
             listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
-            shutdown: shutdown, process: process)
+            shutdown: shutdown, process: process, accessLog: accessLog)
     }
 
     /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name

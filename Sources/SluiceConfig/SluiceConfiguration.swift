@@ -16,6 +16,8 @@ public struct SluiceConfiguration: Sendable {
     public var routes: [RouteConfig]
     public var shutdown: ShutdownConfig
     public var process = ProcessConfig()
+    /// The JSON access log; nil (the default): none.
+    public var accessLog: AccessLogConfig? = nil
 
     public func sink(named name: String) -> SinkConfig? {
         self.sinks.first { $0.name == name }
@@ -93,6 +95,19 @@ public struct ListenerLimits: Sendable {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxConnections = maxConnections
         self.maxConcurrentStreams = maxConcurrentStreams
+    }
+}
+
+/// `access_log: { path: FILE | stdout, format: json, max_queued_lines: N }`.
+public struct AccessLogConfig: Sendable, Equatable {
+    /// A file (created, appended to) or nil for standard output.
+    public var path: String?
+    /// Lines waiting for the writer; past it lines are dropped and counted, never waited for.
+    public var maxQueuedLines: Int = 10_000
+
+    public init(path: String?, maxQueuedLines: Int = 10_000) {
+        self.path = path
+        self.maxQueuedLines = maxQueuedLines
     }
 }
 

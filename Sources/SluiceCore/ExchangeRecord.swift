@@ -9,8 +9,9 @@ import Darwin
 public struct ExchangeFacts: Sendable {
     /// The route that served the request; nil when no route matched.
     public var route: String?
-    /// The sink or upstream the route sends to.
-    public var target: String?
+    /// The sink the route hands events to, or the upstream it proxied the request to.
+    public var sink: String?
+    public var upstream: String?
     /// Events decoded from the request and handed to the sink, and their bytes.
     public var events = 0
     public var eventBytes = 0
@@ -22,9 +23,10 @@ public struct ExchangeFacts: Sendable {
     /// The policy that refused the request and the refusal's error code.
     public var denial: (policy: String, reason: String)?
 
-    public init(route: String? = nil, target: String? = nil) {
+    public init(route: String? = nil, sink: String? = nil, upstream: String? = nil) {
         self.route = route
-        self.target = target
+        self.sink = sink
+        self.upstream = upstream
     }
 
     /// Counts `count` events as not delivered for `reason`.
@@ -54,6 +56,8 @@ public struct ExchangeRecord: Sendable {
     public var path: String
     /// The HTTP status code; for gRPC the status code's number.
     public var status: Int
+    /// `HTTP/1.1`, `HTTP/2` or `gRPC`.
+    public var protocolName: String
     /// For gRPC, the status code's name (`ok`, `unavailable`, …).
     public var statusName: String?
     public var facts: ExchangeFacts
@@ -70,7 +74,7 @@ public struct ExchangeRecord: Sendable {
     public var startedAt: Double
 
     public init(
-        transport: Transport, listener: String, method: String, path: String, status: Int, statusName: String? = nil,
+        transport: Transport, listener: String, method: String, path: String, protocolName: String, status: Int, statusName: String? = nil,
         facts: ExchangeFacts, bytesIn: Int, bytesOut: Int, duration: Duration, client: String?, traceID: String? = nil,
         startedAt: Double
     ) {
@@ -79,6 +83,7 @@ public struct ExchangeRecord: Sendable {
         self.method = method
         self.path = path
         self.status = status
+        self.protocolName = protocolName
         self.statusName = statusName
         self.facts = facts
         self.bytesIn = bytesIn

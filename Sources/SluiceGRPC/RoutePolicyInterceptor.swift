@@ -30,7 +30,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             observed: self.observer.map { observer in
                 CallTally.Observed(
                     observer: observer, method: method, path: "/\(IngestService.serviceName)/\(method)",
-                    client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, target: route?.sink.name))
+                    client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, sink: route?.sink.name))
             })
         // Calls no route serves go on to the service, which answers NOT_FOUND.
         guard let route, !route.policies.isEmpty else {
@@ -59,6 +59,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             return .handled(HandledCall(tally: tally))
         }
         if case .answered(let rejection) = outcome {
+            tally.identify(rejection.client)
             if let policy = rejection.policy { tally.deny(policy: policy, reason: rejection.code) }
             let status = Self.status(rejection)
             await tally.finish(status: status.code)
@@ -162,7 +163,7 @@ final class CallTally: Sendable {
             let code = status.map { Status.Code($0) } ?? .ok
             observed.observer.observe(
                 ExchangeRecord(
-                    transport: .grpc, listener: "grpc", method: observed.method, path: observed.path, status: code.rawValue,
+                    transport: .grpc, listener: "grpc", method: observed.method, path: observed.path, protocolName: "gRPC", status: code.rawValue,
                     statusName: Self.name(code), facts: observed.facts, bytesIn: bytes, bytesOut: 0,
                     duration: .now - observed.started, client: observed.client, startedAt: observed.startedAt))
         }

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Foundation
 import Logging
 import ServiceLifecycle
 import SluiceObservability
@@ -34,7 +36,25 @@ public struct Gateway: Sendable {
         let resources = try await builder.resources(for: configuration)
         let snapshot = AtomicBox(builder.snapshot(for: configuration, resources: resources, generation: 1))
         let drainTimeout = configuration.shutdown.drainTimeout
-        let observer: (any ExchangeObserver)? = exporter.map { ExchangeMetrics(factory: $0.factory) }
+        var observers: [any ExchangeObserver] = []
+        if let exporter { observers.append(ExchangeMetrics(factory: exporter.factory)) }
+        var accessLog: AccessLog?
+        if let config = configuration.accessLog {
+            do {
+                accessLog = try AccessLog(
+                    destination: config.path.map { .file($0) } ?? .stdout, maxQueuedLines: config.maxQueuedLines,
+                    metrics: exporter?.factory ?? NOOPMetricsHandler.instance)
+                observers.append(accessLog!)
+            } catch {
+                throw GatewayBuildError("access_log.path: \(error)")
+            }
+        }
+        let observer: (any ExchangeObserver)? =
+            switch observers.count {
+            case 0: nil
+            case 1: observers[0]
+            default: ExchangeObservers(observers)
+            }
 
         let responder = GatewayResponder(routes: { snapshot.load().http })
         var listeners: [HTTPServer] = []
@@ -84,6 +104,8 @@ public struct Gateway: Sendable {
                         metrics: scrape),
                     drainTimeout: .seconds(1), logger: logger))
         }
+        // Stopped after the listeners: every request's line is queued by then.
+        if let accessLog { services.append(AccessLogService(log: accessLog)) }
         services.append(contentsOf: orderedSinks.map { $0 as any Service })
         services.append(contentsOf: orderedUpstreams.map { $0 as any Service })
         if let grpcServer { services.append(grpcServer) }
@@ -96,5 +118,23 @@ public struct Gateway: Sendable {
         self.snapshot = snapshot
         self.resources = resources
         self.services = services
+    }
+}
+
+/// Keeps the access log open while the gateway runs; at shutdown (after the listeners have
+/// drained) writes what is queued and closes it.
+struct AccessLogService: Service {
+    let log: AccessLog
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let log = self.log
+        // close() blocks (up to its timeout) on the writer thread: not on a pool thread.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                log.close()
+                continuation.resume()
+            }.start()
+        }
     }
 }

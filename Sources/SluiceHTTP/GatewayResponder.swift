@@ -16,7 +16,7 @@ public struct HTTPRouteTable: Sendable {
         /// What the access log and metrics say about a request this route serves.
         var facts: ExchangeFacts {
             switch self.action {
-            case .ingest(let handler): ExchangeFacts(route: self.name, target: handler.sink.name)
+            case .ingest(let handler): ExchangeFacts(route: self.name, sink: handler.sink.name)
             case .proxy: ExchangeFacts(route: self.name)
             }
         }
@@ -140,6 +140,7 @@ public struct GatewayResponder: HTTPResponder {
                     response = .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 }
                 response.facts = target.facts
+                response.facts.identity = rejection.client
                 if (400..<500).contains(rejection.status), let policy = rejection.policy {
                     response.facts.denial = (policy, rejection.code)
                 }

@@ -420,7 +420,8 @@ public final class HTTPServer: Service, Listening, Sendable {
         guard let observer = self.observer else { return }
         observer.observe(
             ExchangeRecord(
-                transport: .http, listener: self.name, method: request.method, path: request.path, status: Int(response.status.code),
+                transport: .http, listener: self.name, method: request.method, path: request.path,
+                protocolName: request.isHTTP2 ? "HTTP/2" : (request.head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"), status: Int(response.status.code),
                 facts: response.facts, bytesIn: bytesIn, bytesOut: bytesOut, duration: .now - started.instant, client: request.remoteIP,
                 startedAt: started.wallClock))
     }

@@ -19,7 +19,7 @@ public struct IngestHandler: Sendable {
     }
 
     public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
-        var facts = ExchangeFacts(target: self.sink.name)
+        var facts = ExchangeFacts(sink: self.sink.name)
         var response = await self.respond(to: request, parameters: parameters, body: &body, facts: &facts)
         response.facts = facts
         return HandledRequest(response: response, eventCount: facts.events, bytesRead: body.bytesRead)

@@ -97,8 +97,10 @@ public struct PolicyRejection: Error, Sendable, Equatable {
     public var code: String
     public var message: String
     public var headers: [String: String]
-    /// The name of the policy that answered (set by the chain; metrics and the access log say it).
+    /// The name of the policy that answered, and the client the policies before it had
+    /// established (set by the chain; metrics and the access log say them).
     public var policy: String?
+    public var client: String?
 
     public init(status: Int, code: String, message: String, headers: [String: String] = [:]) {
         self.status = status
@@ -162,6 +164,7 @@ public struct PolicyChain: Sendable {
         // A refusal from further in keeps the name it was given there.
         if case .answered(var rejection) = outcome, rejection.policy == nil {
             rejection.policy = self.names[index]
+            rejection.client = identity.client
             return .answered(rejection)
         }
         return outcome

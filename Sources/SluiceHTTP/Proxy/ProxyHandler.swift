@@ -63,7 +63,7 @@ public struct ProxyHandler: Sendable {
             return .error(.noUpstream, message: "no upstream is configured for this route")
         }
         var response = await self.forward(request, body: &body, to: upstream)
-        response.facts.target = upstream.name
+        response.facts.upstream = upstream.name
         return response
     }
 
