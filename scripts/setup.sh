@@ -54,6 +54,9 @@ fi
 # Independent clients for the tests: python-hyper's h2 (HTTP/2 stream isolation) and grpcio
 # (gRPC PublishStream), with grpcio-tools to generate its stubs from Sluice's proto.
 python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
+# The OTLP trace receiver of the tracing tests (scripts/testing/otlp_receiver.py).
+python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check opentelemetry-proto==1.45.0
 python3 -c 'import grpc, grpc_tools' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check grpcio==1.85.1 grpcio-tools==1.85.1
 
