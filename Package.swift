@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0"),
     ],
     targets: [
         // Domain types: events, sinks, delivery results. No I/O.
@@ -181,6 +183,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Request tracing through swift-distributed-tracing's API (the executable bootstraps the
+        // OpenTelemetry tracer): W3C trace context in and out, span helpers, off unless enabled.
+        .target(
+            name: "SluiceTracing",
+            dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: strict
+        ),
+
         // The transport-neutral ingest pipeline: body decoders, topic rules, limits, keys, and
         // handing events to a sink; HTTP and gRPC are adapters around it.
         .target(
@@ -188,6 +201,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -227,6 +241,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceTracing",
                 "SluiceIngest",
                 "SluiceTLS",
                 "SluiceConnections",
@@ -253,6 +268,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceTracing",
                 "SluiceIngest",
                 "SluiceTLS",
                 "SluiceConnections",
@@ -333,7 +349,11 @@ let package = Package(
                 "KinesisSink",
                 "ZerobusSink",
                 "SluiceObservability",
+                "SluiceTracing",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -429,6 +449,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "sluice",
+                "SluiceCore",
                 "SinkContractTesting",
                 "KafkaSink",
                 "FileSink",

@@ -44,7 +44,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process", "access_log"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process", "access_log", "tracing"]
 
     private static func read(_ root: Node?, _ r: ConfigReader, sinkKinds: [SinkKind]) -> SluiceConfiguration? {
         guard let root else {
@@ -213,6 +213,30 @@ extension SluiceConfiguration {
             }
         }
 
+        var tracing: TracingConfig?
+        if let (node, path) = top["tracing"], let fields = r.mapping(node, path, allowed: ["otlp", "sample_ratio", "service_name"]) {
+            var config = TracingConfig()
+            if let (n, p) = fields["otlp"], let otlp = r.mapping(n, p, allowed: ["endpoint", "protocol"]) {
+                if let (n, p) = otlp["endpoint"], let url = r.httpURL(n, p, example: "http://127.0.0.1:4318") { config.endpoint = url.absoluteString }
+                if let (n, p) = otlp["protocol"], let text = r.string(n, p) {
+                    if let value = TracingConfig.OTLPProtocol(rawValue: text) {
+                        config.otlpProtocol = value
+                    } else {
+                        r.error(p, "expected http/protobuf or grpc, got \"\(text)\"")
+                    }
+                }
+            }
+            if let (n, p) = fields["sample_ratio"], let text = r.string(n, p) {
+                if let ratio = Double(text), ratio >= 0, ratio <= 1 {
+                    config.sampleRatio = ratio
+                } else {
+                    r.error(p, "expected a number from 0 to 1, got \"\(text)\"")
+                }
+            }
+            if let (n, p) = fields["service_name"], let name = r.nonEmptyString(n, p) { config.serviceName = name }
+            tracing = config
+        }
+
         if let admin {
             for (index, listener) in zip(listenerIndices, listeners) where listener.address == admin.address && admin.address.port != 0 {
                 r.error("admin.address", "\(admin.address) is already used by listeners[\(index)]")
@@ -233,7 +257,7 @@ extension SluiceConfiguration {
 
         return SluiceConfiguration(
             listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
-            shutdown: shutdown, process: process, accessLog: accessLog)
+            shutdown: shutdown, process: process, accessLog: accessLog, tracing: tracing)
     }
 
     /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name

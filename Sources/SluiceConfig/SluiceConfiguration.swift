@@ -18,6 +18,8 @@ public struct SluiceConfiguration: Sendable {
     public var process = ProcessConfig()
     /// The JSON access log; nil (the default): none.
     public var accessLog: AccessLogConfig? = nil
+    /// OpenTelemetry traces; nil (the default): none, unless `OTEL_TRACES_EXPORTER` asks.
+    public var tracing: TracingConfig? = nil
 
     public func sink(named name: String) -> SinkConfig? {
         self.sinks.first { $0.name == name }
@@ -95,6 +97,30 @@ public struct ListenerLimits: Sendable {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxConnections = maxConnections
         self.maxConcurrentStreams = maxConcurrentStreams
+    }
+}
+
+/// `tracing: { otlp: { endpoint, protocol }, sample_ratio, service_name }`. The standard
+/// `OTEL_*` environment variables override these (the OpenTelemetry SDK's rule).
+public struct TracingConfig: Sendable, Equatable {
+    public enum OTLPProtocol: String, Sendable {
+        case httpProtobuf = "http/protobuf"
+        case grpc
+    }
+
+    /// The OTLP receiver; nil: the SDK's default (`http://localhost:4318`, or `:4317` for gRPC).
+    public var endpoint: String?
+    public var otlpProtocol: OTLPProtocol = .httpProtobuf
+    /// The share of new traces sampled; a request that carries a sampled (or unsampled)
+    /// `traceparent` keeps its client's decision (parent-based sampling).
+    public var sampleRatio: Double = 1.0
+    public var serviceName: String = "sluice"
+
+    public init(endpoint: String? = nil, otlpProtocol: OTLPProtocol = .httpProtobuf, sampleRatio: Double = 1.0, serviceName: String = "sluice") {
+        self.endpoint = endpoint
+        self.otlpProtocol = otlpProtocol
+        self.sampleRatio = sampleRatio
+        self.serviceName = serviceName
     }
 }
 

@@ -41,6 +41,22 @@ public enum PathPattern: Sendable, Equatable {
         return .success(.template(segments))
     }
 
+    /// The pattern as written in a route, for traces (`http.route`): `/v1/events/{topic}`; a
+    /// prefix ends in `*`.
+    public var template: String {
+        switch self {
+        case .exact(let path): return path
+        case .prefix(let prefix): return prefix.hasSuffix("/") ? prefix + "*" : prefix + "/*"
+        case .template(let segments):
+            return "/" + segments.map {
+                switch $0 {
+                case .literal(let text): text
+                case .parameter(let name): "{\(name)}"
+                }
+            }.joined(separator: "/")
+        }
+    }
+
     /// Names of the template's parameters.
     public var parameters: [String] {
         guard case .template(let segments) = self else { return [] }

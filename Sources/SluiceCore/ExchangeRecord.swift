@@ -9,6 +9,8 @@ import Darwin
 public struct ExchangeFacts: Sendable {
     /// The route that served the request; nil when no route matched.
     public var route: String?
+    /// The route's path pattern (`/v1/events/{topic}`), for traces' `http.route`.
+    public var routePath: String?
     /// The sink the route hands events to, or the upstream it proxied the request to.
     public var sink: String?
     public var upstream: String?

@@ -26,6 +26,10 @@ public protocol Sink: Sendable {
     /// or nil. Kafka topic rules unless the sink says otherwise.
     func destinationProblem(_ destination: String) -> String?
 
+    /// What traces call the backend (`messaging.system`): `kafka`, `aws_kinesis`, … The
+    /// default, for sinks that are not a messaging system, is `sluice_<kind>`-like and set by each.
+    var messagingSystem: String { get }
+
     /// Counts an operator may want beside the budget (e.g. Kafka producer replacements), shown
     /// by the admin `/sinks` view. Empty by default.
     var counters: [(name: String, value: Int)] { get }
@@ -47,6 +51,8 @@ extension Sink {
     }
 
     public var counters: [(name: String, value: Int)] { [] }
+
+    public var messagingSystem: String { "sluice" }
 }
 
 extension DeliveryTracker {

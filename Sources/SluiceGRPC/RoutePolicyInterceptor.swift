@@ -2,6 +2,8 @@ import GRPCCore
 import NIOConcurrencyHelpers
 import SluiceCore
 import SluicePolicy
+import SluiceTracing
+import Tracing
 
 /// Runs a gRPC ingest route's policies around its calls, as the HTTP gateway does around its
 /// handlers: the call's metadata stands for headers and the peer for the source address. A
@@ -26,12 +28,27 @@ struct RoutePolicyInterceptor: ServerInterceptor {
         }
         let table = self.routes()
         let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata)
+        let metadata = request.metadata
+        var span: (any Span)?
+        if RequestTracing.isEnabled {
+            // RPC conventions: "{service}/{method}", continuing the client's traceparent.
+            span = RequestTracing.startServerSpan("\(IngestService.serviceName)/\(method)") { name in
+                metadata[stringValues: name].first(where: { _ in true })
+            }
+            span?.updateAttributes { attributes in
+                attributes["rpc.system"] = "grpc"
+                attributes["rpc.service"] = IngestService.serviceName
+                attributes["rpc.method"] = method
+                if let client = IngestService.peerIP(context.remotePeer) { attributes["client.address"] = client }
+                if let route { attributes["sluice.route"] = route.name }
+            }
+        }
         let tally = CallTally(
             observed: self.observer.map { observer in
                 CallTally.Observed(
                     observer: observer, method: method, path: "/\(IngestService.serviceName)/\(method)",
                     client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, sink: route?.sink.name))
-            })
+            }, span: span)
         // Calls no route serves go on to the service, which answers NOT_FOUND.
         guard let route, !route.policies.isEmpty else {
             return try await tally.observing {
@@ -40,13 +57,12 @@ struct RoutePolicyInterceptor: ServerInterceptor {
                 }
             }
         }
-        let metadata = request.metadata
         let policyRequest = PolicyRequest(
             method: "POST", path: "/\(IngestService.serviceName)/\(method)", sourceIP: IngestService.peerIP(context.remotePeer),
             tlsPrincipals: IngestService.tlsPrincipals(context)
         ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
         var called: Result<StreamingServerResponse<Output>, any Error>?
-        let outcome = await route.policies.handle(policyRequest) { (_, identity) async -> PolicyOutcome<HandledCall> in
+        let outcome = await RequestTracing.withCurrent(span) { await route.policies.handle(policyRequest) { (_, identity) async -> PolicyOutcome<HandledCall> in
             tally.identify(identity.client)
             do {
                 let response = try await GRPCRouteTable.$ofCall.withValue(table) {
@@ -57,7 +73,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
                 called = .failure(error)
             }
             return .handled(HandledCall(tally: tally))
-        }
+        } }
         if case .answered(let rejection) = outcome {
             tally.identify(rejection.client)
             if let policy = rejection.policy { tally.deny(policy: policy, reason: rejection.code) }
@@ -111,9 +127,12 @@ final class CallTally: Sendable {
     }
 
     private let state: NIOLockedValueBox<State>
+    /// The call's server span (tracing on): current while the call runs, ended with it.
+    let span: (any Span)?
 
-    init(observed: Observed? = nil) {
+    init(observed: Observed? = nil, span: (any Span)? = nil) {
         self.state = NIOLockedValueBox(State(observed: observed))
+        self.span = span
     }
 
     func add(events: Int, bytes: Int, eventBytes: Int = 0) {
@@ -152,20 +171,33 @@ final class CallTally: Sendable {
 
     /// The call is over, with `status` (nil: OK): runs what waited for it and tells the observer.
     func finish(status: RPCError.Code?) async {
-        let (waiting, events, bytes, observed) = self.state.withLockedValue { state in
-            guard !state.finished else { return ([@Sendable (Int, Int) async -> Void](), 0, 0, Observed?.none) }
+        let finishing = self.state.withLockedValue { state -> (waiting: [@Sendable (Int, Int) async -> Void], Int, Int, Observed?)? in
+            guard !state.finished else { return nil }
             state.finished = true
             defer { state.whenFinished = [] }
             return (state.whenFinished, state.events, state.bytes, state.observed)
         }
+        guard let (waiting, events, bytes, observed) = finishing else { return }
         for body in waiting { await body(events, bytes) }
+        guard observed != nil || self.span != nil else { return }
+        let code = status.map { Status.Code($0) } ?? .ok
+        var traceID: String?
+        if let span = self.span {
+            span.attributes["rpc.grpc.status_code"] = code.rawValue
+            span.attributes["sluice.events"] = events
+            // RPC server spans: these codes are the server's fault.
+            if [.unknown, .deadlineExceeded, .unimplemented, .internalError, .unavailable, .dataLoss].contains(code) {
+                span.setStatus(SpanStatus(code: .error))
+            }
+            traceID = RequestTracing.traceID(of: span)
+            span.end()
+        }
         if let observed {
-            let code = status.map { Status.Code($0) } ?? .ok
             observed.observer.observe(
                 ExchangeRecord(
                     transport: .grpc, listener: "grpc", method: observed.method, path: observed.path, protocolName: "gRPC", status: code.rawValue,
                     statusName: Self.name(code), facts: observed.facts, bytesIn: bytes, bytesOut: 0,
-                    duration: .now - observed.started, client: observed.client, startedAt: observed.startedAt))
+                    duration: .now - observed.started, client: observed.client, traceID: traceID, startedAt: observed.startedAt))
         }
     }
 
@@ -176,7 +208,7 @@ final class CallTally: Sendable {
     ) async throws -> StreamingServerResponse<Output> {
         let response: StreamingServerResponse<Output>
         do {
-            response = try await body()
+            response = try await RequestTracing.withCurrent(self.span) { try await body() }
         } catch {
             await self.finish(status: (error as? RPCError)?.code ?? .unknown)
             throw error
@@ -194,7 +226,9 @@ final class CallTally: Sendable {
             accepted: .success(
                 .init(metadata: contents.metadata) { writer in
                     do {
-                        let trailers = try await CallTally.$current.withValue(self) { try await contents.producer(writer) }
+                        let trailers = try await RequestTracing.withCurrent(self.span) {
+                            try await CallTally.$current.withValue(self) { try await contents.producer(writer) }
+                        }
                         await self.finish(status: nil)
                         return trailers
                     } catch {

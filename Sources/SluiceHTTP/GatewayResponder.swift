@@ -10,15 +10,20 @@ import SluicePolicy
 public struct HTTPRouteTable: Sendable {
     public struct Target: Sendable {
         var name: String
+        /// The route's path pattern, as written.
+        var path: String
         var policies: PolicyChain
         var action: Action
 
-        /// What the access log and metrics say about a request this route serves.
+        /// What the access log, metrics and traces say about a request this route serves.
         var facts: ExchangeFacts {
+            var facts: ExchangeFacts
             switch self.action {
-            case .ingest(let handler): ExchangeFacts(route: self.name, sink: handler.sink.name)
-            case .proxy: ExchangeFacts(route: self.name)
+            case .ingest(let handler): facts = ExchangeFacts(route: self.name, sink: handler.sink.name)
+            case .proxy: facts = ExchangeFacts(route: self.name)
             }
+            facts.routePath = self.path
+            return facts
         }
     }
 
@@ -40,11 +45,13 @@ public struct HTTPRouteTable: Sendable {
                 // Validation guarantees the sink exists.
                 guard let sink = sinks[ingest.sink] else { continue }
                 let handler = IngestHandler(routeName: route.name, config: ingest, sink: sink, logger: logger)
-                let target = Target(name: route.name, policies: policies.chain(route.policies), action: .ingest(handler))
+                let target = Target(
+                    name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
             case .proxy(let proxy):
                 let handler = ProxyHandler(routeName: route.name, config: proxy, match: route.match, upstreams: upstreams, logger: logger)
-                let target = Target(name: route.name, policies: policies.chain(route.policies), action: .proxy(handler))
+                let target = Target(
+                    name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .proxy(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
             }
         }
@@ -104,6 +111,7 @@ public struct GatewayResponder: HTTPResponder {
             guard !target.policies.isEmpty else {
                 var response = await Self.run(target.action, request, parameters: parameters, body: &body).response
                 response.facts.route = target.name
+                response.facts.routePath = target.path
                 return response
             }
             let policyRequest = PolicyRequest(
@@ -129,6 +137,7 @@ public struct GatewayResponder: HTTPResponder {
             case .handled(let handled):
                 var response = handled.response
                 response.facts.route = target.name
+                response.facts.routePath = target.path
                 return response
             case .answered(let rejection):
                 var extra = HTTPHeaders()

@@ -10,6 +10,8 @@ import SluiceConfig
 import SluiceCore
 import SluiceTLS
 import SluiceConnections
+import SluiceTracing
+import Tracing
 
 /// Answers requests; shared by every connection and stream of a listener.
 public protocol HTTPResponder: Sendable {
@@ -320,7 +322,8 @@ public final class HTTPServer: Service, Listening, Sendable {
                     var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
                     let request = HTTPRequest(
                         head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
-                    var response = await self.responder.respond(to: request, body: &body)
+                    let span = Self.startSpan(request)
+                    var response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
                     // Keep the connection only if the whole request body has been read.
                     let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
                     if let next = body.iterator { iterator = next }
@@ -329,7 +332,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                     let keepAlive = head.isKeepAlive && complete && !closeDelimited
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
                     var written = WrittenBytes()
-                    defer { self.observe(request, response, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+                    defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
                     try await Self.write(response, version: head.version, to: channel.channel, written: &written)
                     if !keepAlive { return }
                 }
@@ -365,9 +368,10 @@ public final class HTTPServer: Service, Listening, Sendable {
                 var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
                 let request = HTTPRequest(
                     head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
-                let response = await self.responder.respond(to: request, body: &body)
+                let span = Self.startSpan(request)
+                let response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
                 var written = WrittenBytes()
-                defer { self.observe(request, response, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+                defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
                 try await Self.write(response, version: head.version, to: stream.channel, written: &written)
             }
         } catch {
@@ -415,15 +419,47 @@ public final class HTTPServer: Service, Listening, Sendable {
         written.count = body.readableBytes
     }
 
-    /// Tells the observer about a request whose response has gone out (or failed to).
-    private func observe(_ request: HTTPRequest, _ response: HTTPResponse, started: ExchangeStart, bytesIn: Int, bytesOut: Int) {
+    /// The request's server span, continuing the client's `traceparent` (nil when tracing is off).
+    private static func startSpan(_ request: HTTPRequest) -> (any Span)? {
+        guard RequestTracing.isEnabled else { return nil }
+        let headers = request.head.headers
+        return RequestTracing.startServerSpan(request.method) { headers.first(name: $0) }
+    }
+
+    /// A request's response has gone out (or failed to): ends its span and tells the observer.
+    private func finish(
+        _ request: HTTPRequest, _ response: HTTPResponse, span: (any Span)?, started: ExchangeStart, bytesIn: Int, bytesOut: Int
+    ) {
+        let protocolName = request.isHTTP2 ? "HTTP/2" : (request.head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1")
+        var traceID: String?
+        if let span {
+            let status = Int(response.status.code)
+            if let path = response.facts.routePath { span.operationName = "\(request.method) \(path)" }
+            span.updateAttributes { attributes in
+                attributes["http.request.method"] = request.method
+                attributes["url.path"] = request.path
+                attributes["url.scheme"] = request.isTLS ? "https" : "http"
+                attributes["http.response.status_code"] = status
+                attributes["network.protocol.version"] = request.isHTTP2 ? "2" : (request.head.version.minor == 0 ? "1.0" : "1.1")
+                attributes["http.request.body.size"] = bytesIn
+                attributes["http.response.body.size"] = bytesOut
+                if let route = response.facts.routePath { attributes["http.route"] = route }
+                if let client = request.remoteIP { attributes["client.address"] = client }
+                if let name = response.facts.route { attributes["sluice.route"] = name }
+                attributes["sluice.listener"] = self.name
+                if response.facts.events > 0 { attributes["sluice.events"] = response.facts.events }
+            }
+            // Server spans: only 5xx is an error (OpenTelemetry HTTP conventions).
+            if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            traceID = RequestTracing.traceID(of: span)
+            span.end()
+        }
         guard let observer = self.observer else { return }
         observer.observe(
             ExchangeRecord(
-                transport: .http, listener: self.name, method: request.method, path: request.path,
-                protocolName: request.isHTTP2 ? "HTTP/2" : (request.head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"), status: Int(response.status.code),
-                facts: response.facts, bytesIn: bytesIn, bytesOut: bytesOut, duration: .now - started.instant, client: request.remoteIP,
-                startedAt: started.wallClock))
+                transport: .http, listener: self.name, method: request.method, path: request.path, protocolName: protocolName,
+                status: Int(response.status.code), facts: response.facts, bytesIn: bytesIn, bytesOut: bytesOut,
+                duration: .now - started.instant, client: request.remoteIP, traceID: traceID, startedAt: started.wallClock))
     }
 }
 

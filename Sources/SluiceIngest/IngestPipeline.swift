@@ -1,4 +1,6 @@
 import Logging
+import SluiceTracing
+import Tracing
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -54,8 +56,21 @@ public struct IngestPipeline: Sendable {
             ack == .accepted
             ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
             : DeliveryTracker()
-        return IngestSession(
+        var session = IngestSession(
             pipeline: self, topic: topic, tracker: tracker, requestKey: requestKey, defaultKey: defaultKey, headers: headers)
+        if let span = RequestTracing.startChildSpan("send \(topic)", ofKind: .producer) {
+            // OpenTelemetry messaging conventions; the records carry this span's context.
+            span.updateAttributes { attributes in
+                attributes["messaging.system"] = self.sink.messagingSystem
+                attributes["messaging.destination.name"] = topic
+                attributes["messaging.operation.type"] = "send"
+                attributes["messaging.operation.name"] = "send"
+                attributes["sluice.sink"] = self.sink.name
+            }
+            session.span = span
+            session.traceHeaders = RequestTracing.headers(of: span).map { EventHeader(name: $0.name, value: $0.value) }
+        }
+        return session
     }
 
     private func logAcceptedFailure(topic: String) -> @Sendable (Int, DeliveryFailure) -> Void {
@@ -90,6 +105,11 @@ public struct IngestSession: Sendable {
     public private(set) var saturated: DeliveryFailure?
     /// Set when the request broke a rule mid-way (too many events, a bad key): the request stops.
     public private(set) var failure: IngestError?
+    /// The producer span of the request's send (tracing on), ended once its events' fate is known.
+    var span: (any Span)?
+    /// The span's W3C trace context: every event carries it as record headers, in place of any
+    /// the client sent under those names.
+    var traceHeaders: [EventHeader] = []
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -132,6 +152,10 @@ public struct IngestSession: Sendable {
                 }
             }
             if !self.headers.isEmpty { events[index].headers = self.headers }
+            if !self.traceHeaders.isEmpty {
+                events[index].headers.removeAll { RequestTracing.headerNames.contains($0.name.lowercased()) }
+                events[index].headers.append(contentsOf: self.traceHeaders)
+            }
         }
         guard !events.isEmpty else { return false }
         let first = self.tracker.reserve(events.count)
@@ -162,11 +186,38 @@ public struct IngestSession: Sendable {
     /// settle timeout, `delivery_unconfirmed`. No event can be added after this.
     public func results() async -> [DeliveryResult] {
         self.tracker.seal()
-        return await self.tracker.results(settledBy: self.pipeline.sink)
+        let results = await self.tracker.results(settledBy: self.pipeline.sink)
+        if let span = self.span { self.end(span, results: results) }
+        return results
     }
 
     /// Ends the request without waiting for results (ack: accepted).
     public func seal() {
         self.tracker.seal()
+        if let span = self.span {
+            if self.queued > 1 { span.attributes["messaging.batch.message_count"] = self.queued }
+            if self.queued < self.reserved { span.setStatus(SpanStatus(code: .error, message: self.stopFailure.code)) }
+            span.end()
+        }
+    }
+
+    /// Ends the producer span with what the backend said: the count, and where a single event
+    /// landed.
+    private func end(_ span: any Span, results: [DeliveryResult]) {
+        var failure: DeliveryFailure?
+        for case .failed(let failed) in results {
+            failure = failed
+            break
+        }
+        span.updateAttributes { attributes in
+            if results.count > 1 { attributes["messaging.batch.message_count"] = results.count }
+            if results.count == 1, case .delivered(let receipt) = results[0] {
+                if let partition = receipt.partition { attributes["messaging.destination.partition.id"] = String(partition) }
+                if let offset = receipt.offset { attributes["messaging.kafka.offset"] = Int(offset) }
+                if let shard = receipt.shardID { attributes["messaging.destination.partition.id"] = shard }
+            }
+        }
+        if let failure { span.setStatus(SpanStatus(code: .error, message: failure.code)) }
+        span.end()
     }
 }

@@ -20,6 +20,9 @@ public final class PrometheusExporter: Sendable {
         self.factory = DescribedPrometheusFactory(registry: registry)
         self.process = ProcessMetrics(factory: self.factory)
         MetricCatalogue.buildInfo.gauge(version, factory: self.factory).record(1)
+        // Present from the start, so alerts on reload failures see a series (the reload work
+        // counts into it).
+        for result in ["success", "failure"] { _ = MetricCatalogue.configReloads.counter(result, factory: self.factory) }
     }
 
     /// Runs `hook` before every scrape (to set gauges read from running state).

@@ -12,6 +12,10 @@ import SluiceConfigReader
 import SluiceGateway
 import SluiceConnections
 import SluiceObservability
+import SluiceTracing
+import OTel
+import Tracing
+import Instrumentation
 
 /// The kinds of sink this build can run: each connector registers one. Adding a connector is
 /// one line here (and its target in Package.swift).
@@ -74,6 +78,17 @@ struct Run: AsyncParsableCommand {
             logger.info("descriptor limit", metadata: ["limit": "\(descriptors)", "reserve": "\(reserve)", "client_connections_max": "\(connections)"])
         }
 
+        // Traces, when configured (or asked for by OTEL_TRACES_EXPORTER): swift-otel's tracer,
+        // bootstrapped once; its exporter runs as the first service, so it stops last and
+        // flushes the spans of the shutdown too.
+        var tracingService: (any Service)?
+        do {
+            tracingService = try Self.startTracing(configuration.tracing, environment: ProcessInfo.processInfo.environment, logger: logger)
+        } catch {
+            printError("tracing: \(error)")
+            throw ExitCode(1)
+        }
+
         // Metrics live as long as the process: a reload keeps counting into the same series.
         let exporter = configuration.admin?.metrics == true ? PrometheusExporter(version: sluiceVersion) : nil
         let gateway: Gateway
@@ -90,13 +105,51 @@ struct Run: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: gateway.services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: ([tracingService].compactMap { $0 } + gateway.services).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
         logger.info("stopped")
+    }
+}
+
+extension Run {
+    /// Bootstraps the OpenTelemetry tracer for `config` (nil: only if `OTEL_TRACES_EXPORTER`
+    /// names an exporter); returns the exporter's service, or nil when tracing stays off. The
+    /// standard `OTEL_*` variables override the configuration.
+    static func startTracing(_ config: TracingConfig?, environment: [String: String], logger: Logger) throws -> (any Service)? {
+        let fromEnvironment = environment["OTEL_TRACES_EXPORTER"].map { !$0.isEmpty && $0 != "none" } ?? false
+        guard config != nil || fromEnvironment else { return nil }
+        let config = config ?? TracingConfig()
+        var otel = OTel.Configuration.default
+        otel.serviceName = config.serviceName
+        otel.logs.enabled = false
+        otel.metrics.enabled = false
+        otel.traces.enabled = true
+        otel.traces.exporter = .otlp
+        otel.propagators = [.traceContext]
+        switch config.otlpProtocol {
+        case .httpProtobuf: otel.traces.otlpExporter.protocol = .httpProtobuf
+        case .grpc: otel.traces.otlpExporter.protocol = .grpc
+        }
+        if let endpoint = config.endpoint {
+            // Like OTEL_EXPORTER_OTLP_ENDPOINT: over HTTP, a base URL gets the signal's path.
+            var url = endpoint
+            if config.otlpProtocol == .httpProtobuf, let schemeEnd = url.range(of: "://"),
+                !url[schemeEnd.upperBound...].contains("/") || url.hasSuffix("/")
+            {
+                url = (url.hasSuffix("/") ? url : url + "/") + "v1/traces"
+            }
+            otel.traces.otlpExporter.endpoint = url
+        }
+        otel.traces.sampler = .parentBasedTraceIDRatio(ratio: config.sampleRatio) ?? .parentBasedAlwaysOn
+        let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
+        InstrumentationSystem.bootstrap(tracer)
+        RequestTracing.enable()
+        logger.info("tracing", metadata: ["service": "\(config.serviceName)", "sample_ratio": "\(config.sampleRatio)"])
+        return service
     }
 }
 

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import SluiceCore
 import SluiceGRPC
 import Testing
 
@@ -145,8 +146,10 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let configFile = directory.appendingPathComponent("prometheus.yml")
+        let alerts = packageRoot.appendingPathComponent("configs/prometheus-alerts.yaml").path
         try """
         global: { scrape_interval: 1s, evaluation_interval: 1s }
+        rule_files: ["\(alerts)"]
         scrape_configs:
           - job_name: sluice
             static_configs: [{ targets: ["127.0.0.1:\(sluice.adminPort)"] }]
@@ -187,8 +190,58 @@ import Testing
             let found: Double?? = seen[expression]
             #expect(found == value, "\(expression): \(String(describing: found)) (prometheus: \(prometheus.logText.suffix(500)))")
         }
+
+        // The shipped alert rules load and evaluate; every query of the shipped dashboard runs.
+        var rules: [[String: Any]] = []
+        for _ in 0..<40 {
+            let groups = ((try curl(["\(prometheus.endpoint)/api/v1/rules"]).json["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
+            rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }
+            if rules.count == 5, rules.allSatisfy({ $0["health"] as? String == "ok" }) { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(rules.count == 5 && rules.allSatisfy { $0["health"] as? String == "ok" }, "\(rules)")
+        let dashboard = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: packageRoot.appendingPathComponent("configs/grafana-dashboard.json"))) as? [String: Any]
+        let expressions = ((dashboard?["panels"] as? [[String: Any]]) ?? []).flatMap { panel in
+            ((panel["targets"] as? [[String: Any]]) ?? []).compactMap { $0["expr"] as? String }
+        }
+        #expect(expressions.count >= 12)
+        for expression in expressions {
+            let concrete = expression.replacingOccurrences(of: "$__rate_interval", with: "1m")
+                .replacingOccurrences(of: "$instance", with: ".*").replacingOccurrences(of: "$job", with: ".*")
+            let encoded = concrete.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? concrete
+            let response = try curl(["\(prometheus.endpoint)/api/v1/query?query=\(encoded)"])
+            #expect(response.json["status"] as? String == "success", "\(concrete): \(response.body)")
+        }
         prometheus.stop()
         #expect(try await sluice.terminate() == 0)
+    }
+
+    /// Every series the README lists is one Sluice exports, and the dashboard and alerts use only
+    /// listed ones.
+    @Test func theREADMEsMetricTableNamesEverySeries() throws {
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.components(separatedBy: "## Observing Sluice").dropFirst().first?.components(separatedBy: "\n## ").first)
+        let tableNames = Set(section.split(separator: "\n").filter { $0.hasPrefix("| `") }.flatMap { line in
+            line.split(separator: "|")[0].split(separator: "`").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        })
+        for descriptor in MetricCatalogue.all {
+            #expect(tableNames.contains(descriptor.name), "\(descriptor.name) is not in the README's table")
+        }
+        for name in ["sluice_kafka_broker_rtt_seconds", "sluice_kafka_queue_messages", "sluice_access_log_dropped_lines_total"] {
+            #expect(tableNames.contains(name))
+        }
+        let used = try ["configs/grafana-dashboard.json", "configs/prometheus-alerts.yaml"].map {
+            try String(contentsOf: packageRoot.appendingPathComponent($0), encoding: .utf8)
+        }.joined()
+        let pattern = try Regex(#"\b(sluice|process)_[a-z_]+"#)
+        for match in used.matches(of: pattern) {
+            var name = String(used[match.range])
+            for suffix in ["_bucket", "_count", "_sum"] where name.hasSuffix(suffix) && !tableNames.contains(name) {
+                name = String(name.dropLast(suffix.count))
+            }
+            #expect(tableNames.contains(name), "\(name) is used by the dashboard or alerts but not listed")
+        }
     }
 
     @Test func metricsOffMeansNoEndpoint() async throws {

@@ -6,6 +6,8 @@ import NIOHTTP1
 import NIOPosix
 import SluiceConfig
 import SluiceCore
+import SluiceTracing
+import Tracing
 
 /// A proxy route: forwards each request to an endpoint of the route's upstream (chosen by the
 /// split weights and the upstream's balancing) and streams the answer back.
@@ -351,13 +353,45 @@ public struct ProxyHandler: Sendable {
     private static func execute(
         _ request: HTTPClientRequest, on upstream: Upstream, deadline: NIODeadline, pipe: BodyPipe?
     ) async -> Result<HTTPClientResponse, any Error> {
+        var request = request
+        // A client span per attempt; the upstream continues its trace (the client's own
+        // traceparent is replaced: the upstream's parent is this attempt).
+        let span = RequestTracing.startChildSpan(request.method.rawValue, ofKind: .client)
+        if let span {
+            for name in RequestTracing.headerNames { request.headers.remove(name: name) }
+            for (name, value) in RequestTracing.headers(of: span) { request.headers.add(name: name, value: value) }
+            let url = request.url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.url
+            span.updateAttributes { attributes in
+                attributes["http.request.method"] = request.method.rawValue
+                attributes["url.full"] = url
+                attributes["sluice.upstream"] = upstream.name
+                if let authority = url.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first {
+                    if let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]) {
+                        attributes["server.address"] = String(authority[..<colon])
+                        attributes["server.port"] = port
+                    } else {
+                        attributes["server.address"] = String(authority)
+                    }
+                }
+            }
+        }
         let started = ContinuousClock.now
         do {
             let response = try await upstream.client.execute(request, deadline: deadline)
             upstream.metrics.attempt(status: response.status.code, after: .now - started)
+            if let span {
+                span.attributes["http.response.status_code"] = Int(response.status.code)
+                if response.status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
+                span.end()
+            }
             return .success(response)
         } catch {
             upstream.metrics.attempt(status: 0, after: .now - started)
+            if let span {
+                span.attributes["error.type"] = "\(Self.classify(error))"
+                span.setStatus(SpanStatus(code: .error))
+                span.end()
+            }
             // Whatever the client never took of the body, it will not take now.
             pipe?.abandon()
             return .failure(error)

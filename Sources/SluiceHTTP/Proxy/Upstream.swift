@@ -69,6 +69,9 @@ public final class Upstream: Service, Sendable {
 
         var client = HTTPClient.Configuration()
         client.redirectConfiguration = .disallow
+        // ProxyHandler makes the client span of each attempt (current conventions, no query
+        // string, the upstream's name); the client's own would be a second one.
+        client.tracing.tracer = nil
         client.decompression = .disabled
         client.timeout = .init(connect: TimeAmount(config.timeouts.connect), read: TimeAmount(config.timeouts.read))
         client.connectionPool = .init(

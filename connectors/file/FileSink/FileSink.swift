@@ -39,6 +39,9 @@ public final class FileSink: Sink, Service {
     /// A local write has no timeout of its own.
     public var settleTimeout: Duration? { nil }
 
+    /// Not a messaging system: traces say `sluice_file`.
+    public var messagingSystem: String { "sluice_file" }
+
     public func enqueue(
         _ events: [Event],
         topic: String,

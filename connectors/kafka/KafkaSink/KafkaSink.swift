@@ -72,6 +72,8 @@ public final class KafkaSink: Sink, Service {
     /// librdkafka's `message.timeout.ms`: by then every produced event has a delivery report.
     public let settleTimeout: Duration?
 
+    public var messagingSystem: String { "kafka" }
+
     public var isReady: Bool {
         self.state.withLockedValue { $0.ready && !$0.closed } && !self.client.brokersDown
     }

@@ -28,6 +28,8 @@ public final class KinesisSink: Sink, Service {
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
     public let settleTimeout: Duration?
+
+    public var messagingSystem: String { "aws_kinesis" }
     let config: KinesisSinkConfig
     let client: KinesisClient
     let httpClient: HTTPClient
@@ -57,6 +59,9 @@ public final class KinesisSink: Sink, Service {
         http.timeout = .init(connect: .seconds(5))
         http.decompression = .disabled
         http.redirectConfiguration = .disallow
+        // No client spans of its own: the request's producer span stands for the send, and calls
+        // made off the request path would each start a trace of their own.
+        http.tracing.tracer = nil
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         let credentials: any AWSCredentialsProvider
         do {

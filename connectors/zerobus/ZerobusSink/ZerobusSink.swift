@@ -24,6 +24,8 @@ public final class ZerobusSink: Sink, Service {
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
     public let settleTimeout: Duration?
+
+    public var messagingSystem: String { "databricks_zerobus" }
     let config: ZerobusSinkConfig
     let tokens: ZerobusTokenProvider
     let client: Databricks_Zerobus_Zerobus.Client<HTTP2ClientTransport.Posix>
@@ -54,6 +56,9 @@ public final class ZerobusSink: Sink, Service {
         var http = HTTPClient.Configuration(tlsConfiguration: tls)
         http.timeout = .init(connect: .seconds(5))
         http.redirectConfiguration = .disallow
+        // No client spans of its own: the request's producer span stands for the send, and calls
+        // made off the request path would each start a trace of their own.
+        http.tracing.tracer = nil
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         self.tokens = ZerobusTokenProvider(
             workspaceURL: config.workspaceURL, workspaceID: config.effectiveWorkspaceID, clientID: config.clientID, clientSecret: secret,
