@@ -19,12 +19,13 @@ declare -A SOURCES=(
     [ndjson]="Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
     [resp]="Sources/SluicePolicy/RESP.swift"
     [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift"
+    [kafka_statistics]="connectors/kafka/KafkaSink/KafkaStatistics.swift"
     [zerobus_record]="connectors/zerobus/ZerobusSink/ZerobusRecordCheck.swift"
     [jwt]="$(echo Sources/SluicePolicy/*.swift)"
     [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" json_scanner request_target ndjson resp kinesis_response zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

@@ -146,8 +146,9 @@ indirect enum JSONValue {
     }
 }
 
-/// A small recursive-descent JSON reader (RFC 8259), bounded in nesting. Returns nil for
-/// anything malformed.
+/// A small recursive-descent JSON reader (RFC 8259's grammar, UTF-8 checked), bounded in
+/// nesting (`maxDepth`). Returns nil for anything malformed. Fuzzed against Sluice's JSON
+/// validator (scripts/fuzz.sh kafka_statistics).
 struct TinyJSON {
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
@@ -247,8 +248,8 @@ struct TinyJSON {
         }
     }
 
-    /// A string; escapes other than `\"` and `\\` are kept as written (statistics keys and
-    /// broker names have none).
+    /// A string: escapes decoded (`\uXXXX` too, surrogate pairs joined), control characters
+    /// and invalid UTF-8 refused.
     private mutating func string() -> String? {
         self.index += 1
         var out: [UInt8] = []
@@ -257,15 +258,35 @@ struct TinyJSON {
             self.index += 1
             switch byte {
             case UInt8(ascii: "\""):
-                return String(decoding: out, as: UTF8.self)
+                return String(validating: out, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 guard self.index < self.bytes.count else { return nil }
                 let escaped = self.bytes[self.index]
                 self.index += 1
-                if escaped == UInt8(ascii: "\"") || escaped == UInt8(ascii: "\\") || escaped == UInt8(ascii: "/") {
-                    out.append(escaped)
-                } else {
-                    out.append(contentsOf: [UInt8(ascii: "\\"), escaped])
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escaped)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    guard var scalar = self.hex4() else { return nil }
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        // A high surrogate must be followed by an escaped low one.
+                        guard self.index + 1 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
+                            self.bytes[self.index + 1] == UInt8(ascii: "u")
+                        else { return nil }
+                        self.index += 2
+                        guard let low = self.hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00..<0xE000).contains(scalar) {
+                        return nil
+                    }
+                    guard let unicode = Unicode.Scalar(scalar) else { return nil }
+                    out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                default:
+                    return nil
                 }
             case 0..<0x20:
                 return nil
@@ -276,17 +297,55 @@ struct TinyJSON {
         return nil
     }
 
+    private mutating func hex4() -> UInt32? {
+        guard self.index + 4 <= self.bytes.count else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = self.bytes[self.index]
+            self.index += 1
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    /// A number as JSON writes it: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     private mutating func number() -> JSONValue? {
         let start = self.index
-        while self.index < self.bytes.count {
-            let byte = self.bytes[self.index]
-            let numeric = (byte >= 0x30 && byte <= 0x39) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
-            guard numeric else { break }
-            self.index += 1
+        func digits() -> Int {
+            var count = 0
+            while self.index < self.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self.bytes[self.index]) {
+                self.index += 1
+                count += 1
+            }
+            return count
         }
-        guard self.index > start else { return nil }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") { self.index += 1 }
+        guard self.index < self.bytes.count else { return nil }
+        if self.bytes[self.index] == UInt8(ascii: "0") {
+            self.index += 1
+        } else if digits() == 0 {
+            return nil
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ".") {
+            self.index += 1
+            guard digits() > 0 else { return nil }
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E") {
+            self.index += 1
+            if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-") {
+                self.index += 1
+            }
+            guard digits() > 0 else { return nil }
+        }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
-        return Double(text).map { .number($0) }
+        // Out of Double's range (1e999) is still JSON: it reads as infinity.
+        return .number(Double(text) ?? (text.hasPrefix("-") ? -.infinity : .infinity))
     }
 }
