@@ -47,6 +47,7 @@ import Testing
         var kind: String
         var attributes: [String: Any]
         var service: String?
+        var via: String
     }
 
     static func spans(_ receiver: PeerProcess) throws -> [ExportedSpan] {
@@ -56,7 +57,7 @@ import Testing
             ExportedSpan(
                 traceID: $0["trace_id"] as? String ?? "", spanID: $0["span_id"] as? String ?? "", parentSpanID: $0["parent_span_id"] as? String ?? "",
                 name: $0["name"] as? String ?? "", kind: $0["kind"] as? String ?? "", attributes: $0["attributes"] as? [String: Any] ?? [:],
-                service: $0["service"] as? String)
+                service: $0["service"] as? String, via: $0["via"] as? String ?? "")
         }
     }
 
@@ -177,6 +178,49 @@ import Testing
         #expect(lines.contains { $0["trace_id"] as? String == proxiedTrace })
         #expect(lines.contains { $0["trace_id"] as? String == grpcTrace })
         #expect(lines.count == 4)
+    }
+
+    static let fileConfig = """
+        listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+        admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+        {TRACING}
+        sinks: [{ name: archive, file: { directory: ./events } }]
+        routes: [{ name: open, match: { path: /open }, ingest: { sink: archive, topic: open } }]
+        """
+
+    /// Posts one traced request and returns the spans of its trace once both arrived.
+    func tracedRequest(_ sluice: SluiceProcess, _ receiver: PeerProcess) async throws -> [ExportedSpan] {
+        let traceID = Self.randomHex(16)
+        let posted = try curl(
+            ["-H", "traceparent: 00-\(traceID)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/open"], body: Data("{}".utf8))
+        #expect(posted.status == 200)
+        return try await Self.spans(of: traceID, receiver) { $0.count >= 2 }
+    }
+
+    @Test func spansGoOverOTLPgRPCWhenConfigured() async throws {
+        let receiver = try await PeerProcess("otlp-receiver", ["python3", Self.receiverScript, "{PORT}", "{PORT2}"])
+        let tracing = #"tracing: { otlp: { endpoint: "http://127.0.0.1:\#(receiver.port2)", protocol: grpc } }"#
+        let sluice = try await SluiceProcess(
+            config: Self.fileConfig.replacingOccurrences(of: "{TRACING}", with: tracing), environment: ["OTEL_BSP_SCHEDULE_DELAY": "100"])
+        let spans = try await self.tracedRequest(sluice, receiver)
+        #expect(spans.count == 2 && spans.allSatisfy { $0.via == "grpc" }, "\(spans.map { ($0.name, $0.via) })")
+        #expect(spans.first { $0.kind == "SPAN_KIND_PRODUCER" }?.attributes["messaging.system"] as? String == "sluice_file")
+        #expect(spans.first?.service == "sluice")
+        #expect(try await sluice.terminate() == 0)
+    }
+
+    /// Without a tracing block, the standard variables alone turn tracing on and configure it.
+    @Test func theStandardEnvironmentVariablesTurnTracingOn() async throws {
+        let receiver = try await PeerProcess("otlp-receiver", ["python3", Self.receiverScript, "{PORT}"])
+        let sluice = try await SluiceProcess(
+            config: Self.fileConfig.replacingOccurrences(of: "{TRACING}", with: ""),
+            environment: [
+                "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_SERVICE_NAME": "edge-7", "OTEL_BSP_SCHEDULE_DELAY": "100",
+            ])
+        let spans = try await self.tracedRequest(sluice, receiver)
+        #expect(spans.count == 2 && spans.allSatisfy { $0.via == "http" && $0.service == "edge-7" }, "\(spans.map { ($0.name, $0.service) })")
+        #expect(try await sluice.terminate() == 0)
     }
 
     @Test func unsampledClientsAreNotExportedButStillCarried() async throws {
