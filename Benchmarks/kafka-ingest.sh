@@ -82,7 +82,7 @@ kcat_us=$(per_event_us 0 "$kcat_cpu" "$N")
 write_config() {  # file metrics(true|false)
 cat >"$1" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
-admin: { address: "127.0.0.1:$ADMIN_PORT", metrics: $2 }
+admin: { address: "127.0.0.1:$ADMIN_PORT"${2:+, metrics: $2} }
 grpc: { address: "127.0.0.1:$GRPC_PORT" }
 sinks:
   - name: events
@@ -96,7 +96,9 @@ routes:
     ingest: { sink: events, topic: "{topic}" }
 YAML
 }
-write_config "$work/sluice.yaml" true
+# With METRICS_ROUNDS=0 the config does not name admin.metrics (default: on), so a build from
+# before metrics existed runs it too (SLUICE_BIN=… for before/after rows).
+write_config "$work/sluice.yaml" "$( ((METRICS_ROUNDS > 0)) && echo true )"
 write_config "$work/sluice-no-metrics.yaml" false
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 
@@ -138,7 +140,8 @@ grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
 
 # (e) Metrics on and off, alternating, each on a fresh Sluice.
 kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
-on_rates=(); off_rates=(); on_us=(); off_us=()
+on_rates=(0); off_rates=(1); on_us=(0); off_us=(0)
+((METRICS_ROUNDS > 0)) && on_rates=() && off_rates=() && on_us=() && off_us=()
 for round in $(seq 1 "$METRICS_ROUNDS"); do
     for mode in on off; do
         config="$work/sluice.yaml"; [[ $mode == off ]] && config="$work/sluice-no-metrics.yaml"
