@@ -272,17 +272,20 @@ struct TinyJSON {
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
                     guard var scalar = self.hex4() else { return nil }
-                    if (0xD800..<0xDC00).contains(scalar) {
-                        // A high surrogate must be followed by an escaped low one.
-                        guard self.index + 1 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
-                            self.bytes[self.index + 1] == UInt8(ascii: "u")
-                        else { return nil }
+                    // A lone surrogate is valid JSON (RFC 8259 allows it) but no character:
+                    // it reads as U+FFFD.
+                    if (0xD800..<0xDC00).contains(scalar), self.index + 5 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
+                        self.bytes[self.index + 1] == UInt8(ascii: "u")
+                    {
+                        let mark = self.index
                         self.index += 2
-                        guard let low = self.hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00..<0xE000).contains(scalar) {
-                        return nil
+                        if let low = self.hex4(), (0xDC00..<0xE000).contains(low) {
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            self.index = mark
+                        }
                     }
+                    if (0xD800..<0xE000).contains(scalar) { scalar = 0xFFFD }
                     guard let unicode = Unicode.Scalar(scalar) else { return nil }
                     out.append(contentsOf: Array(String(Character(unicode)).utf8))
                 default:
