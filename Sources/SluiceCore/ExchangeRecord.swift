@@ -108,8 +108,19 @@ public protocol ExchangeObserver: Sendable {
 public enum WallClock {
     /// Seconds since the Unix epoch, with fractions.
     public static func now() -> Double {
+        let time = self.read()
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1_000_000_000
+    }
+
+    /// Milliseconds since the Unix epoch (record timestamps).
+    public static func milliseconds() -> Int64 {
+        let time = self.read()
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+
+    private static func read() -> timespec {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1_000_000_000
+        return time
     }
 }

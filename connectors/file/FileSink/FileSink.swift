@@ -52,7 +52,7 @@ public final class FileSink: Sink, Service {
         guard !events.isEmpty else { return 0 }
         var lines: [UInt8] = []
         lines.reserveCapacity(events.reduce(0) { $0 + $1.size + 64 })
-        let now = wallClockMilliseconds()
+        let now = WallClock.milliseconds()
         for event in events {
             NDJSONLineEncoder.append(event, topic: topic, timestamp: event.timestampMilliseconds ?? now, to: &lines)
         }
@@ -113,12 +113,6 @@ public final class FileSink: Sink, Service {
 final class SegmentWriterBox: @unchecked Sendable {
     let value: SegmentWriter
     init(_ value: SegmentWriter) { self.value = value }
-}
-
-func wallClockMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
 #if canImport(Glibc)

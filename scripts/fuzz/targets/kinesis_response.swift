@@ -15,26 +15,6 @@ func flatStrings(_ object: Any) -> [String: String]? {
     return strings
 }
 
-func nestingDepth(_ bytes: UnsafeRawBufferPointer) -> Int {
-    var depth = 0
-    var deepest = 0
-    var inString = false
-    var escaped = false
-    for byte in bytes {
-        if inString {
-            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-        } else if byte == UInt8(ascii: "\"") {
-            inString = true
-        } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
-            depth += 1
-            deepest = max(deepest, depth)
-        } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
-            depth -= 1
-        }
-    }
-    return deepest
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
