@@ -69,11 +69,26 @@ extension SluiceConfiguration {
         }
 
         var admin: AdminConfig?
-        if let (node, path) = top["admin"], let fields = r.mapping(node, path, allowed: ["address", "metrics"]) {
+        if let (node, path) = top["admin"], let fields = r.mapping(node, path, allowed: ["address", "metrics", "auth", "tls"]) {
             let metrics = fields["metrics"].flatMap { r.bool($0.0, $0.1) } ?? true
-            if let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) {
-                admin = AdminConfig(address: address, metrics: metrics)
+            var address: SocketAddressConfig? = AdminConfig.defaultAddress
+            if let (n, p) = fields["address"] { address = r.address(n, p) }
+            var config = address.map { AdminConfig(address: $0, metrics: metrics) }
+            if let (n, p) = fields["auth"], let auth = r.mapping(n, p, allowed: ["bearer_token"]) {
+                if let (tn, tp) = auth["bearer_token"], let source = r.secretSource(tn, tp) {
+                    do {
+                        let token = try source.read(what: "admin bearer token", environment: r.environment)
+                        if token.utf8.count < 16 { r.error(tp, "the admin bearer token has \(token.utf8.count) bytes; use at least 16 (e.g. openssl rand -hex 32)") }
+                        config?.bearerToken = source
+                    } catch {
+                        r.error(tp, "\(error)")
+                    }
+                } else if auth["bearer_token"] == nil {
+                    r.error(p, "set bearer_token: { env: VARIABLE } or { file: PATH }")
+                }
             }
+            if let (n, p) = fields["tls"] { config?.tls = readListenerTLS(n, p, r) }
+            admin = config
         }
 
         var grpc: GRPCListenerConfig?
@@ -337,6 +352,19 @@ extension SluiceConfiguration {
         return ok
     }
 
+    /// Reads one `sinks[]` entry on its own (an operator's retuning of a running sink is checked
+    /// this way): errors have paths relative to the entry (`kinesis.linger`).
+    public static func readSinkEntry(
+        _ node: Node, sinkKinds: [SinkKind], environment: [String: String]
+    ) -> Result<SinkConfig, ConfigValidationError> {
+        let reader = ConfigReader(environment: environment)
+        let (_, sink) = self.readSink(node, "", reader, kinds: sinkKinds)
+        guard let sink, reader.errors.isEmpty else {
+            return .failure(ConfigValidationError(errors: reader.errors.isEmpty ? [ConfigError(path: "", message: "invalid sink entry")] : reader.errors))
+        }
+        return .success(sink)
+    }
+
     private static func readSink(_ node: Node, _ path: String, _ r: ConfigReader, kinds: [SinkKind]) -> (name: String?, sink: SinkConfig?) {
         let kindKeys = kinds.map(\.key)
         guard let fields = r.mapping(node, path, allowed: ["name", "max_in_flight_bytes", "max_in_flight_events"] + kindKeys) else {
@@ -367,7 +395,7 @@ extension SluiceConfiguration {
             name,
             SinkConfig(
                 name: name, kind: kind.key, settings: settings, maxInFlightBytes: maxBytes, maxInFlightEvents: maxEvents,
-                source: canonicalYAML(node)
+                source: canonicalYAML(node), entry: try? Yams.serialize(node: node)
             )
         )
     }
@@ -418,7 +446,7 @@ extension SluiceConfiguration {
             }
         }
         guard let name, let match, let action, policiesOK else { return nil }
-        return RouteConfig(name: name, match: match, policies: policies, action: action)
+        return RouteConfig(name: name, match: match, policies: policies, action: action, source: canonicalYAML(node))
     }
 
     static let httpMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -23,7 +23,9 @@ extension SluiceConfiguration {
         if let (n, p) = fields["authz"] { kind = readAuthz(n, p, r).map { .authz($0) } }
         if let (n, p) = fields["rate_limit"] { kind = readRateLimit(n, p, r).map { .rateLimit($0) } }
         guard let name, let kind else { return (name, nil) }
-        return (name, PolicyConfig(name: name, kind: kind))
+        var policy = PolicyConfig(name: name, kind: kind)
+        policy.source = canonicalYAML(node)
+        return (name, policy)
     }
 
     static func isSHA256Hex(_ text: String) -> Bool {

@@ -1,4 +1,5 @@
 import SluiceConfigReader
+import SluiceCore
 import SluicePolicy
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
@@ -30,7 +31,7 @@ public struct SluiceConfiguration: Sendable {
     }
 }
 
-public struct ListenerConfig: Sendable {
+public struct ListenerConfig: Sendable, Equatable {
     public var name: String
     public var address: SocketAddressConfig
     public var limits: ListenerLimits
@@ -40,8 +41,8 @@ public struct ListenerConfig: Sendable {
 
 /// TLS on a listener: certificates (the first is the default; others by SNI), ALPN h2 and
 /// http/1.1, TLS 1.2+, optional or required client certificates.
-public struct ListenerTLSConfig: Sendable {
-    public struct Certificate: Sendable {
+public struct ListenerTLSConfig: Sendable, Equatable {
+    public struct Certificate: Sendable, Equatable {
         public var certificateFile: String
         public var keyFile: String
         /// SNI names (exact or `*.suffix`) this certificate answers; empty for the default.
@@ -66,7 +67,7 @@ public struct ListenerTLSConfig: Sendable {
 }
 
 /// A listener's connection-level limits.
-public struct ListenerLimits: Sendable {
+public struct ListenerLimits: Sendable, Equatable {
     /// How long a connection may go without a complete request head (idle keep-alive, or a
     /// head arriving too slowly) before it is closed.
     public var idleTimeout: Duration
@@ -137,20 +138,29 @@ public struct AccessLogConfig: Sendable, Equatable {
     }
 }
 
-public struct AdminConfig: Sendable {
+public struct AdminConfig: Sendable, Equatable {
     public var address: SocketAddressConfig
     /// Whether the gateway keeps metrics and serves them at `GET /metrics` (`metrics: false`
     /// turns them off; on by default).
     public var metrics: Bool = true
+    /// `auth: { bearer_token: { env | file } }`: every admin endpoint but `/health` and `/ready`
+    /// (which probes call) requires `Authorization: Bearer <token>`.
+    public var bearerToken: SecretSource? = nil
+    /// HTTPS on the admin listener; with `client_certificates: required`, only clients with a
+    /// certificate from `client_ca_file` get in (mTLS).
+    public var tls: ListenerTLSConfig? = nil
 
-    public init(address: SocketAddressConfig, metrics: Bool = true) {
+    /// Loopback only, unless the configuration says otherwise.
+    public static let defaultAddress = SocketAddressConfig(host: "127.0.0.1", port: 9901)
+
+    public init(address: SocketAddressConfig = AdminConfig.defaultAddress, metrics: Bool = true) {
         self.address = address
         self.metrics = metrics
     }
 }
 
 /// A dedicated listener for gRPC (grpc-swift-2 owns its HTTP/2 connections).
-public struct GRPCListenerConfig: Sendable {
+public struct GRPCListenerConfig: Sendable, Equatable {
     public var address: SocketAddressConfig
     /// TLS on the gRPC listener: one certificate (reloaded when it changes), client
     /// certificates none or required.
@@ -196,6 +206,8 @@ public struct SinkConfig: Sendable {
     /// The sink's entry as canonical YAML: a new configuration whose entry reads the same can
     /// keep the running sink. nil: never kept.
     public var source: String?
+    /// The entry as YAML (read again when an operator retunes the running sink).
+    public var entry: String? = nil
 
     public static let defaultMaxInFlightBytes = 32 * 1024 * 1024
     public static let defaultMaxInFlightEvents = 50_000
@@ -207,6 +219,8 @@ public struct RouteConfig: Sendable {
     /// Names of the policies the route runs (in stage order, not listed order).
     public var policies: [String]
     public var action: Action
+    /// The entry as canonical YAML (what a reload compares to say a route changed).
+    public var source: String? = nil
 
     public enum Action: Sendable {
         case ingest(IngestConfig)
@@ -304,7 +318,7 @@ public enum AckMode: String, Sendable {
 }
 
 /// Process-wide limits.
-public struct ProcessConfig: Sendable {
+public struct ProcessConfig: Sendable, Equatable {
     /// File descriptors kept free of client connections: the admin listener, sinks, upstreams,
     /// files and logs use them. Client connections on the HTTP and gRPC listeners together stay
     /// below the descriptor limit (RLIMIT_NOFILE) minus this reserve; past it they are closed
@@ -314,7 +328,7 @@ public struct ProcessConfig: Sendable {
     public init() {}
 }
 
-public struct ShutdownConfig: Sendable {
+public struct ShutdownConfig: Sendable, Equatable {
     /// How long in-flight requests may take to finish after a stop signal.
     public var drainTimeout: Duration
     /// How long sinks may take to deliver what they hold after the listeners have drained.

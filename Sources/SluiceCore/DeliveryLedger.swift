@@ -11,9 +11,13 @@ public protocol DeliveryRecorder: Sendable {
     func recordBatch(size: Int)
     /// The sink sent `count` events or batches again after a retryable failure.
     func recordRetries(_ count: Int)
+    /// Whether settled events should carry their latency (the ledger times them only then).
+    var wantsLatency: Bool { get }
 }
 
 extension DeliveryRecorder {
+    public var wantsLatency: Bool { true }
+
     public func recordBatch(size: Int) {}
     public func recordRetries(_ count: Int) {}
 }
@@ -33,10 +37,14 @@ public final class DeliveryLedger: Sendable {
     public let budget: InFlightBudget
     public let recorder: (any DeliveryRecorder)?
 
+    /// Whether events are timed from take to settlement (a recorder wants latencies).
+    @usableFromInline let timesEvents: Bool
+
     public init(sink: String, budget: InFlightBudget, recorder: (any DeliveryRecorder)? = nil) {
         self.sink = sink
         self.budget = budget
         self.recorder = recorder
+        self.timesEvents = recorder?.wantsLatency ?? false
     }
 
     /// Events (one, or a batch in consecutive slots) the sink has taken budget for and must
@@ -84,7 +92,7 @@ public final class DeliveryLedger: Sendable {
     /// The record of events whose budget was just taken.
     @inlinable
     func held(tracker: DeliveryTracker, firstSlot: Int, count: Int, bytes: Int) -> Held {
-        Held(tracker: tracker, firstSlot: firstSlot, count: count, bytes: bytes, since: self.recorder == nil ? nil : .now)
+        Held(tracker: tracker, firstSlot: firstSlot, count: count, bytes: bytes, since: self.timesEvents ? .now : nil)
     }
 
     // MARK: Settling
@@ -192,7 +200,7 @@ extension DeliveryLedger {
                     return index
                 }
             }
-            if self.recorder != nil { next.held.since = .now }
+            if self.timesEvents { next.held.since = .now }
             entries.append(next)
             if entries.count >= chunk {
                 await hand(entries)

@@ -115,6 +115,19 @@ extension ErrorCode {
     public static let noHealthyUpstream = ErrorCode("no_healthy_upstream", http: 503, grpc: .unavailable, retryable: true)
     public static let upstreamTimeout = ErrorCode("upstream_timeout", http: 504, grpc: .deadlineExceeded, retryable: true)
     public static let upstreamUnavailable = ErrorCode("upstream_unavailable", http: 502, grpc: .unavailable, retryable: true)
+
+    // MARK: Admin API
+
+    /// No valid bearer token for the admin API.
+    public static let adminUnauthorized = ErrorCode("admin_unauthorized", http: 401, grpc: .unauthenticated)
+    /// A reloaded configuration is invalid, or changes what only a restart can.
+    public static let configInvalid = ErrorCode("config_invalid", http: 422, grpc: .invalidArgument)
+    /// A valid configuration could not be put to work (a sink that cannot start, an address in use).
+    public static let reloadFailed = ErrorCode("reload_failed", http: 500, grpc: .failedPrecondition)
+    /// A sink setting an operator sent is unknown or out of range.
+    public static let invalidSetting = ErrorCode("invalid_setting", http: 422, grpc: .invalidArgument)
+    /// The gateway is stopping.
+    public static let shuttingDown = ErrorCode("shutting_down", http: 503, grpc: .unavailable, retryable: true)
 }
 
 extension ErrorCode {
@@ -160,6 +173,11 @@ extension ErrorCode {
         .noHealthyUpstream,
         .upstreamTimeout,
         .upstreamUnavailable,
+        .adminUnauthorized,
+        .configInvalid,
+        .reloadFailed,
+        .invalidSetting,
+        .shuttingDown,
     ]
 
     private static let byName = Dictionary(uniqueKeysWithValues: Self.all.map { ($0.code, $0) })

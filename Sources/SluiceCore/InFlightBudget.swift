@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// A sink's in-flight budget: the bytes and events handed to it whose fate is not yet known.
 ///
@@ -13,12 +14,14 @@ import NIOConcurrencyHelpers
 /// has fallen to half the budget (the low watermark), so reading resumes in bursts instead of
 /// flapping on every delivered event.
 public final class InFlightBudget: Sendable {
-    public let maxBytes: Int
-    public let maxEvents: Int
+    /// The byte limit now (an operator may change it while the sink runs: `setLimits`).
+    public var maxBytes: Int { self.queue.withCapacity { $0.maxBytes } }
+    /// The event limit now.
+    public var maxEvents: Int { self.queue.withCapacity { $0.maxEvents } }
 
     struct Amounts: FIFOCapacity {
-        let maxBytes: Int
-        let maxEvents: Int
+        var maxBytes: Int
+        var maxEvents: Int
         var bytes = 0
         var events = 0
 
@@ -42,11 +45,11 @@ public final class InFlightBudget: Sendable {
     }
 
     private let queue: FIFOWaitQueue<Amounts>
+    /// Nanoseconds, or -1 for none: read once per batch a request hands over, so no lock.
+    private let waitOverride = Synchronization.Atomic<Int64>(-1)
 
     public init(maxBytes: Int, maxEvents: Int) {
         precondition(maxBytes > 0 && maxEvents > 0, "an in-flight budget must allow something")
-        self.maxBytes = maxBytes
-        self.maxEvents = maxEvents
         self.queue = FIFOWaitQueue(Amounts(maxBytes: maxBytes, maxEvents: maxEvents))
     }
 
@@ -74,5 +77,29 @@ public final class InFlightBudget: Sendable {
     /// Gives back what an event (or batch) took, and lets waiters in that now fit.
     public func release(bytes: Int, events: Int = 1) {
         self.queue.give((bytes, events))
+    }
+
+    /// Changes the limits while the sink runs. What is in flight stays; a lower limit makes new
+    /// events wait until enough has settled, a higher one lets waiters in at once.
+    public func setLimits(maxBytes: Int, maxEvents: Int) {
+        precondition(maxBytes > 0 && maxEvents > 0, "an in-flight budget must allow something")
+        self.queue.withCapacity {
+            $0.maxBytes = maxBytes
+            $0.maxEvents = maxEvents
+        }
+        self.queue.give((0, 0))
+    }
+
+    /// How long a request waits for room in this budget, set by an operator for every route
+    /// into the sink (`PATCH /sinks/{name}`); nil: each route's own `max_wait`.
+    public var maxWaitOverride: Duration? {
+        get {
+            let nanoseconds = self.waitOverride.load(ordering: .relaxed)
+            return nanoseconds < 0 ? nil : .nanoseconds(nanoseconds)
+        }
+        set {
+            let nanoseconds = newValue.map { $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 } ?? -1
+            self.waitOverride.store(nanoseconds, ordering: .relaxed)
+        }
     }
 }

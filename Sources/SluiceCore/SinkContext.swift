@@ -22,12 +22,20 @@ public struct SinkContext: Sendable {
     /// are off.
     public var metrics: any MetricsFactory
 
+    /// The sink's running totals for operators (admin API, console, `sluice top`).
+    public var liveStats: SinkLiveStats
+
+    /// - Parameter recorder: told about every settled event besides `liveStats` (the sink's
+    ///   Prometheus series).
     public init(
         name: String, budget: InFlightBudget, flushTimeout: Duration, logger: Logger, environment: [String: String],
-        recorder: (any DeliveryRecorder)? = nil, metrics: any MetricsFactory = NOOPMetricsHandler.instance
+        recorder: (any DeliveryRecorder)? = nil, metrics: any MetricsFactory = NOOPMetricsHandler.instance,
+        liveStats: SinkLiveStats = SinkLiveStats(measuresLatency: false)
     ) {
         self.name = name
-        self.ledger = DeliveryLedger(sink: name, budget: budget, recorder: recorder)
+        self.liveStats = liveStats
+        let recorders: [any DeliveryRecorder] = [liveStats] + (recorder.map { [$0] } ?? [])
+        self.ledger = DeliveryLedger(sink: name, budget: budget, recorder: recorders.count == 1 ? liveStats : DeliveryRecorders(recorders))
         self.flushTimeout = flushTimeout
         self.logger = logger
         self.environment = environment

@@ -82,6 +82,11 @@ public final class GRPCIngestServer: Service, Listening {
         self.state.withLockedValue { $0.bound && !$0.draining }
     }
 
+    /// Waits until the listener is bound (true) or could not bind (false).
+    public func waitUntilBound() async -> Bool {
+        (try? await self.server.listeningAddress) != nil
+    }
+
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {

@@ -7,22 +7,22 @@ import SluiceCore
 /// - anything else: NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch).
 /// Watch sends the current status, then each change (checked every second).
 public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
-    private let sinks: [any Sink]
-    /// The sinks gRPC routes use: the overall status covers these.
-    private let overall: Set<String>
+    /// The running sinks, and the names of those gRPC routes use (the overall status covers
+    /// these): read at each check, so a reload's sinks are the ones reported.
+    private let sinks: @Sendable () -> (all: [any Sink], servedByGRPC: Set<String>)
 
-    public init(sinks: [any Sink], servedByGRPC: Set<String>) {
+    public init(sinks: @escaping @Sendable () -> (all: [any Sink], servedByGRPC: Set<String>)) {
         self.sinks = sinks
-        self.overall = servedByGRPC
     }
 
     private func status(of service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
+        let (sinks, servedByGRPC) = self.sinks()
         if service.isEmpty || service == IngestService.serviceName {
-            let ready = self.sinks.filter { self.overall.contains($0.name) }.allSatisfy(\.isReady)
+            let ready = sinks.filter { servedByGRPC.contains($0.name) }.allSatisfy(\.isReady)
             return ready ? .serving : .notServing
         }
         let prefix = "sluice.sink."
-        guard service.hasPrefix(prefix), let sink = self.sinks.first(where: { $0.name == service.dropFirst(prefix.count) }) else {
+        guard service.hasPrefix(prefix), let sink = sinks.first(where: { $0.name == service.dropFirst(prefix.count) }) else {
             return nil
         }
         return sink.isReady ? .serving : .notServing

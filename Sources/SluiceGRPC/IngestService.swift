@@ -33,9 +33,12 @@ public struct GRPCIngestRoute: Sendable {
 /// The gRPC ingest routes of one gateway snapshot, in configuration order. Immutable.
 public struct GRPCRouteTable: Sendable {
     public var routes: [GRPCIngestRoute]
+    /// Counts the calls running on this table (and the snapshot it belongs to).
+    public let leases: SnapshotLeases
 
-    public init(routes: [GRPCIngestRoute]) {
+    public init(routes: [GRPCIngestRoute], leases: SnapshotLeases = SnapshotLeases()) {
         self.routes = routes
+        self.leases = leases
     }
 
     /// The table the call being served was routed with (set by `RoutePolicyInterceptor`, which

@@ -27,6 +27,8 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             return try await next(request, context)
         }
         let table = self.routes()
+        // The call holds its snapshot until it finishes (the tally gives the lease back).
+        table.leases.acquire()
         let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata)
         let metadata = request.metadata
         var span: (any Span)?
@@ -48,7 +50,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
                 CallTally.Observed(
                     observer: observer, method: method, path: "/\(IngestService.serviceName)/\(method)",
                     client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, sink: route?.sink.name))
-            }, span: span)
+            }, span: span, leases: table.leases)
         // Calls no route serves go on to the service, which answers NOT_FOUND.
         guard let route, !route.policies.isEmpty else {
             return try await tally.observing {
@@ -130,9 +132,13 @@ final class CallTally: Sendable {
     /// The call's server span (tracing on): current while the call runs, ended with it.
     let span: (any Span)?
 
-    init(observed: Observed? = nil, span: (any Span)? = nil) {
+    /// The snapshot's leases the call holds one of, given back when it finishes.
+    private let leases: SnapshotLeases?
+
+    init(observed: Observed? = nil, span: (any Span)? = nil, leases: SnapshotLeases? = nil) {
         self.state = NIOLockedValueBox(State(observed: observed))
         self.span = span
+        self.leases = leases
     }
 
     func add(events: Int, bytes: Int, eventBytes: Int = 0) {
@@ -178,6 +184,7 @@ final class CallTally: Sendable {
             return (state.whenFinished, state.events, state.bytes, state.observed)
         }
         guard let (waiting, events, bytes, observed) = finishing else { return }
+        self.leases?.release()
         for body in waiting { await body(events, bytes) }
         guard observed != nil || self.span != nil else { return }
         let code = status.map { Status.Code($0) } ?? .ok

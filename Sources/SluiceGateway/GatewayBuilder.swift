@@ -6,6 +6,7 @@ import SluiceCore
 import SluiceGRPC
 import SluiceHTTP
 import SluicePolicy
+import ServiceLifecycle
 
 /// Why a configuration could not be put to work (a sink that cannot start, certificates that do
 /// not load): said with the configuration path it concerns.
@@ -24,6 +25,8 @@ public struct GatewayResources: Sendable {
         public let sink: any RunnableSink
         public let config: SinkConfig
         let flushTimeout: Duration
+        /// Its running totals (the admin API, console and `sluice top` read them).
+        public let stats: SinkLiveStats
     }
 
     /// A running upstream and the configuration it was built from.
@@ -70,14 +73,31 @@ public struct GatewayBuilder: Sendable {
     /// The sinks, upstreams and policies of `config`; those of `previous` whose entries did not
     /// change are kept. Sinks and upstreams of `previous` that are not kept (changed or gone) are
     /// the caller's to stop once no snapshot routes to them; `made` names the new ones.
-    public func resources(for config: SluiceConfiguration, reusing previous: GatewayResources? = nil) async throws(GatewayBuildError)
-        -> GatewayResources
-    {
+    /// `rebuilding` names sinks to build anew even when their entries are unchanged (an operator
+    /// retuned them; a reload returns them to their entries). When a sink or upstream cannot be
+    /// built, those already made are stopped before the error is thrown.
+    public func resources(
+        for config: SluiceConfiguration, reusing previous: GatewayResources? = nil, rebuilding: Set<String> = []
+    ) async throws(GatewayBuildError) -> GatewayResources {
+        var made: [any Service] = []
+        do throws(GatewayBuildError) {
+            return try await self.build(config, reusing: previous, rebuilding: rebuilding, made: &made)
+        } catch {
+            await Gateway.stop(made.map { ServiceHandle($0, name: "discarded", logger: self.logger) })
+            throw error
+        }
+    }
+
+    private func build(
+        _ config: SluiceConfiguration, reusing previous: GatewayResources?, rebuilding: Set<String>, made: inout [any Service]
+    ) async throws(GatewayBuildError) -> GatewayResources {
         var sinks: [String: GatewayResources.BuiltSink] = [:]
         var madeSinks: [String] = []
         let flushTimeout = config.shutdown.flushTimeout
         for sinkConfig in config.sinks {
-            if let kept = previous?.sinks[sinkConfig.name], Self.unchanged(kept, sinkConfig, flushTimeout: flushTimeout) {
+            if let kept = previous?.sinks[sinkConfig.name], !rebuilding.contains(sinkConfig.name),
+                Self.unchanged(kept, sinkConfig, flushTimeout: flushTimeout)
+            {
                 sinks[sinkConfig.name] = kept
                 continue
             }
@@ -89,11 +109,12 @@ public struct GatewayBuilder: Sendable {
                 budget: InFlightBudget(maxBytes: sinkConfig.maxInFlightBytes, maxEvents: sinkConfig.maxInFlightEvents),
                 flushTimeout: flushTimeout, logger: self.logger, environment: self.environment,
                 recorder: self.exportsMetrics ? SinkDeliveryMetrics(sink: sinkConfig.name, factory: self.metrics) : nil,
-                metrics: self.metrics)
+                metrics: self.metrics, liveStats: SinkLiveStats(measuresLatency: self.exportsMetrics))
             do {
                 let sink = try kind.make(sinkConfig.settings, context)
-                sinks[sinkConfig.name] = .init(sink: sink, config: sinkConfig, flushTimeout: flushTimeout)
+                sinks[sinkConfig.name] = .init(sink: sink, config: sinkConfig, flushTimeout: flushTimeout, stats: context.liveStats)
                 madeSinks.append(sinkConfig.name)
+                made.append(sink)
             } catch {
                 throw GatewayBuildError("sinks: \(sinkConfig.name): cannot start: \(error)")
             }
@@ -101,7 +122,7 @@ public struct GatewayBuilder: Sendable {
 
         let policies: PolicyRegistry
         do {
-            policies = try await PolicyRegistry.build(config.policies)
+            policies = try await PolicyRegistry.build(config.policies, reusing: previous?.policies)
         } catch {
             throw GatewayBuildError("\(error)")
         }
@@ -114,9 +135,10 @@ public struct GatewayBuilder: Sendable {
                 continue
             }
             do {
-                upstreams[upstreamConfig.name] = .init(
-                    upstream: try Upstream(config: upstreamConfig, logger: self.logger, metrics: self.metrics), config: upstreamConfig)
+                let upstream = try Upstream(config: upstreamConfig, logger: self.logger, metrics: self.metrics)
+                upstreams[upstreamConfig.name] = .init(upstream: upstream, config: upstreamConfig)
                 madeUpstreams.append(upstreamConfig.name)
+                made.append(upstream)
             } catch {
                 throw GatewayBuildError("upstreams: \(upstreamConfig.name): cannot start: \(error)")
             }
@@ -132,14 +154,16 @@ public struct GatewayBuilder: Sendable {
     /// The route tables of `config`, bound to `resources`.
     public func snapshot(for config: SluiceConfiguration, resources: GatewayResources, generation: Int) -> GatewaySnapshot {
         let sinks = resources.runningSinks
+        let leases = SnapshotLeases()
         let http = HTTPRouteTable(
-            config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies, logger: self.logger)
+            config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies, leases: leases,
+            logger: self.logger)
         let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
             guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
             return GRPCIngestRoute(
                 name: route.name, match: route.match, ingest: ingest, sink: sink, policies: resources.policies.chain(route.policies),
                 logger: self.logger)
         }
-        return GatewaySnapshot(generation: generation, http: http, grpc: GRPCRouteTable(routes: grpcRoutes))
+        return GatewaySnapshot(generation: generation, http: http, grpc: GRPCRouteTable(routes: grpcRoutes, leases: leases))
     }
 }

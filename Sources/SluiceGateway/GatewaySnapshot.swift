@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceGRPC
 import SluiceHTTP
 
@@ -16,4 +17,7 @@ public struct GatewaySnapshot: Sendable {
         self.http = http
         self.grpc = grpc
     }
+
+    /// The requests and calls running on this snapshot (both tables share one count).
+    public var leases: SnapshotLeases { self.http.leases }
 }

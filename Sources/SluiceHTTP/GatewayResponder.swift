@@ -33,11 +33,15 @@ public struct HTTPRouteTable: Sendable {
     }
 
     let router: Router<Target>
+    /// Counts the requests running on this table (and the snapshot it belongs to).
+    public let leases: SnapshotLeases
 
     /// Builds the table from a validated configuration and the running sinks and upstreams.
     public init(
-        config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry, logger: Logger
+        config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry,
+        leases: SnapshotLeases = SnapshotLeases(), logger: Logger
     ) {
+        self.leases = leases
         var entries: [Router<Target>.Entry] = []
         for route in config.routes where route.match.grpc == nil {
             switch route.action {
@@ -96,7 +100,12 @@ public struct GatewayResponder: HTTPResponder {
             request.head.headers.replaceOrAdd(name: "host", value: authority)
         }
         let headers = request.head.headers
-        let router = self.routes().router
+        let table = self.routes()
+        // The request holds its snapshot until its response is made: a reload drains what only
+        // the old snapshot used once no request holds it.
+        table.leases.acquire()
+        defer { table.leases.release() }
+        let router = table.router
         var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
         // A CORS preflight is routed by the method it asks about, and answered by that route's
         // cors policy (if it has one).

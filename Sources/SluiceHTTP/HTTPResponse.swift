@@ -108,6 +108,38 @@ public struct JSONWriter: Sendable {
         }
     }
 
+    /// Writes a string as the next value (of an array, or after `key`).
+    public mutating func value(_ value: String) {
+        self.separator()
+        self.string(value)
+        self.needsComma = true
+    }
+
+    /// Writes an integer as the next value.
+    public mutating func value<I: BinaryInteger>(_ value: I) {
+        self.separator()
+        self.integer(Int64(value))
+        self.needsComma = true
+    }
+
+    /// Writes a number as the next value (non-finite ones as null).
+    public mutating func value(_ value: Double) {
+        self.separator()
+        self.bytes.append(contentsOf: (value.isFinite ? "\(value)" : "null").utf8)
+        self.needsComma = true
+    }
+
+    public mutating func field(_ name: String, _ value: Double) {
+        self.key(name)
+        self.value(value)
+    }
+
+    public mutating func null() {
+        self.separator()
+        self.bytes.append(contentsOf: "null".utf8)
+        self.needsComma = true
+    }
+
     public mutating func field(_ name: String, _ value: Bool) {
         self.key(name)
         self.bytes.append(contentsOf: (value ? "true" : "false").utf8)
@@ -115,7 +147,7 @@ public struct JSONWriter: Sendable {
     }
 
     /// Appends already-encoded JSON as the next value.
-    mutating func appendRaw(_ json: [UInt8]) {
+    public mutating func appendRaw(_ json: [UInt8]) {
         self.separator()
         self.bytes.append(contentsOf: json)
         self.needsComma = true

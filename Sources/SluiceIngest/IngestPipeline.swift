@@ -160,8 +160,9 @@ public struct IngestSession: Sendable {
         guard !events.isEmpty else { return false }
         let first = self.tracker.reserve(events.count)
         self.reserved += events.count
-        // max_wait bounds each wait for room, not the whole (possibly long) upload.
-        let deadline = ContinuousClock.now + config.maxWait
+        // max_wait bounds each wait for room, not the whole (possibly long) upload; an operator's
+        // override for the sink (PATCH /sinks/{name}) wins over the route's.
+        let deadline = ContinuousClock.now + (self.pipeline.sink.budget.maxWaitOverride ?? config.maxWait)
         let taken = await self.pipeline.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
         self.sent += events.count
         for event in events { self.sentBytes += event.size }

@@ -175,13 +175,18 @@ public struct PolicyChain: Sendable {
 /// limit attached to two routes is one set of buckets).
 public final class PolicyRegistry: Sendable {
     private let byName: [String: any Policy]
+    /// Each policy's entry as written (for reloads to compare).
+    private let sources: [String: String]
 
     /// Builds the running policies; JWT key sets are imported here (an unusable key is an error).
     /// - Parameters:
     ///   - now: the clock rate limits run on (tests pass a hand-moved one).
     ///   - wallClock: the time tokens' `exp` and `nbf` are judged by.
+    /// - Parameter previous: the running registry, when reloading: each local rate limit whose
+    ///   entry is unchanged is kept, buckets and all. Other policies are built anew (they hold no
+    ///   state worth keeping, and a key file may have changed under an unchanged entry).
     public static func build(
-        _ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow,
+        _ configs: [PolicyConfig], reusing previous: PolicyRegistry? = nil, now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow,
         wallClock: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> PolicyRegistry {
         var keySets: [String: JWTKeyStore] = [:]
@@ -195,8 +200,11 @@ public final class PolicyRegistry: Sendable {
                 throw JWTKeyError(description: "policies: \(config.name): \(error)")
             }
         }
-        return PolicyRegistry(configs, jwtKeys: keySets, now: now, wallClock: wallClock)
+        return PolicyRegistry(configs, jwtKeys: keySets, reusing: previous, now: now, wallClock: wallClock)
     }
+
+    /// The names of the policies `self` kept from the registry it was built reusing.
+    public let kept: [String]
 
     /// For policies without JWT (or with their key sets already built by `build`).
     public convenience init(_ configs: [PolicyConfig], now: @escaping @Sendable () -> Duration = PolicyRegistry.monotonicNow) {
@@ -204,11 +212,21 @@ public final class PolicyRegistry: Sendable {
     }
 
     init(
-        _ configs: [PolicyConfig], jwtKeys: [String: JWTKeyStore], now: @escaping @Sendable () -> Duration,
-        wallClock: @escaping @Sendable () -> Date
+        _ configs: [PolicyConfig], jwtKeys: [String: JWTKeyStore], reusing previous: PolicyRegistry? = nil,
+        now: @escaping @Sendable () -> Duration, wallClock: @escaping @Sendable () -> Date
     ) {
         var byName: [String: any Policy] = [:]
+        var sources: [String: String] = [:]
+        var kept: [String] = []
         for config in configs {
+            if let source = config.source { sources[config.name] = source }
+            if case .rateLimit(let limit) = config.kind, limit.global == nil, let source = config.source, let previous,
+                previous.sources[config.name] == source, let running = previous.byName[config.name]
+            {
+                byName[config.name] = running
+                kept.append(config.name)
+                continue
+            }
             switch config.kind {
             case .apiKey(let apiKey): byName[config.name] = APIKeyPolicy(config: apiKey)
             case .jwt(let jwt):
@@ -226,6 +244,8 @@ public final class PolicyRegistry: Sendable {
             }
         }
         self.byName = byName
+        self.sources = sources
+        self.kept = kept
     }
 
     /// The chain for a route's `policies:` (names checked by validation; unknown names are skipped).

@@ -2,10 +2,14 @@
 public struct PolicyConfig: Sendable {
     public var name: String
     public var kind: Kind
+    /// The entry as written, in a canonical form (nil when built in code): a reload keeps a
+    /// rate limit whose entry is unchanged, with its buckets.
+    public var source: String?
 
-    public init(name: String, kind: Kind) {
+    public init(name: String, kind: Kind, source: String? = nil) {
         self.name = name
         self.kind = kind
+        self.source = source
     }
 
     public enum Kind: Sendable {

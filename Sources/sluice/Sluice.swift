@@ -30,7 +30,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "An ingress gateway for event pipelines: HTTP in, Kafka (and files) out.",
         version: sluiceVersion,
-        subcommands: [Run.self, Validate.self, PrintDefaultConfig.self]
+        subcommands: [Run.self, Validate.self, PrintDefaultConfig.self, Top.self]
     )
 }
 
@@ -46,6 +46,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Flag(name: .long, help: "Reload when the configuration file changes (besides SIGHUP and POST /reload).")
+    var watch = false
+
     func run() async throws {
         let level = self.logLevel
         LoggingSystem.bootstrap { label in
@@ -55,18 +58,26 @@ struct Run: AsyncParsableCommand {
         }
         let logger = Logger(label: "sluice")
 
-        let configuration: SluiceConfiguration
+        let environment = ProcessInfo.processInfo.environment
+        let source = self.config.map { ConfigurationSource.file($0, sinkKinds: sinkKinds, environment: environment) }
+        let loaded: LoadedConfiguration
         do {
-            if let path = self.config {
-                configuration = try SluiceConfiguration.load(path: path, sinkKinds: sinkKinds)
+            if let source {
+                loaded = try source.load().get()
             } else {
                 logger.info("no --config given: running the embedded quickstart configuration")
-                configuration = try SluiceConfiguration.parse(yaml: DefaultConfig.yaml, sinkKinds: sinkKinds)
+                loaded = LoadedConfiguration(
+                    configuration: try SluiceConfiguration.parse(yaml: DefaultConfig.yaml, sinkKinds: sinkKinds), text: DefaultConfig.yaml)
             }
         } catch {
             for problem in error.errors { printError(problem.description) }
             throw ExitCode(1)
         }
+        if self.watch, self.config == nil {
+            printError("--watch needs --config FILE (the embedded configuration never changes)")
+            throw ExitCode(1)
+        }
+        let configuration = loaded.configuration
 
         // Client connections on every data-plane listener stay below the descriptor limit by the reserve.
         let reserve = configuration.process.descriptorReserve
@@ -94,7 +105,7 @@ struct Run: AsyncParsableCommand {
         let gateway: Gateway
         do {
             gateway = try await Gateway(
-                configuration: configuration,
+                configuration: configuration, loaded: loaded, source: source,
                 builder: GatewayBuilder(
                     sinkKinds: sinkKinds, logger: logger, environment: ProcessInfo.processInfo.environment,
                     metrics: exporter?.factory ?? NOOPMetricsHandler.instance),
@@ -105,12 +116,14 @@ struct Run: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: ([tracingService].compactMap { $0 } + gateway.services).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: ([tracingService].compactMap { $0 } + gateway.services + [ReloadTriggers(gateway: gateway, watchedFile: self.watch ? self.config : nil)])
+                    .map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
+        withExtendedLifetime(gateway) {}
         logger.info("stopped")
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
 import ServiceLifecycle
+import SluiceConfigReader
 import SluiceCore
 
 /// Delivers events to Apache Kafka through one librdkafka producer shared by every route.
@@ -22,9 +23,13 @@ import SluiceCore
 /// producer for good. The sink then builds a new producer with the same properties and sends
 /// to it; the old one's queued and in-flight events are purged and fail as retryable (never
 /// reported delivered), and it is destroyed.
-public final class KafkaSink: Sink, Service {
+public final class KafkaSink: TunableSink {
     public let name: String
-    private let properties: [KafkaProperty]
+    /// The producer's properties now (an operator's retuning changes them).
+    private let currentProperties: NIOLockedValueBox<[KafkaProperty]>
+    private var properties: [KafkaProperty] { self.currentProperties.withLockedValue { $0 } }
+    /// Producers replaced by a retuning, flushing what they hold (shutdown waits for them).
+    private let flushing = NIOLockedValueBox<[Task<Void, Never>]>([])
     /// The producer events go to; replaced after a fatal error.
     private let current: NIOLockedValueBox<KafkaProducerClient>
     private var client: KafkaProducerClient { self.current.withLockedValue { $0 } }
@@ -51,22 +56,80 @@ public final class KafkaSink: Sink, Service {
         let budget = context.budget
         self.ledger = context.ledger
         self.settleTimeout = config.deliveryTimeout
-        var properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
         // With metrics on, librdkafka's statistics feed the sluice_kafka_* series: every 5 s
         // unless the configuration's properties say otherwise (0 turns them off).
-        var statistics: KafkaStatistics?
-        if context.exportsMetrics {
-            statistics = KafkaStatistics(sink: context.name, factory: context.metrics)
-            if !properties.contains(where: { $0.name == "statistics.interval.ms" }) {
-                properties.insert(KafkaProperty("statistics.interval.ms", String(KafkaStatistics.defaultIntervalMilliseconds)), at: 0)
-            }
-        }
-        self.statistics = statistics
-        self.properties = properties
+        self.statistics = context.exportsMetrics ? KafkaStatistics(sink: context.name, factory: context.metrics) : nil
+        let properties = Self.producerProperties(config, budget: budget, statistics: self.statistics != nil)
+        let statistics = self.statistics
+        self.currentProperties = NIOLockedValueBox(properties)
         self.current = NIOLockedValueBox(
             try KafkaProducerClient(properties: properties, ledger: context.ledger, statistics: statistics, logger: logger))
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
+    }
+
+    /// The librdkafka properties of a producer for `config`.
+    static func producerProperties(_ config: KafkaSinkConfig, budget: InFlightBudget, statistics: Bool) -> [KafkaProperty] {
+        var properties = config.effectiveProperties(maxInFlightBytes: budget.maxBytes, maxInFlightEvents: budget.maxEvents)
+        if statistics, !properties.contains(where: { $0.name == "statistics.interval.ms" }) {
+            properties.insert(KafkaProperty("statistics.interval.ms", String(KafkaStatistics.defaultIntervalMilliseconds)), at: 0)
+        }
+        return properties
+    }
+
+    // MARK: Tuning
+
+    /// The producer properties an operator may change while the sink runs.
+    static let tunableProperties: [(name: String, help: String)] = [
+        ("linger.ms", "how long the producer waits to fill a batch, in milliseconds (0 to 900000)"),
+        ("batch.size", "the largest batch per partition, in bytes"),
+        ("batch.num.messages", "the most messages per batch"),
+    ]
+
+    public var tunables: [SinkTunable] {
+        let properties = self.properties
+        return Self.tunableProperties.map { tunable in
+            let value = properties.last { $0.name == tunable.name }?.value ?? KafkaSinkConfig.defaultValue(of: tunable.name) ?? "default"
+            return SinkTunable(path: ["properties", tunable.name], value: value, help: tunable.help)
+        }
+    }
+
+    /// Takes the producer properties of `settings`: builds a producer with them and sends new
+    /// events to it; the one it replaces flushes what it holds (each event settles as usual,
+    /// within the flush timeout) and is destroyed. Events produced just before and just after
+    /// the swap may reach a partition out of order (two producers).
+    public func retune(to settings: any SinkSettings) async throws(SinkTuningError) {
+        guard let settings = settings as? KafkaSinkConfig else {
+            throw SinkTuningError(field: "", message: "not the settings of a kafka sink")
+        }
+        let properties = Self.producerProperties(settings, budget: self.budget, statistics: self.statistics != nil)
+        guard properties != self.properties else { return }
+        guard !self.state.withLockedValue({ $0.closed }) else {
+            throw SinkTuningError(field: "", message: "the sink is shutting down")
+        }
+        let fresh: KafkaProducerClient
+        do {
+            fresh = try KafkaProducerClient(properties: properties, ledger: self.ledger, statistics: self.statistics, logger: self.logger)
+        } catch {
+            throw SinkTuningError(field: "properties", message: "librdkafka refused the new producer: \(error)")
+        }
+        let old = self.current.withLockedValue { current in
+            defer { current = fresh }
+            return current
+        }
+        self.currentProperties.withLockedValue { $0 = properties }
+        let timeout = self.flushTimeout
+        let timeoutMS = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let logger = self.logger
+        let task = Task {
+            let outstanding = old.outstanding
+            let purged = (try? await NIOThreadPool.singleton.runIfActive { old.flushAndStop(timeoutMS: timeoutMS) }) ?? old.flushAndStop(timeoutMS: 0)
+            await old.waitForPollThread()
+            logger.info("kafka producer replaced after retuning; the old one flushed", metadata: ["flushed": "\(outstanding)", "purged": "\(purged)"])
+        }
+        self.flushing.withLockedValue { $0.append(task) }
+        let shown = Self.tunableProperties.compactMap { tunable in properties.last { $0.name == tunable.name }.map { "\($0.name)=\($0.value)" } }
+        self.logger.info("kafka producer retuned", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
 
     /// librdkafka's `message.timeout.ms`: by then every produced event has a delivery report.
@@ -219,6 +282,7 @@ public final class KafkaSink: Sink, Service {
             return state.closed
         }
         guard !alreadyClosed else { return }
+        for task in self.flushing.withLockedValue({ $0 }) { await task.value }
         let pending = self.client.outstanding
         self.logger.info("kafka sink flushing", metadata: ["outstanding": "\(pending)"])
         let timeout = self.flushTimeout

@@ -55,6 +55,17 @@ public struct KafkaSinkConfig: Sendable, Equatable {
         return result
     }
 
+    /// librdkafka's default for property `name` (nil when it has none to show).
+    public static func defaultValue(of name: String) -> String? {
+        guard let conf = rd_kafka_conf_new() else { return nil }
+        defer { rd_kafka_conf_destroy(conf) }
+        var size = 0
+        guard rd_kafka_conf_get(conf, name, nil, &size) == RD_KAFKA_CONF_OK, size > 0 else { return nil }
+        var buffer = [CChar](repeating: 0, count: size)
+        guard rd_kafka_conf_get(conf, name, &buffer, &size) == RD_KAFKA_CONF_OK else { return nil }
+        return String(cBuffer: buffer)
+    }
+
     /// Checks one property against librdkafka itself; returns librdkafka's complaint, or nil.
     public static func check(_ property: KafkaProperty) -> String? {
         guard let conf = rd_kafka_conf_new() else { return "librdkafka could not allocate a configuration" }

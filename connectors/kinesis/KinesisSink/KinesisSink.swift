@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import SluiceConfigReader
 import SluiceCore
 
 /// Delivers events to Amazon Kinesis Data Streams with PutRecords, signed with SigV4.
@@ -23,7 +24,7 @@ import SluiceCore
 /// Backpressure: each event holds its share of the sink's in-flight budget until it is settled,
 /// retries included, so a throttled stream stalls the requests feeding it instead of growing a
 /// queue. Throttling also halves the stream's concurrent calls (regrown by one per clean call).
-public final class KinesisSink: Sink, Service {
+public final class KinesisSink: TunableSink {
     public let name: String
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
@@ -31,6 +32,9 @@ public final class KinesisSink: Sink, Service {
 
     public var messagingSystem: String { "aws_kinesis" }
     let config: KinesisSinkConfig
+    /// The configuration with the batching knobs as they are now (`PATCH /sinks/{name}` changes
+    /// them): what the pumps read for every batch.
+    let live: SluiceCore.AtomicBox<KinesisSinkConfig>
     let client: KinesisClient
     let httpClient: HTTPClient
     let health = KinesisHealth()
@@ -46,6 +50,7 @@ public final class KinesisSink: Sink, Service {
         logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
+        self.live = SluiceCore.AtomicBox(config)
         self.ledger = context.ledger
         self.flushTimeout = context.flushTimeout
         let environment = context.environment
@@ -94,7 +99,7 @@ public final class KinesisSink: Sink, Service {
         _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
     ) async -> Int {
         await self.ledger.admit(
-            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.config.maxBatchRecords
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.live.load().maxBatchRecords
         ) { slot, event, held -> StreamPump.Entry? in
             let partitionKey: String
             switch self.partitionKey(for: event) {
@@ -220,12 +225,40 @@ public final class KinesisSink: Sink, Service {
         self.logger.info("kinesis sink flushed")
     }
 
+    // MARK: - Tuning
+
+    public var tunables: [SinkTunable] {
+        let live = self.live.load()
+        return [
+            SinkTunable(path: ["max_batch_records"], value: String(live.maxBatchRecords), help: "records per PutRecords call (1 to 500)"),
+            SinkTunable(path: ["max_batch_bytes"], value: ByteSize.format(live.maxBatchBytes), help: "bytes per PutRecords call (1KiB to 5MiB)"),
+            SinkTunable(path: ["linger"], value: DurationText.format(live.linger), help: "how long a batch waits for more records (at most 10s)"),
+            SinkTunable(
+                path: ["max_concurrent_requests"], value: String(live.maxConcurrentRequests),
+                help: "PutRecords calls in flight per stream (1 to 256; halved on throttling)"),
+        ]
+    }
+
+    /// Takes the batching knobs of `settings`; batches being gathered use them from their next
+    /// decision on, calls in flight finish as they are.
+    public func retune(to settings: any SinkSettings) async throws(SinkTuningError) {
+        guard let settings = settings as? KinesisSinkConfig else {
+            throw SinkTuningError(field: "", message: "not the settings of a kinesis sink")
+        }
+        var next = self.live.load()
+        next.maxBatchRecords = settings.maxBatchRecords
+        next.maxBatchBytes = settings.maxBatchBytes
+        next.linger = settings.linger
+        next.maxConcurrentRequests = settings.maxConcurrentRequests
+        self.live.exchange(next)
+    }
+
     // MARK: - Pumps
 
     /// What the sink's pumps may use of it.
     private var pumpContext: StreamPumpContext {
         StreamPumpContext(
-            sinkName: self.name, ledger: self.ledger, client: self.client, health: self.health, config: self.config,
+            sinkName: self.name, ledger: self.ledger, client: self.client, health: self.health, config: self.config, live: self.live,
             logRefusal: { [weak self] error, stream, records in self?.logRefusal(error, stream: stream, records: records) },
             retire: { [weak self] pump in self?.retire(pump) })
     }

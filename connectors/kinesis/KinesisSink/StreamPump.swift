@@ -10,6 +10,8 @@ struct StreamPumpContext: Sendable {
     let client: KinesisClient
     let health: KinesisHealth
     let config: KinesisSinkConfig
+    /// The batching knobs now (an operator may change them while the sink runs).
+    let live: SluiceCore.AtomicBox<KinesisSinkConfig>
     /// Logs a call Kinesis refused for good (throttled per error and stream).
     let logRefusal: @Sendable (_ error: KinesisError, _ stream: String, _ records: Int) -> Void
     /// Forgets a pump that retired for being idle.
@@ -61,7 +63,7 @@ actor StreamPump {
     init(stream: String, context: StreamPumpContext) {
         self.stream = stream
         self.context = context
-        self.concurrencyLimit = context.config.maxConcurrentRequests
+        self.concurrencyLimit = context.live.load().maxConcurrentRequests
     }
 
     private func settle(_ entry: Entry, with result: DeliveryResult) {
@@ -137,8 +139,8 @@ actor StreamPump {
     }
 
     func run() async {
-        let config = self.context.config
         while true {
+            let config = self.context.live.load()
             if self.pending.isEmpty {
                 if self.closing {
                     if self.inFlight == 0 && self.retrying == 0 {
@@ -157,7 +159,7 @@ actor StreamPump {
                 }
                 continue
             }
-            if self.inFlight >= self.concurrencyLimit {
+            if self.inFlight >= min(self.concurrencyLimit, config.maxConcurrentRequests) {
                 await self.wait(until: nil)
                 continue
             }
@@ -220,11 +222,15 @@ actor StreamPump {
 
     private func finished(retry: [Entry], throttled: Bool, clean: Bool) {
         self.inFlight -= 1
-        let maximum = self.context.config.maxConcurrentRequests
+        let maximum = self.context.live.load().maxConcurrentRequests
         if throttled {
             self.concurrencyLimit = max(1, self.concurrencyLimit / 2)
         } else if clean, self.concurrencyLimit < maximum {
             self.concurrencyLimit += 1
+        }
+        if self.concurrencyLimit > maximum {
+            // An operator lowered the maximum.
+            self.concurrencyLimit = maximum
         }
         if !retry.isEmpty { self.scheduleRetry(retry) }
         self.wake()
@@ -263,7 +269,7 @@ actor StreamPump {
             return
         }
         // As if they had lingered already: sent at once.
-        self.pending.prepend(entries, since: .now - self.context.config.linger)
+        self.pending.prepend(entries, since: .now - self.context.live.load().linger)
         self.wake()
     }
 }

@@ -31,6 +31,8 @@ struct TableStreamContext: Sendable {
     let tokens: ZerobusTokenProvider
     let health: ZerobusHealth
     let config: ZerobusSinkConfig
+    /// The batching knobs now (an operator may change them while the sink runs).
+    let live: SluiceCore.AtomicBox<ZerobusSinkConfig>
     let logger: Logger
     /// Logs records Zerobus refused for good (throttled per table and code).
     let logRefusal: @Sendable (_ failure: DeliveryFailure, _ table: String) -> Void
@@ -214,10 +216,11 @@ actor TableStream {
     /// Sends queued records while the stream is open and under its in-flight limit.
     private func pump() {
         guard let session, session.opened.withLockedValue({ $0 }), !session.draining.withLockedValue({ $0 }) else { return }
-        while !self.pending.isEmpty, self.sentRecords < self.config.maxInFlightRecords {
+        let live = self.context.live.load()
+        while !self.pending.isEmpty, self.sentRecords < live.maxInFlightRecords {
             let entries = self.pending.takeBatch(
-                maxRecords: min(self.config.maxBatchRecords, self.config.maxInFlightRecords - self.sentRecords),
-                maxBytes: self.config.maxBatchBytes)
+                maxRecords: min(live.maxBatchRecords, live.maxInFlightRecords - self.sentRecords),
+                maxBytes: live.maxBatchBytes)
             let offset = session.nextOffset.withLockedValue { offset in
                 defer { offset += 1 }
                 return offset

@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import SluiceConfigReader
 import SluiceCore
 
 /// Delivers events to a Zerobus Ingest service (Databricks): one long-lived `EphemeralStream`
@@ -19,7 +20,7 @@ import SluiceCore
 ///
 /// Delivery is at-least-once: after a stream fails, every record it had not acknowledged is sent
 /// again on a new stream, so a record whose ack was lost is stored twice.
-public final class ZerobusSink: Sink, Service {
+public final class ZerobusSink: TunableSink {
     public let name: String
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
@@ -27,6 +28,8 @@ public final class ZerobusSink: Sink, Service {
 
     public var messagingSystem: String { "databricks_zerobus" }
     let config: ZerobusSinkConfig
+    /// The configuration with the batching knobs as they are now (`PATCH /sinks/{name}`).
+    let live: SluiceCore.AtomicBox<ZerobusSinkConfig>
     let tokens: ZerobusTokenProvider
     let client: Databricks_Zerobus_Zerobus.Client<HTTP2ClientTransport.Posix>
     let health = ZerobusHealth()
@@ -44,6 +47,7 @@ public final class ZerobusSink: Sink, Service {
         logger[metadataKey: "sink"] = "\(context.name)"
         self.logger = logger
         self.config = config
+        self.live = SluiceCore.AtomicBox(config)
         self.ledger = context.ledger
         self.flushTimeout = context.flushTimeout
         let environment = context.environment
@@ -118,7 +122,7 @@ public final class ZerobusSink: Sink, Service {
         _ events: [Event], topic: String, tracker: DeliveryTracker, firstIndex: Int, deadline: ContinuousClock.Instant
     ) async -> Int {
         await self.ledger.admit(
-            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.config.maxBatchRecords
+            events, tracker: tracker, firstIndex: firstIndex, deadline: deadline, chunk: self.live.load().maxBatchRecords
         ) { slot, event, held -> ZerobusEntry? in
             switch self.config.recordType.record(from: event.value, isJSON: event.valueIsJSON, maxBytes: self.config.maxRecordBytes) {
             case .success(let record):
@@ -155,10 +159,33 @@ public final class ZerobusSink: Sink, Service {
 
     /// Forgets a stream that closed for being idle, and its table's token (a table named by a
     /// request may never come again).
+    public var tunables: [SinkTunable] {
+        let live = self.live.load()
+        return [
+            SinkTunable(
+                path: ["max_in_flight_records"], value: String(live.maxInFlightRecords),
+                help: "records sent on a table's stream and not yet acknowledged (1 to 1,000,000)"),
+            SinkTunable(path: ["batch", "max_records"], value: String(live.maxBatchRecords), help: "records per message (1 to 10,000)"),
+            SinkTunable(path: ["batch", "max_bytes"], value: ByteSize.format(live.maxBatchBytes), help: "bytes per message (1KiB up to the record limit)"),
+        ]
+    }
+
+    /// Takes the batching knobs of `settings`; a stream uses them from its next batch on.
+    public func retune(to settings: any SinkSettings) async throws(SinkTuningError) {
+        guard let settings = settings as? ZerobusSinkConfig else {
+            throw SinkTuningError(field: "", message: "not the settings of a zerobus sink")
+        }
+        var next = self.live.load()
+        next.maxInFlightRecords = settings.maxInFlightRecords
+        next.maxBatchRecords = settings.maxBatchRecords
+        next.maxBatchBytes = settings.maxBatchBytes
+        self.live.exchange(next)
+    }
+
     /// What the sink's table streams may use of it.
     private var streamContext: TableStreamContext {
         TableStreamContext(
-            sinkName: self.name, ledger: self.ledger, client: self.client, tokens: self.tokens, health: self.health, config: self.config,
+            sinkName: self.name, ledger: self.ledger, client: self.client, tokens: self.tokens, health: self.health, config: self.config, live: self.live,
             logger: self.logger,
             logRefusal: { [weak self] failure, table in self?.logRefusal(failure, table: table) },
             retire: { [weak self] stream in self?.retire(stream) })
