@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs, if it is missing.
 #   scripts/setup.sh run      what building and running needs (librdkafka)
-#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl, redis, prometheus,
+#   scripts/setup.sh          also what the tests and benchmarks need (kcat, curl, nghttp2, nginx, openssl, redis, prometheus, chromium,
 #                             the noida-db test broker, python-hyper's h2, grpcio, and the
 #                             Kinesis emulators moto and MiniStack)
 set -euo pipefail
@@ -20,6 +20,9 @@ if [[ "$mode" != run ]]; then
     [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || need_apt+=(nginx)
     command -v redis-server >/dev/null || need_apt+=(redis-server)  # the global rate limit's store
     command -v prometheus >/dev/null || need_apt+=(prometheus)      # scrapes /metrics in the tests; promtool lints it
+    # A real browser for the ops console test (driven by selenium through the Debian driver).
+    [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium-driver)
 fi
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]}" >&2
@@ -54,6 +57,8 @@ fi
 # Independent clients for the tests: python-hyper's h2 (HTTP/2 stream isolation) and grpcio
 # (gRPC PublishStream), with grpcio-tools to generate its stubs from Sluice's proto.
 python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
+# selenium drives the ops console in Chromium (scripts/testing/console_check.py).
+python3 -c 'import selenium' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check selenium==4.51.0
 # The OTLP trace receiver of the tracing tests (scripts/testing/otlp_receiver.py).
 python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check opentelemetry-proto==1.45.0
