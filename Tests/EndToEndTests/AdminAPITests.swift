@@ -145,19 +145,23 @@ import Testing
         let sluice = try await Self.start(topic: topic)
         let url = "\(sluice.baseURL)/v1/events"
         let batch = Data((0..<20).map { #"{"n":\#($0)}"# }.joined(separator: "\n").utf8)
+        // curl blocks: the sending loop runs on its own thread, not the runner's cooperative ones.
         let sending = Task {
-            var acknowledged = 0
-            for _ in 0..<30 {
-                let response = try curl(["-H", "content-type: application/x-ndjson", url], body: batch)
-                #expect(response.status == 200, "\(response.body)")
-                if response.status == 200 { acknowledged += 20 }
+            try await offThePool { () -> (acknowledged: Int, failures: [String]) in
+                var acknowledged = 0
+                var failures: [String] = []
+                for _ in 0..<30 {
+                    let response = try curl(["-H", "content-type: application/x-ndjson", url], body: batch)
+                    if response.status == 200 { acknowledged += 20 } else { failures.append("\(response.status) \(response.body)") }
+                }
+                return (acknowledged, failures)
             }
-            return acknowledged
         }
         try await Task.sleep(for: .milliseconds(300))
         let patched = try self.admin(sluice, "/sinks/events", method: "PATCH", body: #"{"linger.ms": 50, "batch.size": "65536"}"#)
         #expect(patched.status == 200, "\(patched.body)")
-        let acknowledged = try await sending.value
+        let (acknowledged, failures) = try await sending.value
+        #expect(failures.isEmpty, "\(failures)")
         let settings = try self.settings(sluice, "events")
         #expect(settings["linger.ms"] == "50" && settings["batch.size"] == "65536", "\(settings)")
         #expect(sluice.log.contains("kafka producer retuned"))

@@ -70,7 +70,7 @@ import Testing
         let topic = uniqueTopic("reload")
         let sluice = try await SluiceProcess(config: Self.loadConfig(step: 1, topic: topic))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        let stop = ManagedFlag()
+        let load = LoadProgress(senders: 4)
         let url = "\(sluice.baseURL)/v1/events"
 
         // Four clients, each sending one event per request, back to back, until told to stop.
@@ -79,7 +79,7 @@ import Testing
                 var acknowledged: [String] = []
                 var failures: [String] = []
                 var sequence = 0
-                while !stop.isSet {
+                while !load.isStopped {
                     let id = "\(sender)-\(sequence)"
                     sequence += 1
                     var request = HTTPClientRequest(url: url)
@@ -91,6 +91,7 @@ import Testing
                         let body = try await response.body.collect(upTo: 1 << 20)
                         if response.status == .ok {
                             acknowledged.append(id)
+                            load.acknowledged(by: sender)
                         } else {
                             failures.append("\(id): \(response.status.code) \(String(buffer: body))")
                         }
@@ -103,23 +104,32 @@ import Testing
         }
 
         // Traffic flows on generation 1, then: a route added and a limit changed; the sink's
-        // settings changed (by SIGHUP); the sink replaced by another one.
+        // settings changed (by SIGHUP); the sink replaced by another one. Each step waits until
+        // every client has had answers on the generation before it, however slow the machine is,
+        // so each reload lands in the middle of traffic rather than after a fixed pause.
         var summaries: [[String: Any]] = []
-        try await Task.sleep(for: .seconds(1))
+        var progressed: [Bool] = []
+        progressed.append(await load.waitForAcknowledgements(each: 10))
         try Self.write(Self.loadConfig(step: 2, topic: topic), to: sluice)
-        let second = try Self.reload(sluice)
+        let second = try await offThePool { try Self.reload(sluice) }
         #expect(second.status == 200, "\(second.body)")
         summaries.append(second.json)
-        try await Task.sleep(for: .seconds(1))
+        progressed.append(await load.waitForAcknowledgements(each: 10))
         try Self.write(Self.loadConfig(step: 3, topic: topic), to: sluice)
         kill(sluice.process.processIdentifier, SIGHUP)
-        try await Task.sleep(for: .seconds(1.5))
+        // SIGHUP answers nobody: wait for the log line before moving on.
+        var sighupApplied = false
+        for _ in 0..<300 where !sighupApplied {
+            sighupApplied = sluice.log.contains("trigger=SIGHUP")
+            if !sighupApplied { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        progressed.append(await load.waitForAcknowledgements(each: 10))
         try Self.write(Self.loadConfig(step: 4, topic: topic), to: sluice)
-        let fourth = try Self.reload(sluice)
+        let fourth = try await offThePool { try Self.reload(sluice) }
         #expect(fourth.status == 200, "\(fourth.body)")
         summaries.append(fourth.json)
-        try await Task.sleep(for: .seconds(1))
-        stop.set()
+        progressed.append(await load.waitForAcknowledgements(each: 10))
+        load.stop()
 
         var acknowledged: [String] = []
         var failures: [String] = []
@@ -130,8 +140,8 @@ import Testing
         }
         try await client.shutdown()
 
+        #expect(progressed == [true, true, true, true], "every client had answers before and after each reload: \(progressed)")
         #expect(failures.isEmpty, "\(failures.count) failed requests, e.g. \(failures.prefix(5))")
-        #expect(acknowledged.count > 100, "the clients kept sending through the reloads (\(acknowledged.count) acknowledged)")
         let extra = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/extra"], body: Data(#"{"id":"extra"}"#.utf8))
         #expect(extra.status == 200, "the route added by a reload serves: \(extra.body)")
 
@@ -250,6 +260,34 @@ import Testing
         let metrics = try curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
         #expect(metrics.contains(#"sluice_config_reloads_total{result="failure"} 2"#))
         #expect(try await sluice.terminate() == 0)
+    }
+}
+
+/// The load test's shared state: a stop flag and how many answers each sender has had.
+final class LoadProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private var counts: [Int]
+
+    init(senders: Int) { self.counts = Array(repeating: 0, count: senders) }
+
+    var isStopped: Bool { self.lock.withLock { self.stopped } }
+
+    func stop() { self.lock.withLock { self.stopped = true } }
+
+    func acknowledged(by sender: Int) { self.lock.withLock { self.counts[sender] += 1 } }
+
+    /// Waits until every sender has had `each` more acknowledgements than when called; false if
+    /// that takes longer than `limit` (a sender stuck or failing).
+    func waitForAcknowledgements(each: Int, within limit: Duration = .seconds(60)) async -> Bool {
+        let start = self.lock.withLock { self.counts }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let now = self.lock.withLock { self.counts }
+            if zip(now, start).allSatisfy({ $0 - $1 >= each }) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 }
 
