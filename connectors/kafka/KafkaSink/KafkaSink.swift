@@ -44,6 +44,8 @@ public final class KafkaSink: TunableSink {
     private struct State {
         var ready = false
         var closed = false
+        /// A producer was replaced: probe at once rather than at the next interval.
+        var probeNow = false
     }
 
     /// Each event holds its share of `context.budget` from `enqueue` until its delivery report.
@@ -203,44 +205,70 @@ public final class KafkaSink: TunableSink {
     }
 
     public func run() async throws {
-        // Probe the cluster until a broker answers, then keep watching; readiness follows.
-        try? await cancelWhenGracefulShutdown { [self] in
-            var nextProbe = ContinuousClock.now
-            var failedReplacements = 0
-            while !Task.isCancelled {
-                // A fatal producer error is permanent for that producer: replace it.
-                if let fatal = self.client.fatalError {
-                    self.state.withLockedValue { $0.ready = false }
-                    if await self.replaceProducer(after: fatal) {
-                        failedReplacements = 0
-                        nextProbe = .now
-                    } else {
-                        failedReplacements += 1
-                        try await Task.sleep(for: .seconds(min(1 << min(failedReplacements, 5), 30)))
-                        continue
-                    }
-                }
-                if ContinuousClock.now >= nextProbe {
-                    let client = self.client
-                    let reachable = (try? await NIOThreadPool.singleton.runIfActive { client.probeMetadata(timeoutMS: 2000) }) ?? false
-                    let changed = self.state.withLockedValue { state in
-                        defer { state.ready = reachable }
-                        return state.ready != reachable
-                    }
-                    if changed {
-                        if reachable {
-                            self.logger.info("kafka sink ready")
-                        } else {
-                            self.logger.warning("kafka brokers unreachable; sink not ready")
-                        }
-                    }
-                    nextProbe = .now + (reachable ? .seconds(5) : .seconds(1))
-                }
-                // Fatal errors are looked for often: the sink serves again within a second or so.
-                try await Task.sleep(for: .milliseconds(250))
+        // Two watches side by side: fatal producer errors every 250 ms, and the cluster's
+        // reachability (readiness). A probe may block for its whole timeout, or wait for a
+        // thread of the shared blocking pool; recovery from a fatal error never waits on one.
+        await cancelWhenGracefulShutdown { [self] in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.replaceProducersAfterFatalErrors() }
+                group.addTask { await self.probeCluster() }
+                await group.waitForAll()
             }
         }
         await self.shutdown()
+    }
+
+    /// A fatal producer error is permanent for that producer: replace it (with growing pauses
+    /// while a new one cannot be built).
+    private func replaceProducersAfterFatalErrors() async {
+        var failedReplacements = 0
+        while !Task.isCancelled {
+            if let fatal = self.client.fatalError {
+                self.state.withLockedValue { $0.ready = false }
+                if await self.replaceProducer(after: fatal) {
+                    failedReplacements = 0
+                    self.state.withLockedValue { $0.probeNow = true }
+                } else {
+                    failedReplacements += 1
+                    guard (try? await Task.sleep(for: .seconds(min(1 << min(failedReplacements, 5), 30)))) != nil else { return }
+                    continue
+                }
+            }
+            // Looked for often: the sink serves again within a second or so.
+            guard (try? await Task.sleep(for: .milliseconds(250))) != nil else { return }
+        }
+    }
+
+    /// Probes the cluster until a broker answers, then keeps watching; readiness follows.
+    private func probeCluster() async {
+        var nextProbe = ContinuousClock.now
+        while !Task.isCancelled {
+            let due = self.state.withLockedValue { state in
+                defer { state.probeNow = false }
+                return state.probeNow
+            }
+            if due || ContinuousClock.now >= nextProbe {
+                let client = self.client
+                let answered = (try? await NIOThreadPool.singleton.runIfActive { client.probeMetadata(timeoutMS: 2000) }) ?? false
+                // A producer in its fatal state is not ready, whatever the brokers say.
+                let reachable = answered && self.client.fatalError == nil
+                let changed = self.state.withLockedValue { state in
+                    defer { state.ready = reachable }
+                    return state.ready != reachable
+                }
+                if changed {
+                    if reachable {
+                        self.logger.info("kafka sink ready")
+                    } else if answered {
+                        self.logger.warning("kafka producer unusable until replaced; sink not ready")
+                    } else {
+                        self.logger.warning("kafka brokers unreachable; sink not ready")
+                    }
+                }
+                nextProbe = .now + (reachable ? .seconds(5) : .seconds(1))
+            }
+            guard (try? await Task.sleep(for: .milliseconds(250))) != nil else { return }
+        }
     }
 
     /// Puts the current producer in librdkafka's fatal state (tests of the recovery).
