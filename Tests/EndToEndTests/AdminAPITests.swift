@@ -191,4 +191,50 @@ import Testing
         #expect(unauthorized.status != 0 && unauthorized.stderr.contains("401"))
         #expect(try await sluice.terminate() == 0)
     }
+
+    @Test func mutualTLSOnTheAdminListenerAdmitsOnlyCertifiedOperatorsAndNamesThemInTheLog() async throws {
+        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        defer { try? FileManager.default.removeItem(at: pki.directory) }
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin:
+                  address: "127.0.0.1:{ADMIN_PORT}"
+                  tls:
+                    certificates: [{ certificate_file: \(pki.serverCertificate), key_file: \(pki.serverKey) }]
+                    client_certificates: required
+                    client_ca_file: \(pki.caCertificate)
+                sinks:
+                  - name: archive
+                    file: { directory: ./events }
+                routes:
+                  - name: ingest
+                    match: { path: /v1/events }
+                    ingest: { sink: archive, topic: events }
+                """, waitUntilReady: false)
+        let admin = "https://127.0.0.1:\(sluice.adminPort)"
+        let operatorCertificate = ["--cacert", pki.caCertificate, "--cert", pki.clientCertificate, "--key", pki.clientKey]
+
+        // Ready over mTLS (the harness's plain-HTTP probe cannot reach this listener).
+        var ready = false
+        for _ in 0..<300 where !ready {
+            ready = (try? curl(operatorCertificate + ["\(admin)/ready"]))?.status == 200
+            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(ready, "\(sluice.log.suffix(2000))")
+
+        // No client certificate: the handshake fails, no HTTP answer at all; plain HTTP neither.
+        let anonymous = try curl(["--cacert", pki.caCertificate, "\(admin)/config"])
+        #expect(anonymous.status == 0, "without a client certificate: \(anonymous.status) \(anonymous.body)")
+        let plain = try curl(["http://127.0.0.1:\(sluice.adminPort)/config"])
+        #expect(plain.status != 200, "plain HTTP on the TLS admin port")
+
+        let config = try curl(operatorCertificate + ["\(admin)/config"])
+        #expect(config.status == 200 && config.body.contains("\"hash\""), "\(config.body)")
+        let patched = try curl(operatorCertificate + ["-X", "PATCH", "-H", "content-type: application/json", "\(admin)/sinks/archive"], body: Data(#"{"max_in_flight_events": 1234}"#.utf8))
+        #expect(patched.status == 200, "\(patched.body)")
+        #expect(sluice.log.contains("by=spiffe://sluice.test/client-a@127.0.0.1") || sluice.log.contains("by=client-a"),
+                "the change is logged with the operator's certificate: \(sluice.log.suffix(1500))")
+        #expect(try await sluice.terminate() == 0)
+    }
 }
