@@ -150,7 +150,9 @@ for round in $(seq 1 "$METRICS_ROUNDS"); do
         rps_e=$(run_load "$requests" "$work/request.ndjson" application/x-ndjson bench-metrics-$mode)
         us_e=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
         if [[ $mode == on ]]; then
-            curl -fs "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q "sluice_sink_events_sent_total{sink=\"events\"} $N" \
+            # Read whole first: `curl | grep -q` under pipefail fails when grep stops reading early.
+            scrape=$(curl -fs "http://127.0.0.1:$ADMIN_PORT/metrics")
+            grep -q "sluice_sink_events_sent_total{sink=\"events\"} $N\$" <<<"$scrape" \
                 || { echo "metrics on but the sent count is not $N" >&2; exit 1; }
             on_rates+=("$rps_e"); on_us+=("$us_e")
         else

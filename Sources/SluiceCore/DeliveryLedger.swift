@@ -100,22 +100,24 @@ public final class DeliveryLedger: Sendable {
     /// Settles held events that share one result (a single event, or a batch that failed as one).
     @inlinable
     public func settle(_ held: Held, with result: DeliveryResult) {
+        self.release(held, outcome: Self.outcome(result))
         for slot in held.firstSlot..<(held.firstSlot + held.count) {
             held.tracker.complete(slot, with: result)
         }
-        self.release(held, outcome: Self.outcome(result))
     }
 
     /// Settles a delivered batch: `receipt(i)` is where its i-th event landed.
     @inlinable
     public func settleDelivered(_ held: Held, receipt: (Int) -> DeliveryReceipt) {
+        self.release(held, outcome: .delivered)
         for i in 0..<held.count {
             held.tracker.complete(held.firstSlot + i, with: .delivered(receipt(i)))
         }
-        self.release(held, outcome: .delivered)
     }
 
-    /// After the tracker slots are complete: gives the budget back and tells the recorder.
+    /// Before the tracker slots are completed: gives the budget back and tells the recorder.
+    /// In this order a client holding its answer finds its events counted in the metrics and
+    /// their budget free (completing the last slot may resume the request and answer it).
     @inlinable
     func release(_ held: Held, outcome: @autoclosure () -> DeliveryOutcome) {
         self.budget.release(bytes: held.bytes, events: held.count)
@@ -142,10 +144,10 @@ public final class DeliveryLedger: Sendable {
     @inlinable
     public func refuse(tracker: DeliveryTracker, slots: Range<Int>, with failure: DeliveryFailure) {
         guard !slots.isEmpty else { return }
+        self.recorder?.recordSettled(sink: self.sink, outcome: .failed(failure), count: slots.count, bytes: 0, latency: nil)
         for slot in slots {
             tracker.complete(slot, with: .failed(failure))
         }
-        self.recorder?.recordSettled(sink: self.sink, outcome: .failed(failure), count: slots.count, bytes: 0, latency: nil)
     }
 
     /// Fails one event the sink never took budget for.
