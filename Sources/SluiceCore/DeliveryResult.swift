@@ -23,7 +23,7 @@ public struct DeliveryReceipt: Sendable, Equatable {
 }
 
 /// Why an event was not delivered, in words a client can act on.
-public struct DeliveryFailure: Error, Sendable, Equatable {
+public struct DeliveryFailure: Error, Sendable, Hashable {
     /// A stable, machine-readable reason, e.g. `sink_queue_full` or `kafka_msg_size_too_large`.
     public var code: String
     /// What went wrong and what to do about it.

@@ -6,15 +6,16 @@ import NIOConcurrencyHelpers
 /// sink; the sink completes each slot exactly once, from any thread. `results()`
 /// returns when every reserved slot is complete and the tracker is sealed.
 ///
-/// A tracker that does not record results (`recordsResults: false`) only counts: its memory
-/// does not grow with the number of events, for requests nobody waits on (`ack: accepted`).
+/// Results are kept in `DeliveryResults`, 13 bytes per event. A tracker that does not record
+/// results (`recordsResults: false`) only counts: its memory does not grow with the number of
+/// events, for requests nobody waits on (`ack: accepted`).
 public final class DeliveryTracker: Sendable {
     private struct State {
-        var results: [DeliveryResult?] = []
+        var results = DeliveryResults()
         var reserved = 0
         var pending = 0
         var sealed = false
-        var waiter: CheckedContinuation<[DeliveryResult], Never>?
+        var waiter: CheckedContinuation<DeliveryResults, Never>?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -35,7 +36,7 @@ public final class DeliveryTracker: Sendable {
             precondition(!state.sealed, "reserve after seal")
             let first = state.reserved
             if self.recordsResults {
-                state.results.append(contentsOf: repeatElement(nil, count: count))
+                state.results.append(pendingCount: count)
             }
             state.reserved += count
             state.pending += count
@@ -51,16 +52,16 @@ public final class DeliveryTracker: Sendable {
             if case .failed(let failure) = result { self.onFailure?(index, failure) }
             return
         }
-        let (waiter, results): (CheckedContinuation<[DeliveryResult], Never>?, [DeliveryResult]) =
+        let (waiter, results): (CheckedContinuation<DeliveryResults, Never>?, DeliveryResults) =
             self.state.withLockedValue { state in
-                guard state.results[index] == nil else { return (nil, []) }
-                state.results[index] = result
+                guard state.results.isPending(index) else { return (nil, DeliveryResults()) }
+                state.results.set(index, result)
                 state.pending -= 1
                 if state.sealed, state.pending == 0, let waiter = state.waiter {
                     state.waiter = nil
-                    return (waiter, state.results.map { $0! })
+                    return (waiter, state.results)
                 }
-                return (nil, [])
+                return (nil, DeliveryResults())
             }
         if case .failed(let failure) = result {
             self.onFailure?(index, failure)
@@ -80,13 +81,15 @@ public final class DeliveryTracker: Sendable {
 
     /// Waits until every slot is complete or `deadline` passes; slots still open then are
     /// reported as `unsettled`. Requires `seal()` first and a tracker that records results.
-    public func results(deadline: ContinuousClock.Instant, unsettled: DeliveryFailure) async -> [DeliveryResult] {
+    public func results(deadline: ContinuousClock.Instant, unsettled: DeliveryFailure) async -> DeliveryResults {
         let timer = Task { [weak self] in
             guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil, let self else { return }
-            let expired: (CheckedContinuation<[DeliveryResult], Never>, [DeliveryResult])? = self.state.withLockedValue { state in
+            let expired: (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? = self.state.withLockedValue { state in
                 guard let waiter = state.waiter else { return nil }
                 state.waiter = nil
-                return (waiter, state.results.map { $0 ?? .failed(unsettled) })
+                // A late completion finds no open slot and is ignored; pending stays above zero.
+                state.results.settleRemaining(with: unsettled)
+                return (waiter, state.results)
             }
             if let (waiter, results) = expired { waiter.resume(returning: results) }
         }
@@ -95,12 +98,12 @@ public final class DeliveryTracker: Sendable {
     }
 
     /// Waits until every slot is complete; requires `seal()` first and a tracker that records results.
-    public func results() async -> [DeliveryResult] {
+    public func results() async -> DeliveryResults {
         precondition(self.recordsResults, "results() on a counting tracker")
         return await withCheckedContinuation { continuation in
-            let ready: [DeliveryResult]? = self.state.withLockedValue { state in
+            let ready: DeliveryResults? = self.state.withLockedValue { state in
                 precondition(state.sealed, "results() before seal()")
-                if state.pending == 0 { return state.results.map { $0! } }
+                if state.pending == 0 { return state.results }
                 state.waiter = continuation
                 return nil
             }

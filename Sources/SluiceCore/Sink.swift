@@ -59,7 +59,7 @@ extension DeliveryTracker {
     /// Waits for every event's fate, but no longer than `sink` may take to settle an event (its
     /// `settleTimeout` plus a second of slack for the backend's own timeout scan); events still
     /// open then are reported `unsettled`, retryable.
-    public func results(settledBy sink: any Sink) async -> [DeliveryResult] {
+    public func results(settledBy sink: any Sink) async -> DeliveryResults {
         guard let settle = sink.settleTimeout else { return await self.results() }
         let bound = settle + .seconds(1)
         return await self.results(deadline: .now + bound, unsettled: .unsettled(sink: sink.name, after: bound))

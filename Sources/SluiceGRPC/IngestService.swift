@@ -163,7 +163,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// When every event failed for the same kind of reason, that is the call's status:
     /// UNAVAILABLE if retryable (sink saturated or down), INVALID_ARGUMENT for a bad request
     /// (bad topic, too many events, all too large). Mixed outcomes are per-event results.
-    static func callLevelError(_ results: [DeliveryResult]) throws(RPCError) {
+    static func callLevelError(_ results: DeliveryResults) throws(RPCError) {
         let failures = results.compactMap { result -> DeliveryFailure? in
             if case .failed(let failure) = result { return failure }
             return nil
@@ -248,7 +248,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         /// The call's tally, told which events failed.
         let tally = CallTally.current
 
-        func results() async -> [DeliveryResult] {
+        func results() async -> DeliveryResults {
             let results = await self.session.results()
             self.tally?.reject(results: results)
             return results

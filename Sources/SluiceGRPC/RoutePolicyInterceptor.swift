@@ -151,7 +151,7 @@ final class CallTally: Sendable {
     }
 
     /// Counts the failed results among a request's (for the observer).
-    func reject(results: [DeliveryResult]) {
+    func reject(results: DeliveryResults) {
         self.state.withLockedValue { $0.observed?.facts.reject(results: results) }
     }
 

@@ -56,21 +56,47 @@ public struct JSONWriter: Sendable {
     public init() {}
 
     public mutating func object(_ body: (inout JSONWriter) -> Void) {
+        self.openObject()
+        body(&self)
+        self.closeObject()
+    }
+
+    public mutating func array(_ body: (inout JSONWriter) -> Void) {
+        self.openArray()
+        body(&self)
+        self.closeArray()
+    }
+
+    /// Opens an object whose members are written by later calls (a document written in parts);
+    /// `closeObject` ends it.
+    public mutating func openObject() {
         self.separator()
         self.bytes.append(UInt8(ascii: "{"))
         self.needsComma = false
-        body(&self)
+    }
+
+    public mutating func closeObject() {
         self.bytes.append(UInt8(ascii: "}"))
         self.needsComma = true
     }
 
-    public mutating func array(_ body: (inout JSONWriter) -> Void) {
+    /// Opens an array whose elements are written by later calls; `closeArray` ends it.
+    public mutating func openArray() {
         self.separator()
         self.bytes.append(UInt8(ascii: "["))
         self.needsComma = false
-        body(&self)
+    }
+
+    public mutating func closeArray() {
         self.bytes.append(UInt8(ascii: "]"))
         self.needsComma = true
+    }
+
+    /// Hands over the bytes written so far and goes on writing the same document (a body sent
+    /// in parts).
+    public mutating func takeBytes() -> [UInt8] {
+        defer { self.bytes = [] }
+        return self.bytes
     }
 
     /// Writes a key; the next value written is its value.

@@ -118,78 +118,65 @@ public struct IngestHandler: Sendable {
         }
         let results = await session.results()
         facts.reject(results: results)
-        return self.response(results: results, stop: stop, saturated: session.saturated)
+        return self.response(results: results, stop: stop, saturated: session.saturated, minimal: Self.prefersMinimal(request))
     }
 
     /// Builds the response from every event's fate: 200 when all were delivered; otherwise
     /// 503 + Retry-After if any failure is retryable, else the failures' 4xx/5xx status.
-    private func response(results: [DeliveryResult], stop: IngestError?, saturated: DeliveryFailure?) -> HTTPResponse {
-        var delivered = 0
-        var retryable = false
-        var worstStatus = 0
-        for result in results {
-            switch result {
-            case .delivered: delivered += 1
-            case .failed(let failure):
-                if failure.isRetryable { retryable = true } else { worstStatus = max(worstStatus, failure.httpStatus) }
-            }
-        }
-        let failed = results.count - delivered
+    /// The body lists every event's result in order — or, with `Prefer: return=minimal`, only the
+    /// counts and the failed events with their index. A long list is written out in parts as it
+    /// is encoded (the listener sends each part once the previous one has left), so the
+    /// response never exists whole in memory.
+    private func response(
+        results: DeliveryResults, stop: IngestError?, saturated: DeliveryFailure?, minimal: Bool
+    ) -> HTTPResponse {
+        let summary = results.summary()
         var json = JSONWriter()
-        json.reserveCapacity(64 + results.count * 32)
-        json.object { json in
-            if let stop {
-                // The request-level error next to the per-event results.
-                json.key("error")
-                json.object {
-                    $0.field("code", stop.code.code)
-                    $0.field("message", stop.message)
-                }
-            } else if let saturated {
-                json.key("error")
-                json.object {
-                    $0.field("code", saturated.code)
-                    $0.field("message", saturated.message)
-                    $0.field("sink", self.sink.name)
-                }
+        json.openObject()
+        if let stop {
+            // The request-level error next to the per-event results.
+            json.key("error")
+            json.object {
+                $0.field("code", stop.code.code)
+                $0.field("message", stop.message)
             }
-            json.field("accepted", delivered)
-            if failed > 0 { json.field("failed", failed) }
-            json.key("results")
-            json.array { json in
-                for result in results {
-                    json.object { json in
-                        switch result {
-                        case .delivered(let receipt):
-                            if let partition = receipt.partition { json.field("partition", partition) }
-                            if let offset = receipt.offset { json.field("offset", offset) }
-                            if let shard = receipt.shardID { json.field("shard_id", shard) }
-                            if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
-                        case .failed(let failure):
-                            json.key("error")
-                            json.object {
-                                $0.field("code", failure.code)
-                                $0.field("message", failure.message)
-                                $0.field("retryable", failure.isRetryable)
-                            }
-                        }
-                    }
-                }
+        } else if let saturated {
+            json.key("error")
+            json.object {
+                $0.field("code", saturated.code)
+                $0.field("message", saturated.message)
+                $0.field("sink", self.sink.name)
             }
         }
+        json.field("accepted", summary.delivered)
+        if summary.failed > 0 { json.field("failed", summary.failed) }
+        // Every result; or with return=minimal, the failed ones if there are any.
+        let listed = minimal ? summary.failed : results.count
+        let hasList = !minimal || summary.failed > 0
+        if hasList { json.key(minimal ? "errors" : "results") }
+        let body = IngestResultsBody(head: json, results: results, minimal: minimal, hasList: hasList)
+
         let status: HTTPResponseStatus
         var headers = HTTPHeaders()
         if let stop {
             status = HTTPResponseStatus(statusCode: stop.code.httpStatus)
-        } else if failed == 0 {
+        } else if summary.failed == 0 {
             status = .ok
-        } else if retryable || saturated != nil {
+        } else if summary.failures.contains(where: { $0.failure.isRetryable }) || saturated != nil {
             status = .serviceUnavailable
         } else {
-            status = HTTPResponseStatus(statusCode: worstStatus)
+            status = HTTPResponseStatus(statusCode: summary.failures.map(\.failure.httpStatus).max() ?? 500)
         }
         if status == .serviceUnavailable { headers.add(name: "retry-after", value: "1") }
-        return .json(status, json, headers: headers)
+        if minimal { headers.add(name: "preference-applied", value: "return=minimal") }
+        if listed <= IngestResultsBody.wholeUpTo {
+            var whole = body
+            return .json(status, whole.encodeWhole(), headers: headers)
+        }
+        headers.add(name: "content-type", value: "application/json")
+        var response = HTTPResponse(status: status, headers: headers)
+        response.stream = body
+        return response
     }
 
     /// `ack: accepted`: 202 when every event is in the sink's queue; otherwise the error, with
@@ -226,5 +213,109 @@ public struct IngestHandler: Sendable {
     static func bodyTooLarge(_ limit: Int) -> HTTPResponse {
         let error = IngestError.bodyTooLarge(limit: limit)
         return .error(error.code, message: error.message, headers: ["connection": "close"])
+    }
+}
+
+extension IngestHandler {
+    /// Whether the client asked for counts only (`Prefer: return=minimal`, RFC 7240).
+    static func prefersMinimal(_ request: HTTPRequest) -> Bool {
+        for value in request.head.headers["prefer"] {
+            for preference in value.split(separator: ",") {
+                let token = preference.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                if token == "return=minimal" { return true }
+            }
+        }
+        return false
+    }
+}
+
+/// The body of an ingest response after its head (`{"accepted":…,"results":` so far): every
+/// event's result, or with `minimal` only the failed ones with their index, then the closing
+/// brackets — encoded a part (about 64 KiB) at a time.
+struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
+    typealias Element = ByteBuffer
+    typealias Failure = any Error
+
+    /// Lists up to this many results are sent whole, with a content-length.
+    static let wholeUpTo = 4096
+    static let partBytes = 64 * 1024
+
+    private var json: JSONWriter
+    private let results: DeliveryResults
+    private let minimal: Bool
+    private let hasList: Bool
+    private var position = 0
+    private var opened = false
+    private var finished = false
+
+    init(head: JSONWriter, results: DeliveryResults, minimal: Bool, hasList: Bool) {
+        self.json = head
+        self.results = results
+        self.minimal = minimal
+        self.hasList = hasList
+    }
+
+    func makeAsyncIterator() -> IngestResultsBody { self }
+
+    mutating func next() async throws -> ByteBuffer? {
+        guard !self.finished else { return nil }
+        self.encode(upTo: Self.partBytes)
+        return ByteBuffer(bytes: self.json.takeBytes())
+    }
+
+    /// The whole document at once (short lists).
+    mutating func encodeWhole() -> JSONWriter {
+        self.encode(upTo: .max)
+        return self.json
+    }
+
+    /// Encodes results until about `limit` bytes are waiting or the document is complete.
+    private mutating func encode(upTo limit: Int) {
+        if !self.opened {
+            self.opened = true
+            if self.hasList { self.json.openArray() }
+        }
+        if self.hasList {
+            while self.position < self.results.count, self.json.bytes.count < limit {
+                let result = self.results[self.position]
+                if !self.minimal {
+                    Self.encode(result, into: &self.json)
+                } else if case .failed(let failure) = result {
+                    self.json.object {
+                        $0.field("index", self.position)
+                        Self.encode(failure, into: &$0)
+                    }
+                }
+                self.position += 1
+            }
+            guard self.position == self.results.count else { return }
+            self.json.closeArray()
+        }
+        self.json.closeObject()
+        self.finished = true
+    }
+
+    static func encode(_ result: DeliveryResult, into json: inout JSONWriter) {
+        json.object { json in
+            switch result {
+            case .delivered(let receipt):
+                if let partition = receipt.partition { json.field("partition", partition) }
+                if let offset = receipt.offset { json.field("offset", offset) }
+                if let shard = receipt.shardID { json.field("shard_id", shard) }
+                if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
+            case .failed(let failure):
+                Self.encode(failure, into: &json)
+            }
+        }
+    }
+
+    /// `"error":{…}` inside an event's object.
+    static func encode(_ failure: DeliveryFailure, into json: inout JSONWriter) {
+        json.key("error")
+        json.object {
+            $0.field("code", failure.code)
+            $0.field("message", failure.message)
+            $0.field("retryable", failure.isRetryable)
+        }
     }
 }

@@ -185,7 +185,7 @@ public struct IngestSession: Sendable {
 
     /// Every event's fate, once known — or, for events the sink has not settled within its
     /// settle timeout, `delivery_unconfirmed`. No event can be added after this.
-    public func results() async -> [DeliveryResult] {
+    public func results() async -> DeliveryResults {
         self.tracker.seal()
         let results = await self.tracker.results(settledBy: self.pipeline.sink)
         if let span = self.span { self.end(span, results: results) }
@@ -204,7 +204,7 @@ public struct IngestSession: Sendable {
 
     /// Ends the producer span with what the backend said: the count, and where a single event
     /// landed.
-    private func end(_ span: any Span, results: [DeliveryResult]) {
+    private func end(_ span: any Span, results: DeliveryResults) {
         var failure: DeliveryFailure?
         for case .failed(let failed) in results {
             failure = failed

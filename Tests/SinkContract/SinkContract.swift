@@ -164,7 +164,7 @@ final class SinkUnderTest: Sendable {
         let first = tracker.reserve(events.count)
         tracker.seal()
         _ = await self.sink.enqueue(events, topic: destination, tracker: tracker, firstIndex: first, deadline: deadline)
-        return await tracker.results(deadline: .now + resultsWithin, unsettled: .notAttempted)
+        return Array(await tracker.results(deadline: .now + resultsWithin, unsettled: .notAttempted))
     }
 
     /// The budget is all back and the recorder saw each event once. (The ledger gives budget back

@@ -22,7 +22,7 @@ import Testing
         let first = tracker.reserve(events.count)
         _ = await sink.enqueue(events, topic: topic, tracker: tracker, firstIndex: first, deadline: .now + .seconds(5))
         tracker.seal()
-        return await tracker.results()
+        return Array(await tracker.results())
     }
 
     static func lines(in directory: String) throws -> [String] {
