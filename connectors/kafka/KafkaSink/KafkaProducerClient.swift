@@ -104,8 +104,9 @@ final class KafkaProducerClient: @unchecked Sendable {
     /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report settles
     /// `held` later. On an error `held` is not settled.
     /// The ticket carries the event's hold on the ledger; the delivery report settles it.
-    func produce(_ event: Event, to destination: Destination, held: DeliveryLedger.Held) -> rd_kafka_resp_err_t {
-        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(held))
+    /// Hands `event` (slot `slot` of `hold`) to librdkafka; its delivery report settles it.
+    func produce(_ event: Event, to destination: Destination, hold: DeliveryLedger.SharedHold, slot: Int) -> rd_kafka_resp_err_t {
+        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(hold: hold, slot: slot, bytes: event.size))
         let err: rd_kafka_resp_err_t
         switch destination {
         case .handle(let handle):
@@ -280,10 +281,16 @@ struct KafkaClientSetupError: Error, CustomStringConvertible {
 
 /// The per-event opaque that travels through librdkafka to the delivery report.
 final class KafkaDeliveryTicket {
-    /// The event's slot and its share of the in-flight budget.
-    let held: DeliveryLedger.Held
-    init(_ held: DeliveryLedger.Held) {
-        self.held = held
+    /// The budget the event holds with the rest of its run.
+    let hold: DeliveryLedger.SharedHold
+    /// The event's slot in its request's tracker.
+    let slot: Int
+    let bytes: Int
+
+    init(hold: DeliveryLedger.SharedHold, slot: Int, bytes: Int) {
+        self.hold = hold
+        self.slot = slot
+        self.bytes = bytes
     }
 }
 
@@ -329,13 +336,12 @@ private let kafkaDeliveryReport:
         guard let message, let opaque = message.pointee._private else { return }
         let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
         // The context outlives every delivery report (it is released after the final flush).
-        guard let contextOpaque else { return }
-        let ledger = Unmanaged<KafkaProducerClient.CallbackContext>.fromOpaque(contextOpaque).takeUnretainedValue().ledger
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            ledger.settle(ticket.held, with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset)))
+            ticket.hold.settle(
+                slot: ticket.slot, bytes: ticket.bytes, with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset)))
         } else {
-            ledger.settle(ticket.held, with: .failed(KafkaSinkError(report.err).deliveryFailure))
+            ticket.hold.settle(slot: ticket.slot, bytes: ticket.bytes, with: .failed(KafkaSinkError(report.err).deliveryFailure))
         }
     }
 

@@ -150,6 +150,9 @@ public final class KafkaSink: TunableSink {
         [("producer_replacements", self.producerReplacements)]
     }
 
+    /// The most events one budget take covers (a request's run; see `enqueue`).
+    static let maxRunEvents = 256
+
     public func enqueue(
         _ events: [Event],
         topic: String,
@@ -163,41 +166,63 @@ public final class KafkaSink: TunableSink {
         // fail with its fatal error (retryable) and the next request goes to the new one.
         let client = self.client
         let destination = client.destination(topic)
+        // A run takes at most half the budget, so another request always finds room beside it.
+        let budget = self.ledger.budget
+        let runLimit = (bytes: budget.maxBytes / 2, events: min(Self.maxRunEvents, max(1, budget.maxEvents / 2)))
         while index < events.count {
-            let rest = (firstIndex + index)..<(firstIndex + events.count)
-            if self.state.withLockedValue({ $0.closed }) {
-                self.ledger.refuse(tracker: tracker, slots: rest, with: .shuttingDown(sink: self.name))
-                return index
-            }
-            // The event's share of the in-flight budget, held until its delivery report (taken
-            // without a suspension point while there is room).
+            // Budget for a run of the next events at once while there is room (one settlement
+            // for the run, see SharedHold), else for one event, waiting for room until the deadline.
             let slot = firstIndex + index
-            let size = events[index].size
-            var taken = self.ledger.tryTake(tracker: tracker, firstSlot: slot, bytes: size)
-            if taken == nil { taken = await self.ledger.take(tracker: tracker, firstSlot: slot, bytes: size, deadline: deadline) }
-            guard let held = taken else {
-                self.ledger.refuse(tracker: tracker, slots: rest, with: .queueFull(sink: self.name))
+            var runCount = 0
+            var runBytes = 0
+            while index + runCount < events.count, runCount < runLimit.events {
+                let size = events[index + runCount].size
+                if runCount > 0, runBytes + size > runLimit.bytes { break }
+                runBytes += size
+                runCount += 1
+            }
+            let hold: DeliveryLedger.SharedHold
+            if let run = self.ledger.tryTakeShared(tracker: tracker, firstSlot: slot, count: runCount, bytes: runBytes) {
+                hold = run
+            } else if let one = await self.ledger.takeShared(tracker: tracker, firstSlot: slot, count: 1, bytes: events[index].size, deadline: deadline) {
+                hold = one
+            } else {
+                self.ledger.refuse(tracker: tracker, slots: slot..<(firstIndex + events.count), with: .queueFull(sink: self.name))
                 return index
             }
-            var err = client.produce(events[index], to: destination, held: held)
-            // librdkafka's queue is sized to twice the budget, so it is full only when the
-            // budget was raised past it; wait for delivery reports to drain it.
-            while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .milliseconds(20))
-                err = client.produce(events[index], to: destination, held: held)
-            }
-            backoff = .microseconds(500)
-            switch err {
-            case RD_KAFKA_RESP_ERR_NO_ERROR:
-                index += 1
-            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                self.ledger.settle(held, with: .failed(.queueFull(sink: self.name)))
-                self.ledger.refuse(tracker: tracker, slots: rest.dropFirst(), with: .queueFull(sink: self.name))
-                return index
-            default:
-                // This event alone was refused (too large, bad topic, ...); the rest may proceed.
-                self.ledger.settle(held, with: .failed(KafkaSinkError(err).deliveryFailure))
+            let runEnd = index + hold.held.count
+            while index < runEnd {
+                // Ends the call: this event and the rest of the run fail with `failure` (they hold
+                // budget in the run), the events after the run are refused.
+                func stop(with failure: DeliveryFailure) -> Int {
+                    for rest in index..<runEnd {
+                        hold.settle(slot: firstIndex + rest, bytes: events[rest].size, with: .failed(failure))
+                    }
+                    self.ledger.refuse(tracker: tracker, slots: (firstIndex + runEnd)..<(firstIndex + events.count), with: failure)
+                    return index
+                }
+                if self.state.withLockedValue({ $0.closed }) {
+                    return stop(with: .shuttingDown(sink: self.name))
+                }
+                let size = events[index].size
+                var err = client.produce(events[index], to: destination, hold: hold, slot: firstIndex + index)
+                // librdkafka's queue is sized to twice the budget, so it is full only when the
+                // budget was raised past it; wait for delivery reports to drain it.
+                while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .milliseconds(20))
+                    err = client.produce(events[index], to: destination, hold: hold, slot: firstIndex + index)
+                }
+                backoff = .microseconds(500)
+                switch err {
+                case RD_KAFKA_RESP_ERR_NO_ERROR:
+                    break
+                case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                    return stop(with: .queueFull(sink: self.name))
+                default:
+                    // This event alone was refused (too large, bad topic, ...); the rest may proceed.
+                    hold.settle(slot: firstIndex + index, bytes: size, with: .failed(KafkaSinkError(err).deliveryFailure))
+                }
                 index += 1
             }
         }
