@@ -30,6 +30,7 @@ METRICS_ROUNDS="${METRICS_ROUNDS:-3}"
 export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18080}"
 ADMIN_PORT="${ADMIN_PORT:-18081}"
+MQB_PORT="${MQB_PORT:-18083}"
 BROKER="127.0.0.1:$KAFKA_PORT"
 work=".testbed/bench"
 mkdir -p "$work"
@@ -39,8 +40,10 @@ swift build -c release --product sluice >/dev/null
 swift build -c release --product sluice-loadgen >/dev/null
 
 sluice_pid=""
+mqb_pid=""
 cleanup() {
     [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
+    [[ -n "$mqb_pid" ]] && kill -TERM "$mqb_pid" 2>/dev/null && wait "$mqb_pid" 2>/dev/null || true
     scripts/kafka-broker.sh stop >/dev/null
 }
 trap cleanup EXIT
@@ -133,6 +136,21 @@ single=$(run_load "$SINGLE_REQUESTS" "$work/single.json" application/json bench-
 single=$(python3 -c "print(round($single))")
 lats=$(latency)
 
+# (f) Second reference: mq-bridge 1.2.0 (PyPI; Rust), HTTP -> Kafka on the same broker, one
+# event per request over the same connections. It answers 202 before the broker acknowledges.
+mqb_venv=".testbed/mq-bridge"
+if ! "$mqb_venv/bin/python" -c "import mq_bridge" 2>/dev/null; then
+    python3 -m venv "$mqb_venv" && "$mqb_venv/bin/pip" install -q "mq-bridge==1.2.0"
+fi
+"$mqb_venv/bin/python" Benchmarks/mq_bridge_route.py "$MQB_PORT" "$BROKER" bench-mqb >"$work/mq-bridge.log" 2>&1 &
+mqb_pid=$!
+for _ in $(seq 1 100); do grep -q ready "$work/mq-bridge.log" && break; sleep 0.1; done
+h2load --h1 -c "$CONNECTIONS" -n "$SINGLE_REQUESTS" -d "$work/single.json" -H "content-type: application/json" \
+    "http://127.0.0.1:$MQB_PORT/events" >"$work/load-mqb.out" 2>&1
+kill -TERM "$mqb_pid"; wait "$mqb_pid" 2>/dev/null || true; mqb_pid=""
+grep -q "status codes: $SINGLE_REQUESTS 2xx" "$work/load-mqb.out" || { echo "mq-bridge did not answer every request 2xx:" >&2; cat "$work/load-mqb.out" >&2; exit 1; }
+mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
+
 # (d) gRPC PublishStream.
 grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS")
 [[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
@@ -176,9 +194,11 @@ events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HT
 (b') Sluice NDJSON x$EVENTS_PER_REQUEST h2:    $batched2 events/s
 (c) Sluice 1 event/request:    $single events/s  (request time $lats)
 (d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams, one connection)
+(f) mq-bridge 1 event/request: $mqb events/s  (202 before the broker's ack; Sluice's (c) waits for it)
 ratio (b)/(a):                 $ratio
 ratio (b')/(a):                $ratio2
 ratio (d)/(a):                 $(python3 -c "print(f'{$grpc_rate / $direct:.2f}')")
+ratio (c)/(f):                 $(python3 -c "print(f'{$single / $mqb:.2f}')")  (goal >= 2)
 (e) metrics on / off (b):      $metrics_on / $metrics_off events/s (best of $METRICS_ROUNDS); CPU per event $(least "${on_us[@]}") / $(least "${off_us[@]}") us
 ratio (e) on/off:              $(python3 -c "print(f'{$metrics_on / $metrics_off:.3f}')")
 OUT
