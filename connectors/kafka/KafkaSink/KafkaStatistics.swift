@@ -59,6 +59,13 @@ final class KafkaStatistics: Sendable {
         self.batchBytes = Self.batchBytes.gauge(sink, factory: factory)
     }
 
+    /// A running total from the document as an Int: 0 when absent, negative or not a number,
+    /// at most Int.max (converting a larger Double would trap; found by fuzzing).
+    static func total(_ value: Double?) -> Int {
+        guard let value, value.isFinite, value > 0 else { return 0 }
+        return value >= Double(Int.max) ? Int.max : Int(value)
+    }
+
     /// Takes one statistics document. Returns false if it is not the JSON librdkafka sends.
     @discardableResult
     func update(json: UnsafeRawBufferPointer) -> Bool {
@@ -86,8 +93,8 @@ final class KafkaStatistics: Sendable {
             guard let node = broker["nodeid"]?.number, node >= 0 else { continue }
             let rtt = broker["rtt"]
             let throttle = broker["throttle"]
-            let errors = Int(broker["txerrs"]?.number ?? 0)
-            let retries = Int(broker["txretries"]?.number ?? 0)
+            let errors = Self.total(broker["txerrs"]?.number)
+            let retries = Self.total(broker["txretries"]?.number)
             let (gauges, newErrors, newRetries) = self.brokers.withLockedValue { brokers -> (Broker, Int, Int) in
                 var entry = brokers[name] ?? self.makeBroker(name)
                 // librdkafka's totals restart with a new producer (after a fatal error).

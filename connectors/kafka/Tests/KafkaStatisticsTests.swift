@@ -58,6 +58,17 @@ import Testing
         #expect(text.contains(#"sluice_kafka_broker_transmit_errors_total{sink="events",broker="127.0.0.1:19092/1"} 6"#))
     }
 
+    @Test func totalsBeyondIntOrNotNumbersDoNotTrap() {
+        let exporter = PrometheusExporter(version: "test")
+        let statistics = KafkaStatistics(sink: "events", factory: exporter.factory)
+        let huge = Self.document(txerrs: 0, msgCount: 0).replacingOccurrences(of: #""txerrs":0,"txretries":2"#, with: #""txerrs":3e40,"txretries":-7"#)
+        #expect(Self.update(statistics, huge))
+        let text = String(decoding: exporter.scrape(), as: UTF8.self)
+        #expect(text.contains(#"sluice_kafka_broker_transmit_errors_total{sink="events",broker="127.0.0.1:19092/1"} \#(Int.max)"#), "clamped")
+        #expect(KafkaStatistics.total(nil) == 0 && KafkaStatistics.total(-3) == 0 && KafkaStatistics.total(.nan) == 0)
+        #expect(KafkaStatistics.total(.infinity) == 0 && KafkaStatistics.total(41.9) == 41 && KafkaStatistics.total(1e300) == Int.max)
+    }
+
     @Test func malformedDocumentsAreRefusedWhole() {
         let statistics = KafkaStatistics(sink: "events", factory: PrometheusExporter(version: "test").factory)
         let refused = [
