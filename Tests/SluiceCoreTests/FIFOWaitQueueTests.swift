@@ -20,14 +20,20 @@ private struct Slots: FIFOCapacity {
 }
 
 @Suite struct FIFOWaitQueueTests {
+    /// How long a waiter here may wait: these tests never let one reach its deadline, so it is
+    /// only a bound, and a long one. On CI's two cores, other suites' blocking helpers held the
+    /// runner's cooperative threads for over 30 s at the start of a run, and a waiter with a 30 s
+    /// deadline left the line before the test gave it its slot.
+    static let patience = Duration.seconds(600)
+
     @Test func waitersAreServedInArrivalOrderAndALongLineRefusesAtOnce() async {
         let queue = FIFOWaitQueue(Slots(max: 1))
         #expect(queue.tryTake(1))
-        let first = Task { await queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2) }
+        let first = Task { await queue.take(1, deadline: .now + Self.patience, maxWaiting: 2) }
         #expect(await eventually { queue.waiting == 1 })
-        let second = Task { await queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2) }
+        let second = Task { await queue.take(1, deadline: .now + Self.patience, maxWaiting: 2) }
         #expect(await eventually { queue.waiting == 2 })
-        #expect(await !queue.take(1, deadline: .now + .seconds(30), maxWaiting: 2), "two already wait: refused without waiting")
+        #expect(await !queue.take(1, deadline: .now + Self.patience, maxWaiting: 2), "two already wait: refused without waiting")
         queue.give(1)
         #expect(await first.value, "the first in line gets the slot given back")
         #expect(queue.waiting == 1)
@@ -40,9 +46,9 @@ private struct Slots: FIFOCapacity {
         let queue = FIFOWaitQueue(Slots(max: 4))
         #expect(queue.tryTake(3))
         // Wants 3 of the 1 left: waits, and holds up the small one behind it (first come, first served).
-        let big = Task { await queue.take(3, deadline: .now + .seconds(30)) }
+        let big = Task { await queue.take(3, deadline: .now + Self.patience) }
         #expect(await eventually { queue.waiting == 1 })
-        let small = Task { await queue.take(1, deadline: .now + .seconds(30)) }
+        let small = Task { await queue.take(1, deadline: .now + Self.patience) }
         #expect(await eventually { queue.waiting == 2 })
         #expect(queue.withCapacity { $0.active } == 3, "the small one waits behind the big one")
         big.cancel()  // leaves the line as a passed deadline does (both expire the waiter)
@@ -54,7 +60,7 @@ private struct Slots: FIFOCapacity {
     @Test func aCancelledWaiterLeavesTheLine() async {
         let queue = FIFOWaitQueue(Slots(max: 1))
         #expect(queue.tryTake(1))
-        let waiter = Task { await queue.take(1, deadline: .now + .seconds(30)) }
+        let waiter = Task { await queue.take(1, deadline: .now + Self.patience) }
         #expect(await eventually { queue.waiting == 1 })
         waiter.cancel()
         #expect(await !waiter.value)
