@@ -23,7 +23,12 @@ extension DeliveryLedger {
         /// Settles the event in `slot` (one of the run's), of `bytes` bytes.
         public func settle(slot: Int, bytes: Int, with result: DeliveryResult) {
             if case .failed(let failure) = result {
-                self.failures.withLockedValue { $0[failure, default: (0, 0)].count += 1; $0[failure, default: (0, 0)].bytes += bytes }
+                self.failures.withLockedValue { tallies in
+                    var tally = tallies[failure, default: (0, 0)]
+                    tally.count += 1
+                    tally.bytes += bytes
+                    tallies[failure] = tally
+                }
             }
             // Budget and recorder before the slot: completing the request's last slot may answer it.
             if self.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {

@@ -25,20 +25,18 @@ final class KafkaProducerClient: @unchecked Sendable {
     /// State reachable from librdkafka's C callbacks.
     final class CallbackContext: Sendable {
         let logger: Logger
-        let ledger: DeliveryLedger
         let brokersDown = NIOLockedValueBox(false)
         /// Takes librdkafka's statistics, when metrics are on.
         let statistics: KafkaStatistics?
-        init(logger: Logger, ledger: DeliveryLedger, statistics: KafkaStatistics?) {
+        init(logger: Logger, statistics: KafkaStatistics?) {
             self.logger = logger
-            self.ledger = ledger
             self.statistics = statistics
         }
     }
 
     /// - Parameter statistics: takes librdkafka's statistics (the properties must set
     ///   `statistics.interval.ms` for any to come).
-    init(properties: [KafkaProperty], ledger: DeliveryLedger, statistics: KafkaStatistics? = nil, logger: Logger) throws {
+    init(properties: [KafkaProperty], statistics: KafkaStatistics? = nil, logger: Logger) throws {
         self.logger = logger
         guard let conf = rd_kafka_conf_new() else {
             throw KafkaClientSetupError(message: "librdkafka could not allocate a configuration")
@@ -49,7 +47,7 @@ final class KafkaProducerClient: @unchecked Sendable {
                 throw KafkaClientSetupError(message: "property \(property.name): \(problem)")
             }
         }
-        let context = Unmanaged.passRetained(CallbackContext(logger: logger, ledger: ledger, statistics: statistics))
+        let context = Unmanaged.passRetained(CallbackContext(logger: logger, statistics: statistics))
         rd_kafka_conf_set_opaque(conf, context.toOpaque())
         if statistics != nil { rd_kafka_conf_set_stats_cb(conf, kafkaStatistics) }
         rd_kafka_conf_set_dr_msg_cb(conf, kafkaDeliveryReport)
@@ -101,10 +99,9 @@ final class KafkaProducerClient: @unchecked Sendable {
         self.topicHandle(topic).map { .handle($0) } ?? .name(topic)
     }
 
-    /// Hands one event to librdkafka. Returns NO_ERROR when queued; the delivery report settles
-    /// `held` later. On an error `held` is not settled.
-    /// The ticket carries the event's hold on the ledger; the delivery report settles it.
-    /// Hands `event` (slot `slot` of `hold`) to librdkafka; its delivery report settles it.
+    /// Hands `event` (slot `slot` of `hold`) to librdkafka. Returns NO_ERROR when queued: the
+    /// delivery report settles the slot later, through the ticket it carries. On an error the
+    /// slot is not settled (the caller settles it).
     func produce(_ event: Event, to destination: Destination, hold: DeliveryLedger.SharedHold, slot: Int) -> rd_kafka_resp_err_t {
         let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(hold: hold, slot: slot, bytes: event.size))
         let err: rd_kafka_resp_err_t
@@ -332,10 +329,9 @@ private func withHeaderArena<R>(_ headers: [EventHeader], _ body: ([HeaderSpan])
 
 private let kafkaDeliveryReport:
     @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
-        _, message, contextOpaque in
+        _, message, _ in
         guard let message, let opaque = message.pointee._private else { return }
         let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
-        // The context outlives every delivery report (it is released after the final flush).
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
             ticket.hold.settle(

@@ -65,7 +65,7 @@ public final class KafkaSink: TunableSink {
         let statistics = self.statistics
         self.currentProperties = NIOLockedValueBox(properties)
         self.current = NIOLockedValueBox(
-            try KafkaProducerClient(properties: properties, ledger: context.ledger, statistics: statistics, logger: logger))
+            try KafkaProducerClient(properties: properties, statistics: statistics, logger: logger))
         let shown = properties.map { "\($0.name)=\($0.isSecret ? "***" : $0.value)" }
         logger.info("kafka producer created", metadata: ["properties": "\(shown.joined(separator: ", "))"])
     }
@@ -111,7 +111,7 @@ public final class KafkaSink: TunableSink {
         }
         let fresh: KafkaProducerClient
         do {
-            fresh = try KafkaProducerClient(properties: properties, ledger: self.ledger, statistics: self.statistics, logger: self.logger)
+            fresh = try KafkaProducerClient(properties: properties, statistics: self.statistics, logger: self.logger)
         } catch {
             throw SinkTuningError(field: "properties", message: "librdkafka refused the new producer: \(error)")
         }
@@ -306,7 +306,7 @@ public final class KafkaSink: TunableSink {
     private func replaceProducer(after fatal: String) async -> Bool {
         let fresh: KafkaProducerClient
         do {
-            fresh = try KafkaProducerClient(properties: self.properties, ledger: self.ledger, statistics: self.statistics, logger: self.logger)
+            fresh = try KafkaProducerClient(properties: self.properties, statistics: self.statistics, logger: self.logger)
         } catch {
             self.logger.error("kafka producer hit a fatal error and a new one could not be built", metadata: ["error": "\(fatal)", "reason": "\(error)"])
             return false
