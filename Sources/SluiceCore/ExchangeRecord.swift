@@ -38,8 +38,8 @@ public struct ExchangeFacts: Sendable {
     }
 
     /// Counts the failed results by their code.
-    public mutating func reject(results: DeliveryResults) {
-        for (failure, count) in results.summary().failures { self.rejected[failure.code, default: 0] += count }
+    public mutating func reject(_ summary: DeliverySummary) {
+        for (failure, count) in summary.failures { self.rejected[failure.code, default: 0] += count }
     }
 }
 

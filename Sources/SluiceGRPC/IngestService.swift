@@ -80,11 +80,11 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
         let route = try Self.route(in: self.callRoutes, method: "Publish", metadata: request.metadata)
         let message = request.message
-        let results = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
-        try Self.callLevelError(results)
+        let (results, summary) = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
+        try Self.callLevelError(summary)
         return ServerResponse(
             message: .with {
-                $0.accepted = UInt32(results.count { if case .delivered = $0 { return true } else { return false } })
+                $0.accepted = UInt32(summary.delivered)
                 $0.results = results.map(Self.result)
             })
     }
@@ -145,11 +145,11 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
                     // ... and acknowledge them when they settle, without holding up the next request.
                     let sequence = message.sequence
                     settling.addTask {
-                        let results = await pending.results()
+                        let (results, summary) = await pending.results()
                         ackContinuation.yield(
                             .with { ack in
                                 ack.sequence = sequence
-                                ack.durable = results.allSatisfy { if case .delivered = $0 { return true } else { return false } }
+                                ack.durable = summary.failed == 0
                                 ack.results = results.map(Self.result)
                             })
                     }
@@ -163,12 +163,9 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     /// When every event failed for the same kind of reason, that is the call's status:
     /// UNAVAILABLE if retryable (sink saturated or down), INVALID_ARGUMENT for a bad request
     /// (bad topic, too many events, all too large). Mixed outcomes are per-event results.
-    static func callLevelError(_ results: DeliveryResults) throws(RPCError) {
-        let failures = results.compactMap { result -> DeliveryFailure? in
-            if case .failed(let failure) = result { return failure }
-            return nil
-        }
-        guard !failures.isEmpty, failures.count == results.count, let first = failures.first else { return }
+    static func callLevelError(_ summary: DeliverySummary) throws(RPCError) {
+        let failures = summary.failures.map(\.failure)
+        guard summary.delivered == 0, let first = summary.firstFailure else { return }
         if failures.allSatisfy(\.isRetryable) {
             throw RPCError(code: .unavailable, message: "\(first.message) (retry later)")
         }
@@ -248,10 +245,11 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         /// The call's tally, told which events failed.
         let tally = CallTally.current
 
-        func results() async -> DeliveryResults {
+        func results() async -> (results: DeliveryResults, summary: DeliverySummary) {
             let results = await self.session.results()
-            self.tally?.reject(results: results)
-            return results
+            let summary = results.summary()
+            self.tally?.reject(summary)
+            return (results, summary)
         }
     }
 

@@ -151,8 +151,8 @@ final class CallTally: Sendable {
     }
 
     /// Counts the failed results among a request's (for the observer).
-    func reject(results: DeliveryResults) {
-        self.state.withLockedValue { $0.observed?.facts.reject(results: results) }
+    func reject(_ summary: DeliverySummary) {
+        self.state.withLockedValue { $0.observed?.facts.reject(summary) }
     }
 
     func identify(_ client: String?) {

@@ -117,8 +117,10 @@ public struct IngestHandler: Sendable {
             return self.acceptedResponse(session: session, stop: stop)
         }
         let results = await session.results()
-        facts.reject(results: results)
-        return self.response(results: results, stop: stop, saturated: session.saturated, minimal: Self.prefersMinimal(request))
+        let summary = results.summary()
+        facts.reject(summary)
+        return self.response(
+            results: results, summary: summary, stop: stop, saturated: session.saturated, minimal: Self.prefersMinimal(request))
     }
 
     /// Builds the response from every event's fate: 200 when all were delivered; otherwise
@@ -128,9 +130,8 @@ public struct IngestHandler: Sendable {
     /// is encoded (the listener sends each part once the previous one has left), so the
     /// response never exists whole in memory.
     private func response(
-        results: DeliveryResults, stop: IngestError?, saturated: DeliveryFailure?, minimal: Bool
+        results: DeliveryResults, summary: DeliverySummary, stop: IngestError?, saturated: DeliveryFailure?, minimal: Bool
     ) -> HTTPResponse {
-        let summary = results.summary()
         var json = JSONWriter()
         json.openObject()
         if let stop {
@@ -271,6 +272,8 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
 
     /// Encodes results until about `limit` bytes are waiting or the document is complete.
     private mutating func encode(upTo limit: Int) {
+        // About 32 bytes per result still to list, at most a part's worth: one allocation per part.
+        self.json.reserveCapacity(Swift.min(limit, (self.results.count - self.position) * 32 + 64))
         if !self.opened {
             self.opened = true
             if self.hasList { self.json.openArray() }
