@@ -483,9 +483,14 @@ extension SluiceConfiguration {
                 r.error(path + ".rate", "expected a rate like 100/s, 6000/min or 10/h, got \"\(text)\"")
                 return nil
             }
+            // The default burst (one second's worth) must fit burst's own range.
+            guard perSecond <= Double(Self.maxBurst) else {
+                r.error(path + ".rate", "at most \(Self.maxBurst)/s, got \"\(text)\"")
+                return nil
+            }
             var burst = max(1, Int(perSecond.rounded(.up)))
             if let (n, p) = fields["burst"] {
-                guard let value = r.integer(n, p, range: 1...100_000_000) else { return nil }
+                guard let value = r.integer(n, p, range: 1...Self.maxBurst) else { return nil }
                 burst = value
             }
             return RateLimitConfig.Limit(perSecond: perSecond, burst: burst, text: text)
@@ -526,6 +531,9 @@ extension SluiceConfiguration {
     }
 
     /// "100/s", "6000/min", "10/h" -> per second.
+    /// The largest burst, and so the largest rate per second, a rate limit takes.
+    static let maxBurst = 100_000_000
+
     static func rate(_ text: String) -> Double? {
         let parts = text.replacingOccurrences(of: " ", with: "").split(separator: "/", maxSplits: 1)
         guard parts.count == 2, let amount = Double(parts[0]), amount > 0, amount.isFinite else { return nil }

@@ -120,3 +120,37 @@ import Testing
         #expect(TopicName.problem(String(repeating: "a", count: 250)) != nil)
     }
 }
+
+@Suite struct RateLimitParsingTests {
+    static func errors(rate: String) -> [String] {
+        let yaml = """
+            listeners: [{ name: main, address: "127.0.0.1:8080" }]
+            policies:
+              - name: per-ip
+                rate_limit: { key: source_ip, rate: "\(rate)" }
+            sinks:
+              - name: archive
+                file: { directory: ./data }
+            routes:
+              - name: ingest
+                match: { path: "/v1/events/{topic}", methods: [POST] }
+                policies: [per-ip]
+                ingest: { sink: archive, topic: "{topic}" }
+            """
+        do {
+            _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    /// Found by the config fuzz target: a rate past Int's range crashed the reader while it
+    /// derived the default burst.
+    @Test func aRateTooLargeForItsBurstIsAnErrorNotACrash() {
+        #expect(Self.errors(rate: "606666666666666666666600/min") == ["policies[0].rate_limit.rate: at most 100000000/s, got \"606666666666666666666600/min\""])
+        #expect(Self.errors(rate: "1e300/s").count == 1)
+        #expect(Self.errors(rate: "100000000/s") == [])
+        #expect(Self.errors(rate: "6000/min") == [])
+    }
+}
