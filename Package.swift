@@ -397,6 +397,13 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SluiceGRPCTests",
+            dependencies: [
+                "SluiceGRPC", "SluiceCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .testTarget(
             name: "SluiceIngestTests",
             dependencies: ["SluiceIngest", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
@@ -467,6 +474,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

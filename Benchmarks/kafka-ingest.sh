@@ -6,7 +6,7 @@
 #       CONNECTIONS concurrent connections (ack: sink: every response waits for the broker)
 #   (b') the same over HTTP/2 (H2_CONNECTIONS connections x H2_STREAMS concurrent streams)
 #   (c) one event per request, SINGLE_REQUESTS requests
-#   (d) the same N events over gRPC PublishStream, 100 per request, GRPC_STREAMS streams on one connection
+#   (d) the same N events over gRPC PublishStream, 100 per request, GRPC_STREAMS streams on GRPC_CONNECTIONS connections
 #   (e) what metrics cost: (b) again with admin.metrics on and off, alternating, METRICS_ROUNDS
 #       times each (a fresh Sluice per run), best events/s and least CPU per event of each
 #
@@ -24,6 +24,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 H2_CONNECTIONS="${H2_CONNECTIONS:-8}"
 H2_STREAMS="${H2_STREAMS:-8}"
 GRPC_STREAMS="${GRPC_STREAMS:-8}"
+GRPC_CONNECTIONS="${GRPC_CONNECTIONS:-2}"
 GRPC_PORT="${GRPC_PORT:-18082}"
 SINGLE_REQUESTS="${SINGLE_REQUESTS:-20000}"
 METRICS_ROUNDS="${METRICS_ROUNDS:-3}"
@@ -152,7 +153,9 @@ grep -q "status codes: $SINGLE_REQUESTS 2xx" "$work/load-mqb.out" || { echo "mq-
 mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
 
 # (d) gRPC PublishStream.
-grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS")
+cpu_before=$(cpu_of_pid "$sluice_pid")
+grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS" "$GRPC_CONNECTIONS")
+grpc_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
 [[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
 grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
 
@@ -193,11 +196,12 @@ events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HT
 (b) Sluice NDJSON x$EVENTS_PER_REQUEST h1:     $batched events/s  (request time $latb; $sluice_us us CPU per event in Sluice)
 (b') Sluice NDJSON x$EVENTS_PER_REQUEST h2:    $batched2 events/s
 (c) Sluice 1 event/request:    $single events/s  (request time $lats)
-(d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams, one connection)
+(d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams on $GRPC_CONNECTIONS connections; $grpc_us us CPU per event in Sluice)
 (f) mq-bridge 1 event/request: $mqb events/s  (202 before the broker's ack; Sluice's (c) waits for it)
 ratio (b)/(a):                 $ratio
 ratio (b')/(a):                $ratio2
 ratio (d)/(a):                 $(python3 -c "print(f'{$grpc_rate / $direct:.2f}')")
+ratio (d)/(b):                 $(python3 -c "print(f'{$grpc_rate / $batched:.2f}')")  (goal >= 1)
 ratio (c)/(f):                 $(python3 -c "print(f'{$single / $mqb:.2f}')")  (goal >= 2)
 (e) metrics on / off (b):      $metrics_on / $metrics_off events/s (best of $METRICS_ROUNDS); CPU per event $(least "${on_us[@]}") / $(least "${off_us[@]}") us
 ratio (e) on/off:              $(python3 -c "print(f'{$metrics_on / $metrics_off:.3f}')")

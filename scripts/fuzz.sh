@@ -21,11 +21,12 @@ declare -A SOURCES=(
     [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift scripts/fuzz/support/JSONNestingDepth.swift"
     [kafka_statistics]="connectors/kafka/KafkaSink/KafkaStatistics.swift scripts/fuzz/support/JSONNestingDepth.swift"
     [zerobus_record]="connectors/zerobus/ZerobusSink/ZerobusRecordCheck.swift"
+    [grpc_publish_request]="Sources/SluiceGRPC/IngestWire.swift Sources/SluiceGRPC/Generated/sluice/v1/ingest.pb.swift"
     [jwt]="$(echo Sources/SluicePolicy/*.swift)"
     [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

@@ -53,7 +53,10 @@ public struct GRPCRouteTable: Sendable {
 ///   request's `sequence`) once settled, in whatever order that happens. The next request is
 ///   read only after the sink has taken the previous one, so a slow sink slows the client
 ///   through HTTP/2 flow control instead of being buffered.
-public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
+///
+/// Requests are read and answers written by `IngestWire` (events slice one copy of the request),
+/// not through SwiftProtobuf's generated message values; the wire format is the same.
+public struct IngestService: RegistrableRPCService {
     static let serviceName = "sluice.v1.Ingest"
     /// Requests of one stream whose acks are not yet written; past this the stream stops reading.
     static let maxUnackedRequests = 1024
@@ -74,25 +77,39 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     // MARK: - RPCs
 
-    public func publish(
-        request: ServerRequest<Sluice_V1_PublishRequest>,
-        context: ServerContext
-    ) async throws -> ServerResponse<Sluice_V1_PublishResponse> {
-        let route = try Self.route(in: self.callRoutes, method: "Publish", metadata: request.metadata)
-        let message = request.message
-        let (results, summary) = try await Self.untilCancelled { await self.handOver(message, route: route).results() }
-        try Self.callLevelError(summary)
-        return ServerResponse(
-            message: .with {
-                $0.accepted = UInt32(summary.delivered)
-                $0.results = results.map(Self.result)
+    public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Sluice_V1_Ingest.Method.Publish.descriptor,
+            deserializer: PublishRequestDeserializer(),
+            serializer: WireSerializer(encode: IngestWire.publishResponse),
+            handler: { request, context in
+                try await StreamingServerResponse(single: self.publish(request: ServerRequest(stream: request), context: context))
             })
+        router.registerHandler(
+            forMethod: Sluice_V1_Ingest.Method.PublishStream.descriptor,
+            deserializer: PublishRequestDeserializer(),
+            serializer: WireSerializer(encode: IngestWire.publishAck),
+            handler: { request, context in try await self.publishStream(request: request, context: context) })
     }
 
-    public func publishStream(
-        request: StreamingServerRequest<Sluice_V1_PublishRequest>,
+    func publish(
+        request: ServerRequest<IncomingPublishRequest>,
         context: ServerContext
-    ) async throws -> StreamingServerResponse<Sluice_V1_PublishAck> {
+    ) async throws -> ServerResponse<OutgoingPublishResponse> {
+        let route = try Self.route(in: self.callRoutes, method: "Publish", metadata: request.metadata)
+        let message = request.message
+        let (results, summary) = try await Self.untilCancelled {
+            var message = message
+            return await self.handOver(&message, route: route).results()
+        }
+        try Self.callLevelError(summary)
+        return ServerResponse(message: OutgoingPublishResponse(accepted: UInt32(summary.delivered), results: results))
+    }
+
+    func publishStream(
+        request: StreamingServerRequest<IncomingPublishRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<OutgoingPublishAck> {
         let route = try Self.route(in: self.callRoutes, method: "PublishStream", metadata: request.metadata)
         return StreamingServerResponse { response in
             try await Self.untilCancelled { try await self.stream(request.messages, to: response, route: route) }
@@ -119,11 +136,11 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
     }
 
     private func stream(
-        _ requests: RPCAsyncSequence<Sluice_V1_PublishRequest, any Error>,
-        to response: RPCWriter<Sluice_V1_PublishAck>,
+        _ requests: RPCAsyncSequence<IncomingPublishRequest, any Error>,
+        to response: RPCWriter<OutgoingPublishAck>,
         route: GRPCIngestRoute
     ) async throws {
-        let (acks, ackContinuation) = AsyncStream<Sluice_V1_PublishAck>.makeStream()
+        let (acks, ackContinuation) = AsyncStream<OutgoingPublishAck>.makeStream()
         // A client that does not read its acks is not allowed to pile them up here: each request
         // takes one of these permits and its ack gives it back once written.
         let unacked = InFlightBudget(maxBytes: Self.maxUnackedRequests, maxEvents: Self.maxUnackedRequests)
@@ -135,23 +152,18 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
                 }
             }
             try await withThrowingDiscardingTaskGroup { settling in
-                for try await message in requests {
+                for try await var message in requests {
                     // Returns false only when the stream is cancelled.
                     guard await unacked.acquire(bytes: 1, events: 1, deadline: .now + .seconds(365 * 86_400)) else {
                         throw CancellationError()
                     }
                     // Hand the events over (this waits while the sink has no room) ...
-                    let pending = await self.handOver(message, route: route)
+                    let pending = await self.handOver(&message, route: route)
                     // ... and acknowledge them when they settle, without holding up the next request.
                     let sequence = message.sequence
                     settling.addTask {
                         let (results, summary) = await pending.results()
-                        ackContinuation.yield(
-                            .with { ack in
-                                ack.sequence = sequence
-                                ack.durable = summary.failed == 0
-                                ack.results = results.map(Self.result)
-                            })
+                        ackContinuation.yield(OutgoingPublishAck(sequence: sequence, durable: summary.failed == 0, results: results))
                     }
                 }
             }
@@ -255,8 +267,9 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     /// Validates the request, fails invalid events at once, and hands the valid ones to the
     /// sink through the route's pipeline (waiting, up to `max_wait` per wait, while it has no
-    /// room). Every event gets a result, in the request's order.
-    private func handOver(_ request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) async -> PendingDelivery {
+    /// room). Every event gets a result, in the request's order. The request's events are
+    /// handed over (moved, not copied) and `request.events` is left empty.
+    private func handOver(_ request: inout IncomingPublishRequest, route: GRPCIngestRoute) async -> PendingDelivery {
         let pipeline = route.pipeline
         let count = request.events.count
         let topic = self.topic(for: request, route: route)
@@ -284,17 +297,27 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
             session.fail(count: size - (session.reserved - before), with: session.stopFailure)
         }
         var bytes = 0
+        var tooLarge = 0
         for event in request.events {
-            let size = event.value.count + (event.hasKey ? event.key.count : 0)
+            let size = event.value.readableBytes + (event.key?.readableBytes ?? 0)
             bytes += size
-            if size > pipeline.config.maxEventBytes {
-                await flush()
-                session.fail(
-                    count: 1,
-                    with: DeliveryFailure(.eventTooLarge, "event is larger than max_event_bytes (\(pipeline.config.maxEventBytes) bytes)"))
-                continue
+            if size > pipeline.config.maxEventBytes { tooLarge += 1 }
+        }
+        if tooLarge == 0 {
+            // The usual case: every event goes, as one run, without a copy of any.
+            swap(&run, &request.events)
+        } else {
+            for event in request.events {
+                if event.value.readableBytes + (event.key?.readableBytes ?? 0) > pipeline.config.maxEventBytes {
+                    await flush()
+                    session.fail(
+                        count: 1,
+                        with: DeliveryFailure(.eventTooLarge, "event is larger than max_event_bytes (\(pipeline.config.maxEventBytes) bytes)"))
+                    continue
+                }
+                run.append(event)
             }
-            run.append(Self.event(event))
+            request.events = []
         }
         await flush()
         CallTally.current?.add(events: session.sent, bytes: bytes, eventBytes: session.sentBytes)
@@ -303,7 +326,7 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
 
     /// The topic of a request: the route's fixed topic (the request may repeat it), or the
     /// request's `topic` in the route's template; then the pipeline's checks.
-    private func topic(for request: Sluice_V1_PublishRequest, route: GRPCIngestRoute) -> Result<String, IngestError> {
+    private func topic(for request: IncomingPublishRequest, route: GRPCIngestRoute) -> Result<String, IngestError> {
         let template = route.ingest.topic
         if let fixed = template.fixedValue {
             guard request.topic.isEmpty || request.topic == fixed else {
@@ -316,35 +339,25 @@ public struct IngestService: Sluice_V1_Ingest.ServiceProtocol {
         if let problem = route.pipeline.problem(topic: topic) { return .failure(problem) }
         return .success(topic)
     }
+}
 
-    /// An event as the client sent it; one without a key gets the route's (pipeline).
-    private static func event(_ message: Sluice_V1_Event) -> Event {
-        var headers = message.headers.map { EventHeader(name: $0.key, value: $0.value) }
-        headers.sort { $0.name < $1.name }
-        return Event(
-            value: ByteBuffer(bytes: message.value),
-            key: message.hasKey ? ByteBuffer(bytes: message.key) : nil,
-            headers: headers,
-            timestampMilliseconds: message.hasTimestampMs ? message.timestampMs : nil)
-    }
-
-    private static func result(_ result: DeliveryResult) -> Sluice_V1_EventResult {
-        .with {
-            switch result {
-            case .delivered(let receipt):
-                $0.delivered = .with { delivered in
-                    delivered.partition = receipt.partition ?? 0
-                    delivered.offset = receipt.offset ?? 0
-                    delivered.shardID = receipt.shardID ?? ""
-                    delivered.sequenceNumber = receipt.sequenceNumber ?? ""
-                }
-            case .failed(let failure):
-                $0.failed = .with { failed in
-                    failed.code = failure.code
-                    failed.message = failure.message
-                    failed.retryable = failure.isRetryable
-                }
-            }
+/// Reads `sluice.v1.PublishRequest` with `IngestWire`; a message it cannot read fails the call
+/// with INVALID_ARGUMENT, as grpc-swift's protobuf deserializer does.
+struct PublishRequestDeserializer: MessageDeserializer {
+    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> IncomingPublishRequest {
+        do {
+            return try serializedMessageBytes.withUnsafeBytes { bytes throws(IngestWire.Malformed) in try IngestWire.publishRequest(bytes) }
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "Can't deserialize sluice.v1.PublishRequest: \(error)")
         }
+    }
+}
+
+/// Writes an answer with `IngestWire`.
+struct WireSerializer<Message>: MessageSerializer {
+    let encode: @Sendable (Message) -> [UInt8]
+
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: Message) throws -> Bytes {
+        Bytes(self.encode(message))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import GRPCProtobuf
 import SluiceGRPC
 import Testing
 
@@ -153,6 +154,49 @@ import Testing
         let oversized = Sluice_V1_Event.with { $0.value = Data(repeating: 0x62, count: 4096) }
         #expect(try await code(.with { $0.topic = "t"; $0.events = [oversized] }) == .invalidArgument)
         #expect(try await code(.with { $0.topic = "bad topic!"; $0.events = [.with { $0.value = Data("x".utf8) }] }) == .invalidArgument)
+    }
+
+    /// Bytes sent as they are, for messages no well-behaved client writes.
+    struct RawBytes: MessageSerializer {
+        func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+    }
+
+    @Test func aMessageThatIsNotAPublishRequestIsInvalidArgumentAndTheServerServesOn() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let topic = uniqueTopic("grpc-raw")
+        let malformed: [[UInt8]] = [
+            [0x12, 0x02, 0xc3, 0x28],  // topic not UTF-8
+            [0x1a, 0x05, 0x0a, 0x09, 0x61],  // event value longer than the event
+            [0x0f],  // wire type 7
+        ]
+        try await withGRPCClient(
+            transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
+        ) { client in
+            for bytes in malformed {
+                do {
+                    _ = try await client.unary(
+                        request: ClientRequest(message: bytes, metadata: ["x-tenant": "acme"]),
+                        descriptor: Sluice_V1_Ingest.Method.Publish.descriptor, serializer: RawBytes(),
+                        deserializer: GRPCProtobuf.ProtobufDeserializer<Sluice_V1_PublishResponse>(), options: .defaults
+                    ) { try $0.message }
+                    Issue.record("\(bytes) was taken")
+                } catch let error as RPCError {
+                    #expect(error.code == .invalidArgument)
+                    #expect(error.message.contains("sluice.v1.PublishRequest"))
+                }
+            }
+            // The same connection still serves a good request, written by hand the same way.
+            var good: [UInt8] = [0x12, UInt8(topic.utf8.count)] + Array(topic.utf8)
+            good += [0x1a, 0x05, 0x0a, 0x03] + Array("abc".utf8)
+            let response = try await client.unary(
+                request: ClientRequest(message: good, metadata: ["x-tenant": "acme"]),
+                descriptor: Sluice_V1_Ingest.Method.Publish.descriptor, serializer: RawBytes(),
+                deserializer: GRPCProtobuf.ProtobufDeserializer<Sluice_V1_PublishResponse>(), options: .defaults
+            ) { try $0.message }
+            #expect(response.accepted == 1)
+        }
+        let records = try consume(topic, expecting: 1)
+        #expect(records.map(\.value) == ["abc"])
     }
 
     @Test func aCallNoRouteServesIsNotFound() async throws {
