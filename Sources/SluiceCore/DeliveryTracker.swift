@@ -16,6 +16,8 @@ public final class DeliveryTracker: Sendable {
         var pending = 0
         var sealed = false
         var waiter: CheckedContinuation<DeliveryResults, Never>?
+        /// Set when the deadline passed before anyone waited: the next wait ends at once.
+        var expiredWith: DeliveryFailure?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -81,20 +83,29 @@ public final class DeliveryTracker: Sendable {
 
     /// Waits until every slot is complete or `deadline` passes; slots still open then are
     /// reported as `unsettled`. Requires `seal()` first and a tracker that records results.
+    ///
+    /// The deadline is kept by `SettleDeadlines` (one sweeper for the process, within its tick
+    /// of `deadline`), not by a timer per request: a timer task per request cost a dispatch
+    /// timer and a wake-up of libdispatch's manager thread each.
     public func results(deadline: ContinuousClock.Instant, unsettled: DeliveryFailure) async -> DeliveryResults {
-        let timer = Task { [weak self] in
-            guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil, let self else { return }
-            let expired: (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? = self.state.withLockedValue { state in
-                guard let waiter = state.waiter else { return nil }
-                state.waiter = nil
-                // A late completion finds no open slot and is ignored; pending stays above zero.
-                state.results.settleRemaining(with: unsettled)
-                return (waiter, state.results)
-            }
-            if let (waiter, results) = expired { waiter.resume(returning: results) }
-        }
-        defer { timer.cancel() }
+        let watch = SettleDeadlines.shared.watch(self, deadline: deadline, unsettled: unsettled)
+        defer { SettleDeadlines.shared.forget(watch) }
         return await self.results()
+    }
+
+    /// Reports the slots still open as `unsettled` to the waiting `results()` (a deadline passed).
+    func expire(with unsettled: DeliveryFailure) {
+        let expired: (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? = self.state.withLockedValue { state in
+            guard let waiter = state.waiter else {
+                state.expiredWith = unsettled
+                return nil
+            }
+            state.waiter = nil
+            // A late completion finds no open slot and is ignored; pending stays above zero.
+            state.results.settleRemaining(with: unsettled)
+            return (waiter, state.results)
+        }
+        if let (waiter, results) = expired { waiter.resume(returning: results) }
     }
 
     /// Waits until every slot is complete; requires `seal()` first and a tracker that records results.
@@ -104,10 +115,79 @@ public final class DeliveryTracker: Sendable {
             let ready: DeliveryResults? = self.state.withLockedValue { state in
                 precondition(state.sealed, "results() before seal()")
                 if state.pending == 0 { return state.results }
+                if let unsettled = state.expiredWith {
+                    state.results.settleRemaining(with: unsettled)
+                    return state.results
+                }
                 state.waiter = continuation
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+/// The settle deadlines of the requests waiting for their results, kept by one sweeper task
+/// for the whole process: it runs while any deadline is watched, every `tick`, and expires the
+/// trackers whose deadline has passed. A deadline is met within one tick after it passes.
+final class SettleDeadlines: Sendable {
+    static let shared = SettleDeadlines(tick: .milliseconds(100))
+
+    private struct Watched {
+        let tracker: DeliveryTracker
+        let deadline: ContinuousClock.Instant
+        let unsettled: DeliveryFailure
+    }
+
+    private struct State {
+        var watched: [Int: Watched] = [:]
+        var nextID = 0
+        var sweeping = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let tick: Duration
+
+    init(tick: Duration) {
+        self.tick = tick
+    }
+
+    /// Watches `tracker`'s deadline until `forget` is called with the returned id.
+    func watch(_ tracker: DeliveryTracker, deadline: ContinuousClock.Instant, unsettled: DeliveryFailure) -> Int {
+        let (id, startSweeper) = self.state.withLockedValue { state in
+            let id = state.nextID
+            state.nextID &+= 1
+            state.watched[id] = Watched(tracker: tracker, deadline: deadline, unsettled: unsettled)
+            if state.sweeping { return (id, false) }
+            state.sweeping = true
+            return (id, true)
+        }
+        if startSweeper { Task.detached { await self.sweep() } }
+        return id
+    }
+
+    func forget(_ id: Int) {
+        self.state.withLockedValue { _ = $0.watched.removeValue(forKey: id) }
+    }
+
+    private func sweep() async {
+        while true {
+            try? await Task.sleep(for: self.tick)
+            let now = ContinuousClock.now
+            let expired: [Watched]? = self.state.withLockedValue { state in
+                if state.watched.isEmpty {
+                    state.sweeping = false
+                    return nil
+                }
+                var expired: [Watched] = []
+                for (id, watched) in state.watched where watched.deadline <= now {
+                    expired.append(watched)
+                    state.watched[id] = nil
+                }
+                return expired
+            }
+            guard let expired else { return }
+            for watched in expired { watched.tracker.expire(with: watched.unsettled) }
         }
     }
 }

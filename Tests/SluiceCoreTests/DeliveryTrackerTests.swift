@@ -62,6 +62,39 @@ import Testing
         tracker.complete(1, with: .delivered(DeliveryReceipt(offset: 2)))  // a late report is harmless
     }
 
+    @Test func aDeadlineAlreadyPastEndsTheWaitWhicheverComesFirst() async {
+        // The sweeper may expire the tracker before its waiter is registered, or after.
+        for _ in 0..<10 {
+            let tracker = DeliveryTracker()
+            _ = tracker.reserve(1)
+            tracker.seal()
+            let results = await tracker.results(deadline: .now - .seconds(1), unsettled: .notAttempted)
+            #expect(results == [.failed(.notAttempted)])
+        }
+    }
+
+    @Test func oneSweeperKeepsTheDeadlinesOfManyWaits() async {
+        // Settled requests are forgotten; only the open ones expire, each with its own failure.
+        await withTaskGroup(of: (Int, DeliveryResults).self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let tracker = DeliveryTracker()
+                    _ = tracker.reserve(1)
+                    tracker.seal()
+                    if index % 2 == 0 { tracker.complete(0, with: .delivered(DeliveryReceipt(offset: Int64(index)))) }
+                    let failure = DeliveryFailure(code: "late_\(index)", message: "m", isRetryable: true)
+                    return (index, await tracker.results(deadline: .now + .milliseconds(20), unsettled: failure))
+                }
+            }
+            for await (index, results) in group {
+                let expected: DeliveryResult =
+                    index % 2 == 0
+                    ? .delivered(DeliveryReceipt(offset: Int64(index))) : .failed(DeliveryFailure(code: "late_\(index)", message: "m", isRetryable: true))
+                #expect(results == [expected])
+            }
+        }
+    }
+
     @Test func sealedEmptyTrackerReturnsAtOnce() async {
         let tracker = DeliveryTracker()
         tracker.seal()
