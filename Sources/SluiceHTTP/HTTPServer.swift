@@ -295,7 +295,9 @@ public final class HTTPServer: Service, Listening, Sendable {
             try await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in inbound {
-                        group.addTask {
+                        // The connection's task runs on its channel's event loop (see
+                        // EventLoopTaskExecutor); its HTTP/2 streams' tasks inherit it.
+                        group.addTask(executorPreference: EventLoopTaskExecutor(connection.eventLoop)) {
                             guard let connection = try? await connection.get() else { return }
                             switch connection {
                             case .http1(let channel, let tls):
