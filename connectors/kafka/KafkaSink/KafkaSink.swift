@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import SluiceConfigReader
 import SluiceCore
 
@@ -40,10 +41,11 @@ public final class KafkaSink: TunableSink {
     private let ledger: DeliveryLedger
     private let statistics: KafkaStatistics?
     private let state = NIOLockedValueBox(State())
+    /// Set once by `shutdown`; read for every event `enqueue` hands over (an atomic, not the lock).
+    private let closed = Atomic<Bool>(false)
 
     private struct State {
         var ready = false
-        var closed = false
         /// A producer was replaced: probe at once rather than at the next interval.
         var probeNow = false
     }
@@ -106,7 +108,7 @@ public final class KafkaSink: TunableSink {
         }
         let properties = Self.producerProperties(settings, budget: self.budget, statistics: self.statistics != nil)
         guard properties != self.properties else { return }
-        guard !self.state.withLockedValue({ $0.closed }) else {
+        guard !self.closed.load(ordering: .acquiring) else {
             throw SinkTuningError(field: "", message: "the sink is shutting down")
         }
         let fresh: KafkaProducerClient
@@ -140,7 +142,7 @@ public final class KafkaSink: TunableSink {
     public var messagingSystem: String { "kafka" }
 
     public var isReady: Bool {
-        self.state.withLockedValue { $0.ready && !$0.closed } && !self.client.brokersDown
+        self.state.withLockedValue { $0.ready } && !self.closed.load(ordering: .acquiring) && !self.client.brokersDown
     }
 
     /// Producers replaced after a fatal error since start.
@@ -201,7 +203,7 @@ public final class KafkaSink: TunableSink {
                     self.ledger.refuse(tracker: tracker, slots: (firstIndex + runEnd)..<(firstIndex + events.count), with: failure)
                     return index
                 }
-                if self.state.withLockedValue({ $0.closed }) {
+                if self.closed.load(ordering: .acquiring) {
                     return stop(with: .shuttingDown(sink: self.name))
                 }
                 let size = events[index].size
@@ -330,10 +332,7 @@ public final class KafkaSink: TunableSink {
 
     /// Stops accepting events, flushes what is queued (bounded), and stops the producer.
     public func shutdown() async {
-        let alreadyClosed = self.state.withLockedValue { state in
-            defer { state.closed = true }
-            return state.closed
-        }
+        let alreadyClosed = self.closed.exchange(true, ordering: .acquiringAndReleasing)
         guard !alreadyClosed else { return }
         for task in self.flushing.withLockedValue({ $0 }) { await task.value }
         let pending = self.client.outstanding
