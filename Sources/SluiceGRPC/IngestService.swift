@@ -176,8 +176,8 @@ public struct IngestService: RegistrableRPCService {
     /// UNAVAILABLE if retryable (sink saturated or down), INVALID_ARGUMENT for a bad request
     /// (bad topic, too many events, all too large). Mixed outcomes are per-event results.
     static func callLevelError(_ summary: DeliverySummary) throws(RPCError) {
-        let failures = summary.failures.map(\.failure)
         guard summary.delivered == 0, let first = summary.firstFailure else { return }
+        let failures = summary.failures.map(\.failure)
         if failures.allSatisfy(\.isRetryable) {
             throw RPCError(code: .unavailable, message: "\(first.message) (retry later)")
         }
@@ -296,19 +296,21 @@ public struct IngestService: RegistrableRPCService {
             run.removeAll(keepingCapacity: true)
             session.fail(count: size - (session.reserved - before), with: session.stopFailure)
         }
+        // What max_event_bytes limits, and the call's byte tally counts: value and key.
+        func payloadBytes(_ event: Event) -> Int { event.value.readableBytes + (event.key?.readableBytes ?? 0) }
         var bytes = 0
-        var tooLarge = 0
+        var anyTooLarge = false
         for event in request.events {
-            let size = event.value.readableBytes + (event.key?.readableBytes ?? 0)
+            let size = payloadBytes(event)
             bytes += size
-            if size > pipeline.config.maxEventBytes { tooLarge += 1 }
+            if size > pipeline.config.maxEventBytes { anyTooLarge = true }
         }
-        if tooLarge == 0 {
+        if !anyTooLarge {
             // The usual case: every event goes, as one run, without a copy of any.
             swap(&run, &request.events)
         } else {
             for event in request.events {
-                if event.value.readableBytes + (event.key?.readableBytes ?? 0) > pipeline.config.maxEventBytes {
+                if payloadBytes(event) > pipeline.config.maxEventBytes {
                     await flush()
                     session.fail(
                         count: 1,
