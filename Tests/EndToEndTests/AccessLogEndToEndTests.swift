@@ -51,14 +51,14 @@ import Testing
         let sluice = try await SluiceProcess(config: Self.config.replacingOccurrences(of: "{DEAD_PORT}", with: String(dead)))
         let json = ["-H", "content-type: application/x-ndjson"]
         var statuses: [Int] = []
-        statuses.append(try curl(json + ["\(sluice.baseURL)/open?token=secret-query"], body: Data("{\"a\":1}\n{\"b\":2}\n".utf8)).status)
-        statuses.append(try curl(json + ["\(sluice.baseURL)/open"], body: Data(repeating: 0x61, count: 4096)).status)
-        statuses.append(try curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: wrong-\(Self.key)"], body: Data("{}".utf8)).status)
-        statuses.append(try curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: \(Self.key)"], body: Data("{}".utf8)).status)
-        statuses.append(try curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: \(Self.key)"], body: Data("{}".utf8)).status)
-        statuses.append(try curl(["-H", "Authorization: Bearer not-logged", "\(sluice.baseURL)/api/x"]).status)
-        statuses.append(try curl(["\(sluice.baseURL)/api/x"]).status)
-        statuses.append(try curl(["\(sluice.baseURL)/nowhere"]).status)
+        statuses.append(try await curl(json + ["\(sluice.baseURL)/open?token=secret-query"], body: Data("{\"a\":1}\n{\"b\":2}\n".utf8)).status)
+        statuses.append(try await curl(json + ["\(sluice.baseURL)/open"], body: Data(repeating: 0x61, count: 4096)).status)
+        statuses.append(try await curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: wrong-\(Self.key)"], body: Data("{}".utf8)).status)
+        statuses.append(try await curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: \(Self.key)"], body: Data("{}".utf8)).status)
+        statuses.append(try await curl(json + ["\(sluice.baseURL)/guarded", "-H", "X-Api-Key: \(Self.key)"], body: Data("{}".utf8)).status)
+        statuses.append(try await curl(["-H", "Authorization: Bearer not-logged", "\(sluice.baseURL)/api/x"]).status)
+        statuses.append(try await curl(["\(sluice.baseURL)/api/x"]).status)
+        statuses.append(try await curl(["\(sluice.baseURL)/nowhere"]).status)
         #expect(statuses == [200, 413, 401, 200, 429, 502, 503, 404])
         let accepted = try await withGRPCClient(
             transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)

@@ -48,41 +48,41 @@ import Testing
     static func start(topic: String) async throws -> SluiceProcess {
         let sluice = try await SluiceProcess(config: Self.config(topic: topic), environment: Self.environment, waitUntilReady: false)
         for _ in 0..<300 {
-            if let health = try? curl(["http://127.0.0.1:\(sluice.adminPort)/health"]), health.status == 200 { return sluice }
+            if let health = try? await curl(["http://127.0.0.1:\(sluice.adminPort)/health"]), health.status == 200 { return sluice }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw HarnessError("the admin listener did not answer:\n\(sluice.log)")
     }
 
-    func admin(_ sluice: SluiceProcess, _ path: String, method: String = "GET", body: String? = nil, token: String? = AdminAPITests.token) throws
+    func admin(_ sluice: SluiceProcess, _ path: String, method: String = "GET", body: String? = nil, token: String? = AdminAPITests.token) async throws
         -> CurlResponse
     {
         var arguments = ["-X", method, "http://127.0.0.1:\(sluice.adminPort)\(path)"]
         if let token { arguments += ["-H", "authorization: Bearer \(token)"] }
         if body != nil { arguments += ["-H", "content-type: application/json"] }
-        return try curl(arguments, body: body.map { Data($0.utf8) })
+        return try await curl(arguments, body: body.map { Data($0.utf8) })
     }
 
-    func settings(_ sluice: SluiceProcess, _ sink: String) throws -> [String: String] {
-        (try self.admin(sluice, "/sinks/\(sink)").json["settings"] as? [String: String]) ?? [:]
+    func settings(_ sluice: SluiceProcess, _ sink: String) async throws -> [String: String] {
+        await (try self.admin(sluice, "/sinks/\(sink)").json["settings"] as? [String: String]) ?? [:]
     }
 
     @Test func theTokenGuardsEverythingButProbesAndConfigShowsNoSecret() async throws {
-        try requireBroker()
+        try await requireBroker()
         let sluice = try await Self.start(topic: uniqueTopic("admin"))
-        #expect(try self.admin(sluice, "/health", token: nil).status == 200)
-        #expect([200, 503].contains(try self.admin(sluice, "/ready", token: nil).status), "probes need no token")
+        await #expect(try self.admin(sluice, "/health", token: nil).status == 200)
+        await #expect([200, 503].contains(try self.admin(sluice, "/ready", token: nil).status), "probes need no token")
         for path in ["/sinks", "/config", "/stats", "/metrics", "/sinks/events"] {
-            let refused = try self.admin(sluice, path, token: nil)
+            let refused = try await self.admin(sluice, path, token: nil)
             #expect(refused.status == 401, "\(path)")
             #expect((refused.json["error"] as? [String: Any])?["code"] as? String == "admin_unauthorized")
             #expect(refused.headers.lowercased().contains("www-authenticate: bearer"))
-            #expect(try self.admin(sluice, path, token: "wrong-token-0123456789").status == 401)
+            await #expect(try self.admin(sluice, path, token: "wrong-token-0123456789").status == 401)
         }
-        #expect(try self.admin(sluice, "/reload", method: "POST", token: nil).status == 401)
-        #expect(try self.admin(sluice, "/", token: nil).status == 200, "the console page holds no data")
+        await #expect(try self.admin(sluice, "/reload", method: "POST", token: nil).status == 401)
+        await #expect(try self.admin(sluice, "/", token: nil).status == 200, "the console page holds no data")
 
-        let config = try self.admin(sluice, "/config")
+        let config = try await self.admin(sluice, "/config")
         #expect(config.status == 200)
         for secret in [Self.token, "hunter2-inline-secret", "aws-secret-value-never-shown", "zb-secret-value-never-shown"] {
             #expect(!config.body.contains(secret), "GET /config shows a secret")
@@ -96,13 +96,13 @@ import Testing
     }
 
     @Test func kinesisAndZerobusKnobsAreRetunedAndRefusedLikeTheConfigurationFile() async throws {
-        try requireBroker()
+        try await requireBroker()
         let sluice = try await Self.start(topic: uniqueTopic("admin"))
-        let kinesis = try self.admin(sluice, "/sinks/stream", method: "PATCH", body: #"{"linger": "50ms", "max_batch_records": 100, "max_concurrent_requests": 4}"#)
+        let kinesis = try await self.admin(sluice, "/sinks/stream", method: "PATCH", body: #"{"linger": "50ms", "max_batch_records": 100, "max_concurrent_requests": 4}"#)
         #expect(kinesis.status == 200, "\(kinesis.body)")
         let changed = kinesis.json["changed"] as? [String: [String: String]]
         #expect(changed?["linger"]?["before"] == "10ms" && changed?["linger"]?["after"] == "50ms", "\(kinesis.body)")
-        let stream = try self.settings(sluice, "stream")
+        let stream = try await self.settings(sluice, "stream")
         #expect(stream["linger"] == "50ms" && stream["max_batch_records"] == "100" && stream["max_concurrent_requests"] == "4", "\(stream)")
 
         // Refused, naming the field, by the configuration's own rules; nothing changes.
@@ -113,87 +113,82 @@ import Testing
             (#"{"region": "eu-west-1"}"#, "region", "can change while it runs"),
             (#"{"max_wait": "1h"}"#, "max_wait", "at most 5m"),
         ] {
-            let refused = try self.admin(sluice, "/sinks/stream", method: "PATCH", body: body)
+            let refused = try await self.admin(sluice, "/sinks/stream", method: "PATCH", body: body)
             let error = refused.json["error"] as? [String: Any]
             #expect(refused.status == 422, "\(body): \(refused.body)")
             #expect(error?["field"] as? String == field && (error?["message"] as? String)?.contains(words) == true, "\(body): \(refused.body)")
         }
-        #expect(try self.settings(sluice, "stream")["linger"] == "50ms")
-        #expect(try self.admin(sluice, "/sinks/nope", method: "PATCH", body: #"{"linger": "1s"}"#).status == 404)
+        await #expect(try self.settings(sluice, "stream")["linger"] == "50ms")
+        await #expect(try self.admin(sluice, "/sinks/nope", method: "PATCH", body: #"{"linger": "1s"}"#).status == 404)
 
-        let zerobus = try self.admin(sluice, "/sinks/table", method: "PATCH", body: #"{"batch.max_records": 50, "max_in_flight_records": 1000}"#)
+        let zerobus = try await self.admin(sluice, "/sinks/table", method: "PATCH", body: #"{"batch.max_records": 50, "max_in_flight_records": 1000}"#)
         #expect(zerobus.status == 200, "\(zerobus.body)")
-        let table = try self.settings(sluice, "table")
+        let table = try await self.settings(sluice, "table")
         #expect(table["batch.max_records"] == "50" && table["max_in_flight_records"] == "1000", "\(table)")
 
         // Overrides show in GET /config until the next reload, with who made them.
-        let overrides = try self.admin(sluice, "/config").json["runtime_overrides"] as? [String: [String: [String: String]]]
+        let overrides = try await self.admin(sluice, "/config").json["runtime_overrides"] as? [String: [String: [String: String]]]
         #expect(overrides?["sinks.stream"]?["linger"]?["value"] == "50ms")
         #expect(overrides?["sinks.stream"]?["linger"]?["configured"] == "default")
         #expect(overrides?["sinks.table"]?["batch.max_records"]?["by"] == "127.0.0.1")
         #expect(sluice.log.contains("sink retuned") && sluice.log.contains("setting=linger"))
-        let reloaded = try self.admin(sluice, "/reload", method: "POST")
+        let reloaded = try await self.admin(sluice, "/reload", method: "POST")
         #expect(reloaded.status == 200, "\(reloaded.body)")
-        #expect((try self.admin(sluice, "/config").json["runtime_overrides"] as? [String: Any])?.isEmpty == true)
-        #expect(try self.settings(sluice, "stream")["linger"] == "10ms", "a reload returns the sink to its entry")
+        await #expect((try self.admin(sluice, "/config").json["runtime_overrides"] as? [String: Any])?.isEmpty == true)
+        await #expect(try self.settings(sluice, "stream")["linger"] == "10ms", "a reload returns the sink to its entry")
         #expect(try await sluice.terminate() == 0)
     }
 
     @Test func kafkaLingerChangesWhileEventsFlowWithoutLosingOneAndTopShowsTheSink() async throws {
-        try requireBroker()
+        try await requireBroker()
         let topic = uniqueTopic("admin-kafka")
         let sluice = try await Self.start(topic: topic)
         let url = "\(sluice.baseURL)/v1/events"
         let batch = Data((0..<20).map { #"{"n":\#($0)}"# }.joined(separator: "\n").utf8)
-        // curl blocks: the sending loop runs on its own thread, not the runner's cooperative ones.
-        let sending = Task {
-            try await offThePool { () -> (acknowledged: Int, failures: [String]) in
-                var acknowledged = 0
-                var failures: [String] = []
-                for _ in 0..<30 {
-                    let response = try curl(["-H", "content-type: application/x-ndjson", url], body: batch)
-                    if response.status == 200 { acknowledged += 20 } else { failures.append("\(response.status) \(response.body)") }
-                }
-                return (acknowledged, failures)
+        let sending = Task { () -> (acknowledged: Int, failures: [String]) in
+            var acknowledged = 0
+            var failures: [String] = []
+            for _ in 0..<30 {
+                let response = try await curl(["-H", "content-type: application/x-ndjson", url], body: batch)
+                if response.status == 200 { acknowledged += 20 } else { failures.append("\(response.status) \(response.body)") }
             }
+            return (acknowledged, failures)
         }
         try await Task.sleep(for: .milliseconds(300))
-        let patched = try self.admin(sluice, "/sinks/events", method: "PATCH", body: #"{"linger.ms": 50, "batch.size": "65536"}"#)
+        let patched = try await self.admin(sluice, "/sinks/events", method: "PATCH", body: #"{"linger.ms": 50, "batch.size": "65536"}"#)
         #expect(patched.status == 200, "\(patched.body)")
         let (acknowledged, failures) = try await sending.value
         #expect(failures.isEmpty, "\(failures)")
-        let settings = try self.settings(sluice, "events")
+        let settings = try await self.settings(sluice, "events")
         #expect(settings["linger.ms"] == "50" && settings["batch.size"] == "65536", "\(settings)")
         #expect(sluice.log.contains("kafka producer retuned"))
-        let records = try await offThePool { try consume(topic, expecting: acknowledged) }
+        let records = try await consume(topic, expecting: acknowledged)
         #expect(records.count == acknowledged, "every acknowledged event, no more")
 
-        let refused = try self.admin(sluice, "/sinks/events", method: "PATCH", body: #"{"linger.ms": "soon"}"#)
+        let refused = try await self.admin(sluice, "/sinks/events", method: "PATCH", body: #"{"linger.ms": "soon"}"#)
         #expect(refused.status == 422 && refused.body.contains("linger.ms"), "\(refused.body)")
 
         // The sink's detail: totals and ack latency from the traffic above.
-        let detail = try self.admin(sluice, "/sinks/events").json
+        let detail = try await self.admin(sluice, "/sinks/events").json
         #expect((detail["totals"] as? [String: Any])?["delivered_events"] as? Int == acknowledged)
         #expect((detail["ack_latency_seconds"] as? [String: Any])?["p99"] is Double)
 
         // sluice top, once: the sink's row and the route's.
-        let top = try await offThePool {
-            try runProgram(
+        let top = try await runProgram(
                 try sluiceBinary(), ["top", "--once", "--admin", "http://127.0.0.1:\(sluice.adminPort)", "--token-env", "SLUICE_ADMIN_TOKEN"],
                 environment: ProcessInfo.processInfo.environment.merging(Self.environment) { $1 })
-        }
         #expect(top.status == 0, "\(top.stderr)")
         let lines = top.stdout.split(separator: "\n")
         #expect(lines.contains { $0.hasPrefix("SINK") && $0.contains("EVENTS/S") && $0.contains("P99") }, "\(top.stdout)")
         #expect(lines.contains { $0.hasPrefix("events ") }, "\(top.stdout)")
         #expect(lines.contains { $0.hasPrefix("ingest ") }, "\(top.stdout)")
-        let unauthorized = try runProgram(try sluiceBinary(), ["top", "--once", "--admin", "http://127.0.0.1:\(sluice.adminPort)"])
+        let unauthorized = try await runProgram(try sluiceBinary(), ["top", "--once", "--admin", "http://127.0.0.1:\(sluice.adminPort)"])
         #expect(unauthorized.status != 0 && unauthorized.stderr.contains("401"))
         #expect(try await sluice.terminate() == 0)
     }
 
     @Test func mutualTLSOnTheAdminListenerAdmitsOnlyCertifiedOperatorsAndNamesThemInTheLog() async throws {
-        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }
         let sluice = try await SluiceProcess(
             config: """
@@ -218,20 +213,20 @@ import Testing
         // Ready over mTLS (the harness's plain-HTTP probe cannot reach this listener).
         var ready = false
         for _ in 0..<300 where !ready {
-            ready = (try? curl(operatorCertificate + ["\(admin)/ready"]))?.status == 200
+            ready = (try? await curl(operatorCertificate + ["\(admin)/ready"]))?.status == 200
             if !ready { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(ready, "\(sluice.log.suffix(2000))")
 
         // No client certificate: the handshake fails, no HTTP answer at all; plain HTTP neither.
-        let anonymous = try curl(["--cacert", pki.caCertificate, "\(admin)/config"])
+        let anonymous = try await curl(["--cacert", pki.caCertificate, "\(admin)/config"])
         #expect(anonymous.status == 0, "without a client certificate: \(anonymous.status) \(anonymous.body)")
-        let plain = try curl(["http://127.0.0.1:\(sluice.adminPort)/config"])
+        let plain = try await curl(["http://127.0.0.1:\(sluice.adminPort)/config"])
         #expect(plain.status != 200, "plain HTTP on the TLS admin port")
 
-        let config = try curl(operatorCertificate + ["\(admin)/config"])
+        let config = try await curl(operatorCertificate + ["\(admin)/config"])
         #expect(config.status == 200 && config.body.contains("\"hash\""), "\(config.body)")
-        let patched = try curl(operatorCertificate + ["-X", "PATCH", "-H", "content-type: application/json", "\(admin)/sinks/archive"], body: Data(#"{"max_in_flight_events": 1234}"#.utf8))
+        let patched = try await curl(operatorCertificate + ["-X", "PATCH", "-H", "content-type: application/json", "\(admin)/sinks/archive"], body: Data(#"{"max_in_flight_events": 1234}"#.utf8))
         #expect(patched.status == 200, "\(patched.body)")
         #expect(sluice.log.contains("by=spiffe://sluice.test/client-a@127.0.0.1") || sluice.log.contains("by=client-a"),
                 "the change is logged with the operator's certificate: \(sluice.log.suffix(1500))")

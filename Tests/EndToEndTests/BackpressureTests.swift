@@ -69,7 +69,7 @@ import Glibc
         print("backpressure: \(fileSize >> 20) MiB body; curl read \(readAt4s >> 20) MiB of it while the broker was paused; Sluice peak RSS \(peak >> 20) MiB")
 
         // Every event arrived once the broker resumed.
-        let counted = try runProgram("kcat", ["-C", "-b", broker.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%S\\n", "-m", "10"])
+        let counted = try await runProgram("kcat", ["-C", "-b", broker.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%S\\n", "-m", "10"])
         let sizes = counted.stdout.split(separator: "\n")
         #expect(sizes.count == eventCount)
         #expect(sizes.allSatisfy { Int($0) ?? 0 > 300_000 })
@@ -92,21 +92,21 @@ import Glibc
         let topic = uniqueTopic("outage")
         var sequence = 0
         var answers: [(status: Int, values: [String], response: CurlResponse)] = []
-        func post() throws {
+        func post() async throws {
             let values = (0..<5).map { i in #"{"seq":\#(sequence * 5 + i)}"# }
             sequence += 1
-            let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"],
+            let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"],
                                     body: Data(values.joined(separator: "\n").utf8))
             answers.append((response.status, values, response))
         }
-        for _ in 0..<5 { try post() }
+        for _ in 0..<5 { try await post() }
         let stopping = ContinuousClock.now
         await broker.stop()
         print("outage: broker stop took \(ContinuousClock.now - stopping)")
         let stopped = ContinuousClock.now
         for _ in 0..<3 {
             let started = ContinuousClock.now
-            try post()
+            try await post()
             let took = ContinuousClock.now - started
             print("outage: a request during the outage was answered \(answers.last!.status) after \(took)")
             // The answer comes within the sink's 3 s delivery timeout plus slack, not whenever librdkafka gives up.
@@ -119,14 +119,14 @@ import Glibc
         // Sluice reconnects on its own; new requests succeed again within a bounded time.
         var recovered = false
         for _ in 0..<40 {
-            try post()
+            try await post()
             if answers.last?.status == 200 {
                 recovered = true
                 break
             }
             try await Task.sleep(for: .milliseconds(500))
         }
-        for _ in 0..<5 { try post() }
+        for _ in 0..<5 { try await post() }
         #expect(recovered, "requests must succeed again after the broker returns, without restarting Sluice:\n\(sluice.log.suffix(3000))")
 
         let down = answers[5..<8]
@@ -134,7 +134,7 @@ import Glibc
         #expect(down.allSatisfy { $0.response.headers.lowercased().contains("retry-after:") })
 
         // Every event a response claims delivered is in the topic, where the response said.
-        let records = try consume(topic, expecting: answers.filter { $0.status == 200 }.count * 5, bootstrap: broker.bootstrap)
+        let records = try await consume(topic, expecting: answers.filter { $0.status == 200 }.count * 5, bootstrap: broker.bootstrap)
         let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0.value) }, uniquingKeysWith: { first, _ in first })
         var claimed = 0
         for answer in answers {
@@ -209,6 +209,6 @@ import Glibc
         #expect(client.terminationStatus == 0)
         #expect(rest.contains("slow 200"), "client said: \(rest)")
         let events = 5_000_000 / 211
-        #expect(try consume(topic, expecting: events, bootstrap: broker.bootstrap).count == events)
+        #expect(try await consume(topic, expecting: events, bootstrap: broker.bootstrap).count == events)
     }
 }

@@ -24,10 +24,7 @@ import Testing
         let traffic = Task {
             var sent = 0
             while !stop.isSet, sent < 2000 {
-                // curl blocks: off the test runner's two cooperative threads.
-                let response = try await offThePool {
-                    try curl(["-H", "content-type: application/x-ndjson", url], body: Data("{\"n\":1}\n{\"n\":2}\n".utf8))
-                }
+                let response = try await curl(["-H", "content-type: application/x-ndjson", url], body: Data("{\"n\":1}\n{\"n\":2}\n".utf8))
                 #expect(response.status == 200)
                 sent += 1
                 try await Task.sleep(for: .milliseconds(20))
@@ -36,9 +33,7 @@ import Testing
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/testing/console_check.py").path
         let admin = "http://127.0.0.1:\(sluice.adminPort)"
-        let result = try await offThePool {
-            try runProgram("python3", [script, admin, "archive", "max_in_flight_events", "777", "--token", token])
-        }
+        let result = try await runProgram("python3", [script, admin, "archive", "max_in_flight_events", "777", "--token", token])
         stop.set()
         try await traffic.value
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
@@ -51,7 +46,7 @@ import Testing
         }
         #expect(summary["applied"] as? Bool == true, "\(result.stdout)")
 
-        let detail = try curl([admin + "/sinks/archive", "-H", "authorization: Bearer \(token)"]).json
+        let detail = try await curl([admin + "/sinks/archive", "-H", "authorization: Bearer \(token)"]).json
         #expect((detail["settings"] as? [String: String])?["max_in_flight_events"] == "777")
         #expect((detail["state"] as? [String: Any])?["max_in_flight_events"] as? Int == 777)
         #expect(try await sluice.terminate() == 0)

@@ -23,8 +23,8 @@ import Testing
             ingest: { sink: events, topic: "{topic}" }
         """
 
-    init() throws {
-        try requireBroker()
+    init() async throws {
+        try await requireBroker()
     }
 
     func withIngestClient<R: Sendable>(
@@ -69,7 +69,7 @@ import Testing
         #expect(acks.values.allSatisfy { $0.durable && $0.results.count == perBatch })
 
         // Every acknowledged event is in the topic where its ack said, with its key and headers.
-        let records = try consume(topic, expecting: batches * perBatch)
+        let records = try await consume(topic, expecting: batches * perBatch)
         #expect(records.count == batches * perBatch)
         let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0) }, uniquingKeysWith: { first, _ in first })
         var checked = 0
@@ -90,7 +90,7 @@ import Testing
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("grpcio")
         let (batches, perBatch) = (1000, 100)
-        let result = try runProgram(
+        let result = try await runProgram(
             "python3",
             [packageRoot.appendingPathComponent("scripts/testing/grpc_publish_stream.py").path, String(sluice.grpcPort), topic,
              String(batches), String(perBatch)])
@@ -102,7 +102,7 @@ import Testing
         #expect(delivered.count == batches * perBatch)
 
         // Every acknowledged event is in the topic, at the position its ack gave.
-        let records = try consume(topic, expecting: batches * perBatch)
+        let records = try await consume(topic, expecting: batches * perBatch)
         #expect(records.count == batches * perBatch)
         let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0) }, uniquingKeysWith: { first, _ in first })
         let found = delivered.filter { entry in
@@ -137,7 +137,7 @@ import Testing
         }
         #expect(failure.code == "event_too_large")
         #expect(!failure.retryable)
-        let records = try consume(topic, expecting: 2)
+        let records = try await consume(topic, expecting: 2)
         #expect(records.map(\.value) == ["small", "small too"])
     }
 
@@ -195,7 +195,7 @@ import Testing
             ) { try $0.message }
             #expect(response.accepted == 1)
         }
-        let records = try consume(topic, expecting: 1)
+        let records = try await consume(topic, expecting: 1)
         #expect(records.map(\.value) == ["abc"])
     }
 
@@ -317,7 +317,7 @@ import Testing
         }
 
         try await Task.sleep(for: .milliseconds(500))
-        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        let sinks = try await curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
         #expect((sinks.json["events"] as? [String: Any])?["waiting_requests"] as? Int ?? -1 <= 1, "only the stream may still wait: \(sinks.body)")
 
         broker.resume()
@@ -337,7 +337,7 @@ import Testing
                 }
             }
         }
-        #expect(try consume(topic, expecting: delivered, bootstrap: broker.bootstrap).count >= delivered)
+        #expect(try await consume(topic, expecting: delivered, bootstrap: broker.bootstrap).count >= delivered)
         print("grpc backpressure: \(writtenWhilePaused) of \(requests) requests written while paused; "
             + "\(acks.filter(\.durable).count) acked durable; peak RSS \(peak >> 20) MiB")
     }
@@ -369,8 +369,8 @@ import Testing
                 $0.events = (0..<10).map { i in .with { $0.value = Data("\(label)-\(i)".utf8) } }
             }
         }
-        func waitingRequests() throws -> Int {
-            let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        func waitingRequests() async throws -> Int {
+            let sinks = try await curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
             return (sinks.json["events"] as? [String: Any])?["waiting_requests"] as? Int ?? -1
         }
 
@@ -390,7 +390,7 @@ import Testing
         }
         var waited = false
         for _ in 0..<100 where !waited {
-            waited = try waitingRequests() == 1
+            waited = try await waitingRequests() == 1
             if !waited { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(waited, "the second request must be waiting for the paused sink's budget")
@@ -399,7 +399,7 @@ import Testing
         _ = await client.result
         var withdrawn = false
         for _ in 0..<100 where !withdrawn {
-            withdrawn = try waitingRequests() == 0
+            withdrawn = try await waitingRequests() == 0
             if !withdrawn { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(withdrawn, "the cancelled stream's waiting request must leave the sink's queue")
@@ -419,10 +419,10 @@ import Testing
         }
         #expect(acks.count == 1 && acks.allSatisfy(\.durable), "\(acks)")
 
-        let values = Set(try consume(topic, expecting: 20, bootstrap: broker.bootstrap).map(\.value))
+        let values = Set(try await consume(topic, expecting: 20, bootstrap: broker.bootstrap).map(\.value))
         #expect(values == Set((0..<10).flatMap { ["taken-\($0)", "after-\($0)"] }), "\(values.sorted())")
         // Nothing withdrawn turns up later either.
         try await Task.sleep(for: .seconds(1))
-        #expect(try consume(topic, expecting: 21, bootstrap: broker.bootstrap).count == 20)
+        #expect(try await consume(topic, expecting: 21, bootstrap: broker.bootstrap).count == 20)
     }
 }

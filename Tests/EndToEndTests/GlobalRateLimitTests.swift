@@ -58,41 +58,41 @@ import Testing
         let redis = try await Self.redis()
         let first = try await SluiceProcess(config: Self.config(redisPort: redis.port))
         let second = try await SluiceProcess(config: Self.config(redisPort: redis.port))
-        func post(_ sluice: SluiceProcess, _ path: String, tenant: String) throws -> CurlResponse {
-            try curl(["-H", "x-tenant: \(tenant)", "-H", "content-type: application/json", "\(sluice.baseURL)\(path)"], body: Data(#"{"n":1}"#.utf8))
+        func post(_ sluice: SluiceProcess, _ path: String, tenant: String) async throws -> CurlResponse {
+            try await curl(["-H", "x-tenant: \(tenant)", "-H", "content-type: application/json", "\(sluice.baseURL)\(path)"], body: Data(#"{"n":1}"#.utf8))
         }
         // Ten requests of tenant a, alternating between the instances: six pass in all.
         var statuses: [Int] = []
-        for i in 0..<10 { statuses.append(try post(i % 2 == 0 ? first : second, "/limited", tenant: "a").status) }
+        for i in 0..<10 { await statuses.append(try post(i % 2 == 0 ? first : second, "/limited", tenant: "a").status) }
         #expect(statuses.filter { $0 == 200 }.count == 6, "\(statuses)")
         #expect(statuses.filter { $0 == 429 }.count == 4, "\(statuses)")
         #expect(Array(statuses.prefix(6)) == Array(repeating: 200, count: 6), "the first six pass, whichever instance took them")
-        let refused = try post(second, "/limited", tenant: "a")
+        let refused = try await post(second, "/limited", tenant: "a")
         #expect(refused.status == 429)
         #expect(refused.headers.lowercased().contains("retry-after:"))
         #expect(refused.headers.lowercased().contains("ratelimit-limit: 6"))
         // Another tenant has its own bucket; an override replaces the default.
-        #expect(try post(first, "/limited", tenant: "b").status == 200)
+        await #expect(try post(first, "/limited", tenant: "b").status == 200)
         var big: [Int] = []
-        for i in 0..<11 { big.append(try post(i % 2 == 0 ? second : first, "/limited", tenant: "big").status) }
+        for i in 0..<11 { await big.append(try post(i % 2 == 0 ? second : first, "/limited", tenant: "big").status) }
         #expect(big.filter { $0 == 200 }.count == 9, "\(big)")
 
         // Events, counted across the instances: 8 on one, 5 on the other (admitted with 2 left),
         // then the bucket is in debt for both.
-        func events(_ sluice: SluiceProcess, _ count: Int) throws -> Int {
+        func events(_ sluice: SluiceProcess, _ count: Int) async throws -> Int {
             let body = (0..<count).map { #"{"n":\#($0)}"# }.joined(separator: "\n")
-            return try curl(["-H", "x-tenant: e", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/counted"], body: Data(body.utf8)).status
+            return try await curl(["-H", "x-tenant: e", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/counted"], body: Data(body.utf8)).status
         }
-        #expect(try events(first, 8) == 200)
-        #expect(try events(second, 5) == 200)
-        #expect(try events(first, 1) == 429)
-        #expect(try events(second, 1) == 429)
+        await #expect(try events(first, 8) == 200)
+        await #expect(try events(second, 5) == 200)
+        await #expect(try events(first, 1) == 429)
+        await #expect(try events(second, 1) == 429)
 
         // Redis gone: open lets requests through, closed answers 503.
         redis.stop()
-        let open = try post(first, "/limited", tenant: "c")
+        let open = try await post(first, "/limited", tenant: "c")
         #expect(open.status == 200, "failure_mode open: \(open.body)")
-        let closed = try post(second, "/strict", tenant: "c")
+        let closed = try await post(second, "/strict", tenant: "c")
         #expect(closed.status == 503, "failure_mode closed: \(closed.body)")
         #expect((closed.json["error"] as? [String: Any])?["code"] as? String == "rate_limit_unavailable")
         #expect(first.log.contains("rate limit store unavailable"))
@@ -127,21 +127,21 @@ import Testing
                     policies: [bytes]
                     proxy: { upstream: app }
                 """)
-        func ingest(_ count: Int) throws -> Int {
+        func ingest(_ count: Int) async throws -> Int {
             let body = (0..<count).map { #"{"n":\#($0)}"# }.joined(separator: "\n")
-            return try curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(body.utf8)).status
+            return try await curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(body.utf8)).status
         }
-        #expect(try ingest(8) == 200, "10 events allowed, 8 used")
-        #expect(try ingest(5) == 200, "2 left: admitted, the bucket goes into debt")
-        let refused = try curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(#"{"n":1}"#.utf8))
+        await #expect(try ingest(8) == 200, "10 events allowed, 8 used")
+        await #expect(try ingest(5) == 200, "2 left: admitted, the bucket goes into debt")
+        let refused = try await curl(["-H", "x-tenant: a", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/events"], body: Data(#"{"n":1}"#.utf8))
         #expect(refused.status == 429 && refused.headers.lowercased().contains("retry-after:"))
 
-        func upload(_ bytes: Int) throws -> Int {
-            try curl(["-H", "x-tenant: a", "-X", "POST", "\(sluice.baseURL)/upload/x"], body: Data(repeating: 0x61, count: bytes)).status
+        func upload(_ bytes: Int) async throws -> Int {
+            try await curl(["-H", "x-tenant: a", "-X", "POST", "\(sluice.baseURL)/upload/x"], body: Data(repeating: 0x61, count: bytes)).status
         }
-        #expect(try upload(2000) == 200)
-        #expect(try upload(2000) == 200, "1000 bytes left: admitted")
-        #expect(try upload(10) == 429, "3000 bytes moved against 3000: in debt")
-        #expect(try ProxyTests.stats(upstream).requests == 2)
+        await #expect(try upload(2000) == 200)
+        await #expect(try upload(2000) == 200, "1000 bytes left: admitted")
+        await #expect(try upload(10) == 429, "3000 bytes moved against 3000: in debt")
+        await #expect(try ProxyTests.stats(upstream).requests == 2)
     }
 }

@@ -24,8 +24,15 @@ func spawnSerially<T>(_ body: () throws -> T) rethrows -> T {
     try spawnLock.withLock(body)
 }
 
+/// Runs a program to its end on a thread of its own. The test runner has as few cooperative
+/// threads as the machine has cores; a test that blocked one for a subprocess's lifetime
+/// stalled every other test with it (a recovery test missed its deadline that way in CI).
 @discardableResult
-func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> ProgramResult {
+func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) async throws -> ProgramResult {
+    try await offThePool { try runProgramBlocking(executable, arguments, stdin: stdin, environment: environment) }
+}
+
+private func runProgramBlocking(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> ProgramResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
     process.arguments = arguments
@@ -127,8 +134,8 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 /// The broker the end-to-end tests use. `make test` starts one; without it these tests fail, never skip.
 let kafkaBootstrap = ProcessInfo.processInfo.environment["SLUICE_TEST_KAFKA_BOOTSTRAP"] ?? "127.0.0.1:19092"
 
-func requireBroker() throws {
-    let result = try runProgram("kcat", ["-L", "-b", kafkaBootstrap, "-m", "5"])
+func requireBroker() async throws {
+    let result = try await runProgram("kcat", ["-L", "-b", kafkaBootstrap, "-m", "5"])
     if result.status != 0 {
         throw HarnessError(
             "no Kafka broker at \(kafkaBootstrap) (\(result.stderr.prefix(200))). Start one with scripts/kafka-broker.sh start, or run make test.")
@@ -202,7 +209,7 @@ final class SluiceProcess: @unchecked Sendable {
             guard self.process.isRunning else {
                 throw HarnessError("sluice exited with \(self.process.terminationStatus) before it was ready:\n\(self.log)")
             }
-            if let response = try? curl(["http://127.0.0.1:\(self.adminPort)/ready"]), response.status == 200 { return }
+            if let response = try? await curl(["http://127.0.0.1:\(self.adminPort)/ready"]), response.status == 200 { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw HarnessError("sluice not ready after \(timeout):\n\(self.log)")
@@ -258,11 +265,11 @@ struct CurlResponse {
     }
 }
 
-func curl(_ arguments: [String], body: Data? = nil) throws -> CurlResponse {
+func curl(_ arguments: [String], body: Data? = nil) async throws -> CurlResponse {
     let marker = "\n--sluice-e2e-status--"
     var args = ["-sS", "-D", "/dev/stderr", "-w", "\(marker)%{http_code} %{http_version}", "--max-time", "60"]
     if body != nil { args += ["--data-binary", "@-"] }
-    let result = try runProgram("curl", args + arguments, stdin: body)
+    let result = try await runProgram("curl", args + arguments, stdin: body)
     guard let range = result.stdout.range(of: marker, options: .backwards) else {
         throw HarnessError("curl failed (\(result.status)): \(result.stderr)")
     }
@@ -282,11 +289,11 @@ struct ConsumedRecord {
 }
 
 /// Reads every record of `topic` from the beginning.
-func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBootstrap) throws -> [ConsumedRecord] {
+func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBootstrap) async throws -> [ConsumedRecord] {
     var records: [ConsumedRecord] = []
     // The topic may take a moment to show every record; retry for a bounded time.
     for _ in 0..<20 {
-        let result = try runProgram("kcat", ["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J", "-m", "5"])
+        let result = try await runProgram("kcat", ["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-J", "-m", "5"])
         records = result.stdout.split(separator: "\n").compactMap { line in
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
             let flat = (object["headers"] as? [String]) ?? []
@@ -301,7 +308,7 @@ func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBoo
                 value: object["payload"] as? String ?? "", headers: headers)
         }
         if records.count >= count { break }
-        Thread.sleep(forTimeInterval: 0.25)
+        try await Task.sleep(for: .milliseconds(250))
     }
     return records.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
 }
@@ -370,6 +377,19 @@ final class RawConnection: Sendable {
 
     deinit {
         close(self.fd)
+    }
+}
+
+extension RawConnection {
+    // The waits below block for up to their timeout: from a test, they run on a thread of their
+    // own instead of one of the runner's few cooperative threads.
+
+    func read(until marker: String, timeout: Duration) async -> Bool {
+        (try? await offThePool { self.read(until: marker, timeout: timeout) }) ?? false
+    }
+
+    func readUntilClosed(timeout: Duration) async -> (text: String, closed: Bool) {
+        (try? await offThePool { self.readUntilClosed(timeout: timeout) }) ?? ("", false)
     }
 }
 
@@ -449,7 +469,7 @@ final class BrokerProcess: @unchecked Sendable {
         self.process.standardError = handle
         try spawnSerially { try self.process.run() }
         for _ in 0..<150 {
-            if try runProgram("kcat", ["-L", "-b", self.bootstrap, "-m", "2"]).status == 0 { return }
+            if try await runProgram("kcat", ["-L", "-b", self.bootstrap, "-m", "2"]).status == 0 { return }
             guard self.process.isRunning else { break }
             try await Task.sleep(for: .milliseconds(200))
         }

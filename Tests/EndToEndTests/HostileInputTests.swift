@@ -82,7 +82,7 @@ import Testing
         // An htpasswd -B entry ($2y$, "correct horse"), and an RSA key with its JWKS.
         let htpasswd = directory.appendingPathComponent("htpasswd").path
         try "apache:$2y$05$3NZH.ijqdULpAJokzL/FW.bDCeGVgVedi2/n0Jx2oQMym.iwNtUlC\n".write(toFile: htpasswd, atomically: true, encoding: .utf8)
-        let keys = try runProgram(
+        let keys = try await runProgram(
             "python3",
             [
                 "-c",
@@ -106,8 +106,7 @@ import Testing
             environment: ["JWT_SECRET": Self.jwtSecret])
         let pid = sluice.process.processIdentifier
         let (port, adminPort, grpcPort, events) = (sluice.port, sluice.adminPort, sluice.grpcPort, sluice.workDirectory.appendingPathComponent("events").path)
-        let suite = try await offThePool {
-            try runProgram(
+        let suite = try await runProgram(
             "python3",
             [
                 packageRoot.appendingPathComponent("scripts/testing/hostile_input.py").path,
@@ -117,7 +116,6 @@ import Testing
                 "--rsa-public-pem", directory.appendingPathComponent("rsa.pub.pem").path,
                 "--rsa-private-pem", directory.appendingPathComponent("rsa.pem").path,
             ])
-        }
         let failures = suite.stdout.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
         #expect(suite.status == 0, "hostile input suite failed:\n\(failures.joined(separator: "\n"))\n\(suite.stderr.suffix(2000))")
         // At least 60 cases ran (the closing line counts them).
@@ -152,7 +150,7 @@ import Testing
             "--port", String(sluice.port), "--admin", String(sluice.adminPort), "--grpc", String(sluice.grpcPort), "--grpc-max", "600",
             "--idle", "3",
         ]
-        let flood = try await offThePool { try runProgram("python3", arguments) }
+        let flood = try await runProgram("python3", arguments)
         #expect(flood.status == 0, "\(flood.stdout)\n\(flood.stderr.suffix(2000))")
         #expect(sluice.process.isRunning)
     }

@@ -25,9 +25,7 @@ import Testing
         let body = Self.ndjson(20_000)
         var lastOffset: Int?
         for version in ["--http1.1", "--http2-prior-knowledge"] {
-            let response = try await offThePool {
-                try curl([version, "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events"], body: body)
-            }
+            let response = try await curl([version, "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events"], body: body)
             #expect(response.status == 200, "\(version): \(response.body.prefix(300))")
             let headers = response.headers.lowercased()
             #expect(!headers.contains("content-length:"), "\(version): streamed, not sized up front: \(headers)")
@@ -49,20 +47,20 @@ import Testing
         let url = "\(sluice.baseURL)/v1/events"
         let minimal = ["-H", "prefer: return=minimal", "-H", "content-type: application/x-ndjson", url]
 
-        let allGood = try await offThePool { try curl(minimal, body: Self.ndjson(5000)) }
+        let allGood = try await curl(minimal, body: Self.ndjson(5000))
         #expect(allGood.status == 200)
         #expect(allGood.body == #"{"accepted":5000}"#)
         #expect(allGood.headers.lowercased().contains("preference-applied: return=minimal"))
 
         // Without the preference: the full list, as before.
-        let full = try await offThePool { try curl(["-H", "content-type: application/x-ndjson", url], body: Self.ndjson(3)) }
+        let full = try await curl(["-H", "content-type: application/x-ndjson", url], body: Self.ndjson(3))
         #expect((full.json["results"] as? [[String: Any]])?.count == 3)
         #expect(!full.headers.lowercased().contains("preference-applied"))
         #expect(try await sluice.terminate() == 0)
     }
 
     @Test func returnMinimalListsOnlyTheEventsTheBrokerRefusedByTheirIndex() async throws {
-        try requireBroker()
+        try await requireBroker()
         let topic = uniqueTopic("minimal")
         // The producer refuses events over 2000 bytes one by one; the others are delivered.
         let sluice = try await SluiceProcess(config: """
@@ -82,9 +80,7 @@ import Testing
             text += "\n"
         }
         let body = Data(text.utf8)
-        let someBad = try await offThePool {
-            try curl(["-H", "prefer: return=minimal", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events"], body: body)
-        }
+        let someBad = try await curl(["-H", "prefer: return=minimal", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events"], body: body)
         #expect(someBad.status != 200, "\(someBad.body.prefix(300))")
         let json = someBad.json
         #expect(json["accepted"] as? Int == 5998 && json["failed"] as? Int == 2, "\(someBad.body.prefix(300))")
@@ -92,7 +88,7 @@ import Testing
         #expect(errors.compactMap { $0["index"] as? Int } == [7, 5500])
         #expect(errors.allSatisfy { ($0["error"] as? [String: Any])?["code"] as? String == "kafka_msg_size_too_large" }, "\(errors)")
         #expect(json["results"] == nil)
-        let records = try await offThePool { try consume(topic, expecting: 5998) }
+        let records = try await consume(topic, expecting: 5998)
         #expect(records.count == 5998)
         #expect(try await sluice.terminate() == 0)
     }

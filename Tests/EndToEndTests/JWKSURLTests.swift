@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func keysComeFromAnHTTPSURLAndFollowARotation() async throws {
-        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }
         let first = P256.Signing.PrivateKey()
         let second = P256.Signing.PrivateKey()
@@ -70,20 +70,20 @@ import Testing
                     policies: [gone]
                     ingest: { sink: archive, topic: orphan }
                 """)
-        func post(_ path: String, _ token: String) throws -> Int {
-            try curl(["-H", "authorization: Bearer \(token)", "-H", "content-type: application/json", "\(sluice.baseURL)\(path)"], body: Data("{}".utf8)).status
+        func post(_ path: String, _ token: String) async throws -> Int {
+            try await curl(["-H", "authorization: Bearer \(token)", "-H", "content-type: application/json", "\(sluice.baseURL)\(path)"], body: Data("{}".utf8)).status
         }
-        #expect(try post("/guarded", Self.token(first, kid: "k1")) == 200)
-        #expect(try post("/guarded", Self.token(second, kid: "k2")) == 401, "k2 is not published yet")
+        await #expect(try post("/guarded", Self.token(first, kid: "k1")) == 200)
+        await #expect(try post("/guarded", Self.token(second, kid: "k2")) == 401, "k2 is not published yet")
 
         // The provider rotates: k2 replaces k1.
         try #"{"keys":[\#(Self.jwk(second, kid: "k2"))]}"#.write(toFile: jwksPath, atomically: true, encoding: .utf8)
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try post("/guarded", Self.token(second, kid: "k2")) == 200, "an unknown kid makes Sluice fetch the keys again")
-        #expect(try post("/guarded", Self.token(first, kid: "k1")) == 401, "a key the provider dropped is dropped")
+        await #expect(try post("/guarded", Self.token(second, kid: "k2")) == 200, "an unknown kid makes Sluice fetch the keys again")
+        await #expect(try post("/guarded", Self.token(first, kid: "k1")) == 401, "a key the provider dropped is dropped")
 
         // A provider that never answered: Sluice runs, and its tokens are refused.
-        #expect(try post("/orphan", Self.token(first, kid: "k1")) == 401)
+        await #expect(try post("/orphan", Self.token(first, kid: "k1")) == 401)
         #expect(sluice.log.contains("JWKS fetch failed"))
     }
 }

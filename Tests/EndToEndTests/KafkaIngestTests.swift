@@ -33,17 +33,17 @@ import Glibc
             ingest: { sink: events, topic: "{topic}", topics_allowed: [orders] }
         """
 
-    init() throws {
-        try requireBroker()
+    init() async throws {
+        try await requireBroker()
     }
 
     /// Checks that the records in `topic` are exactly `values`, at the positions `response` reported.
-    func expectDelivered(_ response: CurlResponse, topic: String, values: [String], key: (Int) -> String?) throws -> [ConsumedRecord] {
+    func expectDelivered(_ response: CurlResponse, topic: String, values: [String], key: (Int) -> String?) async throws -> [ConsumedRecord] {
         #expect(response.status == 200, "body: \(response.body)")
         #expect(response.json["accepted"] as? Int == values.count)
         let receipts = response.receipts
         #expect(receipts.count == values.count)
-        let records = try consume(topic, expecting: values.count)
+        let records = try await consume(topic, expecting: values.count)
         #expect(records.count == values.count)
         for (index, record) in records.enumerated() where index < values.count && index < receipts.count {
             #expect(record.value == values[index])
@@ -58,12 +58,12 @@ import Glibc
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("ndjson")
         let values = [#"{"n":1}"#, #"{"n":2,"s":"two"}"#, #"{"n":3}"#]
-        let response = try curl(
+        let response = try await curl(
             ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: k1", "-H", "X-Request-Id: r-1", "-H", "X-Tenant: acme",
              "-H", "X-Not-Copied: no", "\(sluice.baseURL)/v1/events/\(topic)"],
             body: Data((values.joined(separator: "\n") + "\n\n").utf8))
         #expect(response.httpVersion == "1.1")
-        let records = try self.expectDelivered(response, topic: topic, values: values) { _ in "k1" }
+        let records = try await self.expectDelivered(response, topic: topic, values: values) { _ in "k1" }
         for record in records {
             #expect(record.headers.map(\.0) == ["X-Request-Id", "X-Tenant"])
             #expect(record.headers.map(\.1) == ["r-1", "acme"])
@@ -74,12 +74,12 @@ import Glibc
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("ndjson-h2")
         let values = (0..<50).map { #"{"i":\#($0)}"# }
-        let response = try curl(
+        let response = try await curl(
             ["--http2-prior-knowledge", "-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: h2", "-H", "X-Tenant: t2",
              "\(sluice.baseURL)/v1/events/\(topic)"],
             body: Data(values.joined(separator: "\n").utf8))
         #expect(response.httpVersion == "2")
-        let records = try self.expectDelivered(response, topic: topic, values: values) { _ in "h2" }
+        let records = try await self.expectDelivered(response, topic: topic, values: values) { _ in "h2" }
         for record in records {
             #expect(record.headers.map(\.0) == ["X-Tenant"])
             #expect(record.headers.map(\.1) == ["t2"])
@@ -91,11 +91,11 @@ import Glibc
         for http2 in [false, true] {
             let topic = uniqueTopic(http2 ? "array-h2" : "array-h1")
             let body = #"[{"a":1}, {"b":[1,2]} ,"three",4]"#
-            let response = try curl(
+            let response = try await curl(
                 (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(topic)"],
                 body: Data(body.utf8))
             #expect(response.httpVersion == (http2 ? "2" : "1.1"))
-            _ = try self.expectDelivered(response, topic: topic, values: [#"{"a":1}"#, #"{"b":[1,2]}"#, #""three""#, "4"]) { _ in nil }
+            _ = try await self.expectDelivered(response, topic: topic, values: [#"{"a":1}"#, #"{"b":[1,2]}"#, #""three""#, "4"]) { _ in nil }
         }
     }
 
@@ -104,18 +104,18 @@ import Glibc
         for http2 in [false, true] {
             let objectTopic = uniqueTopic(http2 ? "object-h2" : "object-h1")
             let object = #"{"whole": {"nested": [1, 2]}}"#
-            let objectResponse = try curl(
+            let objectResponse = try await curl(
                 (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/\(objectTopic)"],
                 body: Data(object.utf8))
             #expect(objectResponse.httpVersion == (http2 ? "2" : "1.1"))
-            _ = try self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
+            _ = try await self.expectDelivered(objectResponse, topic: objectTopic, values: [object]) { _ in nil }
 
             let rawTopic = uniqueTopic(http2 ? "raw-h2" : "raw-h1")
             let raw = "plain text, not JSON\nsecond line stays in the same event"
-            let rawResponse = try curl(
+            let rawResponse = try await curl(
                 (http2 ? ["--http2-prior-knowledge"] : []) + ["-H", "content-type: text/plain", "-H", "X-Event-Key: r", "\(sluice.baseURL)/v1/events/\(rawTopic)"],
                 body: Data(raw.utf8))
-            _ = try self.expectDelivered(rawResponse, topic: rawTopic, values: [raw]) { _ in "r" }
+            _ = try await self.expectDelivered(rawResponse, topic: rawTopic, values: [raw]) { _ in "r" }
         }
     }
 
@@ -123,12 +123,12 @@ import Glibc
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("pointer")
         let values = [#"{"user":{"id":"u-1"},"n":1}"#, #"{"user":{"id":42}}"#, #"{"no_user":true}"#]
-        let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/users/\(topic)"], body: Data(values.joined(separator: "\n").utf8))
-        _ = try self.expectDelivered(response, topic: topic, values: values) { [Optional("u-1"), "42", nil][$0] }
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/users/\(topic)"], body: Data(values.joined(separator: "\n").utf8))
+        _ = try await self.expectDelivered(response, topic: topic, values: values) { [Optional("u-1"), "42", nil][$0] }
 
         let queryTopic = uniqueTopic("query")
-        let queryResponse = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/q/\(queryTopic)?x=1&key=a%20b"], body: Data(#"{"q":1}"#.utf8))
-        _ = try self.expectDelivered(queryResponse, topic: queryTopic, values: [#"{"q":1}"#]) { _ in "a b" }
+        let queryResponse = try await curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/q/\(queryTopic)?x=1&key=a%20b"], body: Data(#"{"q":1}"#.utf8))
+        _ = try await self.expectDelivered(queryResponse, topic: queryTopic, values: [#"{"q":1}"#]) { _ in "a b" }
     }
 
     @Test func aLargeUploadIsInvitedWith100ContinueAndStreamedThrough() async throws {
@@ -136,13 +136,13 @@ import Glibc
         let topic = uniqueTopic("large")
         let lines = (0..<9000).map { #"{"seq":\#($0),"pad":"\#(String(repeating: "p", count: 120))"}"# }
         // curl sends `Expect: 100-continue` for a body this size and waits for the interim response.
-        let response = try curl(
+        let response = try await curl(
             ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: big", "\(sluice.baseURL)/v1/events/\(topic)"],
             body: Data(lines.joined(separator: "\n").utf8))
         #expect(response.headers.contains("HTTP/1.1 100 Continue"))
         #expect(response.status == 200)
         #expect(response.json["accepted"] as? Int == lines.count)
-        let records = try consume(topic, expecting: lines.count)
+        let records = try await consume(topic, expecting: lines.count)
         #expect(records.count == lines.count)
         #expect(records.first?.value == lines.first)
         #expect(records.last?.value == lines.last)
@@ -154,7 +154,7 @@ import Glibc
         // The route allows 2 MiB events; the producer's message.max.bytes (1 MB) refuses this one.
         let big = #"{"blob":""# + String(repeating: "b", count: 1_200_000) + #""}"#
         let body = [#"{"n":1}"#, big, #"{"n":3}"#].joined(separator: "\n")
-        let response = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/big/\(topic)"], body: Data(body.utf8))
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/big/\(topic)"], body: Data(body.utf8))
         #expect(response.status == 413, "body: \(response.body.prefix(400))")
         #expect(response.json["accepted"] as? Int == 2)
         #expect(response.json["failed"] as? Int == 1)
@@ -164,7 +164,7 @@ import Glibc
         #expect(failure?["code"] as? String == "kafka_msg_size_too_large")
         #expect(failure?["retryable"] as? Bool == false)
         // Exactly the two accepted events are in the topic, where the response said.
-        let records = try consume(topic, expecting: 2)
+        let records = try await consume(topic, expecting: 2)
         #expect(records.map(\.value) == [#"{"n":1}"#, #"{"n":3}"#])
         let receipts = response.receipts
         #expect(receipts.count == 2)
@@ -189,7 +189,7 @@ import Glibc
             """
         let sluice = try await SluiceProcess(config: config)
         let topic = uniqueTopic("saturated")
-        let response = try curl(
+        let response = try await curl(
             ["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{\"n\":1}\n{\"n\":2}\n".utf8))
         #expect(response.status == 503, "body: \(response.body)")
         #expect(response.headers.lowercased().contains("retry-after: 1"))
@@ -201,11 +201,11 @@ import Glibc
         #expect(results.count == 2)
         #expect(results.first?["offset"] as? Int != nil, "the first event was delivered")
         #expect((results.last?["error"] as? [String: Any])?["code"] as? String == "sink_saturated")
-        let records = try consume(topic, expecting: 1)
+        let records = try await consume(topic, expecting: 1)
         #expect(records.map(\.value) == [#"{"n":1}"#], "only the acknowledged event is in the topic")
 
         // Operators see the budget on the admin listener.
-        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
+        let sinks = try await curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"])
         let slow = sinks.json["slow"] as? [String: Any]
         #expect(slow?["max_in_flight_events"] as? Int == 1)
         #expect(slow?["in_flight_events"] as? Int == 0, "every share came back: \(sinks.body)")
@@ -216,30 +216,30 @@ import Glibc
         let sluice = try await SluiceProcess(config: Self.config)
         let topic = uniqueTopic("keepalive")
         let url = "\(sluice.baseURL)/v1/events/\(topic)"
-        let result = try runProgram(
+        let result = try await runProgram(
             "curl", ["-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}:%{http_code} ",
                      "-H", "content-type: application/x-ndjson", "--data-binary", #"{"k":1}"#, url, url, url])
         #expect(result.stdout == "1:200 0:200 0:200 ", "three requests, one TCP connection: \(result.stdout)")
-        #expect(try consume(topic, expecting: 3).count == 3)
+        #expect(try await consume(topic, expecting: 3).count == 3)
     }
 
     @Test func errorsAreJSONAndSayWhatIsWrong() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
-        let notAllowed = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/only/payments"], body: Data("{}".utf8))
+        let notAllowed = try await curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/only/payments"], body: Data("{}".utf8))
         #expect(notAllowed.status == 404)
         #expect((notAllowed.json["error"] as? [String: Any])?["code"] as? String == "unknown_topic")
 
-        let wrongMethod = try curl(["\(sluice.baseURL)/v1/events/orders"])
+        let wrongMethod = try await curl(["\(sluice.baseURL)/v1/events/orders"])
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.headers.lowercased().contains("allow: post"))
         #expect((wrongMethod.json["error"] as? [String: Any])?["code"] as? String == "method_not_allowed")
 
-        let noRoute = try curl(["--http2-prior-knowledge", "\(sluice.baseURL)/nowhere"])
+        let noRoute = try await curl(["--http2-prior-knowledge", "\(sluice.baseURL)/nowhere"])
         #expect(noRoute.status == 404)
         #expect((noRoute.json["error"] as? [String: Any])?["code"] as? String == "no_route")
 
         let topic = uniqueTopic("badline")
-        let badLine = try curl(
+        let badLine = try await curl(
             ["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{\"ok\":1}\n{\"ok\":2}\n{nope}\n".utf8))
         #expect(badLine.status == 400)
         let error = badLine.json["error"] as? [String: Any]
@@ -279,45 +279,45 @@ import Glibc
         let response = RawHTTPResponse(exchange.answer)
         #expect(response?.status == 200, "answer: \(exchange.answer.prefix(300))")
         #expect(response?.json["accepted"] as? Int == lines.count)
-        #expect(try consume(topic, expecting: lines.count).count == lines.count)
+        #expect(try await consume(topic, expecting: lines.count).count == lines.count)
         #expect(sluice.log.contains("kafka sink flushed"))
     }
 }
 
 @Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
-    @Test func validateExitsZeroForValidConfigs() throws {
-        let result = try runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/quickstart.yaml").path])
+    @Test func validateExitsZeroForValidConfigs() async throws {
+        let result = try await runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/quickstart.yaml").path])
         #expect(result.status == 0)
         #expect(result.stdout.contains("valid"))
     }
 
-    @Test func validatePrintsEveryErrorWithItsPathAndExitsOne() throws {
+    @Test func validatePrintsEveryErrorWithItsPathAndExitsOne() async throws {
         let path = packageRoot.appendingPathComponent("configs/testdata/invalid/duplicate-names.yaml").path
-        let result = try runProgram(try sluiceBinary(), ["validate", path])
+        let result = try await runProgram(try sluiceBinary(), ["validate", path])
         #expect(result.status == 1)
         #expect(result.stdout.contains(#"sinks[1].name: duplicate sink name "events""#))
         #expect(result.stdout.contains(#"routes[1].name: duplicate route name "a""#))
         #expect(result.stdout.contains(#"listeners[1].name: duplicate listener name "main""#))
-        let unknown = try runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/testdata/invalid/unknown-sink.yaml").path])
+        let unknown = try await runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/testdata/invalid/unknown-sink.yaml").path])
         #expect(unknown.stdout.contains(#"routes[1].ingest.sink: unknown sink "evnts""#))
     }
 
-    @Test func runRefusesAnInvalidConfigWithExitOne() throws {
+    @Test func runRefusesAnInvalidConfigWithExitOne() async throws {
         let path = packageRoot.appendingPathComponent("configs/testdata/invalid/bad-units.yaml").path
-        let result = try runProgram(try sluiceBinary(), ["run", "--config", path])
+        let result = try await runProgram(try sluiceBinary(), ["run", "--config", path])
         #expect(result.status == 1)
         #expect(result.stderr.contains(#"routes[0].ingest.max_wait: invalid duration "5""#))
     }
 
-    @Test func theEmbeddedDefaultConfigIsTheQuickstartFile() throws {
-        let result = try runProgram(try sluiceBinary(), ["default-config"])
+    @Test func theEmbeddedDefaultConfigIsTheQuickstartFile() async throws {
+        let result = try await runProgram(try sluiceBinary(), ["default-config"])
         let file = try String(contentsOf: packageRoot.appendingPathComponent("configs/quickstart.yaml"), encoding: .utf8)
         #expect(result.stdout == file)
     }
 
     @Test func quickstartRunsOnTheEmbeddedConfigAndWritesEventsToFiles() async throws {
         let sluice = try await SluiceProcess(config: nil)
-        let response = try curl(
+        let response = try await curl(
             ["-H", "content-type: application/x-ndjson", "-H", "X-Event-Key: q", "\(sluice.baseURL)/v1/events/orders"],
             body: Data("{\"id\":1}\n{\"id\":2}\n".utf8))
         #expect(response.status == 200, "body: \(response.body)")

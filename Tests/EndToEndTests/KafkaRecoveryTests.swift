@@ -32,10 +32,7 @@ import Glibc
         func post() async throws {
             let values = (0..<10).map { i in #"{"seq":\#(sequence * 10 + i)}"# }
             sequence += 1
-            // Off the concurrency pool: during the outage an answer takes up to the delivery timeout.
-            let response = try await offThePool {
-                try curl(["--max-time", "20", "-H", "content-type: application/x-ndjson", url], body: Data(values.joined(separator: "\n").utf8))
-            }
+            let response = try await curl(["--max-time", "20", "-H", "content-type: application/x-ndjson", url], body: Data(values.joined(separator: "\n").utf8))
             answers.append((response.status, values, response, .now))
         }
         // Load, then SIGKILL the broker while requests are in flight from a second client.
@@ -43,17 +40,15 @@ import Glibc
         #expect(answers.allSatisfy { $0.status == 200 }, "\(answers.map(\.status))")
         let baseURL = sluice.baseURL
         let background = Task {
-            try await offThePool {
             // A second client keeps requests in flight across the kill.
             var statuses: [Int] = []
             for _ in 0..<30 {
                 let body = Data((0..<50).map { #"{"bg":\#($0)}"# }.joined(separator: "\n").utf8)
-                let status = (try? curl(["--max-time", "20", "-H", "content-type: application/x-ndjson", "\(baseURL)/v1/events/\(topic)-bg"],
+                let status = (try? await curl(["--max-time", "20", "-H", "content-type: application/x-ndjson", "\(baseURL)/v1/events/\(topic)-bg"],
                                           body: body).status) ?? -1
                 statuses.append(status)
             }
             return statuses
-            }
         }
         try await Task.sleep(for: .milliseconds(300))
         broker.signal(SIGKILL)
@@ -90,7 +85,7 @@ import Glibc
         }
         let after = answers[firstAfter...]
         let expected = after.count * 10
-        let records = try await offThePool { try consume(topic, expecting: expected, bootstrap: broker.bootstrap) }
+        let records = try await consume(topic, expecting: expected, bootstrap: broker.bootstrap)
         let byPosition = Dictionary(records.map { ("\($0.partition)/\($0.offset)", $0.value) }, uniquingKeysWith: { first, _ in first })
         for answer in after {
             let results = answer.response.json["results"] as? [[String: Any]] ?? []
@@ -101,7 +96,7 @@ import Glibc
             }
         }
         // Whether this run's broker lost enough to make the producer fatal shows in the log and /sinks.
-        let sinks = try curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"]).json
+        let sinks = try await curl(["http://127.0.0.1:\(sluice.adminPort)/sinks"]).json
         let replacements = (sinks["events"] as? [String: Any])?["producer_replacements"] as? Int ?? -1
         print("recovery: producer replacements \(replacements)")
         #expect(replacements >= 0)

@@ -25,7 +25,7 @@ import Testing
 
     @Test func anOversizedRequestHeadGets431() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
-        let response = try curl(["-H", "X-Big: \(String(repeating: "x", count: 5000))", "-H", "content-type: application/json",
+        let response = try await curl(["-H", "X-Big: \(String(repeating: "x", count: 5000))", "-H", "content-type: application/json",
                                  "\(sluice.baseURL)/v1/events/t"], body: Data("{}".utf8))
         #expect(response.status == 431)
         #expect((response.json["error"] as? [String: Any])?["code"] as? String == "headers_too_large")
@@ -35,13 +35,13 @@ import Testing
     @Test func bodyLimitsGive413NamingTheLimit() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         let url = "\(sluice.baseURL)/v1/events/t"
-        let body = try curl(["-H", "content-type: application/x-ndjson", url], body: Data(String(repeating: "{\"a\":1}\n", count: 200).utf8))
+        let body = try await curl(["-H", "content-type: application/x-ndjson", url], body: Data(String(repeating: "{\"a\":1}\n", count: 200).utf8))
         #expect(body.status == 413)
         #expect(((body.json["error"] as? [String: Any])?["message"] as? String)?.contains("max_body_bytes (1024 bytes)") == true)
-        let line = try curl(["-H", "content-type: application/x-ndjson", url], body: Data("{\"a\":1}\n{\"b\":\"\(String(repeating: "y", count: 150))\"}\n".utf8))
+        let line = try await curl(["-H", "content-type: application/x-ndjson", url], body: Data("{\"a\":1}\n{\"b\":\"\(String(repeating: "y", count: 150))\"}\n".utf8))
         #expect(line.status == 413)
         #expect(((line.json["error"] as? [String: Any])?["message"] as? String)?.hasPrefix("line 2 is longer than max_event_bytes (100 bytes)") == true)
-        let events = try curl(["-H", "content-type: application/x-ndjson", url], body: Data("1\n2\n3\n4\n".utf8))
+        let events = try await curl(["-H", "content-type: application/x-ndjson", url], body: Data("1\n2\n3\n4\n".utf8))
         #expect(events.status == 413)
         #expect(((events.json["error"] as? [String: Any])?["code"] as? String) == "too_many_events")
     }
@@ -51,9 +51,9 @@ import Testing
         let stalled = try RawConnection(port: sluice.port)
         stalled.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 500\r\n\r\n{\"a\":1}\n")
         // Another client is served meanwhile.
-        let other = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
+        let other = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
         #expect(other.status == 200)
-        let (_, closed) = stalled.readUntilClosed(timeout: .seconds(10))
+        let (_, closed) = await stalled.readUntilClosed(timeout: .seconds(10))
         #expect(closed, "the connection that stopped sending its body is closed after body_read_timeout")
     }
 
@@ -65,13 +65,13 @@ import Testing
         var closed = false
         for _ in 0..<150 {
             dripper.send("{\"a\":1}\n")
-            if dripper.readUntilClosed(timeout: .milliseconds(100)).closed {
+            if await dripper.readUntilClosed(timeout: .milliseconds(100)).closed {
                 closed = true
                 break
             }
         }
         #expect(closed, "a drip-fed body must be cut off by min_body_rate")
-        let other = try curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
+        let other = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events/t"], body: Data("{\"ok\":1}\n".utf8))
         #expect(other.status == 200, "\(other.headers) \(other.body) running=\(sluice.process.isRunning) log:\n\(sluice.log.suffix(3000))")
     }
 
@@ -79,7 +79,7 @@ import Testing
         let sluice = try await SluiceProcess(config: Self.config)
         let slow = try RawConnection(port: sluice.port)
         slow.send("POST /v1/events/t HTTP/1.1\r\nHost: x\r\n")
-        let (_, closed) = slow.readUntilClosed(timeout: .seconds(10))
+        let (_, closed) = await slow.readUntilClosed(timeout: .seconds(10))
         #expect(closed)
     }
 
@@ -97,20 +97,20 @@ import Testing
             #expect(connection.read(until: "\r\n\r\n", timeout: .seconds(10)))
         }
         let extra = try RawConnection(port: sluice.port)
-        let (_, closed) = extra.readUntilClosed(timeout: .seconds(5))
+        let (_, closed) = await extra.readUntilClosed(timeout: .seconds(5))
         #expect(closed, "a fourth connection is closed without being served")
-        let (_, heldClosed) = held[0].readUntilClosed(timeout: .milliseconds(200))
+        let (_, heldClosed) = await held[0].readUntilClosed(timeout: .milliseconds(200))
         #expect(!heldClosed, "the connections within the limit stay open")
         // Once the held connections are gone, new ones are served again.
         held.removeAll()
         try await Task.sleep(for: .milliseconds(300))
-        let after = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/t"], body: Data("{}".utf8))
+        let after = try await curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/events/t"], body: Data("{}".utf8))
         #expect(after.status == 200)
     }
 
     @Test func http2AdvertisesTheStreamAndHeaderLimits() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
-        let result = try runProgram("nghttp", ["-v", "-n", "\(sluice.baseURL)/nowhere"])
+        let result = try await runProgram("nghttp", ["-v", "-n", "\(sluice.baseURL)/nowhere"])
         #expect(result.stdout.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]"), "\(result.stdout.prefix(2000))")
         #expect(result.stdout.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):4096]"))
     }

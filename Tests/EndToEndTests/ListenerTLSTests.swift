@@ -9,14 +9,14 @@ import Testing
 /// in authorization rules), and certificates replaced on disk while running.
 @Suite(.timeLimit(.minutes(3))) struct ListenerTLSTests {
     /// The subject of the certificate a TLS listener presents for `serverName`.
-    static func presentedSubject(port: Int, serverName: String) throws -> String {
-        let result = try runProgram(
+    static func presentedSubject(port: Int, serverName: String) async throws -> String {
+        let result = try await runProgram(
             "sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername \(serverName) </dev/null 2>/dev/null | openssl x509 -noout -subject"])
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test func listenersServeTLSWithSNIALPNClientCertificatesAndReload() async throws {
-        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }
         // The listener's files, replaced during the test.
         let liveCertificate = pki.path("live.pem")
@@ -68,32 +68,32 @@ import Testing
         let trust = ["--cacert", pki.caCertificate]
 
         for version in ["--http1.1", "--http2"] {
-            let response = try curl(trust + [version, "\(base)/hello"])
+            let response = try await curl(trust + [version, "\(base)/hello"])
             #expect(response.status == 200, "\(version): \(response.body)")
             #expect(response.httpVersion == (version == "--http2" ? "2" : "1.1"), "ALPN chose \(response.httpVersion)")
             #expect((response.json["headers"] as? [String: String])?["x-forwarded-proto"] == "https")
         }
         // SNI: other.test gets its own certificate (curl checks the name against it).
-        let sni = try curl(trust + ["--resolve", "other.test:\(sluice.port):127.0.0.1", "https://other.test:\(sluice.port)/sni"])
+        let sni = try await curl(trust + ["--resolve", "other.test:\(sluice.port):127.0.0.1", "https://other.test:\(sluice.port)/sni"])
         #expect(sni.status == 200)
-        #expect(try Self.presentedSubject(port: sluice.port, serverName: "other.test").contains("CN = other.test"))
-        #expect(try Self.presentedSubject(port: sluice.port, serverName: "unknown.test").contains("CN = 127.0.0.1"), "the default for other names")
+        #expect(try await Self.presentedSubject(port: sluice.port, serverName: "other.test").contains("CN = other.test"))
+        #expect(try await Self.presentedSubject(port: sluice.port, serverName: "unknown.test").contains("CN = 127.0.0.1"), "the default for other names")
         // Below TLS 1.2, and cleartext, get nothing.
-        #expect(try runProgram("curl", ["-sS", "--max-time", "10"] + trust + ["--tlsv1.0", "--tls-max", "1.1", "\(base)/old"]).status != 0)
-        #expect((try? curl(["http://127.0.0.1:\(sluice.port)/plain"]))?.status != 200)
+        #expect(try await runProgram("curl", ["-sS", "--max-time", "10"] + trust + ["--tlsv1.0", "--tls-max", "1.1", "\(base)/old"]).status != 0)
+        #expect((try? await curl(["http://127.0.0.1:\(sluice.port)/plain"]))?.status != 200)
 
         // Client certificates: required refuses a client without one at the handshake.
         let mutual = "https://127.0.0.1:\(requiredPort)/m"
-        #expect(try runProgram("curl", ["-sS", "--max-time", "10"] + trust + [mutual]).status != 0)
-        let withCertificate = try curl(trust + ["--cert", pki.clientCertificate, "--key", pki.clientKey, mutual])
+        #expect(try await runProgram("curl", ["-sS", "--max-time", "10"] + trust + [mutual]).status != 0)
+        let withCertificate = try await curl(trust + ["--cert", pki.clientCertificate, "--key", pki.clientKey, mutual])
         #expect(withCertificate.status == 200)
         // Optional: anyone connects, and the authorization rule wants the certificate's SPIFFE ID.
         let mixed = "https://127.0.0.1:\(optionalPort)"
-        #expect(try curl(trust + ["\(mixed)/open"]).status == 200)
-        #expect(try curl(trust + ["\(mixed)/guarded/x"]).status == 403)
-        #expect(try curl(trust + ["--cert", pki.clientCertificate, "--key", pki.clientKey, "\(mixed)/guarded/x"]).status == 200)
+        #expect(try await curl(trust + ["\(mixed)/open"]).status == 200)
+        #expect(try await curl(trust + ["\(mixed)/guarded/x"]).status == 403)
+        #expect(try await curl(trust + ["--cert", pki.clientCertificate, "--key", pki.clientKey, "\(mixed)/guarded/x"]).status == 200)
         // The same rule on a listener without client certificates: no names, refused.
-        #expect(try curl(trust + ["\(base)/guarded/x"]).status == 403)
+        #expect(try await curl(trust + ["\(base)/guarded/x"]).status == 403)
 
         // Replace the certificate on disk: new connections get the new one, without a restart.
         try FileManager.default.removeItem(atPath: liveKey)
@@ -103,16 +103,16 @@ import Testing
         var subject = ""
         for _ in 0..<50 {
             try await Task.sleep(for: .milliseconds(100))
-            subject = try Self.presentedSubject(port: sluice.port, serverName: "127.0.0.1")
+            subject = try await Self.presentedSubject(port: sluice.port, serverName: "127.0.0.1")
             if subject.contains("renewed-server") { break }
         }
         #expect(subject.contains("CN = renewed-server"), "\(subject)")
-        #expect(try curl(trust + ["\(base)/after-reload"]).status == 200)
+        #expect(try await curl(trust + ["\(base)/after-reload"]).status == 200)
         #expect(sluice.log.contains("TLS certificates reloaded"))
     }
 
     @Test func theGRPCListenerServesTLSAndRequiresClientCertificates() async throws {
-        let pki = try TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }
         let sluice = try await SluiceProcess(
             config: """

@@ -35,8 +35,8 @@ import Testing
             ingest: { sink: events, topic: "{TOPIC}", max_event_bytes: 100 }
         """
 
-    init() throws {
-        try requireBroker()
+    init() async throws {
+        try await requireBroker()
     }
 
     /// The traffic every test here sends, and what it must count: 3 requests of 2 events on
@@ -44,7 +44,7 @@ import Testing
     /// (429); 1 request no route matches (404); one gRPC Publish of 3 events, one too large.
     func sendKnownTraffic(_ sluice: SluiceProcess) async throws {
         for _ in 0..<3 {
-            let response = try curl(
+            let response = try await curl(
                 ["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/open"], body: Data("{\"a\":1}\n{\"b\":2}\n".utf8))
             #expect(response.status == 200, "\(response.body)")
         }
@@ -52,10 +52,10 @@ import Testing
         for key in [nil, nil, "key-a", "key-a", "key-a"] as [String?] {
             var arguments = ["-H", "content-type: application/json", "\(sluice.baseURL)/guarded"]
             if let key { arguments += ["-H", "X-Api-Key: \(key)"] }
-            guarded.append(try curl(arguments, body: Data(#"{"n":1}"#.utf8)).status)
+            guarded.append(try await curl(arguments, body: Data(#"{"n":1}"#.utf8)).status)
         }
         #expect(guarded == [401, 401, 200, 200, 429])
-        #expect(try curl(["\(sluice.baseURL)/nowhere"]).status == 404)
+        #expect(try await curl(["\(sluice.baseURL)/nowhere"]).status == 404)
 
         let response = try await withGRPCClient(
             transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: sluice.grpcPort), transportSecurity: .plaintext)
@@ -113,7 +113,7 @@ import Testing
         // librdkafka's statistics arrive every second.
         var exposition = ""
         for _ in 0..<50 {
-            let scrape = try curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"])
+            let scrape = try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"])
             #expect(scrape.status == 200)
             #expect(scrape.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
             exposition = scrape.body
@@ -136,7 +136,7 @@ import Testing
         let dump = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-metrics-\(UUID().uuidString).txt")
         try exposition.write(to: dump, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: dump) }
-        let lint = try runProgram("/bin/sh", ["-c", "promtool check metrics < '\(dump.path)'"])
+        let lint = try await runProgram("/bin/sh", ["-c", "promtool check metrics < '\(dump.path)'"])
         #expect(lint.status == 0, "promtool: \(lint.stdout)\(lint.stderr)")
         #expect(try await sluice.terminate() == 0)
     }
@@ -164,9 +164,9 @@ import Testing
             ])
         try await self.sendKnownTraffic(sluice)
 
-        func query(_ expression: String) throws -> Double? {
+        func query(_ expression: String) async throws -> Double? {
             let encoded = expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? expression
-            let response = try curl(["\(prometheus.endpoint)/api/v1/query?query=\(encoded)"])
+            let response = try await curl(["\(prometheus.endpoint)/api/v1/query?query=\(encoded)"])
             guard response.status == 200, let data = response.json["data"] as? [String: Any],
                 let result = (data["result"] as? [[String: Any]])?.first, let value = result["value"] as? [Any], value.count == 2,
                 let text = value[1] as? String
@@ -184,7 +184,7 @@ import Testing
         var seen: [String: Double?] = [:]
         for _ in 0..<60 {
             seen = [:]
-            for (expression, _) in wanted { seen[expression] = try query(expression) }
+            for (expression, _) in wanted { seen[expression] = try await query(expression) }
             if wanted.allSatisfy({ seen[$0.0] == $0.1 }) { break }
             try await Task.sleep(for: .milliseconds(500))
         }
@@ -196,7 +196,7 @@ import Testing
         // The shipped alert rules load and evaluate; every query of the shipped dashboard runs.
         var rules: [[String: Any]] = []
         for _ in 0..<40 {
-            let groups = ((try curl(["\(prometheus.endpoint)/api/v1/rules"]).json["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
+            let groups = ((try await curl(["\(prometheus.endpoint)/api/v1/rules"]).json["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
             rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }
             if rules.count == 5, rules.allSatisfy({ $0["health"] as? String == "ok" }) { break }
             try await Task.sleep(for: .milliseconds(250))
@@ -212,7 +212,7 @@ import Testing
             let concrete = expression.replacingOccurrences(of: "$__rate_interval", with: "1m")
                 .replacingOccurrences(of: "$instance", with: ".*").replacingOccurrences(of: "$job", with: ".*")
             let encoded = concrete.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? concrete
-            let response = try curl(["\(prometheus.endpoint)/api/v1/query?query=\(encoded)"])
+            let response = try await curl(["\(prometheus.endpoint)/api/v1/query?query=\(encoded)"])
             #expect(response.json["status"] as? String == "success", "\(concrete): \(response.body)")
         }
         prometheus.stop()
@@ -254,7 +254,7 @@ import Testing
             routes: [{ name: open, match: { path: /open }, ingest: { sink: archive, topic: t } }]
             """
         let sluice = try await SluiceProcess(config: config)
-        let response = try curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"])
+        let response = try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"])
         #expect(response.status == 404)
         #expect(response.body.contains("metrics are off"))
         #expect(try await sluice.terminate() == 0)

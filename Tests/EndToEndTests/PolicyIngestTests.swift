@@ -94,32 +94,34 @@ import Testing
             ingest: { sink: archive, topic: grpc }
         """
 
-    func post(_ sluice: SluiceProcess, _ path: String, key: String?, method: String = "POST") throws -> CurlResponse {
+    func post(_ sluice: SluiceProcess, _ path: String, key: String?, method: String = "POST") async throws -> CurlResponse {
         var arguments = ["-X", method, "-H", "content-type: application/json", "-d", #"{"n":1}"#, "\(sluice.baseURL)\(path)"]
         if let key { arguments += ["-H", "X-Api-Key: \(key)"] }
-        return try curl(arguments)
+        return try await curl(arguments)
     }
 
     @Test func httpRoutesRunTheirPoliciesInStageOrder() async throws {
         let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
-        #expect(try self.post(sluice, "/open", key: nil).status == 200, "a route without policies is open")
+        await #expect(try self.post(sluice, "/open", key: nil).status == 200, "a route without policies is open")
 
-        let missing = try self.post(sluice, "/guarded", key: nil)
-        let wrong = try self.post(sluice, "/guarded", key: "key-z")
+        let missing = try await self.post(sluice, "/guarded", key: nil)
+        let wrong = try await self.post(sluice, "/guarded", key: "key-z")
         #expect(missing.status == 401 && wrong.status == 401)
         #expect(missing.body == wrong.body, "missing and wrong keys get the same answer")
         #expect(!wrong.body.contains("key-z") && !wrong.body.contains("tenant"), "\(wrong.body)")
 
-        #expect(try self.post(sluice, "/guarded", key: "key-c").status == 403, "denied by rule")
-        #expect(try self.post(sluice, "/guarded", key: "key-a", method: "PUT").status == 403, "no rule allows PUT")
+        await #expect(try self.post(sluice, "/guarded", key: "key-c").status == 403, "denied by rule")
+        await #expect(try self.post(sluice, "/guarded", key: "key-a", method: "PUT").status == 403, "no rule allows PUT")
 
         // Rate limit per client, after authentication and authorization (the refused PUT spent
         // nothing): 3 for tenant-a, 5 for tenant-b (its own limit, not also the default 3).
-        let a = try (0..<5).map { _ in try self.post(sluice, "/guarded", key: "key-a").status }
+        var a: [Int] = []
+        for _ in 0..<5 { a.append(try await self.post(sluice, "/guarded", key: "key-a").status) }
         #expect(a == [200, 200, 200, 429, 429], "\(a)")
-        let b = try (0..<7).map { _ in try self.post(sluice, "/guarded", key: "key-b").status }
+        var b: [Int] = []
+        for _ in 0..<7 { b.append(try await self.post(sluice, "/guarded", key: "key-b").status) }
         #expect(b == [200, 200, 200, 200, 200, 429, 429], "\(b)")
-        let limited = try self.post(sluice, "/guarded", key: "key-a")
+        let limited = try await self.post(sluice, "/guarded", key: "key-a")
         #expect(limited.status == 429)
         #expect(limited.headers.lowercased().contains("retry-after: "), "\(limited.headers)")
         #expect(limited.headers.lowercased().contains("ratelimit-limit: 3"), "\(limited.headers)")
@@ -143,53 +145,53 @@ import Testing
 
     @Test func corsPreflightsAreAnsweredAndForeignOriginsRefused() async throws {
         let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
-        func preflight(_ origin: String, headers: String = "content-type, x-api-key") throws -> CurlResponse {
-            try curl([
+        func preflight(_ origin: String, headers: String = "content-type, x-api-key") async throws -> CurlResponse {
+            try await curl([
                 "-X", "OPTIONS", "-H", "Origin: \(origin)", "-H", "Access-Control-Request-Method: POST",
                 "-H", "Access-Control-Request-Headers: \(headers)", "\(sluice.baseURL)/browser",
             ])
         }
-        let ok = try preflight("https://app.example")
+        let ok = try await preflight("https://app.example")
         #expect(ok.status == 204, "a preflight needs no credentials: \(ok.body)")
         let answer = ok.headers.lowercased()
         #expect(answer.contains("access-control-allow-origin: https://app.example"))
         #expect(answer.contains("access-control-allow-methods: post"))
         #expect(answer.contains("access-control-allow-headers: content-type, x-api-key"))
         #expect(answer.contains("access-control-max-age: 600"))
-        #expect(try preflight("https://evil.example").status == 403)
-        let noOrigin = try curl(["-X", "OPTIONS", "-H", "Access-Control-Request-Method: POST", "-H", "X-Api-Key: key-a", "\(sluice.baseURL)/browser"])
+        await #expect(try preflight("https://evil.example").status == 403)
+        let noOrigin = try await curl(["-X", "OPTIONS", "-H", "Access-Control-Request-Method: POST", "-H", "X-Api-Key: key-a", "\(sluice.baseURL)/browser"])
         #expect(noOrigin.status == 403, "an OPTIONS request never reaches the ingest handler: \(noOrigin.body)")
-        #expect(try preflight("https://app.example", headers: "x-other").status == 403)
+        await #expect(try preflight("https://app.example", headers: "x-other").status == 403)
 
-        func post(_ origin: String?) throws -> CurlResponse {
+        func post(_ origin: String?) async throws -> CurlResponse {
             var arguments = ["-X", "POST", "-H", "content-type: application/json", "-H", "X-Api-Key: key-a", "-d", #"{"n":1}"#]
             if let origin { arguments += ["-H", "Origin: \(origin)"] }
-            return try curl(arguments + ["\(sluice.baseURL)/browser"])
+            return try await curl(arguments + ["\(sluice.baseURL)/browser"])
         }
-        let allowed = try post("https://app.example")
+        let allowed = try await post("https://app.example")
         #expect(allowed.status == 200)
         #expect(allowed.headers.lowercased().contains("access-control-allow-origin: https://app.example"))
         #expect(allowed.headers.lowercased().contains("vary: origin"))
         #expect(allowed.headers.lowercased().contains("access-control-expose-headers: retry-after"))
-        #expect(try post("https://evil.example").status == 403, "a simple cross-site POST is refused, not just unreadable")
-        let direct = try post(nil)
+        await #expect(try post("https://evil.example").status == 403, "a simple cross-site POST is refused, not just unreadable")
+        let direct = try await post(nil)
         #expect(direct.status == 200 && !direct.headers.lowercased().contains("access-control"), "no Origin: not a browser call")
         #expect(try await sluice.terminate() == 0)
     }
 
     @Test func basicAuthChecksHtpasswdEntries() async throws {
         let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
-        func post(_ credentials: String?) throws -> CurlResponse {
+        func post(_ credentials: String?) async throws -> CurlResponse {
             var arguments = ["-X", "POST", "-H", "content-type: application/json", "-d", #"{"n":1}"#, "\(sluice.baseURL)/basic"]
             if let credentials { arguments += ["-u", credentials] }
-            return try curl(arguments)
+            return try await curl(arguments)
         }
-        #expect(try post("legacy:password").status == 200)
-        #expect(try post("vector:U*U").status == 200)
-        let wrong = try post("vector:U*u")
+        await #expect(try post("legacy:password").status == 200)
+        await #expect(try post("vector:U*U").status == 200)
+        let wrong = try await post("vector:U*u")
         #expect(wrong.status == 401)
         #expect(wrong.headers.lowercased().contains("www-authenticate: basic realm=\"events\""), "\(wrong.headers)")
-        #expect(try post(nil).status == 401)
+        await #expect(try post(nil).status == 401)
         #expect(try await sluice.terminate() == 0)
     }
 
@@ -197,20 +199,20 @@ import Testing
         let sluice = try await SluiceProcess(config: Self.config, environment: ["JWT_SECRET": Self.jwtSecret])
         let now = Date().timeIntervalSince1970
         let claims: [String: Any] = ["iss": "https://issuer.example", "aud": "sluice", "sub": "u1", "tenant": "acme", "exp": now + 300]
-        func post(_ token: String) throws -> CurlResponse {
-            try curl([
+        func post(_ token: String) async throws -> CurlResponse {
+            try await curl([
                 "-X", "POST", "-H", "content-type: application/json", "-H", "Authorization: Bearer \(token)", "-H", "X-Tenant: evil",
                 "-d", #"{"n":1}"#, "\(sluice.baseURL)/claims",
             ])
         }
-        #expect(try post(Self.jwt(claims)).status == 200)
+        await #expect(try post(Self.jwt(claims)).status == 200)
         var untenanted = claims
         untenanted["tenant"] = nil
-        #expect(try post(Self.jwt(untenanted)).status == 200, "a token without the claim: the client's header is dropped")
+        await #expect(try post(Self.jwt(untenanted)).status == 200, "a token without the claim: the client's header is dropped")
         var expired = claims
         expired["exp"] = now - 3600
-        #expect(try post(Self.jwt(expired)).status == 401)
-        #expect(try post(Self.jwt(claims, secret: Self.jwtSecret + "x")).status == 401)
+        await #expect(try post(Self.jwt(expired)).status == 401)
+        await #expect(try post(Self.jwt(claims, secret: Self.jwtSecret + "x")).status == 401)
         #expect(try await sluice.terminate() == 0)
         let directory = sluice.workDirectory.appendingPathComponent("events")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)

@@ -91,12 +91,12 @@ import Testing
         }
     }
 
-    static func reload(_ sluice: SluiceProcess) throws -> CurlResponse {
-        try curl(["-X", "POST", "http://127.0.0.1:\(sluice.adminPort)/reload"])
+    static func reload(_ sluice: SluiceProcess) async throws -> CurlResponse {
+        try await curl(["-X", "POST", "http://127.0.0.1:\(sluice.adminPort)/reload"])
     }
 
     @Test func clientsSendingThroughSeveralReloadsSeeNoFailureAndEveryAcknowledgedEventIsInKafka() async throws {
-        try requireBroker()
+        try await requireBroker()
         let topic = uniqueTopic("reload")
         let sluice = try await SluiceProcess(config: Self.loadConfig(step: 1, topic: topic))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -105,7 +105,7 @@ import Testing
 
         // The topic exists and the sink delivers before the clients start (the first event to a
         // new topic waits for the broker to create it).
-        let first = try await offThePool { try curl(["-H", "content-type: application/json", url], body: Data(#"{"id":"first"}"#.utf8)) }
+        let first = try await curl(["-H", "content-type: application/json", url], body: Data(#"{"id":"first"}"#.utf8))
         #expect(first.status == 200, "\(first.body)")
 
         // Four clients, each sending one event per request, back to back, until told to stop.
@@ -121,7 +121,7 @@ import Testing
         var progressed: [Bool] = []
         progressed.append(await load.waitForAcknowledgements(each: 10))
         try Self.write(Self.loadConfig(step: 2, topic: topic), to: sluice)
-        let second = try await offThePool { try Self.reload(sluice) }
+        let second = try await Self.reload(sluice)
         #expect(second.status == 200, "\(second.body)")
         summaries.append(second.json)
         progressed.append(await load.waitForAcknowledgements(each: 10))
@@ -135,7 +135,7 @@ import Testing
         }
         progressed.append(await load.waitForAcknowledgements(each: 10))
         try Self.write(Self.loadConfig(step: 4, topic: topic), to: sluice)
-        let fourth = try await offThePool { try Self.reload(sluice) }
+        let fourth = try await Self.reload(sluice)
         #expect(fourth.status == 200, "\(fourth.body)")
         summaries.append(fourth.json)
         progressed.append(await load.waitForAcknowledgements(each: 10))
@@ -148,7 +148,7 @@ import Testing
 
         #expect(progressed == [true, true, true, true], "every client had answers before and after each reload: \(progressed) \(load.counts)")
         #expect(failures.isEmpty, "\(failures.count) failed requests, e.g. \(failures.prefix(5))")
-        let extra = try curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/extra"], body: Data(#"{"id":"extra"}"#.utf8))
+        let extra = try await curl(["-H", "content-type: application/json", "\(sluice.baseURL)/v1/extra"], body: Data(#"{"id":"extra"}"#.utf8))
         #expect(extra.status == 200, "the route added by a reload serves: \(extra.body)")
 
         // What each reload said it did.
@@ -164,7 +164,7 @@ import Testing
 
         // Every acknowledged event is in Kafka, exactly as many as were acknowledged (and the extra one).
         let expected = acknowledged.count + 2
-        let records = try await offThePool { try consume(topic, expecting: expected) }
+        let records = try await consume(topic, expecting: expected)
         let stored = Set(records.compactMap { record -> String? in
             (try? JSONSerialization.jsonObject(with: Data(record.value.utf8)) as? [String: Any])?["id"] as? String
         })
@@ -172,7 +172,7 @@ import Testing
         #expect(missing.isEmpty, "\(missing.count) acknowledged events missing from Kafka, e.g. \(missing.prefix(5))")
         #expect(stored.contains("extra") && stored.contains("first"))
 
-        let metrics = try curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
+        let metrics = try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
         #expect(metrics.contains(#"sluice_config_reloads_total{result="success"} 3"#), "\(metrics.split(separator: "\n").filter { $0.contains("reloads") })")
         #expect(try await sluice.terminate() == 0)
     }
@@ -193,14 +193,14 @@ import Testing
             ingest: { sink: archive, topic: events }
         """
 
-    func post(_ sluice: SluiceProcess, _ path: String = "/v1/events", port: Int? = nil) throws -> Int {
-        try curl(["-H", "content-type: application/json", "http://127.0.0.1:\(port ?? sluice.port)\(path)"], body: Data(#"{"n":1}"#.utf8)).status
+    func post(_ sluice: SluiceProcess, _ path: String = "/v1/events", port: Int? = nil) async throws -> Int {
+        try await curl(["-H", "content-type: application/json", "http://127.0.0.1:\(port ?? sluice.port)\(path)"], body: Data(#"{"n":1}"#.utf8)).status
     }
 
     @Test func anUnchangedRateLimitKeepsItsBucketsAndANewListenerServesWhileTheRemovedOneStops() async throws {
         let sluice = try await SluiceProcess(config: Self.fileConfig)
-        #expect(try self.post(sluice) == 200)
-        #expect(try self.post(sluice) == 200)
+        await #expect(try self.post(sluice) == 200)
+        await #expect(try self.post(sluice) == 200)
 
         // Another listener and another route; the rate limit's entry is the same.
         let otherPort = try freePort()
@@ -215,55 +215,55 @@ import Testing
                 ingest: { sink: archive, topic: other }
             """
         try Self.write(grown, to: sluice)
-        let reloaded = try Self.reload(sluice)
+        let reloaded = try await Self.reload(sluice)
         #expect(reloaded.status == 200, "\(reloaded.body)")
-        #expect(try self.post(sluice) == 429, "the bucket spent before the reload stays spent")
-        #expect(try self.post(sluice, "/v1/other", port: otherPort) == 200, "the new listener and route serve")
+        await #expect(try self.post(sluice) == 429, "the bucket spent before the reload stays spent")
+        await #expect(try self.post(sluice, "/v1/other", port: otherPort) == 200, "the new listener and route serve")
 
         // The first listener goes: its port stops accepting; the other serves on.
         let moved = grown.replacingOccurrences(of: #"{ name: main, address: "127.0.0.1:{PORT}" }, "#, with: "")
         try Self.write(moved, to: sluice)
-        let third = try Self.reload(sluice)
+        let third = try await Self.reload(sluice)
         #expect(third.status == 200, "\(third.body)")
         #expect(((third.json["changes"] as? [String: Any])?["listeners"] as? [String: Any])?["removed"] as? [String] == ["main"])
         var refused = false
         for _ in 0..<50 {
-            if (try? self.post(sluice, "/v1/other")) == 0 {
+            if await (try? self.post(sluice, "/v1/other")) == 0 {
                 refused = true
                 break
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(refused, "the removed listener stops accepting")
-        #expect(try self.post(sluice, "/v1/other", port: otherPort) == 200)
+        await #expect(try self.post(sluice, "/v1/other", port: otherPort) == 200)
         #expect(try await sluice.terminate() == 0)
     }
 
     @Test func anInvalidFileOrARestartOnlyChangeIsRefusedWithItsPathsAndTheRunningConfigurationServesOn() async throws {
         let sluice = try await SluiceProcess(config: Self.fileConfig)
-        let before = try curl(["http://127.0.0.1:\(sluice.adminPort)/config"]).json
+        let before = try await curl(["http://127.0.0.1:\(sluice.adminPort)/config"]).json
         let broken = Self.fileConfig.replacingOccurrences(of: "topic: events", with: "topc: events")
         try Self.write(broken, to: sluice)
-        let refused = try Self.reload(sluice)
+        let refused = try await Self.reload(sluice)
         #expect(refused.status == 422)
         let error = refused.json["error"] as? [String: Any]
         #expect(error?["code"] as? String == "config_invalid")
         let errors = error?["errors"] as? [String] ?? []
         #expect(errors.contains { $0.hasPrefix("routes[0].ingest.topc: unknown key") }, "\(errors)")
         // `sluice validate` says the same.
-        let validate = try runProgram(try sluiceBinary(), ["validate", sluice.workDirectory.appendingPathComponent("sluice.yaml").path])
+        let validate = try await runProgram(try sluiceBinary(), ["validate", sluice.workDirectory.appendingPathComponent("sluice.yaml").path])
         #expect(validate.status == 1 && validate.stdout.contains("routes[0].ingest.topc: unknown key"))
-        #expect(try self.post(sluice) == 200, "the running configuration serves on")
+        await #expect(try self.post(sluice) == 200, "the running configuration serves on")
 
         let moved = Self.fileConfig.replacingOccurrences(of: #"admin: { address: "127.0.0.1:{ADMIN_PORT}" }"#, with: #"admin: { address: "127.0.0.1:{ADMIN_PORT}", metrics: false }"#)
         try Self.write(moved, to: sluice)
-        let restartOnly = try Self.reload(sluice)
+        let restartOnly = try await Self.reload(sluice)
         #expect(restartOnly.status == 422)
         #expect(((restartOnly.json["error"] as? [String: Any])?["errors"] as? [String] ?? []).contains { $0.hasPrefix("admin:") }, "\(restartOnly.body)")
 
-        let after = try curl(["http://127.0.0.1:\(sluice.adminPort)/config"]).json
+        let after = try await curl(["http://127.0.0.1:\(sluice.adminPort)/config"]).json
         #expect(after["hash"] as? String == before["hash"] as? String && after["generation"] as? Int == 1)
-        let metrics = try curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
+        let metrics = try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
         #expect(metrics.contains(#"sluice_config_reloads_total{result="failure"} 2"#))
         #expect(try await sluice.terminate() == 0)
     }

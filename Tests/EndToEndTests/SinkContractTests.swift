@@ -16,7 +16,7 @@ import ZerobusSink
     static let patient = Duration.seconds(120)
 
     @Test func kafkaKeepsTheSinkContract() async throws {
-        try requireBroker()
+        try await requireBroker()
         let contract = SinkContract(destination: uniqueTopic("contract")) { context in
             try KafkaSink(config: KafkaSinkConfig(bootstrapServers: [kafkaBootstrap], deliveryTimeout: Self.patient), context: context)
         } makeUnreachable: { context in
@@ -44,7 +44,7 @@ import ZerobusSink
         let moto = try await KinesisIngestTests.moto()
         defer { moto.stop() }
         let stream = "contract-\(UUID().uuidString.prefix(8).lowercased())"
-        let key = try KinesisIngestTests.setUp(moto, stream: stream, shards: 1)
+        let key = try await KinesisIngestTests.setUp(moto, stream: stream, shards: 1)
         let endpoint = URL(string: moto.endpoint)!
         let contract = SinkContract(destination: stream) { context in
             try KinesisSink(
@@ -64,7 +64,7 @@ import ZerobusSink
         let violations = try await contract.check()
         #expect(violations.isEmpty, "\(violations)")
         // What the contract delivered is in the stream: 30 events, then 30 flushed at shutdown.
-        #expect(try KinesisIngestTests.read(moto, stream: stream, key: key).count == 2 * contract.eventCount)
+        await #expect(try KinesisIngestTests.read(moto, stream: stream, key: key).count == 2 * contract.eventCount)
     }
 
     @Test func zerobusKeepsTheSinkContract() async throws {
@@ -86,6 +86,6 @@ import ZerobusSink
         }
         let violations = try await contract.check()
         #expect(violations.isEmpty, "\(violations)")
-        #expect(try ZerobusIngestTests.stats(server).committed.count == 2 * contract.eventCount)
+        await #expect(try ZerobusIngestTests.stats(server).committed.count == 2 * contract.eventCount)
     }
 }

@@ -13,7 +13,7 @@ struct TLSFixtures {
 
     func path(_ name: String) -> String { self.directory.appendingPathComponent(name).path }
 
-    init(in directory: URL) throws {
+    init(in directory: URL) async throws {
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let script = """
@@ -40,7 +40,7 @@ struct TLSFixtures {
               openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile ext.cnf -extensions $who 2>/dev/null
             done
             """
-        let result = try runProgram("sh", ["-c", script])
+        let result = try await runProgram("sh", ["-c", script])
         guard result.status == 0 else { throw HarnessError("openssl failed: \(result.stderr)") }
     }
 }

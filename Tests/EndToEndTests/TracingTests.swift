@@ -50,8 +50,8 @@ import Testing
         var via: String
     }
 
-    static func spans(_ receiver: PeerProcess) throws -> [ExportedSpan] {
-        let response = try curl([receiver.endpoint + "/spans"])
+    static func spans(_ receiver: PeerProcess) async throws -> [ExportedSpan] {
+        let response = try await curl([receiver.endpoint + "/spans"])
         let list = (try? JSONSerialization.jsonObject(with: Data(response.body.utf8))) as? [[String: Any]] ?? []
         return list.map {
             ExportedSpan(
@@ -65,7 +65,7 @@ import Testing
     static func spans(of traceID: String, _ receiver: PeerProcess, until done: ([ExportedSpan]) -> Bool) async throws -> [ExportedSpan] {
         var found: [ExportedSpan] = []
         for _ in 0..<100 {
-            found = try Self.spans(receiver).filter { $0.traceID == traceID }
+            found = try await Self.spans(receiver).filter { $0.traceID == traceID }
             if done(found) { break }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -76,8 +76,8 @@ import Testing
         (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
-    init() throws {
-        try requireBroker()
+    init() async throws {
+        try await requireBroker()
     }
 
     @Test func theClientsTraceContinuesThroughSluiceIntoKafkaAndTheUpstream() async throws {
@@ -93,7 +93,7 @@ import Testing
         // Sluice's producer span in its place, although the route copies traceparent headers.
         let traceID = Self.randomHex(16)
         let clientSpan = Self.randomHex(8)
-        let posted = try curl(
+        let posted = try await curl(
             [
                 "-H", "content-type: application/x-ndjson", "-H", "traceparent: 00-\(traceID)-\(clientSpan)-01", "-H", "x-tenant: acme",
                 "\(sluice.baseURL)/v1/events/\(topic)",
@@ -119,7 +119,7 @@ import Testing
         #expect(producer.attributes["messaging.operation.type"] as? String == "send")
         #expect(producer.attributes["messaging.batch.message_count"] as? Int == 2)
 
-        let records = try consume(topic, expecting: 2)
+        let records = try await consume(topic, expecting: 2)
         #expect(records.count == 2)
         for record in records {
             let parents = record.headers.filter { $0.0 == "traceparent" }.map(\.1)
@@ -128,11 +128,11 @@ import Testing
         }
 
         // The access log names the trace.
-        _ = try curl(["\(sluice.baseURL)/nowhere"])
+        _ = try await curl(["\(sluice.baseURL)/nowhere"])
 
         // Proxy: a client span per attempt; the upstream sees its context, not the client's.
         let proxiedTrace = Self.randomHex(16)
-        let proxied = try curl(["-H", "traceparent: 00-\(proxiedTrace)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/api/hello"])
+        let proxied = try await curl(["-H", "traceparent: 00-\(proxiedTrace)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/api/hello"])
         #expect(proxied.status == 200)
         let echoed = (proxied.json["headers"] as? [String: Any]) ?? [:]
         let forwarded = (echoed["traceparent"] as? String) ?? (echoed["Traceparent"] as? String) ?? ""
@@ -168,7 +168,7 @@ import Testing
         let grpcProducer = try #require(grpcSpans.first { $0.kind == "SPAN_KIND_PRODUCER" })
         #expect(grpcProducer.parentSpanID == call.spanID)
         #expect(grpcProducer.attributes["messaging.kafka.offset"] != nil, "a single event's offset is on its span")
-        let grpcRecords = try consume(topic, expecting: 3)
+        let grpcRecords = try await consume(topic, expecting: 3)
         #expect(grpcRecords.contains { record in record.headers.contains { $0.0 == "traceparent" && $0.1.contains(grpcTrace) } })
 
         #expect(try await sluice.terminate() == 0)
@@ -191,7 +191,7 @@ import Testing
     /// Posts one traced request and returns the spans of its trace once both arrived.
     func tracedRequest(_ sluice: SluiceProcess, _ receiver: PeerProcess) async throws -> [ExportedSpan] {
         let traceID = Self.randomHex(16)
-        let posted = try curl(
+        let posted = try await curl(
             ["-H", "traceparent: 00-\(traceID)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/open"], body: Data("{}".utf8))
         #expect(posted.status == 200)
         return try await Self.spans(of: traceID, receiver) { $0.count >= 2 }
@@ -231,17 +231,17 @@ import Testing
         let sluice = try await SluiceProcess(config: config, environment: ["OTEL_BSP_SCHEDULE_DELAY": "100"])
         let topic = uniqueTopic("unsampled")
         let traceID = Self.randomHex(16)
-        let posted = try curl(
+        let posted = try await curl(
             ["-H", "traceparent: 00-\(traceID)-\(Self.randomHex(8))-00", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{}".utf8))
         #expect(posted.status == 200)
-        let records = try consume(topic, expecting: 1)
+        let records = try await consume(topic, expecting: 1)
         let parent = records.first?.headers.first { $0.0 == "traceparent" }?.1 ?? ""
         #expect(parent.hasPrefix("00-\(traceID)-") && parent.hasSuffix("-00"), "the trace and its not-sampled flag go on: \(parent)")
         // A sampled request after it is exported; the unsampled one never is.
         let sampled = Self.randomHex(16)
-        _ = try curl(["-H", "traceparent: 00-\(sampled)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{}".utf8))
+        _ = try await curl(["-H", "traceparent: 00-\(sampled)-\(Self.randomHex(8))-01", "\(sluice.baseURL)/v1/events/\(topic)"], body: Data("{}".utf8))
         _ = try await Self.spans(of: sampled, receiver) { $0.count >= 2 }
-        #expect(try Self.spans(receiver).allSatisfy { $0.traceID != traceID })
+        await #expect(try Self.spans(receiver).allSatisfy { $0.traceID != traceID })
         #expect(try await sluice.terminate() == 0)
     }
 }

@@ -83,13 +83,13 @@ import Testing
         var token_requests: [TokenRequest]
     }
 
-    static func stats(_ server: PeerProcess) throws -> Stats {
-        let response = try curl(["http://127.0.0.1:\(server.port2)/_stats"])
+    static func stats(_ server: PeerProcess) async throws -> Stats {
+        let response = try await curl(["http://127.0.0.1:\(server.port2)/_stats"])
         return try JSONDecoder().decode(Stats.self, from: Data(response.body.utf8))
     }
 
-    static func faults(_ server: PeerProcess, _ json: String) throws {
-        let response = try curl(["-X", "POST", "-d", json, "http://127.0.0.1:\(server.port2)/_faults"])
+    static func faults(_ server: PeerProcess, _ json: String) async throws {
+        let response = try await curl(["-X", "POST", "-d", json, "http://127.0.0.1:\(server.port2)/_faults"])
         guard response.status == 200 else { throw HarnessError("faults: \(response.status) \(response.body)") }
     }
 
@@ -101,8 +101,8 @@ import Testing
         }
     }
 
-    static func post(_ sluice: SluiceProcess, _ path: String, _ lines: [String]) throws -> (status: Int, results: [Result], body: String) {
-        let response = try curl(
+    static func post(_ sluice: SluiceProcess, _ path: String, _ lines: [String]) async throws -> (status: Int, results: [Result], body: String) {
+        let response = try await curl(
             ["-X", "POST", "-H", "content-type: application/x-ndjson", "\(sluice.baseURL)\(path)"], body: Data(lines.joined(separator: "\n").utf8))
         struct Body: Decodable { var results: [Result] }
         let results = (try? JSONDecoder().decode(Body.self, from: Data(response.body.utf8)))?.results ?? []
@@ -124,21 +124,21 @@ import Testing
         var answered: [String] = []
         for request in 0..<30 {
             switch request {
-            case 3: try Self.faults(server, #"{"unavailable_after_records": 150}"#)
-            case 8: try Self.faults(server, #"{"close_stream_after_records": 120, "close_stream_duration_ms": 200}"#)
-            case 13: try Self.faults(server, #"{"drop_acks": 3}"#)
-            case 18: try Self.faults(server, #"{"unavailable_after_records": 70}"#)
-            case 23: try Self.faults(server, #"{"close_stream_after_records": 10}"#)
+            case 3: try await Self.faults(server, #"{"unavailable_after_records": 150}"#)
+            case 8: try await Self.faults(server, #"{"close_stream_after_records": 120, "close_stream_duration_ms": 200}"#)
+            case 13: try await Self.faults(server, #"{"drop_acks": 3}"#)
+            case 18: try await Self.faults(server, #"{"unavailable_after_records": 70}"#)
+            case 23: try await Self.faults(server, #"{"close_stream_after_records": 10}"#)
             default: break
             }
             let lines = (0..<100).map { #"{"id":"r\#(request)-\#($0)","n":\#($0)}"# }
-            let answer = try Self.post(sluice, "/clicks", lines)
+            let answer = try await Self.post(sluice, "/clicks", lines)
             #expect(answer.status == 200, "request \(request): \(answer.body.prefix(400))")
             for (i, result) in answer.results.enumerated() where result.error == nil { answered.append("r\(request)-\(i)") }
         }
         #expect(answered.count == 3000, "every event delivered in the end (the faults are all retryable)")
 
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         let committed = Self.ids(stats.committed)
         let stored = Set(committed)
         let missing = answered.filter { !stored.contains($0) }
@@ -158,15 +158,15 @@ import Testing
     }
 
     @Test func nothingIsAnsweredDeliveredBeforeTheServerAcknowledgesIt() async throws {
-        // Acks come 30 s late; events fail at their 2 s delivery timeout, retryable, while the
-        // server has received them and committed none.
-        let server = try await Self.server(["--ack-delay-ms", "30000"])
+        // Acks come 10 minutes late (far beyond any stall of a loaded test run); events fail at
+        // their 2 s delivery timeout, retryable, while the server has received them and committed none.
+        let server = try await Self.server(["--ack-delay-ms", "600000"])
         let sluice = try await Self.sluice(server, sink: "delivery_timeout: 2s")
-        let answer = try Self.post(sluice, "/clicks", (0..<50).map { #"{"id":"late-\#($0)"}"# })
+        let answer = try await Self.post(sluice, "/clicks", (0..<50).map { #"{"id":"late-\#($0)"}"# })
         #expect(answer.status == 503, "\(answer.body.prefix(300))")
         #expect(answer.results.count == 50)
         #expect(answer.results.allSatisfy { $0.error?.code == "zerobus_delivery_timeout" && $0.error?.retryable == true })
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         #expect(stats.received_records == 50)
         #expect(stats.committed.isEmpty)
         #expect(try await sluice.terminate() == 0)
@@ -180,9 +180,9 @@ import Testing
             config: Self.config(server, sink: "max_in_flight_records: 50\nbatch: { max_records: 10 }")
                 .replacingOccurrences(of: "  - name: lake\n", with: "  - name: lake\n    max_in_flight_events: 100\n"),
             environment: ["ZB_SECRET": Self.secret])
-        let answer = try Self.post(sluice, "/clicks", (0..<1000).map { #"{"id":"b\#($0)"}"# })
+        let answer = try await Self.post(sluice, "/clicks", (0..<1000).map { #"{"id":"b\#($0)"}"# })
         #expect(answer.status == 200, "\(answer.body.prefix(300))")
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         #expect(Set(Self.ids(stats.committed)).count == 1000)
         #expect(stats.max_unacked_records <= 50, "\(stats.max_unacked_records) records were unacknowledged at once")
         #expect(stats.max_unacked_records >= 10, "the window was used")
@@ -196,10 +196,10 @@ import Testing
         // exits, instead of waiting for the delivery timeout.
         let server = try await Self.server(["--ack-delay-ms", "60000"])
         let sluice = try await Self.sluice(server, sink: "delivery_timeout: 120s\nack_timeout: 120s")
-        let accepted = try Self.post(sluice, "/async", (0..<20).map { #"{"id":"a\#($0)"}"# })
+        let accepted = try await Self.post(sluice, "/async", (0..<20).map { #"{"id":"a\#($0)"}"# })
         #expect(accepted.status == 202, "\(accepted.body)")
-        for _ in 0..<100 where try Self.stats(server).received_records < 20 { try await Task.sleep(for: .milliseconds(100)) }
-        #expect(try Self.stats(server).received_records == 20)
+        for _ in 0..<100 where try await Self.stats(server).received_records < 20 { try await Task.sleep(for: .milliseconds(100)) }
+        await #expect(try Self.stats(server).received_records == 20)
         #expect(try await sluice.terminate(timeout: .seconds(30)) == 0)
         #expect(sluice.log.contains("flush timeout passed"))
     }
@@ -208,30 +208,30 @@ import Testing
         let server = try await Self.server()
         // A long delivery timeout: a refusal retried by mistake would hang the request.
         let sluice = try await Self.sluice(server, sink: "delivery_timeout: 120s")
-        try Self.faults(
+        try await Self.faults(
             server, #"{"denied_tables": ["main.events.secret"], "unknown_tables": ["main.events.gone"], "reject_records_containing": "poison"}"#)
 
-        let denied = try Self.post(sluice, "/tables/secret", [#"{"id":"d1"}"#, #"{"id":"d2"}"#])
+        let denied = try await Self.post(sluice, "/tables/secret", [#"{"id":"d1"}"#, #"{"id":"d2"}"#])
         #expect(denied.status == 403, "\(denied.body)")
         #expect(denied.results.map { $0.error?.code } == ["zerobus_permission_denied", "zerobus_permission_denied"])
-        let gone = try Self.post(sluice, "/tables/gone", [#"{"id":"g1"}"#])
+        let gone = try await Self.post(sluice, "/tables/gone", [#"{"id":"g1"}"#])
         #expect(gone.status == 404 && gone.results.first?.error?.code == "zerobus_not_found", "\(gone.body)")
 
         // Records that cannot be Zerobus JSON records never leave Sluice; the rest go through.
-        let mixed = try Self.post(sluice, "/clicks", [#"{"id":"m1"}"#, "[1,2]", #""text""#, #"{"id":"m2"}"#])
+        let mixed = try await Self.post(sluice, "/clicks", [#"{"id":"m1"}"#, "[1,2]", #""text""#, #"{"id":"m2"}"#])
         #expect(mixed.results.map { $0.error?.code } == [nil, "invalid_record", "invalid_record", nil], "\(mixed.body)")
         // An invalid table name in the path never leaves Sluice either.
-        let badName = try curl(["-X", "POST", "-d", #"{"id":"x"}"#, "\(sluice.baseURL)/tables/a.b"])
+        let badName = try await curl(["-X", "POST", "-d", #"{"id":"x"}"#, "\(sluice.baseURL)/tables/a.b"])
         #expect(badName.status == 400 && badName.body.contains("invalid_topic"), "\(badName.body)")
 
         // A record the service refuses fails its stream: what was unacknowledged on it fails with
         // the answer; the next request goes through on a new stream.
-        let poisoned = try Self.post(sluice, "/clicks", [#"{"id":"poison"}"#])
+        let poisoned = try await Self.post(sluice, "/clicks", [#"{"id":"poison"}"#])
         #expect(poisoned.status == 400 && poisoned.results.first?.error?.code == "zerobus_invalid_argument", "\(poisoned.body)")
-        let after = try Self.post(sluice, "/clicks", [#"{"id":"after"}"#])
+        let after = try await Self.post(sluice, "/clicks", [#"{"id":"after"}"#])
         #expect(after.status == 200, "\(after.body)")
 
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         #expect(Set(Self.ids(stats.committed)) == ["m1", "m2", "after"])
         #expect(Set(stats.rejected_streams.map(\.code)) == ["PERMISSION_DENIED", "NOT_FOUND"])
         // Refused tables, refused again (no retry loop): one stream attempt per request.
@@ -249,14 +249,14 @@ import Testing
         let start = ContinuousClock.now
         var request = 0
         while request < 12 || ContinuousClock.now - start < .seconds(7) {
-            if request % 3 == 2 { try Self.faults(server, #"{"close_stream_after_records": 1, "close_stream_duration_ms": 100}"#) }
-            let answer = try Self.post(sluice, "/clicks", (0..<10).map { #"{"id":"t\#(request)-\#($0)"}"# })
+            if request % 3 == 2 { try await Self.faults(server, #"{"close_stream_after_records": 1, "close_stream_duration_ms": 100}"#) }
+            let answer = try await Self.post(sluice, "/clicks", (0..<10).map { #"{"id":"t\#(request)-\#($0)"}"# })
             #expect(answer.status == 200, "\(answer.body.prefix(300))")
             delivered += answer.results.filter { $0.error == nil }.count
             request += 1
             try await Task.sleep(for: .milliseconds(500))
         }
-        var stats = try Self.stats(server)
+        var stats = try await Self.stats(server)
         #expect(delivered == request * 10)
         #expect(Set(Self.ids(stats.committed)).count == request * 10)
         #expect(stats.rejected_streams.isEmpty, "no stream was opened with an expired token: \(stats.rejected_streams.map(\.code))")
@@ -266,34 +266,34 @@ import Testing
 
         // Streams cut with UNAUTHENTICATED when their token expires, while records wait for their
         // (300 ms late) acks: new streams with new tokens take over what was not acknowledged.
-        try Self.faults(server, #"{"end_streams_on_token_expiry": true, "ack_delay_ms": 300}"#)
+        try await Self.faults(server, #"{"end_streams_on_token_expiry": true, "ack_delay_ms": 300}"#)
         let cutStart = ContinuousClock.now
         var cutRequest = 0
         while cutRequest < 12 || ContinuousClock.now - cutStart < .seconds(7) {
-            let answer = try Self.post(sluice, "/clicks", (0..<10).map { #"{"id":"x\#(cutRequest)-\#($0)"}"# })
+            let answer = try await Self.post(sluice, "/clicks", (0..<10).map { #"{"id":"x\#(cutRequest)-\#($0)"}"# })
             #expect(answer.status == 200, "\(answer.body.prefix(300))")
             cutRequest += 1
         }
-        stats = try Self.stats(server)
+        stats = try await Self.stats(server)
         #expect(stats.streams_cut_on_token_expiry >= 1, "a stream outlived its token")
         let cutIDs = Set(Self.ids(stats.committed).filter { $0.hasPrefix("x") })
         #expect(cutIDs.count == cutRequest * 10, "every event answered 200 is committed")
-        #expect(try curl(["http://127.0.0.1:\(sluice.adminPort)/ready"]).status == 200, "an expired token is not a broken sink")
-        try Self.faults(server, #"{"end_streams_on_token_expiry": false, "ack_delay_ms": 0}"#)
+        #expect(try await curl(["http://127.0.0.1:\(sluice.adminPort)/ready"]).status == 200, "an expired token is not a broken sink")
+        try await Self.faults(server, #"{"end_streams_on_token_expiry": false, "ack_delay_ms": 0}"#)
 
         // Every token refused (revoked): one retry with a new token, then the events fail, and
         // the sink reports not ready until a stream opens again.
-        try Self.faults(server, #"{"close_stream_after_records": 1, "close_stream_duration_ms": 100}"#)
-        #expect(try Self.post(sluice, "/clicks", [#"{"id":"before-revoke"}"#]).status == 200)
-        try Self.faults(server, #"{"reject_tokens": true}"#)
-        let refused = try Self.post(sluice, "/clicks", [#"{"id":"revoked"}"#])
+        try await Self.faults(server, #"{"close_stream_after_records": 1, "close_stream_duration_ms": 100}"#)
+        await #expect(try Self.post(sluice, "/clicks", [#"{"id":"before-revoke"}"#]).status == 200)
+        try await Self.faults(server, #"{"reject_tokens": true}"#)
+        let refused = try await Self.post(sluice, "/clicks", [#"{"id":"revoked"}"#])
         #expect(refused.status == 502 && refused.results.first?.error?.code == "zerobus_unauthenticated", "\(refused.body)")
-        stats = try Self.stats(server)
+        stats = try await Self.stats(server)
         #expect(stats.rejected_streams.filter { $0.code == "UNAUTHENTICATED" }.count == 2, "the cached token, then a new one")
-        #expect(try curl(["http://127.0.0.1:\(sluice.adminPort)/ready"]).status == 503)
-        try Self.faults(server, #"{"reject_tokens": false}"#)
+        #expect(try await curl(["http://127.0.0.1:\(sluice.adminPort)/ready"]).status == 503)
+        try await Self.faults(server, #"{"reject_tokens": false}"#)
         try await sluice.waitUntilReady(timeout: .seconds(30))  // the sink's probe opens a stream
-        #expect(try Self.post(sluice, "/clicks", [#"{"id":"after-revoke"}"#]).status == 200)
+        await #expect(try Self.post(sluice, "/clicks", [#"{"id":"after-revoke"}"#]).status == 200)
         #expect(try await sluice.terminate() == 0)
         #expect(!sluice.log.contains(Self.secret))
     }
@@ -301,7 +301,7 @@ import Testing
     @Test func aGRPCStreamIsAcknowledgedDurableOnlyForCommittedEventsAcrossAnOutage() async throws {
         let server = try await Self.server(["--ack-delay-ms", "2"])
         let sluice = try await Self.sluice(server, sink: "batch: { max_records: 50 }")
-        try Self.faults(server, #"{"unavailable_after_records": 2500}"#)
+        try await Self.faults(server, #"{"unavailable_after_records": 2500}"#)
         let batches = 100
         let perBatch = 50
         let acks = try await withGRPCClient(
@@ -324,7 +324,7 @@ import Testing
         }
         #expect(acks.count == batches)
         #expect(acks.values.allSatisfy { $0.durable && $0.results.count == perBatch })
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         let stored = Set(Self.ids(stats.committed, table: "main.events.grpc"))
         let missing = (0..<batches).flatMap { b in (0..<perBatch).map { "g\(b)-\($0)" } }.filter { !stored.contains($0) }
         #expect(missing.isEmpty, "acknowledged durable, not committed: \(missing.count) \(missing.prefix(5)) streams \(stats.streams.map { ($0.records, $0.end ?? "open") })")
@@ -341,23 +341,23 @@ import Testing
 
         // Trusting the server's certificate: delivered over TLS.
         let trusting = try await Self.sluice(server, sink: "ca_file: \(ca)", endpoint: https)
-        let delivered = try Self.post(trusting, "/clicks", [#"{"id":"tls-1"}"#, #"{"id":"tls-2"}"#])
+        let delivered = try await Self.post(trusting, "/clicks", [#"{"id":"tls-1"}"#, #"{"id":"tls-2"}"#])
         #expect(delivered.status == 200, "\(delivered.body)")
         #expect(try await trusting.terminate() == 0)
 
         // With the system's roots only, the self-signed certificate is refused: nothing is sent,
         // nothing is answered delivered.
         let untrusting = try await Self.sluice(server, sink: "delivery_timeout: 2s\nopen_timeout: 1s", endpoint: https)
-        let refused = try Self.post(untrusting, "/clicks", [#"{"id":"untrusted"}"#])
+        let refused = try await Self.post(untrusting, "/clicks", [#"{"id":"untrusted"}"#])
         #expect(refused.status == 503 && refused.results.first?.error?.retryable == true, "\(refused.body)")
         #expect(try await untrusting.terminate() == 0)
 
         // Plaintext to a TLS port does not get through either.
         let plain = try await Self.sluice(server, sink: "delivery_timeout: 2s\nopen_timeout: 1s", endpoint: "http://127.0.0.1:\(server.port)")
-        #expect(try Self.post(plain, "/clicks", [#"{"id":"plain"}"#]).status == 503)
+        await #expect(try Self.post(plain, "/clicks", [#"{"id":"plain"}"#]).status == 503)
         #expect(try await plain.terminate() == 0)
 
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         #expect(Set(Self.ids(stats.committed)) == ["tls-1", "tls-2"])
         #expect(stats.streams.count == 1)
     }
@@ -378,7 +378,7 @@ import Testing
             }
             """.write(to: work.appendingPathComponent("click.proto"), atomically: true, encoding: .utf8)
         let descriptors = work.appendingPathComponent("click.desc").path
-        let protoc = try runProgram(
+        let protoc = try await runProgram(
             "python3", ["-m", "grpc_tools.protoc", "--proto_path=\(work.path)", "--descriptor_set_out=\(descriptors)", "click.proto"])
         #expect(protoc.status == 0, "\(protoc.stderr)")
 
@@ -403,11 +403,11 @@ import Testing
             Issue.record("a truncated proto record must fail before sending: \(String(describing: response.results.last))")
         }
         // One raw HTTP body is one event too.
-        let raw = try curl(
+        let raw = try await curl(
             ["-X", "POST", "-H", "content-type: application/x-protobuf", "\(sluice.baseURL)/tables/http"], body: click("http-user", 7))
         #expect(raw.status == 200, "\(raw.body)")
 
-        let stats = try Self.stats(server)
+        let stats = try await Self.stats(server)
         #expect(stats.streams.allSatisfy { $0.end == nil || $0.end!.hasPrefix("OK") })
         let decoded = stats.committed.compactMap { try? JSONSerialization.jsonObject(with: Data($0.record.utf8)) as? [String: Any] }
         #expect(decoded.count == 21)

@@ -155,9 +155,10 @@ import Testing
             #expect(failure.isRetryable, "event \(index): \(failure)")
         }
         // Replaced (within a second or so; generous for a loaded machine), every budget share
-        // back, and new events delivered.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while sink.producerReplacements == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        // back, and new events delivered. The wait counts its own turns, not wall time: when the
+        // runner's threads stall (CI: a stall of ~30 s), a wall-clock deadline could pass while
+        // the sink's watcher never had its turn.
+        for _ in 0..<600 where sink.producerReplacements == 0 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(sink.producerReplacements == 1)
         #expect(sink.counters.first?.value == 1)
         let after = DeliveryTracker()
