@@ -72,10 +72,12 @@ public struct SinkDestinations: Sendable {
     public var carriesKeys: Bool
     /// A key template for events without one (a Kinesis sink's `partition_key` with parameters).
     public var defaultKey: String?
+    /// Whether its records go to a partition the producer may choose (Kafka).
+    public var carriesPartitions: Bool
 
     public init(
         problem: @escaping @Sendable (String) -> String?, defaultTopic: String? = nil, defaultTopicKey: String? = nil,
-        carriesHeaders: Bool = true, carriesKeys: Bool = true, defaultKey: String? = nil
+        carriesHeaders: Bool = true, carriesKeys: Bool = true, defaultKey: String? = nil, carriesPartitions: Bool = false
     ) {
         self.problem = problem
         self.defaultTopic = defaultTopic
@@ -83,8 +85,9 @@ public struct SinkDestinations: Sendable {
         self.carriesHeaders = carriesHeaders
         self.carriesKeys = carriesKeys
         self.defaultKey = defaultKey
+        self.carriesPartitions = carriesPartitions
     }
 
-    /// Kafka topics: named by each route, with keys and headers.
-    public static let kafkaTopics = SinkDestinations(problem: TopicName.problem)
+    /// Kafka topics: named by each route, with keys, headers and partitions.
+    public static let kafkaTopics = SinkDestinations(problem: TopicName.problem, carriesPartitions: true)
 }

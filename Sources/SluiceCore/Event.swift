@@ -15,16 +15,22 @@ public struct Event: Sendable {
     public var valueIsJSON: Bool
     /// The producer's timestamp (milliseconds since the epoch); the backend's time when nil.
     public var timestampMilliseconds: Int64?
+    /// The partition the producer chose (Kafka); the sink's partitioner decides when nil.
+    public var partition: Int32?
+    /// The record's value is null, not empty (a Kafka tombstone); `value` is then empty.
+    public var valueIsNull: Bool
 
     public init(
         value: ByteBuffer, key: ByteBuffer? = nil, headers: [EventHeader] = [], valueIsJSON: Bool = false,
-        timestampMilliseconds: Int64? = nil
+        timestampMilliseconds: Int64? = nil, partition: Int32? = nil, valueIsNull: Bool = false
     ) {
         self.value = value
         self.key = key
         self.headers = headers
         self.valueIsJSON = valueIsJSON
         self.timestampMilliseconds = timestampMilliseconds
+        self.partition = partition
+        self.valueIsNull = valueIsNull
     }
 
     /// Bytes this event occupies in a sink's queue (value, key and headers).

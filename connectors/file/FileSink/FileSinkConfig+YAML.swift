@@ -11,7 +11,8 @@ extension FileSink {
 }
 
 extension FileSinkConfig: SinkSettings {
-    public var destinations: SinkDestinations { .kafkaTopics }
+    /// Named like Kafka topics, with keys and headers; no partitions to choose.
+    public var destinations: SinkDestinations { SinkDestinations(problem: TopicName.problem) }
 
     /// Two file sinks writing one directory would interleave segments and offsets.
     public var exclusiveResource: ExclusiveSinkResource? {

@@ -130,7 +130,7 @@ final class KafkaProducerClient: @unchecked Sendable {
         ticket: Unmanaged<KafkaDeliveryTicket>,
         topic: (inout rd_kafka_vu_t) -> Void
     ) -> rd_kafka_resp_err_t {
-        let capacity = 6 + event.headers.count
+        let capacity = 7 + event.headers.count
         return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
             var count = 0
             func append(_ fill: (inout rd_kafka_vu_t) -> Void) {
@@ -145,11 +145,15 @@ final class KafkaProducerClient: @unchecked Sendable {
             if let timestamp = event.timestampMilliseconds {
                 append { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp }
             }
+            if let partition = event.partition {
+                append { $0.vtype = RD_KAFKA_VTYPE_PARTITION; $0.u.i32 = partition }
+            }
             return event.value.withUnsafeReadableBytes { value in
                 append {
+                    // A null pointer is a null value (a tombstone); any other, even for no bytes, a value.
                     $0.vtype = RD_KAFKA_VTYPE_VALUE
-                    $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                    $0.u.mem.size = value.count
+                    $0.u.mem.ptr = event.valueIsNull ? nil : UnsafeMutableRawPointer(mutating: value.baseAddress ?? emptyValue)
+                    $0.u.mem.size = event.valueIsNull ? 0 : value.count
                 }
                 return withOptionalBytes(event.key) { key in
                     if let key {
@@ -290,6 +294,9 @@ final class KafkaDeliveryTicket {
         self.bytes = bytes
     }
 }
+
+/// Where an empty (not null) value points: librdkafka reads no byte of it.
+private nonisolated(unsafe) let emptyValue = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1))
 
 private func withOptionalBytes<R>(_ buffer: ByteBuffer?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
     guard let buffer else { return body(nil) }
