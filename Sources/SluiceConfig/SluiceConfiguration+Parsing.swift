@@ -437,6 +437,17 @@ extension SluiceConfiguration {
                 r.error(p + ".ack", "gRPC routes acknowledge durable events only (ack: sink)")
                 action = nil
             }
+            if let match, case .ingest(let ingest)? = action, ingest.api.topicFromPath {
+                // The API's own paths (/topics/{topic}) follow the route's prefix.
+                if match.grpc != nil {
+                    r.error(p + ".api", "api \(ingest.api.rawValue) is an HTTP API; a gRPC route speaks sluice.v1.Ingest")
+                    action = nil
+                } else if case .prefix = match.path {
+                } else {
+                    r.error(path + ".match", "api \(ingest.api.rawValue) needs a path_prefix (its paths, like /topics/{topic}, follow it)")
+                    action = nil
+                }
+            }
         }
         if let (n, p) = fields["proxy"] {
             if match?.grpc != nil {
@@ -547,7 +558,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait",
+            "max_event_bytes", "max_wait", "api",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -560,9 +571,33 @@ extension SluiceConfiguration {
         // the sink itself has errors, and then not checked.
         let kind = sink.flatMap { destinations[$0]?.kind } ?? ""
         let destination = sink.flatMap { destinations[$0]?.rules }
+        var api = IngestAPI.sluice
+        if let (n, p) = fields["api"], let text = r.string(n, p) {
+            if let value = IngestAPI(rawValue: text) {
+                api = value
+            } else {
+                r.error(p, "expected one of \(IngestAPI.allCases.map(\.rawValue).joined(separator: ", ")); got \"\(text)\"")
+                ok = false
+            }
+        }
         var topic: ParameterTemplate?
         var topicText: (text: String, path: String, origin: String)?
-        if let (n, p) = fields["topic"] {
+        if api.topicFromPath {
+            // The API names the topic in its own path; the route's rules still apply to it.
+            if fields["topic"] != nil {
+                r.error(path + ".topic", "api \(api.rawValue) takes the topic from the request path (/topics/{topic}); remove topic")
+                ok = false
+            }
+            if let (_, p) = fields["key"] {
+                r.error(p, "api \(api.rawValue) takes each record's key from its request body; remove key")
+                ok = false
+            }
+            if let destination, !destination.carriesPartitions {
+                r.error(path + ".api", "api \(api.rawValue) writes Kafka records (keys, partitions); sink \"\(sink ?? "")\" is \(kind)")
+                ok = false
+            }
+            topic = ParameterTemplate(parts: [])
+        } else if let (n, p) = fields["topic"] {
             if let text = r.nonEmptyString(n, p) { topicText = (text, p, "") }
         } else if let fallback = destination?.defaultTopic {
             topicText = (fallback, path + ".sink", "the stream of sink \"\(sink ?? "")\" (\(fallback)): ")
@@ -610,6 +645,10 @@ extension SluiceConfiguration {
                 r.error(p, "expected sink or accepted, got \"\(text)\"")
                 ok = false
             }
+            if ack == .accepted, api != .sluice {
+                r.error(p, "api \(api.rawValue) answers each record's partition and offset; it needs ack: sink")
+                ok = false
+            }
         }
         var headersToKafka: [String] = []
         if let (n, p) = fields["headers_to_kafka"], let list = r.stringList(n, p) {
@@ -636,6 +675,7 @@ extension SluiceConfiguration {
             maxWait: IngestConfig.defaultMaxWait
         )
         config.defaultKey = defaultKey
+        config.api = api
         if let (n, p) = fields["max_body_bytes"] {
             if let v = r.size(n, p) { config.maxBodyBytes = v } else { ok = false }
         }

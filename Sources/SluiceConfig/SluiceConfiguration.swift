@@ -267,6 +267,8 @@ public struct IngestConfig: Sendable {
     public var maxEventBytes: Int
     /// How long a request may wait for room in a full sink queue before it gets 503.
     public var maxWait: Duration
+    /// The API producers speak to this route.
+    public var api: IngestAPI = .sluice
 
     public init(
         sink: String, topic: ParameterTemplate, topicsAllowed: Set<String>? = nil, key: KeySource? = nil, ack: AckMode = .sink,
@@ -308,6 +310,18 @@ public enum KeySource: Sendable, Equatable {
     case query(String)
     /// An RFC 6901 JSON Pointer into each event, e.g. `/user/id`.
     case jsonPointer([String])
+}
+
+/// The API an ingest route speaks.
+public enum IngestAPI: String, Sendable, CaseIterable {
+    /// Sluice's own: NDJSON, JSON or raw bodies; the topic from the route.
+    case sluice
+    /// Confluent REST Proxy v2 produce: `POST {prefix}/topics/{topic}[/partitions/{p}]` with
+    /// `records[]`; the topic comes from the request path under the route's `path_prefix`.
+    case confluentV2 = "confluent_v2"
+
+    /// Whether the topic comes from the API's own path instead of the route's `topic`.
+    public var topicFromPath: Bool { self != .sluice }
 }
 
 public enum AckMode: String, Sendable {

@@ -48,7 +48,10 @@ public struct HTTPRouteTable: Sendable {
             case .ingest(let ingest):
                 // Validation guarantees the sink exists.
                 guard let sink = sinks[ingest.sink] else { continue }
-                let handler = IngestHandler(routeName: route.name, config: ingest, sink: sink, logger: logger)
+                var prefix: String?
+                if case .prefix(let value) = route.match.path { prefix = value }
+                let handler = IngestHandler(
+                    routeName: route.name, config: ingest, sink: sink, logger: logger, pathPrefix: ingest.api.topicFromPath ? prefix : nil)
                 let target = Target(
                     name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))
                 entries.append(.init(name: route.name, match: route.match, target: target))
@@ -154,6 +157,11 @@ public struct GatewayResponder: HTTPResponder {
                 var response: HTTPResponse
                 if rejection.status == 204 {
                     response = HTTPResponse(status: .noContent, headers: extra)  // a preflight's answer
+                } else if case .ingest(let handler) = target.action, handler.config.api == .confluentV2 {
+                    // Refused in the API the client speaks: REST Proxy's error body and codes.
+                    response = .confluentError(
+                        status: rejection.status, errorCode: ConfluentREST.errorCode(status: rejection.status), message: rejection.message,
+                        headers: extra)
                 } else {
                     response = .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 }

@@ -14,13 +14,22 @@ public struct IngestHandler: Sendable {
     public var config: IngestConfig { self.pipeline.config }
     public var sink: any Sink { self.pipeline.sink }
 
-    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger) {
+    /// For APIs whose own paths follow the route's match (`api: confluent_v2`): the route's
+    /// `path_prefix`, which the API's paths come after.
+    let pathPrefix: String?
+
+    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger, pathPrefix: String? = nil) {
         self.pipeline = IngestPipeline(routeName: routeName, config: config, sink: sink, logger: logger)
+        self.pathPrefix = pathPrefix
     }
 
     public func handle(_ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
         var facts = ExchangeFacts(sink: self.sink.name)
-        var response = await self.respond(to: request, parameters: parameters, body: &body, facts: &facts)
+        var response: HTTPResponse
+        switch self.config.api {
+        case .sluice: response = await self.respond(to: request, parameters: parameters, body: &body, facts: &facts)
+        case .confluentV2: response = await self.respondConfluentV2(to: request, body: &body, facts: &facts)
+        }
         response.facts = facts
         return HandledRequest(response: response, eventCount: facts.events, bytesRead: body.bytesRead)
     }

@@ -286,6 +286,8 @@ struct ConsumedRecord {
     var key: String?
     var value: String
     var headers: [(String, String)]
+    /// The record's value is null (a tombstone), not empty.
+    var valueIsNull = false
 }
 
 /// Reads every record of `topic` from the beginning.
@@ -305,7 +307,7 @@ func consume(_ topic: String, expecting count: Int, bootstrap: String = kafkaBoo
             }
             return ConsumedRecord(
                 partition: object["partition"] as? Int ?? -1, offset: object["offset"] as? Int ?? -1, key: object["key"] as? String,
-                value: object["payload"] as? String ?? "", headers: headers)
+                value: object["payload"] as? String ?? "", headers: headers, valueIsNull: object["payload"] is NSNull)
         }
         if records.count >= count { break }
         try await Task.sleep(for: .milliseconds(250))

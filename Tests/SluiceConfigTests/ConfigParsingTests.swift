@@ -154,3 +154,52 @@ import Testing
         #expect(Self.errors(rate: "6000/min") == [])
     }
 }
+
+@Suite struct IngestAPIParsingTests {
+    static func parse(route: String, sink: String = "kafka: { bootstrap_servers: [\"127.0.0.1:9092\"] }") -> Result<SluiceConfiguration, ConfigValidationError> {
+        let yaml = """
+            listeners: [{ name: main, address: "127.0.0.1:8080" }]
+            sinks:
+              - name: events
+                \(sink)
+            routes:
+              - name: rest
+                \(route)
+            """
+        do {
+            return .success(try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    static func errors(route: String, sink: String = "kafka: { bootstrap_servers: [\"127.0.0.1:9092\"] }") -> [String] {
+        guard case .failure(let error) = Self.parse(route: route, sink: sink) else { return [] }
+        return error.errors.map(\.description)
+    }
+
+    @Test func aConfluentRouteTakesItsTopicFromThePathUnderAPrefix() throws {
+        let config = try Self.parse(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, topics_allowed: [orders] }").get()
+        guard case .ingest(let ingest) = config.routes[0].action else {
+            Issue.record("expected an ingest route")
+            return
+        }
+        #expect(ingest.api == .confluentV2)
+        #expect(ingest.topicsAllowed == ["orders"])
+    }
+
+    @Test func aConfluentRouteSaysWhatDoesNotFit() {
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, topic: orders }")
+            == ["routes[0].ingest.topic: api confluent_v2 takes the topic from the request path (/topics/{topic}); remove topic"])
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, key: \"header:k\" }")
+            == ["routes[0].ingest.key: api confluent_v2 takes each record's key from its request body; remove key"])
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, ack: accepted }")
+            == ["routes[0].ingest.ack: api confluent_v2 answers each record's partition and offset; it needs ack: sink"])
+        #expect(Self.errors(route: "match: { path: /kafka }\n    ingest: { api: confluent_v2, sink: events }")
+            == ["routes[0].match: api confluent_v2 needs a path_prefix (its paths, like /topics/{topic}, follow it)"])
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events }", sink: "file: { directory: ./data }")
+            == ["routes[0].ingest.api: api confluent_v2 writes Kafka records (keys, partitions); sink \"events\" is file"])
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: rest_proxy, sink: events, topic: t }")
+            == ["routes[0].ingest.api: expected one of sluice, confluent_v2; got \"rest_proxy\""])
+    }
+}
