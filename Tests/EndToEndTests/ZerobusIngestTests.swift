@@ -168,7 +168,10 @@ import Testing
         #expect(answer.results.allSatisfy { $0.error?.code == "zerobus_delivery_timeout" && $0.error?.retryable == true })
         let stats = try await Self.stats(server)
         #expect(stats.received_records == 50)
-        #expect(stats.committed.isEmpty)
+        // The server commits what is pending when the client half-closes a stream; Sluice may
+        // have closed its stream by now (a loaded run is slow), but only after giving up.
+        let halfClosedOnly = stats.streams.allSatisfy { $0.end == nil || $0.end == "OK (client half-closed)" }
+        #expect(stats.committed.isEmpty || halfClosedOnly, "\(stats.streams.map(\.end))")
         #expect(try await sluice.terminate() == 0)
     }
 
