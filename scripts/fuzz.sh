@@ -17,7 +17,8 @@ declare -A SOURCES=(
     [path_template]="Sources/SluiceConfigReader/PathPattern.swift Sources/SluiceConfigReader/ParameterTemplate.swift Sources/SluiceConfigReader/ConfigError.swift"
     [units]="Sources/SluiceConfigReader/Units.swift"
     [ndjson]="Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
-    [confluent_v2]="Sources/SluiceIngest/ConfluentREST.swift Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
+    [cloudevents]="Sources/SluiceIngest/CloudEvents.swift Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
+    [confluent_rest]="Sources/SluiceIngest/ConfluentREST.swift Sources/SluiceIngest/ConfluentV3.swift Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"
     [resp]="Sources/SluicePolicy/RESP.swift"
     [kinesis_response]="connectors/kinesis/KinesisSink/PutRecordsResponseReader.swift scripts/fuzz/support/JSONNestingDepth.swift"
     [kafka_statistics]="connectors/kafka/KafkaSink/KafkaStatistics.swift scripts/fuzz/support/JSONNestingDepth.swift"
@@ -27,7 +28,7 @@ declare -A SOURCES=(
     [config]="$(echo Sources/SluiceConfig/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" confluent_v2 grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" cloudevents confluent_rest grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

@@ -64,6 +64,9 @@ python3 -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/
     || python3 -m pip install -q --disable-pip-version-check opentelemetry-proto==1.45.0
 python3 -c 'import grpc, grpc_tools' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check grpcio==1.85.1 grpcio-tools==1.85.1
+# The official CloudEvents SDK: the client and the decoder of the records (cloudevents_check.py).
+python3 -c 'import cloudevents.core.bindings.kafka' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check cloudevents==2.2.0
 
 # Kinesis peers (both check SigV4): moto (preinstalled on these machines; pinned here) and
 # MiniStack, with boto3 for the test helpers. MiniStack brings a newer botocore; moto 5.2.1

@@ -558,7 +558,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api",
+            "max_event_bytes", "max_wait", "api", "cluster_id",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -645,7 +645,7 @@ extension SluiceConfiguration {
                 r.error(p, "expected sink or accepted, got \"\(text)\"")
                 ok = false
             }
-            if ack == .accepted, api != .sluice {
+            if ack == .accepted, api.topicFromPath {
                 r.error(p, "api \(api.rawValue) answers each record's partition and offset; it needs ack: sink")
                 ok = false
             }
@@ -676,6 +676,19 @@ extension SluiceConfiguration {
         )
         config.defaultKey = defaultKey
         config.api = api
+        if let destination, !destination.carriesHeaders { config.cloudEventsEncoding = .structuredJSON }
+        if let (n, p) = fields["cluster_id"] {
+            if api != .confluentV3 {
+                r.error(p, "cluster_id names the cluster of api confluent_v3 paths; remove it")
+                ok = false
+            } else if let id = r.nonEmptyString(n, p) {
+                if id.contains("/") { r.error(p, "a cluster id is one path segment; no \"/\"") ; ok = false } else { config.clusterID = id }
+            }
+        }
+        if api == .cloudevents, case .jsonPointer? = key {
+            r.error(path + ".key", "api cloudevents keys events by their partitionkey, or else header:NAME or query:NAME; a JSON pointer does not apply")
+            ok = false
+        }
         if let (n, p) = fields["max_body_bytes"] {
             if let v = r.size(n, p) { config.maxBodyBytes = v } else { ok = false }
         }

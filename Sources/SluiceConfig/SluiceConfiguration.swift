@@ -269,6 +269,12 @@ public struct IngestConfig: Sendable {
     public var maxWait: Duration
     /// The API producers speak to this route.
     public var api: IngestAPI = .sluice
+    /// How `api: cloudevents` writes events: the Kafka protocol binding's binary mode for sinks
+    /// whose records carry headers, else the structured JSON event.
+    public var cloudEventsEncoding: CloudEventsEncoding = .kafkaBinary
+    /// The cluster id in `api: confluent_v3` paths (`cluster_id`); others are 404.
+    public var clusterID = IngestConfig.defaultClusterID
+    public static let defaultClusterID = "sluice"
 
     public init(
         sink: String, topic: ParameterTemplate, topicsAllowed: Set<String>? = nil, key: KeySource? = nil, ack: AckMode = .sink,
@@ -319,9 +325,22 @@ public enum IngestAPI: String, Sendable, CaseIterable {
     /// Confluent REST Proxy v2 produce: `POST {prefix}/topics/{topic}[/partitions/{p}]` with
     /// `records[]`; the topic comes from the request path under the route's `path_prefix`.
     case confluentV2 = "confluent_v2"
+    /// CloudEvents 1.0 over HTTP (binary, structured, batched); the topic from the route.
+    case cloudevents
+    /// Confluent REST Proxy v3 produce: `POST {prefix}/v3/clusters/{cluster_id}/topics/{topic}/records`
+    /// (one record or a stream of them) and `.../records:batch`.
+    case confluentV3 = "confluent_v3"
 
     /// Whether the topic comes from the API's own path instead of the route's `topic`.
-    public var topicFromPath: Bool { self != .sluice }
+    public var topicFromPath: Bool { self == .confluentV2 || self == .confluentV3 }
+}
+
+/// How CloudEvents are written to a sink.
+public enum CloudEventsEncoding: Sendable {
+    /// `ce_` record headers, `content-type`, the data as the value, `partitionkey` as the key.
+    case kafkaBinary
+    /// The JSON event format (`application/cloudevents+json`) as the value.
+    case structuredJSON
 }
 
 public enum AckMode: String, Sendable {

@@ -78,6 +78,10 @@ extension ErrorCode {
     public static let jsonRequired = ErrorCode("json_required", http: 415, grpc: .invalidArgument)
     /// The body holds no events.
     public static let noEvents = ErrorCode("no_events", http: 400, grpc: .invalidArgument)
+    /// Not a valid CloudEvent (a required attribute missing, a bad name or value).
+    public static let invalidCloudEvent = ErrorCode("invalid_cloudevent", http: 400, grpc: .invalidArgument)
+    /// A body type the route's API does not take.
+    public static let unsupportedMediaType = ErrorCode("unsupported_media_type", http: 415, grpc: .invalidArgument)
     /// A record the backend would refuse for its format (a Zerobus record that is not one JSON
     /// object or one protobuf message).
     public static let invalidRecord = ErrorCode("invalid_record", http: 400, grpc: .invalidArgument)
@@ -152,6 +156,8 @@ extension ErrorCode {
         .invalidKey,
         .jsonRequired,
         .noEvents,
+        .invalidCloudEvent,
+        .unsupportedMediaType,
         .invalidRecord,
         .invalidPartitionKey,
         .unauthenticated,

@@ -6,14 +6,17 @@ import SluiceIngest
 
 extension HTTPResponse {
     /// REST Proxy's error body: `{"error_code":…,"message":…}`.
-    public static func confluentError(status: Int, errorCode: Int, message: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+    /// `contentType`: v2 answers `application/vnd.kafka.v2+json`, v3 `application/json`.
+    public static func confluentError(
+        status: Int, errorCode: Int, message: String, headers: HTTPHeaders = HTTPHeaders(), contentType: String = ConfluentREST.v2ResponseType
+    ) -> HTTPResponse {
         var json = JSONWriter()
         json.object {
             $0.field("error_code", errorCode)
             $0.field("message", message)
         }
         var response = HTTPResponse.json(HTTPResponseStatus(statusCode: status), json, headers: headers)
-        response.headers.replaceOrAdd(name: "content-type", value: ConfluentREST.v2ResponseType)
+        response.headers.replaceOrAdd(name: "content-type", value: contentType)
         return response
     }
 
@@ -56,17 +59,14 @@ extension IngestHandler {
                 status: 415, errorCode: 415,
                 message: "HTTP 415 Unsupported Media Type: send application/vnd.kafka.json.v2+json or application/vnd.kafka.binary.v2+json")
         }
-        if let length = request.header("content-length").flatMap(Int.init), length > self.config.maxBodyBytes {
-            return Self.confluentBodyTooLarge(self.config.maxBodyBytes)
-        }
-        var whole = ByteBuffer()
+        let whole: ByteBuffer
         do {
-            while var chunk = try await body.next() {
-                if body.bytesRead > self.config.maxBodyBytes { return Self.confluentBodyTooLarge(self.config.maxBodyBytes) }
-                whole.writeBuffer(&chunk)
-            }
+            whole = try await self.readWholeBody(request, &body)
         } catch {
-            return .confluentError(status: 400, errorCode: 400, message: "could not read the request body")
+            switch error {
+            case .tooLarge: return Self.confluentBodyTooLarge(self.config.maxBodyBytes)
+            case .unreadable: return .confluentError(status: 400, errorCode: 400, message: "could not read the request body")
+            }
         }
         let records: [ConfluentREST.V2Record]
         do {
@@ -76,11 +76,7 @@ extension IngestHandler {
             return .confluentError(error)
         }
 
-        var headers: [EventHeader] = []
-        for name in self.config.headersToKafka {
-            for value in request.head.headers[name] { headers.append(EventHeader(name: name, value: value)) }
-        }
-        var session = self.pipeline.session(topic: target.topic, requestKey: nil, defaultKey: nil, headers: headers, ack: .sink)
+        var session = self.pipeline.session(topic: target.topic, requestKey: nil, defaultKey: nil, headers: self.recordHeaders(request), ack: .sink)
         // In order: runs of events to the sink, a record over max_event_bytes failed alone. Once
         // the sink stays full past max_wait, the records not sent fail with that (retryable).
         var events: [Event] = []
@@ -153,7 +149,9 @@ extension IngestHandler {
         return response
     }
 
-    static func confluentBodyTooLarge(_ limit: Int) -> HTTPResponse {
-        .confluentError(status: 413, errorCode: 413, message: "the body is larger than max_body_bytes (\(limit) bytes)", headers: ["connection": "close"])
+    static func confluentBodyTooLarge(_ limit: Int, contentType: String = ConfluentREST.v2ResponseType) -> HTTPResponse {
+        .confluentError(
+            status: 413, errorCode: 413, message: "the body is larger than max_body_bytes (\(limit) bytes)", headers: ["connection": "close"],
+            contentType: contentType)
     }
 }

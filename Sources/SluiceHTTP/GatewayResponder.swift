@@ -157,11 +157,11 @@ public struct GatewayResponder: HTTPResponder {
                 var response: HTTPResponse
                 if rejection.status == 204 {
                     response = HTTPResponse(status: .noContent, headers: extra)  // a preflight's answer
-                } else if case .ingest(let handler) = target.action, handler.config.api == .confluentV2 {
+                } else if case .ingest(let handler) = target.action, handler.config.api == .confluentV2 || handler.config.api == .confluentV3 {
                     // Refused in the API the client speaks: REST Proxy's error body and codes.
                     response = .confluentError(
                         status: rejection.status, errorCode: ConfluentREST.errorCode(status: rejection.status), message: rejection.message,
-                        headers: extra)
+                        headers: extra, contentType: handler.config.api == .confluentV2 ? ConfluentREST.v2ResponseType : "application/json")
                 } else {
                     response = .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 }

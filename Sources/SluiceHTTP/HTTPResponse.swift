@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import SluiceCore
@@ -13,6 +14,12 @@ public struct HTTPResponse: Sendable {
     /// left for the client (so a slow client slows the source). When set, `body` is not sent
     /// and `headers` keep their own content-length (none: chunked over HTTP/1.1).
     public var stream: (any AsyncSequence<ByteBuffer, any Error> & Sendable)?
+    /// The stream reads the rest of the request body itself while it is written (full duplex):
+    /// the listener neither drains the body nor keeps the HTTP/1.1 connection afterwards.
+    public var readsRequestBody = false
+    /// For such a response: the events and body bytes it hands over, known when it ends (what a
+    /// rate limit in events or bytes charges then, as for a gRPC stream).
+    public var bodyTally: StreamTally?
     /// What the route's handler and policies tell the listener's observers (metrics, access log);
     /// never sent.
     public var facts = ExchangeFacts()
@@ -209,12 +216,63 @@ public struct HandledRequest: PolicyResponse {
         self.bytesRead = bytesRead
     }
 
-    /// A request is handled whole: at once.
+    /// A request handled whole is finished at once; one whose answer reads its body as it
+    /// streams (`HTTPResponse.bodyTally`) when that stream ends, with what it handed over.
     public func whenFinished(_ body: @escaping @Sendable (_ events: Int, _ bytes: Int) async -> Void) async {
-        await body(self.eventCount, self.bytesRead)
+        if let tally = self.response.bodyTally {
+            tally.whenFinished(body)
+        } else {
+            await body(self.eventCount, self.bytesRead)
+        }
     }
 
     public mutating func setHeader(name: String, value: String) {
         self.response.headers.replaceOrAdd(name: name, value: value)
+    }
+}
+
+/// What a streamed request handed over, told to whoever waits once the stream ends.
+public final class StreamTally: Sendable {
+    private struct State {
+        var events = 0
+        var bytes = 0
+        var finished = false
+        var waiting: [@Sendable (Int, Int) async -> Void] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    public init() {}
+
+    public func add(events: Int, bytes: Int) {
+        self.state.withLockedValue {
+            $0.events += events
+            $0.bytes += bytes
+        }
+    }
+
+    /// Calls `body` with the totals once the stream has ended (now, if it has).
+    public func whenFinished(_ body: @escaping @Sendable (_ events: Int, _ bytes: Int) async -> Void) {
+        let totals: (Int, Int)? = self.state.withLockedValue { state in
+            guard state.finished else {
+                state.waiting.append(body)
+                return nil
+            }
+            return (state.events, state.bytes)
+        }
+        if let (events, bytes) = totals { Task { await body(events, bytes) } }
+    }
+
+    /// The stream has ended: tells everyone waiting.
+    public func finish() {
+        let (waiting, events, bytes) = self.state.withLockedValue { state in
+            state.finished = true
+            defer { state.waiting = [] }
+            return (state.waiting, state.events, state.bytes)
+        }
+        guard !waiting.isEmpty else { return }
+        Task {
+            for body in waiting { await body(events, bytes) }
+        }
     }
 }

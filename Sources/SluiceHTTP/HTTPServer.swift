@@ -327,7 +327,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                     let span = Self.startSpan(request)
                     var response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
                     // Keep the connection only if the whole request body has been read.
-                    let complete = body.isComplete ? true : await body.drain(limit: 64 * 1024)
+                    let complete = response.readsRequestBody ? false : body.isComplete ? true : await body.drain(limit: 64 * 1024)
                     if let next = body.iterator { iterator = next }
                     // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
                     let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0

@@ -29,6 +29,8 @@ public struct IngestHandler: Sendable {
         switch self.config.api {
         case .sluice: response = await self.respond(to: request, parameters: parameters, body: &body, facts: &facts)
         case .confluentV2: response = await self.respondConfluentV2(to: request, body: &body, facts: &facts)
+        case .cloudevents: response = await self.respondCloudEvents(to: request, parameters: parameters, body: &body, facts: &facts)
+        case .confluentV3: response = await self.respondConfluentV3(to: request, body: &body, facts: &facts)
         }
         response.facts = facts
         return HandledRequest(response: response, eventCount: facts.events, bytesRead: body.bytesRead)
@@ -48,23 +50,14 @@ public struct IngestHandler: Sendable {
         }
 
         let format = BodyFormat(contentType: request.header("content-type"))
-        let requestKey: ByteBuffer?
-        switch self.config.key {
-        case .header(let name)?: requestKey = request.header(name).map { ByteBuffer(string: $0) }
-        case .query(let name)?: requestKey = request.queryParameter(name).map { ByteBuffer(string: $0) }
-        case .jsonPointer?, nil: requestKey = nil
-        }
+        let requestKey = self.requestKey(request)
         let defaultKey = self.pipeline.defaultKey(parameters)
         if case .jsonPointer = self.config.key, format == .raw {
             return .error(
                 .jsonRequired, message: "this route takes the key from a JSON pointer; send application/json or application/x-ndjson")
         }
-        var headers: [EventHeader] = []
-        for name in self.config.headersToKafka {
-            for value in request.head.headers[name] { headers.append(EventHeader(name: name, value: value)) }
-        }
         var session = self.pipeline.session(
-            topic: topic, requestKey: requestKey ?? defaultKey, defaultKey: defaultKey, headers: headers, ack: self.config.ack)
+            topic: topic, requestKey: requestKey ?? defaultKey, defaultKey: defaultKey, headers: self.recordHeaders(request), ack: self.config.ack)
 
         // Read and send.
         var stop: IngestError?
@@ -111,10 +104,60 @@ public struct IngestHandler: Sendable {
             // The client went away or broke the protocol mid-body.
             stop = IngestError(.bodyReadFailed, "could not read the request body: \(error)")
         }
+        return await self.answer(session, stop: stop, request: request, facts: &facts)
+    }
+
+    enum WholeBodyFailure: Error {
+        /// Past max_body_bytes (declared or read).
+        case tooLarge
+        /// The client went away or broke the protocol mid-body.
+        case unreadable
+    }
+
+    /// The whole body, for APIs whose body is one document: refused past max_body_bytes (a
+    /// declared length before any byte is read).
+    func readWholeBody(_ request: HTTPRequest, _ body: inout RequestBody) async throws(WholeBodyFailure) -> ByteBuffer {
+        if let length = request.header("content-length").flatMap(Int.init), length > self.config.maxBodyBytes { throw .tooLarge }
+        var whole = ByteBuffer()
+        do {
+            while var chunk = try await body.next() {
+                if body.bytesRead > self.config.maxBodyBytes { throw WholeBodyFailure.tooLarge }
+                whole.writeBuffer(&chunk)
+            }
+        } catch let failure as WholeBodyFailure {
+            throw failure
+        } catch {
+            throw .unreadable
+        }
+        return whole
+    }
+
+    /// The key of the request's events from its header or query parameter (`key`), if the route takes one there.
+    func requestKey(_ request: HTTPRequest) -> ByteBuffer? {
+        switch self.config.key {
+        case .header(let name)?: request.header(name).map { ByteBuffer(string: $0) }
+        case .query(let name)?: request.queryParameter(name).map { ByteBuffer(string: $0) }
+        case .jsonPointer?, nil: nil
+        }
+    }
+
+    /// The request headers the route copies into record headers (`headers_to_kafka`).
+    func recordHeaders(_ request: HTTPRequest) -> [EventHeader] {
+        var headers: [EventHeader] = []
+        for name in self.config.headersToKafka {
+            for value in request.head.headers[name] { headers.append(EventHeader(name: name, value: value)) }
+        }
+        return headers
+    }
+
+    /// The answer once the body is read and its events handed over: the request-level error
+    /// (`stop`, or why the session stopped) beside every event's fate, as the route's ack says.
+    func answer(_ session: IngestSession, stop: IngestError?, request: HTTPRequest, facts: inout ExchangeFacts) async -> HTTPResponse {
+        var stop = stop
         if stop == nil, let failure = session.failure {
             stop = failure
         }
-        if stop == nil, session.sent == 0, session.saturated == nil {
+        if stop == nil, session.reserved == 0, session.saturated == nil {
             stop = IngestError(.noEvents, "the body holds no events")
         }
 

@@ -32,6 +32,14 @@ public struct RequestBody {
         self.source = .chunks(chunks[...])
     }
 
+    /// Sends `100 Continue` now if the client asked for it and it has not gone out: before a
+    /// response head that goes out while the body is still to be read (full duplex).
+    public mutating func inviteBody() async throws {
+        guard let sendContinue = self.sendContinue else { return }
+        self.sendContinue = nil
+        try await sendContinue()
+    }
+
     /// The next part of the body, or nil at its end.
     public mutating func next() async throws -> ByteBuffer? {
         guard !self.isComplete, let source = self.source else { return nil }

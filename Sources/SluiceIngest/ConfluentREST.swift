@@ -171,13 +171,13 @@ private struct V2Decoder {
             throw .init(status: 422, "the body must be a JSON object with records")
         }
         var recordsRange: Range<Int>?
-        for member in self.members(ofObjectAt: start) where member.name == Array("records".utf8) {
+        for member in self.scanner.members(ofObjectAt: start) where member.name == Array("records".utf8) {
             recordsRange = member.value
         }
         guard let recordsRange, self.bytes[recordsRange.lowerBound] == UInt8(ascii: "[") else {
             throw .init(status: 422, "records: must be a non-empty array")
         }
-        let elements = self.elements(ofArrayAt: recordsRange.lowerBound)
+        let elements = self.scanner.elements(ofArrayAt: recordsRange.lowerBound)
         guard !elements.isEmpty else { throw .init(status: 422, "records: must be a non-empty array") }
         guard elements.count <= self.maxEvents else {
             throw .init(status: 413, "the request holds more than max_events (\(self.maxEvents)) records")
@@ -197,7 +197,7 @@ private struct V2Decoder {
         var key: ByteBuffer?
         var value: ByteBuffer?
         var partition = self.partition
-        for member in self.members(ofObjectAt: range.lowerBound) {
+        for member in self.scanner.members(ofObjectAt: range.lowerBound) {
             switch member.name {
             case Array("key".utf8): key = try self.payload(member.value, "records[\(index)].key")
             case Array("value".utf8): value = try self.payload(member.value, "records[\(index)].value")
@@ -236,39 +236,5 @@ private struct V2Decoder {
         default:
             return self.body.getSlice(at: self.body.readerIndex + range.lowerBound, length: range.count)
         }
-    }
-
-    /// The members of the (valid) object starting at `start`: each name decoded, each value's range.
-    private func members(ofObjectAt start: Int) -> [(name: [UInt8], value: Range<Int>)] {
-        var members: [(name: [UInt8], value: Range<Int>)] = []
-        let scanner = self.scanner
-        var i = scanner.skipSpace(start + 1)
-        guard self.bytes[i] != UInt8(ascii: "}") else { return [] }
-        while i < self.bytes.count {
-            guard let (name, afterName) = scanner.decodeString(i) else { break }
-            i = scanner.skipSpace(scanner.skipSpace(afterName) + 1)  // past ':'
-            guard let end = try? scanner.skipValue(i, depth: 0) else { break }
-            members.append((name, i..<end))
-            i = scanner.skipSpace(end)
-            guard i < self.bytes.count, self.bytes[i] == UInt8(ascii: ",") else { break }
-            i = scanner.skipSpace(i + 1)
-        }
-        return members
-    }
-
-    /// The element ranges of the (valid) array starting at `start`.
-    private func elements(ofArrayAt start: Int) -> [Range<Int>] {
-        var elements: [Range<Int>] = []
-        let scanner = self.scanner
-        var i = scanner.skipSpace(start + 1)
-        guard self.bytes[i] != UInt8(ascii: "]") else { return [] }
-        while i < self.bytes.count {
-            guard let end = try? scanner.skipValue(i, depth: 0) else { break }
-            elements.append(i..<end)
-            i = scanner.skipSpace(end)
-            guard i < self.bytes.count, self.bytes[i] == UInt8(ascii: ",") else { break }
-            i = scanner.skipSpace(i + 1)
-        }
-        return elements
     }
 }

@@ -280,6 +280,40 @@ public struct JSONScanner {
         }
     }
 
+    // MARK: - members and elements (on already validated input)
+
+    /// The members of the object starting at `start`: each name decoded, each value's range.
+    func members(ofObjectAt start: Int) -> [(name: [UInt8], value: Range<Int>)] {
+        var members: [(name: [UInt8], value: Range<Int>)] = []
+        var i = self.skipSpace(start + 1)
+        guard i < self.bytes.count, self.bytes[i] != UInt8(ascii: "}") else { return [] }
+        while i < self.bytes.count {
+            guard let (name, afterName) = self.decodeString(i) else { break }
+            i = self.skipSpace(self.skipSpace(afterName) + 1)  // past ':'
+            guard let end = try? self.skipValue(i, depth: 0) else { break }
+            members.append((name, i..<end))
+            i = self.skipSpace(end)
+            guard i < self.bytes.count, self.bytes[i] == UInt8(ascii: ",") else { break }
+            i = self.skipSpace(i + 1)
+        }
+        return members
+    }
+
+    /// The element ranges of the array starting at `start`.
+    func elements(ofArrayAt start: Int) -> [Range<Int>] {
+        var elements: [Range<Int>] = []
+        var i = self.skipSpace(start + 1)
+        guard i < self.bytes.count, self.bytes[i] != UInt8(ascii: "]") else { return [] }
+        while i < self.bytes.count {
+            guard let end = try? self.skipValue(i, depth: 0) else { break }
+            elements.append(i..<end)
+            i = self.skipSpace(end)
+            guard i < self.bytes.count, self.bytes[i] == UInt8(ascii: ",") else { break }
+            i = self.skipSpace(i + 1)
+        }
+        return elements
+    }
+
     // MARK: - pointer lookup (on already validated input)
 
     private func findMember(_ name: String, objectStart: Int) -> Int? {

@@ -72,6 +72,100 @@ import Testing
         #expect(try await sluice.terminate() == 0)
     }
 
+    static func v3Config(allowed topic: String) -> String {
+        Self.config(allowed: [topic]).replacingOccurrences(
+            of: "ingest: { api: confluent_v2, sink: events,", with: "ingest: { api: confluent_v3, cluster_id: lkc-test, sink: events,")
+    }
+
+    @Test func v3RecordsBatchesAndAFullDuplexStreamLandWhereTheReportsSay() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("rest-v3")
+        let sluice = try await SluiceProcess(config: Self.v3Config(allowed: topic))
+        let base = "\(sluice.baseURL)/kafka/v3/clusters/lkc-test/topics/\(topic)"
+        let auth = ["-H", "x-api-key: \(Self.key)", "-H", "content-type: application/json"]
+
+        // One record: its report. Its timestamp an hour ago (far older ones may fall to the
+        // broker's retention during a long test run).
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let timestamp = formatter.string(from: Date(timeIntervalSinceNow: -3600))
+        let single = try await curl(
+            auth + [base + "/records"],
+            body: Data(#"{"key":{"type":"STRING","data":"user-1"},"value":{"type":"JSON","data":{"n":1}},"headers":[{"name":"trace","value":"dDE="}],"timestamp":"\#(timestamp)"}"#.utf8))
+        #expect(single.status == 200, "\(single.body)")
+        let report = single.json
+        #expect(report["error_code"] as? Int == 200 && report["cluster_id"] as? String == "lkc-test" && report["topic_name"] as? String == topic)
+        #expect(report["offset"] as? Int == 0 && report["timestamp"] as? String == timestamp, "\(single.body)")
+        #expect((report["key"] as? [String: Any])?["type"] as? String == "STRING" && (report["value"] as? [String: Any])?["size"] as? Int == 7)
+
+        // A batch: 207 with successes and failures by id.
+        let batch = try await curl(
+            auth + [base + "/records:batch"],
+            body: Data(#"{"entries":[{"id":"a","value":{"type":"BINARY","data":"aGVsbG8="}},{"id":"b","value":{"type":"AVRO","data":1}},{"id":"c","value":{"type":"STRING","data":"text"}}]}"#.utf8))
+        #expect(batch.status == 207, "\(batch.body)")
+        let successes = batch.json["successes"] as? [[String: Any]] ?? []
+        let failures = batch.json["failures"] as? [[String: Any]] ?? []
+        #expect(successes.compactMap { $0["id"] as? String } == ["a", "c"] && successes.allSatisfy { $0["offset"] is Int })
+        #expect(failures.count == 1 && failures.first?["id"] as? String == "b" && failures.first?["error_code"] as? Int == 400, "\(failures)")
+
+        // Streaming mode: each record answered before the next is sent (full duplex), one refused alone.
+        let stream = try await runProgram(
+            "python3",
+            [packageRoot.appendingPathComponent("scripts/testing/confluent_v3_stream.py").path, "--port", String(sluice.port),
+             "--path", "/kafka/v3/clusters/lkc-test/topics/\(topic)/records", "--count", "20", "--api-key", Self.key])
+        #expect(stream.status == 0, "\(stream.stdout)\n\(stream.stderr)")
+        let summary = (try? JSONSerialization.jsonObject(with: Data(stream.stdout.utf8))) as? [String: Any] ?? [:]
+        let reports = summary["reports"] as? [[String: Any]] ?? []
+        #expect(reports.count == 20)
+        #expect(reports.filter { $0["error_code"] as? Int == 200 }.count == 19 && reports[10]["error_code"] as? Int == 400, "\(reports)")
+        let streamedOffsets = reports.compactMap { $0["offset"] as? Int }
+        #expect(streamedOffsets == Array(3..<22), "in order, after the single record and the batch: \(streamedOffsets)")
+
+        let records = try await consume(topic, expecting: 22)
+        #expect(records.count == 22)
+        guard records.count == 22 else { return }
+        #expect(records[0].key == "user-1" && records[0].value == #"{"n":1}"# && records[0].headers.contains { $0 == ("trace", "t1") })
+        #expect(records[1].value == "hello" && records[2].value == "text")
+        #expect(records[3].value == #"{"seq": 0}"# && records[3].key == "k0" && records[3].headers.contains { $0 == ("seq", "0") })
+
+        let otherCluster = try await curl(auth + ["\(sluice.baseURL)/kafka/v3/clusters/lkc-other/topics/\(topic)/records"], body: Data("{}".utf8))
+        #expect(otherCluster.status == 404 && otherCluster.json["error_code"] as? Int == 404, "\(otherCluster.body)")
+        let noKey = try await curl(["-H", "content-type: application/json", base + "/records"], body: Data("{}".utf8))
+        #expect(noKey.status == 401 && noKey.json["error_code"] as? Int == 40101, "\(noKey.body)")
+        #expect(noKey.headers.lowercased().contains("content-type: application/json"))
+        #expect(try await sluice.terminate() == 0)
+    }
+
+    @Test func aV3StreamIsChargedItsEventsWhenItEnds() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("rest-v3-limit")
+        // 10 events a minute per client: a stream of 20 records puts the bucket in debt.
+        let config = Self.v3Config(allowed: topic)
+            .replacingOccurrences(of: "policies:\n", with: "policies:\n  - name: per-client\n    rate_limit: { key: client, unit: events, rate: 10/min, burst: 10 }\n")
+            .replacingOccurrences(of: "policies: [keys]", with: "policies: [keys, per-client]")
+        let sluice = try await SluiceProcess(config: config)
+        let stream = try await runProgram(
+            "python3",
+            [packageRoot.appendingPathComponent("scripts/testing/confluent_v3_stream.py").path, "--port", String(sluice.port),
+             "--path", "/kafka/v3/clusters/lkc-test/topics/\(topic)/records", "--count", "20", "--api-key", Self.key])
+        #expect(stream.status == 0, "\(stream.stdout)\n\(stream.stderr)")
+        // The charge lands once the stream has ended; a request soon after finds the bucket in
+        // debt. (Uncharged, three one-event requests would take 3 of the bucket's 10.)
+        var refused: CurlResponse?
+        for _ in 0..<3 {
+            let next = try await curl(
+                ["-H", "x-api-key: \(Self.key)", "-H", "content-type: application/json", "\(sluice.baseURL)/kafka/v3/clusters/lkc-test/topics/\(topic)/records"],
+                body: Data(#"{"value":{"type":"STRING","data":"x"}}"#.utf8))
+            if next.status == 429 {
+                refused = next
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(refused?.json["error_code"] as? Int == 429, "\(refused?.body ?? "never refused")")
+        #expect(try await sluice.terminate() == 0)
+    }
+
     @Test func refusalsAreREST_ProxysErrorBodiesAndCodes() async throws {
         try await requireBroker()
         let topic = uniqueTopic("rest-v2-errors")

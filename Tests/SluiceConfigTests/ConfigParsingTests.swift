@@ -188,6 +188,29 @@ import Testing
         #expect(ingest.topicsAllowed == ["orders"])
     }
 
+    @Test func cloudEventsGoOutAsKafkaBinaryModeOrStructuredJSON() throws {
+        let route = "match: { path: /ce }\n    ingest: { api: cloudevents, sink: events, topic: clicks }"
+        let kafka = try Self.parse(route: route).get()
+        guard case .ingest(let toKafka) = kafka.routes[0].action else { return }
+        #expect(toKafka.api == .cloudevents && toKafka.cloudEventsEncoding == .kafkaBinary)
+        let kinesis = try Self.parse(route: route, sink: "kinesis: { stream: clicks, region: us-east-1 }").get()
+        guard case .ingest(let toKinesis) = kinesis.routes[0].action else { return }
+        #expect(toKinesis.cloudEventsEncoding == .structuredJSON, "no headers in a Kinesis record")
+        #expect(Self.errors(route: "match: { path: /ce }\n    ingest: { api: cloudevents, sink: events, topic: clicks, key: \"json:/id\" }")
+            == ["routes[0].ingest.key: api cloudevents keys events by their partitionkey, or else header:NAME or query:NAME; a JSON pointer does not apply"])
+    }
+
+    @Test func aConfluentV3RouteNamesItsCluster() throws {
+        let config = try Self.parse(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v3, sink: events, cluster_id: lkc-7 }").get()
+        guard case .ingest(let ingest) = config.routes[0].action else { return }
+        #expect(ingest.api == .confluentV3 && ingest.clusterID == "lkc-7")
+        let defaulted = try Self.parse(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v3, sink: events }").get()
+        guard case .ingest(let plain) = defaulted.routes[0].action else { return }
+        #expect(plain.clusterID == "sluice")
+        #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, cluster_id: c }")
+            == ["routes[0].ingest.cluster_id: cluster_id names the cluster of api confluent_v3 paths; remove it"])
+    }
+
     @Test func aConfluentRouteSaysWhatDoesNotFit() {
         #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, topic: orders }")
             == ["routes[0].ingest.topic: api confluent_v2 takes the topic from the request path (/topics/{topic}); remove topic"])
@@ -200,6 +223,6 @@ import Testing
         #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events }", sink: "file: { directory: ./data }")
             == ["routes[0].ingest.api: api confluent_v2 writes Kafka records (keys, partitions); sink \"events\" is file"])
         #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: rest_proxy, sink: events, topic: t }")
-            == ["routes[0].ingest.api: expected one of sluice, confluent_v2; got \"rest_proxy\""])
+            == ["routes[0].ingest.api: expected one of sluice, confluent_v2, cloudevents, confluent_v3; got \"rest_proxy\""])
     }
 }

@@ -129,3 +129,109 @@ import Testing
         #expect(Self.decode("YWI=") == Array("ab".utf8))
     }
 }
+
+@Suite struct ConfluentV3Tests {
+    static func record(_ text: String, maxEventBytes: Int = 1000) -> Result<ConfluentREST.V3Record, ConfluentREST.RecordError> {
+        ConfluentREST.decodeV3Record(ByteBuffer(string: text), maxEventBytes: maxEventBytes, now: 1_000)
+    }
+
+    @Test func pathsNameClusterTopicAndOperation() {
+        #expect(ConfluentREST.v3Target("/v3/clusters/lkc-1/topics/orders/records") == .init(clusterID: "lkc-1", topic: "orders", operation: .records))
+        #expect(ConfluentREST.v3Target("/v3/clusters/lkc-1/topics/orders/records:batch")?.operation == .batch)
+        for path in ["/v3/clusters/lkc-1/topics/orders", "/v3/clusters//topics/orders/records", "/v3/clusters/c/topics/t/records/x", "/topics/orders"] {
+            #expect(ConfluentREST.v3Target(Substring(path)) == nil, "\(path)")
+        }
+    }
+
+    @Test func recordsTakeBinaryJSONAndStringDataHeadersPartitionAndTimestamp() throws {
+        let record = try Self.record(
+            #"{"partition_id":2,"timestamp":"2026-01-02T03:04:05.678+01:00","headers":[{"name":"h","value":"aGk="},{"name":"empty"}],"key":{"type":"STRING","data":"k é"},"value":{"type":"JSON","data":{"a": [1]}}}"#
+        ).get()
+        #expect(record.event.partition == 2)
+        #expect(record.timestamp == RFC3339.milliseconds("2026-01-02T02:04:05.678Z") && record.event.timestampMilliseconds == record.timestamp)
+        #expect(record.event.headers == [EventHeader(name: "h", value: "hi"), EventHeader(name: "empty", value: "")])
+        #expect(record.event.key.map { String(buffer: $0) } == "k é" && record.key?.type == .string && record.key?.size == 4)
+        #expect(String(buffer: record.event.value) == #"{"a": [1]}"# && record.value?.type == .json && record.event.valueIsJSON)
+        let binary = try Self.record(#"{"value":{"type":"BINARY","data":"AAH/"}}"#).get()
+        #expect(Array(buffer: binary.event.value) == [0, 1, 255] && binary.key == nil && binary.timestamp == 1_000, "now, when none is given")
+        let tombstone = try Self.record(#"{"key":{"type":"STRING","data":"k"}}"#).get()
+        #expect(tombstone.event.valueIsNull && tombstone.value == nil)
+    }
+
+    @Test func aRecordThatCannotBeWrittenSaysWhy() {
+        func message(_ text: String) -> String? {
+            if case .failure(let error) = Self.record(text, maxEventBytes: 10) { return "\(error.errorCode) \(error.message)" }
+            return nil
+        }
+        #expect(message(#"{"value":{"data":1}}"#)?.hasPrefix("400 value: no type needs Schema Registry") == true)
+        #expect(message(#"{"value":{"type":"AVRO","data":1}}"#)?.hasPrefix("400 value: type AVRO needs Schema Registry") == true)
+        #expect(message(#"{"value":{"type":"JSON","data":1,"schema_id":3}}"#)?.hasPrefix("400 value: type JSON") == true)
+        #expect(message(#"{"value":{"type":"BINARY","data":"@@"}}"#) == "400 value.data: type BINARY takes a base64 string")
+        #expect(message(#"{"value":{"type":"STRING","data":1}}"#) == "400 value.data: type STRING takes a string")
+        #expect(message(#"{"timestamp":"yesterday"}"#)?.hasPrefix("400 timestamp") == true)
+        #expect(message(#"{"headers":[{"name":"h","value":"/w=="}]}"#)?.hasPrefix("400 headers: this gateway carries header values as UTF-8") == true)
+        #expect(message(#"{"value":{"type":"STRING","data":"more than ten bytes"}}"#)?.hasPrefix("413 ") == true)
+        #expect(message("[1]") == "400 a record is a JSON object")
+    }
+
+    @Test func batchesNeedDistinctIdsAndSomeEntries() throws {
+        func error(_ text: String, max: Int = 10) -> String? {
+            do {
+                _ = try ConfluentREST.decodeV3Batch(ByteBuffer(string: text), maxEntries: max, maxEventBytes: 100, now: 0)
+                return nil
+            } catch {
+                return "\(error.status) \(error.errorCode) \(error.message)"
+            }
+        }
+        #expect(error(#"{"entries":[]}"#) == "422 42208 Empty batch.")
+        #expect(error(#"{}"#) == "422 42208 Request body is empty. Data is required.")
+        #expect(error(#"{"entries":[{"id":"a"},{"id":"a"}]}"#) == "422 42208 Batch entry IDs are not distinct.")
+        #expect(error(#"{"entries":[{"value":{"type":"STRING","data":"x"}}]}"#) == "422 42208 Batch entry identifier is not a valid string.")
+        #expect(error(#"{"entries":[{"id":"a"},{"id":"b"}]}"#, max: 1)?.hasPrefix("422 42208 Too many entries") == true)
+        let entries = try ConfluentREST.decodeV3Batch(
+            ByteBuffer(string: #"{"entries":[{"id":"a","value":{"type":"STRING","data":"x"}},{"id":"b","value":{"type":"AVRO"}}]}"#),
+            maxEntries: 10, maxEventBytes: 100, now: 0)
+        #expect(entries.map(\.id) == ["a", "b"])
+        if case .failure = entries[0].record { Issue.record("entry a is good") }
+        if case .success = entries[1].record { Issue.record("entry b needs a schema") }
+    }
+
+    @Test func theSplitterFindsEachRecordWhereverTheReadsCut() throws {
+        let stream = #"{"a":"}{\"x"} {"b":[1,{"c":2}]}"# + "\n" + #"{"d":"\\"}"#
+        let bytes = Array(stream.utf8)
+        for size in 1...bytes.count {
+            var splitter = ConcatenatedJSONSplitter(maxValueBytes: 100)
+            var values: [ByteBuffer] = []
+            var offset = 0
+            while offset < bytes.count {
+                try splitter.feed(ByteBuffer(bytes: bytes[offset..<min(bytes.count, offset + size)]), into: &values)
+                offset += size
+            }
+            try splitter.finish()
+            #expect(values.map { String(buffer: $0) } == [#"{"a":"}{\"x"}"#, #"{"b":[1,{"c":2}]}"#, #"{"d":"\\"}"#], "reads of \(size)")
+        }
+        var values: [ByteBuffer] = []
+        var splitter = ConcatenatedJSONSplitter(maxValueBytes: 8)
+        #expect(throws: ConcatenatedJSONSplitter.SplitError.tooLarge) { try splitter.feed(ByteBuffer(string: #"{"a":"0123456789"#), into: &values) }
+        splitter = ConcatenatedJSONSplitter(maxValueBytes: 100)
+        #expect(throws: ConcatenatedJSONSplitter.SplitError.notAnObject) { try splitter.feed(ByteBuffer(string: #"{"a":1} 7"#), into: &values) }
+        #expect(values.map { String(buffer: $0) } == [#"{"a":1}"#], "the record before the bad byte is kept")
+        splitter = ConcatenatedJSONSplitter(maxValueBytes: 100)
+        try splitter.feed(ByteBuffer(string: #"{"a":"#), into: &values)
+        #expect(throws: ConcatenatedJSONSplitter.SplitError.truncated) { try splitter.finish() }
+    }
+
+    @Test func timestampsReadAndWriteRFC3339() {
+        #expect(RFC3339.milliseconds("1970-01-01T00:00:00Z") == 0)
+        #expect(RFC3339.milliseconds("2026-12-03T10:15:30.1Z") == 1_796_292_930_100)
+        #expect(RFC3339.milliseconds("2026-12-03T11:15:30.123456+01:00") == 1_796_292_930_123)
+        #expect(RFC3339.string(milliseconds: 1_796_292_930_123) == "2026-12-03T10:15:30.123Z")
+        #expect(RFC3339.string(milliseconds: 951_782_400_000) == "2000-02-29T00:00:00.000Z")
+        for text in ["2026-12-03", "2026-13-03T10:15:30Z", "2026-12-03T10:15:30", "2026-12-03T10:15:30.Z", "2026-12-03T10:15:30Zx"] {
+            #expect(RFC3339.milliseconds(text) == nil, "\(text)")
+        }
+        for milliseconds: Int64 in [0, 1, 999, 86_400_000, 1_796_292_930_123, 4_102_444_800_000] {
+            #expect(RFC3339.milliseconds(RFC3339.string(milliseconds: milliseconds)) == milliseconds)
+        }
+    }
+}

@@ -1,6 +1,7 @@
-// libFuzzer target: Confluent REST Proxy v2 produce bodies and paths (SluiceIngest's
-// ConfluentREST.swift), built with the JSON scanner and body decoding by scripts/fuzz.sh.
-// Input: byte 0 picks the embedded format (even: json, odd: binary) and max_events (1...8),
+// libFuzzer target: Confluent REST Proxy produce bodies and paths (SluiceIngest's
+// ConfluentREST.swift, v2, and ConfluentV3.swift: records, batches, the concatenated-JSON
+// stream splitter, RFC 3339 timestamps), built with the JSON scanner by scripts/fuzz.sh.
+// Input: byte 0 picks the v2 embedded format (even: json, odd: binary) and max_events (1...8),
 // byte 1 max_event_bytes (1...256); the rest is the body, and also tried as a request path.
 import NIOCore
 import SluiceCore
@@ -43,6 +44,36 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     } catch {
         precondition([400, 413, 422].contains(error.status), "unexpected status \(error.status)")
         precondition(error.errorCode == error.status || error.errorCode / 100 == error.status, "error_code \(error.errorCode) for status \(error.status)")
+    }
+    // v3: one record, a batch, and the stream split wherever the reads cut it.
+    if case .success(let record) = ConfluentREST.decodeV3Record(body, maxEventBytes: maxEventBytes, now: 0) {
+        precondition(record.event.size <= maxEventBytes, "a v3 record over max_event_bytes accepted")
+        precondition(record.value == nil || record.event.value.readableBytes == record.value!.size, "a value's size misreported")
+    }
+    if let entries = try? ConfluentREST.decodeV3Batch(body, maxEntries: maxEvents, maxEventBytes: maxEventBytes, now: 0) {
+        precondition(!entries.isEmpty && entries.count <= maxEvents && Set(entries.map(\.id)).count == entries.count, "a batch past its rules")
+    }
+    var whole: [ByteBuffer] = []
+    var wholeSplitter = ConcatenatedJSONSplitter(maxValueBytes: 4096)
+    let wholeOutcome = Result { () throws(ConcatenatedJSONSplitter.SplitError) in try wholeSplitter.feed(body, into: &whole) }
+    var pieces: [ByteBuffer] = []
+    var piecesSplitter = ConcatenatedJSONSplitter(maxValueBytes: 4096)
+    let step = Int(data[1] & 15) + 1
+    var offset = 0
+    var piecesOutcome: Result<Void, ConcatenatedJSONSplitter.SplitError> = .success(())
+    while offset < raw.count, case .success = piecesOutcome {
+        let end = min(raw.count, offset + step)
+        piecesOutcome = Result { () throws(ConcatenatedJSONSplitter.SplitError) in
+            try piecesSplitter.feed(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: raw[offset..<end])), into: &pieces)
+        }
+        offset = end
+    }
+    if case .success = wholeOutcome, case .success = piecesOutcome {
+        precondition(whole == pieces, "the stream's records depend on where the reads cut it")
+        for value in whole { precondition(value.getInteger(at: value.readerIndex, as: UInt8.self) == UInt8(ascii: "{"), "a record not an object") }
+    }
+    if let milliseconds = RFC3339.milliseconds(String(decoding: raw, as: UTF8.self)), (-62_135_596_800_000...253_402_300_799_999).contains(milliseconds) {
+        precondition(RFC3339.milliseconds(RFC3339.string(milliseconds: milliseconds)) == milliseconds, "a timestamp does not round-trip")
     }
     return 0
 }

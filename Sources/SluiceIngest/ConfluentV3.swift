@@ -1,0 +1,450 @@
+import NIOCore
+import SluiceCore
+
+/// Confluent REST Proxy v3 produce (`api/v3/openapi.yaml`: `produceRecord`, `produceRecordsBatch`).
+extension ConfluentREST {
+    public enum V3Operation: Sendable, Equatable {
+        /// `.../records`: one record, or a stream of concatenated records.
+        case records
+        /// `.../records:batch`: `entries[]` with ids, answered 207.
+        case batch
+    }
+
+    /// `POST /v3/clusters/{cluster_id}/topics/{topic_name}/records[:batch]`, below the route's prefix.
+    public struct V3Target: Sendable, Equatable {
+        public var clusterID: String
+        public var topic: String
+        public var operation: V3Operation
+    }
+
+    public static func v3Target(_ path: Substring) -> V3Target? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        guard path.hasPrefix("/"), parts.count == 6, parts[0] == "v3", parts[1] == "clusters", parts[3] == "topics",
+            !parts[2].isEmpty, !parts[4].isEmpty
+        else { return nil }
+        switch parts[5] {
+        case "records": return V3Target(clusterID: parts[2], topic: parts[4], operation: .records)
+        case "records:batch": return V3Target(clusterID: parts[2], topic: parts[4], operation: .batch)
+        default: return nil
+        }
+    }
+
+    /// The type of a v3 key or value, as the request named it and the answer repeats it.
+    public enum V3DataType: String, Sendable {
+        case binary = "BINARY"
+        case json = "JSON"
+        case string = "STRING"
+    }
+
+    /// One decoded v3 record: the event, and what the answer says of its key and value.
+    public struct V3Record: Sendable {
+        public var event: Event
+        public var key: (size: Int, type: V3DataType)?
+        public var value: (size: Int, type: V3DataType)?
+        /// The record's timestamp (milliseconds), as written to Kafka and answered.
+        public var timestamp: Int64
+    }
+
+    /// A record refused alone (v3 answers it with its own `error_code`).
+    public struct RecordError: Error, Sendable, Equatable {
+        public var errorCode: Int
+        public var message: String
+
+        public init(_ errorCode: Int, _ message: String) {
+            self.errorCode = errorCode
+            self.message = message
+        }
+    }
+
+    /// Decodes one ProduceRequest, the JSON object `range` of the validated text `bytes`, whose
+    /// bytes start at `base` in `body`. `now`: the timestamp of a record that names none.
+    static func decodeV3Record(
+        _ scanner: JSONScanner, _ range: Range<Int>, in body: ByteBuffer, base: Int, maxEventBytes: Int, now: Int64
+    ) throws(RecordError) -> V3Record {
+        let bytes = scanner.bytes
+        guard bytes[range.lowerBound] == UInt8(ascii: "{") else { throw RecordError(400, "a record is a JSON object") }
+        var record = V3Record(event: Event(value: ByteBuffer(), valueIsNull: true), key: nil, value: nil, timestamp: now)
+        for member in scanner.members(ofObjectAt: range.lowerBound) {
+            let first = bytes[member.value.lowerBound]
+            switch member.name {
+            case Array("partition_id".utf8):
+                if first == UInt8(ascii: "n") { continue }
+                let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[member.value]), as: UTF8.self)
+                guard let partition = Int32(text), partition >= 0 else { throw RecordError(400, "partition_id: must be a partition number (0 or more)") }
+                record.event.partition = partition
+            case Array("timestamp".utf8):
+                if first == UInt8(ascii: "n") { continue }
+                guard first == UInt8(ascii: "\""), let (text, _) = scanner.decodeString(member.value.lowerBound),
+                    let milliseconds = RFC3339.milliseconds(String(decoding: text, as: UTF8.self))
+                else { throw RecordError(400, "timestamp: must be an RFC 3339 date-time, like 2026-12-03T10:15:30.123Z") }
+                record.timestamp = milliseconds
+            case Array("headers".utf8):
+                if first == UInt8(ascii: "n") { continue }
+                guard first == UInt8(ascii: "[") else { throw RecordError(400, "headers: must be an array of {name, value}") }
+                for element in scanner.elements(ofArrayAt: member.value.lowerBound) {
+                    record.event.headers.append(try Self.header(scanner, element))
+                }
+            case Array("key".utf8):
+                guard let (data, type) = try Self.data(scanner, member.value, in: body, base: base, "key") else { continue }
+                record.event.key = data ?? ByteBuffer()
+                record.key = (data?.readableBytes ?? 0, type)
+                if data == nil { record.event.key = nil }
+            case Array("value".utf8):
+                guard let (data, type) = try Self.data(scanner, member.value, in: body, base: base, "value") else { continue }
+                if let data {
+                    record.event.value = data
+                    record.event.valueIsNull = false
+                    record.event.valueIsJSON = type == .json
+                }
+                record.value = (data?.readableBytes ?? 0, type)
+            default:
+                continue
+            }
+        }
+        record.event.timestampMilliseconds = record.timestamp
+        if record.event.size > maxEventBytes {
+            throw RecordError(413, "the record's key, value and headers are \(record.event.size) bytes, more than max_event_bytes (\(maxEventBytes))")
+        }
+        return record
+    }
+
+    /// `{"name":…,"value":base64}`: Sluice carries header values as text, so they must be UTF-8.
+    private static func header(_ scanner: JSONScanner, _ range: Range<Int>) throws(RecordError) -> EventHeader {
+        guard scanner.bytes[range.lowerBound] == UInt8(ascii: "{") else { throw RecordError(400, "headers: each is an object {name, value}") }
+        var name: String?
+        var value = ""
+        for member in scanner.members(ofObjectAt: range.lowerBound) {
+            let first = scanner.bytes[member.value.lowerBound]
+            if member.name == Array("name".utf8) {
+                guard first == UInt8(ascii: "\""), let (text, _) = scanner.decodeString(member.value.lowerBound), !text.isEmpty else {
+                    throw RecordError(400, "headers: name must be a non-empty string")
+                }
+                name = String(decoding: text, as: UTF8.self)
+            } else if member.name == Array("value".utf8), first != UInt8(ascii: "n") {
+                guard first == UInt8(ascii: "\""), let (text, _) = scanner.decodeString(member.value.lowerBound),
+                    let decoded = text.withUnsafeBytes({ Base64.decode($0) })
+                else { throw RecordError(400, "headers: value must be base64") }
+                guard let utf8 = String(validating: decoded, as: UTF8.self) else {
+                    throw RecordError(400, "headers: this gateway carries header values as UTF-8 text; this one is not")
+                }
+                value = utf8
+            }
+        }
+        guard let name else { throw RecordError(400, "headers: name is required") }
+        return EventHeader(name: name, value: value)
+    }
+
+    /// A key or value object `{type, data}`: nil when absent or null; (nil, type) for null data.
+    private static func data(
+        _ scanner: JSONScanner, _ range: Range<Int>, in body: ByteBuffer, base: Int, _ what: String
+    ) throws(RecordError) -> (ByteBuffer?, V3DataType)? {
+        let bytes = scanner.bytes
+        if bytes[range.lowerBound] == UInt8(ascii: "n") { return nil }
+        guard bytes[range.lowerBound] == UInt8(ascii: "{") else { throw RecordError(400, "\(what): must be an object {type, data}") }
+        var type: V3DataType?
+        var typeName: String?
+        var schema = false
+        var data: Range<Int>?
+        for member in scanner.members(ofObjectAt: range.lowerBound) {
+            switch member.name {
+            case Array("type".utf8):
+                guard let (text, _) = scanner.decodeString(member.value.lowerBound) else { throw RecordError(400, "\(what).type: must be a string") }
+                typeName = String(decoding: text, as: UTF8.self)
+                type = V3DataType(rawValue: typeName!)
+            case Array("data".utf8):
+                data = member.value
+            case Array("subject".utf8), Array("schema_id".utf8), Array("schema_version".utf8), Array("schema".utf8),
+                Array("subject_name_strategy".utf8):
+                if bytes[member.value.lowerBound] != UInt8(ascii: "n") { schema = true }
+            default:
+                continue
+            }
+        }
+        guard let type, !schema else {
+            let named = typeName.map { "type \($0)" } ?? (schema ? "a schema" : "no type")
+            throw RecordError(400, "\(what): \(named) needs Schema Registry, which this gateway does not speak yet; use type BINARY, JSON or STRING")
+        }
+        guard let data, bytes[data.lowerBound] != UInt8(ascii: "n") else { return (nil, type) }
+        switch type {
+        case .json:
+            return (body.getSlice(at: base + data.lowerBound, length: data.count)!, type)
+        case .string:
+            guard bytes[data.lowerBound] == UInt8(ascii: "\""), let (text, _) = scanner.decodeString(data.lowerBound) else {
+                throw RecordError(400, "\(what).data: type STRING takes a string")
+            }
+            return (ByteBuffer(bytes: text), type)
+        case .binary:
+            guard bytes[data.lowerBound] == UInt8(ascii: "\""), let (text, _) = scanner.decodeString(data.lowerBound),
+                let decoded = text.withUnsafeBytes({ Base64.decode($0) })
+            else { throw RecordError(400, "\(what).data: type BINARY takes a base64 string") }
+            return (ByteBuffer(bytes: decoded), type)
+        }
+    }
+
+    /// Decodes one record held whole in `text` (a JSON object of the stream).
+    public static func decodeV3Record(_ text: ByteBuffer, maxEventBytes: Int, now: Int64) -> Result<V3Record, RecordError> {
+        text.withUnsafeReadableBytes { bytes in
+            do throws(RecordError) {
+                do throws(JSONScanner.SyntaxError) { try JSONScanner.validate(bytes) } catch {
+                    throw RecordError(400, "not valid JSON: byte \(error.offset + 1): \(error.message)")
+                }
+                let scanner = JSONScanner(bytes: bytes)
+                let start = scanner.skipSpace(0)
+                let end = (try? scanner.skipValue(start, depth: 0)) ?? bytes.count
+                return .success(
+                    try Self.decodeV3Record(scanner, start..<end, in: text, base: text.readerIndex, maxEventBytes: maxEventBytes, now: now))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// One entry of a `records:batch` body: its id and the record, or why the record is refused.
+    public struct V3BatchEntry: Sendable {
+        public var id: String
+        public var record: Result<V3Record, RecordError>
+    }
+
+    /// Decodes a `records:batch` body (`{"entries":[{"id":…,…}]}`); the whole request is refused
+    /// (422, error_code 42208) when it is empty, has more than `maxEntries`, or repeats an id.
+    public static func decodeV3Batch(_ body: ByteBuffer, maxEntries: Int, maxEventBytes: Int, now: Int64) throws(RequestError) -> [V3BatchEntry] {
+        var entries: [V3BatchEntry] = []
+        var failure: RequestError?
+        body.withUnsafeReadableBytes { bytes in
+            do throws(RequestError) {
+                do throws(JSONScanner.SyntaxError) { try JSONScanner.validate(bytes) } catch {
+                    throw RequestError(status: 400, "the body is not valid JSON: byte \(error.offset + 1): \(error.message)")
+                }
+                let scanner = JSONScanner(bytes: bytes)
+                let start = scanner.skipSpace(0)
+                guard bytes[start] == UInt8(ascii: "{"),
+                    let list = scanner.members(ofObjectAt: start).first(where: { $0.name == Array("entries".utf8) })?.value,
+                    bytes[list.lowerBound] == UInt8(ascii: "[")
+                else { throw RequestError(status: 422, errorCode: Self.produceBatchErrorCode, "Request body is empty. Data is required.") }
+                let elements = scanner.elements(ofArrayAt: list.lowerBound)
+                guard !elements.isEmpty else { throw RequestError(status: 422, errorCode: Self.produceBatchErrorCode, "Empty batch.") }
+                guard elements.count <= maxEntries else {
+                    throw RequestError(status: 422, errorCode: Self.produceBatchErrorCode, "Too many entries in batch (at most \(maxEntries)).")
+                }
+                var seen: Set<String> = []
+                for element in elements {
+                    var id: String?
+                    if bytes[element.lowerBound] == UInt8(ascii: "{"),
+                        let idRange = scanner.members(ofObjectAt: element.lowerBound).first(where: { $0.name == Array("id".utf8) })?.value,
+                        let (text, _) = scanner.decodeString(idRange.lowerBound), (1...Self.batchIDMaximumLength).contains(text.count)
+                    {
+                        id = String(decoding: text, as: UTF8.self)
+                    }
+                    guard let id else {
+                        throw RequestError(status: 422, errorCode: Self.produceBatchErrorCode, "Batch entry identifier is not a valid string.")
+                    }
+                    guard seen.insert(id).inserted else {
+                        throw RequestError(status: 422, errorCode: Self.produceBatchErrorCode, "Batch entry IDs are not distinct.")
+                    }
+                    let record: Result<V3Record, RecordError>
+                    do throws(RecordError) {
+                        record = .success(
+                            try Self.decodeV3Record(scanner, element, in: body, base: body.readerIndex, maxEventBytes: maxEventBytes, now: now))
+                    } catch {
+                        record = .failure(error)
+                    }
+                    entries.append(V3BatchEntry(id: id, record: record))
+                }
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        return entries
+    }
+
+    public static let produceBatchErrorCode = 42208
+    public static let batchIDMaximumLength = 80
+}
+
+/// Splits a stream of concatenated JSON values (v3 streaming mode) as its bytes arrive, holding
+/// at most one partial value, of at most `maxValueBytes`.
+public struct ConcatenatedJSONSplitter {
+    let maxValueBytes: Int
+    private var carry = ByteBuffer()
+    private var depth = 0
+    private var inString = false
+    private var escaped = false
+    /// Bytes of `carry` already scanned.
+    private var scanned = 0
+
+    public init(maxValueBytes: Int) {
+        self.maxValueBytes = maxValueBytes
+    }
+
+    public enum SplitError: Error, Equatable {
+        /// Something other than a JSON object between values.
+        case notAnObject
+        /// A value longer than `maxValueBytes`.
+        case tooLarge
+        /// The stream ended inside a value.
+        case truncated
+    }
+
+    /// Feeds the next bytes; appends every complete value (an object; its exact bytes).
+    public mutating func feed(_ chunk: ByteBuffer, into values: inout [ByteBuffer]) throws(SplitError) {
+        var chunk = chunk
+        self.carry.writeBuffer(&chunk)
+        var failure: SplitError?
+        var completed: [Int] = []
+        self.carry.withUnsafeReadableBytes { bytes in
+            var i = self.scanned
+            while i < bytes.count {
+                let c = bytes[i]
+                if self.depth == 0 {
+                    switch c {
+                    case 0x20, 0x09, 0x0A, 0x0D:
+                        i += 1
+                        continue
+                    case UInt8(ascii: "{"):
+                        break
+                    default:
+                        failure = .notAnObject
+                        self.scanned = i
+                        return
+                    }
+                }
+                if self.inString {
+                    if self.escaped {
+                        self.escaped = false
+                    } else if c == UInt8(ascii: "\\") {
+                        self.escaped = true
+                    } else if c == UInt8(ascii: "\"") {
+                        self.inString = false
+                    }
+                } else if c == UInt8(ascii: "\"") {
+                    self.inString = true
+                } else if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+                    self.depth += 1
+                } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
+                    self.depth -= 1
+                    if self.depth == 0 { completed.append(i + 1) }
+                }
+                i += 1
+            }
+            self.scanned = i
+        }
+        // Cut the completed values out, leading whitespace skipped (those before a failure too).
+        var start = 0
+        for end in completed {
+            let slice = self.carry.getSlice(at: self.carry.readerIndex + start, length: end - start)!
+            values.append(Self.trimmedLeading(slice))
+            start = end
+        }
+        if start > 0 {
+            self.carry.moveReaderIndex(forwardBy: start)
+            self.scanned -= start
+            self.carry.discardReadBytes()
+        }
+        if let failure { throw failure }
+        if self.depth > 0, self.carry.readableBytes > self.maxValueBytes { throw .tooLarge }
+        if self.depth == 0, self.carry.readableBytes > 0, self.carry.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+            self.carry.clear()
+            self.scanned = 0
+        }
+    }
+
+    /// The stream has ended: nothing may be left half-read.
+    public func finish() throws(SplitError) {
+        if self.depth > 0 || self.inString { throw .truncated }
+    }
+
+    private static func trimmedLeading(_ buffer: ByteBuffer) -> ByteBuffer {
+        var buffer = buffer
+        while let byte = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), [0x20, 0x09, 0x0A, 0x0D].contains(byte) {
+            buffer.moveReaderIndex(forwardBy: 1)
+        }
+        return buffer
+    }
+}
+
+/// RFC 3339 date-times (what REST Proxy's `timestamp` fields carry), to and from milliseconds
+/// since the epoch.
+public enum RFC3339 {
+    /// `2026-12-03T10:15:30Z`, with optional fraction and a `Z` or `±hh:mm` offset; nil otherwise.
+    public static func milliseconds(_ text: String) -> Int64? {
+        let b = Array(text.utf8)
+        func number(_ at: Int, _ count: Int) -> Int? {
+            guard at + count <= b.count else { return nil }
+            var value = 0
+            for k in 0..<count {
+                let c = b[at + k]
+                guard c >= 0x30, c <= 0x39 else { return nil }
+                value = value * 10 + Int(c - 0x30)
+            }
+            return value
+        }
+        guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"),
+            b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":"),
+            let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2), let minute = number(14, 2),
+            let second = number(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var i = 19
+        var millis = 0
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            var digits = 0
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                if digits < 3 { millis = millis * 10 + Int(b[i] - 0x30) }
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            if digits < 3 {
+                for _ in digits..<3 { millis *= 10 }
+            }
+        }
+        var offset = 0
+        guard i < b.count else { return nil }
+        if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
+            i += 1
+        } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            guard let hours = number(i + 1, 2), b.count > i + 3, b[i + 3] == UInt8(ascii: ":"), let minutes = number(i + 4, 2) else { return nil }
+            offset = (hours * 60 + minutes) * 60 * (b[i] == UInt8(ascii: "+") ? 1 : -1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        let days = Self.daysFromCivil(year, month, day)
+        let seconds = Int64(days) * 86400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offset)
+        return seconds * 1000 + Int64(millis)
+    }
+
+    /// `2026-12-03T10:15:30.123Z`.
+    public static func string(milliseconds: Int64) -> String {
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let millis = Int(milliseconds - seconds * 1000)
+        var days = Int(seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400)
+        let secondOfDay = Int(seconds - Int64(days) * 86400)
+        // Civil from days (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis, 3))Z"
+    }
+
+    static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+}
