@@ -14,7 +14,7 @@ public struct IngestHandler: Sendable {
     public var config: IngestConfig { self.pipeline.config }
     public var sink: any Sink { self.pipeline.sink }
 
-    /// For APIs whose own paths follow the route's match (`api: confluent_v2`): the route's
+    /// For APIs whose own paths follow the route's match (`api: confluent_v2`, `confluent_v3`): the route's
     /// `path_prefix`, which the API's paths come after.
     let pathPrefix: String?
 
