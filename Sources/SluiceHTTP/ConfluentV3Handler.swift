@@ -37,8 +37,10 @@ extension IngestHandler {
         switch target.operation {
         case .batch:
             return await self.respondConfluentV3Batch(request, target: target, body: &body, facts: &facts)
+        case .records where request.header("content-length") != nil:
+            return await self.respondConfluentV3Sized(request, target: target, body: &body, facts: &facts)
         case .records:
-            // The body is read by the answer as it streams: the listener hands it over, the
+            // Streaming mode: the body is read by the answer as it streams: the listener hands it over, the
             // client invited first (an interim 100 may not follow the answer's head).
             do {
                 try await body.inviteBody()
@@ -182,11 +184,7 @@ struct V3ReportStream: AsyncSequence, Sendable {
         self.body = UnsafeTransfer(body)
     }
 
-    /// One chunk's records: their session (its results in order), and each record's decoding.
-    struct Batch: Sendable {
-        var session: IngestSession?
-        var records: [Result<ConfluentREST.V3Record, ConfluentREST.RecordError>]
-    }
+    typealias Batch = V3Batch
 
     func makeAsyncIterator() -> Iterator {
         let (batches, continuation) = AsyncStream<Batch>.makeStream()
@@ -208,41 +206,9 @@ struct V3ReportStream: AsyncSequence, Sendable {
 
         mutating func next() async throws -> ByteBuffer? {
             guard let batch = await self.batches.next() else { return nil }
-            // Concatenated JSON: each report its own document, none between them.
-            var out: [UInt8] = []
-            if let session = batch.session {
-                let results = await session.results()
-                var slot = 0
-                for record in batch.records {
-                    switch record {
-                    case .success(let decoded):
-                        switch results[slot] {
-                        case .delivered(let receipt):
-                            var json = JSONWriter()
-                            IngestHandler.encodeV3Report(decoded, receipt: receipt, clusterID: self.clusterID, topic: self.topic, id: nil, into: &json)
-                            out.append(contentsOf: json.bytes)
-                        case .failed(let failure):
-                            Self.error(ConfluentREST.errorCode(of: failure), failure.message, into: &out)
-                        }
-                    case .failure(let error):
-                        Self.error(error.errorCode, error.message, into: &out)
-                    }
-                    slot += 1
-                }
-            } else {
-                for case .failure(let error) in batch.records { Self.error(error.errorCode, error.message, into: &out) }
-            }
+            let out = await batch.reports(clusterID: self.clusterID, topic: self.topic)
             self.room.release(batch.records.count)
             return ByteBuffer(bytes: out)
-        }
-
-        static func error(_ code: Int, _ message: String, into out: inout [UInt8]) {
-            var json = JSONWriter()
-            json.object {
-                $0.field("error_code", code)
-                $0.field("message", message)
-            }
-            out.append(contentsOf: json.bytes)
         }
     }
 
@@ -285,31 +251,120 @@ struct V3ReportStream: AsyncSequence, Sendable {
             seen += texts.count
             if !texts.isEmpty {
                 await room.take(texts.count)
-                let now = IngestHandler.nowMilliseconds()
-                let records = texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: config.maxEventBytes, now: now) }
-                var session = self.handler.pipeline.session(topic: self.topic, requestKey: nil, defaultKey: nil, headers: [], ack: .sink)
-                var run: [Event] = []
-                for record in records where !session.isStopped {
-                    switch record {
-                    case .success(var decoded):
-                        decoded.event.headers.append(contentsOf: self.headers)
-                        run.append(decoded.event)
-                    case .failure(let error):
-                        _ = await session.send(&run, lines: nil)
-                        session.fail(count: 1, with: DeliveryFailure(code: "invalid_record", message: error.message, isRetryable: false, httpStatus: error.errorCode))
-                    }
-                }
-                _ = await session.send(&run, lines: nil)
-                if session.reserved < records.count { session.fail(count: records.count - session.reserved, with: session.stopFailure) }
-                self.tally.add(events: session.sent, bytes: body.bytesRead - charged)
+                let batch = await self.handler.sendV3Records(texts, topic: self.topic, headers: self.headers)
+                self.tally.add(events: batch.session?.sent ?? 0, bytes: body.bytesRead - charged)
                 charged = body.bytesRead
-                continuation.yield(Batch(session: session, records: records))
+                continuation.yield(batch)
             }
             if let ending {
                 continuation.yield(Batch(session: nil, records: [.failure(ending)]))
                 return
             }
         }
+    }
+}
+
+/// Records sent together (a read of a streamed body, or a whole sized one): their session, whose
+/// results are in record order, and each record's decoding.
+struct V3Batch: Sendable {
+    var session: IngestSession?
+    var records: [Result<ConfluentREST.V3Record, ConfluentREST.RecordError>]
+
+    /// Each record's delivery report, in order, as concatenated JSON, once all have settled.
+    func reports(clusterID: String, topic: String) async -> [UInt8] {
+        var out: [UInt8] = []
+        let results = await self.session?.results()
+        for (slot, record) in self.records.enumerated() {
+            switch (record, results?[slot]) {
+            case (.success(let decoded), .delivered(let receipt)?):
+                var json = JSONWriter()
+                IngestHandler.encodeV3Report(decoded, receipt: receipt, clusterID: clusterID, topic: topic, id: nil, into: &json)
+                out.append(contentsOf: json.bytes)
+            case (.success, .failed(let failure)?):
+                Self.error(ConfluentREST.errorCode(of: failure), failure.message, into: &out)
+            case (.failure(let error), _):
+                Self.error(error.errorCode, error.message, into: &out)
+            case (.success, nil):
+                Self.error(500, "not sent", into: &out)
+            }
+        }
+        return out
+    }
+
+    static func error(_ code: Int, _ message: String, into out: inout [UInt8]) {
+        var json = JSONWriter()
+        json.object {
+            $0.field("error_code", code)
+            $0.field("message", message)
+        }
+        out.append(contentsOf: json.bytes)
+    }
+}
+
+extension IngestHandler {
+    /// Decodes `texts` (one v3 record each) and hands them to the sink in order, a bad record
+    /// failed alone; once the sink stays full past max_wait, the rest fail with that.
+    func sendV3Records(_ texts: [ByteBuffer], topic: String, headers: [EventHeader]) async -> V3Batch {
+        let now = Self.nowMilliseconds()
+        let records = texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: self.config.maxEventBytes, now: now) }
+        var session = self.pipeline.session(topic: topic, requestKey: nil, defaultKey: nil, headers: [], ack: .sink)
+        var run: [Event] = []
+        for record in records where !session.isStopped {
+            switch record {
+            case .success(var decoded):
+                decoded.event.headers.append(contentsOf: headers)
+                run.append(decoded.event)
+            case .failure(let error):
+                _ = await session.send(&run, lines: nil)
+                session.fail(count: 1, with: DeliveryFailure(code: "invalid_record", message: error.message, isRetryable: false, httpStatus: error.errorCode))
+            }
+        }
+        _ = await session.send(&run, lines: nil)
+        if session.reserved < records.count { session.fail(count: records.count - session.reserved, with: session.stopFailure) }
+        return V3Batch(session: session, records: records)
+    }
+
+    /// `records` with a sized body (Content-Length): read whole, answered whole, the connection
+    /// kept — the usual one-record request. A chunked body is the streaming mode (full duplex).
+    func respondConfluentV3Sized(
+        _ request: HTTPRequest, target: ConfluentREST.V3Target, body: inout RequestBody, facts: inout ExchangeFacts
+    ) async -> HTTPResponse {
+        let whole: ByteBuffer
+        do {
+            whole = try await self.readWholeBody(request, &body)
+        } catch {
+            switch error {
+            case .tooLarge: return Self.confluentBodyTooLarge(self.config.maxBodyBytes, contentType: "application/json")
+            case .unreadable: return .confluentError(status: 400, errorCode: 400, message: "could not read the request body", contentType: "application/json")
+            }
+        }
+        var splitter = ConcatenatedJSONSplitter(maxValueBytes: self.config.maxBodyBytes)
+        var texts: [ByteBuffer] = []
+        var ending: ConfluentREST.RecordError?
+        do throws(ConcatenatedJSONSplitter.SplitError) {
+            try splitter.feed(whole, into: &texts)
+            try splitter.finish()
+        } catch {
+            ending = error == .truncated
+                ? ConfluentREST.RecordError(400, "the body ended inside a record")
+                : ConfluentREST.RecordError(400, "the body is not a stream of JSON records")
+        }
+        if texts.count > self.config.maxEvents {
+            texts.removeLast(texts.count - self.config.maxEvents)
+            ending = ConfluentREST.RecordError(413, "the body holds more than max_events (\(self.config.maxEvents)) records")
+        }
+        guard !texts.isEmpty || ending != nil else {
+            return .confluentError(status: 422, errorCode: 422, message: "Payload error. Request body is empty. Data is required.", contentType: "application/json")
+        }
+        var out: [UInt8] = []
+        if !texts.isEmpty {
+            let batch = await self.sendV3Records(texts, topic: target.topic, headers: self.recordHeaders(request))
+            facts.events = batch.session?.sent ?? 0
+            facts.eventBytes = batch.session?.sentBytes ?? 0
+            out = await batch.reports(clusterID: target.clusterID, topic: target.topic)
+        }
+        if let ending { V3Batch.error(ending.errorCode, ending.message, into: &out) }
+        return HTTPResponse(status: .ok, headers: ["content-type": "application/json"], body: ByteBuffer(bytes: out))
     }
 }
 

@@ -128,6 +128,12 @@ import Testing
         #expect(records[1].value == "hello" && records[2].value == "text")
         #expect(records[3].value == #"{"seq": 0}"# && records[3].key == "k0" && records[3].headers.contains { $0 == ("seq", "0") })
 
+        // A sized body (the usual one-record request) is answered whole and keeps the connection.
+        let keepAlive = try await runProgram(
+            "curl", ["-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}:%{http_code} "] + auth
+                + ["--data-binary", #"{"value":{"type":"STRING","data":"again"}}"#, base + "/records", base + "/records"])
+        #expect(keepAlive.stdout == "1:200 0:200 ", "two requests, one connection: \(keepAlive.stdout)")
+
         let otherCluster = try await curl(auth + ["\(sluice.baseURL)/kafka/v3/clusters/lkc-other/topics/\(topic)/records"], body: Data("{}".utf8))
         #expect(otherCluster.status == 404 && otherCluster.json["error_code"] as? Int == 404, "\(otherCluster.body)")
         let noKey = try await curl(["-H", "content-type: application/json", base + "/records"], body: Data("{}".utf8))
