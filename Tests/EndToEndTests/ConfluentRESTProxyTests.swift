@@ -156,9 +156,9 @@ import Testing
              "--path", "/kafka/v3/clusters/lkc-test/topics/\(topic)/records", "--count", "20", "--api-key", Self.key])
         #expect(stream.status == 0, "\(stream.stdout)\n\(stream.stderr)")
         // The charge lands once the stream has ended; a request soon after finds the bucket in
-        // debt. (Uncharged, three one-event requests would take 3 of the bucket's 10.)
+        // debt. (Uncharged, eight one-event requests would take 8 of the bucket's 10.)
         var refused: CurlResponse?
-        for _ in 0..<3 {
+        for _ in 0..<8 {
             let next = try await curl(
                 ["-H", "x-api-key: \(Self.key)", "-H", "content-type: application/json", "\(sluice.baseURL)/kafka/v3/clusters/lkc-test/topics/\(topic)/records"],
                 body: Data(#"{"value":{"type":"STRING","data":"x"}}"#.utf8))
@@ -166,7 +166,7 @@ import Testing
                 refused = next
                 break
             }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: .milliseconds(250))
         }
         #expect(refused?.json["error_code"] as? Int == 429, "\(refused?.body ?? "never refused")")
         #expect(try await sluice.terminate() == 0)
