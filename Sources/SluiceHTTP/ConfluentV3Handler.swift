@@ -252,7 +252,7 @@ struct V3ReportStream: AsyncSequence, Sendable {
             if !texts.isEmpty {
                 await room.take(texts.count)
                 let batch = await self.handler.sendV3Records(texts, topic: self.topic, headers: self.headers)
-                self.tally.add(events: batch.session?.sent ?? 0, bytes: body.bytesRead - charged)
+                self.tally.add(events: batch.session?.sent ?? 0, eventBytes: batch.session?.sentBytes ?? 0, bytes: body.bytesRead - charged)
                 charged = body.bytesRead
                 continuation.yield(batch)
             }

@@ -236,6 +236,7 @@ public final class StreamTally: Sendable {
     private struct State {
         var events = 0
         var bytes = 0
+        var eventBytes = 0
         var finished = false
         var waiting: [@Sendable (Int, Int) async -> Void] = []
     }
@@ -244,11 +245,18 @@ public final class StreamTally: Sendable {
 
     public init() {}
 
-    public func add(events: Int, bytes: Int) {
+    /// `events` handed to the sink (`eventBytes` of them), `bytes` of request body read.
+    public func add(events: Int, eventBytes: Int = 0, bytes: Int) {
         self.state.withLockedValue {
             $0.events += events
+            $0.eventBytes += eventBytes
             $0.bytes += bytes
         }
+    }
+
+    /// What was handed over so far: events, their bytes, and request body bytes read.
+    public var totals: (events: Int, eventBytes: Int, bodyBytes: Int) {
+        self.state.withLockedValue { ($0.events, $0.eventBytes, $0.bytes) }
     }
 
     /// Calls `body` with the totals once the stream has ended (now, if it has).

@@ -432,6 +432,16 @@ public final class HTTPServer: Service, Listening, Sendable {
     private func finish(
         _ request: HTTPRequest, _ response: HTTPResponse, span: (any Span)?, started: ExchangeStart, bytesIn: Int, bytesOut: Int
     ) {
+        var response = response
+        var bytesIn = bytesIn
+        // An answer that read the request body itself (a REST Proxy v3 stream) knows, once it has
+        // gone out, what the stream handed over; the handler's facts were written before.
+        if let tally = response.bodyTally {
+            let totals = tally.totals
+            response.facts.events = totals.events
+            response.facts.eventBytes = totals.eventBytes
+            bytesIn = totals.bodyBytes
+        }
         let protocolName = request.isHTTP2 ? "HTTP/2" : (request.head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1")
         var traceID: String?
         if let span {

@@ -121,6 +121,17 @@ import Testing
         let streamedOffsets = reports.compactMap { $0["offset"] as? Int }
         #expect(streamedOffsets == Array(3..<22), "in order, after the single record and the batch: \(streamedOffsets)")
 
+        // Metrics count the stream's events once it has ended, as they count any request's.
+        var received: Double?
+        for _ in 0..<20 {
+            let metrics = try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body
+            received = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_events_received_total{route=\"rest-proxy\"}") }
+                .flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+            if received == 22 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(received == 22, "1 single, 2 from the batch, 19 streamed")
+
         let records = try await consume(topic, expecting: 22)
         #expect(records.count == 22)
         guard records.count == 22 else { return }
