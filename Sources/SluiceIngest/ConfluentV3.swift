@@ -84,19 +84,17 @@ extension ConfluentREST {
                 for element in scanner.elements(ofArrayAt: member.value.lowerBound) {
                     record.event.headers.append(try Self.header(scanner, element))
                 }
+            // A member given twice: the last one counts (as Jackson reads it), whole.
             case Array("key".utf8):
-                guard let (data, type) = try Self.data(scanner, member.value, in: body, base: base, "key") else { continue }
-                record.event.key = data ?? ByteBuffer()
-                record.key = (data?.readableBytes ?? 0, type)
-                if data == nil { record.event.key = nil }
+                let decoded = try Self.data(scanner, member.value, in: body, base: base, "key")
+                record.event.key = decoded?.0
+                record.key = decoded.map { ($0.0?.readableBytes ?? 0, $0.1) }
             case Array("value".utf8):
-                guard let (data, type) = try Self.data(scanner, member.value, in: body, base: base, "value") else { continue }
-                if let data {
-                    record.event.value = data
-                    record.event.valueIsNull = false
-                    record.event.valueIsJSON = type == .json
-                }
-                record.value = (data?.readableBytes ?? 0, type)
+                let decoded = try Self.data(scanner, member.value, in: body, base: base, "value")
+                record.event.value = decoded?.0 ?? ByteBuffer()
+                record.event.valueIsNull = decoded?.0 == nil
+                record.event.valueIsJSON = decoded?.0 != nil && decoded?.1 == .json
+                record.value = decoded.map { ($0.0?.readableBytes ?? 0, $0.1) }
             default:
                 continue
             }

@@ -156,6 +156,10 @@ import Testing
         #expect(Array(buffer: binary.event.value) == [0, 1, 255] && binary.key == nil && binary.timestamp == 1_000, "now, when none is given")
         let tombstone = try Self.record(#"{"key":{"type":"STRING","data":"k"}}"#).get()
         #expect(tombstone.event.valueIsNull && tombstone.value == nil)
+        // Found by the fuzz target: a member given twice counts once, the last one, whole.
+        let twice = try Self.record(#"{"value":{"type":"BINARY","data":"AAH/"},"value":{"type":"JSON"},"key":{"type":"STRING","data":"k"},"key":null}"#).get()
+        #expect(twice.event.valueIsNull && twice.event.value.readableBytes == 0 && twice.value?.size == 0 && twice.value?.type == .json)
+        #expect(twice.event.key == nil && twice.key == nil)
     }
 
     @Test func aRecordThatCannotBeWrittenSaysWhy() {
