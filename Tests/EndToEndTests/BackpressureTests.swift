@@ -109,8 +109,9 @@ import Glibc
             try await post()
             let took = ContinuousClock.now - started
             print("outage: a request during the outage was answered \(answers.last!.status) after \(took)")
-            // The answer comes within the sink's 3 s delivery timeout plus slack, not whenever librdkafka gives up.
-            #expect(took < .seconds(6), "answered after \(took): \(answers.last!.response.body.prefix(300))")
+            // The answer comes at the sink's 3 s delivery timeout, not whenever librdkafka gives up
+            // (its own message timeout is minutes): a bound with room for a busy test run.
+            #expect(took < .seconds(20), "answered after \(took): \(answers.last!.response.body.prefix(300))")
         }
         print("outage: three requests during the outage took \(ContinuousClock.now - stopped)")
         let restarting = ContinuousClock.now
