@@ -49,37 +49,31 @@ extension IngestHandler {
             return .error(error.code, message: error.message)
         }
 
+        // Events over max_event_bytes fail alone in a batch; a single event's problem is the answer.
+        let maxEventBytes = self.config.maxEventBytes
+        let items: [Result<Event, IngestError>] = decoded.map { result in
+            result.flatMap { event in
+                event.size > maxEventBytes
+                    ? .failure(IngestError(.eventTooLarge, "the event is \(event.size) bytes, more than max_event_bytes (\(maxEventBytes))"))
+                    : .success(event)
+            }
+        }
+        if items.count == 1, case .failure(let error) = items[0] {
+            return .error(error.code, message: error.message)
+        }
         let defaultKey = self.pipeline.defaultKey(parameters)
         // headers_to_kafka go beside each event's own ce_ headers, so the session adds none.
         let routeHeaders = self.recordHeaders(request)
         var session = self.pipeline.session(
             topic: topic, requestKey: self.requestKey(request) ?? defaultKey, defaultKey: defaultKey, headers: [], ack: self.config.ack)
-        var run: [Event] = []
-        for result in decoded where !session.isStopped {
-            switch result {
-            case .success(var event):
-                if event.size > self.config.maxEventBytes {
-                    if decoded.count == 1 {
-                        return .error(.eventTooLarge, message: "the event is \(event.size) bytes, more than max_event_bytes (\(self.config.maxEventBytes))")
-                    }
-                    _ = await session.send(&run, lines: nil)
-                    session.fail(
-                        count: 1, with: DeliveryFailure(.eventTooLarge, "the event is \(event.size) bytes, more than max_event_bytes (\(self.config.maxEventBytes))"))
-                    continue
+        await session.send(
+            inOrder: items.map { item in
+                item.mapError(\.deliveryFailure).map { event in
+                    var event = event
+                    event.headers.append(contentsOf: routeHeaders)
+                    return event
                 }
-                event.headers.append(contentsOf: routeHeaders)
-                run.append(event)
-            case .failure(let error):
-                if decoded.count == 1 { return .error(error.code, message: error.message) }
-                _ = await session.send(&run, lines: nil)
-                session.fail(count: 1, with: error.deliveryFailure)
-            }
-        }
-        _ = await session.send(&run, lines: nil)
-        // Once the sink stays full past max_wait, the events not sent fail with that (retryable).
-        if session.isStopped, session.reserved < decoded.count {
-            session.fail(count: decoded.count - session.reserved, with: session.stopFailure)
-        }
+            })
         return await self.answer(session, stop: nil, request: request, facts: &facts)
     }
 }

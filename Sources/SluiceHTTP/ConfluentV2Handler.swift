@@ -77,27 +77,18 @@ extension IngestHandler {
         }
 
         var session = self.pipeline.session(topic: target.topic, requestKey: nil, defaultKey: nil, headers: self.recordHeaders(request), ack: .sink)
-        // In order: runs of events to the sink, a record over max_event_bytes failed alone. Once
-        // the sink stays full past max_wait, the records not sent fail with that (retryable).
-        var events: [Event] = []
-        events.reserveCapacity(records.count)
-        var position = 0
-        while position < records.count, !session.isStopped {
-            switch records[position] {
-            case .event(let event):
-                events.append(event)
-            case .tooLarge(let bytes):
-                _ = await session.send(&events, lines: nil)
-                session.fail(
-                    count: 1,
-                    with: DeliveryFailure(.eventTooLarge, "the record's key and value are \(bytes) bytes, more than max_event_bytes (\(self.config.maxEventBytes))"))
-            }
-            position += 1
-        }
-        _ = await session.send(&events, lines: nil)
-        if session.reserved < records.count {
-            session.fail(count: records.count - session.reserved, with: session.stopFailure)
-        }
+        // A record over max_event_bytes fails alone; the others go in order.
+        await session.send(
+            inOrder: records.map { record in
+                switch record {
+                case .event(let event):
+                    return .success(event)
+                case .tooLarge(let bytes):
+                    return .failure(
+                        DeliveryFailure(
+                            .eventTooLarge, "the record's key and value are \(bytes) bytes, more than max_event_bytes (\(self.config.maxEventBytes))"))
+                }
+            })
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
         let results = await session.results()

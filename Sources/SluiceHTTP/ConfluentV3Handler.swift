@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -72,25 +69,11 @@ extension IngestHandler {
         let entries: [ConfluentREST.V3BatchEntry]
         do {
             entries = try ConfluentREST.decodeV3Batch(
-                whole, maxEntries: min(self.config.maxEvents, Self.v3BatchMaximumEntries), maxEventBytes: self.config.maxEventBytes, now: Self.nowMilliseconds())
+                whole, maxEntries: min(self.config.maxEvents, Self.v3BatchMaximumEntries), maxEventBytes: self.config.maxEventBytes, now: WallClock.milliseconds())
         } catch {
             return .confluentError(status: error.status, errorCode: error.errorCode, message: error.message, contentType: "application/json")
         }
-        var session = self.pipeline.session(topic: target.topic, requestKey: nil, defaultKey: nil, headers: [], ack: .sink)
-        let routeHeaders = self.recordHeaders(request)
-        var run: [Event] = []
-        for entry in entries where !session.isStopped {
-            switch entry.record {
-            case .success(var record):
-                record.event.headers.append(contentsOf: routeHeaders)
-                run.append(record.event)
-            case .failure(let error):
-                _ = await session.send(&run, lines: nil)
-                session.fail(count: 1, with: DeliveryFailure(code: "invalid_record", message: error.message, isRetryable: false, httpStatus: error.errorCode))
-            }
-        }
-        _ = await session.send(&run, lines: nil)
-        if session.reserved < entries.count { session.fail(count: entries.count - session.reserved, with: session.stopFailure) }
+        let session = await self.sendV3Records(entries.map(\.record), topic: target.topic, headers: self.recordHeaders(request))
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
         let results = await session.results()
@@ -128,11 +111,6 @@ extension IngestHandler {
     /// REST Proxy's default `api.v3.produce.batch.maximum.entries`.
     static let v3BatchMaximumEntries = 10
 
-    static func nowMilliseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
-    }
 
     /// One delivery report: `{"error_code":200,"cluster_id":…,…}` (with `id` in a batch).
     static func encodeV3Report(
@@ -251,10 +229,11 @@ struct V3ReportStream: AsyncSequence, Sendable {
             seen += texts.count
             if !texts.isEmpty {
                 await room.take(texts.count)
-                let batch = await self.handler.sendV3Records(texts, topic: self.topic, headers: self.headers)
-                self.tally.add(events: batch.session?.sent ?? 0, eventBytes: batch.session?.sentBytes ?? 0, bytes: body.bytesRead - charged)
+                let records = self.handler.decodeV3Records(texts)
+                let session = await self.handler.sendV3Records(records, topic: self.topic, headers: self.headers)
+                self.tally.add(events: session.sent, eventBytes: session.sentBytes, bytes: body.bytesRead - charged)
                 charged = body.bytesRead
-                continuation.yield(batch)
+                continuation.yield(V3Batch(session: session, records: records))
             }
             if let ending {
                 continuation.yield(Batch(session: nil, records: [.failure(ending)]))
@@ -302,26 +281,30 @@ struct V3Batch: Sendable {
 }
 
 extension IngestHandler {
-    /// Decodes `texts` (one v3 record each) and hands them to the sink in order, a bad record
+    /// Decodes `texts`, one v3 record each (now the timestamp of those that name none).
+    func decodeV3Records(_ texts: [ByteBuffer]) -> [Result<ConfluentREST.V3Record, ConfluentREST.RecordError>] {
+        let now = WallClock.milliseconds()
+        return texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: self.config.maxEventBytes, now: now) }
+    }
+
+    /// Hands `records` to the sink in order, each with the route's record headers, a bad record
     /// failed alone; once the sink stays full past max_wait, the rest fail with that.
-    func sendV3Records(_ texts: [ByteBuffer], topic: String, headers: [EventHeader]) async -> V3Batch {
-        let now = Self.nowMilliseconds()
-        let records = texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: self.config.maxEventBytes, now: now) }
+    func sendV3Records(
+        _ records: [Result<ConfluentREST.V3Record, ConfluentREST.RecordError>], topic: String, headers: [EventHeader]
+    ) async -> IngestSession {
         var session = self.pipeline.session(topic: topic, requestKey: nil, defaultKey: nil, headers: [], ack: .sink)
-        var run: [Event] = []
-        for record in records where !session.isStopped {
-            switch record {
-            case .success(var decoded):
-                decoded.event.headers.append(contentsOf: headers)
-                run.append(decoded.event)
-            case .failure(let error):
-                _ = await session.send(&run, lines: nil)
-                session.fail(count: 1, with: DeliveryFailure(code: "invalid_record", message: error.message, isRetryable: false, httpStatus: error.errorCode))
-            }
-        }
-        _ = await session.send(&run, lines: nil)
-        if session.reserved < records.count { session.fail(count: records.count - session.reserved, with: session.stopFailure) }
-        return V3Batch(session: session, records: records)
+        await session.send(
+            inOrder: records.map { record in
+                switch record {
+                case .success(let decoded):
+                    var event = decoded.event
+                    event.headers.append(contentsOf: headers)
+                    return .success(event)
+                case .failure(let error):
+                    return .failure(DeliveryFailure(code: "invalid_record", message: error.message, isRetryable: false, httpStatus: error.errorCode))
+                }
+            })
+        return session
     }
 
     /// `records` with a sized body (Content-Length): read whole, answered whole, the connection
@@ -358,10 +341,11 @@ extension IngestHandler {
         }
         var out: [UInt8] = []
         if !texts.isEmpty {
-            let batch = await self.sendV3Records(texts, topic: target.topic, headers: self.recordHeaders(request))
-            facts.events = batch.session?.sent ?? 0
-            facts.eventBytes = batch.session?.sentBytes ?? 0
-            out = await batch.reports(clusterID: target.clusterID, topic: target.topic)
+            let records = self.decodeV3Records(texts)
+            let session = await self.sendV3Records(records, topic: target.topic, headers: self.recordHeaders(request))
+            facts.events = session.sent
+            facts.eventBytes = session.sentBytes
+            out = await V3Batch(session: session, records: records).reports(clusterID: target.clusterID, topic: target.topic)
         }
         if let ending { V3Batch.error(ending.errorCode, ending.message, into: &out) }
         return HTTPResponse(status: .ok, headers: ["content-type": "application/json"], body: ByteBuffer(bytes: out))

@@ -174,6 +174,28 @@ public struct IngestSession: Sendable {
         return self.failure == nil
     }
 
+    /// Sends `items` in request order, each in its place: runs of events go to the sink
+    /// together, a failure (an event refused before sending) fails alone between them. Once the
+    /// request stops (the sink stayed full past max_wait, a rule broken), the items not sent
+    /// fail with why it stopped. Every item gets its result slot, in order.
+    public mutating func send(inOrder items: [Result<Event, DeliveryFailure>]) async {
+        let first = self.reserved
+        var run: [Event] = []
+        run.reserveCapacity(items.count)
+        for item in items where !self.isStopped {
+            switch item {
+            case .success(let event):
+                run.append(event)
+            case .failure(let failure):
+                _ = await self.send(&run, lines: nil)
+                self.fail(count: 1, with: failure)
+            }
+        }
+        _ = await self.send(&run, lines: nil)
+        let placed = self.reserved - first
+        if placed < items.count { self.fail(count: items.count - placed, with: self.stopFailure) }
+    }
+
     /// Fails `count` events without sending them (an event too large among good ones, or every
     /// event of a request whose topic is refused); the rest of the request goes on.
     public mutating func fail(count: Int, with failure: DeliveryFailure) {
