@@ -184,13 +184,8 @@ public final class AccessLog: ExchangeObserver, @unchecked Sendable {
 
     /// RFC 3339 in UTC with milliseconds: `2026-12-02T18:55:36.123Z`.
     static func timestamp(_ seconds: Double) -> String {
-        var time = time_t(seconds.rounded(.down))
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
-        func two(_ value: Int32) -> String { String(value).leftPadded(to: 2) }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):"
-            + "\(two(parts.tm_sec)).\(String(millis).leftPadded(to: 3))Z"
+        let whole = seconds.rounded(.down)
+        return RFC3339.string(milliseconds: Int64(whole) * 1000 + Int64((seconds - whole) * 1000))
     }
 }
 
