@@ -383,7 +383,7 @@ let package = Package(
         .testTarget(name: "SluiceObservabilityTests", dependencies: ["SluiceObservability", "SluiceCore"]),
         .testTarget(
             name: "SluiceConfigTests",
-            dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
+            dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "SluicePolicy", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
         ),
         .testTarget(
             name: "SluicePolicyTests",

@@ -404,7 +404,7 @@ extension SluiceConfiguration {
         _ node: Node, _ path: String, sinkNames: [String], destinations: [String: (kind: String, rules: SinkDestinations)], policyNames: [String],
         upstreamNames: [String], _ r: ConfigReader
     ) -> RouteConfig? {
-        guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest", "proxy"]) else { return nil }
+        guard let fields = r.mapping(node, path, allowed: ["name", "match", "policies", "ingest", "proxy", "idempotency"]) else { return nil }
         let name = readName(fields, path, r)
         var policies: [String] = []
         var policiesOK = true
@@ -456,8 +456,74 @@ extension SluiceConfiguration {
                 action = readProxy(n, p, match: match, upstreamNames: upstreamNames, r).map { .proxy($0) }
             }
         }
-        guard let name, let match, let action, policiesOK else { return nil }
-        return RouteConfig(name: name, match: match, policies: policies, action: action, source: canonicalYAML(node))
+        var idempotency: IdempotencyConfig?
+        var idempotencyOK = true
+        if let (n, p) = fields["idempotency"] {
+            if fields["ingest"] == nil || match?.grpc != nil {
+                r.error(p, "idempotency applies to HTTP ingest routes (a retry is answered once, without producing again)")
+                idempotencyOK = false
+            } else {
+                idempotency = readIdempotency(n, p, r)
+                idempotencyOK = idempotency != nil
+            }
+        }
+        guard let name, let match, let action, policiesOK, idempotencyOK else { return nil }
+        return RouteConfig(name: name, match: match, policies: policies, action: action, idempotency: idempotency, source: canonicalYAML(node))
+    }
+
+    /// `idempotency: { window, store: memory | redis, redis: {…}, max_keys, max_bytes,
+    /// max_response_bytes, in_flight_timeout, required }`.
+    private static func readIdempotency(_ node: Node, _ path: String, _ r: ConfigReader) -> IdempotencyConfig? {
+        let allowed = ["window", "store", "redis", "max_keys", "max_bytes", "max_response_bytes", "in_flight_timeout", "required"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        var config = IdempotencyConfig()
+        var ok = true
+        if let (n, p) = fields["window"] {
+            if let value = r.duration(n, p, min: .seconds(1)) { config.window = value } else { ok = false }
+        }
+        var storeName = "memory"
+        if let (n, p) = fields["store"], let text = r.string(n, p) {
+            guard text == "memory" || text == "redis" else {
+                r.error(p, "expected memory (this process; lost on restart) or redis (shared by every instance), got \"\(text)\"")
+                return nil
+            }
+            storeName = text
+        }
+        if storeName == "redis" {
+            guard let redis = r.required(fields["redis"], in: path, key: "redis", { SluiceConfiguration.readRedis($0, $1, r) }) else { return nil }
+            config.store = .redis(redis)
+        } else if let (_, p) = fields["redis"] {
+            r.error(p, "redis is for store: redis")
+            ok = false
+        }
+        if let (n, p) = fields["max_keys"] {
+            if let value = r.integer(n, p, range: 1...100_000_000) { config.maxKeys = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_bytes"] {
+            if let value = r.size(n, p, min: 1024) { config.maxBytes = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_response_bytes"] {
+            if let value = r.size(n, p, min: 0) {
+                config.maxResponseBytes = value
+                if case .redis = config.store, value > IdempotencyConfig.maxRedisResponseBytes {
+                    r.error(p, "at most \(IdempotencyConfig.maxRedisResponseBytes / 1024)KiB with store: redis (a kept answer is one Redis value)")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
+        if let (n, p) = fields["in_flight_timeout"] {
+            if let value = r.duration(n, p, min: .seconds(1)) { config.inFlightTimeout = value } else { ok = false }
+        }
+        if let (n, p) = fields["required"] {
+            if let value = r.bool(n, p) { config.required = value } else { ok = false }
+        }
+        if config.store == .memory, config.maxResponseBytes > config.maxBytes {
+            r.error(path + ".max_response_bytes", "larger than max_bytes (\(config.maxBytes)): no answer of that size could be kept")
+            ok = false
+        }
+        return ok ? config : nil
     }
 
     static let httpMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

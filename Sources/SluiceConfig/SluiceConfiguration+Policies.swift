@@ -411,11 +411,11 @@ extension SluiceConfiguration {
     }
 
     /// `redis: { address, password: { env | file }, timeout, failure_mode, key_prefix }`.
-    private static func readRedis(_ node: Node, _ path: String, _ r: ConfigReader) -> RateLimitConfig.Global? {
+    static func readRedis(_ node: Node, _ path: String, _ r: ConfigReader) -> RedisConfig? {
         guard let fields = r.mapping(node, path, allowed: ["address", "password", "timeout", "failure_mode", "key_prefix"]) else { return nil }
         var ok = true
         guard let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) else { return nil }
-        var global = RateLimitConfig.Global(host: address.host, port: address.port)
+        var global = RedisConfig(host: address.host, port: address.port)
         if let (n, p) = fields["password"] {
             if let secret = r.secretSource(n, p) {
                 do {

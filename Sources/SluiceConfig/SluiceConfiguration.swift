@@ -219,6 +219,9 @@ public struct RouteConfig: Sendable {
     /// Names of the policies the route runs (in stage order, not listed order).
     public var policies: [String]
     public var action: Action
+    /// `idempotency:` (HTTP ingest routes): retries with the same `Idempotency-Key` are answered
+    /// once.
+    public var idempotency: IdempotencyConfig? = nil
     /// The entry as canonical YAML (what a reload compares to say a route changed).
     public var source: String? = nil
 

@@ -8,6 +8,7 @@ public enum GRPCStatusCode: Int, Sendable, Hashable {
     case permissionDenied = 7
     case resourceExhausted = 8
     case failedPrecondition = 9
+    case aborted = 10
     case unimplemented = 12
     case `internal` = 13
     case unavailable = 14
@@ -88,6 +89,21 @@ extension ErrorCode {
     /// A Kinesis partition key that is not 1 to 256 characters of UTF-8.
     public static let invalidPartitionKey = ErrorCode("invalid_partition_key", http: 400, grpc: .invalidArgument)
 
+    // MARK: Idempotency-Key (routes with idempotency)
+
+    /// The route requires an Idempotency-Key and the request has none.
+    public static let idempotencyKeyMissing = ErrorCode("idempotency_key_missing", http: 400, grpc: .invalidArgument)
+    /// An Idempotency-Key header that is not one key of 1 to 255 ASCII characters.
+    public static let invalidIdempotencyKey = ErrorCode("invalid_idempotency_key", http: 400, grpc: .invalidArgument)
+    /// An Idempotency-Key on a request that is answered as it streams (REST Proxy v3 streaming mode).
+    public static let idempotencyNotSupported = ErrorCode("idempotency_not_supported", http: 400, grpc: .invalidArgument)
+    /// A request with this key is still running (the client may retry once it has ended).
+    public static let idempotencyKeyInUse = ErrorCode("idempotency_key_in_use", http: 409, grpc: .aborted)
+    /// The key was used before for a different request.
+    public static let idempotencyKeyReused = ErrorCode("idempotency_key_reused", http: 422, grpc: .failedPrecondition)
+    /// The key store cannot be reached (Redis, failure_mode: closed) or is full of keys in flight.
+    public static let idempotencyUnavailable = ErrorCode("idempotency_unavailable", http: 503, grpc: .unavailable, retryable: true)
+
     // MARK: Policies
 
     public static let unauthenticated = ErrorCode("unauthenticated", http: 401, grpc: .unauthenticated)
@@ -160,6 +176,12 @@ extension ErrorCode {
         .unsupportedMediaType,
         .invalidRecord,
         .invalidPartitionKey,
+        .idempotencyKeyMissing,
+        .invalidIdempotencyKey,
+        .idempotencyNotSupported,
+        .idempotencyKeyInUse,
+        .idempotencyKeyReused,
+        .idempotencyUnavailable,
         .unauthenticated,
         .forbidden,
         .corsRefused,

@@ -38,6 +38,8 @@ public struct GatewayResources: Sendable {
     public var sinks: [String: BuiltSink]
     public var upstreams: [String: BuiltUpstream]
     public var policies: PolicyRegistry
+    /// Each route's idempotency key store, by route name, with the configuration it was made for.
+    public var idempotencyStores: [String: (config: IdempotencyConfig, store: any IdempotencyStore)] = [:]
     /// The sinks and upstreams this build made (rather than kept from the previous one), by name.
     public var made: (sinks: [String], upstreams: [String])
 
@@ -143,7 +145,33 @@ public struct GatewayBuilder: Sendable {
                 throw GatewayBuildError("upstreams: \(upstreamConfig.name): cannot start: \(error)")
             }
         }
-        return GatewayResources(sinks: sinks, upstreams: upstreams, policies: policies, made: (madeSinks, madeUpstreams))
+        var resources = GatewayResources(sinks: sinks, upstreams: upstreams, policies: policies, made: (madeSinks, madeUpstreams))
+        resources.idempotencyStores = Self.idempotencyStores(config, reusing: previous)
+        return resources
+    }
+
+    /// A key store per route with `idempotency`; a route whose idempotency is unchanged keeps
+    /// its store (and the keys in it) across a reload.
+    static func idempotencyStores(
+        _ config: SluiceConfiguration, reusing previous: GatewayResources?
+    ) -> [String: (config: IdempotencyConfig, store: any IdempotencyStore)] {
+        var stores: [String: (config: IdempotencyConfig, store: any IdempotencyStore)] = [:]
+        for route in config.routes {
+            guard let idempotency = route.idempotency else { continue }
+            if let kept = previous?.idempotencyStores[route.name], kept.config == idempotency {
+                stores[route.name] = kept
+                continue
+            }
+            let store: any IdempotencyStore
+            switch idempotency.store {
+            case .memory:
+                store = MemoryIdempotencyStore(window: idempotency.window, maxKeys: idempotency.maxKeys, maxBytes: idempotency.maxBytes)
+            case .redis(let redis):
+                store = RedisIdempotencyStore(config: redis, window: idempotency.window, inFlightTimeout: idempotency.inFlightTimeout)
+            }
+            stores[route.name] = (idempotency, store)
+        }
+        return stores
     }
 
     static func unchanged(_ kept: GatewayResources.BuiltSink, _ config: SinkConfig, flushTimeout: Duration) -> Bool {
@@ -156,8 +184,8 @@ public struct GatewayBuilder: Sendable {
         let sinks = resources.runningSinks
         let leases = SnapshotLeases()
         let http = HTTPRouteTable(
-            config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies, leases: leases,
-            logger: self.logger)
+            config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies,
+            idempotencyStores: resources.idempotencyStores.mapValues(\.store), leases: leases, logger: self.logger)
         let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
             guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
             return GRPCIngestRoute(

@@ -14,6 +14,8 @@ public struct HTTPRouteTable: Sendable {
         var path: String
         var policies: PolicyChain
         var action: Action
+        /// The route's `idempotency`, when it has one.
+        var idempotency: IdempotencyGuard?
 
         /// What the access log, metrics and traces say about a request this route serves.
         var facts: ExchangeFacts {
@@ -39,7 +41,7 @@ public struct HTTPRouteTable: Sendable {
     /// Builds the table from a validated configuration and the running sinks and upstreams.
     public init(
         config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry,
-        leases: SnapshotLeases = SnapshotLeases(), logger: Logger
+        idempotencyStores: [String: any IdempotencyStore] = [:], leases: SnapshotLeases = SnapshotLeases(), logger: Logger
     ) {
         self.leases = leases
         var entries: [Router<Target>.Entry] = []
@@ -52,8 +54,11 @@ public struct HTTPRouteTable: Sendable {
                 if case .prefix(let value) = route.match.path { prefix = value }
                 let handler = IngestHandler(
                     routeName: route.name, config: ingest, sink: sink, logger: logger, pathPrefix: ingest.api.topicFromPath ? prefix : nil)
-                let target = Target(
+                var target = Target(
                     name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))
+                if let idempotency = route.idempotency, let store = idempotencyStores[route.name] {
+                    target.idempotency = IdempotencyGuard(routeName: route.name, config: idempotency, store: store, logger: logger)
+                }
                 entries.append(.init(name: route.name, match: route.match, target: target))
             case .proxy(let proxy):
                 let handler = ProxyHandler(routeName: route.name, config: proxy, match: route.match, upstreams: upstreams, logger: logger)
@@ -121,7 +126,7 @@ public struct GatewayResponder: HTTPResponder {
         switch router.route(routeRequest) {
         case .matched(let target, let parameters):
             guard !target.policies.isEmpty else {
-                var response = await Self.run(target.action, request, parameters: parameters, body: &body).response
+                var response = await Self.run(target, request, parameters: parameters, identity: nil, body: &body).response
                 response.facts.route = target.name
                 response.facts.routePath = target.path
                 return response
@@ -141,7 +146,7 @@ public struct GatewayResponder: HTTPResponder {
                 for (name, value) in identity.headers {
                     if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
                 }
-                var handled = await Self.run(target.action, request, parameters: parameters, body: &body)
+                var handled = await Self.run(target, request, parameters: parameters, identity: identity.client, body: &body)
                 handled.response.facts.identity = identity.client
                 return .handled(handled)
             }
@@ -157,11 +162,9 @@ public struct GatewayResponder: HTTPResponder {
                 var response: HTTPResponse
                 if rejection.status == 204 {
                     response = HTTPResponse(status: .noContent, headers: extra)  // a preflight's answer
-                } else if case .ingest(let handler) = target.action, handler.config.api == .confluentV2 || handler.config.api == .confluentV3 {
-                    // Refused in the API the client speaks: REST Proxy's error body and codes.
-                    response = .confluentError(
-                        status: rejection.status, errorCode: ConfluentREST.errorCode(status: rejection.status), message: rejection.message,
-                        headers: extra, contentType: handler.config.api == .confluentV2 ? ConfluentREST.v2ResponseType : "application/json")
+                } else if case .ingest(let handler) = target.action {
+                    // Refused in the API the client speaks (REST Proxy's error body and codes on its routes).
+                    response = handler.refusal(status: rejection.status, code: rejection.code, message: rejection.message, headers: extra)
                 } else {
                     response = .error(.init(statusCode: rejection.status), code: rejection.code, message: rejection.message, headers: extra)
                 }
@@ -182,10 +185,17 @@ public struct GatewayResponder: HTTPResponder {
         }
     }
 
-    private static func run(_ action: HTTPRouteTable.Action, _ request: HTTPRequest, parameters: [String: String], body: inout RequestBody) async -> HandledRequest {
-        switch action {
+    /// Runs the route's handler; `identity`: the client the policies identified (an idempotency
+    /// key's scope).
+    private static func run(
+        _ target: HTTPRouteTable.Target, _ request: HTTPRequest, parameters: [String: String], identity: String?, body: inout RequestBody
+    ) async -> HandledRequest {
+        switch target.action {
         case .ingest(let handler):
-            return await handler.handle(request, parameters: parameters, body: &body)
+            guard let idempotency = target.idempotency else { return await handler.handle(request, parameters: parameters, body: &body) }
+            return await idempotency.handle(request, identity: identity, body: &body, handler: handler) { body in
+                await handler.handle(request, parameters: parameters, body: &body)
+            }
         case .proxy(let handler):
             return HandledRequest(response: await handler.handle(request, body: &body), eventCount: 0, bytesRead: body.bytesRead)
         }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluicePolicy
 
 /// The body of one request, read part by part from the connection (HTTP/1.1) or stream
 /// (HTTP/2). Reading is pull-based: while the handler does not ask for the next part,
@@ -13,6 +14,8 @@ public struct RequestBody {
     /// Sends `100 Continue` when the client asked for it; called before the first read, so a
     /// request refused before its body is read never invites the body.
     private var sendContinue: (@Sendable () async throws -> Void)?
+    /// When set, every part read is fed to it as it passes (an idempotent request's fingerprint).
+    var fingerprint: RequestFingerprint?
 
     enum Source {
         case channel(NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator)
@@ -55,6 +58,7 @@ public struct RequestBody {
             }
             self.source = .chunks(chunks)
             self.bytesRead += buffer.readableBytes
+            self.fingerprint?.add(body: buffer)
             return buffer
         case .channel(var iterator):
             self.source = nil
@@ -62,6 +66,7 @@ public struct RequestBody {
             switch try await iterator.next() {
             case .body(let buffer):
                 self.bytesRead += buffer.readableBytes
+                self.fingerprint?.add(body: buffer)
                 return buffer
             case .end, nil:
                 self.isComplete = true

@@ -147,25 +147,8 @@ public struct RateLimitConfig: Sendable {
     /// `scope: global`: the buckets live in Redis, shared by every instance.
     public var global: Global?
 
-    public struct Global: Sendable {
-        public var host: String
-        public var port: Int
-        public var password: String?
-        /// Longest wait for Redis (connecting, or one answer).
-        public var timeout: Duration
-        /// When Redis cannot answer: let requests through (true) or answer 503.
-        public var failOpen: Bool
-        public var keyPrefix: String
-
-        public init(host: String, port: Int, password: String? = nil, timeout: Duration = .milliseconds(100), failOpen: Bool = true, keyPrefix: String = "sluice") {
-            self.host = host
-            self.port = port
-            self.password = password
-            self.timeout = timeout
-            self.failOpen = failOpen
-            self.keyPrefix = keyPrefix
-        }
-    }
+    /// The Redis a `scope: global` limit keeps its buckets in.
+    public typealias Global = RedisConfig
 
     public init(key: Key, unit: Unit = .requests, limit: Limit, overrides: [String: Limit] = [:], maxKeys: Int = 100_000) {
         self.key = key
@@ -173,5 +156,27 @@ public struct RateLimitConfig: Sendable {
         self.limit = limit
         self.overrides = overrides
         self.maxKeys = maxKeys
+    }
+}
+
+/// A Redis server Sluice keeps shared state in (global rate limits, idempotency keys):
+/// `redis: { address, password, timeout, failure_mode, key_prefix }`.
+public struct RedisConfig: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var password: String?
+    /// Longest wait for Redis (connecting, or one answer).
+    public var timeout: Duration
+    /// When Redis cannot answer: go on without it (true) or answer 503.
+    public var failOpen: Bool
+    public var keyPrefix: String
+
+    public init(host: String, port: Int, password: String? = nil, timeout: Duration = .milliseconds(100), failOpen: Bool = true, keyPrefix: String = "sluice") {
+        self.host = host
+        self.port = port
+        self.password = password
+        self.timeout = timeout
+        self.failOpen = failOpen
+        self.keyPrefix = keyPrefix
     }
 }

@@ -3,6 +3,7 @@ import KafkaSink
 import SluiceConfig
 import SluiceConfigReader
 import SluiceCore
+import SluicePolicy
 import Testing
 
 @Suite struct ConfigParsingTests {
@@ -224,5 +225,50 @@ import Testing
             == ["routes[0].ingest.api: api confluent_v2 writes Kafka records (keys, partitions); sink \"events\" is file"])
         #expect(Self.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: rest_proxy, sink: events, topic: t }")
             == ["routes[0].ingest.api: expected one of sluice, confluent_v2, cloudevents, confluent_v3; got \"rest_proxy\""])
+    }
+}
+
+@Suite struct IdempotencyParsingTests {
+    static let ingest = "match: { path: /events }\n    ingest: { sink: events, topic: orders }"
+
+    @Test func aRouteRemembersKeysInMemoryByDefaultOrInRedis() throws {
+        let plain = try IngestAPIParsingTests.parse(route: Self.ingest + "\n    idempotency: {}").get()
+        #expect(plain.routes[0].idempotency == IdempotencyConfig())
+        #expect(plain.routes[0].idempotency?.window == .seconds(86_400))
+        let tuned = try IngestAPIParsingTests.parse(
+            route: Self.ingest + """
+
+                    idempotency:
+                      window: 10m
+                      store: redis
+                      redis: { address: "127.0.0.1:6379", failure_mode: closed, key_prefix: fleet }
+                      max_response_bytes: 256KiB
+                      in_flight_timeout: 30s
+                      required: true
+                """
+        ).get()
+        let config = try #require(tuned.routes[0].idempotency)
+        #expect(config.window == .seconds(600))
+        #expect(config.store == .redis(RedisConfig(host: "127.0.0.1", port: 6379, failOpen: false, keyPrefix: "fleet")))
+        #expect(config.maxResponseBytes == 256 * 1024)
+        #expect(config.inFlightTimeout == .seconds(30))
+        #expect(config.required)
+    }
+
+    @Test func whatDoesNotFitIsNamed() {
+        #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { store: disk }")
+            == ["routes[0].idempotency.store: expected memory (this process; lost on restart) or redis (shared by every instance), got \"disk\""])
+        #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { store: redis }")
+            == ["routes[0].idempotency.redis: required"])
+        #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { redis: { address: \"127.0.0.1:6379\" } }")
+            == ["routes[0].idempotency.redis: redis is for store: redis"])
+        #expect(IngestAPIParsingTests.errors(
+            route: Self.ingest + "\n    idempotency: { store: redis, redis: { address: \"127.0.0.1:6379\" }, max_response_bytes: 1MiB }")
+            == ["routes[0].idempotency.max_response_bytes: at most 512KiB with store: redis (a kept answer is one Redis value)"])
+        #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { max_bytes: 1MiB, max_response_bytes: 2MiB }")
+            == ["routes[0].idempotency.max_response_bytes: larger than max_bytes (1048576): no answer of that size could be kept"])
+        #expect(IngestAPIParsingTests.errors(route: "match: { path: /app }\n    proxy: { upstream: app }\n    idempotency: {}").contains(
+            "routes[0].idempotency: idempotency applies to HTTP ingest routes (a retry is answered once, without producing again)"))
+        #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { window: 0s }").count == 1)
     }
 }

@@ -15,7 +15,9 @@ import Testing
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-gateway-\(UUID().uuidString)")
 
     /// A configuration with file sink `archive` (in `dir`), one upstream and one ingest route at `path`.
-    func config(path: String, dir: String = "a", upstreamPort: Int = 9, timeout: String = "5s", blockStyle: Bool = false) throws
+    func config(
+        path: String, dir: String = "a", upstreamPort: Int = 9, timeout: String = "5s", blockStyle: Bool = false, idempotency: String? = nil
+    ) throws
         -> SluiceConfiguration
     {
         let directory = self.directory.appendingPathComponent(dir).path
@@ -34,7 +36,7 @@ import Testing
                   - name: ingest
                     match: { path: \(path) }
                     ingest: { sink: archive, topic: events }
-                """,
+                """ + (idempotency.map { "\n    idempotency: \($0)" } ?? ""),
             sinkKinds: [FileSink.kind])
     }
 
@@ -50,11 +52,41 @@ import Testing
     }
 
     func post(_ responder: GatewayResponder, _ path: String) async -> HTTPResponseStatus {
+        await self.send(responder, path).status
+    }
+
+    func send(_ responder: GatewayResponder, _ path: String, idempotencyKey: String? = nil) async -> HTTPResponse {
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: path)
         head.headers.add(name: "host", value: "sluice")
         head.headers.add(name: "content-type", value: "application/x-ndjson")
+        if let idempotencyKey { head.headers.add(name: "idempotency-key", value: idempotencyKey) }
         var body = RequestBody(chunks: [ByteBuffer(string: "{\"n\":1}\n")])
-        return await responder.respond(to: HTTPRequest(head: head, isHTTP2: false), body: &body).status
+        return await responder.respond(to: HTTPRequest(head: head, isHTTP2: false), body: &body)
+    }
+
+    @Test func aReloadThatKeepsARoutesIdempotencyKeepsItsKeys() async throws {
+        let builder = GatewayBuilder(sinkKinds: [FileSink.kind], logger: Logger(label: "t"), environment: [:])
+        let configA = try self.config(path: "/a", idempotency: "{ window: 1h }")
+        let gateway = try await Gateway(configuration: configA, builder: builder, connectionCap: ClientConnectionCap())
+        let responder = GatewayResponder(routes: { gateway.snapshot.load().http })
+        #expect(await self.send(responder, "/a", idempotencyKey: "k").status == .ok)
+
+        // Reloaded: the upstream's timeout changed, the route's idempotency did not.
+        let configB = try self.config(path: "/a", timeout: "6s", idempotency: "{ window: 1h }")
+        let kept = try await builder.resources(for: configB, reusing: gateway.resources)
+        #expect(kept.idempotencyStores["ingest"]?.store as AnyObject === gateway.resources.idempotencyStores["ingest"]?.store as AnyObject)
+        _ = gateway.snapshot.exchange(builder.snapshot(for: configB, resources: kept, generation: 2))
+        let replay = await self.send(responder, "/a", idempotencyKey: "k")
+        #expect(replay.status == .ok && replay.headers.first(name: "idempotent-replayed") == "true", "the key survived the reload")
+
+        // Its idempotency changed: a new store, the key is new again.
+        let configC = try self.config(path: "/a", idempotency: "{ window: 2h }")
+        let fresh = try await builder.resources(for: configC, reusing: kept)
+        _ = gateway.snapshot.exchange(builder.snapshot(for: configC, resources: fresh, generation: 3))
+        let again = await self.send(responder, "/a", idempotencyKey: "k")
+        #expect(again.status == .ok && again.headers[IdempotencyGuard.replayedHeader].isEmpty)
+        for resources in [gateway.resources, kept, fresh] { await Self.stop(resources) }
+        try? FileManager.default.removeItem(at: self.directory)
     }
 
     @Test func unchangedSinksAndUpstreamsAreKeptAndChangedOnesRebuilt() async throws {
