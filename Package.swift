@@ -50,6 +50,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // JSON Schema (draft 2020-12 and draft-07), compiled once per schema. No I/O: documents a
+        // schema refers to come from its caller.
+        .target(
+            name: "SluiceSchema",
+            dependencies: ["SluiceCore"],
+            swiftSettings: strict
+        ),
+
         // The config reader connectors and the gateway share: path-exact errors, units, secrets,
         // templates, and the sink kinds connectors register. Links no connector.
         .target(
@@ -179,6 +187,7 @@ let package = Package(
                 "SluiceCore",
                 "SluiceConfigReader",
                 "SluicePolicy",
+                "SluiceSchema",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -202,6 +211,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceConfig",
+                "SluiceSchema",
                 "SluiceTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -383,7 +393,11 @@ let package = Package(
         .testTarget(name: "SluiceObservabilityTests", dependencies: ["SluiceObservability", "SluiceCore"]),
         .testTarget(
             name: "SluiceConfigTests",
-            dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "SluicePolicy", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
+            dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "SluicePolicy", "SluiceSchema", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
+        ),
+        .testTarget(
+            name: "SluiceSchemaTests",
+            dependencies: ["SluiceSchema"]
         ),
         .testTarget(
             name: "SluicePolicyTests",
@@ -432,7 +446,7 @@ let package = Package(
         .testTarget(
             name: "SluiceHTTPTests",
             dependencies: [
-                "SluiceHTTP", "SluiceCore", "SluiceConfig",
+                "SluiceHTTP", "SluiceCore", "SluiceConfig", "SluicePolicy", "SluiceSchema",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -2,6 +2,7 @@ import Foundation
 import SluiceConfigReader
 import SluiceCore
 import SluicePolicy
+import SluiceSchema
 import Yams
 
 extension SluiceConfiguration {
@@ -624,7 +625,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api", "cluster_id",
+            "max_event_bytes", "max_wait", "api", "cluster_id", "schema",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -767,8 +768,59 @@ extension SluiceConfiguration {
         if let (n, p) = fields["max_wait"] {
             if let v = r.duration(n, p) { config.maxWait = v } else { ok = false }
         }
+        if let (n, p) = fields["schema"] {
+            if let schema = readEventSchema(n, p, r) { config.schema = schema } else { ok = false }
+        }
         guard ok, sink != nil, topic != nil else { return nil }
         return config
+    }
+
+    /// `schema: { json_schema_file, draft: 2020-12 | draft-07, format_assertion, max_violations }`:
+    /// the file is read and compiled now; `$ref`s to other files resolve next to it.
+    private static func readEventSchema(_ node: Node, _ path: String, _ r: ConfigReader) -> EventSchema? {
+        guard let fields = r.mapping(node, path, allowed: ["json_schema_file", "draft", "format_assertion", "max_violations"]) else { return nil }
+        var ok = true
+        var draft = JSONSchemaDraft.draft2020_12
+        if let (n, p) = fields["draft"], let text = r.string(n, p) {
+            if let value = JSONSchemaDraft(rawValue: text) { draft = value } else {
+                r.error(p, "expected 2020-12 or draft-07 (the dialect of a schema without $schema), got \"\(text)\"")
+                ok = false
+            }
+        }
+        var formatAssertion = false
+        if let (n, p) = fields["format_assertion"] {
+            if let value = r.bool(n, p) { formatAssertion = value } else { ok = false }
+        }
+        var maxViolations = 4
+        if let (n, p) = fields["max_violations"] {
+            if let value = r.integer(n, p, range: 1...100) { maxViolations = value } else { ok = false }
+        }
+        guard let file = r.required(fields["json_schema_file"], in: path, key: "json_schema_file", { r.readableFile($0, $1) }) else { return nil }
+        let filePath = path + ".json_schema_file"
+        guard ok else { return nil }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            r.error(filePath, "\(file) is not UTF-8 text")
+            return nil
+        }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(text)
+        } catch {
+            r.error(filePath, "\(file) is not JSON: \(error)")
+            return nil
+        }
+        let base = URL(fileURLWithPath: file).standardizedFileURL
+        do {
+            let schema = try JSONSchema.compile(document, draft: draft, baseURI: base.absoluteString, formatAssertion: formatAssertion) { uri in
+                // Other files a $ref names by a file URI (relative references resolve against this file's).
+                guard uri.hasPrefix("file://"), let url = URL(string: uri), let text = try? String(contentsOf: url, encoding: .utf8) else { return nil }
+                return try? JSONParser.parse(text)
+            }
+            return EventSchema(file: file, schema: schema, maxViolations: maxViolations)
+        } catch {
+            r.error(filePath, "\(file): \(error)")
+            return nil
+        }
     }
 
     private static func parseKeySource(_ text: String, _ path: String, _ r: ConfigReader) -> KeySource? {

@@ -1,6 +1,7 @@
 import SluiceConfigReader
 import SluiceCore
 import SluicePolicy
+import SluiceSchema
 
 /// A validated Sluice configuration. Built only by `SluiceConfiguration.parse`, so every
 /// reference in it resolves and every value is in range.
@@ -277,6 +278,8 @@ public struct IngestConfig: Sendable {
     public var cloudEventsEncoding: CloudEventsEncoding = .kafkaBinary
     /// The cluster id in `api: confluent_v3` paths (`cluster_id`); others are 404.
     public var clusterID = IngestConfig.defaultClusterID
+    /// `schema`: every event is validated before it is sent; one that breaks it fails alone.
+    public var schema: EventSchema?
     public static let defaultClusterID = "sluice"
 
     public init(
@@ -300,6 +303,22 @@ public struct IngestConfig: Sendable {
     public static let defaultMaxEvents = 10_000
     public static let defaultMaxEventBytes = 1_000_000
     public static let defaultMaxWait = Duration.seconds(5)
+}
+
+/// An ingest route's `schema: { json_schema_file, draft, format_assertion }`, compiled when the
+/// configuration is read (a schema that does not compile is a configuration error).
+public struct EventSchema: Sendable {
+    /// The file, as written.
+    public var file: String
+    public var schema: JSONSchema
+    /// Violations named in one event's error, at most.
+    public var maxViolations: Int
+
+    public init(file: String, schema: JSONSchema, maxViolations: Int = 4) {
+        self.file = file
+        self.schema = schema
+        self.maxViolations = maxViolations
+    }
 }
 
 /// A gRPC route's service (`sluice.v1.Ingest`) and optional method (`PublishStream`).

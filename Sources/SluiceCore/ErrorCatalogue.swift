@@ -88,6 +88,8 @@ extension ErrorCode {
     public static let invalidRecord = ErrorCode("invalid_record", http: 400, grpc: .invalidArgument)
     /// A Kinesis partition key that is not 1 to 256 characters of UTF-8.
     public static let invalidPartitionKey = ErrorCode("invalid_partition_key", http: 400, grpc: .invalidArgument)
+    /// An event that breaks the route's schema (the message names the JSON pointers and keywords).
+    public static let schemaViolation = ErrorCode("schema_violation", http: 422, grpc: .invalidArgument)
 
     // MARK: Idempotency-Key (routes with idempotency)
 
@@ -176,6 +178,7 @@ extension ErrorCode {
         .unsupportedMediaType,
         .invalidRecord,
         .invalidPartitionKey,
+        .schemaViolation,
         .idempotencyKeyMissing,
         .invalidIdempotencyKey,
         .idempotencyNotSupported,

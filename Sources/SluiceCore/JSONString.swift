@@ -25,4 +25,19 @@ public enum JSONString {
     }
 
     @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// The byte a one-character escape stands for (`\n` -> 0x0A; `\"`, `\\`, `\/` themselves);
+    /// nil for `u` (four hex digits follow) and for anything that is not an escape (RFC 8259 7).
+    @inlinable
+    public static func unescaped(_ escape: UInt8) -> UInt8? {
+        switch escape {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): return escape
+        case UInt8(ascii: "b"): return 0x08
+        case UInt8(ascii: "f"): return 0x0C
+        case UInt8(ascii: "n"): return 0x0A
+        case UInt8(ascii: "r"): return 0x0D
+        case UInt8(ascii: "t"): return 0x09
+        default: return nil
+        }
+    }
 }

@@ -4,6 +4,7 @@ import Tracing
 import NIOCore
 import SluiceConfig
 import SluiceCore
+import SluiceSchema
 
 /// An ingest route bound to its sink: the rules every transport applies to a request — the
 /// topic and its checks, keys, headers, max_events, handing events to the sink within
@@ -121,7 +122,50 @@ public struct IngestSession: Sendable {
 
     /// Sends `events` (and empties the array). Returns false when the request must stop.
     /// `lines`: each event's NDJSON line, when the body is NDJSON.
+    /// With a route schema, an event that breaks it fails alone (`schema_violation`) in its place.
     public mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
+        if let schema = self.pipeline.config.schema, !events.isEmpty, !self.isStopped {
+            var items: [Result<Event, DeliveryFailure>]?
+            for index in events.indices {
+                let place = lines.map { "line \($0[index])" } ?? "event \(self.reserved + index)"
+                guard let failure = Self.violation(of: events[index], schema, place: place) else {
+                    items?.append(.success(events[index]))
+                    continue
+                }
+                if items == nil { items = events[..<index].map { .success($0) } }
+                items?.append(.failure(failure))
+            }
+            if let items {
+                events.removeAll(keepingCapacity: true)
+                await self.sendInOrder(items)
+                return !self.isStopped
+            }
+        }
+        return await self.sendChecked(&events, lines: lines)
+    }
+
+    /// Why `event` breaks `schema` (nil: it does not). A tombstone (no value) is not checked.
+    static func violation(of event: Event, _ schema: EventSchema, place: String) -> DeliveryFailure? {
+        guard !event.valueIsNull else { return nil }
+        let parsed: Result<JSONValue, JSONParseError> = event.value.withUnsafeReadableBytes { bytes in
+            do throws(JSONParseError) {
+                return .success(try JSONParser.parse(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch parsed {
+        case .failure(let error):
+            return DeliveryFailure(.schemaViolation, "\(place): the route's schema needs a JSON event; this one is not JSON (\(error))")
+        case .success(let value):
+            let violations = schema.schema.validate(value, maxViolations: schema.maxViolations)
+            guard !violations.isEmpty else { return nil }
+            return DeliveryFailure(.schemaViolation, "\(place): " + violations.map(\.description).joined(separator: "; "))
+        }
+    }
+
+    /// Sends events already checked against the route's schema.
+    private mutating func sendChecked(_ events: inout [Event], lines: [Int]?) async -> Bool {
         defer { events.removeAll(keepingCapacity: true) }
         guard !events.isEmpty, !self.isStopped else { return !self.isStopped }
         let config = self.pipeline.config
@@ -179,6 +223,18 @@ public struct IngestSession: Sendable {
     /// request stops (the sink stayed full past max_wait, a rule broken), the items not sent
     /// fail with why it stopped. Every item gets its result slot, in order.
     public mutating func send(inOrder items: [Result<Event, DeliveryFailure>]) async {
+        guard let schema = self.pipeline.config.schema else { return await self.sendInOrder(items) }
+        var checked = items
+        for index in checked.indices {
+            guard case .success(let event) = checked[index],
+                let failure = Self.violation(of: event, schema, place: "event \(self.reserved + index)")
+            else { continue }
+            checked[index] = .failure(failure)
+        }
+        await self.sendInOrder(checked)
+    }
+
+    private mutating func sendInOrder(_ items: [Result<Event, DeliveryFailure>]) async {
         let first = self.reserved
         var run: [Event] = []
         run.reserveCapacity(items.count)
@@ -187,11 +243,11 @@ public struct IngestSession: Sendable {
             case .success(let event):
                 run.append(event)
             case .failure(let failure):
-                _ = await self.send(&run, lines: nil)
+                _ = await self.sendChecked(&run, lines: nil)
                 self.fail(count: 1, with: failure)
             }
         }
-        _ = await self.send(&run, lines: nil)
+        _ = await self.sendChecked(&run, lines: nil)
         let placed = self.reserved - first
         if placed < items.count { self.fail(count: items.count - placed, with: self.stopFailure) }
     }

@@ -364,11 +364,6 @@ public struct JSONScanner {
             }
             guard i + 1 < b.count else { return nil }
             switch b[i + 1] {
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
                 guard var scalar = self.hex4(i + 2) else { return nil }
                 i += 6
@@ -381,7 +376,7 @@ public struct JSONScanner {
                 let character = UnicodeScalar(scalar).map(Character.init) ?? "\u{FFFD}"
                 out.append(contentsOf: Array(Swift.String(character).utf8))
                 continue
-            default: out.append(b[i + 1])
+            default: out.append(JSONString.unescaped(b[i + 1]) ?? b[i + 1])
             }
             i += 2
         }

@@ -1,9 +1,11 @@
+import Foundation
 import FileSink
 import KafkaSink
 import SluiceConfig
 import SluiceConfigReader
 import SluiceCore
 import SluicePolicy
+import SluiceSchema
 import Testing
 
 @Suite struct ConfigParsingTests {
@@ -270,5 +272,49 @@ import Testing
         #expect(IngestAPIParsingTests.errors(route: "match: { path: /app }\n    proxy: { upstream: app }\n    idempotency: {}").contains(
             "routes[0].idempotency: idempotency applies to HTTP ingest routes (a retry is answered once, without producing again)"))
         #expect(IngestAPIParsingTests.errors(route: Self.ingest + "\n    idempotency: { window: 0s }").count == 1)
+    }
+}
+
+@Suite struct EventSchemaParsingTests {
+    static let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-schema-\(UUID().uuidString)")
+
+    static func write(_ name: String, _ text: String) throws -> String {
+        try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+        let file = Self.directory.appendingPathComponent(name)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    static func route(_ schema: String) -> String {
+        "match: { path: /events }\n    ingest: { sink: events, topic: orders, schema: \(schema) }"
+    }
+
+    @Test func aSchemaFileIsCompiledWithTheFilesItRefersTo() throws {
+        _ = try Self.write("money.json", #"{"type": "number", "minimum": 0}"#)
+        let order = try Self.write(
+            "order.json", #"{"$schema": "http://json-schema.org/draft-07/schema#", "properties": {"amount": {"$ref": "money.json"}}}"#)
+        let config = try IngestAPIParsingTests.parse(route: Self.route("{ json_schema_file: \"\(order)\", max_violations: 2 }")).get()
+        guard case .ingest(let ingest) = config.routes[0].action, let schema = ingest.schema else {
+            Issue.record("a schema")
+            return
+        }
+        #expect(schema.maxViolations == 2)
+        #expect(schema.schema.isValid(try JSONParser.parse(#"{"amount": 3}"#)))
+        #expect(!schema.schema.isValid(try JSONParser.parse(#"{"amount": -3}"#)), "the $ref'd file applies")
+    }
+
+    @Test func aSchemaThatCannotBeUsedIsAConfigError() throws {
+        let broken = try Self.write("broken.json", #"{"type": "number""#)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(broken)\" }")).first?.hasPrefix(
+            "routes[0].ingest.schema.json_schema_file: \(broken) is not JSON: at byte") == true)
+        let dangling = try Self.write("dangling.json", #"{"$ref": "nowhere.json"}"#)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(dangling)\" }")).first?.contains(
+            "cannot resolve $ref \"nowhere.json\"") == true)
+        let badPattern = try Self.write("pattern.json", #"{"pattern": "(unclosed"}"#)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(badPattern)\" }")).first?.contains("invalid pattern") == true)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: /no/such/file.json }"))
+            == ["routes[0].ingest.schema.json_schema_file: cannot read /no/such/file.json"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(broken)\", draft: 4 }"))
+            == ["routes[0].ingest.schema.draft: expected 2020-12 or draft-07 (the dialect of a schema without $schema), got \"4\""])
     }
 }

@@ -270,13 +270,11 @@ struct TinyJSON {
                 guard self.index < self.bytes.count else { return nil }
                 let escaped = self.bytes[self.index]
                 self.index += 1
+                if let byte = JSONString.unescaped(escaped) {
+                    out.append(byte)
+                    continue
+                }
                 switch escaped {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escaped)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
                     guard var scalar = self.hex4() else { return nil }
                     // A lone surrogate is valid JSON (RFC 8259 allows it) but no character:

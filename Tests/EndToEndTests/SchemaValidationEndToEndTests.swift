@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+
+/// An ingest route with `schema: { json_schema_file }`, through the real binary into the real
+/// broker: the events that break the schema are answered `schema_violation` in their place, the
+/// others are in the topic, and nothing else is.
+@Suite(.timeLimit(.minutes(2))) struct SchemaValidationEndToEndTests {
+    @Test func badEventsAreAnsweredInTheirPlaceAndOnlyGoodOnesReachTheTopic() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("schema")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-schema-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try #"{"type": "object", "required": ["user"], "properties": {"user": {"$ref": "user.json"}}}"#
+            .write(to: directory.appendingPathComponent("event.json"), atomically: true, encoding: .utf8)
+        try #"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"], "unevaluatedProperties": false}"#
+            .write(to: directory.appendingPathComponent("user.json"), atomically: true, encoding: .utf8)
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                sinks:
+                  - name: events
+                    kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s }
+                routes:
+                  - name: checked
+                    match: { path: /v1/events, methods: [POST] }
+                    ingest: { sink: events, topic: \(topic), schema: { json_schema_file: "\(directory.appendingPathComponent("event.json").path)" } }
+                """)
+        let body = [
+            #"{"user":{"id":1}}"#, #"{"user":{"id":"two"}}"#, #"{"user":{"id":3,"name":"x"}}"#, #"{}"#, #"{"user":{"id":5}}"#,
+        ].joined(separator: "\n")
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/events"], body: Data(body.utf8))
+        #expect(response.status == 422, "\(response.body)")
+        #expect(response.json["accepted"] as? Int == 2 && response.json["failed"] as? Int == 3)
+        let results = response.json["results"] as? [[String: Any]] ?? []
+        let messages = results.map { ($0["error"] as? [String: Any])?["message"] as? String }
+        #expect(results.count == 5)
+        #expect(messages[0] == nil && messages[4] == nil)
+        #expect(messages[1] == "line 2: /user/id: type: expected integer, got string")
+        #expect(messages[2] == "line 3: /user/name: unevaluatedProperties: not allowed here")
+        #expect(messages[3] == #"line 4: /: required: missing required property "user""#)
+        #expect(results.compactMap { ($0["error"] as? [String: Any])?["code"] as? String } == Array(repeating: "schema_violation", count: 3))
+        let records = try await consume(topic, expecting: 2)
+        #expect(records.map(\.value) == [#"{"user":{"id":1}}"#, #"{"user":{"id":5}}"#])
+        #expect(try await sluice.terminate() == 0)
+    }
+}
