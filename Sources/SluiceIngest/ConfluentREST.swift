@@ -55,7 +55,7 @@ public enum ConfluentREST {
         case 404: return failure.code.hasSuffix("unknown_partition") ? Self.partitionNotFoundErrorCode : Self.topicNotFoundErrorCode
         default: break
         }
-        if failure.code == ErrorCode.eventTooLarge.code { return Self.invalidPayloadErrorCode }
+        if failure.code == ErrorCode.eventTooLarge.code || failure.code == ErrorCode.schemaViolation.code { return Self.invalidPayloadErrorCode }
         return Self.kafkaErrorCode
     }
 

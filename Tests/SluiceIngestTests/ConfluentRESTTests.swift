@@ -102,6 +102,7 @@ import Testing
         #expect(ConfluentREST.errorCode(of: DeliveryFailure(code: "kafka_unknown_partition", message: "", isRetryable: false, httpStatus: 404)) == 40402)
         #expect(ConfluentREST.errorCode(of: DeliveryFailure(code: "kafka_unknown_topic_or_part", message: "", isRetryable: false, httpStatus: 404)) == 40401)
         #expect(ConfluentREST.errorCode(of: .queueFull(sink: "s")) == 50003)
+        #expect(ConfluentREST.errorCode(of: DeliveryFailure(.schemaViolation, "line 1: /: type")) == 42206, "an event the route's schema refuses is a bad payload")
         #expect(ConfluentREST.errorCode(of: DeliveryFailure(code: "kafka_msg_size_too_large", message: "", isRetryable: false, httpStatus: 413)) == 50002)
         #expect(ConfluentREST.errorCode(of: DeliveryFailure(.eventTooLarge, "big")) == 42206)
         #expect(ConfluentREST.errorCode(status: 401) == 40101 && ConfluentREST.errorCode(status: 403) == 40301)
