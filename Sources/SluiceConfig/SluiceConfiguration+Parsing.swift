@@ -625,7 +625,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api", "cluster_id", "schema",
+            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -770,6 +770,28 @@ extension SluiceConfiguration {
         }
         if let (n, p) = fields["schema"] {
             if let schema = readEventSchema(n, p, r) { config.schema = schema } else { ok = false }
+        }
+        if let (n, p) = fields["dead_letter"] {
+            if let fields = r.mapping(n, p, allowed: ["sink", "topic"]),
+                let letterSink = r.required(fields["sink"], in: p, key: "sink", { r.nonEmptyString($0, $1) }),
+                let letterTopic = r.required(fields["topic"], in: p, key: "topic", { r.nonEmptyString($0, $1) })
+            {
+                if !sinkNames.contains(letterSink) {
+                    r.error(p + ".sink", "unknown sink \"\(letterSink)\"" + ConfigReader.suggestion(for: letterSink, among: sinkNames).replacingOccurrences(of: "expected one of", with: "defined sinks are"))
+                    ok = false
+                } else if let problem = destinations[letterSink].flatMap({ $0.rules.problem(letterTopic) }) {
+                    r.error(p + ".topic", problem)
+                    ok = false
+                } else if config.schema == nil {
+                    r.error(p, "a dead letter is an event the route's schema refuses; this route has no schema")
+                    ok = false
+                } else {
+                    let carriesHeaders = destinations[letterSink]?.rules.carriesHeaders ?? true
+                    config.deadLetter = DeadLetterConfig(sink: letterSink, topic: letterTopic, envelope: !carriesHeaders)
+                }
+            } else {
+                ok = false
+            }
         }
         guard ok, sink != nil, topic != nil else { return nil }
         return config

@@ -280,6 +280,9 @@ public struct IngestConfig: Sendable {
     public var clusterID = IngestConfig.defaultClusterID
     /// `schema`: every event is validated before it is sent; one that breaks it fails alone.
     public var schema: EventSchema?
+    /// `dead_letter`: where an event the gateway refuses (it breaks the schema) goes instead of
+    /// failing.
+    public var deadLetter: DeadLetterConfig?
     public static let defaultClusterID = "sluice"
 
     public init(
@@ -303,6 +306,21 @@ public struct IngestConfig: Sendable {
     public static let defaultMaxEvents = 10_000
     public static let defaultMaxEventBytes = 1_000_000
     public static let defaultMaxWait = Duration.seconds(5)
+}
+
+/// An ingest route's `dead_letter: { sink, topic }`.
+public struct DeadLetterConfig: Sendable, Equatable {
+    public var sink: String
+    public var topic: String
+    /// The sink's records carry no headers (Kinesis, Zerobus, files): a dead letter is a JSON
+    /// envelope with the reason and the event, instead of the event with `sluice-*` headers.
+    public var envelope: Bool
+
+    public init(sink: String, topic: String, envelope: Bool) {
+        self.sink = sink
+        self.topic = topic
+        self.envelope = envelope
+    }
 }
 
 /// An ingest route's `schema: { json_schema_file, draft, format_assertion }`, compiled when the

@@ -13,12 +13,42 @@ public struct DeliveryReceipt: Sendable, Equatable {
     public var offset: Int64?
     public var shardID: String?
     public var sequenceNumber: String?
+    /// Set when the event did not go to its destination but to the route's dead-letter one (the
+    /// receipt's place is there): why, and where.
+    public var deadLetter: DeadLetterNote?
 
     public init(partition: Int32? = nil, offset: Int64? = nil, shardID: String? = nil, sequenceNumber: String? = nil) {
         self.partition = partition
         self.offset = offset
         self.shardID = shardID
         self.sequenceNumber = sequenceNumber
+    }
+}
+
+/// Where a dead-lettered event went, and the failure that sent it there.
+public struct DeadLetterNote: Sendable, Equatable {
+    public var sink: String
+    public var topic: String
+    public var failure: DeliveryFailure
+
+    public init(sink: String, topic: String, failure: DeliveryFailure) {
+        self.sink = sink
+        self.topic = topic
+        self.failure = failure
+    }
+}
+
+extension DeliveryResult {
+    /// For answers that have no word for a dead letter (REST Proxy, gRPC): the failure that sent
+    /// the event there, saying where it went.
+    public var deadLetterAsFailure: DeliveryResult {
+        guard case .delivered(let receipt) = self, let note = receipt.deadLetter else { return self }
+        var failure = note.failure
+        var place = "\(note.sink)/\(note.topic)"
+        if let partition = receipt.partition { place += " partition \(partition)" }
+        if let offset = receipt.offset { place += " offset \(offset)" }
+        failure.message += " (dead-lettered to \(place))"
+        return .failed(failure)
     }
 }
 

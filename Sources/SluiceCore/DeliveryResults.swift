@@ -77,6 +77,10 @@ public struct DeliveryResults: RandomAccessCollection, Sendable {
         switch result {
         case .delivered(let receipt):
             switch (receipt.partition, receipt.offset, receipt.shardID, receipt.sequenceNumber) {
+            case _ where receipt.deadLetter != nil:
+                self.kinds[position] = Kind.otherReceipt.rawValue
+                self.large[position] = Int64(self.receipts.count)
+                self.receipts.append(receipt)
             case (let partition?, let offset?, nil, nil):
                 self.kinds[position] = Kind.partitionAndOffset.rawValue
                 self.small[position] = partition
@@ -103,6 +107,24 @@ public struct DeliveryResults: RandomAccessCollection, Sendable {
             self.kinds[position] = Kind.failed.rawValue
             self.large[position] = Int64(slot)
         }
+    }
+
+    /// Changes the recorded fate of the event at `position` (a dead letter's outcome, known after
+    /// the request's own results).
+    public mutating func replace(_ position: Int, with result: DeliveryResult) {
+        self.set(position, result)
+    }
+
+    /// The same results with every dead letter told as the failure that sent it there (for
+    /// answers without a word for dead letters: REST Proxy, gRPC).
+    public func deadLettersAsFailures() -> DeliveryResults {
+        guard self.receipts.contains(where: { $0.deadLetter != nil }) else { return self }
+        var told = self
+        for position in self.kinds.indices where self.kinds[position] == Kind.otherReceipt.rawValue {
+            let result = self[position]
+            told.set(position, result.deadLetterAsFailure)
+        }
+        return told
     }
 
     /// Every event still without a fate fails with `failure`.

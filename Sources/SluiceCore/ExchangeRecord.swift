@@ -19,6 +19,8 @@ public struct ExchangeFacts: Sendable {
     public var eventBytes = 0
     /// Events not delivered (with ack: accepted, not queued), by error code.
     public var rejected: [String: Int] = [:]
+    /// Events settled in the route's dead-letter destination, by the error code that sent them.
+    public var deadLettered: [String: Int] = [:]
     /// Who the policies said the client is (a basic-auth user, a JWT subject, a certificate's
     /// name) — never a credential.
     public var identity: String?

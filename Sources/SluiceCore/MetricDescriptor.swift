@@ -144,6 +144,9 @@ public enum MetricCatalogue {
     public static let eventsRejected = MetricDescriptor(
         "sluice_events_rejected_total", .counter, labels: ["route", "reason"],
         help: "Events of a route that were not delivered (or, with ack: accepted, not queued), by error code.")
+    public static let eventsDeadLettered = MetricDescriptor(
+        "sluice_events_dead_lettered_total", .counter, labels: ["route", "reason"],
+        help: "Events of a route settled in its dead-letter destination instead of its own, by the error code that sent them there.")
 
     // MARK: Sinks
     public static let sinkEventsSent = MetricDescriptor(
@@ -224,7 +227,7 @@ public enum MetricCatalogue {
     /// Every series the gateway itself exports (connectors add their backend's).
     public static let all: [MetricDescriptor] = [
         httpRequests, httpRequestDuration, grpcRequests, grpcRequestDuration,
-        eventsReceived, eventsReceivedBytes, eventsRejected,
+        eventsReceived, eventsReceivedBytes, eventsRejected, eventsDeadLettered,
         sinkEventsSent, sinkEventsSentBytes, sinkEventsFailed, sinkAckDuration, sinkInFlightEvents, sinkInFlightBytes,
         sinkMaxInFlightEvents, sinkMaxInFlightBytes, sinkWaitingRequests, sinkReady, sinkBatchSize, sinkRetries,
         upstreamRequests, upstreamRequestDuration, upstreamEndpoints, upstreamRetries, upstreamOverflows,

@@ -20,12 +20,12 @@ public struct GRPCIngestRoute: Sendable {
     public var sink: any Sink { self.pipeline.sink }
 
     public init(
-        name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, policies: PolicyChain = .empty,
-        logger: Logger = Logger(label: "sluice")
+        name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil,
+        policies: PolicyChain = .empty, logger: Logger = Logger(label: "sluice")
     ) {
         self.name = name
         self.match = match
-        self.pipeline = IngestPipeline(routeName: name, config: ingest, sink: sink, logger: logger)
+        self.pipeline = IngestPipeline(routeName: name, config: ingest, sink: sink, deadLetterSink: deadLetterSink, logger: logger)
         self.policies = policies
     }
 }
@@ -258,7 +258,7 @@ public struct IngestService: RegistrableRPCService {
         let tally = CallTally.current
 
         func results() async -> (results: DeliveryResults, summary: DeliverySummary) {
-            let results = await self.session.results()
+            let results = await self.session.results().deadLettersAsFailures()
             let summary = results.summary()
             self.tally?.reject(summary)
             return (results, summary)

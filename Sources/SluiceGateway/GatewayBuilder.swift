@@ -189,8 +189,8 @@ public struct GatewayBuilder: Sendable {
         let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
             guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
             return GRPCIngestRoute(
-                name: route.name, match: route.match, ingest: ingest, sink: sink, policies: resources.policies.chain(route.policies),
-                logger: self.logger)
+                name: route.name, match: route.match, ingest: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
+                policies: resources.policies.chain(route.policies), logger: self.logger)
         }
         return GatewaySnapshot(generation: generation, http: http, grpc: GRPCRouteTable(routes: grpcRoutes, leases: leases))
     }

@@ -91,7 +91,7 @@ extension IngestHandler {
             })
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
-        let results = await session.results()
+        let results = await session.results().deadLettersAsFailures()
         let summary = results.summary()
         facts.reject(summary)
         return Self.confluentV2Answer(results)

@@ -76,7 +76,7 @@ extension IngestHandler {
         let session = await self.sendV3Records(entries.map(\.record), topic: target.topic, headers: self.recordHeaders(request))
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
-        let results = await session.results()
+        let results = await session.results().deadLettersAsFailures()
         facts.reject(results.summary())
 
         var json = JSONWriter()
@@ -252,7 +252,7 @@ struct V3Batch: Sendable {
     /// Each record's delivery report, in order, as concatenated JSON, once all have settled.
     func reports(clusterID: String, topic: String) async -> [UInt8] {
         var out: [UInt8] = []
-        let results = await self.session?.results()
+        let results = await self.session?.results().deadLettersAsFailures()
         for (slot, record) in self.records.enumerated() {
             switch (record, results?[slot]) {
             case (.success(let decoded), .delivered(let receipt)?):

@@ -53,7 +53,8 @@ public struct HTTPRouteTable: Sendable {
                 var prefix: String?
                 if case .prefix(let value) = route.match.path { prefix = value }
                 let handler = IngestHandler(
-                    routeName: route.name, config: ingest, sink: sink, logger: logger, pathPrefix: ingest.api.topicFromPath ? prefix : nil)
+                    routeName: route.name, config: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] }, logger: logger,
+                    pathPrefix: ingest.api.topicFromPath ? prefix : nil)
                 var target = Target(
                     name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))
                 if let idempotency = route.idempotency, let store = idempotencyStores[route.name] {

@@ -18,8 +18,10 @@ public struct IngestHandler: Sendable {
     /// `path_prefix`, which the API's paths come after.
     let pathPrefix: String?
 
-    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger, pathPrefix: String? = nil) {
-        self.pipeline = IngestPipeline(routeName: routeName, config: config, sink: sink, logger: logger)
+    public init(
+        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger, pathPrefix: String? = nil
+    ) {
+        self.pipeline = IngestPipeline(routeName: routeName, config: config, sink: sink, deadLetterSink: deadLetterSink, logger: logger)
         self.pathPrefix = pathPrefix
     }
 
@@ -171,6 +173,7 @@ public struct IngestHandler: Sendable {
         let results = await session.results()
         let summary = results.summary()
         facts.reject(summary)
+        facts.deadLettered = session.deadLettered(in: results)
         return self.response(
             results: results, summary: summary, stop: stop, saturated: session.saturated, minimal: Self.prefersMinimal(request))
     }
@@ -354,14 +357,34 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
         json.object { json in
             switch result {
             case .delivered(let receipt):
-                if let partition = receipt.partition { json.field("partition", partition) }
-                if let offset = receipt.offset { json.field("offset", offset) }
-                if let shard = receipt.shardID { json.field("shard_id", shard) }
-                if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
+                guard let note = receipt.deadLetter else {
+                    Self.encode(receipt, into: &json)
+                    return
+                }
+                // Settled, but in the route's dead-letter destination: where, and why.
+                json.key("dead_letter")
+                json.object {
+                    $0.field("sink", note.sink)
+                    $0.field("topic", note.topic)
+                    Self.encode(receipt, into: &$0)
+                    $0.key("error")
+                    $0.object {
+                        $0.field("code", note.failure.code)
+                        $0.field("message", note.failure.message)
+                    }
+                }
             case .failed(let failure):
                 Self.encode(failure, into: &json)
             }
         }
+    }
+
+    /// A receipt's fields inside an event's object.
+    static func encode(_ receipt: DeliveryReceipt, into json: inout JSONWriter) {
+        if let partition = receipt.partition { json.field("partition", partition) }
+        if let offset = receipt.offset { json.field("offset", offset) }
+        if let shard = receipt.shardID { json.field("shard_id", shard) }
+        if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
     }
 
     /// `"error":{…}` inside an event's object.

@@ -14,12 +14,15 @@ public struct IngestPipeline: Sendable {
     public let routeName: String
     public let config: IngestConfig
     public let sink: any Sink
+    /// The sink of the route's `dead_letter`.
+    public let deadLetterSink: (any Sink)?
     let logger: Logger
 
-    public init(routeName: String, config: IngestConfig, sink: any Sink, logger: Logger) {
+    public init(routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger) {
         self.routeName = routeName
         self.config = config
         self.sink = sink
+        self.deadLetterSink = config.deadLetter == nil ? nil : deadLetterSink
         var logger = logger
         logger[metadataKey: "route"] = "\(routeName)"
         self.logger = logger
@@ -59,6 +62,12 @@ public struct IngestPipeline: Sendable {
             : DeliveryTracker()
         var session = IngestSession(
             pipeline: self, topic: topic, tracker: tracker, requestKey: requestKey, defaultKey: defaultKey, headers: headers)
+        if self.deadLetterSink != nil {
+            session.deadLetterTracker =
+                ack == .accepted
+                ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: self.config.deadLetter?.topic ?? topic))
+                : DeliveryTracker()
+        }
         if let span = RequestTracing.startChildSpan("send \(topic)", ofKind: .producer) {
             // OpenTelemetry messaging conventions; the records carry this span's context.
             span.updateAttributes { attributes in
@@ -111,6 +120,10 @@ public struct IngestSession: Sendable {
     /// The span's W3C trace context: every event carries it as record headers, in place of any
     /// the client sent under those names.
     var traceHeaders: [EventHeader] = []
+    /// With `dead_letter`: the dead letters' own results, and for each its slot among the
+    /// request's results and the failure that sent it there.
+    var deadLetterTracker: DeliveryTracker?
+    var deadLetters: [(slot: Int, letter: Int, failure: DeliveryFailure)] = []
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -125,15 +138,15 @@ public struct IngestSession: Sendable {
     /// With a route schema, an event that breaks it fails alone (`schema_violation`) in its place.
     public mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
         if let schema = self.pipeline.config.schema, !events.isEmpty, !self.isStopped {
-            var items: [Result<Event, DeliveryFailure>]?
+            var items: [Item]?
             for index in events.indices {
                 let place = lines.map { "line \($0[index])" } ?? "event \(self.reserved + index)"
                 guard let failure = Self.violation(of: events[index], schema, place: place) else {
-                    items?.append(.success(events[index]))
+                    items?.append(.send(events[index]))
                     continue
                 }
-                if items == nil { items = events[..<index].map { .success($0) } }
-                items?.append(.failure(failure))
+                if items == nil { items = events[..<index].map { .send($0) } }
+                items?.append(self.refusal(events[index], failure))
             }
             if let items {
                 events.removeAll(keepingCapacity: true)
@@ -223,28 +236,51 @@ public struct IngestSession: Sendable {
     /// request stops (the sink stayed full past max_wait, a rule broken), the items not sent
     /// fail with why it stopped. Every item gets its result slot, in order.
     public mutating func send(inOrder items: [Result<Event, DeliveryFailure>]) async {
-        guard let schema = self.pipeline.config.schema else { return await self.sendInOrder(items) }
-        var checked = items
-        for index in checked.indices {
-            guard case .success(let event) = checked[index],
-                let failure = Self.violation(of: event, schema, place: "event \(self.reserved + index)")
-            else { continue }
-            checked[index] = .failure(failure)
+        let schema = self.pipeline.config.schema
+        var checked: [Item] = []
+        checked.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            switch item {
+            case .success(let event):
+                if let schema, let failure = Self.violation(of: event, schema, place: "event \(self.reserved + index)") {
+                    checked.append(self.refusal(event, failure))
+                } else {
+                    checked.append(.send(event))
+                }
+            case .failure(let failure):
+                checked.append(.fail(failure))
+            }
         }
         await self.sendInOrder(checked)
     }
 
-    private mutating func sendInOrder(_ items: [Result<Event, DeliveryFailure>]) async {
+    /// An event in a request, as the session handles it.
+    enum Item {
+        case send(Event)
+        case fail(DeliveryFailure)
+        /// Refused by the gateway, to the route's dead-letter destination.
+        case deadLetter(Event, DeliveryFailure)
+    }
+
+    /// What becomes of an event the gateway refuses: a dead letter when the route has one.
+    private func refusal(_ event: Event, _ failure: DeliveryFailure) -> Item {
+        self.pipeline.deadLetterSink == nil ? .fail(failure) : .deadLetter(event, failure)
+    }
+
+    private mutating func sendInOrder(_ items: [Item]) async {
         let first = self.reserved
         var run: [Event] = []
         run.reserveCapacity(items.count)
         for item in items where !self.isStopped {
             switch item {
-            case .success(let event):
+            case .send(let event):
                 run.append(event)
-            case .failure(let failure):
+            case .fail(let failure):
                 _ = await self.sendChecked(&run, lines: nil)
                 self.fail(count: 1, with: failure)
+            case .deadLetter(let event, let failure):
+                _ = await self.sendChecked(&run, lines: nil)
+                await self.deadLetter(event, failure)
             }
         }
         _ = await self.sendChecked(&run, lines: nil)
@@ -261,11 +297,89 @@ public struct IngestSession: Sendable {
         for slot in first..<(first + count) { self.tracker.complete(slot, with: .failed(failure)) }
     }
 
+    /// Sends `event` to the route's dead-letter destination in place of failing it with
+    /// `failure`: with `sluice-*` headers saying why and whence, or (a sink without headers) as a
+    /// JSON envelope. Its slot among the request's results fails with `failure` until the dead
+    /// letter's own fate replaces it (`results`).
+    private mutating func deadLetter(_ event: Event, _ failure: DeliveryFailure) async {
+        guard let sink = self.pipeline.deadLetterSink, let config = self.pipeline.config.deadLetter, let letters = self.deadLetterTracker else {
+            return self.fail(count: 1, with: failure)
+        }
+        self.fail(count: 1, with: failure)
+        let slot = self.reserved - 1
+        var letter = event
+        if letter.key == nil { letter.key = self.requestKey }
+        let why = [
+            EventHeader(name: "sluice-error-code", value: failure.code), EventHeader(name: "sluice-error-message", value: failure.message),
+            EventHeader(name: "sluice-original-topic", value: self.topic), EventHeader(name: "sluice-route", value: self.pipeline.routeName),
+        ]
+        if config.envelope {
+            letter = Event(value: ByteBuffer(bytes: Self.envelope(event, why)), key: letter.key)
+        } else {
+            letter.headers = (event.headers.isEmpty ? self.headers : event.headers) + why
+        }
+        let index = letters.reserve(1)
+        let deadline = ContinuousClock.now + (sink.budget.maxWaitOverride ?? self.pipeline.config.maxWait)
+        _ = await sink.enqueue([letter], topic: config.topic, tracker: letters, firstIndex: index, deadline: deadline)
+        self.deadLetters.append((slot, index, failure))
+    }
+
+    /// The events of `results` settled as dead letters, by the code that sent them there.
+    public func deadLettered(in results: DeliveryResults) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for (slot, _, failure) in self.deadLetters {
+            if case .delivered(let receipt) = results[slot], receipt.deadLetter != nil { counts[failure.code, default: 0] += 1 }
+        }
+        return counts
+    }
+
+    /// `{"sluice_dead_letter":{"error_code",…},"value":<the event, as JSON when it is JSON>}`.
+    static func envelope(_ event: Event, _ why: [EventHeader]) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"sluice_dead_letter":{"#.utf8)
+        for (position, header) in why.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            JSONString.append(Array(header.name.dropFirst("sluice-".count).replacingOccurrences(of: "-", with: "_").utf8), to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONString.append(Array(header.value.utf8), to: &out)
+        }
+        out.append(contentsOf: Array("},".utf8))
+        let isJSON = event.value.withUnsafeReadableBytes { (try? JSONParser.parse($0)) != nil }
+        if isJSON {
+            out.append(contentsOf: Array(#""value":"#.utf8))
+            out.append(contentsOf: event.value.readableBytesView)
+        } else {
+            out.append(contentsOf: Array(#""value_base64":""#.utf8))
+            event.value.withUnsafeReadableBytes { Base64.append($0, to: &out) }
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     /// Every event's fate, once known — or, for events the sink has not settled within its
-    /// settle timeout, `delivery_unconfirmed`. No event can be added after this.
+    /// settle timeout, `delivery_unconfirmed`. No event can be added after this. A dead letter
+    /// that landed is a receipt with its `deadLetter` note; one that did not keeps its failure,
+    /// saying so.
     public func results() async -> DeliveryResults {
         self.tracker.seal()
-        let results = await self.tracker.results(settledBy: self.pipeline.sink)
+        var results = await self.tracker.results(settledBy: self.pipeline.sink)
+        if !self.deadLetters.isEmpty, let letters = self.deadLetterTracker, let sink = self.pipeline.deadLetterSink,
+            let config = self.pipeline.config.deadLetter
+        {
+            letters.seal()
+            let outcomes = await letters.results(settledBy: sink)
+            for (slot, letter, failure) in self.deadLetters {
+                switch outcomes[letter] {
+                case .delivered(var receipt):
+                    receipt.deadLetter = DeadLetterNote(sink: sink.name, topic: config.topic, failure: failure)
+                    results.replace(slot, with: .delivered(receipt))
+                case .failed(let refused):
+                    var kept = failure
+                    kept.message += " (and the dead-letter sink did not take it: \(refused.message))"
+                    results.replace(slot, with: .failed(kept))
+                }
+            }
+        }
         if let span = self.span { self.end(span, results: results) }
         return results
     }
@@ -273,6 +387,7 @@ public struct IngestSession: Sendable {
     /// Ends the request without waiting for results (ack: accepted).
     public func seal() {
         self.tracker.seal()
+        self.deadLetterTracker?.seal()
         if let span = self.span {
             if self.queued > 1 { span.attributes["messaging.batch.message_count"] = self.queued }
             if self.queued < self.reserved { span.setStatus(SpanStatus(code: .error, message: self.stopFailure.code)) }

@@ -154,10 +154,11 @@ public final class AccessLog: ExchangeObserver, @unchecked Sendable {
         number("status", record.status)
         string("grpc_status", record.statusName)
         number("events", record.facts.events)
-        if !record.facts.rejected.isEmpty {
-            key("events_rejected")
+        let tallies: [(StaticString, [String: Int])] = [("events_rejected", record.facts.rejected), ("events_dead_lettered", record.facts.deadLettered)]
+        for (name, counts) in tallies where !counts.isEmpty {
+            key(name)
             out.append(UInt8(ascii: "{"))
-            for (index, (reason, count)) in record.facts.rejected.sorted(by: { $0.key < $1.key }).enumerated() {
+            for (index, (reason, count)) in counts.sorted(by: { $0.key < $1.key }).enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 JSONString.append(reason.utf8, to: &out)
                 out.append(UInt8(ascii: ":"))

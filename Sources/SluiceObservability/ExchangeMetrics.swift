@@ -38,6 +38,7 @@ public final class ExchangeMetrics: ExchangeObserver {
         var grpcDuration: [String: Timer] = [:]
         var routes: [String: RouteSeries] = [:]
         var rejected: [PairKey: Counter] = [:]
+        var deadLettered: [PairKey: Counter] = [:]
         var denied: [PairKey: Counter] = [:]
     }
 
@@ -79,6 +80,11 @@ public final class ExchangeMetrics: ExchangeObserver {
             for (reason, count) in record.facts.rejected {
                 let key = PairKey(first: route, second: reason)
                 let counter = cached(&handlers.rejected, key) { MetricCatalogue.eventsRejected.counter(route, reason, factory: factory) }
+                rejected.append((counter, count))
+            }
+            for (reason, count) in record.facts.deadLettered {
+                let key = PairKey(first: route, second: reason)
+                let counter = cached(&handlers.deadLettered, key) { MetricCatalogue.eventsDeadLettered.counter(route, reason, factory: factory) }
                 rejected.append((counter, count))
             }
             var denied: Counter?

@@ -26,6 +26,13 @@ import Testing
                   - name: checked
                     match: { path: /v1/events, methods: [POST] }
                     ingest: { sink: events, topic: \(topic), schema: { json_schema_file: "\(directory.appendingPathComponent("event.json").path)" } }
+                  - name: lettered
+                    match: { path: /v1/lettered, methods: [POST] }
+                    ingest:
+                      sink: events
+                      topic: \(topic)-main
+                      schema: { json_schema_file: "\(directory.appendingPathComponent("event.json").path)" }
+                      dead_letter: { sink: events, topic: \(topic)-dlq }
                 """)
         let body = [
             #"{"user":{"id":1}}"#, #"{"user":{"id":"two"}}"#, #"{"user":{"id":3,"name":"x"}}"#, #"{}"#, #"{"user":{"id":5}}"#,
@@ -43,6 +50,30 @@ import Testing
         #expect(results.compactMap { ($0["error"] as? [String: Any])?["code"] as? String } == Array(repeating: "schema_violation", count: 3))
         let records = try await consume(topic, expecting: 2)
         #expect(records.map(\.value) == [#"{"user":{"id":1}}"#, #"{"user":{"id":5}}"#])
+
+        // With dead_letter: the same request is settled (200); each bad event is in the
+        // dead-letter topic with why and whence, where its result says.
+        let lettered = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/lettered"], body: Data(body.utf8))
+        #expect(lettered.status == 200, "\(lettered.body)")
+        let letteredResults = lettered.json["results"] as? [[String: Any]] ?? []
+        let notes = letteredResults.compactMap { $0["dead_letter"] as? [String: Any] }
+        #expect(notes.count == 3 && notes.allSatisfy { $0["topic"] as? String == "\(topic)-dlq" })
+        let letters = try await consume("\(topic)-dlq", expecting: 3)
+        #expect(letters.map(\.value) == [#"{"user":{"id":"two"}}"#, #"{"user":{"id":3,"name":"x"}}"#, #"{}"#])
+        for (letter, note) in zip(letters, notes) {
+            #expect(letter.offset == note["offset"] as? Int && letter.partition == note["partition"] as? Int)
+            let headers = Dictionary(letter.headers, uniquingKeysWith: { $1 })
+            #expect(headers["sluice-error-code"] == "schema_violation")
+            #expect(headers["sluice-original-topic"] == "\(topic)-main" && headers["sluice-route"] == "lettered")
+            #expect(headers["sluice-error-message"] == (note["error"] as? [String: Any])?["message"] as? String)
+        }
+        #expect(try await consume("\(topic)-main", expecting: 2).map(\.value) == [#"{"user":{"id":1}}"#, #"{"user":{"id":5}}"#])
+
+        // Counted by route and reason.
+        let samples = MetricsTests.samples(try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body)
+        #expect(samples[#"sluice_events_rejected_total{route="checked",reason="schema_violation"}"#] == 3)
+        #expect(samples[#"sluice_events_dead_lettered_total{route="lettered",reason="schema_violation"}"#] == 3)
+        #expect(samples[#"sluice_events_rejected_total{route="lettered",reason="schema_violation"}"#] == nil, "settled, not rejected")
         #expect(try await sluice.terminate() == 0)
     }
 }

@@ -318,3 +318,22 @@ import Testing
             == ["routes[0].ingest.schema.draft: expected 2020-12 or draft-07 (the dialect of a schema without $schema), got \"4\""])
     }
 }
+
+@Suite struct DeadLetterParsingTests {
+    @Test func aDeadLetterDestinationIsCheckedLikeAnyOther() throws {
+        let schema = try EventSchemaParsingTests.write("dl.json", #"{"type": "object"}"#)
+        func route(_ deadLetter: String) -> String {
+            "match: { path: /events }\n    ingest: { sink: events, topic: orders, schema: { json_schema_file: \"\(schema)\" }, dead_letter: \(deadLetter) }"
+        }
+        let config = try IngestAPIParsingTests.parse(route: route("{ sink: events, topic: orders.dlq }")).get()
+        guard case .ingest(let ingest) = config.routes[0].action else { return }
+        #expect(ingest.deadLetter == DeadLetterConfig(sink: "events", topic: "orders.dlq", envelope: false))
+        let toKinesis = try IngestAPIParsingTests.parse(route: route("{ sink: events, topic: orders-dlq }"), sink: "kinesis: { stream: clicks, region: us-east-1 }").get()
+        guard case .ingest(let streamed) = toKinesis.routes[0].action else { return }
+        #expect(streamed.deadLetter?.envelope == true, "Kinesis records carry no headers: an envelope")
+        #expect(IngestAPIParsingTests.errors(route: route("{ sink: nowhere, topic: t }")).first?.hasPrefix("routes[0].ingest.dead_letter.sink: unknown sink \"nowhere\"") == true)
+        #expect(IngestAPIParsingTests.errors(route: route("{ sink: events, topic: \"bad topic\" }")).first?.hasPrefix("routes[0].ingest.dead_letter.topic:") == true)
+        #expect(IngestAPIParsingTests.errors(route: "match: { path: /events }\n    ingest: { sink: events, topic: orders, dead_letter: { sink: events, topic: d } }")
+            == ["routes[0].ingest.dead_letter: a dead letter is an event the route's schema refuses; this route has no schema"])
+    }
+}

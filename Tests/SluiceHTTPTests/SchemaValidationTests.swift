@@ -18,13 +18,55 @@ import Testing
              "additionalProperties": false}
             """#))
 
-    static func handler(_ sink: ScriptedSink, api: IngestAPI = .sluice) -> IngestHandler {
+    static func handler(
+        _ sink: ScriptedSink, api: IngestAPI = .sluice, deadLetters: ScriptedSink? = nil, envelope: Bool = false
+    ) -> IngestHandler {
         var config = IngestHandlerTests.config {
             $0.schema = EventSchema(file: "order.json", schema: Self.schema)
             $0.api = api
+            if deadLetters != nil { $0.deadLetter = DeadLetterConfig(sink: "scripted", topic: "orders.dlq", envelope: envelope) }
         }
         if api != .sluice { config.key = nil }
-        return IngestHandler(routeName: "r", config: config, sink: sink, logger: Logger(label: "t"), pathPrefix: api == .sluice ? nil : "/kafka")
+        return IngestHandler(
+            routeName: "r", config: config, sink: sink, deadLetterSink: deadLetters, logger: Logger(label: "t"),
+            pathPrefix: api == .sluice ? nil : "/kafka")
+    }
+
+    @Test func withADeadLetterDestinationABadEventIsSettledThereAndSaysSo() async {
+        let sink = ScriptedSink()
+        let letters = ScriptedSink { .delivered(DeliveryReceipt(partition: 2, offset: Int64(40 + $0))) }
+        let (status, text, _) = await IngestHandlerTests.post(
+            Self.handler(sink, deadLetters: letters), headers: [("X-Tenant", "acme"), ("X-Event-Key", "k")],
+            chunks: [#"{"id":"a","amount":1}"# + "\n" + #"{"id":"b","amount":-1}"# + "\n"])
+        #expect(status == .ok, "\(text)")
+        #expect(text == #"{"accepted":2,"results":[{"partition":0,"offset":0},{"dead_letter":{"sink":"scripted","topic":"orders.dlq","partition":2,"offset":40,"error":{"code":"schema_violation","message":"line 2: /amount: minimum: less than 0.0"}}}]}"#)
+        #expect(sink.received.count == 1)
+        guard let letter = letters.received.first else {
+            Issue.record("a dead letter")
+            return
+        }
+        #expect(letter.topic == "orders.dlq")
+        #expect(String(buffer: letter.event.value) == #"{"id":"b","amount":-1}"#)
+        #expect(letter.event.key.map { String(buffer: $0) } == "k")
+        #expect(letter.event.headers == [
+            EventHeader(name: "X-Tenant", value: "acme"), EventHeader(name: "sluice-error-code", value: "schema_violation"),
+            EventHeader(name: "sluice-error-message", value: "line 2: /amount: minimum: less than 0.0"),
+            EventHeader(name: "sluice-original-topic", value: "orders"), EventHeader(name: "sluice-route", value: "r"),
+        ])
+    }
+
+    @Test func aSinkWithoutHeadersGetsAnEnvelopeAndAFailedDeadLetterKeepsTheFailure() async {
+        let letters = ScriptedSink()
+        let (_, _, _) = await IngestHandlerTests.post(Self.handler(ScriptedSink(), deadLetters: letters, envelope: true), chunks: [#"{"id":7}"# + "\n"])
+        #expect(letters.received.map { String(buffer: $0.event.value) } == [
+            #"{"sluice_dead_letter":{"error_code":"schema_violation","error_message":"line 1: /id: type: expected string, got number; /: required: missing required property \"amount\"","original_topic":"orders","route":"r"},"value":{"id":7}}"#
+        ])
+        #expect(letters.received.first?.event.headers.isEmpty == true)
+
+        let refusing = ScriptedSink { _ in .failed(DeliveryFailure(code: "kafka_topic_authorization_failed", message: "not allowed", isRetryable: false, httpStatus: 403)) }
+        let (status, text, _) = await IngestHandlerTests.post(Self.handler(ScriptedSink(), deadLetters: refusing), chunks: [#"{"id":7}"# + "\n"])
+        #expect(status == .unprocessableEntity)
+        #expect(text.contains(#"(and the dead-letter sink did not take it: not allowed)"#), "\(text)")
     }
 
     @Test func aBadEventFailsAloneNamingWhereAndWhyAndTheRestAreDelivered() async {
