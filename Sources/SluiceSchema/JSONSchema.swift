@@ -114,7 +114,7 @@ enum JSONType: Sendable {
     func matches(_ value: JSONValue) -> Bool {
         switch (self, value) {
         case (.null, .null), (.boolean, .bool), (.object, .object), (.array, .array), (.number, .number), (.string, .string): return true
-        case (.integer, .number(let number, _)): return number.isFinite && number == number.rounded()
+        case (.integer, .number(let number)): return number.isFinite && number == number.rounded()
         default: return false
         }
     }
@@ -129,6 +129,23 @@ enum JSONType: Sendable {
         case .string: return "string"
         case .integer: return "integer"
         }
+    }
+}
+
+/// The names `properties` lists, for `additionalProperties` to skip: searched in order when
+/// few (cheaper than hashing each member's name), hashed when many.
+struct PropertyNames: Sendable {
+    let list: [String]
+    let set: Set<String>?
+
+    init(_ names: [String]) {
+        self.list = names
+        self.set = names.count > 8 ? Set(names) : nil
+    }
+
+    func contains(_ name: String) -> Bool {
+        if let set { return set.contains(name) }
+        return self.list.contains(name)
     }
 }
 
@@ -174,9 +191,9 @@ enum Keyword: Sendable {
     case minProperties(Int)
     case required([String])
     case dependentRequired([(String, [String])])
-    case properties([String: Int])
+    case properties([(name: String, schema: Int)])
     case patternProperties([(SchemaPattern, Int)])
-    case additionalProperties(Int, names: Set<String>, patterns: [SchemaPattern])
+    case additionalProperties(Int, names: PropertyNames, patterns: [SchemaPattern])
     case propertyNames(Int)
     case dependentSchemas([(String, Int)])
     case prefixItems([Int])

@@ -3,11 +3,10 @@ import SluiceCore
 
 /// A JSON document as JSON Schema sees it: numbers compare by value (1 == 1.0), objects keep
 /// their members' order for messages but compare as sets, strings are measured in code points.
-public indirect enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
-    /// The number's value, and its text as written (for exact `multipleOf`).
-    case number(Double, text: String)
+    case number(Double)
     case string(String)
     case array([JSONValue])
     case object(JSONObject)
@@ -16,7 +15,7 @@ public indirect enum JSONValue: Sendable, Equatable {
         switch (a, b) {
         case (.null, .null): return true
         case (.bool(let x), .bool(let y)): return x == y
-        case (.number(let x, _), .number(let y, _)): return x == y
+        case (.number(let x), .number(let y)): return x == y
         // Code point by code point: JSON Schema does not normalise (Swift's == would).
         case (.string(let x), .string(let y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
         case (.array(let x), .array(let y)): return x == y
@@ -58,7 +57,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 
     var doubleValue: Double? {
-        if case .number(let value, _) = self { return value }
+        if case .number(let value) = self { return value }
         return nil
     }
 
@@ -69,7 +68,7 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     /// A non-negative integer (a count limit like `minLength`).
     var countValue: Int? {
-        guard case .number(let value, _) = self, value >= 0, value == value.rounded(), value < 1e15 else { return nil }
+        guard case .number(let value) = self, value >= 0, value == value.rounded(), value < 1e15 else { return nil }
         return Int(value)
     }
 }
@@ -87,14 +86,28 @@ public struct JSONObject: Sendable, Equatable {
 
     public var count: Int { self.members.count }
 
+    /// Objects up to this size are searched in order (cheaper than hashing every name).
+    static let indexedFrom = 12
+
+    private func position(of key: String) -> Int? {
+        if self.members.count < Self.indexedFrom {
+            return self.members.firstIndex { $0.key == key }
+        }
+        return self.index[key]
+    }
+
     public subscript(key: String) -> JSONValue? {
-        get { self.index[key].map { self.members[$0].value } }
+        get { self.position(of: key).map { self.members[$0].value } }
         set {
-            if let position = self.index[key] {
+            if let position = self.position(of: key) {
                 if let newValue { self.members[position].value = newValue }
             } else if let newValue {
-                self.index[key] = self.members.count
                 self.members.append((key, newValue))
+                if self.members.count == Self.indexedFrom {
+                    for (position, member) in self.members.enumerated() { self.index[member.key] = position }
+                } else if self.members.count > Self.indexedFrom {
+                    self.index[key] = self.members.count - 1
+                }
             }
         }
     }
@@ -242,13 +255,37 @@ public struct JSONParser {
             if !self.peek(UInt8(ascii: "+")) { _ = self.peek(UInt8(ascii: "-")) }
             guard digits(&self) > 0 else { throw self.fail("expected exponent digits") }
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.position]), as: UTF8.self)
-        return .number(Double(text) ?? .nan, text: text)
+        // Integers of up to 15 digits exactly, without text; anything else through strtod.
+        if self.position - start <= 16, !self.bytes[start..<self.position].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") }) {
+            var value: Int64 = 0
+            for byte in self.bytes[intStart..<self.position] { value = value * 10 + Int64(byte - 0x30) }
+            return .number(Double(self.bytes[start] == UInt8(ascii: "-") ? -value : value))
+        }
+        let length = self.position - start
+        let value = withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { text -> Double in
+            for k in 0..<length { text[k] = CChar(bitPattern: self.bytes[start + k]) }
+            text[length] = 0
+            return strtod(text.baseAddress!, nil)
+        }
+        return .number(value)
     }
 
     private mutating func string() throws(JSONParseError) -> String {
         self.position += 1  // the opening quote
-        var out: [UInt8] = []
+        // Most strings have no escapes: made straight from the bytes.
+        var end = self.position
+        while end < self.bytes.count, self.bytes[end] != UInt8(ascii: "\""), self.bytes[end] != UInt8(ascii: "\\"), self.bytes[end] >= 0x20 {
+            end += 1
+        }
+        if end < self.bytes.count, self.bytes[end] == UInt8(ascii: "\"") {
+            guard let text = String(validating: UnsafeRawBufferPointer(rebasing: self.bytes[self.position..<end]), as: UTF8.self) else {
+                throw self.fail("a string that is not UTF-8")
+            }
+            self.position = end + 1
+            return text
+        }
+        var out: [UInt8] = Array(UnsafeRawBufferPointer(rebasing: self.bytes[self.position..<end]))
+        self.position = end
         while self.position < self.bytes.count {
             let byte = self.bytes[self.position]
             switch byte {

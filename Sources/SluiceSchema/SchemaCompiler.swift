@@ -262,12 +262,12 @@ struct SchemaCompiler {
             keywords.append(.conditional(if: try sub("if"), then: object["then"] != nil ? try sub("then") : nil, else: object["else"] != nil ? try sub("else") : nil))
         }
         // Objects.
-        var names = Set<String>()
+        var names: [String] = []
         var patterns: [SchemaPattern] = []
         if case .object(let properties) = object["properties"] {
-            var table: [String: Int] = [:]
-            for (name, _) in properties.members { table[name] = try self.node(at: location.appending("properties", name)) }
-            names = Set(table.keys)
+            var table: [(name: String, schema: Int)] = []
+            for (name, _) in properties.members { table.append((name, try self.node(at: location.appending("properties", name)))) }
+            names = table.map(\.name)
             keywords.append(.properties(table))
         }
         if case .object(let patternProperties) = object["patternProperties"] {
@@ -280,7 +280,7 @@ struct SchemaCompiler {
             keywords.append(.patternProperties(list))
         }
         if object["additionalProperties"] != nil {
-            keywords.append(.additionalProperties(try sub("additionalProperties"), names: names, patterns: patterns))
+            keywords.append(.additionalProperties(try sub("additionalProperties"), names: PropertyNames(names), patterns: patterns))
         }
         if object["propertyNames"] != nil { keywords.append(.propertyNames(try sub("propertyNames"))) }
         var dependentSchemas: [(String, Int)] = []

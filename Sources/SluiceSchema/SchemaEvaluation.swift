@@ -137,21 +137,21 @@ extension JSONSchema {
         case .constant(let value):
             return instance == value || fail("the value is not the one allowed")
         case .multipleOf(let divisor):
-            guard case .number(let number, _) = instance else { return true }
+            guard case .number(let number) = instance else { return true }
             let quotient = number / divisor
             guard quotient.isFinite else { return fail("not a multiple of \(divisor)") }
             return abs(quotient - quotient.rounded()) <= 1e-9 * max(1, abs(quotient)) || fail("not a multiple of \(divisor)")
         case .maximum(let limit):
-            guard case .number(let number, _) = instance else { return true }
+            guard case .number(let number) = instance else { return true }
             return number <= limit || fail("greater than \(limit)")
         case .exclusiveMaximum(let limit):
-            guard case .number(let number, _) = instance else { return true }
+            guard case .number(let number) = instance else { return true }
             return number < limit || fail("not less than \(limit)")
         case .minimum(let limit):
-            guard case .number(let number, _) = instance else { return true }
+            guard case .number(let number) = instance else { return true }
             return number >= limit || fail("less than \(limit)")
         case .exclusiveMinimum(let limit):
-            guard case .number(let number, _) = instance else { return true }
+            guard case .number(let number) = instance else { return true }
             return number > limit || fail("not greater than \(limit)")
         case .maxLength(let limit):
             guard case .string(let text) = instance else { return true }
@@ -204,8 +204,8 @@ extension JSONSchema {
         case .properties(let schemas):
             guard case .object(let object) = instance else { return true }
             var ok = true
-            for (name, value) in object.members {
-                guard let schema = schemas[name] else { continue }
+            for (name, schema) in schemas {
+                guard let value = object[name] else { continue }
                 if context.annotate { local.properties.insert(name) }
                 if !self.evaluateChild(schema, value, at: name, &context, sink) {
                     ok = false
