@@ -67,6 +67,9 @@ python3 -c 'import grpc, grpc_tools' 2>/dev/null \
 # The official CloudEvents SDK: the client and the decoder of the records (cloudevents_check.py).
 python3 -c 'import cloudevents.core.bindings.kafka' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check cloudevents==2.2.0
+# fastavro: decodes the Avro records a route with schema.avro_file writes (avro_decode.py).
+python3 -c 'import fastavro' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check fastavro==1.9.7
 
 # Kinesis peers (both check SigV4): moto (preinstalled on these machines; pinned here) and
 # MiniStack, with boto3 for the test helpers. MiniStack brings a newer botocore; moto 5.2.1

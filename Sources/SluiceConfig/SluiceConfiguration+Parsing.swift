@@ -797,10 +797,46 @@ extension SluiceConfiguration {
         return config
     }
 
+    /// `schema: { avro_file, schema_id }`: the Avro schema compiled now.
+    private static func readAvroSchema(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> EventSchema? {
+        for key in ["json_schema_file", "draft", "format_assertion", "max_violations"] where fields[key] != nil {
+            r.error("\(path).\(key)", "\(key) is for json_schema_file; this schema is avro_file")
+            return nil
+        }
+        var schemaID: UInt32?
+        if let (n, p) = fields["schema_id"] {
+            guard let value = r.integer(n, p, range: 0...Int(Int32.max)) else { return nil }
+            schemaID = UInt32(value)
+        }
+        guard let file = r.required(fields["avro_file"], in: path, key: "avro_file", { r.readableFile($0, $1) }) else { return nil }
+        let filePath = path + ".avro_file"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            r.error(filePath, "\(file) is not UTF-8 text")
+            return nil
+        }
+        do {
+            let document = try JSONParser.parse(text)
+            return EventSchema(file: file, avro: try AvroSchema.compile(document), schemaID: schemaID)
+        } catch let error as JSONParseError {
+            r.error(filePath, "\(file) is not JSON: \(error)")
+        } catch {
+            r.error(filePath, "\(file): \(error)")
+        }
+        return nil
+    }
+
     /// `schema: { json_schema_file, draft: 2020-12 | draft-07, format_assertion, max_violations }`:
     /// the file is read and compiled now; `$ref`s to other files resolve next to it.
     private static func readEventSchema(_ node: Node, _ path: String, _ r: ConfigReader) -> EventSchema? {
-        guard let fields = r.mapping(node, path, allowed: ["json_schema_file", "draft", "format_assertion", "max_violations"]) else { return nil }
+        guard let fields = r.mapping(node, path, allowed: ["json_schema_file", "avro_file", "schema_id", "draft", "format_assertion", "max_violations"])
+        else { return nil }
+        if fields["avro_file"] != nil {
+            return readAvroSchema(fields, path, r)
+        }
+        if let (_, p) = fields["schema_id"] {
+            r.error(p, "schema_id frames Avro values (avro_file) in Confluent's wire format")
+            return nil
+        }
         var ok = true
         var draft = JSONSchemaDraft.draft2020_12
         if let (n, p) = fields["draft"], let text = r.string(n, p) {

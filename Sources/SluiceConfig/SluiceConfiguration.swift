@@ -328,7 +328,14 @@ public struct DeadLetterConfig: Sendable, Equatable {
 public struct EventSchema: Sendable {
     /// The file, as written.
     public var file: String
-    public var schema: JSONSchema
+    /// `json_schema_file`: events are validated, and go out as they came.
+    public var schema: JSONSchema?
+    /// `avro_file`: each JSON event is transcoded to Avro's binary encoding (one that does not
+    /// fit fails as a violation), and goes out in that form.
+    public var avro: AvroSchema?
+    /// `schema_id`: Avro values are framed in Confluent's wire format (magic byte 0, the id as a
+    /// 4-byte big-endian integer) for consumers that look the schema up in a Schema Registry.
+    public var schemaID: UInt32?
     /// Violations named in one event's error, at most.
     public var maxViolations: Int
 
@@ -336,6 +343,13 @@ public struct EventSchema: Sendable {
         self.file = file
         self.schema = schema
         self.maxViolations = maxViolations
+    }
+
+    public init(file: String, avro: AvroSchema, schemaID: UInt32? = nil) {
+        self.file = file
+        self.avro = avro
+        self.schemaID = schemaID
+        self.maxViolations = 1
     }
 }
 

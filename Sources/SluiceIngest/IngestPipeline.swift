@@ -141,12 +141,13 @@ public struct IngestSession: Sendable {
             var items: [Item]?
             for index in events.indices {
                 let place = lines.map { "line \($0[index])" } ?? "event \(self.reserved + index)"
-                guard let failure = Self.violation(of: events[index], schema, place: place) else {
+                let original = events[index]
+                guard let failure = Self.check(&events[index], schema, place: place) else {
                     items?.append(.send(events[index]))
                     continue
                 }
                 if items == nil { items = events[..<index].map { .send($0) } }
-                items?.append(self.refusal(events[index], failure))
+                items?.append(self.refusal(original, failure))
             }
             if let items {
                 events.removeAll(keepingCapacity: true)
@@ -157,8 +158,9 @@ public struct IngestSession: Sendable {
         return await self.sendChecked(&events, lines: lines)
     }
 
-    /// Why `event` breaks `schema` (nil: it does not). A tombstone (no value) is not checked.
-    static func violation(of event: Event, _ schema: EventSchema, place: String) -> DeliveryFailure? {
+    /// Why `event` breaks `schema` (nil: it does not); an Avro schema also turns a fitting
+    /// event's value into its Avro form. A tombstone (no value) is not checked.
+    static func check(_ event: inout Event, _ schema: EventSchema, place: String) -> DeliveryFailure? {
         guard !event.valueIsNull else { return nil }
         let parsed: Result<JSONValue, JSONParseError> = event.value.withUnsafeReadableBytes { bytes in
             do throws(JSONParseError) {
@@ -171,7 +173,24 @@ public struct IngestSession: Sendable {
         case .failure(let error):
             return DeliveryFailure(.schemaViolation, "\(place): the route's schema needs a JSON event; this one is not JSON (\(error))")
         case .success(let value):
-            let violations = schema.schema.validate(value, maxViolations: schema.maxViolations)
+            if let avro = schema.avro {
+                switch avro.encode(value) {
+                case .success(let bytes):
+                    var framed: [UInt8] = []
+                    if let id = schema.schemaID {
+                        framed.reserveCapacity(bytes.count + 5)
+                        framed.append(0)
+                        withUnsafeBytes(of: id.bigEndian) { framed.append(contentsOf: $0) }
+                    }
+                    framed.append(contentsOf: bytes)
+                    event.value = ByteBuffer(bytes: framed)
+                    return nil
+                case .failure(let violation):
+                    return DeliveryFailure(.schemaViolation, "\(place): \(violation)")
+                }
+            }
+            guard let jsonSchema = schema.schema else { return nil }
+            let violations = jsonSchema.validate(value, maxViolations: schema.maxViolations)
             guard !violations.isEmpty else { return nil }
             return DeliveryFailure(.schemaViolation, "\(place): " + violations.map(\.description).joined(separator: "; "))
         }
@@ -242,10 +261,11 @@ public struct IngestSession: Sendable {
         for (index, item) in items.enumerated() {
             switch item {
             case .success(let event):
-                if let schema, let failure = Self.violation(of: event, schema, place: "event \(self.reserved + index)") {
+                var checkedEvent = event
+                if let schema, let failure = Self.check(&checkedEvent, schema, place: "event \(self.reserved + index)") {
                     checked.append(self.refusal(event, failure))
                 } else {
-                    checked.append(.send(event))
+                    checked.append(.send(checkedEvent))
                 }
             case .failure(let failure):
                 checked.append(.fail(failure))

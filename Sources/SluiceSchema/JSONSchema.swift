@@ -14,7 +14,7 @@ public enum JSONSchemaDraft: String, Sendable, CaseIterable {
 
 /// One way an instance breaks its schema: where (a JSON pointer into the instance), which keyword,
 /// and what it wanted.
-public struct SchemaViolation: Sendable, Equatable, CustomStringConvertible {
+public struct SchemaViolation: Error, Sendable, Equatable, CustomStringConvertible {
     public var instancePath: String
     public var keyword: String
     public var message: String

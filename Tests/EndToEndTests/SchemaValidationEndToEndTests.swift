@@ -5,17 +5,17 @@ import Testing
 /// broker: the events that break the schema are answered `schema_violation` in their place, the
 /// others are in the topic, and nothing else is.
 @Suite(.timeLimit(.minutes(2))) struct SchemaValidationEndToEndTests {
-    @Test func badEventsAreAnsweredInTheirPlaceAndOnlyGoodOnesReachTheTopic() async throws {
-        try await requireBroker()
-        let topic = uniqueTopic("schema")
+    /// A directory for the test's schema files, removed by `body`'s end.
+    static func withSchemaFiles<T>(_ body: (URL) async throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-schema-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        try #"{"type": "object", "required": ["user"], "properties": {"user": {"$ref": "user.json"}}}"#
-            .write(to: directory.appendingPathComponent("event.json"), atomically: true, encoding: .utf8)
-        try #"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"], "unevaluatedProperties": false}"#
-            .write(to: directory.appendingPathComponent("user.json"), atomically: true, encoding: .utf8)
-        let sluice = try await SluiceProcess(
+        return try await body(directory)
+    }
+
+    /// Sluice with one Kafka sink, `events`, and `routes` (YAML list items).
+    static func start(routes: String) async throws -> SluiceProcess {
+        try await SluiceProcess(
             config: """
                 listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
                 admin: { address: "127.0.0.1:{ADMIN_PORT}" }
@@ -23,6 +23,19 @@ import Testing
                   - name: events
                     kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s }
                 routes:
+                """ + "\n" + routes)
+    }
+
+    @Test func badEventsAreAnsweredInTheirPlaceAndOnlyGoodOnesReachTheTopic() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("schema")
+        try await Self.withSchemaFiles { directory in
+        try #"{"type": "object", "required": ["user"], "properties": {"user": {"$ref": "user.json"}}}"#
+            .write(to: directory.appendingPathComponent("event.json"), atomically: true, encoding: .utf8)
+        try #"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"], "unevaluatedProperties": false}"#
+            .write(to: directory.appendingPathComponent("user.json"), atomically: true, encoding: .utf8)
+        let sluice = try await Self.start(
+            routes: """
                   - name: checked
                     match: { path: /v1/events, methods: [POST] }
                     ingest: { sink: events, topic: \(topic), schema: { json_schema_file: "\(directory.appendingPathComponent("event.json").path)" } }
@@ -75,5 +88,56 @@ import Testing
         #expect(samples[#"sluice_events_dead_lettered_total{route="lettered",reason="schema_violation"}"#] == 3)
         #expect(samples[#"sluice_events_rejected_total{route="lettered",reason="schema_violation"}"#] == nil, "settled, not rejected")
         #expect(try await sluice.terminate() == 0)
+        }
+    }
+
+    /// `schema: { avro_file, schema_id }`: JSON events go out as Avro in Confluent's wire format,
+    /// read back from the topic and decoded by fastavro (the reference Python implementation).
+    @Test func avroEventsAreTranscodedAndFramedForASchemaRegistryConsumer() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("avro")
+        try await Self.withSchemaFiles { directory in
+        let avsc = directory.appendingPathComponent("order.avsc")
+        try #"""
+            {"type": "record", "name": "Order", "namespace": "shop", "fields": [
+              {"name": "id", "type": "long"}, {"name": "sku", "type": "string"},
+              {"name": "note", "type": ["null", "string"], "default": null},
+              {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}, "default": "NEW"},
+              {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Line", "fields": [
+                {"name": "qty", "type": "int"}, {"name": "price", "type": "double"}]}}, "default": []}
+            ]}
+            """#.write(to: avsc, atomically: true, encoding: .utf8)
+        let sluice = try await Self.start(
+            routes: """
+                  - name: avro
+                    match: { path: /v1/orders, methods: [POST] }
+                    ingest: { sink: events, topic: \(topic), schema: { avro_file: "\(avsc.path)", schema_id: 42 } }
+                """)
+        let body = [
+            #"{"id": 1, "sku": "a-1", "lines": [{"qty": 2, "price": 9.5}]}"#,
+            #"{"id": 2, "sku": "b-2", "note": "gift", "status": "PAID"}"#,
+            #"{"id": "three", "sku": "c"}"#,
+        ].joined(separator: "\n")
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/orders"], body: Data(body.utf8))
+        #expect(response.status == 422, "\(response.body)")
+        #expect(response.json["accepted"] as? Int == 2)
+        #expect(response.body.contains("line 3: /id: avro: expected long, got string"), "\(response.body)")
+
+        _ = try await consume(topic, expecting: 2)
+        let decoded = try await runProgram(
+            "python3", [packageRoot.appendingPathComponent("scripts/testing/avro_decode.py").path, "--bootstrap", kafkaBootstrap, "--topic", topic,
+                        "--schema", avsc.path, "--framed", "--count", "2"])
+        #expect(decoded.status == 0, "\(decoded.stderr)")
+        let lines = decoded.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.count == 2, "\(decoded.stdout)")
+        #expect(lines.allSatisfy { $0["schema_id"] as? Int == 42 })
+        let values = lines.compactMap { $0["value"] as? [String: Any] }
+        #expect(values.count == 2)
+        guard values.count == 2 else { return }
+        #expect(values[0]["id"] as? Int == 1 && values[0]["sku"] as? String == "a-1" && values[0]["note"] is NSNull && values[0]["status"] as? String == "NEW")
+        #expect((values[0]["lines"] as? [[String: Any]])?.first?["price"] as? Double == 9.5)
+        #expect(values[1]["note"] as? String == "gift" && values[1]["status"] as? String == "PAID" && (values[1]["lines"] as? [Any])?.isEmpty == true)
+        #expect(try await sluice.terminate() == 0)
+        }
     }
 }

@@ -299,8 +299,25 @@ import Testing
             return
         }
         #expect(schema.maxViolations == 2)
-        #expect(schema.schema.isValid(try JSONParser.parse(#"{"amount": 3}"#)))
-        #expect(!schema.schema.isValid(try JSONParser.parse(#"{"amount": -3}"#)), "the $ref'd file applies")
+        #expect(schema.schema?.isValid(try JSONParser.parse(#"{"amount": 3}"#)) == true)
+        #expect(schema.schema?.isValid(try JSONParser.parse(#"{"amount": -3}"#)) == false, "the $ref'd file applies")
+    }
+
+    @Test func anAvroSchemaIsCompiledAndFramedOnlyWhenAsked() throws {
+        let avsc = try Self.write("order.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
+        let config = try IngestAPIParsingTests.parse(route: Self.route("{ avro_file: \"\(avsc)\", schema_id: 42 }")).get()
+        guard case .ingest(let ingest) = config.routes[0].action, let schema = ingest.schema else {
+            Issue.record("a schema")
+            return
+        }
+        #expect(schema.avro != nil && schema.schema == nil && schema.schemaID == 42)
+        let notAvro = try Self.write("bad.avsc", #"{"type": "record", "fields": []}"#)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(notAvro)\" }"))
+            == ["routes[0].ingest.schema.avro_file: \(notAvro): avro: a record needs a name"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(avsc)\", schema_id: 1 }"))
+            == ["routes[0].ingest.schema.schema_id: schema_id frames Avro values (avro_file) in Confluent's wire format"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", draft: 2020-12 }"))
+            == ["routes[0].ingest.schema.draft: draft is for json_schema_file; this schema is avro_file"])
     }
 
     @Test func aSchemaThatCannotBeUsedIsAConfigError() throws {
