@@ -54,7 +54,7 @@ let package = Package(
         // schema refers to come from its caller.
         .target(
             name: "SluiceSchema",
-            dependencies: ["SluiceCore"],
+            dependencies: ["SluiceCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict
         ),
 
@@ -397,7 +397,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceSchemaTests",
-            dependencies: ["SluiceSchema"]
+            dependencies: ["SluiceSchema", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "SluicePolicyTests",

@@ -797,16 +797,33 @@ extension SluiceConfiguration {
         return config
     }
 
-    /// `schema: { avro_file, schema_id }`: the Avro schema compiled now.
-    private static func readAvroSchema(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> EventSchema? {
-        for key in ["json_schema_file", "draft", "format_assertion", "max_violations"] where fields[key] != nil {
-            r.error("\(path).\(key)", "\(key) is for json_schema_file; this schema is avro_file")
+    /// `schema: { avro_file | protobuf: { descriptor_set, message }, schema_id }`: compiled now.
+    private static func readTranscodingSchema(_ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader) -> EventSchema? {
+        let kind = fields["avro_file"] != nil ? "avro_file" : "protobuf"
+        for key in ["draft", "format_assertion", "max_violations"] where fields[key] != nil {
+            r.error("\(path).\(key)", "\(key) is for json_schema_file; this schema is \(kind)")
             return nil
         }
         var schemaID: UInt32?
         if let (n, p) = fields["schema_id"] {
             guard let value = r.integer(n, p, range: 0...Int(Int32.max)) else { return nil }
             schemaID = UInt32(value)
+        }
+        if let (n, p) = fields["protobuf"] {
+            guard let proto = r.mapping(n, p, allowed: ["descriptor_set", "message"]),
+                let file = r.required(proto["descriptor_set"], in: p, key: "descriptor_set", { r.readableFile($0, $1) }),
+                let message = r.required(proto["message"], in: p, key: "message", { r.nonEmptyString($0, $1) })
+            else { return nil }
+            guard let bytes = FileManager.default.contents(atPath: file) else {
+                r.error(p + ".descriptor_set", "cannot read \(file)")
+                return nil
+            }
+            do {
+                return EventSchema(file: file, protobuf: try ProtobufSchema.compile(descriptorSet: Array(bytes), message: message), schemaID: schemaID)
+            } catch {
+                r.error(p, "\(file): \(error)")
+                return nil
+            }
         }
         guard let file = r.required(fields["avro_file"], in: path, key: "avro_file", { r.readableFile($0, $1) }) else { return nil }
         let filePath = path + ".avro_file"
@@ -828,13 +845,18 @@ extension SluiceConfiguration {
     /// `schema: { json_schema_file, draft: 2020-12 | draft-07, format_assertion, max_violations }`:
     /// the file is read and compiled now; `$ref`s to other files resolve next to it.
     private static func readEventSchema(_ node: Node, _ path: String, _ r: ConfigReader) -> EventSchema? {
-        guard let fields = r.mapping(node, path, allowed: ["json_schema_file", "avro_file", "schema_id", "draft", "format_assertion", "max_violations"])
-        else { return nil }
-        if fields["avro_file"] != nil {
-            return readAvroSchema(fields, path, r)
+        let allowed = ["json_schema_file", "avro_file", "protobuf", "schema_id", "draft", "format_assertion", "max_violations"]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        let kinds = ["json_schema_file", "avro_file", "protobuf"].filter { fields[$0] != nil }
+        guard kinds.count == 1 else {
+            r.error(path, kinds.isEmpty ? "one of json_schema_file, avro_file or protobuf is required" : "one schema per route; found \(kinds.joined(separator: " and "))")
+            return nil
+        }
+        if fields["avro_file"] != nil || fields["protobuf"] != nil {
+            return readTranscodingSchema(fields, path, r)
         }
         if let (_, p) = fields["schema_id"] {
-            r.error(p, "schema_id frames Avro values (avro_file) in Confluent's wire format")
+            r.error(p, "schema_id frames Avro or Protobuf values (avro_file, protobuf) in Confluent's wire format")
             return nil
         }
         var ok = true

@@ -333,7 +333,10 @@ public struct EventSchema: Sendable {
     /// `avro_file`: each JSON event is transcoded to Avro's binary encoding (one that does not
     /// fit fails as a violation), and goes out in that form.
     public var avro: AvroSchema?
-    /// `schema_id`: Avro values are framed in Confluent's wire format (magic byte 0, the id as a
+    /// `protobuf: { descriptor_set, message }`: each JSON event is transcoded to the message's
+    /// binary encoding (proto3 JSON mapping).
+    public var protobuf: ProtobufSchema?
+    /// `schema_id`: Avro and Protobuf values are framed in Confluent's wire format (magic byte 0, the id as a
     /// 4-byte big-endian integer) for consumers that look the schema up in a Schema Registry.
     public var schemaID: UInt32?
     /// Violations named in one event's error, at most.
@@ -348,6 +351,13 @@ public struct EventSchema: Sendable {
     public init(file: String, avro: AvroSchema, schemaID: UInt32? = nil) {
         self.file = file
         self.avro = avro
+        self.schemaID = schemaID
+        self.maxViolations = 1
+    }
+
+    public init(file: String, protobuf: ProtobufSchema, schemaID: UInt32? = nil) {
+        self.file = file
+        self.protobuf = protobuf
         self.schemaID = schemaID
         self.maxViolations = 1
     }

@@ -173,14 +173,18 @@ public struct IngestSession: Sendable {
         case .failure(let error):
             return DeliveryFailure(.schemaViolation, "\(place): the route's schema needs a JSON event; this one is not JSON (\(error))")
         case .success(let value):
-            if let avro = schema.avro {
-                switch avro.encode(value) {
+            if schema.avro != nil || schema.protobuf != nil {
+                let encoded = schema.avro?.encode(value) ?? schema.protobuf!.encode(value)
+                switch encoded {
                 case .success(let bytes):
+                    // Confluent's wire format: magic byte 0, the schema id, and for Protobuf the
+                    // message's indexes in its file.
                     var framed: [UInt8] = []
                     if let id = schema.schemaID {
-                        framed.reserveCapacity(bytes.count + 5)
+                        framed.reserveCapacity(bytes.count + 6)
                         framed.append(0)
                         withUnsafeBytes(of: id.bigEndian) { framed.append(contentsOf: $0) }
+                        if let protobuf = schema.protobuf { framed.append(contentsOf: protobuf.confluentIndexPrefix) }
                     }
                     framed.append(contentsOf: bytes)
                     event.value = ByteBuffer(bytes: framed)

@@ -140,4 +140,73 @@ import Testing
         #expect(try await sluice.terminate() == 0)
         }
     }
+
+    /// `schema: { protobuf: { descriptor_set, message } }`: JSON events go out as the message's
+    /// binary encoding in Confluent's wire format (with the message indexes of a nested message),
+    /// decoded by the official protobuf library from a descriptor set protoc made.
+    @Test func protobufEventsAreTranscodedAndFramedForASchemaRegistryConsumer() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("protobuf")
+        try await Self.withSchemaFiles { directory in
+        try #"""
+            syntax = "proto3";
+            package shop.v1;
+            message Envelope {
+              message Order {
+                enum Status { NEW = 0; PAID = 1; }
+                int64 id = 1;
+                string sku = 2;
+                Status status = 3;
+                repeated int32 quantities = 4;
+                map<string, string> labels = 5;
+                bytes token = 6;
+                double amount = 7;
+                Line first_line = 8;
+              }
+              message Line { uint32 qty = 1; sint64 delta = 2; }
+            }
+            """#.write(to: directory.appendingPathComponent("order.proto"), atomically: true, encoding: .utf8)
+        let descriptors = directory.appendingPathComponent("order.desc").path
+        let protoc = try await runProgram(
+            "python3", ["-m", "grpc_tools.protoc", "-I", directory.path, "--include_imports", "--descriptor_set_out=\(descriptors)", "order.proto"])
+        try #require(protoc.status == 0, "\(protoc.stderr)")
+        let sluice = try await Self.start(
+            routes: """
+                  - name: protobuf
+                    match: { path: /v1/orders, methods: [POST] }
+                    ingest:
+                      sink: events
+                      topic: \(topic)
+                      schema: { protobuf: { descriptor_set: "\(descriptors)", message: shop.v1.Envelope.Order }, schema_id: 7 }
+                """)
+        let body = [
+            #"{"id": "9007199254740993", "sku": "a-1", "status": "PAID", "quantities": [1, 2, 300], "labels": {"gift": "yes"}, "token": "AQID", "amount": 9.5, "firstLine": {"qty": 2, "delta": -5}}"#,
+            #"{"id": 2, "sku": "b"}"#,
+            #"{"id": 3, "colour": "red"}"#,
+        ].joined(separator: "\n")
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/orders"], body: Data(body.utf8))
+        #expect(response.status == 422, "\(response.body)")
+        #expect(response.json["accepted"] as? Int == 2)
+        #expect(response.body.contains(#"line 3: /colour: protobuf: shop.v1.Envelope.Order has no field \"colour\""#), "\(response.body)")
+
+        _ = try await consume(topic, expecting: 2)
+        let decoded = try await runProgram(
+            "python3", [packageRoot.appendingPathComponent("scripts/testing/protobuf_decode.py").path, "--bootstrap", kafkaBootstrap, "--topic", topic,
+                        "--descriptor-set", descriptors, "--message", "shop.v1.Envelope.Order", "--framed", "--count", "2"])
+        #expect(decoded.status == 0, "\(decoded.stderr)")
+        let lines = decoded.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.count == 2, "\(decoded.stdout)")
+        #expect(lines.allSatisfy { $0["schema_id"] as? Int == 7 && ($0["indexes"] as? [Int]) == [0, 0] }, "Envelope (0) then Order (0)")
+        let values = lines.compactMap { $0["value"] as? [String: Any] }
+        guard values.count == 2 else { return }
+        #expect(values[0]["id"] as? String == "9007199254740993", "an int64 given as a string keeps every digit")
+        #expect(values[0]["status"] as? String == "PAID" && values[0]["sku"] as? String == "a-1")
+        #expect(values[0]["quantities"] as? [Int] == [1, 2, 300])
+        #expect(values[0]["labels"] as? [String: String] == ["gift": "yes"])
+        #expect(values[0]["token"] as? String == "AQID" && values[0]["amount"] as? Double == 9.5)
+        #expect((values[0]["first_line"] as? [String: Any])?["delta"] as? String == "-5")
+        #expect(values[1]["id"] as? String == "2" && values[1]["sku"] as? String == "b")
+        #expect(try await sluice.terminate() == 0)
+        }
+    }
 }

@@ -315,7 +315,7 @@ import Testing
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(notAvro)\" }"))
             == ["routes[0].ingest.schema.avro_file: \(notAvro): avro: a record needs a name"])
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(avsc)\", schema_id: 1 }"))
-            == ["routes[0].ingest.schema.schema_id: schema_id frames Avro values (avro_file) in Confluent's wire format"])
+            == ["routes[0].ingest.schema.schema_id: schema_id frames Avro or Protobuf values (avro_file, protobuf) in Confluent's wire format"])
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", draft: 2020-12 }"))
             == ["routes[0].ingest.schema.draft: draft is for json_schema_file; this schema is avro_file"])
     }

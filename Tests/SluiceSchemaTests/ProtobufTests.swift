@@ -1,0 +1,78 @@
+import SluiceSchema
+import SwiftProtobuf
+import Testing
+
+/// Protobuf's binary encoding of JSON events (proto3 JSON mapping), byte for byte.
+@Suite struct ProtobufTests {
+    /// `package t; message M { int32 a = 1; string b = 2; repeated sint32 c = 3; E e = 4; message N { bool f = 1; } N n = 5; }`
+    static func descriptorSet() throws -> [UInt8] {
+        var file = Google_Protobuf_FileDescriptorProto()
+        file.name = "t.proto"
+        file.package = "t"
+        file.syntax = "proto3"
+        var enumType = Google_Protobuf_EnumDescriptorProto()
+        enumType.name = "E"
+        enumType.value = [("ZERO", Int32(0)), ("ONE", Int32(1))].map { name, number in
+            var value = Google_Protobuf_EnumValueDescriptorProto()
+            value.name = name
+            value.number = number
+            return value
+        }
+        file.enumType = [enumType]
+        func field(_ name: String, _ number: Int32, _ type: Google_Protobuf_FieldDescriptorProto.TypeEnum, repeated: Bool = false, typeName: String? = nil)
+            -> Google_Protobuf_FieldDescriptorProto
+        {
+            var field = Google_Protobuf_FieldDescriptorProto()
+            field.name = name
+            field.number = number
+            field.type = type
+            field.label = repeated ? .repeated : .optional
+            if let typeName { field.typeName = typeName }
+            return field
+        }
+        var nested = Google_Protobuf_DescriptorProto()
+        nested.name = "N"
+        nested.field = [field("f", 1, .bool)]
+        var message = Google_Protobuf_DescriptorProto()
+        message.name = "M"
+        message.field = [
+            field("a", 1, .int32), field("b", 2, .string), field("c", 3, .sint32, repeated: true), field("e", 4, .enum, typeName: ".t.E"),
+            field("n", 5, .message, typeName: ".t.M.N"),
+        ]
+        message.nestedType = [nested]
+        file.messageType = [message]
+        var set = Google_Protobuf_FileDescriptorSet()
+        set.file = [file]
+        return try set.serializedBytes()
+    }
+
+    @Test func fieldsAreTaggedAndPackedAsProtobufWritesThem() throws {
+        let schema = try ProtobufSchema.compile(descriptorSet: try Self.descriptorSet(), message: "t.M")
+        #expect(schema.messageIndexes == [0] && schema.confluentIndexPrefix == [0])
+        let bytes = try schema.encode(try JSONParser.parse(#"{"a": -1, "b": "hi", "c": [1, -1], "e": "ONE", "n": {"f": true}}"#)).get()
+        let expected: [UInt8] =
+            [0x08] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]  // a = -1: ten-byte varint
+            + [0x12, 0x02, 0x68, 0x69]  // b = "hi"
+            + [0x1A, 0x02, 0x02, 0x01]  // c packed: zigzag 1 = 2, -1 = 1
+            + [0x20, 0x01]  // e = ONE
+            + [0x2A, 0x02, 0x08, 0x01]  // n = { f: true }
+        #expect(bytes == expected)
+        let nested = try ProtobufSchema.compile(descriptorSet: try Self.descriptorSet(), message: "t.M.N")
+        #expect(nested.messageIndexes == [0, 0] && nested.confluentIndexPrefix == [0x04, 0x00, 0x00])
+    }
+
+    @Test func whatDoesNotFitIsNamedWithItsPointer() throws {
+        let schema = try ProtobufSchema.compile(descriptorSet: try Self.descriptorSet(), message: "t.M")
+        func problem(_ text: String) -> String? {
+            if case .failure(let violation) = schema.encode(try! JSONParser.parse(text)) { return violation.description }
+            return nil
+        }
+        #expect(problem(#"{"z": 1}"#) == #"/z: protobuf: t.M has no field "z""#)
+        #expect(problem(#"{"a": 1.5}"#) == "/a: protobuf: expected int32, got number")
+        #expect(problem(#"{"e": "TWO"}"#) == #"/e: protobuf: "TWO" is not a value of enum t.E"#)
+        #expect(problem(#"{"c": ["x"]}"#) == "/c/0: protobuf: expected sint32, got string")
+        #expect(problem(#"{"n": {"f": 1}}"#) == "/n/f: protobuf: expected a boolean, got number")
+        #expect(throws: SchemaCompileError.self) { try ProtobufSchema.compile(descriptorSet: try Self.descriptorSet(), message: "t.Missing") }
+        #expect(throws: SchemaCompileError.self) { try ProtobufSchema.compile(descriptorSet: [0xFF, 0xFF], message: "t.M") }
+    }
+}
