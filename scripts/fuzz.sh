@@ -26,9 +26,10 @@ declare -A SOURCES=(
     [grpc_publish_request]="Sources/SluiceGRPC/IngestWire.swift Sources/SluiceGRPC/Generated/sluice/v1/ingest.pb.swift"
     [jwt]="$(echo Sources/SluicePolicy/*.swift)"
     [config]="$(echo Sources/SluiceConfig/*.swift)"
+    [json_schema]="$(echo Sources/SluiceSchema/*.swift)"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" cloudevents confluent_rest grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config "
+LINKS_DEBUG_BUILD=" cloudevents confluent_rest grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config json_schema "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the
