@@ -161,6 +161,8 @@ final class SchemaPattern: @unchecked Sendable {
         } catch {
             throw SchemaCompileError("invalid pattern \"\(source)\": \(error)")
         }
+        // Compiled now, once, rather than by whichever event first needs it.
+        _ = try? self.regex.firstMatch(in: "")
     }
 
     func matches(_ text: String) -> Bool {
