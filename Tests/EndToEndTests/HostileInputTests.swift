@@ -9,7 +9,7 @@ import Testing
 @Suite(.timeLimit(.minutes(4))) struct HostileInputTests {
     static let jwtSecret = "hostile-suite-secret-of-32-bytes!!"
 
-    static func config(upstream: Int, htpasswd: String, jwks: String) -> String {
+    static func config(upstream: Int, htpasswd: String, jwks: String, schema: String) -> String {
         """
         listeners:
           - { name: main, address: "127.0.0.1:{PORT}", idle_timeout: 3s, max_header_bytes: 8KiB }
@@ -68,6 +68,13 @@ import Testing
             match: { path: "/v1/limited/{topic}" }
             policies: [per-ip]
             ingest: { sink: events, topic: "{topic}" }
+          - name: checked
+            match: { path: "/v1/checked/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}", schema: { json_schema_file: "\(schema)" } }
+          - name: once
+            match: { path: "/v1/once/{topic}", methods: [POST] }
+            ingest: { sink: events, topic: "{topic}" }
+            idempotency: { window: 1h, max_keys: 100 }
           - name: grpc
             match: { grpc_service: sluice.v1.Ingest }
             ingest: { sink: events, topic: "{topic}" }
@@ -101,8 +108,11 @@ import Testing
                 directory.path,
             ])
         #expect(keys.status == 0, "\(keys.stderr)")
+        let schema = directory.appendingPathComponent("event.json").path
+        try #"{"type": "object", "properties": {"n": {"type": "number", "maximum": 10}, "s": {"type": "string", "maxLength": 3}}}"#
+            .write(toFile: schema, atomically: true, encoding: .utf8)
         let sluice = try await SluiceProcess(
-            config: Self.config(upstream: upstream.port, htpasswd: htpasswd, jwks: directory.appendingPathComponent("jwks.json").path),
+            config: Self.config(upstream: upstream.port, htpasswd: htpasswd, jwks: directory.appendingPathComponent("jwks.json").path, schema: schema),
             environment: ["JWT_SECRET": Self.jwtSecret])
         let pid = sluice.process.processIdentifier
         let (port, adminPort, grpcPort, events) = (sluice.port, sluice.adminPort, sluice.grpcPort, sluice.workDirectory.appendingPathComponent("events").path)

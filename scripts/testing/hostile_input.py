@@ -364,6 +364,30 @@ def json_cases():
         record("ndjson: the key error says line 5", message.startswith("line 5:"), message)
 
 
+def schema_and_idempotency_cases():
+    """A schema route parses every event into a tree; an idempotent route hashes every body."""
+    post = lambda body, route="/v1/checked/hostile", headers=None: http(  # noqa: E731
+        "POST", route, body, {"Content-Type": "application/x-ndjson", **(headers or {})})
+    expect_one("schema: a number past double's range is out of bounds, not a crash", post(b'{"n":1e400}\n'), 422)
+    expect_one("schema: a lone surrogate escape reads as U+FFFD (one character)", post(b'{"s":"\\ud800ab"}\n'), 200)
+    expect_one("schema: an escaped surrogate pair is one character", post(b'{"s":"\\ud83d\\ude00ab"}\n'), 200)
+    expect_one("schema: combining marks count as characters", post('{"s":"e\u0301ab"}\n'.encode()), 422)
+    expect_one("schema: 128 levels of nesting, then a violation", post(b'{"s":' + b"[" * 127 + b"]" * 127 + b'}\n'), 422)
+    once = "/v1/once/hostile"
+    expect_one("idempotency: two Idempotency-Key headers", post(b"{}\n", once, {"Idempotency-Key": "a", "idempotency-key": "b"}),
+               400, "invalid_idempotency_key")
+    expect_one("idempotency: an unterminated quoted key", post(b"{}\n", once, {"Idempotency-Key": '"open'}), 400, "invalid_idempotency_key")
+    expect_one("idempotency: a 256-character key", post(b"{}\n", once, {"Idempotency-Key": "k" * 256}), 400, "invalid_idempotency_key")
+    expect_one("idempotency: first use", post(b'{"a":1}\n', once, {"Idempotency-Key": "hostile-1"}), 200)
+    got = expect_one("idempotency: the same request is replayed", post(b'{"a":1}\n', once, {"Idempotency-Key": "hostile-1"}), 200)
+    if got:
+        record("idempotency: the replay says so", got[1].get("idempotent-replayed") == ["true"], repr(got[1]))
+    expect_one("idempotency: another body under the key", post(b'{"a":2}\n', once, {"Idempotency-Key": "hostile-1"}), 422,
+               "idempotency_key_reused")
+    expect_one("idempotency: the same body split differently is the same request",
+               [post(b'{"a"', once, {"Idempotency-Key": "hostile-1", "Content-Length": "8"}), b':1}\n'], 200)
+
+
 def file_sink_is_valid_utf8():
     """Everything the file sink wrote decodes as UTF-8 and parses as JSON, line by line."""
     bad = []
@@ -732,7 +756,7 @@ def main():
     base_rss, base_fds = rss_and_fds()
 
     groups = [chunked_cases, smuggling_cases, version_cases, path_cases, upstream_header_cases, json_cases, auth_cases,
-              rate_limit_cases, h2_cases, grpc_cases, grpc_idle_flood, file_sink_is_valid_utf8]
+              rate_limit_cases, schema_and_idempotency_cases, h2_cases, grpc_cases, grpc_idle_flood, file_sink_is_valid_utf8]
     for group in groups:
         if ARGS.only and ARGS.only not in group.__name__:
             continue
