@@ -782,9 +782,6 @@ extension SluiceConfiguration {
                 } else if let problem = destinations[letterSink].flatMap({ $0.rules.problem(letterTopic) }) {
                     r.error(p + ".topic", problem)
                     ok = false
-                } else if config.schema == nil {
-                    r.error(p, "a dead letter is an event the route's schema refuses; this route has no schema")
-                    ok = false
                 } else {
                     let carriesHeaders = destinations[letterSink]?.rules.carriesHeaders ?? true
                     config.deadLetter = DeadLetterConfig(sink: letterSink, topic: letterTopic, envelope: !carriesHeaders)

@@ -280,8 +280,8 @@ public struct IngestConfig: Sendable {
     public var clusterID = IngestConfig.defaultClusterID
     /// `schema`: every event is validated before it is sent; one that breaks it fails alone.
     public var schema: EventSchema?
-    /// `dead_letter`: where an event the gateway refuses (it breaks the schema) goes instead of
-    /// failing.
+    /// `dead_letter`: where an event goes instead of failing when the route's schema refuses it
+    /// or the sink refuses it for good (a failure that is not retryable).
     public var deadLetter: DeadLetterConfig?
     public static let defaultClusterID = "sluice"
 

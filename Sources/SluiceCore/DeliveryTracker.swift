@@ -21,7 +21,7 @@ public final class DeliveryTracker: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
-    private let recordsResults: Bool
+    public let recordsResults: Bool
     private let onFailure: (@Sendable (Int, DeliveryFailure) -> Void)?
 
     /// - Parameters:

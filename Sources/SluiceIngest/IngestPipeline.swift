@@ -124,6 +124,9 @@ public struct IngestSession: Sendable {
     /// request's results and the failure that sent it there.
     var deadLetterTracker: DeliveryTracker?
     var deadLetters: [(slot: Int, letter: Int, failure: DeliveryFailure)] = []
+    /// With `dead_letter` and results awaited: the events handed to the sink, by their first
+    /// slot, kept until their fate is known so one the sink refuses for good can be dead-lettered.
+    var sentRuns: [(first: Int, events: [Event])] = []
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -247,6 +250,7 @@ public struct IngestSession: Sendable {
         self.sent += events.count
         for event in events { self.sentBytes += event.size }
         self.queued += taken
+        if self.pipeline.deadLetterSink != nil, self.tracker.recordsResults { self.sentRuns.append((first, events)) }
         if taken < events.count {
             self.saturated = .queueFull(sink: self.pipeline.sink.name)
             return false
@@ -331,28 +335,75 @@ public struct IngestSession: Sendable {
         }
         self.fail(count: 1, with: failure)
         let slot = self.reserved - 1
-        var letter = event
-        if letter.key == nil { letter.key = self.requestKey }
-        let why = [
-            EventHeader(name: "sluice-error-code", value: failure.code), EventHeader(name: "sluice-error-message", value: failure.message),
-            EventHeader(name: "sluice-original-topic", value: self.topic), EventHeader(name: "sluice-route", value: self.pipeline.routeName),
-        ]
-        if config.envelope {
-            letter = Event(value: ByteBuffer(bytes: Self.envelope(event, why)), key: letter.key)
-        } else {
-            letter.headers = (event.headers.isEmpty ? self.headers : event.headers) + why
-        }
+        let letter = self.letter(for: event, failure, envelope: config.envelope)
         let index = letters.reserve(1)
         let deadline = ContinuousClock.now + (sink.budget.maxWaitOverride ?? self.pipeline.config.maxWait)
         _ = await sink.enqueue([letter], topic: config.topic, tracker: letters, firstIndex: index, deadline: deadline)
         self.deadLetters.append((slot, index, failure))
     }
 
+    /// The dead letter of `event`: the event with `sluice-*` headers saying why and whence, or (a
+    /// sink without headers) a JSON envelope around it.
+    private func letter(for event: Event, _ failure: DeliveryFailure, envelope: Bool) -> Event {
+        var letter = event
+        if letter.key == nil { letter.key = self.requestKey }
+        let why = [
+            EventHeader(name: "sluice-error-code", value: failure.code), EventHeader(name: "sluice-error-message", value: failure.message),
+            EventHeader(name: "sluice-original-topic", value: self.topic), EventHeader(name: "sluice-route", value: self.pipeline.routeName),
+        ]
+        if envelope {
+            letter = Event(value: ByteBuffer(bytes: Self.envelope(event, why)), key: letter.key)
+        } else {
+            letter.headers = (event.headers.isEmpty ? self.headers : event.headers) + why
+        }
+        return letter
+    }
+
+    /// Dead-letters every sent event the sink refused for good (a failure that is not
+    /// retryable): their slots in `results` become the dead letters' receipts, or keep their
+    /// failure saying the dead-letter sink did not take them either.
+    private func deadLetterRefusedBySink(_ results: inout DeliveryResults, sink: any Sink, config: DeadLetterConfig) async {
+        let letters = DeliveryTracker()
+        var sent: [(slot: Int, letter: Int, failure: DeliveryFailure)] = []
+        for run in self.sentRuns {
+            for (offset, event) in run.events.enumerated() {
+                guard case .failed(let failure) = results[run.first + offset], !failure.isRetryable else { continue }
+                let index = letters.reserve(1)
+                let deadline = ContinuousClock.now + (sink.budget.maxWaitOverride ?? self.pipeline.config.maxWait)
+                _ = await sink.enqueue([self.letter(for: event, failure, envelope: config.envelope)], topic: config.topic, tracker: letters,
+                    firstIndex: index, deadline: deadline)
+                sent.append((run.first + offset, index, failure))
+            }
+        }
+        guard !sent.isEmpty else { return }
+        letters.seal()
+        Self.settle(&results, sent, await letters.results(settledBy: sink), sink: sink, topic: config.topic)
+    }
+
+    /// Puts each dead letter's fate in its event's slot.
+    private static func settle(
+        _ results: inout DeliveryResults, _ letters: [(slot: Int, letter: Int, failure: DeliveryFailure)], _ outcomes: DeliveryResults,
+        sink: any Sink, topic: String
+    ) {
+        for (slot, letter, failure) in letters {
+            switch outcomes[letter] {
+            case .delivered(var receipt):
+                receipt.deadLetter = DeadLetterNote(sink: sink.name, topic: topic, failure: failure)
+                results.replace(slot, with: .delivered(receipt))
+            case .failed(let refused):
+                var kept = failure
+                kept.message += " (and the dead-letter sink did not take it: \(refused.message))"
+                results.replace(slot, with: .failed(kept))
+            }
+        }
+    }
+
     /// The events of `results` settled as dead letters, by the code that sent them there.
     public func deadLettered(in results: DeliveryResults) -> [String: Int] {
         var counts: [String: Int] = [:]
-        for (slot, _, failure) in self.deadLetters {
-            if case .delivered(let receipt) = results[slot], receipt.deadLetter != nil { counts[failure.code, default: 0] += 1 }
+        guard self.pipeline.deadLetterSink != nil else { return counts }
+        for result in results {
+            if case .delivered(let receipt) = result, let note = receipt.deadLetter { counts[note.failure.code, default: 0] += 1 }
         }
         return counts
     }
@@ -387,22 +438,12 @@ public struct IngestSession: Sendable {
     public func results() async -> DeliveryResults {
         self.tracker.seal()
         var results = await self.tracker.results(settledBy: self.pipeline.sink)
-        if !self.deadLetters.isEmpty, let letters = self.deadLetterTracker, let sink = self.pipeline.deadLetterSink,
-            let config = self.pipeline.config.deadLetter
-        {
-            letters.seal()
-            let outcomes = await letters.results(settledBy: sink)
-            for (slot, letter, failure) in self.deadLetters {
-                switch outcomes[letter] {
-                case .delivered(var receipt):
-                    receipt.deadLetter = DeadLetterNote(sink: sink.name, topic: config.topic, failure: failure)
-                    results.replace(slot, with: .delivered(receipt))
-                case .failed(let refused):
-                    var kept = failure
-                    kept.message += " (and the dead-letter sink did not take it: \(refused.message))"
-                    results.replace(slot, with: .failed(kept))
-                }
+        if let sink = self.pipeline.deadLetterSink, let config = self.pipeline.config.deadLetter {
+            if !self.deadLetters.isEmpty, let letters = self.deadLetterTracker {
+                letters.seal()
+                Self.settle(&results, self.deadLetters, await letters.results(settledBy: sink), sink: sink, topic: config.topic)
             }
+            if !self.sentRuns.isEmpty { await self.deadLetterRefusedBySink(&results, sink: sink, config: config) }
         }
         if let span = self.span { self.end(span, results: results) }
         return results

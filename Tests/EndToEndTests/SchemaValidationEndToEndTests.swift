@@ -209,4 +209,39 @@ import Testing
         #expect(try await sluice.terminate() == 0)
         }
     }
+
+    /// `dead_letter` without a schema: an event the broker-side producer refuses for good (larger
+    /// than the sink's message.max.bytes) goes to the dead-letter sink, the rest to the topic.
+    @Test func anEventTheSinkRefusesForGoodIsDeadLettered() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("refused")
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                sinks:
+                  - name: events
+                    kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s, properties: { message.max.bytes: "1000" } }
+                  - name: letters
+                    kafka: { bootstrap_servers: ["{KAFKA}"], delivery_timeout: 10s }
+                routes:
+                  - name: small
+                    match: { path: /v1/small, methods: [POST] }
+                    ingest: { sink: events, topic: \(topic), dead_letter: { sink: letters, topic: \(topic)-dlq } }
+                """)
+        let large = #"{"pad":""# + String(repeating: "x", count: 1500) + #""}"#
+        let body = [#"{"n":1}"#, large, #"{"n":3}"#].joined(separator: "\n")
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/small"], body: Data(body.utf8))
+        #expect(response.status == 200, "\(response.body)")
+        let results = response.json["results"] as? [[String: Any]] ?? []
+        let note = results.count == 3 ? results[1]["dead_letter"] as? [String: Any] : nil
+        #expect(note?["sink"] as? String == "letters" && note?["topic"] as? String == "\(topic)-dlq", "\(response.body)")
+        #expect((note?["error"] as? [String: Any])?["code"] as? String == "kafka_msg_size_too_large")
+        #expect(try await consume(topic, expecting: 2).map(\.value) == [#"{"n":1}"#, #"{"n":3}"#])
+        let letters = try await consume("\(topic)-dlq", expecting: 1)
+        #expect(letters.map(\.value) == [large])
+        #expect(letters.first?.headers.contains { $0.0 == "sluice-error-code" && $0.1 == "kafka_msg_size_too_large" } == true)
+        #expect(letters.first?.offset == note?["offset"] as? Int)
+        #expect(try await sluice.terminate() == 0)
+    }
 }

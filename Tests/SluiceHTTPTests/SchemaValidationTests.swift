@@ -55,6 +55,24 @@ import Testing
         ])
     }
 
+    @Test func anEventTheSinkRefusesForGoodIsDeadLetteredAndARetryableFailureIsNot() async {
+        let sink = ScriptedSink { n in
+            switch n {
+            case 1: .failed(DeliveryFailure(code: "kafka_msg_size_too_large", message: "too large for the broker", isRetryable: false, httpStatus: 413))
+            case 2: .failed(DeliveryFailure(code: "kafka_msg_timed_out", message: "timed out", isRetryable: true))
+            default: .delivered(DeliveryReceipt(partition: 0, offset: Int64(n)))
+            }
+        }
+        let letters = ScriptedSink { .delivered(DeliveryReceipt(partition: 1, offset: Int64(70 + $0))) }
+        let body = [#"{"id":"a","amount":1}"#, #"{"id":"b","amount":2}"#, #"{"id":"c","amount":3}"#].joined(separator: "\n")
+        let (status, text, _) = await IngestHandlerTests.post(Self.handler(sink, deadLetters: letters), chunks: [body])
+        #expect(status == .serviceUnavailable, "the timed-out event is to be retried: \(text)")
+        #expect(text.contains(#"{"dead_letter":{"sink":"scripted","topic":"orders.dlq","partition":1,"offset":70,"error":{"code":"kafka_msg_size_too_large","message":"too large for the broker"}}}"#), "\(text)")
+        #expect(text.contains(#"{"error":{"code":"kafka_msg_timed_out""#))
+        #expect(letters.received.map { String(buffer: $0.event.value) } == [#"{"id":"b","amount":2}"#])
+        #expect(letters.received.first?.event.headers.contains(EventHeader(name: "sluice-error-code", value: "kafka_msg_size_too_large")) == true)
+    }
+
     @Test func aSinkWithoutHeadersGetsAnEnvelopeAndAFailedDeadLetterKeepsTheFailure() async {
         let letters = ScriptedSink()
         let (_, _, _) = await IngestHandlerTests.post(Self.handler(ScriptedSink(), deadLetters: letters, envelope: true), chunks: [#"{"id":7}"# + "\n"])
