@@ -160,6 +160,10 @@ public final class ProtobufSchema: Sendable {
 
     private func write(_ value: JSONValue, message index: Int, into out: inout [UInt8], path: inout [String]) throws(SchemaViolation) {
         let message = self.messages[index]
+        if let special = try self.wellKnown(value, message, path) {
+            out.append(contentsOf: special)
+            return
+        }
         guard case .object(let object) = value else { throw self.fail(path, "expected an object for \(message.name), got \(value.typeName)") }
         for (name, member) in object.members {
             guard let position = message.byName[name] else { throw self.fail(path + [name], "\(message.name) has no field \"\(name)\"") }
@@ -210,6 +214,110 @@ public final class ProtobufSchema: Sendable {
             }
             try self.writeField(field, member, into: &out, path: &path)
         }
+    }
+
+    /// The well-known types' own JSON forms (proto3 JSON mapping): a `Timestamp` as an RFC 3339
+    /// string, a `Duration` as `"1.5s"`, a wrapper as its bare value. nil: not one of them (or
+    /// given as an object, which the general path takes).
+    private func wellKnown(_ value: JSONValue, _ message: Message, _ path: [String]) throws(SchemaViolation) -> [UInt8]? {
+        if case .object = value { return nil }
+        var out: [UInt8] = []
+        switch message.name {
+        case "google.protobuf.Timestamp":
+            guard case .string(let text) = value, let (seconds, nanos) = Self.timestamp(text) else {
+                throw self.fail(path, "expected an RFC 3339 timestamp like 2026-12-03T10:15:30.5Z")
+            }
+            Self.secondsAndNanos(seconds, nanos, into: &out)
+        case "google.protobuf.Duration":
+            guard case .string(let text) = value, let (seconds, nanos) = Self.duration(text) else {
+                throw self.fail(path, "expected a duration like \"1.5s\"")
+            }
+            Self.secondsAndNanos(seconds, nanos, into: &out)
+        case "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value", "google.protobuf.UInt64Value",
+            "google.protobuf.Int32Value", "google.protobuf.UInt32Value", "google.protobuf.BoolValue", "google.protobuf.StringValue",
+            "google.protobuf.BytesValue":
+            guard let field = message.fields.first(where: { $0.number == 1 }) else { return nil }
+            var path = path
+            try self.writeField(field, value, into: &out, path: &path)
+        default:
+            return nil
+        }
+        return out
+    }
+
+    private static func secondsAndNanos(_ seconds: Int64, _ nanos: Int32, into out: inout [UInt8]) {
+        if seconds != 0 {
+            Self.tag(1, 0, into: &out)
+            Self.varint(UInt64(bitPattern: seconds), into: &out)
+        }
+        if nanos != 0 {
+            Self.tag(2, 0, into: &out)
+            Self.varint(UInt64(bitPattern: Int64(nanos)), into: &out)
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as seconds since the epoch and nanoseconds.
+    static func timestamp(_ text: String) -> (Int64, Int32)? {
+        let bytes = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= bytes.count, bytes[range].allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+            return bytes[range].reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        }
+        guard bytes.count >= 20, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] | 0x20 == UInt8(ascii: "t"),
+            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+            let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+            let minute = number(14..<16), let second = number(17..<19), (1...12).contains(month), (1...31).contains(day), hour < 24,
+            minute < 60, second < 60
+        else { return nil }
+        var position = 19
+        var nanos = 0
+        if bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            var digits = 0
+            while position < bytes.count, (0x30...0x39).contains(bytes[position]) {
+                if digits < 9 { nanos = nanos * 10 + Int(bytes[position] - 0x30) }
+                digits += 1
+                position += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in min(digits, 9)..<9 { nanos *= 10 }
+        }
+        var offset = 0
+        if position == bytes.count - 1, bytes[position] | 0x20 == UInt8(ascii: "z") {
+        } else if position == bytes.count - 6, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-"),
+            bytes[position + 3] == UInt8(ascii: ":"), let offsetHours = number((position + 1)..<(position + 3)),
+            let offsetMinutes = number((position + 4)..<(position + 6))
+        {
+            offset = (offsetHours * 3600 + offsetMinutes * 60) * (bytes[position] == UInt8(ascii: "+") ? 1 : -1)
+        } else {
+            return nil
+        }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return (Int64(days * 86_400 + hour * 3600 + minute * 60 + second - offset), Int32(nanos))
+    }
+
+    /// `"-1.5s"` as seconds and nanoseconds (both negative for a negative duration).
+    static func duration(_ text: String) -> (Int64, Int32)? {
+        guard text.hasSuffix("s") else { return nil }
+        var body = Substring(text.dropLast())
+        let negative = body.hasPrefix("-")
+        if negative { body = body.dropFirst() }
+        let parts = body.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCII), let seconds = Int64(whole) else { return nil }
+        var nanos: Int32 = 0
+        if parts.count == 2 {
+            let fraction = parts[1]
+            guard !fraction.isEmpty, fraction.count <= 9, fraction.allSatisfy({ $0.isASCII && $0.isNumber }), let digits = Int32(fraction) else { return nil }
+            nanos = digits
+            for _ in fraction.count..<9 { nanos *= 10 }
+        }
+        return negative ? (-seconds, -nanos) : (seconds, nanos)
     }
 
     /// A map key, from its JSON object key, as the value of the key field's type.

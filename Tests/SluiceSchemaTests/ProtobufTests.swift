@@ -75,4 +75,58 @@ import Testing
         #expect(throws: SchemaCompileError.self) { try ProtobufSchema.compile(descriptorSet: try Self.descriptorSet(), message: "t.Missing") }
         #expect(throws: SchemaCompileError.self) { try ProtobufSchema.compile(descriptorSet: [0xFF, 0xFF], message: "t.M") }
     }
+
+    /// `google.protobuf.Timestamp` in its RFC 3339 form, against Foundation's date arithmetic.
+    @Test func timestampsAreReadAsRFC3339() throws {
+        var timestampFile = Google_Protobuf_FileDescriptorProto()
+        timestampFile.name = "google/protobuf/timestamp.proto"
+        timestampFile.package = "google.protobuf"
+        timestampFile.syntax = "proto3"
+        var timestamp = Google_Protobuf_DescriptorProto()
+        timestamp.name = "Timestamp"
+        for (name, number, type) in [("seconds", Int32(1), Google_Protobuf_FieldDescriptorProto.TypeEnum.int64), ("nanos", 2, .int32)] {
+            var field = Google_Protobuf_FieldDescriptorProto()
+            field.name = name
+            field.number = number
+            field.type = type
+            timestamp.field.append(field)
+        }
+        timestampFile.messageType = [timestamp]
+        var file = Google_Protobuf_FileDescriptorProto()
+        file.name = "t.proto"
+        file.package = "t"
+        file.syntax = "proto3"
+        var message = Google_Protobuf_DescriptorProto()
+        message.name = "T"
+        var field = Google_Protobuf_FieldDescriptorProto()
+        field.name = "ts"
+        field.number = 1
+        field.type = .message
+        field.typeName = ".google.protobuf.Timestamp"
+        message.field = [field]
+        file.messageType = [message]
+        var set = Google_Protobuf_FileDescriptorSet()
+        set.file = [timestampFile, file]
+        let schema = try ProtobufSchema.compile(descriptorSet: try set.serializedBytes(), message: "t.T")
+        func encoded(_ text: String) -> [UInt8]? { try? schema.encode(try! JSONParser.parse(#"{"ts": "\#(text)"}"#)).get() }
+        func varint(_ value: Int64) -> [UInt8] {
+            var out: [UInt8] = []
+            var v = UInt64(bitPattern: value)
+            while v >= 0x80 { out.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+            out.append(UInt8(v))
+            return out
+        }
+        func expected(_ seconds: Int64, _ nanos: Int64) -> [UInt8] {
+            var body: [UInt8] = []
+            if seconds != 0 { body += [0x08] + varint(seconds) }
+            if nanos != 0 { body += [0x10] + varint(nanos) }
+            return [0x0A, UInt8(body.count)] + body
+        }
+        #expect(encoded("1970-01-01T00:00:00Z") == [0x0A, 0x00])
+        #expect(encoded("1969-12-31T23:59:59Z") == expected(-1, 0))
+        #expect(encoded("2000-02-29T12:00:00.000000001Z") == expected(951_825_600, 1))
+        #expect(encoded("2026-12-03T11:15:30.25+01:00") == expected(1_796_292_930, 250_000_000))
+        #expect(encoded("2026-12-03 10:15:30Z") == nil, "a space is not the T")
+        #expect(encoded("2026-13-03T10:15:30Z") == nil)
+    }
 }
