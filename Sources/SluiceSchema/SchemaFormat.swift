@@ -210,7 +210,7 @@ struct SchemaFormat: Sendable {
         while i < scalars.count {
             let scalar = scalars[i]
             if scalar == "%" {
-                guard i + 2 < scalars.count, Character(scalars[i + 1]).isHexDigit, Character(scalars[i + 2]).isHexDigit else { return false }
+                guard Self.isPercentEscape(scalars, at: i) else { return false }
                 i += 3
                 continue
             }
@@ -250,7 +250,6 @@ struct SchemaFormat: Sendable {
     /// RFC 6570: literals, and expressions of an optional operator and varspecs.
     static func uriTemplate(_ text: String) -> Bool {
         let scalars = Array(text.unicodeScalars)
-        func hex(_ at: Int) -> Bool { at < scalars.count && Character(scalars[at]).isHexDigit }
         var i = 0
         while i < scalars.count {
             let scalar = scalars[i]
@@ -275,7 +274,7 @@ struct SchemaFormat: Sendable {
                     while j < name.count {
                         let c = name[j]
                         if c == "%" {
-                            guard j + 2 < name.count, Character(name[j + 1]).isHexDigit, Character(name[j + 2]).isHexDigit else { return false }
+                            guard Self.isPercentEscape(name, at: j) else { return false }
                             j += 3
                             continue
                         }
@@ -291,7 +290,7 @@ struct SchemaFormat: Sendable {
                 continue
             }
             if scalar == "%" {
-                guard hex(i + 1), hex(i + 2) else { return false }
+                guard Self.isPercentEscape(scalars, at: i) else { return false }
                 i += 3
                 continue
             }
@@ -299,6 +298,12 @@ struct SchemaFormat: Sendable {
             i += 1
         }
         return true
+    }
+
+    /// Whether `scalars[position]` starts a `%XX` escape (two hex digits follow the `%`).
+    private static func isPercentEscape(_ scalars: [Unicode.Scalar], at position: Int) -> Bool {
+        position + 2 < scalars.count && scalars[position] == "%" && Character(scalars[position + 1]).isHexDigit
+            && Character(scalars[position + 2]).isHexDigit
     }
 
     static func pointerEscapes(_ text: String) -> Bool {
