@@ -6,9 +6,11 @@ or {"error": "..."} when a value does not decode.
 
 Usage: avro_decode.py --bootstrap HOST:PORT --topic T --schema F.avsc [--framed] [--count N]
 """
-import argparse, io, json, struct, subprocess, sys
+import argparse, io, json, sys
 
 import fastavro
+
+import kafka_raw
 
 
 def main():
@@ -20,23 +22,12 @@ def main():
     parser.add_argument("--count", type=int, default=100)
     args = parser.parse_args()
     schema = fastavro.parse_schema(json.load(open(args.schema)))
-    raw = subprocess.run(
-        ["kcat", "-C", "-b", args.bootstrap, "-t", args.topic, "-o", "beginning", "-e", "-q", "-c", str(args.count), "-f", "%R%s"],
-        check=True, capture_output=True, timeout=60).stdout
-    position = 0
-    while position + 4 <= len(raw):
-        (length,) = struct.unpack(">i", raw[position:position + 4])
-        position += 4
-        value = raw[position:position + length]
-        position += length
+    for value in kafka_raw.record_values(args.bootstrap, args.topic, args.count):
         record = {}
         try:
             stream = io.BytesIO(value)
             if args.framed:
-                magic, schema_id = struct.unpack(">bI", stream.read(5))
-                if magic != 0:
-                    raise ValueError(f"magic byte {magic}")
-                record["schema_id"] = schema_id
+                record["schema_id"] = kafka_raw.confluent_schema_id(stream)
             record["value"] = fastavro.schemaless_reader(stream, schema)
             if stream.read(1):
                 raise ValueError("bytes left after the record")

@@ -6,9 +6,11 @@ line per record: {"schema_id": N, "indexes": [...], "value": <MessageToDict>} or
 
 Usage: protobuf_decode.py --bootstrap HOST:PORT --topic T --descriptor-set F --message pkg.Msg [--framed] [--count N]
 """
-import argparse, io, json, struct, subprocess, sys
+import argparse, io, json, sys
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+import kafka_raw
 
 
 def varint(stream):
@@ -39,26 +41,14 @@ def main():
     for file in files.file:
         pool.Add(file)
     message_class = message_factory.GetMessageClass(pool.FindMessageTypeByName(args.message))
-    raw = subprocess.run(
-        ["kcat", "-C", "-b", args.bootstrap, "-t", args.topic, "-o", "beginning", "-e", "-q", "-c", str(args.count), "-f", "%R%s"],
-        check=True, capture_output=True, timeout=60).stdout
-    position = 0
-    while position + 4 <= len(raw):
-        (length,) = struct.unpack(">i", raw[position:position + 4])
-        position += 4
-        value = raw[position:position + length]
-        position += length
+    for value in kafka_raw.record_values(args.bootstrap, args.topic, args.count):
         record = {}
         try:
             stream = io.BytesIO(value)
             if args.framed:
-                magic, schema_id = struct.unpack(">bI", stream.read(5))
-                if magic != 0:
-                    raise ValueError(f"magic byte {magic}")
+                record["schema_id"] = kafka_raw.confluent_schema_id(stream)
                 first = varint(stream)
-                indexes = [0] if first == 0 else [zigzag(varint(stream)) for _ in range(zigzag(first))]
-                record["schema_id"] = schema_id
-                record["indexes"] = indexes
+                record["indexes"] = [0] if first == 0 else [zigzag(varint(stream)) for _ in range(zigzag(first))]
             message = message_class.FromString(stream.read())
             record["value"] = json_format.MessageToDict(message, preserving_proto_field_name=True)
         except Exception as error:  # a value that does not decode is reported, not fatal
