@@ -46,10 +46,12 @@ def descriptors():
 
 
 def flood(port, count):
+    # A generous connect timeout: on a busy machine the listener's accept loop can fall behind,
+    # the backlog fills, and the kernel drops SYNs until the client retransmits (1 s, then 3 s).
     held = []
     for _ in range(count):
         try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         except OSError:
             break
     return held
