@@ -285,43 +285,16 @@ public struct IngestService: RegistrableRPCService {
             return PendingDelivery(session: session)
         }
 
-        // Consecutive valid events go to the sink together; an invalid one fails alone. After a
-        // stop (saturated sink, bad key), the rest fail with its reason.
+        // The events go to the sink as one run, without a copy of any; the session refuses one
+        // past max_event_bytes alone in its place (failed, or dead-lettered). After a stop
+        // (saturated sink, bad key), the rest fail with its reason.
+        var bytes = 0  // the call's byte tally: values and keys
+        for event in request.events { bytes += event.value.readableBytes + (event.key?.readableBytes ?? 0) }
         var run: [Event] = []
-        func flush() async {
-            guard !run.isEmpty else { return }
-            let size = run.count
-            let before = session.reserved
-            if !session.isStopped { _ = await session.send(&run, lines: nil) }
-            run.removeAll(keepingCapacity: true)
-            session.fail(count: size - (session.reserved - before), with: session.stopFailure)
-        }
-        // What max_event_bytes limits, and the call's byte tally counts: value and key.
-        func payloadBytes(_ event: Event) -> Int { event.value.readableBytes + (event.key?.readableBytes ?? 0) }
-        var bytes = 0
-        var anyTooLarge = false
-        for event in request.events {
-            let size = payloadBytes(event)
-            bytes += size
-            if size > pipeline.config.maxEventBytes { anyTooLarge = true }
-        }
-        if !anyTooLarge {
-            // The usual case: every event goes, as one run, without a copy of any.
-            swap(&run, &request.events)
-        } else {
-            for event in request.events {
-                if payloadBytes(event) > pipeline.config.maxEventBytes {
-                    await flush()
-                    session.fail(
-                        count: 1,
-                        with: DeliveryFailure(.eventTooLarge, "event is larger than max_event_bytes (\(pipeline.config.maxEventBytes) bytes)"))
-                    continue
-                }
-                run.append(event)
-            }
-            request.events = []
-        }
-        await flush()
+        swap(&run, &request.events)
+        let before = session.reserved
+        _ = await session.send(&run, lines: nil)
+        session.fail(count: count - (session.reserved - before), with: session.stopFailure)
         CallTally.current?.add(events: session.sent, bytes: bytes, eventBytes: session.sentBytes)
         return PendingDelivery(session: session)
     }

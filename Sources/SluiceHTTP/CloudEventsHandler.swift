@@ -49,11 +49,13 @@ extension IngestHandler {
             return .error(error.code, message: error.message)
         }
 
-        // Events over max_event_bytes fail alone in a batch; a single event's problem is the answer.
+        // Events over max_event_bytes fail alone in a batch (the session's rule; with a
+        // dead_letter they are dead-lettered there); a single event's problem is the answer.
         let maxEventBytes = self.config.maxEventBytes
+        let refusesLargeEvents = self.pipeline.deadLetterSink == nil
         let items: [Result<Event, IngestError>] = decoded.map { result in
             result.flatMap { event in
-                event.size > maxEventBytes
+                refusesLargeEvents && event.size > maxEventBytes
                     ? .failure(IngestError(.eventTooLarge, "the event is \(event.size) bytes, more than max_event_bytes (\(maxEventBytes))"))
                     : .success(event)
             }

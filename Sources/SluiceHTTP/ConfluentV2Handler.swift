@@ -71,7 +71,7 @@ extension IngestHandler {
         let records: [ConfluentREST.V2Record]
         do {
             records = try ConfluentREST.decodeV2(
-                whole, format: format, partition: target.partition, maxEvents: self.config.maxEvents, maxEventBytes: self.config.maxEventBytes)
+                whole, format: format, partition: target.partition, maxEvents: self.config.maxEvents, maxEventBytes: self.pipeline.largestDecodedEvent)
         } catch {
             return .confluentError(error)
         }

@@ -69,7 +69,7 @@ extension IngestHandler {
         let entries: [ConfluentREST.V3BatchEntry]
         do {
             entries = try ConfluentREST.decodeV3Batch(
-                whole, maxEntries: min(self.config.maxEvents, Self.v3BatchMaximumEntries), maxEventBytes: self.config.maxEventBytes, now: WallClock.milliseconds())
+                whole, maxEntries: min(self.config.maxEvents, Self.v3BatchMaximumEntries), maxEventBytes: self.pipeline.largestDecodedEvent, now: WallClock.milliseconds())
         } catch {
             return .confluentError(status: error.status, errorCode: error.errorCode, message: error.message, contentType: "application/json")
         }
@@ -201,7 +201,9 @@ struct V3ReportStream: AsyncSequence, Sendable {
         }
         let config = self.handler.config
         // A record's JSON: its data (base64 at 4/3) and headers, with room for the envelope.
-        var splitter = ConcatenatedJSONSplitter(maxValueBytes: config.maxEventBytes * 2 + 64 * 1024)
+        // With a dead_letter a record past max_event_bytes is read whole, up to max_body_bytes.
+        let largest = self.handler.pipeline.largestDecodedEvent
+        var splitter = ConcatenatedJSONSplitter(maxValueBytes: largest == config.maxEventBytes ? largest * 2 + 64 * 1024 : largest)
         var seen = 0
         while !Task.isCancelled {
             var texts: [ByteBuffer] = []
@@ -284,7 +286,7 @@ extension IngestHandler {
     /// Decodes `texts`, one v3 record each (now the timestamp of those that name none).
     func decodeV3Records(_ texts: [ByteBuffer]) -> [Result<ConfluentREST.V3Record, ConfluentREST.RecordError>] {
         let now = WallClock.milliseconds()
-        return texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: self.config.maxEventBytes, now: now) }
+        return texts.map { ConfluentREST.decodeV3Record($0, maxEventBytes: self.pipeline.largestDecodedEvent, now: now) }
     }
 
     /// Hands `records` to the sink in order, each with the route's record headers, a bad record

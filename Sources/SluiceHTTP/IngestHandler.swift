@@ -66,20 +66,27 @@ public struct IngestHandler: Sendable {
         do {
             switch format {
             case .ndjson:
-                var decoder = NDJSONDecoder(maxLineBytes: self.config.maxEventBytes)
+                var decoder = NDJSONDecoder(maxLineBytes: self.pipeline.largestDecodedEvent)
                 var events: [Event] = []
-                while let chunk = try await body.next() {
-                    if body.bytesRead > self.config.maxBodyBytes { throw IngestError.bodyTooLarge(limit: self.config.maxBodyBytes) }
-                    try decoder.feed(chunk, into: &events)
-                    if !events.isEmpty {
-                        let sent = await session.send(&events, lines: decoder.eventLines)
-                        decoder.clearEventLines()
-                        guard sent else { break }
+                do {
+                    while let chunk = try await body.next() {
+                        if body.bytesRead > self.config.maxBodyBytes { throw IngestError.bodyTooLarge(limit: self.config.maxBodyBytes) }
+                        try decoder.feed(chunk, into: &events)
+                        if !events.isEmpty {
+                            let sent = await session.send(&events, lines: decoder.eventLines)
+                            decoder.clearEventLines()
+                            guard sent else { break }
+                        }
                     }
-                }
-                if body.isComplete {
-                    try decoder.finish(into: &events)
-                    _ = await session.send(&events, lines: decoder.eventLines)
+                    if body.isComplete {
+                        try decoder.finish(into: &events)
+                        _ = await session.send(&events, lines: decoder.eventLines)
+                    }
+                } catch let error as IngestError {
+                    // Every event before the line that stopped the body goes and is answered,
+                    // whichever read it came in.
+                    if !events.isEmpty { _ = await session.send(&events, lines: decoder.eventLines) }
+                    throw error
                 }
             case .json, .raw:
                 var whole = ByteBuffer()
@@ -89,9 +96,9 @@ public struct IngestHandler: Sendable {
                 }
                 var events: [Event]
                 if format == .json {
-                    events = try JSONBodyDecoder.decode(whole, maxEventBytes: self.config.maxEventBytes)
+                    events = try JSONBodyDecoder.decode(whole, maxEventBytes: self.pipeline.largestDecodedEvent)
                 } else {
-                    guard whole.readableBytes <= self.config.maxEventBytes else {
+                    guard whole.readableBytes <= self.pipeline.largestDecodedEvent else {
                         throw IngestError(
                             .eventTooLarge, "the body is one event and is larger than max_event_bytes (\(self.config.maxEventBytes) bytes)")
                     }

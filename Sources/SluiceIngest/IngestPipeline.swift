@@ -40,6 +40,14 @@ public struct IngestPipeline: Sendable {
         return nil
     }
 
+    /// The largest event the adapters decode and hand to the session. Without a `dead_letter`
+    /// they refuse an event past max_event_bytes as early as they can (an NDJSON line is not
+    /// buffered past it); with one, such an event reaches the session whole — bounded by
+    /// max_body_bytes, as any whole body is — and the session dead-letters it.
+    public var largestDecodedEvent: Int {
+        self.deadLetterSink == nil ? self.config.maxEventBytes : max(self.config.maxEventBytes, self.config.maxBodyBytes)
+    }
+
     /// The key of events that bring none and find none: the route's default key template (a
     /// Kinesis sink's `partition_key` with parameters), rendered.
     public func defaultKey(_ parameters: [String: String]) -> ByteBuffer? {
@@ -138,27 +146,42 @@ public struct IngestSession: Sendable {
 
     /// Sends `events` (and empties the array). Returns false when the request must stop.
     /// `lines`: each event's NDJSON line, when the body is NDJSON.
-    /// With a route schema, an event that breaks it fails alone (`schema_violation`) in its place.
+    /// An event past max_event_bytes, or (with a route schema) one that breaks the schema, is
+    /// refused alone in its place: failed, or dead-lettered when the route has a `dead_letter`.
     public mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
-        if let schema = self.pipeline.config.schema, !events.isEmpty, !self.isStopped {
-            var items: [Item]?
-            for index in events.indices {
-                let place = lines.map { "line \($0[index])" } ?? "event \(self.reserved + index)"
-                let original = events[index]
-                guard let failure = Self.check(&events[index], schema, place: place) else {
-                    items?.append(.send(events[index]))
-                    continue
-                }
-                if items == nil { items = events[..<index].map { .send($0) } }
-                items?.append(self.refusal(original, failure))
+        guard !events.isEmpty, !self.isStopped else { return await self.sendChecked(&events, lines: lines) }
+        var items: [Item]?
+        let first = self.reserved
+        for index in events.indices {
+            let place = { lines.map { "line \($0[index])" } ?? "event \(first + index)" }
+            let original = events[index]
+            guard let failure = self.refusalReason(&events[index], place: place) else {
+                items?.append(.send(events[index]))
+                continue
             }
-            if let items {
-                events.removeAll(keepingCapacity: true)
-                await self.sendInOrder(items)
-                return !self.isStopped
-            }
+            if items == nil { items = events[..<index].map { .send($0) } }
+            items?.append(self.refusal(original, failure))
+        }
+        if let items {
+            events.removeAll(keepingCapacity: true)
+            await self.sendInOrder(items)
+            return !self.isStopped
         }
         return await self.sendChecked(&events, lines: lines)
+    }
+
+    /// Why the gateway refuses `event` before sending it (nil: it goes): past max_event_bytes
+    /// (its value, key and headers together), or against the route's schema. `place` names the
+    /// event in the message. A schema that transcodes turns a fitting event's value into its
+    /// binary form.
+    private func refusalReason(_ event: inout Event, place: () -> String) -> DeliveryFailure? {
+        let maxEventBytes = self.pipeline.config.maxEventBytes
+        let size = event.size
+        if size > maxEventBytes {
+            return DeliveryFailure(.eventTooLarge, "\(place()) is \(size) bytes, more than max_event_bytes (\(maxEventBytes))")
+        }
+        guard let schema = self.pipeline.config.schema else { return nil }
+        return Self.check(&event, schema, place: place())
     }
 
     /// Why `event` breaks `schema` (nil: it does not); an Avro schema also turns a fitting
@@ -263,14 +286,14 @@ public struct IngestSession: Sendable {
     /// request stops (the sink stayed full past max_wait, a rule broken), the items not sent
     /// fail with why it stopped. Every item gets its result slot, in order.
     public mutating func send(inOrder items: [Result<Event, DeliveryFailure>]) async {
-        let schema = self.pipeline.config.schema
         var checked: [Item] = []
         checked.reserveCapacity(items.count)
+        let first = self.reserved
         for (index, item) in items.enumerated() {
             switch item {
             case .success(let event):
                 var checkedEvent = event
-                if let schema, let failure = Self.check(&checkedEvent, schema, place: "event \(self.reserved + index)") {
+                if let failure = self.refusalReason(&checkedEvent, place: { "event \(first + index)" }) {
                     checked.append(self.refusal(event, failure))
                 } else {
                     checked.append(.send(checkedEvent))

@@ -141,6 +141,43 @@ import Testing
         #expect(records.map(\.value) == ["small", "small too"])
     }
 
+    /// With a dead_letter, an event past max_event_bytes goes to the dead-letter topic whole;
+    /// gRPC, which has no word for it, reports it failed and says where it went.
+    @Test func anEventPastMaxEventBytesIsDeadLetteredWhenTheRouteHasADeadLetter() async throws {
+        let letters = uniqueTopic("grpc-letters")
+        let sluice = try await SluiceProcess(
+            config: Self.config + """
+
+                  - name: lettered
+                    match: { grpc_service: sluice.v1.Ingest, grpc_method: Publish, headers: { x-tenant: lettered } }
+                    ingest: { sink: events, topic: "{topic}", max_event_bytes: 1KiB, dead_letter: { sink: events, topic: \(letters) } }
+                """)
+        let topic = uniqueTopic("grpc-oversize")
+        let response = try await self.withIngestClient(sluice) { ingest in
+            try await ingest.publish(
+                .with {
+                    $0.topic = topic
+                    $0.events = [
+                        .with { $0.value = Data("small".utf8) },
+                        .with { $0.value = Data(repeating: 0x61, count: 2048) },
+                        .with { $0.value = Data("small too".utf8) },
+                    ]
+                }, metadata: ["x-tenant": "lettered"])
+        }
+        #expect(response.results.count == 3)
+        guard case .failed(let failure)? = response.results.count == 3 ? response.results[1].result : nil else {
+            Issue.record("the oversized event is reported failed: \(response.results)")
+            return
+        }
+        #expect(failure.code == "event_too_large")
+        #expect(failure.message.contains("dead-lettered to events/\(letters)"), "\(failure.message)")
+        #expect(try await consume(topic, expecting: 2).map(\.value) == ["small", "small too"])
+        let letter = try await consume(letters, expecting: 1)
+        #expect(letter.map(\.value) == [String(repeating: "a", count: 2048)])
+        #expect(letter.first?.headers.contains { $0.0 == "sluice-error-code" && $0.1 == "event_too_large" } == true)
+        #expect(letter.first?.headers.contains { $0.0 == "sluice-original-topic" && $0.1 == topic } == true)
+    }
+
     @Test func unaryCallsWhereEveryEventFailsGetACallStatus() async throws {
         let sluice = try await SluiceProcess(config: Self.config)
         func code(_ request: Sluice_V1_PublishRequest) async throws -> RPCError.Code? {

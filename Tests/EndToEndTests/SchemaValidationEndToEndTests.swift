@@ -252,4 +252,31 @@ import Testing
         #expect(letters.first?.offset == note?["offset"] as? Int)
         #expect(try await sluice.terminate() == 0)
     }
+
+    /// `dead_letter` and max_event_bytes: an NDJSON line past the limit is read whole and
+    /// dead-lettered, and the lines after it still go.
+    @Test func anEventPastMaxEventBytesIsDeadLetteredWholeAndTheBodyGoesOn() async throws {
+        try await requireBroker()
+        let topic = uniqueTopic("oversize")
+        let sluice = try await Self.start(
+            routes: """
+                  - name: small
+                    match: { path: /v1/small, methods: [POST] }
+                    ingest: { sink: events, topic: \(topic), max_event_bytes: 1KiB, dead_letter: { sink: events, topic: \(topic)-dlq } }
+                """)
+        let large = #"{"pad":""# + String(repeating: "x", count: 3000) + #""}"#
+        let body = [#"{"n":1}"#, large, #"{"n":3}"#].joined(separator: "\n") + "\n"
+        let response = try await curl(["-H", "content-type: application/x-ndjson", "\(sluice.baseURL)/v1/small"], body: Data(body.utf8))
+        #expect(response.status == 200, "\(response.body)")
+        let results = response.json["results"] as? [[String: Any]] ?? []
+        let note = results.count == 3 ? results[1]["dead_letter"] as? [String: Any] : nil
+        #expect((note?["error"] as? [String: Any])?["message"] as? String == "line 2 is 3010 bytes, more than max_event_bytes (1024)", "\(response.body)")
+        #expect(try await consume(topic, expecting: 2).map(\.value) == [#"{"n":1}"#, #"{"n":3}"#])
+        let letters = try await consume("\(topic)-dlq", expecting: 1)
+        #expect(letters.map(\.value) == [large])
+        #expect(letters.first?.headers.contains { $0.0 == "sluice-error-code" && $0.1 == "event_too_large" } == true)
+        let samples = MetricsTests.samples(try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body)
+        #expect(samples[#"sluice_events_dead_lettered_total{route="small",reason="event_too_large"}"#] == 1)
+        #expect(try await sluice.terminate() == 0)
+    }
 }
