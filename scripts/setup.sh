@@ -95,3 +95,13 @@ if ! "$sdk_venv/bin/python" -c 'import zerobus' 2>/dev/null; then
     python3 -m venv "$sdk_venv"
     "$sdk_venv/bin/pip" install -q --disable-pip-version-check databricks-zerobus-ingest-sdk==1.10.0
 fi
+
+# Confluent's own Schema Registry client and Avro deserializer read back what Sluice framed with
+# an id from a registry (scripts/testing/registry_decode.py). Its dependencies (Authlib, httpx)
+# would move packages other tools pin, so it lives in a venv of its own too.
+confluent_venv="$(cd "$(dirname "$0")/.." && pwd)/.testbed/confluent-kafka"
+if ! "$confluent_venv/bin/python" -c 'import confluent_kafka.schema_registry.avro' 2>/dev/null; then
+    echo "setup: installing confluent-kafka into $confluent_venv" >&2
+    python3 -m venv "$confluent_venv"
+    "$confluent_venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[schemaregistry,avro]==2.16.1"
+fi

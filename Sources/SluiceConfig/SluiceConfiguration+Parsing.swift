@@ -806,6 +806,10 @@ extension SluiceConfiguration {
             guard let value = r.integer(n, p, range: 0...Int(Int32.max)) else { return nil }
             schemaID = UInt32(value)
         }
+        if schemaID != nil, let (_, p) = fields["registry"] {
+            r.error(p, "set schema_id (a fixed id) or registry (the id looked up per subject), not both")
+            return nil
+        }
         if let (n, p) = fields["protobuf"] {
             guard let proto = r.mapping(n, p, allowed: ["descriptor_set", "message"]),
                 let file = r.required(proto["descriptor_set"], in: p, key: "descriptor_set", { r.readableFile($0, $1) }),
@@ -815,12 +819,18 @@ extension SluiceConfiguration {
                 r.error(p + ".descriptor_set", "cannot read \(file)")
                 return nil
             }
+            var schema: EventSchema
             do {
-                return EventSchema(file: file, protobuf: try ProtobufSchema.compile(descriptorSet: Array(bytes), message: message), schemaID: schemaID)
+                schema = EventSchema(file: file, protobuf: try ProtobufSchema.compile(descriptorSet: Array(bytes), message: message), schemaID: schemaID)
             } catch {
                 r.error(p, "\(file): \(error)")
                 return nil
             }
+            if let (n, p) = fields["registry"] {
+                guard let registry = readSchemaRegistry(n, p, r, schemaType: "PROTOBUF", schema: nil) else { return nil }
+                schema.registry = registry
+            }
+            return schema
         }
         guard let file = r.required(fields["avro_file"], in: path, key: "avro_file", { r.readableFile($0, $1) }) else { return nil }
         let filePath = path + ".avro_file"
@@ -830,7 +840,12 @@ extension SluiceConfiguration {
         }
         do {
             let document = try JSONParser.parse(text)
-            return EventSchema(file: file, avro: try AvroSchema.compile(document), schemaID: schemaID)
+            var schema = EventSchema(file: file, avro: try AvroSchema.compile(document), schemaID: schemaID)
+            if let (n, p) = fields["registry"] {
+                guard let registry = readSchemaRegistry(n, p, r, schemaType: "AVRO", schema: text) else { return nil }
+                schema.registry = registry
+            }
+            return schema
         } catch let error as JSONParseError {
             r.error(filePath, "\(file) is not JSON: \(error)")
         } catch {
@@ -839,10 +854,87 @@ extension SluiceConfiguration {
         return nil
     }
 
+    /// `registry: { url, subject, auto_register, timeout, retry_after, max_subjects, ca_file,
+    /// username, password, schema_file }`. `schema`: the text the registry holds (the Avro
+    /// file); a Protobuf route names its `.proto` source in `schema_file` (the registry keeps
+    /// Protobuf schemas as source text, not as the descriptor set Sluice encodes with).
+    private static func readSchemaRegistry(_ node: Node, _ path: String, _ r: ConfigReader, schemaType: String, schema: String?) -> SchemaRegistryConfig? {
+        let allowed = [
+            "url", "subject", "auto_register", "timeout", "retry_after", "max_subjects", "ca_file", "username", "password", "schema_file",
+        ]
+        guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
+        guard let url = r.required(fields["url"], in: path, key: "url", { r.httpURL($0, $1, example: "http://127.0.0.1:8081") }) else { return nil }
+        var ok = true
+        var text = schema
+        if let (n, p) = fields["schema_file"] {
+            if schema != nil {
+                r.error(p, "schema_file is for Protobuf (its .proto source); an Avro route's registry is sent the avro_file")
+                return nil
+            }
+            guard let file = r.readableFile(n, p) else { return nil }
+            guard let source = try? String(contentsOfFile: file, encoding: .utf8) else {
+                r.error(p, "\(file) is not UTF-8 text")
+                return nil
+            }
+            text = source
+        }
+        guard let text else {
+            r.error(path + ".schema_file", "required: the .proto source of the message, as the registry holds it")
+            return nil
+        }
+        let base = url.absoluteString.hasSuffix("/") ? String(url.absoluteString.dropLast()) : url.absoluteString
+        var config = SchemaRegistryConfig(url: base, schemaType: schemaType, schema: text)
+        if let (n, p) = fields["subject"], let subject = r.nonEmptyString(n, p) {
+            switch ParameterTemplate.parse(subject) {
+            case .success(let template):
+                if let unknown = template.parameters.first(where: { $0 != "topic" }) {
+                    r.error(p, "unknown parameter {\(unknown)}: a subject may use {topic}, the record's topic")
+                    ok = false
+                } else {
+                    config.subject = template
+                }
+            case .failure(let error):
+                r.error(p, error.message)
+                ok = false
+            }
+        }
+        if let (n, p) = fields["auto_register"] {
+            if let value = r.bool(n, p) { config.autoRegister = value } else { ok = false }
+        }
+        if let (n, p) = fields["timeout"] {
+            if let value = r.duration(n, p, min: .milliseconds(10)) { config.timeout = value } else { ok = false }
+        }
+        if let (n, p) = fields["retry_after"] {
+            if let value = r.duration(n, p, min: .milliseconds(100)) { config.retryAfter = value } else { ok = false }
+        }
+        if let (n, p) = fields["max_subjects"] {
+            if let value = r.integer(n, p, range: 1...1_000_000) { config.maxSubjects = value } else { ok = false }
+        }
+        if let (n, p) = fields["ca_file"] {
+            if let file = r.readableFile(n, p) { config.caFile = file } else { ok = false }
+        }
+        if let (n, p) = fields["username"] {
+            if let value = r.nonEmptyString(n, p) { config.username = value } else { ok = false }
+        }
+        if let (n, p) = fields["password"] {
+            if let password = r.secret(n, p, what: "schema registry password") { config.password = password } else { ok = false }
+        }
+        if (config.username == nil) != (config.password == nil) {
+            r.error(path, "set username and password together")
+            ok = false
+        }
+        let host = url.host ?? ""
+        if config.password != nil, url.scheme != "https", !["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) {
+            r.error(path + ".url", "a password is sent over https:// only (http:// only to a loopback address)")
+            ok = false
+        }
+        return ok ? config : nil
+    }
+
     /// `schema: { json_schema_file, draft: 2020-12 | draft-07, format_assertion, max_violations }`:
     /// the file is read and compiled now; `$ref`s to other files resolve next to it.
     private static func readEventSchema(_ node: Node, _ path: String, _ r: ConfigReader) -> EventSchema? {
-        let allowed = ["json_schema_file", "avro_file", "protobuf", "schema_id", "draft", "format_assertion", "max_violations"]
+        let allowed = ["json_schema_file", "avro_file", "protobuf", "schema_id", "registry", "draft", "format_assertion", "max_violations"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let kinds = ["json_schema_file", "avro_file", "protobuf"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
@@ -852,9 +944,11 @@ extension SluiceConfiguration {
         if fields["avro_file"] != nil || fields["protobuf"] != nil {
             return readTranscodingSchema(fields, path, r)
         }
-        if let (_, p) = fields["schema_id"] {
-            r.error(p, "schema_id frames Avro or Protobuf values (avro_file, protobuf) in Confluent's wire format")
-            return nil
+        for key in ["schema_id", "registry"] {
+            if let (_, p) = fields[key] {
+                r.error(p, "\(key) frames Avro or Protobuf values (avro_file, protobuf) in Confluent's wire format")
+                return nil
+            }
         }
         var ok = true
         var draft = JSONSchemaDraft.draft2020_12

@@ -417,16 +417,7 @@ extension SluiceConfiguration {
         guard let address = r.required(fields["address"], in: path, key: "address", { r.address($0, $1) }) else { return nil }
         var global = RedisConfig(host: address.host, port: address.port)
         if let (n, p) = fields["password"] {
-            if let secret = r.secretSource(n, p) {
-                do {
-                    global.password = try secret.read(what: "Redis password", environment: r.environment)
-                } catch {
-                    r.error(p, "\(error)")
-                    ok = false
-                }
-            } else {
-                ok = false
-            }
+            if let password = r.secret(n, p, what: "Redis password") { global.password = password } else { ok = false }
         }
         if let (n, p) = fields["timeout"], let v = r.duration(n, p, min: .milliseconds(1)) { global.timeout = v }
         if let (n, p) = fields["failure_mode"], let text = r.string(n, p) {

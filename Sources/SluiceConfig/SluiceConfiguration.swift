@@ -339,6 +339,8 @@ public struct EventSchema: Sendable {
     /// `schema_id`: Avro and Protobuf values are framed in Confluent's wire format (magic byte 0, the id as a
     /// 4-byte big-endian integer) for consumers that look the schema up in a Schema Registry.
     public var schemaID: UInt32?
+    /// `registry`: the id comes from a Schema Registry instead, looked up per subject.
+    public var registry: SchemaRegistryConfig?
     /// Violations named in one event's error, at most.
     public var maxViolations: Int
 
@@ -360,6 +362,54 @@ public struct EventSchema: Sendable {
         self.protobuf = protobuf
         self.schemaID = schemaID
         self.maxViolations = 1
+    }
+}
+
+/// `schema: { …, registry: {…} }`: the schema id that frames Avro and Protobuf values comes
+/// from a Confluent-compatible Schema Registry — the id under which the route's schema is
+/// registered for the record's subject — instead of a fixed `schema_id`.
+public struct SchemaRegistryConfig: Sendable, Equatable {
+    /// The registry's base URL (`http://registry:8081`, or with a path prefix), without a
+    /// trailing slash.
+    public var url: String
+    /// The subject, `{topic}` the record's topic (default `{topic}-value`: TopicNameStrategy).
+    public var subject: ParameterTemplate
+    /// `AVRO` or `PROTOBUF`: how the registry reads `schema`.
+    public var schemaType: String
+    /// The schema as the registry holds it: the Avro file's text, or the `.proto` source.
+    public var schema: String
+    /// Register the schema under a subject that does not have it (default false: look up only).
+    public var autoRegister: Bool
+    /// Each call to the registry, at most.
+    public var timeout: Duration
+    /// A failed lookup is answered from memory this long before the registry is asked again.
+    public var retryAfter: Duration
+    /// Subjects whose id is kept, at most; past it the oldest is forgotten (looked up again).
+    public var maxSubjects: Int
+    /// PEM trust roots for an https registry (default: the system's).
+    public var caFile: String?
+    /// HTTP basic auth, for a registry that asks for it.
+    public var username: String?
+    public var password: String?
+
+    public static let defaultSubject = try! ParameterTemplate.parse("{topic}-value").get()
+
+    public init(
+        url: String, subject: ParameterTemplate = Self.defaultSubject, schemaType: String, schema: String, autoRegister: Bool = false,
+        timeout: Duration = .seconds(5), retryAfter: Duration = .seconds(5), maxSubjects: Int = 1000, caFile: String? = nil,
+        username: String? = nil, password: String? = nil
+    ) {
+        self.url = url
+        self.subject = subject
+        self.schemaType = schemaType
+        self.schema = schema
+        self.autoRegister = autoRegister
+        self.timeout = timeout
+        self.retryAfter = retryAfter
+        self.maxSubjects = maxSubjects
+        self.caFile = caFile
+        self.username = username
+        self.password = password
     }
 }
 

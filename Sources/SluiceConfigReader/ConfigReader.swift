@@ -147,6 +147,18 @@ public final class ConfigReader {
         return file
     }
 
+    /// A secret, read now from where `secretSource` says; reported (by where it comes from, never
+    /// what it is) when it cannot be read.
+    public func secret(_ node: Node, _ path: String, what: String) -> String? {
+        guard let source = self.secretSource(node, path) else { return nil }
+        do {
+            return try source.read(what: what, environment: self.environment)
+        } catch {
+            self.error(path, "\(error)")
+            return nil
+        }
+    }
+
     /// Where a secret comes from: `{ env: VARIABLE }` or `{ file: PATH }`, never the secret itself.
     public func secretSource(_ node: Node, _ path: String) -> SecretSource? {
         if case .scalar = node {

@@ -90,6 +90,13 @@ extension ErrorCode {
     public static let invalidPartitionKey = ErrorCode("invalid_partition_key", http: 400, grpc: .invalidArgument)
     /// An event that breaks the route's schema (the message names the JSON pointers and keywords).
     public static let schemaViolation = ErrorCode("schema_violation", http: 422, grpc: .invalidArgument)
+    /// The route's Schema Registry could not say which id frames the events (unreachable, timed
+    /// out, refused Sluice's credentials, answered what it should not): nothing was sent.
+    public static let schemaRegistryUnavailable = ErrorCode("schema_registry_unavailable", http: 503, grpc: .unavailable, retryable: true)
+    /// The subject has no schema like the route's and the route does not register it
+    /// (`auto_register: false`), or the registry refused to register it: nothing was sent; an
+    /// operator's to fix, after which the same request succeeds.
+    public static let schemaNotRegistered = ErrorCode("schema_not_registered", http: 503, grpc: .failedPrecondition, retryable: true)
 
     // MARK: Idempotency-Key (routes with idempotency)
 
@@ -179,6 +186,8 @@ extension ErrorCode {
         .invalidRecord,
         .invalidPartitionKey,
         .schemaViolation,
+        .schemaRegistryUnavailable,
+        .schemaNotRegistered,
         .idempotencyKeyMissing,
         .invalidIdempotencyKey,
         .idempotencyNotSupported,

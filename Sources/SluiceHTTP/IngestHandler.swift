@@ -21,7 +21,13 @@ public struct IngestHandler: Sendable {
     public init(
         routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger, pathPrefix: String? = nil
     ) {
-        self.pipeline = IngestPipeline(routeName: routeName, config: config, sink: sink, deadLetterSink: deadLetterSink, logger: logger)
+        self.init(
+            pipeline: IngestPipeline(routeName: routeName, config: config, sink: sink, deadLetterSink: deadLetterSink, logger: logger),
+            pathPrefix: pathPrefix)
+    }
+
+    public init(pipeline: IngestPipeline, pathPrefix: String? = nil) {
+        self.pipeline = pipeline
         self.pathPrefix = pathPrefix
     }
 

@@ -16,9 +16,15 @@ public struct IngestPipeline: Sendable {
     public let sink: any Sink
     /// The sink of the route's `dead_letter`.
     public let deadLetterSink: (any Sink)?
+    /// With `schema: { registry }`: where the id that frames the events comes from.
+    public let schemaRegistry: SchemaRegistryClient?
     let logger: Logger
 
-    public init(routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger) {
+    /// `registryTransport`: how the schema registry is called (tests); by default over HTTP(S).
+    public init(
+        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger,
+        registryTransport: SchemaRegistryTransport? = nil
+    ) {
         self.routeName = routeName
         self.config = config
         self.sink = sink
@@ -26,6 +32,7 @@ public struct IngestPipeline: Sendable {
         var logger = logger
         logger[metadataKey: "route"] = "\(routeName)"
         self.logger = logger
+        self.schemaRegistry = config.schema?.registry.map { SchemaRegistryClient(config: $0, logger: logger, transport: registryTransport) }
     }
 
     /// Why `topic` (the route's template, rendered) cannot be written through this route: the
@@ -135,6 +142,8 @@ public struct IngestSession: Sendable {
     /// With `dead_letter` and results awaited: the events handed to the sink, by their first
     /// slot, kept until their fate is known so one the sink refuses for good can be dead-lettered.
     var sentRuns: [(first: Int, events: [Event])] = []
+    /// With `schema: { registry }`: the id that frames this request's events, once looked up.
+    var registeredSchemaID: UInt32?
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -150,6 +159,11 @@ public struct IngestSession: Sendable {
     /// refused alone in its place: failed, or dead-lettered when the route has a `dead_letter`.
     public mutating func send(_ events: inout [Event], lines: [Int]?) async -> Bool {
         guard !events.isEmpty, !self.isStopped else { return await self.sendChecked(&events, lines: lines) }
+        guard await self.lookUpSchemaID() else {
+            self.fail(count: events.count, with: self.stopFailure)
+            events.removeAll(keepingCapacity: true)
+            return false
+        }
         var items: [Item]?
         let first = self.reserved
         for index in events.indices {
@@ -170,6 +184,20 @@ public struct IngestSession: Sendable {
         return await self.sendChecked(&events, lines: lines)
     }
 
+    /// With `schema: { registry }`, looks up the id that frames the events (once per request);
+    /// false when it cannot be had — the request stops with why, and nothing is sent.
+    private mutating func lookUpSchemaID() async -> Bool {
+        guard let registry = self.pipeline.schemaRegistry, self.registeredSchemaID == nil else { return true }
+        switch await registry.schemaID(topic: self.topic) {
+        case .success(let id):
+            self.registeredSchemaID = id
+            return true
+        case .failure(let error):
+            self.failure = error
+            return false
+        }
+    }
+
     /// Why the gateway refuses `event` before sending it (nil: it goes): past max_event_bytes
     /// (its value, key and headers together), or against the route's schema. `place` names the
     /// event in the message. A schema that transcodes turns a fitting event's value into its
@@ -181,12 +209,12 @@ public struct IngestSession: Sendable {
             return DeliveryFailure(.eventTooLarge, "\(place()) is \(size) bytes, more than max_event_bytes (\(maxEventBytes))")
         }
         guard let schema = self.pipeline.config.schema else { return nil }
-        return Self.check(&event, schema, place: place())
+        return Self.check(&event, schema, schemaID: self.registeredSchemaID ?? schema.schemaID, place: place())
     }
 
     /// Why `event` breaks `schema` (nil: it does not); an Avro schema also turns a fitting
     /// event's value into its Avro form. A tombstone (no value) is not checked.
-    static func check(_ event: inout Event, _ schema: EventSchema, place: String) -> DeliveryFailure? {
+    static func check(_ event: inout Event, _ schema: EventSchema, schemaID: UInt32?, place: String) -> DeliveryFailure? {
         guard !event.valueIsNull else { return nil }
         let parsed: Result<JSONValue, JSONParseError> = event.value.withUnsafeReadableBytes { bytes in
             do throws(JSONParseError) {
@@ -206,7 +234,7 @@ public struct IngestSession: Sendable {
                     // Confluent's wire format: magic byte 0, the schema id, and for Protobuf the
                     // message's indexes in its file.
                     var framed: [UInt8] = []
-                    if let id = schema.schemaID {
+                    if let id = schemaID {
                         framed.reserveCapacity(bytes.count + 6)
                         framed.append(0)
                         withUnsafeBytes(of: id.bigEndian) { framed.append(contentsOf: $0) }
@@ -286,6 +314,9 @@ public struct IngestSession: Sendable {
     /// request stops (the sink stayed full past max_wait, a rule broken), the items not sent
     /// fail with why it stopped. Every item gets its result slot, in order.
     public mutating func send(inOrder items: [Result<Event, DeliveryFailure>]) async {
+        if !self.isStopped, items.contains(where: { (try? $0.get()) != nil }), !(await self.lookUpSchemaID()) {
+            return self.fail(count: items.count, with: self.stopFailure)
+        }
         var checked: [Item] = []
         checked.reserveCapacity(items.count)
         let first = self.reserved

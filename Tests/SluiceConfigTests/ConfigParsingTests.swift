@@ -320,6 +320,44 @@ import Testing
             == ["routes[0].ingest.schema.draft: draft is for json_schema_file; this schema is avro_file"])
     }
 
+    @Test func aRegistryGivesTheIdInsteadOfAFixedOne() throws {
+        let avsc = try Self.write("registered.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
+        let secret = try Self.write("registry-password", "s3cret\n")
+        let config = try IngestAPIParsingTests.parse(
+            route: Self.route(
+                "{ avro_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:8081/\", subject: \"shop.{topic}\", auto_register: true, timeout: 2s, retry_after: 1s, max_subjects: 10, username: sluice, password: { file: \"\(secret)\" } } }"
+            )
+        ).get()
+        guard case .ingest(let ingest) = config.routes[0].action, let registry = ingest.schema?.registry else {
+            Issue.record("a registry")
+            return
+        }
+        #expect(registry.url == "http://127.0.0.1:8081")
+        #expect(registry.subject.render(["topic": "orders"]) == "shop.orders")
+        #expect(registry.schemaType == "AVRO" && registry.schema.contains(#""name": "Order""#))
+        #expect(registry.autoRegister && registry.timeout == .seconds(2) && registry.retryAfter == .seconds(1) && registry.maxSubjects == 10)
+        #expect(registry.username == "sluice" && registry.password == "s3cret")
+        let defaults = try IngestAPIParsingTests.parse(route: Self.route("{ avro_file: \"\(avsc)\", registry: { url: \"https://registry.example\" } }")).get()
+        if case .ingest(let ingest) = defaults.routes[0].action, let registry = ingest.schema?.registry {
+            #expect(registry.subject.render(["topic": "orders"]) == "orders-value" && !registry.autoRegister && registry.retryAfter == .seconds(5))
+        } else {
+            Issue.record("a registry with defaults")
+        }
+
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", schema_id: 3, registry: { url: \"http://127.0.0.1:1\" } }"))
+            == ["routes[0].ingest.schema.registry: set schema_id (a fixed id) or registry (the id looked up per subject), not both"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:1\" } }"))
+            == ["routes[0].ingest.schema.registry: registry frames Avro or Protobuf values (avro_file, protobuf) in Confluent's wire format"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:1\", subject: \"{route}-value\" } }"))
+            == ["routes[0].ingest.schema.registry.subject: unknown parameter {route}: a subject may use {topic}, the record's topic"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:1\", schema_file: \"\(avsc)\" } }"))
+            == ["routes[0].ingest.schema.registry.schema_file: schema_file is for Protobuf (its .proto source); an Avro route's registry is sent the avro_file"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", registry: { url: \"http://registry.example\", username: u, password: { file: \"\(secret)\" } } }"))
+            == ["routes[0].ingest.schema.registry.url: a password is sent over https:// only (http:// only to a loopback address)"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:1\", password: { file: \"\(secret)\" } } }"))
+            == ["routes[0].ingest.schema.registry: set username and password together"])
+    }
+
     @Test func aSchemaThatCannotBeUsedIsAConfigError() throws {
         let broken = try Self.write("broken.json", #"{"type": "number""#)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(broken)\" }")).first?.hasPrefix(

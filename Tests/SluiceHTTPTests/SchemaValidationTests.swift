@@ -1,9 +1,11 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
 import SluiceCore
 @testable import SluiceHTTP
+import SluiceIngest
 import SluiceSchema
 import Testing
 
@@ -129,5 +131,41 @@ import Testing
         let (status, _, _) = await IngestHandlerTests.post(Self.handler(sink), chunks: [#"{"id":"a","amount":1}"# + "\n"])
         #expect(status == .ok)
         #expect(sink.received.count == 1)
+    }
+
+    /// `schema: { avro_file, registry }`: the id that frames the values comes from the
+    /// registry (looked up once for the request's subject); without one, nothing is sent and
+    /// the answer says to retry.
+    @Test func avroValuesAreFramedWithTheIdTheRegistryGivesAndNothingGoesWithoutOne() async throws {
+        let avro = try AvroSchema.compile(try JSONParser.parse(#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#))
+        let answers = NIOLockedValueBox<[(Int, String)]>([(200, #"{"id":258}"#), (404, #"{"error_code":40403,"message":"Schema not found"}"#)])
+        let calls = NIOLockedValueBox<[String]>([])
+        func handler(_ sink: ScriptedSink, topic: String = "orders") -> IngestHandler {
+            let config = IngestHandlerTests.config {
+                var schema = EventSchema(file: "order.avsc", avro: avro)
+                schema.registry = SchemaRegistryConfig(url: "http://registry", schemaType: "AVRO", schema: "{}")
+                $0.schema = schema
+            }
+            let pipeline = IngestPipeline(
+                routeName: "r", config: config, sink: sink, logger: Logger(label: "t"),
+                registryTransport: { url, _ in
+                    calls.withLockedValue { $0.append(url) }
+                    let (status, body) = answers.withLockedValue { $0.removeFirst() }
+                    return (status, Array(body.utf8))
+                })
+            return IngestHandler(pipeline: pipeline)
+        }
+        let sink = ScriptedSink()
+        let (status, text, _) = await IngestHandlerTests.post(handler(sink), chunks: [#"{"id":"a"}"# + "\n" + #"{"id":"b"}"# + "\n"])
+        #expect(status == .ok, "\(text)")
+        #expect(sink.received.map { Array($0.event.value.readableBytesView) } == [[0, 0, 0, 1, 2, 2, 0x61], [0, 0, 0, 1, 2, 2, 0x62]])
+        #expect(calls.withLockedValue { $0 } == ["http://registry/subjects/orders-value"], "one lookup for the request")
+
+        let none = ScriptedSink()
+        let (refused, body, headers) = await IngestHandlerTests.post(handler(none), chunks: [#"{"id":"a"}"# + "\n"])
+        #expect(refused == .serviceUnavailable, "\(body)")
+        #expect(body.contains(#""code":"schema_not_registered""#), "\(body)")
+        #expect(headers.first(name: "retry-after") != nil)
+        #expect(none.received.isEmpty)
     }
 }
