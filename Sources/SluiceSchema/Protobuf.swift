@@ -38,6 +38,8 @@ public final class ProtobufSchema: Sendable {
     let messages: [Message]
     let enums: [EnumType]
     let root: Int
+    /// Full name -> position in `messages`: the type an `Any` names.
+    let messageIndex: [String: Int]
     /// Where the message sits in its file (top-level index, then nested ones): Confluent's
     /// wire format names the message by these.
     public let messageIndexes: [Int]
@@ -47,6 +49,7 @@ public final class ProtobufSchema: Sendable {
         self.enums = enums
         self.root = root
         self.messageIndexes = messageIndexes
+        self.messageIndex = Dictionary(messages.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Compiles message `name` (`package.Message`) of a serialized `FileDescriptorSet`.
@@ -167,8 +170,11 @@ public final class ProtobufSchema: Sendable {
         guard case .object(let object) = value else { throw self.fail(path, "expected an object for \(message.name), got \(value.typeName)") }
         for (name, member) in object.members {
             guard let position = message.byName[name] else { throw self.fail(path + [name], "\(message.name) has no field \"\(name)\"") }
-            if case .null = member { continue }
             let field = message.fields[position]
+            // null is the field's default (not written), except a google.protobuf.Value's null.
+            if case .null = member {
+                guard case .message(let type) = field.kind, !field.repeated, self.messages[type].name == "google.protobuf.Value" else { continue }
+            }
             path.append(name)
             defer { path.removeLast() }
             if field.repeated {
@@ -217,12 +223,42 @@ public final class ProtobufSchema: Sendable {
     }
 
     /// The well-known types' own JSON forms (proto3 JSON mapping): a `Timestamp` as an RFC 3339
-    /// string, a `Duration` as `"1.5s"`, a wrapper as its bare value. nil: not one of them (or
-    /// given as an object, which the general path takes).
+    /// string, a `Duration` as `"1.5s"`, a wrapper as its bare value, a `FieldMask` as
+    /// `"a.b,fooBar"`; `Struct`, `Value` and `ListValue` as any JSON object, value and array; an
+    /// `Any` as the named message's JSON with `"@type"`. nil: not one of them (or, for the types
+    /// whose form is not an object, given as an object, which the general path takes).
     private func wellKnown(_ value: JSONValue, _ message: Message, _ path: [String]) throws(SchemaViolation) -> [UInt8]? {
-        if case .object = value { return nil }
         var out: [UInt8] = []
         switch message.name {
+        case "google.protobuf.Struct":
+            guard case .object(let object) = value else { throw self.fail(path, "expected an object (a google.protobuf.Struct)") }
+            try Self.structFields(object, into: &out, path: path)
+            return out
+        case "google.protobuf.Value":
+            try Self.value(value, into: &out, path: path)
+            return out
+        case "google.protobuf.ListValue":
+            guard case .array(let items) = value else { throw self.fail(path, "expected an array (a google.protobuf.ListValue)") }
+            try Self.listValues(items, into: &out, path: path)
+            return out
+        case "google.protobuf.Any":
+            guard case .object(let object) = value else { throw self.fail(path, "expected an object with \"@type\" (a google.protobuf.Any)") }
+            return try self.any(object, path: path)
+        default:
+            break
+        }
+        if case .object = value { return nil }
+        switch message.name {
+        case "google.protobuf.FieldMask":
+            guard case .string(let text) = value else { throw self.fail(path, "expected a field mask like \"user.displayName,photo\"") }
+            for mask in text.split(separator: ",", omittingEmptySubsequences: true) {
+                guard let snake = Self.snakeCasePath(mask) else {
+                    throw self.fail(path, "\"\(mask)\" is not a field path in lowerCamelCase (like user.displayName)")
+                }
+                Self.tag(1, 2, into: &out)
+                Self.varint(UInt64(snake.utf8.count), into: &out)
+                out.append(contentsOf: snake.utf8)
+            }
         case "google.protobuf.Timestamp":
             guard case .string(let text) = value, let (seconds, nanos) = Self.timestamp(text) else {
                 throw self.fail(path, "expected an RFC 3339 timestamp like 2026-12-03T10:15:30.5Z")
@@ -243,6 +279,108 @@ public final class ProtobufSchema: Sendable {
             return nil
         }
         return out
+    }
+
+    /// `Struct.fields` (1, map<string, Value>): one entry per member.
+    private static func structFields(_ object: JSONObject, into out: inout [UInt8], path: [String]) throws(SchemaViolation) {
+        for (key, member) in object.members {
+            var entry: [UInt8] = []
+            Self.lengthDelimited(1, Array(key.utf8), into: &entry)
+            var item: [UInt8] = []
+            try Self.value(member, into: &item, path: path + [key])
+            Self.lengthDelimited(2, item, into: &entry)
+            Self.lengthDelimited(1, entry, into: &out)
+        }
+    }
+
+    /// `ListValue.values` (1, repeated Value).
+    private static func listValues(_ items: [JSONValue], into out: inout [UInt8], path: [String]) throws(SchemaViolation) {
+        for (position, element) in items.enumerated() {
+            var item: [UInt8] = []
+            try Self.value(element, into: &item, path: path + [String(position)])
+            Self.lengthDelimited(1, item, into: &out)
+        }
+    }
+
+    /// A `Value`: its oneof `kind` — null_value (1), number_value (2), string_value (3),
+    /// bool_value (4), struct_value (5), list_value (6).
+    private static func value(_ value: JSONValue, into out: inout [UInt8], path: [String]) throws(SchemaViolation) {
+        switch value {
+        case .null:
+            Self.tag(1, 0, into: &out)
+            out.append(0)
+        case .number(let number):
+            guard number.isFinite else {
+                throw SchemaViolation(instancePath: JSONPointer.encode(path), keyword: "protobuf", message: "a Value's number must be finite")
+            }
+            Self.tag(2, 1, into: &out)
+            withUnsafeBytes(of: number.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+        case .string(let text):
+            Self.lengthDelimited(3, Array(text.utf8), into: &out)
+        case .bool(let flag):
+            Self.tag(4, 0, into: &out)
+            out.append(flag ? 1 : 0)
+        case .object(let object):
+            var body: [UInt8] = []
+            try Self.structFields(object, into: &body, path: path)
+            Self.lengthDelimited(5, body, into: &out)
+        case .array(let items):
+            var body: [UInt8] = []
+            try Self.listValues(items, into: &body, path: path)
+            Self.lengthDelimited(6, body, into: &out)
+        }
+    }
+
+    /// An `Any`: `type_url` (1) and the named message's encoding (2). The type must be in the
+    /// descriptor set; a well-known type with a JSON form of its own carries it in `"value"`.
+    private func any(_ object: JSONObject, path: [String]) throws(SchemaViolation) -> [UInt8] {
+        guard case .string(let typeURL)? = object["@type"], let slash = typeURL.lastIndex(of: "/") else {
+            throw self.fail(path + ["@type"], "an Any needs \"@type\": \"type.googleapis.com/package.Message\"")
+        }
+        let name = String(typeURL[typeURL.index(after: slash)...])
+        guard let index = self.messageIndex[name] else {
+            throw self.fail(path + ["@type"], "\(name) is not in the descriptor set (protoc --include_imports with its .proto)")
+        }
+        let fields = JSONObject(object.members.filter { $0.key != "@type" }.map { ($0.key, $0.value) })
+        var content: JSONValue = .object(fields)
+        if self.messages[index].name.hasPrefix("google.protobuf."), self.messages[index].name != "google.protobuf.Empty" {
+            guard case .object(let wrapped) = content, wrapped.members.count == 1, let inner = wrapped["value"] else {
+                throw self.fail(path, "an Any of \(name) carries its JSON form in \"value\"")
+            }
+            content = inner
+        }
+        var body: [UInt8] = []
+        var innerPath = path
+        try self.write(content, message: index, into: &body, path: &innerPath)
+        var out: [UInt8] = []
+        Self.lengthDelimited(1, Array(typeURL.utf8), into: &out)
+        Self.lengthDelimited(2, body, into: &out)
+        return out
+    }
+
+    /// `user.displayName` -> `user.display_name`; nil for a segment that is not lowerCamelCase
+    /// (an underscore, a leading capital), which the JSON form cannot carry.
+    static func snakeCasePath(_ path: Substring) -> String? {
+        var out = ""
+        for segment in path.split(separator: ".", omittingEmptySubsequences: false) {
+            guard let first = segment.first, first.isLetter, first.isLowercase, !segment.contains("_") else { return nil }
+            if !out.isEmpty { out.append(".") }
+            for character in segment {
+                if character.isUppercase {
+                    out.append("_")
+                    out.append(contentsOf: character.lowercased())
+                } else {
+                    out.append(character)
+                }
+            }
+        }
+        return out
+    }
+
+    private static func lengthDelimited(_ number: Int, _ bytes: [UInt8], into out: inout [UInt8]) {
+        Self.tag(number, 2, into: &out)
+        Self.varint(UInt64(bytes.count), into: &out)
+        out.append(contentsOf: bytes)
     }
 
     private static func secondsAndNanos(_ seconds: Int64, _ nanos: Int32, into out: inout [UInt8]) {

@@ -154,6 +154,7 @@ import Testing
             import "google/protobuf/timestamp.proto";
             import "google/protobuf/duration.proto";
             import "google/protobuf/wrappers.proto";
+            import "google/protobuf/struct.proto";
             message Envelope {
               message Order {
                 enum Status { NEW = 0; PAID = 1; }
@@ -168,6 +169,7 @@ import Testing
                 google.protobuf.Timestamp created_at = 9;
                 google.protobuf.Duration ttl = 10;
                 google.protobuf.StringValue channel = 11;
+                google.protobuf.Struct attributes = 12;
               }
               message Line { uint32 qty = 1; sint64 delta = 2; }
             }
@@ -186,7 +188,7 @@ import Testing
                       schema: { protobuf: { descriptor_set: "\(descriptors)", message: shop.v1.Envelope.Order }, schema_id: 7 }
                 """)
         let body = [
-            #"{"id": "9007199254740993", "sku": "a-1", "status": "PAID", "quantities": [1, 2, 300], "labels": {"gift": "yes"}, "token": "AQID", "amount": 9.5, "firstLine": {"qty": 2, "delta": -5}, "createdAt": "2026-12-03T11:15:30.25+01:00", "ttl": "-1.5s", "channel": "web"}"#,
+            #"{"id": "9007199254740993", "sku": "a-1", "status": "PAID", "quantities": [1, 2, 300], "labels": {"gift": "yes"}, "token": "AQID", "amount": 9.5, "firstLine": {"qty": 2, "delta": -5}, "createdAt": "2026-12-03T11:15:30.25+01:00", "ttl": "-1.5s", "channel": "web", "attributes": {"a": 1, "tags": ["x", null]}}"#,
             #"{"id": 2, "sku": "b"}"#,
             #"{"id": 3, "colour": "red"}"#,
         ].joined(separator: "\n")
@@ -213,6 +215,8 @@ import Testing
         #expect((values[0]["first_line"] as? [String: Any])?["delta"] as? String == "-5")
         #expect(values[0]["created_at"] as? String == "2026-12-03T10:15:30.250Z", "a Timestamp in its RFC 3339 form, offset applied")
         #expect(values[0]["ttl"] as? String == "-1.500s" && values[0]["channel"] as? String == "web", "Duration and wrappers in their JSON forms")
+        let attributes = values[0]["attributes"] as? [String: Any]
+        #expect(attributes?["a"] as? Double == 1 && (attributes?["tags"] as? [Any])?.count == 2, "a Struct as a JSON object: \(values[0])")
         #expect(values[1]["id"] as? String == "2" && values[1]["sku"] as? String == "b")
         #expect(try await sluice.terminate() == 0)
         }

@@ -129,4 +129,50 @@ import Testing
         #expect(encoded("2026-12-03 10:15:30Z") == nil, "a space is not the T")
         #expect(encoded("2026-13-03T10:15:30Z") == nil)
     }
+
+    /// `Struct`, `Value`, `ListValue`, `FieldMask` and `Any` in their proto3 JSON forms, against
+    /// SwiftProtobuf's own JSON reading of the same text: the same message, byte for byte decoded.
+    @Test func structValueListFieldMaskAndAnyTakeTheirJSONForms() throws {
+        var set = Google_Protobuf_FileDescriptorSet()
+        for (fileName, names) in [
+            ("google/protobuf/struct.proto", ["Struct", "Value", "ListValue"]), ("google/protobuf/field_mask.proto", ["FieldMask"]),
+            ("google/protobuf/any.proto", ["Any"]), ("google/protobuf/duration.proto", ["Duration"]),
+        ] {
+            var file = Google_Protobuf_FileDescriptorProto()
+            file.name = fileName
+            file.package = "google.protobuf"
+            file.syntax = "proto3"
+            file.messageType = names.map { name in
+                var message = Google_Protobuf_DescriptorProto()
+                message.name = name
+                return message
+            }
+            set.file.append(file)
+        }
+        let descriptors = try set.serializedBytes() as [UInt8]
+        func encoded(_ type: String, _ json: String) throws -> [UInt8] {
+            try ProtobufSchema.compile(descriptorSet: descriptors, message: "google.protobuf.\(type)").encode(try JSONParser.parse(json)).get()
+        }
+
+        let structJSON = #"{"name": "a", "count": 2.5, "ok": true, "none": null, "tags": ["x", 1, {"deep": []}], "nested": {"k": "v"}}"#
+        #expect(try Google_Protobuf_Struct(serializedBytes: try encoded("Struct", structJSON)) == Google_Protobuf_Struct(jsonString: structJSON))
+        for value in [#"null"#, #"-0.5"#, #""text""#, #"false"#, #"{"a": [1, null]}"#, #"[]"#] {
+            #expect(try Google_Protobuf_Value(serializedBytes: try encoded("Value", value)) == Google_Protobuf_Value(jsonString: value), "\(value)")
+        }
+        let list = #"[1, "two", [3], {"four": 4}]"#
+        #expect(try Google_Protobuf_ListValue(serializedBytes: try encoded("ListValue", list)) == Google_Protobuf_ListValue(jsonString: list))
+        let mask = #""user.displayName,photo,a.bC""#
+        let decodedMask = try Google_Protobuf_FieldMask(serializedBytes: try encoded("FieldMask", mask))
+        #expect(decodedMask.paths == ["user.display_name", "photo", "a.b_c"])
+        #expect(decodedMask == (try Google_Protobuf_FieldMask(jsonString: mask)))
+        #expect(throws: SchemaViolation.self) { try encoded("FieldMask", #""user_name""#) }
+
+        let any = #"{"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1.5s"}"#
+        let decodedAny = try Google_Protobuf_Any(serializedBytes: try encoded("Any", any))
+        #expect(decodedAny.typeURL == "type.googleapis.com/google.protobuf.Duration")
+        #expect(try Google_Protobuf_Duration(unpackingAny: decodedAny) == Google_Protobuf_Duration(seconds: 1, nanos: 500_000_000))
+        #expect(throws: SchemaViolation.self) { try encoded("Any", #"{"@type": "type.googleapis.com/t.Missing"}"#) }
+        #expect(throws: SchemaViolation.self) { try encoded("Any", #"{"value": "1s"}"#) }
+        #expect(throws: SchemaViolation.self) { try encoded("Struct", #"[1]"#) }
+    }
 }
