@@ -212,6 +212,7 @@ let package = Package(
                 "SluiceCore",
                 "SluiceConfig",
                 "SluiceSchema",
+                "SluiceSpool",
                 "SluiceTracing",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -219,6 +220,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The write-ahead spool of `ack: spooled`: checksummed segment files, group commit,
+        // recovery that cuts a torn tail.
+        .target(
+            name: "SluiceSpool",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -258,6 +272,7 @@ let package = Package(
                 "SluiceConfig",
                 "SluiceTracing",
                 "SluiceIngest",
+                "SluiceSpool",
                 "SluiceTLS",
                 "SluiceConnections",
                 "SluicePolicy",
@@ -346,6 +361,8 @@ let package = Package(
                 "SluiceAdmin",
                 "SluicePolicy",
                 "SluiceObservability",
+                "SluiceIngest",
+                "SluiceSpool",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -400,6 +417,10 @@ let package = Package(
             dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "SluicePolicy", "SluiceSchema", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
         ),
         .testTarget(
+            name: "SluiceSpoolTests",
+            dependencies: ["SluiceSpool", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "SluiceSchemaTests",
             dependencies: ["SluiceSchema", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
@@ -450,7 +471,7 @@ let package = Package(
         .testTarget(
             name: "SluiceHTTPTests",
             dependencies: [
-                "SluiceHTTP", "SluiceCore", "SluiceConfig", "SluicePolicy", "SluiceSchema",
+                "SluiceHTTP", "SluiceCore", "SluiceConfig", "SluicePolicy", "SluiceSchema", "SluiceIngest", "SluiceSpool",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -267,6 +267,16 @@ extension SluiceConfiguration {
                 r.error("grpc.address", "\(grpc.address) is already used by admin.address")
             }
         }
+        var spoolDirectories: [String: String] = [:]
+        for (index, route) in zip(routeIndices, routes) {
+            // (A gRPC route is refused anything but ack: sink where its ack is read.)
+            guard case .ingest(let ingest) = route.action, let spool = ingest.spool else { continue }
+            let directory = URL(fileURLWithPath: spool.directory).standardizedFileURL.path
+            if let other = spoolDirectories[directory] {
+                r.error("routes[\(index)].ingest.spool.directory", "\(spool.directory) is route \(other)'s spool; each spooled route has a directory of its own")
+            }
+            spoolDirectories[directory] = route.name
+        }
         if grpc == nil, top["grpc"] == nil, let index = routes.firstIndex(where: { $0.match.grpc != nil }) {
             r.error("routes[\(routeIndices[index])].match.grpc_service", "a gRPC route needs a gRPC listener: add grpc: { address: host:port }")
         }
@@ -625,7 +635,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter",
+            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter", "spool",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -709,10 +719,10 @@ extension SluiceConfiguration {
         var ack = AckMode.sink
         if let (n, p) = fields["ack"], let text = r.string(n, p) {
             if let mode = AckMode(rawValue: text) { ack = mode } else {
-                r.error(p, "expected sink or accepted, got \"\(text)\"")
+                r.error(p, "expected sink, accepted or spooled, got \"\(text)\"")
                 ok = false
             }
-            if ack == .accepted, api.topicFromPath {
+            if ack.answersBeforeTheSink, api.topicFromPath {
                 r.error(p, "api \(api.rawValue) answers each record's partition and offset; it needs ack: sink")
                 ok = false
             }
@@ -790,7 +800,45 @@ extension SluiceConfiguration {
                 ok = false
             }
         }
+        if let (n, p) = fields["spool"] {
+            if config.ack != .spooled {
+                r.error(p, "a spool is for ack: spooled")
+                ok = false
+            } else if let spool = readSpool(n, p, r, maxBodyBytes: config.maxBodyBytes) {
+                config.spool = spool
+            } else {
+                ok = false
+            }
+        } else if config.ack == .spooled {
+            r.error(path + ".spool", "required with ack: spooled: { directory: PATH } (max_bytes and segment_bytes optional)")
+            ok = false
+        }
         guard ok, sink != nil, topic != nil else { return nil }
+        return config
+    }
+
+    /// `spool: { directory, max_bytes, segment_bytes }`. max_bytes must leave room for two
+    /// segments and a whole request beside them, or a request could wait for room forever.
+    private static func readSpool(_ node: Node, _ path: String, _ r: ConfigReader, maxBodyBytes: Int) -> SpoolConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["directory", "max_bytes", "segment_bytes"]),
+            let directory = r.required(fields["directory"], in: path, key: "directory", { r.nonEmptyString($0, $1) })
+        else { return nil }
+        var config = SpoolConfig(directory: directory)
+        var ok = true
+        if let (n, p) = fields["max_bytes"] {
+            if let value = r.size(n, p, min: 1 << 20) { config.maxBytes = value } else { ok = false }
+        }
+        if let (n, p) = fields["segment_bytes"] {
+            if let value = r.size(n, p, min: 64 << 10) { config.segmentBytes = value } else { ok = false }
+        }
+        guard ok else { return nil }
+        let needed = 2 * config.segmentBytes + 2 * maxBodyBytes
+        if config.maxBytes < needed {
+            r.error(
+                path + ".max_bytes",
+                "must be at least two segments and two bodies (2 x segment_bytes + 2 x max_body_bytes = \(ByteSize.format(needed))), so a request always fits once what is forwarded is released")
+            return nil
+        }
         return config
     }
 

@@ -283,6 +283,8 @@ public struct IngestConfig: Sendable {
     /// `dead_letter`: where an event goes instead of failing when the route's schema refuses it
     /// or the sink refuses it for good (a failure that is not retryable).
     public var deadLetter: DeadLetterConfig?
+    /// `spool` (with `ack: spooled`): the route's write-ahead spool.
+    public var spool: SpoolConfig?
     public static let defaultClusterID = "sluice"
 
     public init(
@@ -462,6 +464,31 @@ public enum AckMode: String, Sendable {
     case sink
     /// Answer 202 once every event is in the sink's bounded queue.
     case accepted
+    /// Answer 202 once every event is in the route's write-ahead spool and fsynced; a forwarder
+    /// drains the spool into the sink.
+    case spooled
+
+    /// Whether the answer comes before the sink has settled the events.
+    public var answersBeforeTheSink: Bool { self != .sink }
+}
+
+/// An ingest route's `spool: { directory, max_bytes, segment_bytes }` (with `ack: spooled`).
+public struct SpoolConfig: Sendable, Equatable {
+    /// Where the segments and the checkpoint live; one route, one process.
+    public var directory: String
+    /// Bytes of segments on disk, at most: past it requests wait up to max_wait, then 503.
+    public var maxBytes: Int
+    /// Segment files rotate at this size; a wholly forwarded one is deleted.
+    public var segmentBytes: Int
+
+    public static let defaultMaxBytes = 1 << 30
+    public static let defaultSegmentBytes = 64 << 20
+
+    public init(directory: String, maxBytes: Int = Self.defaultMaxBytes, segmentBytes: Int = Self.defaultSegmentBytes) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        self.segmentBytes = segmentBytes
+    }
 }
 
 /// Process-wide limits.

@@ -113,6 +113,14 @@ extension ErrorCode {
     /// The key store cannot be reached (Redis, failure_mode: closed) or is full of keys in flight.
     public static let idempotencyUnavailable = ErrorCode("idempotency_unavailable", http: 503, grpc: .unavailable, retryable: true)
 
+    // MARK: The spool (ack: spooled)
+
+    /// The route's spool stayed at max_bytes past max_wait (its sink is slower than its
+    /// producers): the events were not spooled.
+    public static let spoolFull = ErrorCode("spool_full", http: 503, grpc: .resourceExhausted, retryable: true)
+    /// Writing or fsyncing the spool failed (a full disk among the reasons): the events were not spooled.
+    public static let spoolWriteFailed = ErrorCode("spool_write_failed", http: 503, grpc: .unavailable, retryable: true)
+
     // MARK: Policies
 
     public static let unauthenticated = ErrorCode("unauthenticated", http: 401, grpc: .unauthenticated)
@@ -194,6 +202,8 @@ extension ErrorCode {
         .idempotencyKeyInUse,
         .idempotencyKeyReused,
         .idempotencyUnavailable,
+        .spoolFull,
+        .spoolWriteFailed,
         .unauthenticated,
         .forbidden,
         .corsRefused,

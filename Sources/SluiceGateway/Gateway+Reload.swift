@@ -216,6 +216,22 @@ extension Gateway {
                 "listeners[\(index)]: \(listener.address) is served by the running listener \(running.name); its name, limits and TLS settings "
                     + "\(restart); to change them, move it to another address")
         }
+        // Spools are opened at start and owned for the process's life (one owner per directory).
+        func spooled(_ config: SluiceConfiguration) -> [String: (spool: SpoolConfig, sink: String)] {
+            var spools: [String: (spool: SpoolConfig, sink: String)] = [:]
+            for route in config.routes {
+                if case .ingest(let ingest) = route.action, let spool = ingest.spool { spools[route.name] = (spool, ingest.sink) }
+            }
+            return spools
+        }
+        let (runningSpools, newSpools) = (spooled(current), spooled(new))
+        for name in Set(runningSpools.keys).union(newSpools.keys).sorted() {
+            let running = runningSpools[name]
+            let wanted = newSpools[name]
+            guard running?.spool != wanted?.spool || running?.sink != wanted?.sink else { continue }
+            problems.append(
+                "routes: \(name): a route's ack: spooled, its spool and its sink \(restart) (spools are opened when the gateway starts)")
+        }
         if let grpc = new.grpc, let running = current.grpc, grpc.address == running.address, grpc != running {
             problems.append("grpc: the gRPC listener's settings at \(grpc.address) \(restart); to change them, move it to another address")
         }

@@ -105,6 +105,8 @@ public final class Gateway: Service, GatewayControl, Sendable {
         var grpc: RunningGRPC?
         /// Handles of the running sinks and upstreams, by object identity.
         var handles: [ObjectIdentifier: ServiceHandle] = [:]
+        /// Handles of the spool forwarders (stopped after the listeners, before the sinks).
+        var forwarders: [ServiceHandle] = []
         /// Drains of what reloads replaced, still under way (shutdown waits for them).
         var retiring: [Task<Void, Never>] = []
         /// Operators' runtime changes to sinks since the configuration was loaded.
@@ -309,6 +311,9 @@ public final class Gateway: Service, GatewayControl, Sendable {
             for built in state.resources.upstreams.values {
                 state.handles[ObjectIdentifier(built.upstream)] = ServiceHandle(built.upstream, name: "upstream \(built.config.name)", logger: self.logger)
             }
+            for (route, forwarder) in state.resources.spools {
+                state.forwarders.append(ServiceHandle(forwarder, name: "spool forwarder \(route)", logger: self.logger))
+            }
             for index in state.listeners.indices {
                 let server = state.listeners[index].server
                 state.listeners[index].handle = ServiceHandle(server, name: "listener \(server.name)", logger: self.logger)
@@ -328,7 +333,7 @@ public final class Gateway: Service, GatewayControl, Sendable {
             throw GatewayBuildError(failed.joined(separator: "; "))
         }
         let handles = self.state.withLockedValue { state in
-            Array(state.handles.values) + state.listeners.compactMap(\.handle) + [state.grpc?.handle].compactMap { $0 }
+            Array(state.handles.values) + state.forwarders + state.listeners.compactMap(\.handle) + [state.grpc?.handle].compactMap { $0 }
         }
         await withTaskCancellationHandler {
             // One sample a second for the console and `sluice top`, until shutdown begins.
@@ -345,17 +350,20 @@ public final class Gateway: Service, GatewayControl, Sendable {
     }
 
     /// Stops everything in order: listeners drain (in-flight requests finish), drains of earlier
-    /// reloads finish, upstreams close and sinks flush, then the access log is written out.
+    /// reloads finish, spool forwarders forward what they can, upstreams close and sinks flush,
+    /// then the access log is written out.
     func stopAll() async {
         await self.serial.acquire()
         defer { self.serial.release() }
-        let (listenerHandles, retiring, resourceHandles) = self.state.withLockedValue { state in
+        let (listenerHandles, retiring, forwarders, resourceHandles) = self.state.withLockedValue { state in
             state.phase = .stopping
             let listenerHandles = state.listeners.compactMap(\.handle) + [state.grpc?.handle].compactMap { $0 }
-            return (listenerHandles, state.retiring, Array(state.handles.values))
+            return (listenerHandles, state.retiring, state.forwarders, Array(state.handles.values))
         }
         await Self.stop(listenerHandles)
         for task in retiring { await task.value }
+        // What is spooled goes on to the sinks (for up to the flush timeout) before they flush.
+        await Self.stop(forwarders)
         await Self.stop(resourceHandles)
         if let accessLog = self.accessLog {
             // close() blocks (up to its timeout) on the writer thread: not on a pool thread.

@@ -5,7 +5,9 @@ import SluiceConfigReader
 import SluiceCore
 import SluiceGRPC
 import SluiceHTTP
+import SluiceIngest
 import SluicePolicy
+import SluiceSpool
 import ServiceLifecycle
 
 /// Why a configuration could not be put to work (a sink that cannot start, certificates that do
@@ -40,6 +42,9 @@ public struct GatewayResources: Sendable {
     public var policies: PolicyRegistry
     /// Each route's idempotency key store, by route name, with the configuration it was made for.
     public var idempotencyStores: [String: (config: IdempotencyConfig, store: any IdempotencyStore)] = [:]
+    /// Each `ack: spooled` route's spool and its forwarder, by route name: opened when the
+    /// gateway starts and kept for its life (a reload may not change them).
+    public var spools: [String: SpoolForwarder] = [:]
     /// The sinks and upstreams this build made (rather than kept from the previous one), by name.
     public var made: (sinks: [String], upstreams: [String])
 
@@ -147,7 +152,37 @@ public struct GatewayBuilder: Sendable {
         }
         var resources = GatewayResources(sinks: sinks, upstreams: upstreams, policies: policies, made: (madeSinks, madeUpstreams))
         resources.idempotencyStores = Self.idempotencyStores(config, reusing: previous)
+        resources.spools = try self.spools(config, sinks: resources.runningSinks, reusing: previous)
         return resources
+    }
+
+    /// A spool and its forwarder per `ack: spooled` route: the running ones (told the route's
+    /// sinks as this configuration has them), or opened now.
+    func spools(
+        _ config: SluiceConfiguration, sinks: [String: any Sink], reusing previous: GatewayResources?
+    ) throws(GatewayBuildError) -> [String: SpoolForwarder] {
+        var forwarders: [String: SpoolForwarder] = [:]
+        for route in config.routes {
+            guard case .ingest(let ingest) = route.action, let spoolConfig = ingest.spool, let sink = sinks[ingest.sink] else { continue }
+            let deadLetters = ingest.deadLetter.flatMap { sinks[$0.sink] }
+            if let kept = previous?.spools[route.name] {
+                kept.update(IngestPipeline(routeName: route.name, config: ingest, sink: sink, deadLetterSink: deadLetters, spool: kept.spool, logger: self.logger))
+                forwarders[route.name] = kept
+                continue
+            }
+            let spool: Spool
+            do {
+                // A record is one event: at most a body, with its key and headers.
+                spool = try Spool(
+                    directory: spoolConfig.directory, maxBytes: spoolConfig.maxBytes, segmentBytes: spoolConfig.segmentBytes,
+                    maxRecordBytes: ingest.maxBodyBytes + (1 << 20))
+            } catch {
+                throw GatewayBuildError("routes: \(route.name): spool: cannot open \(spoolConfig.directory): \(error)")
+            }
+            let pipeline = IngestPipeline(routeName: route.name, config: ingest, sink: sink, deadLetterSink: deadLetters, spool: spool, logger: self.logger)
+            forwarders[route.name] = SpoolForwarder(spool: spool, pipeline: pipeline, drainTimeout: config.shutdown.flushTimeout, logger: self.logger)
+        }
+        return forwarders
     }
 
     /// A key store per route with `idempotency`; a route whose idempotency is unchanged keeps
@@ -185,7 +220,8 @@ public struct GatewayBuilder: Sendable {
         let leases = SnapshotLeases()
         let http = HTTPRouteTable(
             config: config, sinks: sinks, upstreams: resources.runningUpstreams, policies: resources.policies,
-            idempotencyStores: resources.idempotencyStores.mapValues(\.store), leases: leases, logger: self.logger)
+            idempotencyStores: resources.idempotencyStores.mapValues(\.store), spools: resources.spools.mapValues(\.spool), leases: leases,
+            logger: self.logger)
         let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
             guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
             return GRPCIngestRoute(

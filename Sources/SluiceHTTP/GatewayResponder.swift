@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceCore
 import SluiceIngest
 import SluicePolicy
+import SluiceSpool
 
 /// The HTTP routes of one gateway snapshot: each route's policy chain and handler, bound to the
 /// running sinks and upstreams. Immutable; a new configuration builds a new table.
@@ -41,7 +42,8 @@ public struct HTTPRouteTable: Sendable {
     /// Builds the table from a validated configuration and the running sinks and upstreams.
     public init(
         config: SluiceConfiguration, sinks: [String: any Sink], upstreams: [String: Upstream] = [:], policies: PolicyRegistry,
-        idempotencyStores: [String: any IdempotencyStore] = [:], leases: SnapshotLeases = SnapshotLeases(), logger: Logger
+        idempotencyStores: [String: any IdempotencyStore] = [:], spools: [String: Spool] = [:], leases: SnapshotLeases = SnapshotLeases(),
+        logger: Logger
     ) {
         self.leases = leases
         var entries: [Router<Target>.Entry] = []
@@ -53,7 +55,9 @@ public struct HTTPRouteTable: Sendable {
                 var prefix: String?
                 if case .prefix(let value) = route.match.path { prefix = value }
                 let handler = IngestHandler(
-                    routeName: route.name, config: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] }, logger: logger,
+                    pipeline: IngestPipeline(
+                        routeName: route.name, config: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
+                        spool: spools[route.name], logger: logger),
                     pathPrefix: ingest.api.topicFromPath ? prefix : nil)
                 var target = Target(
                     name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))

@@ -178,7 +178,7 @@ public struct IngestHandler: Sendable {
 
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
-        if self.config.ack == .accepted {
+        if self.config.ack.answersBeforeTheSink {
             session.seal()
             facts.reject(session.sent - session.queued, reason: session.stopFailure.code)
             return self.acceptedResponse(session: session, stop: stop)

@@ -5,6 +5,7 @@ import NIOCore
 import SluiceConfig
 import SluiceCore
 import SluiceSchema
+import SluiceSpool
 
 /// An ingest route bound to its sink: the rules every transport applies to a request — the
 /// topic and its checks, keys, headers, max_events, handing events to the sink within
@@ -18,13 +19,17 @@ public struct IngestPipeline: Sendable {
     public let deadLetterSink: (any Sink)?
     /// With `schema: { registry }`: where the id that frames the events comes from.
     public let schemaRegistry: SchemaRegistryClient?
+    /// With `ack: spooled`: the route's write-ahead spool, which requests write to (a forwarder
+    /// drains it into the sink).
+    public let spool: Spool?
     let logger: Logger
 
     /// `registryTransport`: how the schema registry is called (tests); by default over HTTP(S).
     public init(
-        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger,
+        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, spool: Spool? = nil, logger: Logger,
         registryTransport: SchemaRegistryTransport? = nil
     ) {
+        self.spool = config.ack == .spooled ? spool : nil
         self.routeName = routeName
         self.config = config
         self.sink = sink
@@ -70,16 +75,21 @@ public struct IngestPipeline: Sendable {
     public func session(
         topic: String, requestKey: ByteBuffer?, defaultKey: ByteBuffer?, headers: [EventHeader], ack: AckMode
     ) -> IngestSession {
-        // With ack: accepted nobody waits for results: count, log failures, keep nothing per event.
-        let tracker =
-            ack == .accepted
-            ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
-            : DeliveryTracker()
+        // Answered before the sink settles them, nobody waits for results: count, log failures,
+        // keep nothing per event.
+        // (Spooled events fail only on their way into the spool, and the answer says so.)
+        let tracker: DeliveryTracker
+        switch ack {
+        case .sink: tracker = DeliveryTracker()
+        case .accepted: tracker = DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: topic))
+        case .spooled: tracker = DeliveryTracker(recordsResults: false)
+        }
         var session = IngestSession(
             pipeline: self, topic: topic, tracker: tracker, requestKey: requestKey, defaultKey: defaultKey, headers: headers)
+        if ack == .spooled { session.spool = self.spool }
         if self.deadLetterSink != nil {
             session.deadLetterTracker =
-                ack == .accepted
+                ack.answersBeforeTheSink
                 ? DeliveryTracker(recordsResults: false, onFailure: self.logAcceptedFailure(topic: self.config.deadLetter?.topic ?? topic))
                 : DeliveryTracker()
         }
@@ -144,6 +154,8 @@ public struct IngestSession: Sendable {
     var sentRuns: [(first: Int, events: [Event])] = []
     /// With `schema: { registry }`: the id that frames this request's events, once looked up.
     var registeredSchemaID: UInt32?
+    /// With `ack: spooled`: events go to the spool, not to the sink.
+    var spool: Spool?
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -297,6 +309,7 @@ public struct IngestSession: Sendable {
         // max_wait bounds each wait for room, not the whole (possibly long) upload; an operator's
         // override for the sink (PATCH /sinks/{name}) wins over the route's.
         let deadline = ContinuousClock.now + (self.pipeline.sink.budget.maxWaitOverride ?? config.maxWait)
+        if let spool = self.spool { return await self.spool(events, into: spool, first: first, deadline: deadline) }
         let taken = await self.pipeline.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
         self.sent += events.count
         for event in events { self.sentBytes += event.size }
@@ -307,6 +320,38 @@ public struct IngestSession: Sendable {
             return false
         }
         return self.failure == nil
+    }
+
+    /// `ack: spooled`: writes `events` (their slots from `first`) to the spool; they count as
+    /// accepted once fsynced. A spool full past max_wait, or that cannot be written, stops the
+    /// request with why.
+    private mutating func spool(_ events: [Event], into spool: Spool, first: Int, deadline: ContinuousClock.Instant) async -> Bool {
+        let topic = self.topic
+        let appended = await spool.append(events.map { (topic, $0) }, deadline: deadline)
+        self.sent += events.count
+        for event in events { self.sentBytes += event.size }
+        let slots = first..<(first + events.count)
+        switch appended {
+        case .success:
+            self.queued += events.count
+            for slot in slots { self.tracker.complete(slot, with: .delivered(DeliveryReceipt())) }
+            return self.failure == nil
+        case .failure(let why):
+            let failure: DeliveryFailure
+            switch why {
+            case .full:
+                failure = DeliveryFailure(
+                    .spoolFull, "the route's spool stayed full (max_bytes \(spool.maxBytes)) past max_wait: its sink is behind; retry later")
+            case .failed(let error):
+                failure = DeliveryFailure(.spoolWriteFailed, error.isDiskFull ? "the spool's disk is full" : "the spool could not be written")
+                self.pipeline.logger.error("spool write failed", metadata: ["directory": "\(spool.directory)", "error": "\(error)"])
+            case .closed:
+                failure = DeliveryFailure(.sinkShuttingDown, "the gateway is shutting down")
+            }
+            for slot in slots { self.tracker.complete(slot, with: .failed(failure)) }
+            self.saturated = failure
+            return false
+        }
     }
 
     /// Sends `items` in request order, each in its place: runs of events go to the sink
@@ -396,21 +441,9 @@ public struct IngestSession: Sendable {
         self.deadLetters.append((slot, index, failure))
     }
 
-    /// The dead letter of `event`: the event with `sluice-*` headers saying why and whence, or (a
-    /// sink without headers) a JSON envelope around it.
+    /// The dead letter of `event`, with the request's key and headers where it has none.
     private func letter(for event: Event, _ failure: DeliveryFailure, envelope: Bool) -> Event {
-        var letter = event
-        if letter.key == nil { letter.key = self.requestKey }
-        let why = [
-            EventHeader(name: "sluice-error-code", value: failure.code), EventHeader(name: "sluice-error-message", value: failure.message),
-            EventHeader(name: "sluice-original-topic", value: self.topic), EventHeader(name: "sluice-route", value: self.pipeline.routeName),
-        ]
-        if envelope {
-            letter = Event(value: ByteBuffer(bytes: Self.envelope(event, why)), key: letter.key)
-        } else {
-            letter.headers = (event.headers.isEmpty ? self.headers : event.headers) + why
-        }
-        return letter
+        self.pipeline.letter(for: event, topic: self.topic, failure, envelope: envelope, key: self.requestKey, headers: self.headers)
     }
 
     /// Dead-letters every sent event the sink refused for good (a failure that is not
@@ -462,29 +495,6 @@ public struct IngestSession: Sendable {
         return counts
     }
 
-    /// `{"sluice_dead_letter":{"error_code",…},"value":<the event, as JSON when it is JSON>}`.
-    static func envelope(_ event: Event, _ why: [EventHeader]) -> [UInt8] {
-        var out: [UInt8] = Array(#"{"sluice_dead_letter":{"#.utf8)
-        for (position, header) in why.enumerated() {
-            if position > 0 { out.append(UInt8(ascii: ",")) }
-            JSONString.append(Array(header.name.dropFirst("sluice-".count).replacingOccurrences(of: "-", with: "_").utf8), to: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONString.append(Array(header.value.utf8), to: &out)
-        }
-        out.append(contentsOf: Array("},".utf8))
-        let isJSON = event.value.withUnsafeReadableBytes { (try? JSONParser.parse($0)) != nil }
-        if isJSON {
-            out.append(contentsOf: Array(#""value":"#.utf8))
-            out.append(contentsOf: event.value.readableBytesView)
-        } else {
-            out.append(contentsOf: Array(#""value_base64":""#.utf8))
-            event.value.withUnsafeReadableBytes { Base64.append($0, to: &out) }
-            out.append(UInt8(ascii: "\""))
-        }
-        out.append(UInt8(ascii: "}"))
-        return out
-    }
-
     /// Every event's fate, once known — or, for events the sink has not settled within its
     /// settle timeout, `delivery_unconfirmed`. No event can be added after this. A dead letter
     /// that landed is a receipt with its `deadLetter` note; one that did not keeps its failure,
@@ -532,5 +542,50 @@ public struct IngestSession: Sendable {
         }
         if let failure { span.setStatus(SpanStatus(code: .error, message: failure.code)) }
         span.end()
+    }
+}
+
+extension IngestPipeline {
+    /// The dead letter of `event` (bound for `topic`): the event with `sluice-*` headers saying
+    /// why and whence, or (a sink without headers) a JSON envelope around it. `key` and
+    /// `headers`: the event's own when it has none.
+    func letter(
+        for event: Event, topic: String, _ failure: DeliveryFailure, envelope: Bool, key: ByteBuffer? = nil, headers: [EventHeader] = []
+    ) -> Event {
+        var letter = event
+        if letter.key == nil { letter.key = key }
+        let why = [
+            EventHeader(name: "sluice-error-code", value: failure.code), EventHeader(name: "sluice-error-message", value: failure.message),
+            EventHeader(name: "sluice-original-topic", value: topic), EventHeader(name: "sluice-route", value: self.routeName),
+        ]
+        if envelope {
+            letter = Event(value: ByteBuffer(bytes: Self.envelope(event, why)), key: letter.key)
+        } else {
+            letter.headers = (event.headers.isEmpty ? headers : event.headers) + why
+        }
+        return letter
+    }
+
+    /// `{"sluice_dead_letter":{"error_code",…},"value":<the event, as JSON when it is JSON>}`.
+    static func envelope(_ event: Event, _ why: [EventHeader]) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"sluice_dead_letter":{"#.utf8)
+        for (position, header) in why.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            JSONString.append(Array(header.name.dropFirst("sluice-".count).replacingOccurrences(of: "-", with: "_").utf8), to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONString.append(Array(header.value.utf8), to: &out)
+        }
+        out.append(contentsOf: Array("},".utf8))
+        let isJSON = event.value.withUnsafeReadableBytes { (try? JSONParser.parse($0)) != nil }
+        if isJSON {
+            out.append(contentsOf: Array(#""value":"#.utf8))
+            out.append(contentsOf: event.value.readableBytesView)
+        } else {
+            out.append(contentsOf: Array(#""value_base64":""#.utf8))
+            event.value.withUnsafeReadableBytes { Base64.append($0, to: &out) }
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 }

@@ -393,3 +393,64 @@ import Testing
         #expect(withoutSchema.deadLetter?.topic == "d", "without a schema, for events the sink refuses for good")
     }
 }
+
+/// `ack: spooled` and its `spool`: required together, sized so a request always fits, one
+/// directory per route, HTTP routes only.
+@Suite struct SpoolParsingTests {
+    static func route(_ ingest: String) -> String {
+        "match: { path: /events }\n    ingest: { sink: events, topic: orders, \(ingest) }"
+    }
+
+    @Test func aSpooledRouteHasItsSpoolWithSafeDefaults() throws {
+        let config = try IngestAPIParsingTests.parse(route: Self.route("ack: spooled, spool: { directory: /var/lib/sluice/orders }")).get()
+        guard case .ingest(let ingest) = config.routes[0].action else {
+            Issue.record("an ingest route")
+            return
+        }
+        #expect(ingest.ack == .spooled && ingest.ack.answersBeforeTheSink)
+        #expect(ingest.spool == SpoolConfig(directory: "/var/lib/sluice/orders", maxBytes: 1 << 30, segmentBytes: 64 << 20))
+        let sized = try IngestAPIParsingTests.parse(
+            route: Self.route("ack: spooled, max_body_bytes: 1MiB, spool: { directory: /s, max_bytes: 8MiB, segment_bytes: 2MiB }")).get()
+        if case .ingest(let ingest) = sized.routes[0].action { #expect(ingest.spool?.maxBytes == 8 << 20 && ingest.spool?.segmentBytes == 2 << 20) }
+    }
+
+    @Test func whatDoesNotFitIsAConfigError() {
+        #expect(IngestAPIParsingTests.errors(route: Self.route("ack: spooled"))
+            == ["routes[0].ingest.spool: required with ack: spooled: { directory: PATH } (max_bytes and segment_bytes optional)"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("spool: { directory: /s }")) == ["routes[0].ingest.spool: a spool is for ack: spooled"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("ack: spooled, spool: { directory: /s, max_bytes: 4MiB, segment_bytes: 2MiB }"))
+            == ["routes[0].ingest.spool.max_bytes: must be at least two segments and two bodies (2 x segment_bytes + 2 x max_body_bytes = 36MiB), so a request always fits once what is forwarded is released"])
+        #expect(IngestAPIParsingTests.errors(route: "match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sink: events, ack: spooled, spool: { directory: /s } }")
+            .contains("routes[0].ingest.ack: api confluent_v2 answers each record's partition and offset; it needs ack: sink"))
+        #expect(IngestAPIParsingTests.errors(route: Self.route("ack: later")) == ["routes[0].ingest.ack: expected sink, accepted or spooled, got \"later\""])
+    }
+
+    @Test func eachSpooledRouteHasADirectoryOfItsOwnAndIsAnHTTPRoute() throws {
+        let yaml = """
+            listeners: [{ name: main, address: "127.0.0.1:8080" }]
+            grpc: { address: "127.0.0.1:8081" }
+            sinks:
+              - name: events
+                kafka: { bootstrap_servers: ["127.0.0.1:9092"] }
+            routes:
+              - name: a
+                match: { path: /a }
+                ingest: { sink: events, topic: a, ack: spooled, spool: { directory: /spool/a } }
+              - name: b
+                match: { path: /b }
+                ingest: { sink: events, topic: b, ack: spooled, spool: { directory: /spool/./a } }
+              - name: g
+                match: { grpc_service: sluice.v1.Ingest }
+                ingest: { sink: events, topic: "{topic}", ack: spooled, spool: { directory: /spool/g } }
+            """
+        do {
+            _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
+            Issue.record("two routes on one spool, and a spooled gRPC route, are refused")
+        } catch {
+            #expect(error.errors.map(\.description) == [
+                "routes[2].ingest.ack: gRPC routes acknowledge durable events only (ack: sink)",
+                "routes[1].ingest.spool.directory: /spool/./a is route a's spool; each spooled route has a directory of its own",
+            ])
+        }
+    }
+}
