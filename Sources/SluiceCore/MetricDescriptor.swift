@@ -148,6 +148,34 @@ public enum MetricCatalogue {
         "sluice_events_dead_lettered_total", .counter, labels: ["route", "reason"],
         help: "Events of a route settled in its dead-letter destination instead of its own, by the error code that sent them there.")
 
+    // MARK: Spools (ack: spooled)
+    public static let spoolBytes = MetricDescriptor(
+        "sluice_spool_bytes", .gauge, labels: ["route"], help: "Bytes of the route's spool segments on disk (bounded by its max_bytes).")
+    public static let spoolMaxBytes = MetricDescriptor(
+        "sluice_spool_max_bytes", .gauge, labels: ["route"], help: "The route's spool max_bytes: past it, requests wait and then get 503 spool_full.")
+    public static let spoolEvents = MetricDescriptor(
+        "sluice_spool_events", .gauge, labels: ["route"], help: "Events answered 202 and spooled that the sink has not settled yet.")
+    public static let spoolOldestEventAge = MetricDescriptor(
+        "sluice_spool_oldest_event_age_seconds", .gauge, labels: ["route"],
+        help: "How long the oldest spooled event not yet settled by the sink has waited (0 when none waits).")
+    public static let spoolEventsForwarded = MetricDescriptor(
+        "sluice_spool_events_forwarded_total", .counter, labels: ["route"], help: "Spooled events the sink settled as delivered.")
+    public static let spoolEventsRetried = MetricDescriptor(
+        "sluice_spool_events_retried_total", .counter, labels: ["route"],
+        help: "Spooled events sent to the sink again after a retryable failure (one per event and attempt).")
+    public static let spoolEventsDeadLettered = MetricDescriptor(
+        "sluice_spool_events_dead_lettered_total", .counter, labels: ["route"],
+        help: "Spooled events the sink refused for good that went to the route's dead-letter destination.")
+    public static let spoolEventsDropped = MetricDescriptor(
+        "sluice_spool_events_dropped_total", .counter, labels: ["route"],
+        help: "Spooled events the sink refused for good with nowhere else to go (each one logged).")
+    public static let spoolEventsReplayed = MetricDescriptor(
+        "sluice_spool_events_replayed_total", .counter, labels: ["route"],
+        help: "Events found in the spool at start and forwarded (spooled by an earlier process).")
+    public static let spoolEventsPossiblyDuplicated = MetricDescriptor(
+        "sluice_spool_events_possibly_duplicated_total", .counter, labels: ["route"],
+        help: "Of the replayed events, those an earlier process had already handed to the sink: the sink may hold them twice.")
+
     // MARK: Sinks
     public static let sinkEventsSent = MetricDescriptor(
         "sluice_sink_events_sent_total", .counter, labels: ["sink"],
@@ -228,6 +256,8 @@ public enum MetricCatalogue {
     public static let all: [MetricDescriptor] = [
         httpRequests, httpRequestDuration, grpcRequests, grpcRequestDuration,
         eventsReceived, eventsReceivedBytes, eventsRejected, eventsDeadLettered,
+        spoolBytes, spoolMaxBytes, spoolEvents, spoolOldestEventAge, spoolEventsForwarded, spoolEventsRetried, spoolEventsDeadLettered,
+        spoolEventsDropped, spoolEventsReplayed, spoolEventsPossiblyDuplicated,
         sinkEventsSent, sinkEventsSentBytes, sinkEventsFailed, sinkAckDuration, sinkInFlightEvents, sinkInFlightBytes,
         sinkMaxInFlightEvents, sinkMaxInFlightBytes, sinkWaitingRequests, sinkReady, sinkBatchSize, sinkRetries,
         upstreamRequests, upstreamRequestDuration, upstreamEndpoints, upstreamRetries, upstreamOverflows,

@@ -236,6 +236,7 @@ public final class Gateway: Service, GatewayControl, Sendable {
 
         control.gateway = self
         self.resourceGauges?.track(sinks: self.sinks, upstreams: self.upstreams)
+        self.resourceGauges?.track(spools: Array(resources.spools.values))
     }
 
     /// The sinks and upstreams running now (and the policies they were built with).

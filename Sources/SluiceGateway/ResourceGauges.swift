@@ -2,6 +2,7 @@ import CoreMetrics
 import NIOConcurrencyHelpers
 import SluiceCore
 import SluiceHTTP
+import SluiceIngest
 import SluiceObservability
 
 /// Gauges read from the running sinks and upstreams when scraped, rather than kept up to date
@@ -21,6 +22,17 @@ final class ResourceGauges: Sendable {
         /// in_service, unhealthy, ejected.
         let states: [Gauge]
     }
+
+    /// A spool's gauges, and its forwarder's totals as counters (advanced by what changed since
+    /// the last scrape).
+    private struct SpoolSeries {
+        let forwarder: SpoolForwarder
+        let bytes, maxBytes, events, oldestAge: Gauge
+        let forwarded, retried, deadLettered, dropped, replayed, possiblyDuplicated: Counter
+        var seen = SpoolForwarder.Totals()
+    }
+
+    private let spools = NIOLockedValueBox<[SpoolSeries]>([])
 
     private let factory: DescribedPrometheusFactory
     private let tracked = NIOLockedValueBox<(sinks: [String: SinkGauges], upstreams: [String: UpstreamGauges])>(([:], [:]))
@@ -66,7 +78,45 @@ final class ResourceGauges: Sendable {
         for gauge in removed { gauge.destroy() }
     }
 
+    /// The spool forwarders (fixed for the process's life).
+    func track(spools: [SpoolForwarder]) {
+        let factory = self.factory
+        let series = spools.map { forwarder in
+            let route = forwarder.routeName
+            return SpoolSeries(
+                forwarder: forwarder,
+                bytes: MetricCatalogue.spoolBytes.gauge(route, factory: factory), maxBytes: MetricCatalogue.spoolMaxBytes.gauge(route, factory: factory),
+                events: MetricCatalogue.spoolEvents.gauge(route, factory: factory),
+                oldestAge: MetricCatalogue.spoolOldestEventAge.gauge(route, factory: factory),
+                forwarded: MetricCatalogue.spoolEventsForwarded.counter(route, factory: factory),
+                retried: MetricCatalogue.spoolEventsRetried.counter(route, factory: factory),
+                deadLettered: MetricCatalogue.spoolEventsDeadLettered.counter(route, factory: factory),
+                dropped: MetricCatalogue.spoolEventsDropped.counter(route, factory: factory),
+                replayed: MetricCatalogue.spoolEventsReplayed.counter(route, factory: factory),
+                possiblyDuplicated: MetricCatalogue.spoolEventsPossiblyDuplicated.counter(route, factory: factory))
+        }
+        self.spools.withLockedValue { $0 = series }
+    }
+
     private func update() {
+        self.spools.withLockedValue { spools in
+            for index in spools.indices {
+                let spool = spools[index].forwarder.spool
+                spools[index].bytes.record(spool.bytesOnDisk)
+                spools[index].maxBytes.record(spool.maxBytes)
+                spools[index].events.record(Int64(spool.pendingRecords))
+                spools[index].oldestAge.record(Double(spool.oldestPendingAge.components.seconds) + Double(spool.oldestPendingAge.components.attoseconds) / 1e18)
+                let now = spools[index].forwarder.totalsSoFar
+                let seen = spools[index].seen
+                spools[index].forwarded.increment(by: Int64(now.forwarded - seen.forwarded))
+                spools[index].retried.increment(by: Int64(now.retried - seen.retried))
+                spools[index].deadLettered.increment(by: Int64(now.deadLettered - seen.deadLettered))
+                spools[index].dropped.increment(by: Int64(now.dropped - seen.dropped))
+                spools[index].replayed.increment(by: Int64(now.replayed - seen.replayed))
+                spools[index].possiblyDuplicated.increment(by: Int64(now.possiblyDuplicated - seen.possiblyDuplicated))
+                spools[index].seen = now
+            }
+        }
         let (sinks, upstreams) = self.tracked.withLockedValue { ($0.sinks, $0.upstreams) }
         for gauges in sinks.values {
             let budget = gauges.sink.budget

@@ -35,8 +35,13 @@ public final class SpoolForwarder: Service, Sendable {
         public var dropped = 0
         /// Events forwarded that were spooled before this process started (at-least-once: some may be duplicates).
         public var replayed = 0
+        /// Of those, the ones an earlier process had already handed to the sink: they may now be there twice.
+        public var possiblyDuplicated = 0
 
-        public init(forwarded: Int = 0, retried: Int = 0, deadLettered: Int = 0, dropped: Int = 0, replayed: Int = 0) {
+        public init(
+            forwarded: Int = 0, retried: Int = 0, deadLettered: Int = 0, dropped: Int = 0, replayed: Int = 0, possiblyDuplicated: Int = 0
+        ) {
+            self.possiblyDuplicated = possiblyDuplicated
             self.forwarded = forwarded
             self.retried = retried
             self.deadLettered = deadLettered
@@ -71,9 +76,11 @@ public final class SpoolForwarder: Service, Sendable {
                 metadata: [
                     "directory": "\(self.spool.directory)", "events": "\(self.spool.recovery.pendingRecords)",
                     "bytes_cut": "\(self.spool.recovery.bytesCut)", "damaged_segments": "\(self.spool.recovery.damagedSegments)",
+                    "possibly_duplicated": "\(self.spool.recovery.possiblyDuplicated)",
                 ])
         }
         let replaying = NIOLockedValueBox(Int(self.spool.recovery.pendingRecords))
+        self.totals.withLockedValue { $0.possiblyDuplicated += self.spool.recovery.possiblyDuplicated }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.forwardUntilClosed(replaying: replaying) }
             group.addTask {
@@ -104,6 +111,7 @@ public final class SpoolForwarder: Service, Sendable {
                 continue
             }
             guard let last = batch.last else { return }  // closed, and all read
+            await self.spool.noteSent(below: last.sequence + 1)
             guard await self.forward(batch) else { return }  // cancelled mid-batch: it stays in the spool
             let replayed = replaying.withLockedValue { left -> Int in
                 let count = min(left, batch.count)

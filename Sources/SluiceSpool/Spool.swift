@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import NIOConcurrencyHelpers
 import SluiceCore
 
@@ -53,6 +54,11 @@ public final class Spool: Sendable {
         /// Appended (durable) records the forwarder has not been handed.
         var unread = false
         var closed = false
+        /// When records were appended: the first sequence of each write round and its time (ms
+        /// since the epoch), from the oldest unacknowledged one on; thinned past 4096 entries.
+        var appendedAt: [(sequence: UInt64, at: Int64)] = []
+        var acknowledged: UInt64 = 0
+        var nextSequence: UInt64 = 0
     }
 
     /// What opening found (records to forward again, bytes cut).
@@ -67,6 +73,9 @@ public final class Spool: Sendable {
         self.state.withLockedValue {
             $0.bytesOnDisk = log.bytesOnDisk
             $0.unread = log.pendingRecords > 0
+            $0.acknowledged = log.acknowledged
+            $0.nextSequence = log.nextSequence
+            if log.pendingRecords > 0 { $0.appendedAt = [(log.acknowledged, log.recovery.oldestSegmentWrittenAt ?? Self.now())] }
         }
         self.log = NIOLockedValueBox(log)
     }
@@ -79,6 +88,16 @@ public final class Spool: Sendable {
 
     /// fsyncs of appended records so far.
     public var syncs: Int { self.log.withLockedValue { $0.syncs } }
+
+    /// How long the oldest record not yet acknowledged has waited (zero when none waits).
+    public var oldestPendingAge: Duration {
+        self.state.withLockedValue { state in
+            guard state.nextSequence > state.acknowledged, let first = state.appendedAt.first else { return .zero }
+            return .milliseconds(max(0, Self.now() - first.at))
+        }
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Appends handed to the writer and not yet written.
     var appendsPending: Int { self.state.withLockedValue { $0.pending.count } }
@@ -186,7 +205,8 @@ public final class Spool: Sendable {
             }
             guard let batch else { return }
             var results: [Result<Range<UInt64>, SpoolAppendFailure>] = []
-            let onDisk = self.log.withLockedValue { log -> Int in
+            let firstSequence = self.log.withLockedValue { $0.nextSequence }
+            let (onDisk, nextSequence) = self.log.withLockedValue { log -> (Int, UInt64) in
                 for append in batch.appends {
                     do throws(SpoolError) {
                         results.append(.success(try log.append(append.entries)))
@@ -200,11 +220,19 @@ public final class Spool: Sendable {
                     // Nothing of this round is durable: every append fails (a retry writes anew).
                     results = results.map { _ in .failure(.failed(error)) }
                 }
-                return log.bytesOnDisk
+                return (log.bytesOnDisk, log.nextSequence)
             }
             let reader = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
                 state.bytesOnDisk = onDisk
                 state.reserved = max(0, state.reserved - batch.bytes)
+                if nextSequence > firstSequence {
+                    state.appendedAt.append((firstSequence, Self.now()))
+                    state.nextSequence = nextSequence
+                    if state.appendedAt.count > 4096 {
+                        // Keep every other round (the earlier of each pair): ages stay upper bounds.
+                        state.appendedAt = state.appendedAt.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+                    }
+                }
                 guard results.contains(where: { (try? $0.get()) != nil }) else { return nil }
                 state.unread = true
                 defer { state.reader = nil }
@@ -259,8 +287,22 @@ public final class Spool: Sendable {
             }
         }
         let onDisk = try result.get()
-        self.state.withLockedValue { $0.bytesOnDisk = onDisk }
+        self.state.withLockedValue { state in
+            state.bytesOnDisk = onDisk
+            state.acknowledged = max(state.acknowledged, sequence)
+            while state.appendedAt.count > 1, state.appendedAt[1].sequence <= state.acknowledged { state.appendedAt.removeFirst() }
+        }
         self.admitWaiters()
+    }
+
+    /// Notes that the records below `sequence` are being handed to the sink (see `SpoolLog.noteSent`).
+    public func noteSent(below sequence: UInt64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            self.queue.async {
+                self.log.withLockedValue { $0.noteSent(below: sequence) }
+                continuation.resume()
+            }
+        }
     }
 
     /// Refuses new appends (those waiting for room fail with `.closed`) and wakes the

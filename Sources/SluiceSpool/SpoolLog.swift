@@ -29,6 +29,11 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible, Equatable {
 public struct SpoolRecovery: Sendable, Equatable {
     /// Records not yet acknowledged, to be forwarded again.
     public var pendingRecords = 0
+    /// Of those, the ones a forwarder had handed to the sink before the restart (the `sent`
+    /// mark): the sink may have them already, so forwarding them again may duplicate them.
+    public var possiblyDuplicated = 0
+    /// When the oldest segment holding pending records was last written (ms since the epoch).
+    public var oldestSegmentWrittenAt: Int64?
     /// Bytes cut from the end of a segment: a record torn by a crash (or corrupted), never replayed.
     public var bytesCut = 0
     /// Segments in which a bad record was found before the last one (corruption, not a crash).
@@ -93,6 +98,7 @@ public final class SpoolLog {
 
     deinit {
         if self.fd >= 0 { close(self.fd) }
+        if self.sentFD >= 0 { close(self.sentFD) }
         if self.lockFD >= 0 { close(self.lockFD) }
     }
 
@@ -114,19 +120,29 @@ public final class SpoolLog {
     }
 
     private var checkpointPath: String { self.directory + "/acknowledged" }
+    private var sentPath: String { self.directory + "/sent" }
+    private var sentFD: Int32 = -1
 
-    /// Reads the checkpoint (8 bytes, then their CRC-32C); a missing or damaged one is 0, which
-    /// forwards everything again (at-least-once).
-    private func readCheckpoint() -> UInt64 {
-        guard let data = FileManager.default.contents(atPath: self.checkpointPath), data.count == 12 else { return 0 }
+    /// Reads a mark file (8 bytes, then their CRC-32C); a missing or damaged one is 0 — for the
+    /// checkpoint, that forwards everything again (at-least-once).
+    private func readMark(_ path: String) -> UInt64 {
+        guard let data = FileManager.default.contents(atPath: path), data.count == 12 else { return 0 }
         let bytes = [UInt8](data)
         let value = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         let checksum = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
         return CRC32C.checksum(Array(bytes[0..<8])) == checksum ? value : 0
     }
 
+    private static func mark(_ value: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
     private func recover() throws(SpoolError) {
-        self.acknowledged = self.readCheckpoint()
+        self.acknowledged = self.readMark(self.checkpointPath)
+        let sent = self.readMark(self.sentPath)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: self.directory)) ?? []
         let bases = names.compactMap { name -> UInt64? in
             guard name.hasSuffix(".spool"), name.count == 26 else { return nil }
@@ -142,7 +158,10 @@ public final class SpoolLog {
                 while offset < raw.count, let (entry, size) = SpoolRecord.read(UnsafeRawBufferPointer(rebasing: raw[offset...]), maxPayloadBytes: self.maxRecordBytes),
                     entry.sequence == end
                 {
-                    if entry.sequence >= self.acknowledged { records += 1 }
+                    if entry.sequence >= self.acknowledged {
+                        records += 1
+                        if entry.sequence < sent { self.recovery.possiblyDuplicated += 1 }
+                    }
                     offset += size
                     end += 1
                 }
@@ -153,6 +172,11 @@ public final class SpoolLog {
                 if position < bases.count - 1 { self.recovery.damagedSegments.append(Self.segmentName(base)) }
             }
             self.recovery.pendingRecords += records
+            if records > 0, self.recovery.oldestSegmentWrittenAt == nil,
+                let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            {
+                self.recovery.oldestSegmentWrittenAt = Int64(modified.timeIntervalSince1970 * 1000)
+            }
             self.segments.append(Segment(base: base, path: path, bytes: offset, end: end))
         }
         // A later segment starts where the records it holds start, so a cut one leaves a gap
@@ -278,9 +302,11 @@ public final class SpoolLog {
     public func acknowledge(below sequence: UInt64) throws(SpoolError) {
         let sequence = min(sequence, self.nextSequence)
         guard sequence > self.acknowledged else { return }
-        var bytes: [UInt8] = []
-        withUnsafeBytes(of: sequence.littleEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { bytes.append(contentsOf: $0) }
+        // Segments wholly below it go first: that needs no room, and on a full disk it is what
+        // makes room for the checkpoint (a crash before the checkpoint only replays more).
+        self.acknowledged = sequence
+        try self.deleteAcknowledgedSegments()
+        let bytes = Self.mark(sequence)
         let temporary = self.checkpointPath + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SpoolError("open", path: temporary, errno: errno) }
@@ -291,8 +317,16 @@ public final class SpoolLog {
         guard written == bytes.count, synced else { throw SpoolError("write", path: temporary, errno: code) }
         guard rename(temporary, self.checkpointPath) == 0 else { throw SpoolError("rename", path: temporary, errno: errno) }
         try self.syncDirectory()
-        self.acknowledged = sequence
-        try self.deleteAcknowledgedSegments()
+    }
+
+    /// Notes that every record below `sequence` has been handed to the sink (not yet settled),
+    /// so that after a crash the ones forwarded again are known to be possible duplicates.
+    /// Written in place and not fsynced: a process crash keeps it, a power cut may lose it.
+    public func noteSent(below sequence: UInt64) {
+        if self.sentFD < 0 { self.sentFD = open(self.sentPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644) }
+        guard self.sentFD >= 0 else { return }
+        let bytes = Self.mark(sequence)
+        _ = bytes.withUnsafeBytes { pwrite(self.sentFD, $0.baseAddress!, $0.count, 0) }
     }
 
     /// Deletes closed segments whose records are all acknowledged (never the one appended to).

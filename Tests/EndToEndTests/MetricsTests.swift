@@ -198,10 +198,10 @@ import Testing
         for _ in 0..<40 {
             let groups = ((try await curl(["\(prometheus.endpoint)/api/v1/rules"]).json["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
             rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }
-            if rules.count == 5, rules.allSatisfy({ $0["health"] as? String == "ok" }) { break }
+            if rules.count == 8, rules.allSatisfy({ $0["health"] as? String == "ok" }) { break }
             try await Task.sleep(for: .milliseconds(250))
         }
-        #expect(rules.count == 5 && rules.allSatisfy { $0["health"] as? String == "ok" }, "\(rules)")
+        #expect(rules.count == 8 && rules.allSatisfy { $0["health"] as? String == "ok" }, "\(rules)")
         let dashboard = try JSONSerialization.jsonObject(
             with: Data(contentsOf: packageRoot.appendingPathComponent("configs/grafana-dashboard.json"))) as? [String: Any]
         let expressions = ((dashboard?["panels"] as? [[String: Any]]) ?? []).flatMap { panel in

@@ -69,7 +69,9 @@ import Testing
                 #expect(try log.readNext(maxBytes: 1 << 20).isEmpty)
             }
             let reopened = try SpoolLog(directory: directory, segmentBytes: 1 << 20, maxRecordBytes: 1 << 16)
-            #expect(reopened.recovery == SpoolRecovery(pendingRecords: 3, bytesCut: 0, damagedSegments: []))
+            #expect(reopened.recovery.pendingRecords == 3 && reopened.recovery.bytesCut == 0 && reopened.recovery.damagedSegments.isEmpty)
+            #expect(reopened.recovery.possiblyDuplicated == 0, "nothing was handed to a sink")
+            #expect(reopened.recovery.oldestSegmentWrittenAt != nil)
             #expect(reopened.nextSequence == 3)
             let entries = try reopened.readNext(maxBytes: 1 << 20)
             #expect(entries.map(\.sequence) == [0, 1, 2] && entries.map(\.topic) == ["a", "b", "a"])
