@@ -84,7 +84,7 @@ run() {  # mode requests body content-type events_per_request
     if [[ "$mode" == spooled ]]; then
         local start
         start=$(date +%s.%N)
-        until [[ "$(spool_events)" == "0" ]]; do sleep 0.05; done
+        until python3 -c "import sys; sys.exit(0 if float('$(spool_events)' or 1) == 0 else 1)"; do sleep 0.05; done
         drain=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')")
     fi
     local cpu

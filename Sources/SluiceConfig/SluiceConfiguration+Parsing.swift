@@ -540,7 +540,7 @@ extension SluiceConfiguration {
     static let httpMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
     private static func readMatch(_ node: Node, _ path: String, _ r: ConfigReader) -> RouteMatchConfig? {
-        let allowed = ["path", "path_prefix", "methods", "host", "headers", "grpc_service", "grpc_method"]
+        let allowed = ["path", "path_prefix", "methods", "host", "headers", "query", "grpc_service", "grpc_method"]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         if let (serviceNode, servicePath) = fields["grpc_service"] {
             return readGRPCMatch(fields, serviceNode, servicePath, path, r)
@@ -597,8 +597,23 @@ extension SluiceConfiguration {
                 }
             }
         }
+        // query: { name: value } (exactly that value) or { name: { present: true } } (any value).
+        var query: [(name: String, value: String?)] = []
+        if let (n, p) = fields["query"] {
+            for entry in r.freeMapping(n, p) {
+                if case .scalar = entry.value {
+                    if let value = r.string(entry.value, entry.path) { query.append((entry.key, value)) }
+                } else if let condition = r.mapping(entry.value, entry.path, allowed: ["present"]) {
+                    guard let (pn, pp) = condition["present"], let present = r.bool(pn, pp) else {
+                        r.error(entry.path, "expected a value, or { present: true }")
+                        continue
+                    }
+                    if present { query.append((entry.key, nil)) } else { r.error(pp, "only present: true is supported (the parameter must be there)") }
+                }
+            }
+        }
         guard let pattern else { return nil }
-        return RouteMatchConfig(path: pattern, methods: methods, host: host, headers: headers)
+        return RouteMatchConfig(path: pattern, methods: methods, host: host, headers: headers, query: query)
     }
 
     /// A gRPC route: `grpc_service` (fully qualified), optional `grpc_method`, optional metadata

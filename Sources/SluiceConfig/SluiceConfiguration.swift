@@ -242,16 +242,20 @@ public struct RouteMatchConfig: Sendable {
     public var host: String?
     /// Headers that must be present with exactly these values (names case-insensitive).
     public var headers: [(name: String, value: String)]
+    /// Query parameters that must be present (value nil) or have exactly this value — the first
+    /// occurrence, percent-decoded, as `QueryString` reads it everywhere.
+    public var query: [(name: String, value: String?)]
 
     public init(
         path: PathPattern, methods: [String] = [], host: String? = nil, headers: [(name: String, value: String)] = [],
-        grpc: GRPCMatch? = nil
+        query: [(name: String, value: String?)] = [], grpc: GRPCMatch? = nil
     ) {
         self.grpc = grpc
         self.path = path
         self.methods = methods
         self.host = host
         self.headers = headers
+        self.query = query
     }
 }
 

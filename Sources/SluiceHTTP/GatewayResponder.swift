@@ -119,7 +119,9 @@ public struct GatewayResponder: HTTPResponder {
         table.leases.acquire()
         defer { table.leases.release() }
         let router = table.router
-        var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host) { headers.first(name: $0) }
+        var routeRequest = RouteRequest(method: request.method, path: request.path, host: request.host, query: request.query) {
+            headers.first(name: $0)
+        }
         // A CORS preflight is routed by the method it asks about, and answered by that route's
         // cors policy (if it has one).
         if request.method == "OPTIONS", let wanted = headers.first(name: "access-control-request-method") {

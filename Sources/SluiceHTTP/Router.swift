@@ -10,17 +10,20 @@ public struct RouteRequest: Sendable {
     public var host: String?
     /// Looks up a header value by lower-case name.
     public var header: @Sendable (String) -> String?
+    /// The raw query string, without `?`.
+    public var query: Substring?
 
-    public init(method: String, path: String, host: String?, header: @escaping @Sendable (String) -> String?) {
+    public init(method: String, path: String, host: String?, query: Substring? = nil, header: @escaping @Sendable (String) -> String?) {
         self.method = method
         self.path = path
         self.host = host
+        self.query = query
         self.header = header
     }
 }
 
-/// Matches requests to routes, in configuration order: the first route whose path, host
-/// and headers match wins. A path that matches some route but not with this method is 405.
+/// Matches requests to routes, in configuration order: the first route whose path, host,
+/// headers and query parameters match wins. A path that matches some route but not with this method is 405.
 /// Immutable: a reload builds a new router and swaps it in.
 public struct Router<Target: Sendable>: Sendable {
     public struct Entry: Sendable {
@@ -48,12 +51,21 @@ public struct Router<Target: Sendable>: Sendable {
             guard let parameters = Self.matchPath(entry.match.path, request.path) else { continue }
             guard Self.matchHost(entry.match.host, request.host) else { continue }
             guard entry.match.headers.allSatisfy({ request.header($0.name) == $0.value }) else { continue }
+            guard Self.matchQuery(entry.match.query, request.query) else { continue }
             if entry.match.methods.isEmpty || entry.match.methods.contains(request.method) {
                 return .matched(entry.target, parameters: parameters)
             }
             allowed.append(contentsOf: entry.match.methods.filter { !allowed.contains($0) })
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+
+    /// Every condition holds: the parameter is there (with exactly the value, when one is named).
+    static func matchQuery(_ conditions: [(name: String, value: String?)], _ query: Substring?) -> Bool {
+        conditions.allSatisfy { condition in
+            guard let value = query.flatMap({ QueryString.firstValue(of: condition.name, in: $0) }) else { return false }
+            return condition.value.map { $0 == value } ?? true
+        }
     }
 
     static func matchPath(_ pattern: PathPattern, _ path: String) -> [String: String]? {

@@ -454,3 +454,17 @@ import Testing
         }
     }
 }
+
+/// `match.query`: a value, or `{ present: true }`.
+@Suite struct QueryMatchParsingTests {
+    @Test func queryConditionsAreReadAndCheckedWhenWritten() throws {
+        let config = try IngestAPIParsingTests.parse(
+            route: "match: { path: /events, query: { version: \"2\", debug: { present: true } } }\n    ingest: { sink: events, topic: orders }").get()
+        let query = config.routes[0].match.query
+        #expect(query.count == 2 && query[0].name == "version" && query[0].value == "2" && query[1].name == "debug" && query[1].value == nil)
+        #expect(IngestAPIParsingTests.errors(route: "match: { path: /events, query: { debug: { present: false } } }\n    ingest: { sink: events, topic: orders }")
+            == ["routes[0].match.query.debug.present: only present: true is supported (the parameter must be there)"])
+        #expect(IngestAPIParsingTests.errors(route: "match: { path: /events, query: { debug: { equals: 1 } } }\n    ingest: { sink: events, topic: orders }").first?
+            .contains("routes[0].match.query.debug") == true)
+    }
+}

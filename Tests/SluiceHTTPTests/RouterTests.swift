@@ -87,4 +87,26 @@ import Testing
             return
         }
     }
+
+    /// `query`: a named value (the first occurrence, percent-decoded, `+` a space) or mere
+    /// presence; routes are still tried in order.
+    @Test func queryParametersSelectRoutes() {
+        let router = Router<String>([
+            .init(name: "v2", match: RouteMatchConfig(path: .prefix("/ingest"), query: [(name: "version", value: "2 beta")]), target: "v2"),
+            .init(name: "debug", match: RouteMatchConfig(path: .prefix("/ingest"), query: [(name: "debug", value: nil)]), target: "debug"),
+            .init(name: "default", match: RouteMatchConfig(path: .prefix("/ingest")), target: "default"),
+        ])
+        func target(_ query: String?) -> String? {
+            guard case .matched(let target, _) = router.route(RouteRequest(method: "POST", path: "/ingest", host: nil, query: query.map { Substring($0) }) { _ in nil })
+            else { return nil }
+            return target
+        }
+        #expect(target("version=2+beta") == "v2")
+        #expect(target("a=1&version=2%20beta") == "v2")
+        #expect(target("version=2+beta&version=3") == "v2", "the first occurrence counts, as everywhere")
+        #expect(target("version=3&version=2+beta") == "default")
+        #expect(target("debug") == "debug" && target("debug=") == "debug" && target("x=1&debug=yes") == "debug")
+        #expect(target("Debug=1") == "default", "names are case-sensitive")
+        #expect(target(nil) == "default" && target("version=%zz") == "default", "a malformed escape matches nothing")
+    }
 }
