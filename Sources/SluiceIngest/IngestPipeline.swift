@@ -180,13 +180,13 @@ public struct IngestSession: Sendable {
         let first = self.reserved
         for index in events.indices {
             let place = { lines.map { "line \($0[index])" } ?? "event \(first + index)" }
-            let original = events[index]
+            // (A refused event is as it came: only one that passes is transcoded.)
             guard let failure = self.refusalReason(&events[index], place: place) else {
                 items?.append(.send(events[index]))
                 continue
             }
             if items == nil { items = events[..<index].map { .send($0) } }
-            items?.append(self.refusal(original, failure))
+            items?.append(self.refusal(events[index], failure))
         }
         if let items {
             events.removeAll(keepingCapacity: true)
