@@ -153,9 +153,9 @@ public final class Spool: Sendable {
                 case .go: continuation.resume(returning: true)
                 case .refuse: continuation.resume(returning: false)
                 case .wait(let id):
-                    Task {
+                    Task { [weak self] in
                         try? await Task.sleep(until: deadline, clock: .continuous)
-                        self.giveUp(id)
+                        self?.giveUp(id)
                     }
                 }
             }
@@ -188,60 +188,62 @@ public final class Spool: Sendable {
         for waiter in admitted { waiter.continuation.resume(returning: true) }
     }
 
-    /// On the queue: writes every pending append, fsyncs once, answers them all; again while
-    /// more arrived meanwhile.
+    /// On the queue: writes every pending append, fsyncs once, answers them all; then, if more
+    /// arrived meanwhile, queues the next round behind whatever else waits for the queue (the
+    /// forwarder's reads and acknowledgements), so a steady stream of appends cannot starve them.
     private func writeWhatIsPending() {
-        while true {
-            let batch = self.state.withLockedValue { state -> (appends: [PendingAppend], bytes: Int)? in
-                guard !state.pending.isEmpty else {
-                    state.writing = false
-                    return nil
-                }
-                defer {
-                    state.pending.removeAll()
-                    state.pendingBytes = 0
-                }
-                return (state.pending, state.pendingBytes)
+        let batch = self.state.withLockedValue { state -> (appends: [PendingAppend], bytes: Int)? in
+            guard !state.pending.isEmpty else {
+                state.writing = false
+                return nil
             }
-            guard let batch else { return }
-            var results: [Result<Range<UInt64>, SpoolAppendFailure>] = []
-            let firstSequence = self.log.withLockedValue { $0.nextSequence }
-            let (onDisk, nextSequence) = self.log.withLockedValue { log -> (Int, UInt64) in
-                for append in batch.appends {
-                    do throws(SpoolError) {
-                        results.append(.success(try log.append(append.entries)))
-                    } catch {
-                        results.append(.failure(.failed(error)))
-                    }
-                }
-                do throws(SpoolError) {
-                    try log.sync()
-                } catch {
-                    // Nothing of this round is durable: every append fails (a retry writes anew).
-                    results = results.map { _ in .failure(.failed(error)) }
-                }
-                return (log.bytesOnDisk, log.nextSequence)
+            defer {
+                state.pending.removeAll()
+                state.pendingBytes = 0
             }
-            let reader = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
-                state.bytesOnDisk = onDisk
-                state.reserved = max(0, state.reserved - batch.bytes)
-                if nextSequence > firstSequence {
-                    state.appendedAt.append((firstSequence, Self.now()))
-                    state.nextSequence = nextSequence
-                    if state.appendedAt.count > 4096 {
-                        // Keep every other round (the earlier of each pair): ages stay upper bounds.
-                        state.appendedAt = state.appendedAt.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
-                    }
-                }
-                guard results.contains(where: { (try? $0.get()) != nil }) else { return nil }
-                state.unread = true
-                defer { state.reader = nil }
-                return state.reader
-            }
-            for (append, result) in zip(batch.appends, results) { append.continuation.resume(returning: result) }
-            reader?.resume(returning: false)
-            self.admitWaiters()
+            return (state.pending, state.pendingBytes)
         }
+        guard let batch else { return }
+        // Weak: a spool nobody holds any more (no append waits: each holds it) goes, and with
+        // it its directory lock, without waiting for this queue.
+        defer { self.queue.async { [weak self] in self?.writeWhatIsPending() } }
+        var results: [Result<Range<UInt64>, SpoolAppendFailure>] = []
+        let firstSequence = self.log.withLockedValue { $0.nextSequence }
+        let (onDisk, nextSequence) = self.log.withLockedValue { log -> (Int, UInt64) in
+            for append in batch.appends {
+                do throws(SpoolError) {
+                    results.append(.success(try log.append(append.entries)))
+                } catch {
+                    results.append(.failure(.failed(error)))
+                }
+            }
+            do throws(SpoolError) {
+                try log.sync()
+            } catch {
+                // Nothing of this round is durable: every append fails (a retry writes anew).
+                results = results.map { _ in .failure(.failed(error)) }
+            }
+            return (log.bytesOnDisk, log.nextSequence)
+        }
+        let reader = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
+            state.bytesOnDisk = onDisk
+            state.reserved = max(0, state.reserved - batch.bytes)
+            if nextSequence > firstSequence {
+                state.appendedAt.append((firstSequence, Self.now()))
+                state.nextSequence = nextSequence
+                if state.appendedAt.count > 4096 {
+                    // Keep every other round (the earlier of each pair): ages stay upper bounds.
+                    state.appendedAt = state.appendedAt.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+                }
+            }
+            guard results.contains(where: { (try? $0.get()) != nil }) else { return nil }
+            state.unread = true
+            defer { state.reader = nil }
+            return state.reader
+        }
+        for (append, result) in zip(batch.appends, results) { append.continuation.resume(returning: result) }
+        reader?.resume(returning: false)
+        self.admitWaiters()
     }
 
     /// The next records for the forwarder, up to about `maxBytes`, once there are any; empty
