@@ -650,7 +650,7 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter", "spool",
+            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter", "spool", "mirror",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -815,6 +815,9 @@ extension SluiceConfiguration {
                 ok = false
             }
         }
+        if let (n, p) = fields["mirror"] {
+            if let mirror = readMirror(n, p, r, sinkNames: sinkNames, destinations: destinations) { config.mirror = mirror } else { ok = false }
+        }
         if let (n, p) = fields["spool"] {
             if config.ack != .spooled {
                 r.error(p, "a spool is for ack: spooled")
@@ -829,6 +832,47 @@ extension SluiceConfiguration {
             ok = false
         }
         guard ok, sink != nil, topic != nil else { return nil }
+        return config
+    }
+
+    /// `mirror: { sink, topic, fraction }`: the topic a template of `{topic}` (the event's),
+    /// checked against the mirror sink's destination rules when it is fixed.
+    private static func readMirror(
+        _ node: Node, _ path: String, _ r: ConfigReader, sinkNames: [String], destinations: [String: (kind: String, rules: SinkDestinations)]
+    ) -> IngestMirrorConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["sink", "topic", "fraction"]),
+            let sink = r.required(fields["sink"], in: path, key: "sink", { r.nonEmptyString($0, $1) })
+        else { return nil }
+        guard sinkNames.contains(sink) else {
+            r.error(path + ".sink", "unknown sink \"\(sink)\"" + ConfigReader.suggestion(for: sink, among: sinkNames).replacingOccurrences(of: "expected one of", with: "defined sinks are"))
+            return nil
+        }
+        var config = IngestMirrorConfig(sink: sink)
+        if let (n, p) = fields["topic"] {
+            guard let text = r.nonEmptyString(n, p) else { return nil }
+            switch ParameterTemplate.parse(text) {
+            case .success(let template):
+                if let unknown = template.parameters.first(where: { $0 != "topic" }) {
+                    r.error(p, "unknown parameter {\(unknown)}: a mirror's topic may use {topic}, the event's topic")
+                    return nil
+                }
+                if let fixed = template.fixedValue, let problem = destinations[sink]?.rules.problem(fixed) {
+                    r.error(p, problem)
+                    return nil
+                }
+                config.topic = template
+            case .failure(let error):
+                r.error(p, error.message)
+                return nil
+            }
+        }
+        if let (n, p) = fields["fraction"], let text = r.string(n, p) {
+            guard let fraction = Double(text), fraction > 0, fraction <= 1 else {
+                r.error(p, "expected a share of the events above 0 and at most 1 (0.1 mirrors one in ten), got \"\(text)\"")
+                return nil
+            }
+            config.fraction = fraction
+        }
         return config
     }
 

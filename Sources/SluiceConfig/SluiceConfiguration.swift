@@ -289,6 +289,8 @@ public struct IngestConfig: Sendable {
     public var deadLetter: DeadLetterConfig?
     /// `spool` (with `ack: spooled`): the route's write-ahead spool.
     public var spool: SpoolConfig?
+    /// `mirror`: a copy of (a fraction of) the events to a second destination, best effort.
+    public var mirror: IngestMirrorConfig?
     public static let defaultClusterID = "sluice"
 
     public init(
@@ -474,6 +476,23 @@ public enum AckMode: String, Sendable {
 
     /// Whether the answer comes before the sink has settled the events.
     public var answersBeforeTheSink: Bool { self != .sink }
+}
+
+/// An ingest route's `mirror: { sink, topic, fraction }`: every event the route's sink takes is
+/// also offered — without waiting — to the mirror sink, or a random `fraction` of them. Best
+/// effort: a mirror that is full, slow or failing never changes the response.
+public struct IngestMirrorConfig: Sendable, Equatable {
+    public var sink: String
+    /// The mirror's destination; `{topic}` is the event's topic (default: the same topic).
+    public var topic: ParameterTemplate
+    /// Of the events, the share mirrored (0 < fraction <= 1).
+    public var fraction: Double
+
+    public init(sink: String, topic: ParameterTemplate = try! ParameterTemplate.parse("{topic}").get(), fraction: Double = 1) {
+        self.sink = sink
+        self.topic = topic
+        self.fraction = fraction
+    }
 }
 
 /// An ingest route's `spool: { directory, max_bytes, segment_bytes }` (with `ack: spooled`).

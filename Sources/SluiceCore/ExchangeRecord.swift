@@ -21,6 +21,9 @@ public struct ExchangeFacts: Sendable {
     public var rejected: [String: Int] = [:]
     /// Events settled in the route's dead-letter destination, by the error code that sent them.
     public var deadLettered: [String: Int] = [:]
+    /// Events offered to the route's mirror: `queued` (taken by the mirror sink) or `dropped`
+    /// (it had no room at that moment).
+    public var mirrored: [String: Int] = [:]
     /// Who the policies said the client is (a basic-auth user, a JWT subject, a certificate's
     /// name) — never a credential.
     public var identity: String?
@@ -37,6 +40,11 @@ public struct ExchangeFacts: Sendable {
     public mutating func reject(_ count: Int, reason: String) {
         guard count > 0 else { return }
         self.rejected[reason, default: 0] += count
+    }
+
+    /// Adds a request's mirror outcomes (`IngestSession.mirrored`).
+    public mutating func mirror(_ outcomes: [String: Int]) {
+        for (outcome, count) in outcomes { self.mirrored[outcome, default: 0] += count }
     }
 
     /// Counts the failed results by their code.

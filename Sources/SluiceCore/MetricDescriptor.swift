@@ -148,6 +148,10 @@ public enum MetricCatalogue {
         "sluice_events_dead_lettered_total", .counter, labels: ["route", "reason"],
         help: "Events of a route settled in its dead-letter destination instead of its own, by the error code that sent them there.")
 
+    public static let eventsMirrored = MetricDescriptor(
+        "sluice_events_mirrored_total", .counter, labels: ["route", "outcome"],
+        help: "Events of a route offered to its mirror: queued (the mirror sink took them) or dropped (it had no room; the response never waits for a mirror).")
+
     // MARK: Spools (ack: spooled)
     public static let spoolBytes = MetricDescriptor(
         "sluice_spool_bytes", .gauge, labels: ["route"], help: "Bytes of the route's spool segments on disk (bounded by its max_bytes).")
@@ -255,7 +259,7 @@ public enum MetricCatalogue {
     /// Every series the gateway itself exports (connectors add their backend's).
     public static let all: [MetricDescriptor] = [
         httpRequests, httpRequestDuration, grpcRequests, grpcRequestDuration,
-        eventsReceived, eventsReceivedBytes, eventsRejected, eventsDeadLettered,
+        eventsReceived, eventsReceivedBytes, eventsRejected, eventsDeadLettered, eventsMirrored,
         spoolBytes, spoolMaxBytes, spoolEvents, spoolOldestEventAge, spoolEventsForwarded, spoolEventsRetried, spoolEventsDeadLettered,
         spoolEventsDropped, spoolEventsReplayed, spoolEventsPossiblyDuplicated,
         sinkEventsSent, sinkEventsSentBytes, sinkEventsFailed, sinkAckDuration, sinkInFlightEvents, sinkInFlightBytes,

@@ -21,11 +21,12 @@ public struct GRPCIngestRoute: Sendable {
 
     public init(
         name: String, match: RouteMatchConfig, ingest: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil,
-        policies: PolicyChain = .empty, logger: Logger = Logger(label: "sluice")
+        mirrorSink: (any Sink)? = nil, policies: PolicyChain = .empty, logger: Logger = Logger(label: "sluice")
     ) {
         self.name = name
         self.match = match
-        self.pipeline = IngestPipeline(routeName: name, config: ingest, sink: sink, deadLetterSink: deadLetterSink, logger: logger)
+        self.pipeline = IngestPipeline(
+            routeName: name, config: ingest, sink: sink, deadLetterSink: deadLetterSink, mirrorSink: mirrorSink, logger: logger)
         self.policies = policies
     }
 }
@@ -296,6 +297,7 @@ public struct IngestService: RegistrableRPCService {
         _ = await session.send(&run, lines: nil)
         session.fail(count: count - (session.reserved - before), with: session.stopFailure)
         CallTally.current?.add(events: session.sent, bytes: bytes, eventBytes: session.sentBytes)
+        CallTally.current?.mirror(session.mirrored)
         return PendingDelivery(session: session)
     }
 

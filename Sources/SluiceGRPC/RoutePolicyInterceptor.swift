@@ -150,6 +150,12 @@ final class CallTally: Sendable {
         }
     }
 
+    /// Counts a request's mirror outcomes (for the observer).
+    func mirror(_ outcomes: [String: Int]) {
+        guard !outcomes.isEmpty else { return }
+        self.state.withLockedValue { $0.observed?.facts.mirror(outcomes) }
+    }
+
     /// Counts the failed results among a request's (for the observer).
     func reject(_ summary: DeliverySummary) {
         self.state.withLockedValue { $0.observed?.facts.reject(summary) }

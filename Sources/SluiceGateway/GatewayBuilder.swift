@@ -226,6 +226,7 @@ public struct GatewayBuilder: Sendable {
             guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
             return GRPCIngestRoute(
                 name: route.name, match: route.match, ingest: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
+                mirrorSink: ingest.mirror.flatMap { sinks[$0.sink] },
                 policies: resources.policies.chain(route.policies), logger: self.logger)
         }
         return GatewaySnapshot(generation: generation, http: http, grpc: GRPCRouteTable(routes: grpcRoutes, leases: leases))

@@ -91,6 +91,7 @@ extension IngestHandler {
             })
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
+        facts.mirror(session.mirrored)
         let results = await session.results().deadLettersAsFailures()
         let summary = results.summary()
         facts.reject(summary)

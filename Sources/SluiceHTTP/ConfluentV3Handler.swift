@@ -76,6 +76,7 @@ extension IngestHandler {
         let session = await self.sendV3Records(entries.map(\.record), topic: target.topic, headers: self.recordHeaders(request))
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
+        facts.mirror(session.mirrored)
         let results = await session.results().deadLettersAsFailures()
         facts.reject(results.summary())
 
@@ -347,6 +348,7 @@ extension IngestHandler {
             let session = await self.sendV3Records(records, topic: target.topic, headers: self.recordHeaders(request))
             facts.events = session.sent
             facts.eventBytes = session.sentBytes
+            facts.mirror(session.mirrored)
             out = await V3Batch(session: session, records: records).reports(clusterID: target.clusterID, topic: target.topic)
         }
         if let ending { V3Batch.error(ending.errorCode, ending.message, into: &out) }

@@ -57,7 +57,7 @@ public struct HTTPRouteTable: Sendable {
                 let handler = IngestHandler(
                     pipeline: IngestPipeline(
                         routeName: route.name, config: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
-                        spool: spools[route.name], logger: logger),
+                        spool: spools[route.name], mirrorSink: ingest.mirror.flatMap { sinks[$0.sink] }, logger: logger),
                     pathPrefix: ingest.api.topicFromPath ? prefix : nil)
                 var target = Target(
                     name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))

@@ -178,6 +178,7 @@ public struct IngestHandler: Sendable {
 
         facts.events = session.sent
         facts.eventBytes = session.sentBytes
+        facts.mirror(session.mirrored)
         if self.config.ack.answersBeforeTheSink {
             session.seal()
             facts.reject(session.sent - session.queued, reason: session.stopFailure.code)

@@ -22,14 +22,17 @@ public struct IngestPipeline: Sendable {
     /// With `ack: spooled`: the route's write-ahead spool, which requests write to (a forwarder
     /// drains it into the sink).
     public let spool: Spool?
+    /// The sink of the route's `mirror`.
+    public let mirrorSink: (any Sink)?
     let logger: Logger
 
     /// `registryTransport`: how the schema registry is called (tests); by default over HTTP(S).
     public init(
-        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, spool: Spool? = nil, logger: Logger,
-        registryTransport: SchemaRegistryTransport? = nil
+        routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, spool: Spool? = nil,
+        mirrorSink: (any Sink)? = nil, logger: Logger, registryTransport: SchemaRegistryTransport? = nil
     ) {
         self.spool = config.ack == .spooled ? spool : nil
+        self.mirrorSink = config.mirror == nil ? nil : mirrorSink
         self.routeName = routeName
         self.config = config
         self.sink = sink
@@ -87,6 +90,11 @@ public struct IngestPipeline: Sendable {
         var session = IngestSession(
             pipeline: self, topic: topic, tracker: tracker, requestKey: requestKey, defaultKey: defaultKey, headers: headers)
         if ack == .spooled { session.spool = self.spool }
+        if let mirrorSink = self.mirrorSink, let mirror = self.config.mirror {
+            session.mirror = MirrorTarget(
+                sink: mirrorSink, topic: mirror.topic.render(["topic": topic]), fraction: mirror.fraction,
+                tracker: DeliveryTracker(recordsResults: false), random: SplitMix64(seed: UInt64.random(in: .min ... .max)))
+        }
         if self.deadLetterSink != nil {
             session.deadLetterTracker =
                 ack.answersBeforeTheSink
@@ -156,6 +164,10 @@ public struct IngestSession: Sendable {
     var registeredSchemaID: UInt32?
     /// With `ack: spooled`: events go to the spool, not to the sink.
     var spool: Spool?
+    /// With `mirror`: where copies of the events the sink takes are offered.
+    var mirror: MirrorTarget?
+    /// Events offered to the mirror, by outcome (`queued`, `dropped`).
+    public private(set) var mirrored: [String: Int] = [:]
 
     /// Whether the request has stopped (saturated sink or broken rule).
     public var isStopped: Bool { self.saturated != nil || self.failure != nil }
@@ -309,8 +321,14 @@ public struct IngestSession: Sendable {
         // max_wait bounds each wait for room, not the whole (possibly long) upload; an operator's
         // override for the sink (PATCH /sinks/{name}) wins over the route's.
         let deadline = ContinuousClock.now + (self.pipeline.sink.budget.maxWaitOverride ?? config.maxWait)
-        if let spool = self.spool { return await self.spool(events, into: spool, first: first, deadline: deadline) }
+        if let spool = self.spool {
+            let queuedBefore = self.queued
+            let spooled = await self.spool(events, into: spool, first: first, deadline: deadline)
+            if self.queued > queuedBefore { await self.offerToMirror(events[...]) }  // all or none
+            return spooled
+        }
         let taken = await self.pipeline.sink.enqueue(events, topic: self.topic, tracker: self.tracker, firstIndex: first, deadline: deadline)
+        await self.offerToMirror(events[..<taken])
         self.sent += events.count
         for event in events { self.sentBytes += event.size }
         self.queued += taken
@@ -320,6 +338,26 @@ public struct IngestSession: Sendable {
             return false
         }
         return self.failure == nil
+    }
+
+    /// Offers copies of `events` (those the route's sink took) to the mirror, or a random
+    /// fraction of them, without waiting: what it has no room for now is dropped and counted.
+    private mutating func offerToMirror(_ events: ArraySlice<Event>) async {
+        guard var mirror = self.mirror, !events.isEmpty else { return }
+        var copies: [Event] = []
+        if mirror.fraction >= 1 {
+            copies = Array(events)
+        } else {
+            copies.reserveCapacity(Int(Double(events.count) * mirror.fraction) + 1)
+            for event in events where mirror.random.nextUnit() < mirror.fraction { copies.append(event) }
+            self.mirror = mirror
+        }
+        guard !copies.isEmpty else { return }
+        let first = mirror.tracker.reserve(copies.count)
+        let taken = await mirror.sink.enqueue(copies, topic: mirror.topic, tracker: mirror.tracker, firstIndex: first, deadline: .now)
+        for slot in (first + taken)..<(first + copies.count) { mirror.tracker.complete(slot, with: .failed(.queueFull(sink: mirror.sink.name))) }
+        if taken > 0 { self.mirrored["queued", default: 0] += taken }
+        if taken < copies.count { self.mirrored["dropped", default: 0] += copies.count - taken }
     }
 
     /// `ack: spooled`: writes `events` (their slots from `first`) to the spool; they count as
@@ -501,6 +539,7 @@ public struct IngestSession: Sendable {
     /// saying so.
     public func results() async -> DeliveryResults {
         self.tracker.seal()
+        self.mirror?.tracker.seal()
         var results = await self.tracker.results(settledBy: self.pipeline.sink)
         if let sink = self.pipeline.deadLetterSink, let config = self.pipeline.config.deadLetter {
             if !self.deadLetters.isEmpty, let letters = self.deadLetterTracker {
@@ -516,6 +555,7 @@ public struct IngestSession: Sendable {
     /// Ends the request without waiting for results (ack: accepted).
     public func seal() {
         self.tracker.seal()
+        self.mirror?.tracker.seal()
         self.deadLetterTracker?.seal()
         if let span = self.span {
             if self.queued > 1 { span.attributes["messaging.batch.message_count"] = self.queued }
@@ -587,5 +627,37 @@ extension IngestPipeline {
         }
         out.append(UInt8(ascii: "}"))
         return out
+    }
+}
+
+/// Where a session offers copies of its events (`mirror`), and its own dice.
+struct MirrorTarget: Sendable {
+    let sink: any Sink
+    let topic: String
+    let fraction: Double
+    let tracker: DeliveryTracker
+    var random: SplitMix64
+}
+
+/// A small, fast generator for per-event sampling (SplitMix64): the system generator costs a
+/// system call per number.
+struct SplitMix64: Sendable {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        self.state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A number in [0, 1).
+    mutating func nextUnit() -> Double {
+        Double(self.next() >> 11) * 0x1.0p-53
     }
 }

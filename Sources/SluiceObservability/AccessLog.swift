@@ -154,7 +154,9 @@ public final class AccessLog: ExchangeObserver, @unchecked Sendable {
         number("status", record.status)
         string("grpc_status", record.statusName)
         number("events", record.facts.events)
-        let tallies: [(StaticString, [String: Int])] = [("events_rejected", record.facts.rejected), ("events_dead_lettered", record.facts.deadLettered)]
+        let tallies: [(StaticString, [String: Int])] = [
+            ("events_rejected", record.facts.rejected), ("events_dead_lettered", record.facts.deadLettered), ("events_mirrored", record.facts.mirrored),
+        ]
         for (name, counts) in tallies where !counts.isEmpty {
             key(name)
             out.append(UInt8(ascii: "{"))

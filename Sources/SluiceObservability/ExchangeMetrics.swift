@@ -39,6 +39,7 @@ public final class ExchangeMetrics: ExchangeObserver {
         var routes: [String: RouteSeries] = [:]
         var rejected: [PairKey: Counter] = [:]
         var deadLettered: [PairKey: Counter] = [:]
+        var mirrored: [PairKey: Counter] = [:]
         var denied: [PairKey: Counter] = [:]
     }
 
@@ -85,6 +86,11 @@ public final class ExchangeMetrics: ExchangeObserver {
             for (reason, count) in record.facts.deadLettered {
                 let key = PairKey(first: route, second: reason)
                 let counter = cached(&handlers.deadLettered, key) { MetricCatalogue.eventsDeadLettered.counter(route, reason, factory: factory) }
+                rejected.append((counter, count))
+            }
+            for (outcome, count) in record.facts.mirrored {
+                let key = PairKey(first: route, second: outcome)
+                let counter = cached(&handlers.mirrored, key) { MetricCatalogue.eventsMirrored.counter(route, outcome, factory: factory) }
                 rejected.append((counter, count))
             }
             var denied: Counter?

@@ -468,3 +468,32 @@ import Testing
             .contains("routes[0].match.query.debug") == true)
     }
 }
+
+/// `mirror: { sink, topic, fraction }`.
+@Suite struct MirrorParsingTests {
+    static func route(_ mirror: String) -> String {
+        "match: { path: /events }\n    ingest: { sink: events, topic: orders, mirror: \(mirror) }"
+    }
+
+    @Test func aMirrorNamesASinkATopicTemplateAndAShare() throws {
+        let config = try IngestAPIParsingTests.parse(route: Self.route("{ sink: events, topic: \"copy.{topic}\", fraction: 0.1 }")).get()
+        guard case .ingest(let ingest) = config.routes[0].action, let mirror = ingest.mirror else {
+            Issue.record("a mirror")
+            return
+        }
+        #expect(mirror.sink == "events" && mirror.topic.render(["topic": "orders"]) == "copy.orders" && mirror.fraction == 0.1)
+        let plain = try IngestAPIParsingTests.parse(route: Self.route("{ sink: events }")).get()
+        if case .ingest(let ingest) = plain.routes[0].action {
+            #expect(ingest.mirror?.topic.render(["topic": "orders"]) == "orders" && ingest.mirror?.fraction == 1)
+        }
+    }
+
+    @Test func whatCannotBeMirroredToIsAConfigError() {
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ sink: nowhere }")).first?.hasPrefix("routes[0].ingest.mirror.sink: unknown sink \"nowhere\"") == true)
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ sink: events, fraction: 0 }"))
+            == ["routes[0].ingest.mirror.fraction: expected a share of the events above 0 and at most 1 (0.1 mirrors one in ten), got \"0\""])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ sink: events, topic: \"{tenant}.x\" }"))
+            == ["routes[0].ingest.mirror.topic: unknown parameter {tenant}: a mirror's topic may use {topic}, the event's topic"])
+        #expect(IngestAPIParsingTests.errors(route: Self.route("{ sink: events, topic: \"bad topic\" }")).first?.hasPrefix("routes[0].ingest.mirror.topic:") == true)
+    }
+}
