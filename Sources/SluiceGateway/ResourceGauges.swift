@@ -105,7 +105,7 @@ final class ResourceGauges: Sendable {
                 spools[index].bytes.record(spool.bytesOnDisk)
                 spools[index].maxBytes.record(spool.maxBytes)
                 spools[index].events.record(Int64(spool.pendingRecords))
-                spools[index].oldestAge.record(Double(spool.oldestPendingAge.components.seconds) + Double(spool.oldestPendingAge.components.attoseconds) / 1e18)
+                spools[index].oldestAge.record(spool.oldestPendingAge / .seconds(1))
                 let now = spools[index].forwarder.totalsSoFar
                 let seen = spools[index].seen
                 spools[index].forwarded.increment(by: Int64(now.forwarded - seen.forwarded))

@@ -99,15 +99,14 @@ public final class SpoolForwarder: Service, Sendable {
     }
 
     private func forwardUntilClosed(replaying: NIOLockedValueBox<Int>) async {
-        var backoff = Duration.milliseconds(100)
+        var backoff = Backoff()
         while !Task.isCancelled {
             let batch: [SpoolEntry]
             do {
                 batch = try await self.spool.next(maxBytes: self.batchBytes)
             } catch {
                 self.logger.error("spool read failed; retrying", metadata: ["directory": "\(self.spool.directory)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(5))
+                _ = await backoff.wait()
                 continue
             }
             guard let last = batch.last else { return }  // closed, and all read
@@ -121,7 +120,7 @@ public final class SpoolForwarder: Service, Sendable {
             if replayed > 0 { self.totals.withLockedValue { $0.replayed += replayed } }
             do {
                 try await self.spool.acknowledge(below: last.sequence + 1)
-                backoff = .milliseconds(100)
+                backoff = Backoff()
             } catch {
                 // The batch is settled; a checkpoint that is not written sends it again after a restart.
                 self.logger.error("spool checkpoint failed", metadata: ["directory": "\(self.spool.directory)", "error": "\(error)"])
@@ -133,7 +132,7 @@ public final class SpoolForwarder: Service, Sendable {
     /// False when cancelled first.
     private func forward(_ batch: [SpoolEntry]) async -> Bool {
         var pending = batch
-        var backoff = Duration.milliseconds(100)
+        var backoff = Backoff()
         while !pending.isEmpty {
             if Task.isCancelled { return false }
             let pipeline = self.current.withLockedValue { $0 }
@@ -158,14 +157,9 @@ public final class SpoolForwarder: Service, Sendable {
                 if case .failed(let failure) = results.first(where: { if case .failed(let f) = $0 { f.isRetryable } else { false } }) {
                     self.logger.warning(
                         "spooled events not yet delivered; sending them again",
-                        metadata: ["events": "\(pending.count)", "code": "\(failure.code)", "reason": "\(failure.message)", "after": "\(backoff)"])
+                        metadata: ["events": "\(pending.count)", "code": "\(failure.code)", "reason": "\(failure.message)", "after": "\(backoff.next)"])
                 }
-                do {
-                    try await Task.sleep(for: backoff)
-                } catch {
-                    return false
-                }
-                backoff = min(backoff * 2, .seconds(5))
+                guard await backoff.wait() else { return false }
             }
         }
         return true
@@ -207,7 +201,7 @@ public final class SpoolForwarder: Service, Sendable {
                 sequence: entry.sequence, topic: config.topic,
                 event: pipeline.letter(for: entry.event, topic: entry.topic, failure, envelope: config.envelope))
         }
-        var backoff = Duration.milliseconds(100)
+        var backoff = Backoff()
         while !letters.isEmpty {
             let results = await Self.send(letters, to: sink, maxWait: pipeline.config.maxWait)
             var again: [SpoolEntry] = []
@@ -226,15 +220,24 @@ public final class SpoolForwarder: Service, Sendable {
                 }
             }
             letters = again
-            if !letters.isEmpty {
-                do {
-                    try await Task.sleep(for: backoff)
-                } catch {
-                    return false
-                }
-                backoff = min(backoff * 2, .seconds(5))
-            }
+            if !letters.isEmpty, !(await backoff.wait()) { return false }
         }
+        return true
+    }
+}
+
+/// The forwarder's pause between tries: 100 ms, doubling up to 5 s.
+struct Backoff {
+    private(set) var next = Duration.milliseconds(100)
+
+    /// Sleeps `next`, then doubles it; false when the task was cancelled meanwhile.
+    mutating func wait() async -> Bool {
+        do {
+            try await Task.sleep(for: self.next)
+        } catch {
+            return false
+        }
+        self.next = min(self.next * 2, .seconds(5))
         return true
     }
 }
