@@ -38,6 +38,17 @@ import Testing
         return (accepted, statuses)
     }
 
+    /// The ids `read` finds, read again each second until every accepted one is there (at most 90 s).
+    static func arrivals(of accepted: [String], _ read: () async throws -> [String]) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(90)
+        var arrived = try await read()
+        while Set(arrived).count < Set(accepted).count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(1))
+            arrived = try await read()
+        }
+        return arrived
+    }
+
     static func ids(in values: [String]) -> [String] {
         values.compactMap { value in (try? JSONSerialization.jsonObject(with: Data(value.utf8)) as? [String: Any])?["id"] as? String }
     }
@@ -85,13 +96,7 @@ import Testing
 
             sluice = try await SluiceProcess(config: config)
             let accepted = before.ids + during.ids
-            var arrived: [String] = []
-            let deadline = ContinuousClock.now + .seconds(90)
-            while ContinuousClock.now < deadline {
-                arrived = Self.ids(in: try await consume(topic, expecting: accepted.count, bootstrap: broker.bootstrap).map(\.value))
-                if Set(arrived).count >= Set(accepted).count { break }
-                try await Task.sleep(for: .seconds(1))
-            }
+            let arrived = try await Self.arrivals(of: accepted) { Self.ids(in: try await consume(topic, expecting: accepted.count, bootstrap: broker.bootstrap).map(\.value)) }
             let duplicates = Self.check(arrived, accepted: accepted, inFlightAtKill: during.ids.count, what: "kafka")
             #expect(sluice.log.contains("spool opened with events to forward again"), "\(sluice.log.suffix(2000))")
             let metrics = MetricsTests.samples(try await curl(["http://127.0.0.1:\(sluice.adminPort)/metrics"]).body)
@@ -134,13 +139,7 @@ import Testing
 
             sluice = try await SluiceProcess(config: config, environment: ["TEST_SECRET": key.secret])
             let accepted = before.ids + during.ids
-            var arrived: [String] = []
-            let deadline = ContinuousClock.now + .seconds(90)
-            while ContinuousClock.now < deadline {
-                arrived = Self.ids(in: try await KinesisIngestTests.read(moto, stream: "spooled", key: key).map(\.data))
-                if Set(arrived).count >= Set(accepted).count { break }
-                try await Task.sleep(for: .seconds(1))
-            }
+            let arrived = try await Self.arrivals(of: accepted) { Self.ids(in: try await KinesisIngestTests.read(moto, stream: "spooled", key: key).map(\.data)) }
             Self.check(arrived, accepted: accepted, inFlightAtKill: during.ids.count + before.ids.count, what: "kinesis")
             #expect(try await sluice.terminate() == 0)
         }
@@ -204,13 +203,7 @@ import Testing
         _ = try? await sluice.waitForExit(timeout: .seconds(10))
         broker.resume()
         sluice = try await SluiceProcess(config: config)
-        var arrived: [String] = []
-        let deadline = ContinuousClock.now + .seconds(90)
-        while ContinuousClock.now < deadline {
-            arrived = Self.ids(in: try await consume(topic, expecting: accepted.count, bootstrap: broker.bootstrap).map(\.value))
-            if Set(arrived).count >= Set(accepted).count { break }
-            try await Task.sleep(for: .seconds(1))
-        }
+        let arrived = try await Self.arrivals(of: accepted) { Self.ids(in: try await consume(topic, expecting: accepted.count, bootstrap: broker.bootstrap).map(\.value)) }
         Self.check(arrived, accepted: accepted, inFlightAtKill: accepted.count, what: "disk full")
         #expect(try await sluice.terminate() == 0)
     }
