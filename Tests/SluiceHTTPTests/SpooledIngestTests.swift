@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -26,6 +29,21 @@ import Testing
             $0.spool = SpoolConfig(directory: directory, maxBytes: maxBytes, segmentBytes: 64 << 10)
             $0.maxWait = .milliseconds(200)
             if deadLetter { $0.deadLetter = DeadLetterConfig(sink: "letters", topic: "orders.dlq", envelope: false) }
+        }
+    }
+
+    /// Opens the spool at `directory` again once the earlier one is gone: its serial queue can
+    /// hold it for a moment after the last call on it returned (the block that answered that
+    /// call is still unwinding), and with it the directory's lock.
+    static func reopen(_ directory: String, maxRecordBytes: Int) async throws -> Spool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            do throws(SpoolError) {
+                return try Spool(directory: directory, maxBytes: 1 << 20, segmentBytes: 64 << 10, maxRecordBytes: maxRecordBytes)
+            } catch {
+                guard error.errno == EWOULDBLOCK, ContinuousClock.now < deadline else { throw error }
+            }
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -121,7 +139,7 @@ import Testing
                 try await running.value
                 #expect(spool.pendingRecords == 2)
             }
-            let spool = try Spool(directory: directory, maxBytes: 1 << 20, segmentBytes: 64 << 10, maxRecordBytes: 1 << 20)
+            let spool = try await Self.reopen(directory, maxRecordBytes: 1 << 20)
             let sink = ScriptedSink()
             let forwarder = SpoolForwarder(
                 spool: spool, pipeline: Self.pipeline(Self.config(directory), sink: sink, spool: spool), drainTimeout: .seconds(5), logger: Logger(label: "t"))
