@@ -650,14 +650,27 @@ extension SluiceConfiguration {
     ) -> IngestConfig? {
         let allowed = [
             "sink", "topic", "topics_allowed", "key", "ack", "headers_to_kafka", "max_body_bytes", "max_events",
-            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter", "spool", "mirror",
+            "max_event_bytes", "max_wait", "api", "cluster_id", "schema", "dead_letter", "spool", "mirror", "sinks", "mode", "split",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
-        let sink = r.required(fields["sink"], in: path, key: "sink") { r.nonEmptyString($0, $1) }
-        if let sink, !sinkNames.contains(sink) {
-            r.error(path + ".sink", "unknown sink \"\(sink)\"" + ConfigReader.suggestion(for: sink, among: sinkNames).replacingOccurrences(of: "expected one of", with: "defined sinks are"))
-            ok = false
+        // One sink, or several (`sinks`, `split`): then the first target's kind rules the topic.
+        var targets: IngestTargets?
+        let sink: String?
+        if fields["sinks"] != nil || fields["split"] != nil {
+            targets = readTargets(fields, path, r, sinkNames: sinkNames, destinations: destinations)
+            sink = targets?.targets.first?.sink
+            if targets == nil { ok = false }
+        } else {
+            if let (_, p) = fields["mode"] {
+                r.error(p, "mode says how a route's sinks: [...] settle an event; this route has one sink")
+                ok = false
+            }
+            sink = r.required(fields["sink"], in: path, key: "sink") { r.nonEmptyString($0, $1) }
+            if let sink, !sinkNames.contains(sink) {
+                r.error(path + ".sink", Self.unknownSink(sink, among: sinkNames))
+                ok = false
+            }
         }
         // The destination rules of the sink's kind (Kafka topic, Kinesis stream); unknown when
         // the sink itself has errors, and then not checked.
@@ -768,6 +781,11 @@ extension SluiceConfiguration {
         )
         config.defaultKey = defaultKey
         config.api = api
+        config.targets = targets
+        if targets != nil, api != .sluice {
+            r.error(path + ".api", "api \(api.rawValue) answers in its own shape, with one sink's receipt; sinks and split are for api sluice")
+            ok = false
+        }
         if let destination, !destination.carriesHeaders { config.cloudEventsEncoding = .structuredJSON }
         if let (n, p) = fields["cluster_id"] {
             if api != .confluentV3 {
@@ -833,6 +851,131 @@ extension SluiceConfiguration {
         }
         guard ok, sink != nil, topic != nil else { return nil }
         return config
+    }
+
+    static func unknownSink(_ sink: String, among sinkNames: [String]) -> String {
+        "unknown sink \"\(sink)\"" + ConfigReader.suggestion(for: sink, among: sinkNames).replacingOccurrences(of: "expected one of", with: "defined sinks are")
+    }
+
+    /// `sinks: [{ sink, topic }]` with `mode: all | any`, or `split: { by: random | key, targets:
+    /// [{ sink, topic, fraction }] }` — instead of `sink`. Fractions add up to 1.
+    private static func readTargets(
+        _ fields: [String: (Node, String)], _ path: String, _ r: ConfigReader, sinkNames: [String],
+        destinations: [String: (kind: String, rules: SinkDestinations)]
+    ) -> IngestTargets? {
+        let given = ["sink", "sinks", "split"].filter { fields[$0] != nil }
+        guard given.count == 1 else {
+            r.error(path, "give one of sink, sinks (every event to each) and split (each event to one); got \(given.joined(separator: " and "))")
+            return nil
+        }
+        let mode: IngestTargets.Mode
+        let list: (Node, String)
+        if let sinks = fields["sinks"] {
+            list = sinks
+            var fanOut = IngestTargets.Mode.all
+            if let (n, p) = fields["mode"], let text = r.string(n, p) {
+                switch text {
+                case "all": fanOut = .all
+                case "any": fanOut = .any
+                default:
+                    r.error(p, "expected all (every sink must settle an event) or any (one must), got \"\(text)\"")
+                    return nil
+                }
+            }
+            mode = fanOut
+        } else {
+            let (n, p) = fields["split"]!
+            if let (_, modePath) = fields["mode"] {
+                r.error(modePath, "mode is for sinks: [...]; a split sends each event to one target")
+                return nil
+            }
+            guard let split = r.mapping(n, p, allowed: ["by", "targets"]),
+                let targetList = r.required(split["targets"], in: p, key: "targets", { ($0, $1) })
+            else { return nil }
+            var by = IngestTargets.SplitBy.random
+            if let (byNode, byPath) = split["by"], let text = r.string(byNode, byPath) {
+                guard let value = IngestTargets.SplitBy(rawValue: text) else {
+                    r.error(byPath, "expected random or key (a hash of the event's key), got \"\(text)\"")
+                    return nil
+                }
+                by = value
+            }
+            mode = .split(by)
+            list = targetList
+        }
+        let isSplit = fields["split"] != nil
+        guard let items = r.sequence(list.0, list.1) else { return nil }
+        guard items.count >= 2 else {
+            r.error(list.1, "expected two targets or more; a route with one sink says sink: NAME")
+            return nil
+        }
+        var targets: [IngestTarget] = []
+        var ok = true
+        for (item, itemPath) in items {
+            guard let entry = r.mapping(item, itemPath, allowed: isSplit ? ["sink", "topic", "fraction"] : ["sink", "topic"]),
+                let sink = r.required(entry["sink"], in: itemPath, key: "sink", { r.nonEmptyString($0, $1) })
+            else {
+                ok = false
+                continue
+            }
+            guard sinkNames.contains(sink) else {
+                r.error(itemPath + ".sink", Self.unknownSink(sink, among: sinkNames))
+                ok = false
+                continue
+            }
+            var target = IngestTarget(sink: sink)
+            if let (n, p) = entry["topic"] {
+                guard let text = r.nonEmptyString(n, p) else {
+                    ok = false
+                    continue
+                }
+                switch ParameterTemplate.parse(text) {
+                case .success(let template):
+                    if let unknown = template.parameters.first(where: { $0 != "topic" }) {
+                        r.error(p, "unknown parameter {\(unknown)}: a target's topic may use {topic}, the route's topic")
+                        ok = false
+                        continue
+                    } else if let fixed = template.fixedValue, let problem = destinations[sink]?.rules.problem(fixed) {
+                        r.error(p, problem)
+                        ok = false
+                        continue
+                    }
+                    target.topic = template
+                case .failure(let error):
+                    r.error(p, error.message)
+                    ok = false
+                    continue
+                }
+            }
+            if isSplit {
+                guard let fraction = r.required(entry["fraction"], in: itemPath, key: "fraction", { n, p -> Double? in
+                    guard let text = r.string(n, p) else { return nil }
+                    guard let value = Double(text), value > 0, value <= 1 else {
+                        r.error(p, "expected a share of the events above 0 and at most 1 (0.1 sends one in ten here), got \"\(text)\"")
+                        return nil
+                    }
+                    return value
+                }) else {
+                    ok = false
+                    continue
+                }
+                target.fraction = fraction
+            }
+            if targets.contains(where: { $0.sink == target.sink && $0.topic == target.topic }) {
+                r.error(itemPath, "sink \"\(sink)\" with topic \(target.topic) is already a target")
+                ok = false
+            }
+            targets.append(target)
+        }
+        guard ok else { return nil }
+        if isSplit {
+            let sum = targets.reduce(0) { $0 + $1.fraction }
+            guard abs(sum - 1) < 1e-9 else {
+                r.error(list.1, "the targets' fractions add up to \(sum); they must add up to 1")
+                return nil
+            }
+        }
+        return IngestTargets(mode: mode, targets: targets)
     }
 
     /// `mirror: { sink, topic, fraction }`: the topic a template of `{topic}` (the event's),

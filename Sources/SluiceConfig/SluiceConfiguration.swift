@@ -291,7 +291,13 @@ public struct IngestConfig: Sendable {
     public var spool: SpoolConfig?
     /// `mirror`: a copy of (a fraction of) the events to a second destination, best effort.
     public var mirror: IngestMirrorConfig?
+    /// `sinks` (fan-out) or `split`: the route writes to several sinks; nil: to `sink` alone.
+    /// With targets, `sink` is the first target's (its kind's rules apply to the route's topic).
+    public var targets: IngestTargets?
     public static let defaultClusterID = "sluice"
+
+    /// Every sink the route writes its events to (not its dead letters or mirror).
+    public var sinkNames: [String] { self.targets?.targets.map(\.sink) ?? [self.sink] }
 
     public init(
         sink: String, topic: ParameterTemplate, topicsAllowed: Set<String>? = nil, key: KeySource? = nil, ack: AckMode = .sink,
@@ -481,11 +487,43 @@ public enum AckMode: String, Sendable {
 /// An ingest route's `mirror: { sink, topic, fraction }`: every event the route's sink takes is
 /// also offered — without waiting — to the mirror sink, or a random `fraction` of them. Best
 /// effort: a mirror that is full, slow or failing never changes the response.
-public struct IngestMirrorConfig: Sendable, Equatable {
+public typealias IngestMirrorConfig = IngestTarget
+
+/// An ingest route's several sinks: `sinks: [...]` with `mode: all | any`, or `split`.
+public struct IngestTargets: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        /// Every event to every target; delivered once every target settled it.
+        case all
+        /// Every event to every target; delivered once one target settled it.
+        case any
+        /// Each event to one target, chosen by the targets' fractions.
+        case split(SplitBy)
+    }
+
+    /// How a split picks an event's target.
+    public enum SplitBy: String, Sendable, Equatable, CaseIterable {
+        /// At random, by the fractions.
+        case random
+        /// By a hash of the event's key (keyless events at random): a key stays on its target, and
+        /// moving a fraction moves only the keys in between.
+        case key
+    }
+
+    public var mode: Mode
+    public var targets: [IngestTarget]
+
+    public init(mode: Mode, targets: [IngestTarget]) {
+        self.mode = mode
+        self.targets = targets
+    }
+}
+
+/// One sink of an ingest route's `sinks`, `split` or `mirror`, and the destination there.
+public struct IngestTarget: Sendable, Equatable {
     public var sink: String
-    /// The mirror's destination; `{topic}` is the event's topic (default: the same topic).
+    /// The destination there; `{topic}` is the route's topic (default: the same topic).
     public var topic: ParameterTemplate
-    /// Of the events, the share mirrored (0 < fraction <= 1).
+    /// The share of the events this target gets (`split`, `mirror`; 0 < fraction <= 1).
     public var fraction: Double
 
     public init(sink: String, topic: ParameterTemplate = try! ParameterTemplate.parse("{topic}").get(), fraction: Double = 1) {

@@ -1,5 +1,5 @@
 /// The fate of one event, as reported by its sink.
-public enum DeliveryResult: Sendable, Equatable {
+public enum DeliveryResult: Sendable, Hashable {
     /// The backend has made the event durable.
     case delivered(DeliveryReceipt)
     /// The event was not delivered.
@@ -8,7 +8,7 @@ public enum DeliveryResult: Sendable, Equatable {
 
 /// Where a delivered event landed: partition and offset for Kafka, segment offset for files,
 /// shard and sequence number for Kinesis.
-public struct DeliveryReceipt: Sendable, Equatable {
+public struct DeliveryReceipt: Sendable, Hashable {
     public var partition: Int32?
     public var offset: Int64?
     public var shardID: String?
@@ -16,6 +16,8 @@ public struct DeliveryReceipt: Sendable, Equatable {
     /// Set when the event did not go to its destination but to the route's dead-letter one (the
     /// receipt's place is there): why, and where.
     public var deadLetter: DeadLetterNote?
+    /// Set for a route with several sinks (`sinks`, `split`): each target's own result.
+    public var targets: [TargetOutcome]?
 
     public init(partition: Int32? = nil, offset: Int64? = nil, shardID: String? = nil, sequenceNumber: String? = nil) {
         self.partition = partition
@@ -26,7 +28,7 @@ public struct DeliveryReceipt: Sendable, Equatable {
 }
 
 /// Where a dead-lettered event went, and the failure that sent it there.
-public struct DeadLetterNote: Sendable, Equatable {
+public struct DeadLetterNote: Sendable, Hashable {
     public var sink: String
     public var topic: String
     public var failure: DeliveryFailure
@@ -52,6 +54,19 @@ extension DeliveryResult {
     }
 }
 
+/// One target's result for an event of a route with several sinks.
+public struct TargetOutcome: Sendable, Hashable {
+    public var sink: String
+    public var topic: String
+    public var result: DeliveryResult
+
+    public init(sink: String, topic: String, result: DeliveryResult) {
+        self.sink = sink
+        self.topic = topic
+        self.result = result
+    }
+}
+
 /// Why an event was not delivered, in words a client can act on.
 public struct DeliveryFailure: Error, Sendable, Hashable {
     /// A stable, machine-readable reason, e.g. `sink_queue_full` or `kafka_msg_size_too_large`.
@@ -62,6 +77,8 @@ public struct DeliveryFailure: Error, Sendable, Hashable {
     public var isRetryable: Bool
     /// The HTTP status that best describes a non-retryable failure (retryable ones map to 503).
     public var httpStatus: Int
+    /// Set for a route with several sinks (`sinks`, `split`): each target's own result.
+    public var targets: [TargetOutcome]?
 
     public init(code: String, message: String, isRetryable: Bool, httpStatus: Int? = nil) {
         self.code = code

@@ -77,7 +77,7 @@ public struct DeliveryResults: RandomAccessCollection, Sendable {
         switch result {
         case .delivered(let receipt):
             switch (receipt.partition, receipt.offset, receipt.shardID, receipt.sequenceNumber) {
-            case _ where receipt.deadLetter != nil:
+            case _ where receipt.deadLetter != nil || receipt.targets != nil:
                 self.kinds[position] = Kind.otherReceipt.rawValue
                 self.large[position] = Int64(self.receipts.count)
                 self.receipts.append(receipt)

@@ -34,6 +34,10 @@ public protocol Sink: Sendable {
     /// by the admin `/sinks` view. Empty by default.
     var counters: [(name: String, value: Int)] { get }
 
+    /// The configured sinks this one writes to: its own name, or (a route's fan-out or split)
+    /// its targets'.
+    var sinkNames: [String] { get }
+
     /// Queues `events` for `topic`. Returns how many of them were queued (a prefix);
     /// the rest have been completed as failed, and the caller should stop sending.
     func enqueue(
@@ -51,6 +55,8 @@ extension Sink {
     }
 
     public var counters: [(name: String, value: Int)] { [] }
+
+    public var sinkNames: [String] { [self.name] }
 
     public var messagingSystem: String { "sluice" }
 }

@@ -217,10 +217,10 @@ extension Gateway {
                     + "\(restart); to change them, move it to another address")
         }
         // Spools are opened at start and owned for the process's life (one owner per directory).
-        func spooled(_ config: SluiceConfiguration) -> [String: (spool: SpoolConfig, sink: String)] {
-            var spools: [String: (spool: SpoolConfig, sink: String)] = [:]
+        func spooled(_ config: SluiceConfiguration) -> [String: (spool: SpoolConfig, sink: String, targets: IngestTargets?)] {
+            var spools: [String: (spool: SpoolConfig, sink: String, targets: IngestTargets?)] = [:]
             for route in config.routes {
-                if case .ingest(let ingest) = route.action, let spool = ingest.spool { spools[route.name] = (spool, ingest.sink) }
+                if case .ingest(let ingest) = route.action, let spool = ingest.spool { spools[route.name] = (spool, ingest.sink, ingest.targets) }
             }
             return spools
         }
@@ -228,9 +228,9 @@ extension Gateway {
         for name in Set(runningSpools.keys).union(newSpools.keys).sorted() {
             let running = runningSpools[name]
             let wanted = newSpools[name]
-            guard running?.spool != wanted?.spool || running?.sink != wanted?.sink else { continue }
+            guard running?.spool != wanted?.spool || running?.sink != wanted?.sink || running?.targets != wanted?.targets else { continue }
             problems.append(
-                "routes: \(name): a route's ack: spooled, its spool and its sink \(restart) (spools are opened when the gateway starts)")
+                "routes: \(name): a route's ack: spooled, its spool and its sinks \(restart) (spools are opened when the gateway starts)")
         }
         if let grpc = new.grpc, let running = current.grpc, grpc.address == running.address, grpc != running {
             problems.append("grpc: the gRPC listener's settings at \(grpc.address) \(restart); to change them, move it to another address")

@@ -262,7 +262,7 @@ public final class Gateway: Service, GatewayControl, Sendable {
         let snapshot = self.snapshot
         let health = HealthService { [weak self] in
             guard let self else { return ([], []) }
-            let served = snapshot.load().grpc.routes.map { (route: GRPCIngestRoute) in route.sink.name }
+            let served = snapshot.load().grpc.routes.flatMap { (route: GRPCIngestRoute) in route.sink.sinkNames }
             return (self.sinks, Set(served))
         }
         do {

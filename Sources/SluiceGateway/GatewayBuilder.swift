@@ -163,7 +163,8 @@ public struct GatewayBuilder: Sendable {
     ) throws(GatewayBuildError) -> [String: SpoolForwarder] {
         var forwarders: [String: SpoolForwarder] = [:]
         for route in config.routes {
-            guard case .ingest(let ingest) = route.action, let spoolConfig = ingest.spool, let sink = sinks[ingest.sink] else { continue }
+            guard case .ingest(let ingest) = route.action, let spoolConfig = ingest.spool, let sink = RouteSinks.sink(for: ingest, among: sinks)
+            else { continue }
             let deadLetters = ingest.deadLetter.flatMap { sinks[$0.sink] }
             if let kept = previous?.spools[route.name] {
                 kept.update(IngestPipeline(routeName: route.name, config: ingest, sink: sink, deadLetterSink: deadLetters, spool: kept.spool, logger: self.logger))
@@ -223,7 +224,9 @@ public struct GatewayBuilder: Sendable {
             idempotencyStores: resources.idempotencyStores.mapValues(\.store), spools: resources.spools.mapValues(\.spool), leases: leases,
             logger: self.logger)
         let grpcRoutes = config.routes.compactMap { route -> GRPCIngestRoute? in
-            guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = sinks[ingest.sink] else { return nil }
+            guard route.match.grpc != nil, case .ingest(let ingest) = route.action, let sink = RouteSinks.sink(for: ingest, among: sinks) else {
+                return nil
+            }
             return GRPCIngestRoute(
                 name: route.name, match: route.match, ingest: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
                 mirrorSink: ingest.mirror.flatMap { sinks[$0.sink] },

@@ -51,7 +51,7 @@ public struct HTTPRouteTable: Sendable {
             switch route.action {
             case .ingest(let ingest):
                 // Validation guarantees the sink exists.
-                guard let sink = sinks[ingest.sink] else { continue }
+                guard let sink = RouteSinks.sink(for: ingest, among: sinks) else { continue }
                 var prefix: String?
                 if case .prefix(let value) = route.match.path { prefix = value }
                 let handler = IngestHandler(

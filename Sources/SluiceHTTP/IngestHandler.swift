@@ -372,7 +372,11 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
             switch result {
             case .delivered(let receipt):
                 guard let note = receipt.deadLetter else {
-                    Self.encode(receipt, into: &json)
+                    if let targets = receipt.targets {
+                        Self.encode(targets, into: &json)
+                    } else {
+                        Self.encode(receipt, into: &json)
+                    }
                     return
                 }
                 // Settled, but in the route's dead-letter destination: where, and why.
@@ -389,6 +393,24 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
                 }
             case .failed(let failure):
                 Self.encode(failure, into: &json)
+                if let targets = failure.targets { Self.encode(targets, into: &json) }
+            }
+        }
+    }
+
+    /// A route with several sinks: `"sinks":[{"sink","topic",<receipt or error>}]`, each target's result.
+    static func encode(_ targets: [TargetOutcome], into json: inout JSONWriter) {
+        json.key("sinks")
+        json.array {
+            for target in targets {
+                $0.object {
+                    $0.field("sink", target.sink)
+                    $0.field("topic", target.topic)
+                    switch target.result {
+                    case .delivered(let receipt): Self.encode(receipt, into: &$0)
+                    case .failed(let failure): Self.encode(failure, into: &$0)
+                    }
+                }
             }
         }
     }

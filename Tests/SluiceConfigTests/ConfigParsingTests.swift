@@ -497,3 +497,55 @@ import Testing
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ sink: events, topic: \"bad topic\" }")).first?.hasPrefix("routes[0].ingest.mirror.topic:") == true)
     }
 }
+
+/// `sinks: [...]` with `mode`, and `split`.
+@Suite struct RouteTargetsParsingTests {
+    static func route(_ targets: String, extra: String = "") -> String {
+        "match: { path: /events }\n    ingest: { topic: orders, \(targets)\(extra) }"
+    }
+
+    static func targets(_ route: String) throws -> IngestTargets? {
+        let config = try IngestAPIParsingTests.parse(route: route).get()
+        guard case .ingest(let ingest) = config.routes[0].action else { return nil }
+        return ingest.targets
+    }
+
+    @Test func aFanOutNamesItsSinksTheirTopicsAndAMode() throws {
+        let fanOut = try Self.targets(Self.route(#"sinks: [{ sink: events }, { sink: events, topic: "archive.{topic}" }], mode: any"#))
+        #expect(fanOut?.mode == .any)
+        #expect(fanOut?.targets.map { $0.topic.render(["topic": "orders"]) } == ["orders", "archive.orders"])
+        #expect(try Self.targets(Self.route(#"sinks: [{ sink: events }, { sink: events, topic: copy }]"#))?.mode == .all)
+        let config = try IngestAPIParsingTests.parse(route: Self.route(#"sinks: [{ sink: events }, { sink: events, topic: copy }]"#)).get()
+        if case .ingest(let ingest) = config.routes[0].action { #expect(ingest.sink == "events" && ingest.sinkNames == ["events", "events"]) }
+    }
+
+    @Test func aSplitNamesFractionsThatAddUpToOne() throws {
+        let split = try Self.targets(Self.route(#"split: { by: key, targets: [{ sink: events, fraction: 0.9 }, { sink: events, topic: next, fraction: 0.1 }] }"#))
+        #expect(split?.mode == .split(.key) && split?.targets.map(\.fraction) == [0.9, 0.1])
+        #expect(try Self.targets(Self.route(#"split: { targets: [{ sink: events, fraction: 0.5 }, { sink: events, topic: b, fraction: 0.5 }] }"#))?.mode == .split(.random))
+    }
+
+    @Test func whatCannotBeATargetIsAConfigError() {
+        let errors = { IngestAPIParsingTests.errors(route: $0) }
+        #expect(errors("match: { path: /events }\n    ingest: { sink: events, topic: orders, sinks: [{ sink: events }, { sink: events, topic: b }] }")
+            == ["routes[0].ingest: give one of sink, sinks (every event to each) and split (each event to one); got sink and sinks"])
+        #expect(errors("match: { path: /events }\n    ingest: { sink: events, topic: orders, mode: any }")
+            == ["routes[0].ingest.mode: mode says how a route's sinks: [...] settle an event; this route has one sink"])
+        #expect(errors(Self.route("sinks: [{ sink: events }]")) == ["routes[0].ingest.sinks: expected two targets or more; a route with one sink says sink: NAME"])
+        #expect(errors(Self.route("sinks: [{ sink: events }, { sink: events }]"))
+            == ["routes[0].ingest.sinks[1]: sink \"events\" with topic {topic} is already a target"])
+        #expect(errors(Self.route("sinks: [{ sink: events }, { sink: evnts }]")).first?.hasPrefix("routes[0].ingest.sinks[1].sink: unknown sink \"evnts\"") == true)
+        #expect(errors(Self.route("sinks: [{ sink: events }, { sink: events, topic: b }], mode: most"))
+            == ["routes[0].ingest.mode: expected all (every sink must settle an event) or any (one must), got \"most\""])
+        #expect(errors(Self.route(#"sinks: [{ sink: events }, { sink: events, topic: "{tenant}" }]"#))
+            == ["routes[0].ingest.sinks[1].topic: unknown parameter {tenant}: a target's topic may use {topic}, the route's topic"])
+        #expect(errors(Self.route("split: { targets: [{ sink: events, fraction: 0.5 }, { sink: events, topic: b, fraction: 0.4 }] }"))
+            == ["routes[0].ingest.split.targets: the targets' fractions add up to 0.9; they must add up to 1"])
+        #expect(errors(Self.route("split: { targets: [{ sink: events }, { sink: events, topic: b, fraction: 1 }] }"))
+            == ["routes[0].ingest.split.targets[0].fraction: required"])
+        #expect(errors(Self.route("split: { by: user, targets: [{ sink: events, fraction: 0.5 }, { sink: events, topic: b, fraction: 0.5 }] }"))
+            == ["routes[0].ingest.split.by: expected random or key (a hash of the event's key), got \"user\""])
+        #expect(errors("match: { path_prefix: /kafka }\n    ingest: { api: confluent_v2, sinks: [{ sink: events }, { sink: events, topic: b }] }")
+            .contains("routes[0].ingest.api: api confluent_v2 answers in its own shape, with one sink's receipt; sinks and split are for api sluice"))
+    }
+}

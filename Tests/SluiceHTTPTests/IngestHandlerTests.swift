@@ -9,7 +9,7 @@ import Testing
 
 /// A sink whose behaviour each test sets: deliver, fail some events, or refuse (full queue).
 final class ScriptedSink: Sink, @unchecked Sendable {
-    let name = "scripted"
+    let name: String
     var isReady: Bool { true }
     var settleTimeout: Duration? { nil }
     let budget = InFlightBudget(maxBytes: 1 << 20, maxEvents: 1000)
@@ -24,9 +24,10 @@ final class ScriptedSink: Sink, @unchecked Sendable {
     private var _waitAllowed: [Duration] = []
 
     init(
-        capacity: Int = .max, delay: Duration = .zero,
+        name: String = "scripted", capacity: Int = .max, delay: Duration = .zero,
         fate: @escaping @Sendable (Int) -> DeliveryResult = { .delivered(DeliveryReceipt(partition: 0, offset: Int64($0))) }
     ) {
+        self.name = name
         self.capacity = capacity
         self.delay = delay
         self.fate = fate
