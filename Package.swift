@@ -473,6 +473,8 @@ let package = Package(
             dependencies: [
                 "SluiceHTTP", "SluiceCore", "SluiceConfig", "SluicePolicy", "SluiceSchema", "SluiceIngest", "SluiceSpool",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]
         ),
         .testTarget(name: "FileSinkTests", dependencies: ["FileSink", "SluiceCore"], path: "connectors/file/Tests"),

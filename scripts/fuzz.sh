@@ -28,9 +28,10 @@ declare -A SOURCES=(
     [config]="$(echo Sources/SluiceConfig/*.swift)"
     [json_schema]="$(echo Sources/SluiceSchema/*.swift)"
     [spool_record]="Sources/SluiceSpool/SpoolRecord.swift Sources/SluiceSpool/CRC32C.swift"
+    [h2c_upgrade]="Sources/SluiceHTTP/H2CUpgrade.swift Sources/SluiceHTTP/RequestTarget.swift"
 )
 # The targets that import packages, and so link Sluice's debug build.
-LINKS_DEBUG_BUILD=" cloudevents confluent_rest grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config json_schema spool_record "
+LINKS_DEBUG_BUILD=" cloudevents confluent_rest grpc_publish_request json_scanner request_target ndjson resp kinesis_response kafka_statistics zerobus_record jwt config json_schema spool_record h2c_upgrade "
 OUT=.build-fuzz
 
 # Compiler flags and objects of Sluice's debug build, for targets that import packages: the

@@ -316,7 +316,7 @@ extension SluiceConfiguration {
     private static func readListener(_ node: Node, _ path: String, _ r: ConfigReader) -> ListenerConfig? {
         let allowed = [
             "name", "address", "idle_timeout", "body_read_timeout", "min_body_rate", "max_header_bytes", "max_connections",
-            "max_concurrent_streams", "tls",
+            "max_concurrent_streams", "tls", "h2c_upgrade",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         let name = readName(fields, path, r)
@@ -339,6 +339,17 @@ extension SluiceConfiguration {
         }
         if let (n, p) = fields["tls"] {
             if let tls = readListenerTLS(n, p, r) { listener.tls = tls } else { ok = false }
+        }
+        if let (n, p) = fields["h2c_upgrade"] {
+            if let value = r.bool(n, p) {
+                if value, fields["tls"] != nil {
+                    r.error(p, "h2c_upgrade is for cleartext listeners: over TLS, HTTP/2 is negotiated by ALPN")
+                    ok = false
+                }
+                listener.h2cUpgrade = value
+            } else {
+                ok = false
+            }
         }
         guard name != nil, address != nil, ok else { return nil }
         return listener

@@ -38,6 +38,9 @@ public struct ListenerConfig: Sendable, Equatable {
     public var limits: ListenerLimits
     /// HTTPS on this listener when set.
     public var tls: ListenerTLSConfig? = nil
+    /// Whether cleartext HTTP/1.1 connections may switch to HTTP/2 by `Upgrade: h2c`
+    /// (`h2c_upgrade`; HTTP/2 with prior knowledge is always served).
+    public var h2cUpgrade: Bool = true
 }
 
 /// TLS on a listener: certificates (the first is the default; others by SNI), ALPN h2 and

@@ -255,7 +255,7 @@ public final class Gateway: Service, GatewayControl, Sendable {
         return HTTPServer(
             name: listener.name, host: listener.address.host, port: listener.address.port,
             responder: GatewayResponder(routes: { snapshot.load().http }), limits: listener.limits, tls: tls,
-            drainTimeout: configuration.shutdown.drainTimeout, connectionCap: self.connectionCap, observer: self.observer, logger: self.logger)
+            h2cUpgrade: listener.h2cUpgrade, drainTimeout: configuration.shutdown.drainTimeout, connectionCap: self.connectionCap, observer: self.observer, logger: self.logger)
     }
 
     func makeGRPCServer(_ grpc: GRPCListenerConfig, configuration: SluiceConfiguration) throws(GatewayBuildError) -> GRPCIngestServer {

@@ -95,6 +95,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     private let responder: any HTTPResponder
     private let limits: ListenerLimits
     private let tls: ListenerTLS?
+    /// Whether a cleartext HTTP/1.1 connection may switch to HTTP/2 by `Upgrade: h2c`.
+    private let h2cUpgrade: Bool
     private let drainTimeout: Duration
     /// Open connections against max_connections and, on data-plane listeners, the process's cap.
     private let connections: ListenerConnections
@@ -112,6 +114,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         responder: any HTTPResponder,
         limits: ListenerLimits = ListenerLimits(),
         tls: ListenerTLS? = nil,
+        h2cUpgrade: Bool = true,
         drainTimeout: Duration = .seconds(10),
         connectionCap: ClientConnectionCap? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -126,6 +129,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         self.responder = responder
         self.limits = limits
         self.tls = tls
+        self.h2cUpgrade = h2cUpgrade && tls == nil
         self.drainTimeout = drainTimeout
         self.group = group
         var logger = logger
@@ -183,6 +187,11 @@ public final class HTTPServer: Service, Listening, Sendable {
         let connections = self.connections
         let logger = self.logger
         let tls = self.tls
+        // h2c upgrades read heads up to HTTP/1.1's own limits (a field and the list each
+        // maxHeaderBytes), plus room for the request line.
+        let h2cUpgrade = self.h2cUpgrade
+            ? HTTPProtocolSniffer<Connection>.H2CUpgradeLimits(maxHeadBytes: limits.maxHeaderBytes + 8 * 1024, maxHeaderListSize: limits.maxHeaderBytes)
+            : nil
         let serverChannel: NIOAsyncChannel<EventLoopFuture<Connection>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: self.group)
@@ -204,7 +213,9 @@ public final class HTTPServer: Service, Listening, Sendable {
                     return channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: Connection.self)
                         // Over TLS the sniffer sees decrypted bytes: it decides once the handshake is done.
-                        let sniffer = HTTPProtocolSniffer<Connection>(promise: promise, timeout: TimeAmount(limits.idleTimeout)) { channel, wireProtocol in
+                        let sniffer = HTTPProtocolSniffer<Connection>(
+                            promise: promise, timeout: TimeAmount(limits.idleTimeout), h2cUpgrade: h2cUpgrade
+                        ) { channel, wireProtocol in
                             let state = TLSState(isTLS: tls != nil, client: tls == nil ? nil : ListenerTLS.clientIdentity(of: channel))
                             return try Self.configure(channel, wireProtocol, limits: limits, tls: state)
                         }

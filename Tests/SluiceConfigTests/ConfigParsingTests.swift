@@ -77,6 +77,18 @@ import Testing
         #expect(file.directory == "${NOT_EXPANDED}/x")
     }
 
+    @Test func h2cUpgradeIsOnForCleartextListenersUnlessTurnedOff() throws {
+        let yaml = """
+            listeners:
+              - { name: a, address: "127.0.0.1:8080" }
+              - { name: b, address: "127.0.0.1:8081", h2c_upgrade: false }
+            sinks: [{ name: f, file: { directory: ./x } }]
+            routes: [{ name: r, match: { path: /x }, ingest: { sink: f, topic: x } }]
+            """
+        let config = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
+        #expect(config.listeners.map(\.h2cUpgrade) == [true, false])
+    }
+
     @Test(arguments: [
         ("512", 512), ("64KiB", 65536), ("1MiB", 1_048_576), ("10MB", 10_000_000), ("2GiB", 2_147_483_648), ("1 KiB", 1024),
     ])

@@ -637,6 +637,30 @@ def h2_cases():
     record("h2: control character in a header value is refused", refused, f"{[(f[0], f[2]) for f in frames]}")
 
 
+def h2c_cases():
+    upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+    base = "POST /v1/events/hostile HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n" + upgrade
+    # h2c smuggling: an upgrade request whose body holds an HTTP/2 preface is not upgraded; the
+    # body is read as the body (ingested), the preface never reaches an HTTP/2 parser.
+    body = PREFACE + frame(4, 0, 0)
+    expect_one("h2c: an upgrade with a Content-Length body is served over HTTP/1.1",
+               (base + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body, 400, "invalid_json")
+    expect_one("h2c: an upgrade with a chunked body is served over HTTP/1.1",
+               (base + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\n{}\n\r\n0\r\n\r\n").encode(), 200)
+    # Upgraded, then something other than the HTTP/2 preface: the connection ends.
+    s = connect(ARGS.port)
+    try:
+        s.sendall(("GET /static/a HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n").encode())
+        s.settimeout(3)
+        head = s.recv(4096)
+        s.sendall(b"GET /static/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        rest, closed = read_all(s, 4.5)
+    finally:
+        s.close()
+    record("h2c: upgraded, then no HTTP/2 preface: the connection ends without an answer",
+           head.startswith(b"HTTP/1.1 101 ") and closed and b"HTTP/1.1 200" not in rest, f"head={head[:80]!r} closed={closed} rest={rest[:120]!r}")
+
+
 # ---------------------------------------------------------------------------------------------
 # gRPC
 
@@ -756,7 +780,7 @@ def main():
     base_rss, base_fds = rss_and_fds()
 
     groups = [chunked_cases, smuggling_cases, version_cases, path_cases, upstream_header_cases, json_cases, auth_cases,
-              rate_limit_cases, schema_and_idempotency_cases, h2_cases, grpc_cases, grpc_idle_flood, file_sink_is_valid_utf8]
+              rate_limit_cases, schema_and_idempotency_cases, h2_cases, h2c_cases, grpc_cases, grpc_idle_flood, file_sink_is_valid_utf8]
     for group in groups:
         if ARGS.only and ARGS.only not in group.__name__:
             continue
