@@ -57,6 +57,8 @@ fi
 # Independent clients for the tests: python-hyper's h2 (HTTP/2 stream isolation) and grpcio
 # (gRPC PublishStream), with grpcio-tools to generate its stubs from Sluice's proto.
 python3 -c 'import h2' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check h2==4.4.1
+# A real WebSocket server and client for the upgrade-proxy tests (scripts/testing/websocket_peer.py).
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check websockets==15.0.1
 # selenium drives the ops console in Chromium (scripts/testing/console_check.py).
 python3 -c 'import selenium' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check selenium==4.51.0
 # The OTLP trace receiver of the tracing tests (scripts/testing/otlp_receiver.py).

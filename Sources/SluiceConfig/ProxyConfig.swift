@@ -117,6 +117,9 @@ public struct ProxyConfig: Sendable {
     public var retries: RetryConfig
     /// Largest request body forwarded (413 beyond).
     public var maxBodyBytes: Int
+    /// HTTP/1.1 `Upgrade` requests (WebSocket) passed through to the upstream; nil: none
+    /// (an `Upgrade` header is dropped as hop-by-hop, as before).
+    public var upgrade: UpgradeConfig? = nil
 
     public init(upstream: String) {
         self.splits = [(upstream, 1)]
@@ -130,6 +133,18 @@ public struct ProxyConfig: Sendable {
 
     public var upstreamNames: [String] {
         self.splits.map(\.upstream) + (self.mirror.map { [$0.upstream] } ?? [])
+    }
+}
+
+/// `upgrade: { protocols: [websocket], idle_timeout: 5m }` on a proxy route.
+public struct UpgradeConfig: Sendable, Equatable {
+    /// The protocols (`Upgrade` tokens, lower case, without a version) passed through.
+    public var protocols: [String]
+    /// A tunnel with no bytes either way for this long is closed.
+    public var idleTimeout: Duration = .seconds(300)
+
+    public init(protocols: [String]) {
+        self.protocols = protocols
     }
 }
 

@@ -210,6 +210,7 @@ extension SluiceConfiguration {
     static func readProxy(_ node: Node, _ path: String, match: RouteMatchConfig?, upstreamNames: [String], _ r: ConfigReader) -> ProxyConfig? {
         let allowed = [
             "upstream", "splits", "mirror", "path_rewrite", "request_headers", "response_headers", "retries", "max_body_bytes",
+            "upgrade",
         ]
         guard let fields = r.mapping(node, path, allowed: allowed) else { return nil }
         var ok = true
@@ -281,7 +282,50 @@ extension SluiceConfiguration {
             if let retries = readRetries(n, p, r) { config.retries = retries } else { ok = false }
         }
         if let (n, p) = fields["max_body_bytes"], let v = r.size(n, p, min: 0) { config.maxBodyBytes = v }
+        if let (n, p) = fields["upgrade"] {
+            if let upgrade = readUpgrade(n, p, r) { config.upgrade = upgrade } else { ok = false }
+        }
         return ok ? config : nil
+    }
+
+    private static func readUpgrade(_ node: Node, _ path: String, _ r: ConfigReader) -> UpgradeConfig? {
+        guard let fields = r.mapping(node, path, allowed: ["protocols", "idle_timeout"]) else { return nil }
+        var ok = true
+        var protocols: [String] = []
+        if let list = r.required(fields["protocols"], in: path, key: "protocols", { r.stringList($0, $1) }) {
+            for (index, name) in list.enumerated() {
+                let p = "\(path).protocols[\(index)]"
+                let lower = name.lowercased()
+                if !Self.isToken(lower) {
+                    r.error(p, "\"\(name)\" is not a protocol name (a token, without a /version)")
+                    ok = false
+                } else if lower == "h2c" {
+                    r.error(p, "h2c is the listener's own upgrade to HTTP/2 (h2c_upgrade), not passed to upstreams")
+                    ok = false
+                } else if protocols.contains(lower) {
+                    r.error(p, "\"\(name)\" is listed twice")
+                    ok = false
+                } else {
+                    protocols.append(lower)
+                }
+            }
+            if list.isEmpty {
+                r.error(path + ".protocols", "at least one protocol is required, such as websocket")
+                ok = false
+            }
+        } else {
+            ok = false
+        }
+        var upgrade = UpgradeConfig(protocols: protocols)
+        if let (n, p) = fields["idle_timeout"] {
+            if let value = r.duration(n, p, min: .seconds(1)) { upgrade.idleTimeout = value } else { ok = false }
+        }
+        return ok ? upgrade : nil
+    }
+
+    /// An RFC 9110 token (header names, `Upgrade` protocol names): visible ASCII but separators.
+    static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }
     }
 
     /// Header names a proxy manages itself: rewriting them would break the exchange.
@@ -294,8 +338,7 @@ extension SluiceConfiguration {
         var ok = true
         var rewrite = HeaderRewrite()
         func valid(_ name: String, _ p: String) -> Bool {
-            let token = name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }
-            if !token { r.error(p, "\"\(name)\" is not a valid header name"); return false }
+            if !Self.isToken(name) { r.error(p, "\"\(name)\" is not a valid header name"); return false }
             if Self.managedHeaders.contains(name.lowercased()) || name.hasPrefix(":") {
                 r.error(p, "\"\(name)\" is managed by the proxy and cannot be rewritten")
                 return false

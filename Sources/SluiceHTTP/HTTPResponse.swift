@@ -23,6 +23,9 @@ public struct HTTPResponse: Sendable {
     /// What the route's handler and policies tell the listener's observers (metrics, access log);
     /// never sent.
     public var facts = ExchangeFacts()
+    /// For a `101 Switching Protocols` from an upstream: the upstream connection the client's
+    /// connection is joined to once the 101 has gone out (HTTP/1.1 only).
+    var tunnel: UpgradeTunnel?
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
         self.status = status

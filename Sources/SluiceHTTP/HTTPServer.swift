@@ -37,6 +37,9 @@ public struct HTTPRequest: Sendable {
     public var isTLS: Bool
     /// The client's verified certificate, on a TLS listener that asks for one.
     public var tlsClient: TLSClientIdentity?
+    /// The event loop of the client's connection (an upgrade tunnel's upstream connection
+    /// shares it), when served by a listener.
+    public var eventLoop: (any EventLoop)?
 
     public init(head: HTTPRequestHead, isHTTP2: Bool, remoteIP: String? = nil, isTLS: Bool = false, tlsClient: TLSClientIdentity? = nil) {
         self.head = head
@@ -333,10 +336,23 @@ public final class HTTPServer: Service, Listening, Sendable {
                     guard case .head(let head) = part else { continue }
                     let started = ExchangeStart(observed: self.observer != nil)
                     var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
-                    let request = HTTPRequest(
+                    var request = HTTPRequest(
                         head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
+                    request.eventLoop = channel.channel.eventLoop
                     let span = Self.startSpan(request)
                     var response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
+                    if let tunnel = response.tunnel {
+                        // 101 from the upstream: the connection becomes its tunnel until either side closes.
+                        self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: 0)
+                        do {
+                            try await Self.switchProtocols(response, to: channel.channel, tunnel: tunnel)
+                        } catch {
+                            tunnel.abandon()
+                            throw error
+                        }
+                        try? await channel.channel.closeFuture.get()
+                        return
+                    }
                     // Keep the connection only if the whole request body has been read.
                     let complete = response.readsRequestBody ? false : body.isComplete ? true : await body.drain(limit: 64 * 1024)
                     if let next = body.iterator { iterator = next }
@@ -402,6 +418,26 @@ public final class HTTPServer: Service, Listening, Sendable {
                 return channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .continue)))
             }.get()
         }
+    }
+
+    /// Writes the 101 head, then hands the connection's bytes to the tunnel: the HTTP/1.1
+    /// handlers leave the pipeline (what they hold is not part of the tunnel: a client sends
+    /// nothing after an upgrade request before its 101).
+    private static func switchProtocols(
+        _ response: HTTPResponse, to channel: any Channel, tunnel: UpgradeTunnel
+    ) async throws {
+        let head = HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: response.headers)
+        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+            return channel.writeAndFlush(HTTPServerResponsePart.head(head)).flatMapThrowing {
+                let sync = channel.pipeline.syncOperations
+                try tunnel.attach(client: channel)
+                // Whatever HTTP/1.1 handler is still there sees no more bytes; remove them all.
+                for handler in HTTP1PipelineHandlers.find(in: sync) {
+                    sync.removeHandler(handler, promise: nil)
+                }
+            }
+        }.get()
     }
 
     /// Writes a whole response and returns once it has left the channel: the connection or
@@ -530,6 +566,20 @@ extension HTTPServer {
 }
 
 /// Closes an HTTP/1.1 connection that has had no request in progress for `timeout`.
+/// The HTTP/1.1 handlers `configure` puts in a connection's pipeline (those present).
+enum HTTP1PipelineHandlers {
+    static func find(in sync: ChannelPipeline.SynchronousOperations) -> [any RemovableChannelHandler] {
+        var found: [any RemovableChannelHandler] = []
+        if let handler = try? sync.handler(type: HTTPResponseEncoder.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: HTTPServerPipelineHandler.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: HTTP1ParseErrorResponder.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: HTTP1IdleTimeoutHandler.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: BodyReadTimeoutHandler.self) { found.append(handler) }
+        return found
+    }
+}
+
 final class HTTP1IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart

@@ -64,9 +64,98 @@ public struct ProxyHandler: Sendable {
         guard let upstream = self.chooseUpstream() else {
             return .error(.noUpstream, message: "no upstream is configured for this route")
         }
-        var response = await self.forward(request, body: &body, to: upstream)
+        var response: HTTPResponse
+        if let upgrade = self.config.upgrade, let protocols = Self.requestedUpgrade(request, allowed: upgrade.protocols) {
+            response = await self.tunnel(request, protocols: protocols, to: upstream, config: upgrade)
+        } else {
+            response = await self.forward(request, body: &body, to: upstream)
+        }
         response.facts.upstream = upstream.name
         return response
+    }
+
+    /// The request's `Upgrade` value when it asks, over HTTP/1.1 and without a body, for a
+    /// protocol the route passes through (its first token, matched without a version); nil
+    /// otherwise (the request is proxied as any other, `Upgrade` dropped).
+    static func requestedUpgrade(_ request: HTTPRequest, allowed: [String]) -> String? {
+        guard !request.isHTTP2, request.head.version == .http1_1 else { return nil }
+        let connection = request.head.headers["connection"].flatMap { $0.split(separator: ",") }
+        guard connection.contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }) else { return nil }
+        let values = request.head.headers["upgrade"]
+        guard values.count == 1, let first = values[0].split(separator: ",").first else { return nil }
+        let name = first.trimmingCharacters(in: .whitespaces).split(separator: "/").first.map { $0.lowercased() } ?? ""
+        guard allowed.contains(name) else { return nil }
+        let declared = request.header("content-length").flatMap { Int($0) } ?? 0
+        guard declared == 0, request.header("transfer-encoding") == nil else { return nil }
+        return values[0]
+    }
+
+    /// Passes an upgrade request to an endpoint on the client's event loop; a 101 comes back
+    /// with the tunnel the listener joins the client to. One attempt (a tunnel is not replayed);
+    /// the request slot and the endpoint stay taken until the tunnel closes.
+    private func tunnel(_ request: HTTPRequest, protocols: String, to upstream: Upstream, config: UpgradeConfig) async -> HTTPResponse {
+        guard let eventLoop = request.eventLoop else {
+            return .error(.invalidRequest, message: "an upgrade is only served on an HTTP/1.1 listener connection")
+        }
+        guard await upstream.acquireSlot() else {
+            return .error(.upstreamOverloaded, message: "the upstream is at its request limit", headers: ["retry-after": "1"])
+        }
+        let hashKey: String? = {
+            if case .consistentHash(let header) = upstream.config.loadBalancing { return request.header(header) }
+            return nil
+        }()
+        guard let (index, _) = upstream.pick(hashKey: hashKey, excluding: []) else {
+            upstream.releaseSlot()
+            return .error(.noHealthyUpstream, message: "no endpoint of the upstream is available")
+        }
+        let address = upstream.address(of: index)
+        let prepared = self.upstreamHead(for: request, hasBody: false)
+        var headers = prepared.headers
+        headers.replaceOrAdd(name: "connection", value: "upgrade")
+        headers.replaceOrAdd(name: "upgrade", value: protocols)
+        let head = HTTPRequestHead(version: .http1_1, method: prepared.method, uri: prepared.uri, headers: headers)
+        let timeouts = upstream.config.timeouts
+        let started = ContinuousClock.now
+        do {
+            let outcome = try await UpgradeTunnel.open(
+                host: address.host, port: address.port, tls: upstream.tunnelTLS, head: head, on: eventLoop,
+                connectTimeout: TimeAmount(timeouts.connect), answerTimeout: TimeAmount(timeouts.request),
+                idleTimeout: TimeAmount(config.idleTimeout))
+            switch outcome {
+            case .switched(let answer, let tunnel):
+                upstream.metrics.attempt(status: 101, after: .now - started)
+                var headers = Self.endToEnd(answer.headers)
+                self.config.responseHeaders.apply(to: &headers)
+                headers.replaceOrAdd(name: "connection", value: "upgrade")
+                if let accepted = answer.headers.first(name: "upgrade") { headers.replaceOrAdd(name: "upgrade", value: accepted) }
+                var response = HTTPResponse(status: .switchingProtocols, headers: headers)
+                response.tunnel = tunnel
+                tunnel.whenClosed {
+                    upstream.finished(index, failed: false)
+                    upstream.releaseSlot()
+                }
+                return response
+            case .answered(let answer, let body):
+                upstream.metrics.attempt(status: answer.status.code, after: .now - started)
+                upstream.finished(index, failed: answer.status.code >= 500)
+                upstream.releaseSlot()
+                var headers = Self.endToEnd(answer.headers)
+                headers.remove(name: "content-length")
+                self.config.responseHeaders.apply(to: &headers)
+                return HTTPResponse(status: answer.status, headers: headers, body: body)
+            }
+        } catch {
+            upstream.metrics.attempt(status: 0, after: .now - started)
+            upstream.releaseSlot()
+            let timedOut = (error as? UpgradeTunnel.UpgradeFailed)?.reason == .timeout
+            upstream.finished(index, failed: true)
+            self.logger.debug("upgrade to the upstream failed", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
+            if timedOut { return .error(.upstreamTimeout, message: "the upstream did not answer in time") }
+            if (error as? UpgradeTunnel.UpgradeFailed)?.reason == .answerTooLarge {
+                return .error(.upstreamUnavailable, message: "the upstream's answer to the upgrade was too large")
+            }
+            return .error(.upstreamUnavailable, message: "the upstream could not be reached or cut the connection")
+        }
     }
 
     /// Sends the request to an endpoint of `upstream` (again, within the retry rules) and

@@ -19,6 +19,8 @@ public final class Upstream: Service, Sendable {
     public let name: String
     let config: UpstreamConfig
     let client: HTTPClient
+    /// TLS for upgrade tunnels (HTTP/1.1 by ALPN), with the client's trust and identity.
+    let tunnelTLS: NIOSSLContext?
     let scheme: String
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
@@ -90,8 +92,13 @@ public final class Upstream: Service, Sendable {
                 tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
                 tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
             }
+            var tunnelConfiguration = tlsConfiguration
+            tunnelConfiguration.applicationProtocols = ["http/1.1"]
+            self.tunnelTLS = try NIOSSLContext(configuration: tunnelConfiguration)
             tlsConfiguration.applicationProtocols = config.http2 ? ["h2", "http/1.1"] : ["http/1.1"]
             client.tlsConfiguration = tlsConfiguration
+        } else {
+            self.tunnelTLS = nil
         }
         self.client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: client)
     }
@@ -164,6 +171,11 @@ public final class Upstream: Service, Sendable {
         hash &*= 0xff51_afd7_ed55_8ccd
         hash ^= hash >> 33
         return hash
+    }
+
+    /// The address of an endpoint `pick` gave.
+    func address(of index: Int) -> SocketAddressConfig {
+        self.state.withLockedValue { $0.endpoints[index].address }
     }
 
     /// Ends an attempt on an endpoint; `failed` feeds outlier detection (connect failures,
