@@ -122,6 +122,21 @@ import Testing
         #expect(after.status == 101 && after.echoed == 2, "\(after)")
     }
 
+    /// 64 MiB written at full speed (raw socket, only TCP stops it) to an upstream that reads
+    /// nothing for 3 s: the relay stops reading the client while the upstream cannot take more,
+    /// so Sluice's memory does not grow with what is in flight (a relay that reads regardless
+    /// grows by ~60 MiB here); every message then arrives and comes back intact.
+    @Test func aSlowUpstreamSlowsTheClientWithoutGrowingMemory() async throws {
+        let (peer, sluice) = try await Self.start()
+        defer { withExtendedLifetime(peer) {} }
+        let pid = sluice.process.processIdentifier
+        let before = try ProxyTests.resetPeak(pid)
+        let result = try await Self.client("ws://127.0.0.1:\(sluice.port)/ws/slow", ["--flood", "64", "--size", "1048576"])
+        #expect(result.error == nil && result.echoed == 64, "\(result)")
+        let peak = procStatusBytes(pid, "VmHWM") ?? 0
+        #expect(peak - before < 24 * 1024 * 1024, "Sluice's RSS grew by \((peak - before) >> 20) MiB while 64 MiB went through")
+    }
+
     @Test func anIdleTunnelIsClosedAndGivesItsRequestSlotBack() async throws {
         let (peer, sluice) = try await Self.start()
         let url = "ws://127.0.0.1:\(sluice.port)/idle/x"

@@ -4,13 +4,15 @@
     websocket_peer.py serve --port P
         /headers   sends the handshake's request headers as one JSON text message, then echoes
         /deny      refuses the handshake: 403 with the body "denied by upstream"
+        /slow      reads nothing from its socket for 3 seconds, then echoes
         anything   echoes every message back
         Counts open connections: GET http://127.0.0.1:P/_open (plain HTTP) answers {"open": N}.
 
-    websocket_peer.py client --url URL [--big BYTES] [--count N] [--hold SECONDS] [--header K:V]
+    websocket_peer.py client --url URL [--big BYTES] [--count N] [--hold SECONDS] [--header K:V] [--flood N --size BYTES]
         Connects, (for /headers) reads the first message, sends "hello", BYTES random bytes
         and N small text messages, checks each echo, then waits up to --hold seconds for the
-        server side to close. Prints one JSON object: {"status", "headers", "echoed", "closed_by_peer", "error", "body"}.
+        server side to close. With --flood, instead writes N binary messages of BYTES over a raw
+        socket as fast as TCP takes them (a thread reads the echoes and counts the intact ones). Prints one JSON object: {"status", "headers", "echoed", "closed_by_peer", "error", "body"}.
 """
 import argparse
 import asyncio
@@ -37,6 +39,12 @@ async def serve(port):
         global OPEN
         OPEN += 1
         try:
+            if ws.request.path.endswith("/slow"):
+                # Not a byte read from the socket: what the client sends backs up in the kernel
+                # buffers and, unless Sluice stops reading the client, in Sluice.
+                ws.transport.pause_reading()
+                await asyncio.sleep(3)
+                ws.transport.resume_reading()
             if ws.request.path.endswith("/headers"):
                 await ws.send(json.dumps({k.lower(): v for k, v in ws.request.headers.raw_items()}))
             async for message in ws:
@@ -81,6 +89,73 @@ async def client(args):
     print(json.dumps(out))
 
 
+def flood(args):
+    """Raw-socket flood: the websockets client waits for its peer to read before it writes
+    more, so it cannot show what a gateway does with a client that keeps writing. This one
+    writes N masked binary frames of BYTES with blocking sendall (only TCP stops it) while a
+    thread reads the echoes and counts the intact ones."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    out = {"status": None, "headers": None, "echoed": 0, "closed_by_peer": False, "error": None, "body": None}
+    url = urlparse(args.url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=60)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    sock.sendall((f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            out["error"] = "closed during the handshake"
+            print(json.dumps(out))
+            return
+        buffer += chunk
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    out["status"] = int(head.split(b" ", 2)[1])
+    if out["status"] != 101:
+        print(json.dumps(out))
+        return
+    payloads = [os.urandom(16) + bytes([i % 256]) * (args.size - 16) for i in range(args.flood)]
+
+    def read_exactly(n):
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("closed")
+            buffer += chunk
+        data, buffer = buffer[:n], buffer[n:]
+        return data
+
+    def reader():
+        try:
+            for payload in payloads:
+                first = read_exactly(2)
+                length = first[1] & 0x7F
+                if length == 126:
+                    length = int.from_bytes(read_exactly(2), "big")
+                elif length == 127:
+                    length = int.from_bytes(read_exactly(8), "big")
+                if read_exactly(length) == payload:
+                    out["echoed"] += 1
+        except Exception as error:  # noqa: BLE001
+            out["error"] = repr(error)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for payload in payloads:
+            # FIN + binary, mask bit + 64-bit length, an all-zero mask key (the payload as is).
+            sock.sendall(bytes([0x82, 0xFF]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0" + payload)
+    except Exception as error:  # noqa: BLE001
+        out["error"] = repr(error)
+    thread.join()
+    sock.close()
+    print(json.dumps(out))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -92,9 +167,13 @@ def main():
     c.add_argument("--count", type=int, default=0)
     c.add_argument("--hold", type=float, default=0)
     c.add_argument("--header", action="append", default=[])
+    c.add_argument("--flood", type=int, default=0)
+    c.add_argument("--size", type=int, default=1 << 20)
     args = parser.parse_args()
     if args.mode == "serve":
         asyncio.run(serve(args.port))
+    elif args.flood:
+        flood(args)
     else:
         asyncio.run(client(args))
 

@@ -30,6 +30,8 @@ final class UpgradeTunnel: Sendable {
         client.eventLoop.preconditionInEventLoop()
         let relay = TunnelRelay()
         let sync = client.pipeline.syncOperations
+        // The relays decide when each side reads (see TunnelRelay), not the handlers left behind.
+        try client.syncOptions?.setOption(.autoRead, value: false)
         try sync.addHandler(relay, position: .first)
         try sync.addHandler(IdleStateHandler(allTimeout: self.idleTimeout), position: .first)
         TunnelRelay.join(relay, self.upstreamRelay.value)
@@ -174,6 +176,7 @@ private final class UpgradeAnswerReader: ChannelInboundHandler, RemovableChannel
             let sync = context.pipeline.syncOperations
             do {
                 try sync.addHandler(relay, position: .after(self))
+                try context.channel.syncOptions?.setOption(.autoRead, value: false)
                 let tunnel = UpgradeTunnel(upstream: context.channel, relay: relay, idleTimeout: self.idleTimeout)
                 let promise = self.promise
                 self.promise = nil
@@ -203,9 +206,10 @@ private final class UpgradeAnswerReader: ChannelInboundHandler, RemovableChannel
     }
 }
 
-/// One side of a tunnel: what its channel reads is written to the partner's channel. It asks
-/// its channel for more only while the partner's channel is writable; until joined it holds
-/// what it read (at most what one read brings: it asks for no more).
+/// One side of a tunnel: what its channel reads is written to the partner's channel. Its
+/// channel does not read by itself (autoRead off): the relay asks for the next read once a
+/// read has been passed on, and only while the partner's channel is writable — otherwise when
+/// it becomes writable again. Until joined it holds what it read and asks for no more.
 final class TunnelRelay: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -234,7 +238,18 @@ final class TunnelRelay: ChannelDuplexHandler, RemovableChannelHandler {
         if self.context?.channel.isActive == false {
             partner.closeChannel()
         }
-        self.partnerWritabilityChanged()
+        self.readMore()
+    }
+
+    /// The next read, if the partner can take what it brings; otherwise once it can.
+    private func readMore() {
+        guard let context = self.context else { return }
+        if let partner = self.partner, partner.isWritable {
+            self.readPending = false
+            context.read()
+        } else {
+            self.readPending = true
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -257,6 +272,7 @@ final class TunnelRelay: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         self.partner?.flush()
+        self.readMore()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -282,11 +298,8 @@ final class TunnelRelay: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let partner = self.partner, partner.isWritable {
-            context.read()
-        } else {
-            self.readPending = true
-        }
+        // Reads asked for by handlers further in (none should remain): the same rule.
+        self.readMore()
     }
 
     // MARK: - Called by the partner
@@ -306,8 +319,7 @@ final class TunnelRelay: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func partnerWritabilityChanged() {
-        guard self.readPending, let partner = self.partner, partner.isWritable, let context = self.context else { return }
-        self.readPending = false
-        context.read()
+        guard self.readPending else { return }
+        self.readMore()
     }
 }
