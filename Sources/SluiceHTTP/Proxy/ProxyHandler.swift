@@ -225,21 +225,20 @@ public struct ProxyHandler: Sendable {
                 return .error(.noHealthyUpstream, message: "no endpoint of the upstream is available")
             }
             tried.insert(index)
-            var outgoing = HTTPClientRequest(url: origin + head.uri)
-            outgoing.method = head.method
-            outgoing.headers = head.headers
+            var outgoing = OutgoingRequest(
+                origin: origin, endpoint: index, head: head, body: .none, declaredLength: declaredLength, eventLoop: request.eventLoop)
             let deadline = NIODeadline.now() + TimeAmount(upstream.config.timeouts.request)
 
-            let outcome: Result<HTTPClientResponse, any Error>
+            let outcome: Result<UpstreamAnswer, any Error>
             var bodyProblem: BodyProblem?
             if let kept {
                 if hasBody { outgoing.body = .bytes(kept) }
-                outcome = await Self.execute(outgoing, on: upstream, deadline: deadline, pipe: nil)
+                outcome = await Self.execute(outgoing, on: upstream, deadline: deadline)
             } else {
                 // Streamed: the upstream reads from the pipe while this task reads the client.
                 let pipe = BodyPipe()
-                outgoing.body = .stream(pipe, length: declaredLength.map { .known(Int64($0)) } ?? .unknown)
-                async let executed = Self.execute(outgoing, on: upstream, deadline: deadline, pipe: pipe)
+                outgoing.body = .stream(pipe)
+                async let executed = Self.execute(outgoing, on: upstream, deadline: deadline)
                 let pumped = await self.pump(&body, from: streamState, into: pipe)
                 outcome = await executed
                 switch pumped {
@@ -369,7 +368,7 @@ public struct ProxyHandler: Sendable {
     /// streaming costs a few thread hops per part, which dominate for small answers.
     static let wholeAnswerLimit = 64 * 1024
 
-    private func downstreamResponse(_ response: HTTPClientResponse, ticket: AttemptTicket, isHead: Bool) async -> HTTPResponse {
+    private func downstreamResponse(_ response: UpstreamAnswer, ticket: AttemptTicket, isHead: Bool) async -> HTTPResponse {
         var headers = Self.endToEnd(response.headers)
         self.config.responseHeaders.apply(to: &headers)
         var downstream = HTTPResponse(status: response.status, headers: headers)
@@ -439,19 +438,29 @@ public struct ProxyHandler: Sendable {
         }
     }
 
-    private static func execute(
-        _ request: HTTPClientRequest, on upstream: Upstream, deadline: NIODeadline, pipe: BodyPipe?
-    ) async -> Result<HTTPClientResponse, any Error> {
-        var request = request
+    /// One attempt as both clients take it.
+    struct OutgoingRequest {
+        var origin: String
+        var endpoint: Int
+        var head: UpstreamHead
+        var body: HTTP1UpstreamClient.OutgoingBody
+        var declaredLength: Int?
+        /// The client's connection's loop (HTTP/1.1 listeners), where the upstream exchange runs too.
+        var eventLoop: (any EventLoop)?
+    }
+
+    private static func execute(_ request: OutgoingRequest, on upstream: Upstream, deadline: NIODeadline) async -> Result<UpstreamAnswer, any Error> {
+        var headers = request.head.headers
+        let method = request.head.method
         // A client span per attempt; the upstream continues its trace (the client's own
         // traceparent is replaced: the upstream's parent is this attempt).
-        let span = RequestTracing.startChildSpan(request.method.rawValue, ofKind: .client)
+        let span = RequestTracing.startChildSpan(method.rawValue, ofKind: .client)
         if let span {
-            for name in RequestTracing.headerNames { request.headers.remove(name: name) }
-            for (name, value) in RequestTracing.headers(of: span) { request.headers.add(name: name, value: value) }
-            let url = request.url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.url
+            for name in RequestTracing.headerNames { headers.remove(name: name) }
+            for (name, value) in RequestTracing.headers(of: span) { headers.add(name: name, value: value) }
+            let url = request.origin + (request.head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.head.uri)
             span.updateAttributes { attributes in
-                attributes["http.request.method"] = request.method.rawValue
+                attributes["http.request.method"] = method.rawValue
                 attributes["url.full"] = url
                 attributes["sluice.upstream"] = upstream.name
                 if let authority = url.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first {
@@ -466,7 +475,38 @@ public struct ProxyHandler: Sendable {
         }
         let started = ContinuousClock.now
         do {
-            let response = try await upstream.client.execute(request, deadline: deadline)
+            let response: UpstreamAnswer
+            if let http1 = upstream.http1 {
+                // Cleartext HTTP/1.1: on the client's event loop, with no hop to the concurrency pool.
+                switch request.body {
+                case .none:
+                    if ![HTTPMethod.GET, .HEAD, .DELETE, .OPTIONS, .TRACE, .CONNECT].contains(method) {
+                        headers.replaceOrAdd(name: "content-length", value: "0")
+                    }
+                case .bytes(let bytes):
+                    headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes))
+                case .stream:
+                    // content-length as declared; without one, the encoder sends the body chunked.
+                    break
+                }
+                let address = upstream.address(of: request.endpoint)
+                let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
+                let answer = try await http1.execute(
+                    HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers), body: request.body,
+                    endpoint: request.endpoint, host: address.host, port: address.port, on: loop, deadline: deadline)
+                response = UpstreamAnswer(status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body))
+            } else {
+                var outgoing = HTTPClientRequest(url: request.origin + request.head.uri)
+                outgoing.method = method
+                outgoing.headers = headers
+                switch request.body {
+                case .none: break
+                case .bytes(let bytes): outgoing.body = .bytes(bytes)
+                case .stream(let pipe): outgoing.body = .stream(pipe, length: request.declaredLength.map { .known(Int64($0)) } ?? .unknown)
+                }
+                let answer = try await upstream.client.execute(outgoing, deadline: deadline)
+                response = UpstreamAnswer(status: answer.status, headers: answer.headers, body: .client(answer.body))
+            }
             upstream.metrics.attempt(status: response.status.code, after: .now - started)
             if let span {
                 span.attributes["http.response.status_code"] = Int(response.status.code)
@@ -482,7 +522,7 @@ public struct ProxyHandler: Sendable {
                 span.end()
             }
             // Whatever the client never took of the body, it will not take now.
-            pipe?.abandon()
+            if case .stream(let pipe) = request.body { pipe.abandon() }
             return .failure(error)
         }
     }
@@ -512,6 +552,14 @@ public struct ProxyHandler: Sendable {
     ]
 
     static func classify(_ error: any Error) -> Failure {
+        if let error = error as? HTTP1UpstreamError {
+            switch error {
+            case .connectTimeout: return .connect
+            case .noConnectionAvailable, .shutDown: return .overloaded
+            case .responseTimeout, .readTimeout: return .timeout
+            case .closedBeforeAnswer, .closedDuringAnswer, .invalidAnswer: return .reset
+            }
+        }
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout, .tlsHandshakeTimeout: return .connect
@@ -620,22 +668,57 @@ final class AttemptTicket: Sendable {
     }
 }
 
+/// An upstream's answer, from either client.
+struct UpstreamAnswer: Sendable {
+    var status: HTTPResponseStatus
+    var headers: HTTPHeaders
+    var body: Body
+
+    enum Body: Sendable {
+        /// From AsyncHTTPClient (TLS and HTTP/2 upstreams).
+        case client(HTTPClientResponse.Body)
+        /// From the event-loop HTTP/1.1 client (cleartext upstreams).
+        case loop(HTTP1UpstreamBody)
+
+        func collect(upTo limit: Int) async throws -> ByteBuffer {
+            switch self {
+            case .client(let body): try await body.collect(upTo: limit)
+            case .loop(let body): try await body.collect(upTo: limit)
+            }
+        }
+    }
+}
+
 /// An upstream response body passed on to the client, holding its attempt's ticket.
 struct ProxiedBody: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
-    let body: HTTPClientResponse.Body
+    let body: UpstreamAnswer.Body
     let ticket: AttemptTicket
 
     func makeAsyncIterator() -> Iterator {
-        Iterator(base: self.body.makeAsyncIterator(), ticket: self.ticket)
+        switch self.body {
+        case .client(let body): Iterator(base: .client(body.makeAsyncIterator()), ticket: self.ticket)
+        case .loop(let body): Iterator(base: .loop(body.makeAsyncIterator()), ticket: self.ticket)
+        }
     }
 
     struct Iterator: AsyncIteratorProtocol {
-        var base: HTTPClientResponse.Body.AsyncIterator
+        enum Base {
+            case client(HTTPClientResponse.Body.AsyncIterator)
+            case loop(HTTP1UpstreamBody.Iterator)
+        }
+        var base: Base
         let ticket: AttemptTicket
 
         mutating func next() async throws -> ByteBuffer? {
-            try await self.base.next()
+            switch self.base {
+            case .client(var iterator):
+                defer { self.base = .client(iterator) }
+                return try await iterator.next()
+            case .loop(var iterator):
+                defer { self.base = .loop(iterator) }
+                return try await iterator.next()
+            }
         }
     }
 }

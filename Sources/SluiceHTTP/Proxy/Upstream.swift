@@ -19,6 +19,10 @@ public final class Upstream: Service, Sendable {
     public let name: String
     let config: UpstreamConfig
     let client: HTTPClient
+    /// Cleartext upstreams: HTTP/1.1 on the client's event loop (AsyncHTTPClient serves TLS
+    /// and HTTP/2 upstreams, health checks and mirrors).
+    let http1: HTTP1UpstreamClient?
+    let eventLoopGroup: any EventLoopGroup
     /// TLS for upgrade tunnels (HTTP/1.1 by ALPN), with the client's trust and identity.
     let tunnelTLS: NIOSSLContext?
     let scheme: String
@@ -101,6 +105,15 @@ public final class Upstream: Service, Sendable {
             self.tunnelTLS = nil
         }
         self.client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: client)
+        self.eventLoopGroup = eventLoopGroup
+        self.http1 =
+            config.tls == nil
+            ? HTTP1UpstreamClient(
+                settings: .init(
+                    maxConnections: config.limits.maxConnections, connectTimeout: TimeAmount(config.timeouts.connect),
+                    idleTimeout: TimeAmount(config.timeouts.idle), readTimeout: TimeAmount(config.timeouts.read),
+                    wholeAnswerBytes: ProxyHandler.wholeAnswerLimit))
+            : nil
     }
 
     // MARK: - Choosing an endpoint
@@ -303,6 +316,7 @@ public final class Upstream: Service, Sendable {
 
     /// Closes the pooled connections (at the end of `run`; or for an upstream that never ran).
     public func shutdown() async {
+        self.http1?.shutdown()
         try? await self.client.shutdown()
     }
 

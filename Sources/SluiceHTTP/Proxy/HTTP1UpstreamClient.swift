@@ -1,0 +1,738 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// HTTP/1.1 to the endpoints of a cleartext upstream, on the event loop that serves the
+/// client: the connection for a request is taken from (or opened on) that loop, so the socket
+/// work of both sides runs on one thread, as in Envoy and nginx (the route's handler, which
+/// awaits the exchange, still runs as a task). It keeps
+/// connections alive per endpoint (at most `maxConnections` open per endpoint, idle ones closed
+/// after `idleTimeout`), reads an answer's body only as fast as it is consumed, and fails an
+/// exchange whose head does not come by its deadline or whose body stalls for `readTimeout`.
+final class HTTP1UpstreamClient: Sendable {
+    struct Settings: Sendable {
+        var maxConnections: Int
+        var connectTimeout: TimeAmount
+        var idleTimeout: TimeAmount
+        var readTimeout: TimeAmount
+        /// Answers with a content-length up to this are read whole on the loop and handed over
+        /// with their head (one wake-up of the waiting task instead of one per part).
+        var wholeAnswerBytes: Int
+    }
+
+    /// What goes after the head.
+    enum OutgoingBody {
+        case none
+        case bytes(ByteBuffer)
+        /// Sent part by part as the pipe yields them (`content-length` or chunked, by the head).
+        case stream(BodyPipe)
+    }
+
+    private let settings: Settings
+    private let pool: HTTP1ConnectionPool
+
+    init(settings: Settings) {
+        self.settings = settings
+        self.pool = HTTP1ConnectionPool(settings: settings)
+    }
+
+    /// One exchange with `endpoint`: returns once the answer's head has come (its body streams
+    /// from the returned response), after the whole request body has been handed over.
+    func execute(
+        _ head: HTTPRequestHead, body: OutgoingBody, endpoint: Int, host: String, port: Int, on eventLoop: any EventLoop,
+        deadline: NIODeadline
+    ) async throws -> HTTP1UpstreamResponse {
+        var connection = try await self.pool.connection(to: endpoint, host: host, port: port, on: eventLoop)
+        switch body {
+        case .none, .bytes:
+            let bytes: ByteBuffer? = if case .bytes(let bytes) = body { bytes } else { nil }
+            do {
+                return try await connection.exchange(head, bytes: bytes, streamed: false, deadline: deadline).get()
+            } catch HTTP1UpstreamError.closedBeforeAnswer where connection.wasReused && Self.idempotent.contains(head.method) {
+                // A kept-alive connection the endpoint closed as this request came (its idle
+                // timeout ran out): once more on a fresh connection, as nginx does, for methods
+                // that may be sent twice. Not a byte came back.
+                connection = try await self.pool.connection(to: endpoint, host: host, port: port, on: eventLoop, fresh: true)
+                return try await connection.exchange(head, bytes: bytes, streamed: false, deadline: deadline).get()
+            }
+        case .stream(let pipe):
+            let answer = connection.exchange(head, bytes: nil, streamed: true, deadline: deadline)
+            do {
+                for try await part in pipe {
+                    try await connection.writeBodyPart(part).get()
+                }
+                connection.finishRequest()
+            } catch {
+                // The client's body failed, or the connection did (then `answer` says how).
+                connection.abort()
+            }
+            return try await answer.get()
+        }
+    }
+
+    static let idempotent: [HTTPMethod] = [.GET, .HEAD, .PUT, .DELETE, .OPTIONS, .TRACE]
+
+    /// Closes every pooled connection; later requests fail.
+    func shutdown() {
+        self.pool.shutdown()
+    }
+}
+
+/// Why an exchange failed; `ProxyHandler.classify` maps each to 502/503/504.
+enum HTTP1UpstreamError: Error, Equatable {
+    /// TCP connect did not complete in time.
+    case connectTimeout
+    /// Every allowed connection to the endpoint stayed busy for the connect timeout.
+    case noConnectionAvailable
+    /// No answer head by the request deadline.
+    case responseTimeout
+    /// The answer's body stalled for the read timeout.
+    case readTimeout
+    /// The connection closed (or reset) before the answer was complete.
+    case closedBeforeAnswer
+    case closedDuringAnswer
+    /// The endpoint sent something that is not an HTTP/1.1 answer to this request.
+    case invalidAnswer
+    case shutDown
+}
+
+/// An answer's head, and its body as it arrives (backpressured: the connection reads on only
+/// while the consumer keeps up).
+struct HTTP1UpstreamResponse: Sendable {
+    let head: HTTPResponseHead
+    let body: HTTP1UpstreamBody
+}
+
+typealias HTTP1UpstreamBodyProducer = NIOThrowingAsyncSequenceProducer<
+    ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, HTTP1BodyDemand
+>
+
+struct HTTP1UpstreamBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+
+    enum Storage: Sendable {
+        /// Read whole before the head was handed over (small answers).
+        case whole(ByteBuffer)
+        case streamed(HTTP1UpstreamBodyProducer)
+    }
+    let storage: Storage
+
+    func makeAsyncIterator() -> Iterator {
+        switch self.storage {
+        case .whole(let bytes): Iterator(base: .whole(bytes.readableBytes > 0 ? bytes : nil))
+        case .streamed(let producer): Iterator(base: .streamed(producer.makeAsyncIterator()))
+        }
+    }
+
+    struct Iterator: AsyncIteratorProtocol {
+        enum Base {
+            case whole(ByteBuffer?)
+            case streamed(HTTP1UpstreamBodyProducer.AsyncIterator)
+        }
+        var base: Base
+
+        mutating func next() async throws -> ByteBuffer? {
+            switch self.base {
+            case .whole(let bytes):
+                self.base = .whole(nil)
+                return bytes
+            case .streamed(let iterator):
+                return try await iterator.next()
+            }
+        }
+    }
+
+    /// The whole body, if it is at most `limit` bytes.
+    func collect(upTo limit: Int) async throws -> ByteBuffer {
+        if case .whole(let bytes) = self.storage {
+            guard bytes.readableBytes <= limit else { throw HTTP1UpstreamError.invalidAnswer }
+            return bytes
+        }
+        var whole = ByteBuffer()
+        for try await part in self {
+            guard whole.readableBytes + part.readableBytes <= limit else { throw HTTP1UpstreamError.invalidAnswer }
+            whole.writeImmutableBuffer(part)
+        }
+        return whole
+    }
+}
+
+/// Tells the connection that the consumer of a body wants more, or has gone.
+struct HTTP1BodyDemand: NIOAsyncSequenceProducerDelegate {
+    let connection: HTTP1Connection
+    let exchange: Int
+
+    func produceMore() {
+        self.connection.onLoop { $0.bodyDemanded(exchange: self.exchange) }
+    }
+
+    func didTerminate() {
+        self.connection.onLoop { $0.bodyConsumerGone(exchange: self.exchange) }
+    }
+}
+
+// MARK: - Connections
+
+/// One kept-alive connection to one endpoint. Used by one exchange at a time.
+final class HTTP1Connection: Sendable {
+    let channel: any Channel
+    let endpoint: Int
+    private let handler: NIOLoopBound<HTTP1ExchangeHandler>
+    private struct Use {
+        /// How often it was taken for an exchange (a closed kept-alive connection may be retried once).
+        var taken = 0
+        /// When it last went back to the pool.
+        var releasedAt = NIODeadline.now()
+        /// Whether its idle timer is scheduled (one per connection, however often it is released).
+        var idleTimerArmed = false
+    }
+    private let use = NIOLockedValueBox(Use())
+
+    fileprivate init(channel: any Channel, endpoint: Int, handler: HTTP1ExchangeHandler) {
+        self.channel = channel
+        self.endpoint = endpoint
+        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+    }
+
+    var wasReused: Bool { self.use.withLockedValue { $0.taken > 1 } }
+
+    fileprivate func taken() {
+        self.use.withLockedValue { $0.taken += 1 }
+    }
+
+    /// Back in the pool now; true if its idle timer is to be started (it is not running).
+    fileprivate func releasedArmingTimer() -> Bool {
+        self.use.withLockedValue { use in
+            use.releasedAt = .now()
+            defer { use.idleTimerArmed = true }
+            return !use.idleTimerArmed
+        }
+    }
+
+    /// When the idle timer fires: nil if the connection has been idle for `timeout` (the timer
+    /// is spent), else when to look again (it stays armed).
+    fileprivate func idleCheck(timeout: TimeAmount) -> NIODeadline? {
+        self.use.withLockedValue { use in
+            let due = use.releasedAt + timeout
+            if due <= .now() {
+                use.idleTimerArmed = false
+                return nil
+            }
+            return due
+        }
+    }
+
+    fileprivate func disarmIdleTimer() {
+        self.use.withLockedValue { $0.idleTimerArmed = false }
+    }
+
+    /// Runs `body` on the connection's loop: now if this is it, else as its next task.
+    func onLoop(_ body: @escaping @Sendable (HTTP1ExchangeHandler) -> Void) {
+        if self.channel.eventLoop.inEventLoop {
+            body(self.handler.value)
+        } else {
+            self.channel.eventLoop.execute { body(self.handler.value) }
+        }
+    }
+
+    private func onLoopFuture<T: Sendable>(_ body: @escaping @Sendable (HTTP1ExchangeHandler) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        if self.channel.eventLoop.inEventLoop { return body(self.handler.value) }
+        return self.channel.eventLoop.flatSubmit { body(self.handler.value) }
+    }
+
+    func exchange(_ head: HTTPRequestHead, bytes: ByteBuffer?, streamed: Bool, deadline: NIODeadline) -> EventLoopFuture<HTTP1UpstreamResponse> {
+        self.onLoopFuture { $0.start(connection: self, head: head, bytes: bytes, streamed: streamed, deadline: deadline) }
+    }
+
+    func writeBodyPart(_ part: ByteBuffer) -> EventLoopFuture<Void> {
+        self.onLoopFuture { $0.writeBodyPart(part) }
+    }
+
+    func finishRequest() {
+        self.onLoop { $0.finishRequest() }
+    }
+
+    func abort() {
+        self.onLoop { $0.abort() }
+    }
+}
+
+/// The connection's exchanges, one at a time, on its loop: writes the request, turns the
+/// answer into a head and a backpressured body, and gives the connection back to the pool once
+/// both directions have ended cleanly (or closes it).
+final class HTTP1ExchangeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private enum State {
+        /// In the pool (or just opened): reading only to notice a close.
+        case idle
+        case awaitingHead(EventLoopPromise<HTTP1UpstreamResponse>)
+        /// An informational (1xx) answer is being skipped.
+        case skippingInformational(EventLoopPromise<HTTP1UpstreamResponse>)
+        case streamingBody(HTTP1UpstreamBodyProducer.Source)
+        /// A small answer (by its content-length) read whole before it is handed over.
+        case collectingBody(EventLoopPromise<HTTP1UpstreamResponse>, HTTPResponseHead, ByteBuffer)
+        /// The answer is complete; the request may still be going out.
+        case answered
+        case closed
+    }
+
+    private let settings: HTTP1UpstreamClient.Settings
+    private let released: @Sendable (HTTP1Connection, _ reusable: Bool) -> Void
+    private var context: ChannelHandlerContext?
+    private var connection: HTTP1Connection?
+    private var state = State.idle
+    private var exchangeID = 0
+    private var requestDone = true
+    private var keepAlive = true
+    private var demand = false
+    private var readPending = false
+    private var headTimer: Scheduled<Void>?
+    private var readTimer: Scheduled<Void>?
+
+    init(settings: HTTP1UpstreamClient.Settings, released: @escaping @Sendable (HTTP1Connection, Bool) -> Void) {
+        self.settings = settings
+        self.released = released
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.read()
+    }
+
+    // MARK: Requests
+
+    func start(connection: HTTP1Connection, head: HTTPRequestHead, bytes: ByteBuffer?, streamed: Bool, deadline: NIODeadline)
+        -> EventLoopFuture<HTTP1UpstreamResponse>
+    {
+        guard let context = self.context else { return connection.channel.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer) }
+        guard case .idle = self.state else {
+            return context.eventLoop.makeFailedFuture(self.isClosed ? HTTP1UpstreamError.closedBeforeAnswer : HTTP1UpstreamError.invalidAnswer)
+        }
+        self.connection = connection
+        self.exchangeID += 1
+        self.requestDone = !streamed
+        self.keepAlive = head.isKeepAlive
+        let promise = context.eventLoop.makePromise(of: HTTP1UpstreamResponse.self)
+        self.state = .awaitingHead(promise)
+        let exchange = self.exchangeID
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.headTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            guard loopBound.value.exchangeID == exchange else { return }
+            loopBound.value.fail(HTTP1UpstreamError.responseTimeout)
+        }
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if let bytes, bytes.readableBytes > 0 {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
+        }
+        if !streamed {
+            context.write(self.wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.flush()
+        self.read()
+        return promise.futureResult
+    }
+
+    func writeBodyPart(_ part: ByteBuffer) -> EventLoopFuture<Void> {
+        let context = self.context!
+        guard !self.isClosed else { return context.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer) }
+        // Completes once the bytes are in the socket: one part in flight, so the client's body
+        // is read no faster than the endpoint takes it.
+        return context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(part))))
+    }
+
+    func finishRequest() {
+        guard let context = self.context, !self.isClosed, !self.requestDone else { return }
+        self.requestDone = true
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        if case .answered = self.state { self.exchangeEnded() }
+    }
+
+    /// The request cannot be completed (the client's body failed): the connection is closed.
+    func abort() {
+        guard !self.isClosed else { return }
+        self.fail(HTTP1UpstreamError.closedBeforeAnswer)
+    }
+
+    // MARK: Answers
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.readPending = false
+        self.readTimer?.cancel()
+        switch (self.unwrapInboundIn(data), self.state) {
+        case (.head(let head), .awaitingHead(let promise)):
+            if head.status.code >= 100 && head.status.code < 200 {
+                // 100 Continue, 103 Early Hints: not the answer (101 was never asked for here).
+                guard head.status != .switchingProtocols else { return self.fail(HTTP1UpstreamError.invalidAnswer) }
+                self.state = .skippingInformational(promise)
+                return
+            }
+            self.headTimer?.cancel()
+            self.keepAlive = self.keepAlive && head.isKeepAlive
+            if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length >= 0,
+                length <= self.settings.wholeAnswerBytes
+            {
+                self.state = .collectingBody(promise, head, context.channel.allocator.buffer(capacity: length))
+                return
+            }
+            let connection = self.connection!
+            let produced = HTTP1UpstreamBodyProducer.makeSequence(
+                elementType: ByteBuffer.self, failureType: (any Error).self,
+                backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
+                delegate: HTTP1BodyDemand(connection: connection, exchange: self.exchangeID))
+            self.state = .streamingBody(produced.source)
+            self.demand = true
+            promise.succeed(HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .streamed(produced.sequence))))
+        case (.end, .skippingInformational(let promise)):
+            self.state = .awaitingHead(promise)
+        case (.body(let part), .streamingBody(let source)):
+            switch source.yield(part) {
+            case .produceMore: self.demand = true
+            case .stopProducing: self.demand = false
+            case .dropped:
+                // The consumer is gone: the rest of the answer is not wanted.
+                self.fail(HTTP1UpstreamError.closedDuringAnswer)
+            }
+        case (.body(var part), .collectingBody(let promise, let head, var whole)):
+            guard whole.readableBytes + part.readableBytes <= self.settings.wholeAnswerBytes else {
+                return self.fail(HTTP1UpstreamError.invalidAnswer)
+            }
+            self.state = .answered  // (not holding a second reference to `whole` while it grows)
+            whole.writeBuffer(&part)
+            self.state = .collectingBody(promise, head, whole)
+        case (.end, .collectingBody(let promise, let head, let whole)):
+            self.state = .answered
+            promise.succeed(HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .whole(whole))))
+            if self.requestDone {
+                self.exchangeEnded()
+            } else {
+                self.close()
+            }
+        case (.end, .streamingBody(let source)):
+            // State first: finishing may call the delegate's didTerminate right here (when the
+            // consumer is waiting), which must find the answer complete, not abandoned.
+            self.state = .answered
+            source.finish()
+            if self.requestDone {
+                self.exchangeEnded()
+            } else {
+                // Answered before the request was complete: the request is cut, so is the connection.
+                self.close()
+            }
+        default:
+            // Bytes with no exchange waiting for them, or out of order: not a connection to keep.
+            self.fail(HTTP1UpstreamError.invalidAnswer)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        switch self.state {
+        case .idle, .awaitingHead, .skippingInformational, .collectingBody: self.read()
+        case .streamingBody: if self.demand { self.read() }
+        case .answered, .closed: break
+        }
+    }
+
+    func bodyDemanded(exchange: Int) {
+        guard exchange == self.exchangeID, case .streamingBody = self.state else { return }
+        self.demand = true
+        self.read()
+    }
+
+    func bodyConsumerGone(exchange: Int) {
+        guard exchange == self.exchangeID, case .streamingBody = self.state else { return }
+        // Dropped mid-answer: what is left of it would have to be read and thrown away.
+        self.fail(HTTP1UpstreamError.closedDuringAnswer)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.fail(HTTP1UpstreamError.closedBeforeAnswer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.fail(error is HTTPParserError ? HTTP1UpstreamError.invalidAnswer : HTTP1UpstreamError.closedBeforeAnswer)
+    }
+
+    // MARK: -
+
+    private var isClosed: Bool {
+        if case .closed = self.state { return true }
+        return false
+    }
+
+    private func read() {
+        guard let context = self.context, !self.readPending else { return }
+        self.readPending = true
+        context.read()
+        // The read timeout runs while a body is wanted (the head has its own deadline; an idle
+        // connection reads only to notice a close).
+        switch self.state {
+        case .streamingBody, .collectingBody:
+            let exchange = self.exchangeID
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            self.readTimer?.cancel()
+            self.readTimer = context.eventLoop.scheduleTask(in: self.settings.readTimeout) {
+                guard loopBound.value.exchangeID == exchange else { return }
+                loopBound.value.fail(HTTP1UpstreamError.readTimeout)
+            }
+        default:
+            break
+        }
+    }
+
+    /// Both directions are complete: back to the pool, or closed if the connection is not to be kept.
+    private func exchangeEnded() {
+        self.headTimer?.cancel()
+        self.readTimer?.cancel()
+        guard self.keepAlive, let connection = self.connection else { return self.close() }
+        self.state = .idle
+        self.read()
+        self.released(connection, true)
+    }
+
+    /// Ends whatever is in progress with `error` and closes the connection.
+    private func fail(_ error: HTTP1UpstreamError) {
+        let previous = self.state
+        self.state = .closed
+        self.headTimer?.cancel()
+        self.readTimer?.cancel()
+        switch previous {
+        case .awaitingHead(let promise):
+            promise.fail(error)
+        case .skippingInformational(let promise), .collectingBody(let promise, _, _):
+            // Something came back: not a connection that closed before it was used.
+            promise.fail(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
+        case .streamingBody(let source):
+            source.finish(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
+        case .idle, .answered, .closed:
+            break
+        }
+        if case .closed = previous { return }
+        self.context?.close(promise: nil)
+        if let connection = self.connection {
+            self.connection = nil
+            self.released(connection, false)
+        }
+    }
+
+    private func close() {
+        guard !self.isClosed else { return }
+        self.state = .closed
+        self.context?.close(promise: nil)
+        if let connection = self.connection {
+            self.connection = nil
+            self.released(connection, false)
+        }
+    }
+
+    /// Remembers the connection for the pool from the moment it opens (idle close notices).
+    fileprivate func adopt(_ connection: HTTP1Connection) {
+        self.connection = connection
+    }
+}
+
+// MARK: - The pool
+
+/// Kept-alive connections by endpoint and event loop. A request takes an idle connection on
+/// its own loop, else opens one there while the endpoint has fewer than `maxConnections`
+/// open, else takes an idle one from another loop, else waits (up to the connect timeout) for
+/// one to be released or closed.
+final class HTTP1ConnectionPool: Sendable {
+    private struct Key: Hashable {
+        let endpoint: Int
+        let loop: ObjectIdentifier
+    }
+
+    private struct Waiter {
+        let id: Int
+        let promise: EventLoopPromise<HTTP1Connection?>
+    }
+
+    private struct State {
+        var idle: [Key: [HTTP1Connection]] = [:]
+        /// Open (idle, busy or connecting) by endpoint.
+        var open: [Int: Int] = [:]
+        var waiters: [Int: [Waiter]] = [:]
+        var nextWaiter = 0
+        var shutDown = false
+    }
+
+    private let settings: HTTP1UpstreamClient.Settings
+    private let state = NIOLockedValueBox(State())
+
+    init(settings: HTTP1UpstreamClient.Settings) {
+        self.settings = settings
+    }
+
+    private enum Choice {
+        case reuse(HTTP1Connection)
+        case connect
+        case wait(Waiter)
+        case shutDown
+    }
+
+    func connection(to endpoint: Int, host: String, port: Int, on loop: any EventLoop, fresh: Bool = false) async throws -> HTTP1Connection {
+        let key = Key(endpoint: endpoint, loop: ObjectIdentifier(loop))
+        let choice: Choice = self.state.withLockedValue { state in
+            if state.shutDown { return .shutDown }
+            if !fresh, let connection = Self.takeIdle(&state, key) { return .reuse(connection) }
+            if state.open[endpoint, default: 0] < self.settings.maxConnections {
+                state.open[endpoint, default: 0] += 1
+                return .connect
+            }
+            if !fresh, let other = state.idle.first(where: { $0.key.endpoint == endpoint && !$0.value.isEmpty })?.key,
+                let connection = Self.takeIdle(&state, other)
+            {
+                return .reuse(connection)
+            }
+            state.nextWaiter += 1
+            let waiter = Waiter(id: state.nextWaiter, promise: loop.makePromise())
+            state.waiters[endpoint, default: []].append(waiter)
+            return .wait(waiter)
+        }
+        switch choice {
+        case .shutDown:
+            throw HTTP1UpstreamError.shutDown
+        case .reuse(let connection):
+            connection.taken()
+            return connection
+        case .connect:
+            return try await self.connect(to: endpoint, host: host, port: port, on: loop)
+        case .wait(let waiter):
+            let timeout = loop.scheduleTask(in: self.settings.connectTimeout) {
+                let removed = self.state.withLockedValue { state -> Bool in
+                    guard let index = state.waiters[endpoint]?.firstIndex(where: { $0.id == waiter.id }) else { return false }
+                    state.waiters[endpoint]!.remove(at: index)
+                    return true
+                }
+                if removed { waiter.promise.fail(HTTP1UpstreamError.noConnectionAvailable) }
+            }
+            let handed = try await waiter.promise.futureResult.get()
+            timeout.cancel()
+            if let handed {
+                handed.taken()
+                return handed
+            }
+            // A connection closed: its place is this request's.
+            return try await self.connect(to: endpoint, host: host, port: port, on: loop)
+        }
+    }
+
+    private static func takeIdle(_ state: inout State, _ key: Key) -> HTTP1Connection? {
+        while let connection = state.idle[key]?.popLast() {
+            if connection.channel.isActive { return connection }
+        }
+        return nil
+    }
+
+    private func connect(to endpoint: Int, host: String, port: Int, on loop: any EventLoop) async throws -> HTTP1Connection {
+        let settings = self.settings
+        do {
+            let channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(settings.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.autoRead, value: false)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
+                                self?.released(connection, reusable: reusable)
+                            })
+                    }
+                }
+                .connect(host: host, port: port).get()
+            return try await channel.eventLoop.submit {
+                if !channel.isActive { throw HTTP1UpstreamError.closedBeforeAnswer }
+                let handler = try channel.pipeline.syncOperations.handler(type: HTTP1ExchangeHandler.self)
+                let connection = HTTP1Connection(channel: channel, endpoint: endpoint, handler: handler)
+                handler.adopt(connection)
+                connection.taken()
+                return connection
+            }.get()
+        } catch {
+            self.closed(endpoint)
+            if case ChannelError.connectTimeout = error { throw HTTP1UpstreamError.connectTimeout }
+            throw error
+        }
+    }
+
+    /// An exchange ended: a reusable connection goes to a waiter or back to the pool (with its
+    /// idle timer); any other is gone.
+    private func released(_ connection: HTTP1Connection, reusable: Bool) {
+        guard reusable else { return self.closed(connection.endpoint) }
+        let key = Key(endpoint: connection.endpoint, loop: ObjectIdentifier(connection.channel.eventLoop))
+        let waiter: Waiter? = self.state.withLockedValue { state in
+            if state.shutDown { return nil }
+            if var waiting = state.waiters[connection.endpoint], !waiting.isEmpty {
+                let first = waiting.removeFirst()
+                state.waiters[connection.endpoint] = waiting
+                return first
+            }
+            state.idle[key, default: []].append(connection)
+            return nil
+        }
+        if let waiter {
+            waiter.promise.succeed(connection)
+            return
+        }
+        if self.state.withLockedValue({ $0.shutDown }) {
+            connection.channel.close(promise: nil)
+            return
+        }
+        // Closed once idle for the idle timeout: one timer per connection, which looks again
+        // (rather than a new timer per release) if the connection was used in the meantime.
+        if connection.releasedArmingTimer() {
+            self.scheduleIdleCheck(connection, key: key, at: .now() + self.settings.idleTimeout)
+        }
+    }
+
+    private func scheduleIdleCheck(_ connection: HTTP1Connection, key: Key, at deadline: NIODeadline) {
+        connection.channel.eventLoop.scheduleTask(deadline: deadline) {
+            guard connection.channel.isActive else { return connection.disarmIdleTimer() }
+            if let later = connection.idleCheck(timeout: self.settings.idleTimeout) {
+                return self.scheduleIdleCheck(connection, key: key, at: later)
+            }
+            // Idle for the whole timeout, or busy ever since: close it only if it is in the pool now.
+            let expired = self.state.withLockedValue { state -> Bool in
+                guard let index = state.idle[key]?.firstIndex(where: { $0 === connection }) else { return false }
+                state.idle[key]!.remove(at: index)
+                return true
+            }
+            if expired { connection.channel.close(promise: nil) }
+        }
+    }
+
+    /// A connection closed (or never opened): its place goes to a waiter, if any.
+    private func closed(_ endpoint: Int) {
+        let waiter: Waiter? = self.state.withLockedValue { state in
+            if var waiting = state.waiters[endpoint], !waiting.isEmpty {
+                let first = waiting.removeFirst()
+                state.waiters[endpoint] = waiting
+                return first  // keeps the place: `open` unchanged
+            }
+            state.open[endpoint, default: 1] -= 1
+            return nil
+        }
+        waiter?.promise.succeed(nil)
+    }
+
+    func shutdown() {
+        let (idle, waiters): ([HTTP1Connection], [Waiter]) = self.state.withLockedValue { state in
+            state.shutDown = true
+            defer {
+                state.idle = [:]
+                state.waiters = [:]
+            }
+            return (state.idle.values.flatMap { $0 }, state.waiters.values.flatMap { $0 })
+        }
+        for connection in idle { connection.channel.close(promise: nil) }
+        for waiter in waiters { waiter.promise.fail(HTTP1UpstreamError.shutDown) }
+    }
+}
