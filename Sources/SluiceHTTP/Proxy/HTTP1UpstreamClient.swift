@@ -666,8 +666,8 @@ final class HTTP1ConnectionPool: Sendable {
     /// An exchange ended: a reusable connection goes to a waiter or back to the pool (with its
     /// idle timer); any other is gone.
     private func released(_ connection: HTTP1Connection, reusable: Bool) {
-        guard reusable else { return self.closed(connection.endpoint) }
         let key = Key(endpoint: connection.endpoint, loop: ObjectIdentifier(connection.channel.eventLoop))
+        guard reusable else { return self.closed(connection.endpoint, leaving: key, connection) }
         let waiter: Waiter? = self.state.withLockedValue { state in
             if state.shutDown { return nil }
             if var waiting = state.waiters[connection.endpoint], !waiting.isEmpty {
@@ -709,9 +709,12 @@ final class HTTP1ConnectionPool: Sendable {
         }
     }
 
-    /// A connection closed (or never opened): its place goes to a waiter, if any.
-    private func closed(_ endpoint: Int) {
+    /// A connection closed (or never opened): its place goes to a waiter, if any. One that
+    /// closed while pooled (the endpoint closed it) leaves the idle list at once, so closed
+    /// connections never pile up there.
+    private func closed(_ endpoint: Int, leaving key: Key? = nil, _ connection: HTTP1Connection? = nil) {
         let waiter: Waiter? = self.state.withLockedValue { state in
+            if let key, let connection { state.idle[key]?.removeAll { $0 === connection } }
             if var waiting = state.waiters[endpoint], !waiting.isEmpty {
                 let first = waiting.removeFirst()
                 state.waiters[endpoint] = waiting
