@@ -43,6 +43,8 @@ final class HTTP1UpstreamClient: Sendable {
         _ head: HTTPRequestHead, body: OutgoingBody, endpoint: Int, host: String, port: Int, on eventLoop: any EventLoop,
         deadline: NIODeadline
     ) async throws -> HTTP1UpstreamResponse {
+        var head = head
+        Self.frame(&head, body)
         var connection = try await self.pool.connection(to: endpoint, host: host, port: port, on: eventLoop)
         switch body {
         case .none, .bytes:
@@ -72,6 +74,21 @@ final class HTTP1UpstreamClient: Sendable {
     }
 
     static let idempotent: [HTTPMethod] = [.GET, .HEAD, .PUT, .DELETE, .OPTIONS, .TRACE]
+
+    /// The body's framing in the head: its length for bytes, 0 for no body where a method
+    /// usually has one; a stream keeps the length it declares, or is sent chunked.
+    private static func frame(_ head: inout HTTPRequestHead, _ body: OutgoingBody) {
+        switch body {
+        case .none:
+            if ![HTTPMethod.GET, .HEAD, .DELETE, .OPTIONS, .TRACE, .CONNECT].contains(head.method) {
+                head.headers.replaceOrAdd(name: "content-length", value: "0")
+            }
+        case .bytes(let bytes):
+            head.headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes))
+        case .stream:
+            break
+        }
+    }
 
     /// Closes every pooled connection; later requests fail.
     func shutdown() {

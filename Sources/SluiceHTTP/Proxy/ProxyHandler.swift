@@ -477,18 +477,7 @@ public struct ProxyHandler: Sendable {
         do {
             let response: UpstreamAnswer
             if let http1 = upstream.http1 {
-                // Cleartext HTTP/1.1: on the client's event loop, with no hop to the concurrency pool.
-                switch request.body {
-                case .none:
-                    if ![HTTPMethod.GET, .HEAD, .DELETE, .OPTIONS, .TRACE, .CONNECT].contains(method) {
-                        headers.replaceOrAdd(name: "content-length", value: "0")
-                    }
-                case .bytes(let bytes):
-                    headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes))
-                case .stream:
-                    // content-length as declared; without one, the encoder sends the body chunked.
-                    break
-                }
+                // Cleartext HTTP/1.1: the upstream exchange runs on the client's event loop.
                 let address = upstream.address(of: request.endpoint)
                 let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
                 let answer = try await http1.execute(
