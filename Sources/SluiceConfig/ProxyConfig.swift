@@ -10,7 +10,8 @@ public struct UpstreamConfig: Sendable {
     public var endpoints: [SocketAddressConfig]
     /// HTTPS to the endpoints when set.
     public var tls: UpstreamTLSConfig?
-    /// Offer HTTP/2 (ALPN `h2`, TLS only); HTTP/1.1 otherwise.
+    /// HTTP/2: offered by ALPN `h2` over TLS, or cleartext with prior knowledge (h2c) without
+    /// TLS; HTTP/1.1 otherwise.
     public var http2: Bool
     public var loadBalancing: LoadBalancing
     public var timeouts: UpstreamTimeouts

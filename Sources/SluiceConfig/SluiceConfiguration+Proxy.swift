@@ -32,10 +32,7 @@ extension SluiceConfiguration {
             if let tls = readUpstreamTLS(n, p, r) { config.tls = tls } else { ok = false }
         }
         if let (n, p) = fields["http2"], let value = r.bool(n, p) {
-            if value, fields["tls"] == nil {
-                r.error(p, "HTTP/2 to an upstream is negotiated over TLS (ALPN h2): add tls: {}")
-                ok = false
-            }
+            // With tls: offered by ALPN; without: cleartext HTTP/2 with prior knowledge (h2c).
             config.http2 = value
         }
         if let (n, p) = fields["load_balancing"] {

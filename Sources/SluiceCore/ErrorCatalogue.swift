@@ -1,7 +1,21 @@
 /// The status codes of gRPC (grpc/status.proto) an error of Sluice's maps to. Kept here, not
 /// taken from grpc-swift, so the catalogue stays free of any transport.
 public enum GRPCStatusCode: Int, Sendable, Hashable {
+    /// The status gRPC clients give an HTTP answer without `grpc-status` (gRPC's
+    /// http-grpc-status-mapping.md): what a code outside the catalogue is answered with.
+    public init(httpStatus: Int) {
+        switch httpStatus {
+        case 400: self = .internal
+        case 401: self = .unauthenticated
+        case 403: self = .permissionDenied
+        case 404: self = .unimplemented
+        case 429, 502, 503, 504: self = .unavailable
+        default: self = .unknown
+        }
+    }
+
     case cancelled = 1
+    case unknown = 2
     case invalidArgument = 3
     case deadlineExceeded = 4
     case notFound = 5

@@ -91,6 +91,12 @@ public struct GatewayResponder: HTTPResponder {
     }
 
     public func respond(to request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        let response = await self.answer(request, body: &body)
+        // A gRPC caller reads errors from grpc-status, not from HTTP statuses and JSON.
+        return response.ownError != nil && HTTPResponse.isGRPC(request) ? response.asGRPCStatus() : response
+    }
+
+    private func answer(_ request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
         // One canonical target and well-formed headers before anything looks at them.
         if let problem = request.targetProblem {
             return .error(.invalidPath, message: problem.message)

@@ -23,6 +23,15 @@ public struct HTTPResponse: Sendable {
     /// What the route's handler and policies tell the listener's observers (metrics, access log);
     /// never sent.
     public var facts = ExchangeFacts()
+    /// Trailer fields sent after a streamed body (an upstream's answer's, such as gRPC's
+    /// `grpc-status`): read once the body has ended. HTTP/1.1 carries them only in a chunked body.
+    public var trailers: ResponseTrailers?
+    /// A proxied request whose body is still being sent upstream while this response is
+    /// written (full duplex): the listener takes the body back from it once the response is out.
+    var requestBodyHandback: RequestBodyHandback?
+    /// For Sluice's own error answers: the catalogue code and message (what a gRPC caller is
+    /// told instead, see `asGRPCStatus`).
+    var ownError: (code: String, message: String)?
     /// For a `101 Switching Protocols` from an upstream: the upstream connection the client's
     /// connection is joined to once the 101 has gone out (HTTP/1.1 only).
     var tunnel: UpgradeTunnel?
@@ -54,7 +63,79 @@ public struct HTTPResponse: Sendable {
                 $0.field("message", message)
             }
         }
-        return .json(status, json, headers: headers)
+        var response = HTTPResponse.json(status, json, headers: headers)
+        response.ownError = (code, message)
+        return response
+    }
+
+    /// Whether a request is a gRPC call (`content-type: application/grpc…`).
+    static func isGRPC(_ request: HTTPRequest) -> Bool {
+        guard let type = request.header("content-type")?.lowercased() else { return false }
+        return type == "application/grpc" || type.hasPrefix("application/grpc+") || type.hasPrefix("application/grpc;")
+    }
+
+    /// Sluice's own error as a gRPC client reads one, as Envoy answers gRPC calls it refuses:
+    /// HTTP 200, no message, and the catalogue's gRPC status (or, for a code outside it, gRPC's
+    /// mapping of the HTTP status) with the message in the trailers. Other headers (Retry-After,
+    /// RateLimit-*) stay.
+    func asGRPCStatus() -> HTTPResponse {
+        guard let (code, message) = self.ownError else { return self }
+        let status = ErrorCode.named(code)?.grpcStatus ?? GRPCStatusCode(httpStatus: Int(self.status.code))
+        var headers = self.headers
+        headers.replaceOrAdd(name: "content-type", value: "application/grpc")
+        var response = HTTPResponse(status: .ok, headers: headers)
+        response.facts = self.facts
+        let trailers = ResponseTrailers()
+        trailers.set(["grpc-status": String(status.rawValue), "grpc-message": Self.grpcMessage(message)])
+        response.trailers = trailers
+        return response
+    }
+
+    /// `grpc-message`'s percent-encoding: bytes outside printable ASCII, and `%`.
+    static func grpcMessage(_ message: String) -> String {
+        var encoded = ""
+        for byte in message.utf8 {
+            if byte >= 0x20, byte <= 0x7E, byte != UInt8(ascii: "%") {
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return encoded
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        self.count >= width ? self : String(repeating: "0", count: width - self.count) + self
+    }
+}
+
+/// Trailer fields known only when a body ends; set once, by whoever reads that body.
+public final class ResponseTrailers: Sendable {
+    private let box = NIOLockedValueBox<HTTPHeaders?>(nil)
+
+    public init() {}
+
+    public var value: HTTPHeaders? { self.box.withLockedValue { $0 } }
+
+    func set(_ trailers: HTTPHeaders?) {
+        self.box.withLockedValue { $0 = trailers }
+    }
+}
+
+/// The request body of a full-duplex exchange, read by its own task while the response goes
+/// out, and handed back (with what it read) when that task is done.
+final class RequestBodyHandback: Sendable {
+    private let body: @Sendable () async -> RequestBody
+
+    init(_ body: @escaping @Sendable () async -> RequestBody) {
+        self.body = body
+    }
+
+    /// The body, once the task reading it has finished.
+    func take() async -> RequestBody {
+        await self.body()
     }
 }
 

@@ -353,11 +353,31 @@ public final class HTTPServer: Service, Listening, Sendable {
                         try? await channel.channel.closeFuture.get()
                         return
                     }
+                    // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
+                    let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
+                    if let handback = response.requestBodyHandback {
+                        // Full duplex: the body is still flowing upstream while the answer goes
+                        // out; the connection is kept if the body then ends (or drains) cleanly.
+                        var keepAlive = head.isKeepAlive && !closeDelimited
+                        if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
+                        var written = WrittenBytes()
+                        do {
+                            try await Self.write(response, version: head.version, to: channel.channel, written: &written)
+                        } catch {
+                            body = await handback.take()
+                            self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
+                            throw error
+                        }
+                        body = await handback.take()
+                        self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
+                        if keepAlive, !body.isComplete { keepAlive = await body.drain(limit: 64 * 1024) }
+                        if let next = body.iterator { iterator = next }
+                        if !keepAlive { return }
+                        continue
+                    }
                     // Keep the connection only if the whole request body has been read.
                     let complete = response.readsRequestBody ? false : body.isComplete ? true : await body.drain(limit: 64 * 1024)
                     if let next = body.iterator { iterator = next }
-                    // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
-                    let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
                     let keepAlive = head.isKeepAlive && complete && !closeDelimited
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
                     var written = WrittenBytes()
@@ -454,6 +474,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         if version.major >= 2 { headers.remove(name: "connection") }
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
         let body = response.body
+        let trailers = response.trailers?.value
         // One hop to the event loop for the whole response.
         try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             // A connection closed meanwhile (a body timeout, the client gone) gets no response:
@@ -463,7 +484,7 @@ public final class HTTPServer: Service, Listening, Sendable {
             if body.readableBytes > 0 {
                 channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
             }
-            return channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+            return channel.writeAndFlush(HTTPServerResponsePart.end(trailers))
         }.get()
         written.count = body.readableBytes
     }
@@ -561,7 +582,7 @@ extension HTTPServer {
             try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(part))).get()
             written.count += part.readableBytes
         }
-        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+        try await channel.writeAndFlush(HTTPServerResponsePart.end(response.trailers?.value)).get()
     }
 }
 

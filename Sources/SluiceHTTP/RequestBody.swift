@@ -11,6 +11,9 @@ public struct RequestBody {
     public private(set) var bytesRead = 0
     /// Whether the end of the body has been reached.
     public private(set) var isComplete = false
+    /// The request's trailer fields (chunked HTTP/1.1, or a trailing HEADERS frame on HTTP/2),
+    /// once the end has been reached.
+    public private(set) var trailers: HTTPHeaders?
     /// Sends `100 Continue` when the client asked for it; called before the first read, so a
     /// request refused before its body is read never invites the body.
     private var sendContinue: (@Sendable () async throws -> Void)?
@@ -68,7 +71,11 @@ public struct RequestBody {
                 self.bytesRead += buffer.readableBytes
                 self.fingerprint?.add(body: buffer)
                 return buffer
-            case .end, nil:
+            case .end(let trailers):
+                self.isComplete = true
+                self.trailers = trailers
+                return nil
+            case nil:
                 self.isComplete = true
                 return nil
             case .head:

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 
 /// Hands a request body from the task reading the client to the HTTP client sending it
 /// upstream, one part at a time: `send` returns only once the consumer has taken the part, so
@@ -17,6 +18,8 @@ final class BodyPipe: AsyncSequence, Sendable {
         var consumerGone = false
         /// Whether the consumer has asked for anything: before that the upstream has seen no body.
         var started = false
+        /// The client's trailers, passed on after the last part.
+        var trailers: HTTPHeaders?
         var producer: CheckedContinuation<Bool, Never>?
         var consumer: CheckedContinuation<ByteBuffer?, any Error>?
     }
@@ -47,10 +50,15 @@ final class BodyPipe: AsyncSequence, Sendable {
         }
     }
 
-    /// The end of the body (or its failure: the upstream request is aborted).
-    func finish(throwing error: (any Error)? = nil) {
+    /// The request's trailers, once the body has ended.
+    var trailers: HTTPHeaders? { self.state.withLockedValue { $0.trailers } }
+
+    /// The end of the body (or its failure: the upstream request is aborted), with the
+    /// request's trailers if it had any.
+    func finish(throwing error: (any Error)? = nil, trailers: HTTPHeaders? = nil) {
         let consumer: CheckedContinuation<ByteBuffer?, any Error>? = self.state.withLockedValue { state in
             state.finished = true
+            state.trailers = trailers
             state.failure = error
             defer { state.consumer = nil }
             return state.consumer

@@ -64,7 +64,7 @@ final class HTTP1UpstreamClient: Sendable {
                 for try await part in pipe {
                     try await connection.writeBodyPart(part).get()
                 }
-                connection.finishRequest()
+                connection.finishRequest(trailers: pipe.trailers)
             } catch {
                 // The client's body failed, or the connection did (then `answer` says how).
                 connection.abort()
@@ -266,8 +266,8 @@ final class HTTP1Connection: Sendable {
         self.onLoopFuture { $0.writeBodyPart(part) }
     }
 
-    func finishRequest() {
-        self.onLoop { $0.finishRequest() }
+    func finishRequest(trailers: HTTPHeaders?) {
+        self.onLoop { $0.finishRequest(trailers: trailers) }
     }
 
     func abort() {
@@ -363,10 +363,10 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         return context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(part))))
     }
 
-    func finishRequest() {
+    func finishRequest(trailers: HTTPHeaders?) {
         guard let context = self.context, !self.isClosed, !self.requestDone else { return }
         self.requestDone = true
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
         if case .answered = self.state { self.exchangeEnded() }
     }
 

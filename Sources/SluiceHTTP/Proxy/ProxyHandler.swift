@@ -61,6 +61,8 @@ public struct ProxyHandler: Sendable {
     }
 
     public func handle(_ request: HTTPRequest, body: inout RequestBody) async -> HTTPResponse {
+        // A gRPC call's deadline bounds the whole exchange; the upstream is told what is left of it.
+        let grpcDeadline = request.header("grpc-timeout").flatMap(GRPCTimeout.parse).map { NIODeadline.now() + $0 }
         guard let upstream = self.chooseUpstream() else {
             return .error(.noUpstream, message: "no upstream is configured for this route")
         }
@@ -68,7 +70,7 @@ public struct ProxyHandler: Sendable {
         if let upgrade = self.config.upgrade, let protocols = Self.requestedUpgrade(request, allowed: upgrade.protocols) {
             response = await self.tunnel(request, protocols: protocols, to: upstream, config: upgrade)
         } else {
-            response = await self.forward(request, body: &body, to: upstream)
+            response = await self.forward(request, body: &body, to: upstream, grpcDeadline: grpcDeadline)
         }
         response.facts.upstream = upstream.name
         return response
@@ -160,7 +162,9 @@ public struct ProxyHandler: Sendable {
 
     /// Sends the request to an endpoint of `upstream` (again, within the retry rules) and
     /// answers with its response.
-    private func forward(_ request: HTTPRequest, body: inout RequestBody, to upstream: Upstream) async -> HTTPResponse {
+    private func forward(
+        _ request: HTTPRequest, body: inout RequestBody, to upstream: Upstream, grpcDeadline: NIODeadline?
+    ) async -> HTTPResponse {
         let declaredLength = request.header("content-length").flatMap { Int($0) }
         if let declaredLength, declaredLength > self.config.maxBodyBytes {
             return Self.tooLarge(self.config.maxBodyBytes)
@@ -226,14 +230,62 @@ public struct ProxyHandler: Sendable {
             }
             tried.insert(index)
             var outgoing = OutgoingRequest(
-                origin: origin, endpoint: index, head: head, body: .none, declaredLength: declaredLength, eventLoop: request.eventLoop)
-            let deadline = NIODeadline.now() + TimeAmount(upstream.config.timeouts.request)
+                origin: origin, endpoint: index, head: head, body: .none, declaredLength: declaredLength, eventLoop: request.eventLoop,
+                streamDeadline: grpcDeadline)
+            let now = NIODeadline.now()
+            var deadline = now + TimeAmount(upstream.config.timeouts.request)
+            if let grpcDeadline {
+                guard grpcDeadline > now else {
+                    upstream.finished(index, failed: false)
+                    return .error(.upstreamTimeout, message: "the request's deadline passed")
+                }
+                deadline = min(deadline, grpcDeadline)
+                outgoing.head.headers.replaceOrAdd(name: "grpc-timeout", value: GRPCTimeout.format(grpcDeadline - now))
+            }
 
             let outcome: Result<UpstreamAnswer, any Error>
             var bodyProblem: BodyProblem?
+            /// Full duplex (HTTP/2 upstreams): the task still sending the client's body upstream.
+            var duplexPump: Task<PumpedBody, Never>?
+            var duplexPipe: BodyPipe?
+            /// What that task read, once it ends (a rate limit in bytes charges it then).
+            var duplexTally: StreamTally?
             if let kept {
                 if hasBody { outgoing.body = .bytes(kept) }
+                outgoing.trailers = body.trailers
                 outcome = await Self.execute(outgoing, on: upstream, deadline: deadline)
+            } else if upstream.http2 != nil {
+                // Full duplex: the body goes upstream from its own task while the answer is
+                // awaited and relayed; the listener takes the body back when that task ends.
+                let pipe = BodyPipe()
+                outgoing.body = .stream(pipe)
+                let transfer = UnsafeTransfer(body)
+                body = RequestBody(chunks: [])
+                let from = streamState
+                let tally = StreamTally()
+                duplexTally = tally
+                duplexPump = Task {
+                    var body = transfer.take()
+                    let result = await self.pump(&body, from: from, into: pipe)
+                    tally.add(events: 0, bytes: body.bytesRead)
+                    tally.finish()
+                    return PumpedBody(body: body, result: result)
+                }
+                duplexPipe = pipe
+                outcome = await Self.execute(outgoing, on: upstream, deadline: deadline)
+                if case .failure = outcome, let pump = duplexPump {
+                    // The pipe was abandoned: the pump has stopped, or stops at its next part.
+                    let pumped = await pump.value
+                    body = pumped.body
+                    duplexPump = nil
+                    switch pumped.result {
+                    case .complete: streamState = .finished
+                    case .abandoned(let part, let pipeStarted): streamState = pipeStarted ? .finished : .notStarted(part)
+                    case .failed(let problem):
+                        streamState = .finished
+                        bodyProblem = problem
+                    }
+                }
             } else {
                 // Streamed: the upstream reads from the pipe while this task reads the client.
                 let pipe = BodyPipe()
@@ -270,7 +322,31 @@ public struct ProxyHandler: Sendable {
             case .success(let response):
                 let status = Int(response.status.code)
                 let failed = status >= 500
-                if attempt < retries.attempts, canResend, self.shouldRetry(status: status),
+                if let pump = duplexPump {
+                    if attempt < retries.attempts, self.shouldRetry(status: status), let pipe = duplexPipe, !pipe.started {
+                        // Worth another attempt only if the endpoint took none of the body:
+                        // stop the pump and see.
+                        pipe.abandon()
+                        let pumped = await pump.value
+                        body = pumped.body
+                        switch pumped.result {
+                        case .abandoned(let part, false): streamState = .notStarted(part)
+                        case .failed(let problem):
+                            upstream.finished(index, failed: false)
+                            return problem == .tooLarge ? Self.tooLarge(self.config.maxBodyBytes) : Self.bodyReadFailed()
+                        default: streamState = .finished
+                        }
+                    } else {
+                        slotHeld = false
+                        let ticket = AttemptTicket(upstream: upstream, endpoint: index, failed: failed)
+                        var answer = await self.downstreamResponse(response, ticket: ticket, isHead: request.head.method == .HEAD)
+                        answer.requestBodyHandback = RequestBodyHandback { await pump.value.body }
+                        answer.bodyTally = duplexTally
+                        return answer
+                    }
+                }
+                let resendable = duplexPump == nil ? canResend : { if case .notStarted = streamState { return true } else { return false } }()
+                if attempt < retries.attempts, resendable, self.shouldRetry(status: status),
                     upstream.acquireRetry(retries)
                 {
                     // Dropped unread, as above.
@@ -343,6 +419,11 @@ public struct ProxyHandler: Sendable {
     func upstreamHead(for request: HTTPRequest, hasBody: Bool) -> UpstreamHead {
         var headers = Self.endToEnd(request.head.headers)
         if !hasBody { headers.remove(name: "content-length") }
+        // `TE: trailers` is hop-by-hop, but says the client takes trailers (gRPC needs it
+        // upstream): passed on as the proxy's own, the only TE value HTTP/2 allows.
+        if request.header("te") != nil, request.head.headers["te"].contains(where: Self.acceptsTrailers) {
+            headers.add(name: "te", value: "trailers")
+        }
         if let ip = request.remoteIP {
             if let prior = headers.first(name: "x-forwarded-for") {
                 headers.replaceOrAdd(name: "x-forwarded-for", value: prior + ", " + ip)
@@ -364,6 +445,11 @@ public struct ProxyHandler: Sendable {
         return UpstreamHead(method: request.head.method, uri: path, headers: headers)
     }
 
+    /// Whether a `TE` value lists `trailers`.
+    static func acceptsTrailers(_ te: String) -> Bool {
+        te.split(separator: ",").contains { $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "trailers" }
+    }
+
     /// Answers up to this size (by their content-length) are read whole and written in one go:
     /// streaming costs a few thread hops per part, which dominate for small answers.
     static let wholeAnswerLimit = 64 * 1024
@@ -372,6 +458,7 @@ public struct ProxyHandler: Sendable {
         var headers = Self.endToEnd(response.headers)
         self.config.responseHeaders.apply(to: &headers)
         var downstream = HTTPResponse(status: response.status, headers: headers)
+        downstream.trailers = response.trailers
         // (Not for answers without a body: their content-length describes another answer.)
         let hasBody = !isHead && response.status.code >= 200 && response.status != .noContent && response.status != .notModified
         if hasBody, let length = response.headers.first(name: "content-length").flatMap({ Int($0) }), length <= Self.wholeAnswerLimit {
@@ -397,6 +484,12 @@ public struct ProxyHandler: Sendable {
 
     enum BodyProblem: Equatable { case tooLarge, readFailed }
 
+    /// A full-duplex pump's end: the body it read (with its trailers) and how it stopped.
+    struct PumpedBody: @unchecked Sendable {
+        var body: RequestBody
+        var result: PumpResult
+    }
+
     enum PumpResult {
         case complete
         /// The upstream stopped taking the body; whether it took any, and the part it left.
@@ -418,7 +511,7 @@ public struct ProxyHandler: Sendable {
             } else {
                 do {
                     guard let next = try await body.next() else {
-                        pipe.finish()
+                        pipe.finish(trailers: body.trailers)
                         return .complete
                     }
                     part = next
@@ -433,6 +526,8 @@ public struct ProxyHandler: Sendable {
                 return .failed(.tooLarge)
             }
             guard await pipe.send(part) else {
+                // A consumer still waiting on its own task (full duplex) is released too.
+                pipe.finish(throwing: ProxyBodyError.abandoned)
                 return .abandoned(pipe.started ? nil : part, pipeStarted: pipe.started)
             }
         }
@@ -447,6 +542,10 @@ public struct ProxyHandler: Sendable {
         var declaredLength: Int?
         /// The client's connection's loop (HTTP/1.1 listeners), where the upstream exchange runs too.
         var eventLoop: (any EventLoop)?
+        /// The whole exchange's deadline (a gRPC request's `grpc-timeout`), if it has one.
+        var streamDeadline: NIODeadline?
+        /// The client's trailers, for a body read whole first (a streamed one carries its own).
+        var trailers: HTTPHeaders?
     }
 
     private static func execute(_ request: OutgoingRequest, on upstream: Upstream, deadline: NIODeadline) async -> Result<UpstreamAnswer, any Error> {
@@ -484,6 +583,53 @@ public struct ProxyHandler: Sendable {
                     HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers), body: request.body,
                     endpoint: request.endpoint, host: address.host, port: address.port, on: loop, deadline: deadline)
                 response = UpstreamAnswer(status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body))
+            } else if let http2 = upstream.http2 {
+                // Cleartext HTTP/2: a stream on the client's loop's connection, full duplex.
+                let address = upstream.address(of: request.endpoint)
+                let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
+                var head = HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers)
+                if case .bytes(let bytes) = request.body { head.headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes)) }
+                let exchange = try await http2.open(
+                    head, endpoint: request.endpoint, host: address.host, port: address.port, on: loop, answerDeadline: deadline,
+                    streamDeadline: request.streamDeadline)
+                switch request.body {
+                case .none:
+                    exchange.finish(trailers: nil)
+                case .bytes(let bytes):
+                    exchange.write(.body(.byteBuffer(bytes)))
+                    exchange.finish(trailers: request.trailers)
+                case .stream(let pipe):
+                    Task {
+                        do {
+                            for try await part in pipe { try await exchange.send(part) }
+                            exchange.finish(trailers: pipe.trailers)
+                        } catch {
+                            // The client's body failed (or the stream did): the endpoint must not
+                            // take a cut body for a whole one.
+                            exchange.reset()
+                        }
+                    }
+                }
+                var answer = try await exchange.answer()
+                if answer.headers.contains(name: "grpc-status") {
+                    // gRPC's Trailers-Only answer (one HEADERS frame that ends the stream): the
+                    // metadata goes on as trailers after a head of its own, which is how the
+                    // listener can end a stream.
+                    var trailers = HTTPHeaders()
+                    var head = HTTPHeaders()
+                    for (name, value) in answer.headers {
+                        switch name.lowercased() {
+                        case "content-type": head.add(name: name, value: value)
+                        case "content-length": break
+                        default: trailers.add(name: name, value: value)
+                        }
+                    }
+                    answer.headers = head
+                    exchange.trailers.set(trailers)
+                }
+                response = UpstreamAnswer(
+                    status: answer.status, headers: answer.headers, body: .stream(HTTP2UpstreamBody(exchange: exchange)),
+                    trailers: exchange.trailers)
             } else {
                 var outgoing = HTTPClientRequest(url: request.origin + request.head.uri)
                 outgoing.method = method
@@ -549,6 +695,12 @@ public struct ProxyHandler: Sendable {
             case .closedBeforeAnswer, .closedDuringAnswer, .invalidAnswer: return .reset
             }
         }
+        if let error = error as? HTTP2UpstreamError {
+            switch error {
+            case .deadlineExceeded: return .timeout
+            case .streamReset: return .reset
+            }
+        }
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout, .tlsHandshakeTimeout: return .connect
@@ -598,6 +750,12 @@ public struct ProxyHandler: Sendable {
         Task {
             defer { counter.withLockedValue { $0 -= 1 } }
             guard let (index, origin) = mirror.pick(hashKey: nil, excluding: []) else { return }
+            if mirror.http2 != nil {
+                let copy = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: head.headers)
+                let status = try? await mirror.wholeExchange(copy, body: body, endpoint: index, timeout: TimeAmount(mirror.config.timeouts.request))
+                mirror.finished(index, failed: (status ?? 500) >= 500)
+                return
+            }
             var request = HTTPClientRequest(url: origin + head.uri)
             request.method = head.method
             request.headers = head.headers
@@ -632,6 +790,8 @@ public struct ProxyHandler: Sendable {
 enum ProxyBodyError: Error {
     case tooLarge
     case clientBodyFailed
+    /// The exchange ended (or will be tried again) before the body was all sent.
+    case abandoned
 }
 
 /// One answered attempt: the endpoint stays counted as busy (least request) and the request
@@ -657,22 +817,27 @@ final class AttemptTicket: Sendable {
     }
 }
 
-/// An upstream's answer, from either client.
+/// An upstream's answer, from any of the clients.
 struct UpstreamAnswer: Sendable {
     var status: HTTPResponseStatus
     var headers: HTTPHeaders
     var body: Body
+    /// Its trailers, once the body has been read (HTTP/2 upstreams).
+    var trailers: ResponseTrailers?
 
     enum Body: Sendable {
-        /// From AsyncHTTPClient (TLS and HTTP/2 upstreams).
+        /// From AsyncHTTPClient (TLS upstreams).
         case client(HTTPClientResponse.Body)
         /// From the event-loop HTTP/1.1 client (cleartext upstreams).
         case loop(HTTP1UpstreamBody)
+        /// From the h2c client (cleartext HTTP/2 upstreams).
+        case stream(HTTP2UpstreamBody)
 
         func collect(upTo limit: Int) async throws -> ByteBuffer {
             switch self {
             case .client(let body): try await body.collect(upTo: limit)
             case .loop(let body): try await body.collect(upTo: limit)
+            case .stream(let body): try await body.collect(upTo: limit)
             }
         }
     }
@@ -688,6 +853,7 @@ struct ProxiedBody: AsyncSequence, Sendable {
         switch self.body {
         case .client(let body): Iterator(base: .client(body.makeAsyncIterator()), ticket: self.ticket)
         case .loop(let body): Iterator(base: .loop(body.makeAsyncIterator()), ticket: self.ticket)
+        case .stream(let body): Iterator(base: .stream(body.makeAsyncIterator()), ticket: self.ticket)
         }
     }
 
@@ -695,6 +861,7 @@ struct ProxiedBody: AsyncSequence, Sendable {
         enum Base {
             case client(HTTPClientResponse.Body.AsyncIterator)
             case loop(HTTP1UpstreamBody.Iterator)
+            case stream(HTTP2UpstreamBody.Iterator)
         }
         var base: Base
         let ticket: AttemptTicket
@@ -706,6 +873,9 @@ struct ProxiedBody: AsyncSequence, Sendable {
                 return try await iterator.next()
             case .loop(var iterator):
                 defer { self.base = .loop(iterator) }
+                return try await iterator.next()
+            case .stream(var iterator):
+                defer { self.base = .stream(iterator) }
                 return try await iterator.next()
             }
         }

@@ -22,6 +22,8 @@ public final class Upstream: Service, Sendable {
     /// Cleartext upstreams: HTTP/1.1 on the client's event loop (AsyncHTTPClient serves TLS
     /// and HTTP/2 upstreams, health checks and mirrors).
     let http1: HTTP1UpstreamClient?
+    /// Cleartext upstreams with `http2`: h2c with prior knowledge on the client's event loop.
+    let http2: HTTP2UpstreamClient?
     let eventLoopGroup: any EventLoopGroup
     /// TLS for upgrade tunnels (HTTP/1.1 by ALPN), with the client's trust and identity.
     let tunnelTLS: NIOSSLContext?
@@ -106,8 +108,15 @@ public final class Upstream: Service, Sendable {
         }
         self.client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: client)
         self.eventLoopGroup = eventLoopGroup
+        self.http2 =
+            config.tls == nil && config.http2
+            ? HTTP2UpstreamClient(
+                settings: .init(
+                    maxConnections: config.limits.maxConnections, connectTimeout: TimeAmount(config.timeouts.connect),
+                    idleTimeout: TimeAmount(config.timeouts.idle), readTimeout: TimeAmount(config.timeouts.read)))
+            : nil
         self.http1 =
-            config.tls == nil
+            config.tls == nil && !config.http2
             ? HTTP1UpstreamClient(
                 settings: .init(
                     maxConnections: config.limits.maxConnections, connectTimeout: TimeAmount(config.timeouts.connect),
@@ -317,6 +326,7 @@ public final class Upstream: Service, Sendable {
     /// Closes the pooled connections (at the end of `run`; or for an upstream that never ran).
     public func shutdown() async {
         self.http1?.shutdown()
+        self.http2?.shutdown()
         try? await self.client.shutdown()
     }
 
@@ -325,6 +335,13 @@ public final class Upstream: Service, Sendable {
         await withTaskGroup(of: (Int, Bool).self) { group in
             for (index, origin) in origins.enumerated() {
                 group.addTask {
+                    if self.http2 != nil {
+                        let head = HTTPRequestHead(
+                            version: .http1_1, method: .GET, uri: check.path,
+                            headers: ["host": String(origin.dropFirst("http://".count)), "user-agent": "sluice-health-check"])
+                        let status = try? await self.wholeExchange(head, body: nil, endpoint: index, timeout: TimeAmount(check.timeout))
+                        return (index, status.map { check.expectedStatuses.contains($0) } ?? false)
+                    }
                     var request = HTTPClientRequest(url: origin + check.path)
                     request.headers.add(name: "user-agent", value: "sluice-health-check")
                     do {
@@ -341,6 +358,22 @@ public final class Upstream: Service, Sendable {
                 self.recordCheck(index, passed: passed, check)
             }
         }
+    }
+
+    /// One exchange over the h2c client, the answer's body read and dropped (health checks,
+    /// mirror copies): its status.
+    func wholeExchange(_ head: HTTPRequestHead, body: ByteBuffer?, endpoint: Int, timeout: TimeAmount) async throws -> Int {
+        guard let http2 = self.http2 else { throw HTTP1UpstreamError.shutDown }
+        let address = self.address(of: endpoint)
+        let deadline = NIODeadline.now() + timeout
+        let exchange = try await http2.open(
+            head, endpoint: endpoint, host: address.host, port: address.port, on: self.eventLoopGroup.next(), answerDeadline: deadline,
+            streamDeadline: deadline)
+        if let body, body.readableBytes > 0 { exchange.write(.body(.byteBuffer(body))) }
+        exchange.finish(trailers: nil)
+        let answer = try await exchange.answer()
+        _ = try await HTTP2UpstreamBody(exchange: exchange).collect(upTo: 1 << 20)
+        return Int(answer.status.code)
     }
 
     private func recordCheck(_ index: Int, passed: Bool, _ check: HealthCheckConfig) {

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""A cleartext HTTP/2 (prior knowledge) upstream on python-hyper's `h2`, and an HTTP/1.1 client
+that sends and reads trailers, for Sluice's h2c proxy tests.
+
+    h2c_upstream.py serve --port P
+        /_stats      {"connections": N, "streams": N}: connections accepted, streams served
+        /cut         answers 200 and "partial", then resets the stream (INTERNAL_ERROR)
+        /duplex      answers 200 at once, then echoes each DATA frame as it arrives; ends with
+                     trailers x-echoed-bytes: N
+        anything     reads the whole request, then answers 200 JSON {"method", "path",
+                     "headers", "trailers", "body_bytes"} with trailers x-upstream-trailer: done
+
+    h2c_upstream.py client --port P --path PATH [--repeat N]
+        Over one HTTP/1.1 connection, N times: POST PATH with a chunked body ("hello", "world")
+        and the trailer x-checksum: 1234, then reads the chunked answer with its trailers.
+        Prints {"answers": [{"status", "body", "trailers"}], "reused": bool}.
+"""
+import argparse
+import asyncio
+import json
+import socket
+
+import h2.config
+import h2.connection
+import h2.events
+
+STATS = {"connections": 0, "streams": 0}
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self):
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.streams = {}
+
+    def connection_made(self, transport):
+        STATS["connections"] += 1
+        self.transport = transport
+        self.conn.initiate_connection()
+        self.transport.write(self.conn.data_to_send())
+
+    def data_received(self, data):
+        try:
+            events = self.conn.receive_data(data)
+        except Exception:
+            self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                STATS["streams"] += 1
+                headers = dict(event.headers)
+                self.streams[event.stream_id] = {"headers": headers, "body": 0, "trailers": {}}
+                if headers.get(":path") == "/duplex":
+                    self.conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "application/octet-stream")])
+                if event.stream_ended:
+                    self.finish(event.stream_id)
+            elif isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if stream is None:
+                    continue
+                stream["body"] += len(event.data)
+                if stream["headers"].get(":path") == "/duplex" and event.data:
+                    self.conn.send_data(event.stream_id, event.data)
+                if event.stream_ended:
+                    self.finish(event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream["trailers"] = dict(event.headers)
+                if event.stream_ended:
+                    self.finish(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self.streams.pop(event.stream_id, None)
+        self.transport.write(self.conn.data_to_send())
+
+    def finish(self, stream_id):
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        headers = stream["headers"]
+        path = headers.get(":path")
+        if path == "/duplex":
+            self.conn.send_headers(stream_id, [("x-echoed-bytes", str(stream["body"]))], end_stream=True)
+            return
+        if path == "/cut":
+            # Half an answer, then the stream is reset: the client must not get a whole-looking one.
+            self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "text/plain")])
+            self.conn.send_data(stream_id, b"partial")
+            self.conn.reset_stream(stream_id, error_code=2)
+            return
+        if path == "/_stats":
+            body = json.dumps(STATS).encode()
+            self.conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+            self.conn.send_data(stream_id, body, end_stream=True)
+            return
+        body = json.dumps({
+            "method": headers.get(":method"), "path": path, "authority": headers.get(":authority"),
+            "headers": {k: v for k, v in headers.items() if not k.startswith(":")},
+            "trailers": stream["trailers"], "body_bytes": stream["body"],
+        }).encode()
+        self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/json")])
+        self.conn.send_data(stream_id, body)
+        self.conn.send_headers(stream_id, [("x-upstream-trailer", "done")], end_stream=True)
+
+
+async def serve(port):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Upstream, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def read_line(sock_file):
+    line = sock_file.readline()
+    if not line:
+        raise EOFError("connection closed")
+    return line.decode("latin-1").rstrip("\r\n")
+
+
+def read_answer(sock_file):
+    status_line = read_line(sock_file)
+    status = int(status_line.split(" ")[1])
+    headers = {}
+    while True:
+        line = read_line(sock_file)
+        if not line:
+            break
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    body = b""
+    trailers = {}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int(read_line(sock_file).split(";")[0], 16)
+            if size == 0:
+                break
+            body += sock_file.read(size)
+            read_line(sock_file)
+        while True:
+            line = read_line(sock_file)
+            if not line:
+                break
+            name, value = line.split(":", 1)
+            trailers[name.strip().lower()] = value.strip()
+    elif "content-length" in headers:
+        body = sock_file.read(int(headers["content-length"]))
+    return {"status": status, "headers": headers, "body": body.decode("utf-8", "replace"), "trailers": trailers}
+
+
+def client(port, path, repeat):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock_file = sock.makefile("rb")
+    answers = []
+    reused = True
+    for i in range(repeat):
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n"
+            "Trailer: x-checksum\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\nx-checksum: 1234\r\n\r\n"
+        )
+        try:
+            sock.sendall(request.encode())
+            answers.append(read_answer(sock_file))
+        except (EOFError, OSError) as error:
+            reused = False
+            answers.append({"error": str(error)})
+            break
+    print(json.dumps({"answers": answers, "reused": reused}))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--port", type=int, required=True)
+    c = sub.add_parser("client")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--path", required=True)
+    c.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "serve":
+        asyncio.run(serve(args.port))
+    else:
+        client(args.port, args.path, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
