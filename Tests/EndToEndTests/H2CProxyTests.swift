@@ -190,6 +190,13 @@ import Testing
             #expect((answer["trailers"] as? [String: String])?["x-echoed-bytes"] == "10")
         }
 
+        // An HTTP/1.1 client that waits for each chunk's echo before sending the next.
+        let turns = try await runProgram("python3", [Self.h2cPeer, "interactive", "--port", String(sluice.port), "--path", "/plain/duplex", "--turns", "5"])
+        let turnsJSON = try #require(try JSONSerialization.jsonObject(with: Data(turns.stdout.utf8)) as? [String: Any], "\(turns.stderr)")
+        #expect(turnsJSON["error"] is NSNull, "\(turnsJSON)")
+        #expect(turnsJSON["echoes"] as? [String] == (0..<5).map { "turn \($0)" })
+        #expect((turnsJSON["trailers"] as? [String: String])?["x-echoed-bytes"] == "30")
+
         // An upstream that resets its stream mid-answer: the client's answer is cut too (HTTP/1.1:
         // the chunked body never ends; HTTP/2: the stream is reset), never a complete-looking one.
         for version in ["--http1.1", "--http2-prior-knowledge"] {

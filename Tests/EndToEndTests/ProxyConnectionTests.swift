@@ -57,6 +57,20 @@ import Testing
         #expect(open == 1, "only the stats request's own connection is left (\(open) open)")
     }
 
+    @Test func answersAreRelayedWhileTheRequestBodyStillFlows() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream)
+        // Each chunk's echo is read before the next chunk is sent: a half-duplex proxy (the body
+        // sent whole before the answer is relayed) never answers the first one.
+        let script = packageRoot.appendingPathComponent("scripts/testing/h2c_upstream.py").path
+        let result = try await runProgram("python3", [script, "interactive", "--port", String(sluice.port), "--path", "/echo-stream", "--turns", "5"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+        #expect(json["error"] is NSNull, "\(json)")
+        #expect(json["echoes"] as? [String] == (0..<5).map { "turn \($0)" })
+        // The request's trailer reached the upstream, which sent it back as the answer's.
+        #expect((json["trailers"] as? [String: String])?["x-done"] == "yes", "\(json)")
+    }
+
     @Test func aConnectionTheUpstreamClosesAsARequestComesIsRetriedForIdempotentRequests() async throws {
         let upstream = try await ProxyTests.upstream("a")
         let sluice = try await Self.sluice(upstream)

@@ -14,6 +14,11 @@ that sends and reads trailers, for Sluice's h2c proxy tests.
         Over one HTTP/1.1 connection, N times: POST PATH with a chunked body ("hello", "world")
         and the trailer x-checksum: 1234, then reads the chunked answer with its trailers.
         Prints {"answers": [{"status", "body", "trailers"}], "reused": bool}.
+
+    h2c_upstream.py interactive --port P --path PATH [--turns N]
+        Over HTTP/1.1, a chunked POST sent one chunk at a time, each echo read before the next
+        chunk goes (a half-duplex proxy never answers the first), then the end with the trailer
+        x-done: yes. Prints {"echoes": [...], "trailers": {...}, "error"}.
 """
 import argparse
 import asyncio
@@ -167,6 +172,39 @@ def client(port, path, repeat):
     print(json.dumps({"answers": answers, "reused": reused}))
 
 
+def interactive(port, path, turns):
+    # One chunk out, its echo back, then the next: only a full-duplex path answers the first
+    # before the request has ended. Prints {"echoes": [...], "trailers": {...}, "error"}.
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock_file = sock.makefile("rb")
+    result = {"echoes": [], "trailers": {}, "error": None}
+    try:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n".encode())
+        status = None
+        for turn in range(turns):
+            message = f"turn {turn}".encode()
+            sock.sendall(b"%x\r\n" % len(message) + message + b"\r\n")
+            if status is None:
+                status = int(read_line(sock_file).split(" ")[1])
+                while read_line(sock_file):
+                    pass
+            size = int(read_line(sock_file).split(";")[0], 16)
+            result["echoes"].append(sock_file.read(size).decode())
+            read_line(sock_file)
+        sock.sendall(b"0\r\nx-done: yes\r\n\r\n")
+        if int(read_line(sock_file).split(";")[0], 16) == 0:
+            while True:
+                line = read_line(sock_file)
+                if not line:
+                    break
+                name, value = line.split(":", 1)
+                result["trailers"][name.strip().lower()] = value.strip()
+    except (EOFError, OSError, ValueError) as error:
+        result["error"] = repr(error)
+    print(json.dumps(result))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,9 +214,15 @@ def main():
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--path", required=True)
     c.add_argument("--repeat", type=int, default=1)
+    i = sub.add_parser("interactive")
+    i.add_argument("--port", type=int, required=True)
+    i.add_argument("--path", required=True)
+    i.add_argument("--turns", type=int, default=5)
     args = parser.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.port))
+    elif args.command == "interactive":
+        interactive(args.port, args.path, args.turns)
     else:
         client(args.port, args.path, args.repeat)
 

@@ -11,6 +11,8 @@ Every request is answered by path (any method):
   /quiet-close          200 (no `Connection: close`), then the connection's next request is
                         dropped unanswered: as a server whose keep-alive timeout ran out just
                         as that request came
+  /echo-stream          200 at once, then echoes each chunk of a chunked request as it comes,
+                        and the request's trailers as the answer's (full duplex)
   /early/<code>         answers <code> at once without reading the request body, then closes
   /healthz              200, or 503 while the health is set down
   ?read_rate=<bytes/s>  (any path) read the request body no faster than that
@@ -187,6 +189,30 @@ class Handler(BaseHTTPRequestHandler):
             self.read_body()
             self.close_connection = True
             self.connection.shutdown(2)
+            return
+        if path == "/echo-stream":
+            # Full duplex: the head at once, then each chunk of the (chunked) request echoed as
+            # it comes, then the request's trailers as the answer's.
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            trailers = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while True:
+                        line = self.rfile.readline()
+                        if line in (b"\r\n", b"\n", b""):
+                            break
+                        trailers.append(line.strip())
+                    break
+                part = self.rfile.read(size)
+                self.rfile.readline()
+                self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n" + b"".join(t + b"\r\n" for t in trailers) + b"\r\n")
             return
         if path.startswith("/early/"):
             code = int(path.rsplit("/", 1)[1])

@@ -38,7 +38,7 @@ final class HTTP1UpstreamClient: Sendable {
     }
 
     /// One exchange with `endpoint`: returns once the answer's head has come (its body streams
-    /// from the returned response), after the whole request body has been handed over.
+    /// from the returned response); a streamed request body may still be going out then.
     func execute(
         _ head: HTTPRequestHead, body: OutgoingBody, endpoint: Int, host: String, port: Int, on eventLoop: any EventLoop,
         deadline: NIODeadline
@@ -59,15 +59,21 @@ final class HTTP1UpstreamClient: Sendable {
                 return try await connection.exchange(head, bytes: bytes, streamed: false, deadline: deadline).get()
             }
         case .stream(let pipe):
+            // Full duplex: the body goes out from its own task, and the answer is handed over
+            // as soon as its head comes (an answer that ends before the request does closes the
+            // connection: the endpoint will not read the rest).
             let answer = connection.exchange(head, bytes: nil, streamed: true, deadline: deadline)
-            do {
-                for try await part in pipe {
-                    try await connection.writeBodyPart(part).get()
+            let sending = connection
+            Task {
+                do {
+                    for try await part in pipe {
+                        try await sending.writeBodyPart(part).get()
+                    }
+                    sending.finishRequest(trailers: pipe.trailers)
+                } catch {
+                    // The client's body failed, or the connection did (then `answer` says how).
+                    sending.abort()
                 }
-                connection.finishRequest(trailers: pipe.trailers)
-            } catch {
-                // The client's body failed, or the connection did (then `answer` says how).
-                connection.abort()
             }
             return try await answer.get()
         }
@@ -119,6 +125,8 @@ enum HTTP1UpstreamError: Error, Equatable {
 struct HTTP1UpstreamResponse: Sendable {
     let head: HTTPResponseHead
     let body: HTTP1UpstreamBody
+    /// A streamed answer's trailers, once its body has ended.
+    var trailers: ResponseTrailers? = nil
 }
 
 typealias HTTP1UpstreamBodyProducer = NIOThrowingAsyncSequenceProducer<
@@ -288,7 +296,8 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         case awaitingHead(EventLoopPromise<HTTP1UpstreamResponse>)
         /// An informational (1xx) answer is being skipped.
         case skippingInformational(EventLoopPromise<HTTP1UpstreamResponse>)
-        case streamingBody(HTTP1UpstreamBodyProducer.Source)
+        /// A streamed answer, and where its trailers go (only a chunked answer has any).
+        case streamingBody(HTTP1UpstreamBodyProducer.Source, ResponseTrailers)
         /// A small answer (by its content-length) read whole before it is handed over.
         case collectingBody(EventLoopPromise<HTTP1UpstreamResponse>, HTTPResponseHead, ByteBuffer)
         /// The answer is complete; the request may still be going out.
@@ -402,12 +411,14 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
                 elementType: ByteBuffer.self, failureType: (any Error).self,
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
                 delegate: HTTP1BodyDemand(connection: connection, exchange: self.exchangeID))
-            self.state = .streamingBody(produced.source)
+            let trailers = ResponseTrailers()
+            self.state = .streamingBody(produced.source, trailers)
             self.demand = true
-            promise.succeed(HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .streamed(produced.sequence))))
+            promise.succeed(
+                HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .streamed(produced.sequence)), trailers: trailers))
         case (.end, .skippingInformational(let promise)):
             self.state = .awaitingHead(promise)
-        case (.body(let part), .streamingBody(let source)):
+        case (.body(let part), .streamingBody(let source, _)):
             switch source.yield(part) {
             case .produceMore: self.demand = true
             case .stopProducing: self.demand = false
@@ -430,7 +441,8 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
             } else {
                 self.close()
             }
-        case (.end, .streamingBody(let source)):
+        case (.end(let received), .streamingBody(let source, let trailers)):
+            if let received { trailers.set(received) }
             // State first: finishing may call the delegate's didTerminate right here (when the
             // consumer is waiting), which must find the answer complete, not abandoned.
             self.state = .answered
@@ -525,7 +537,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         case .skippingInformational(let promise), .collectingBody(let promise, _, _):
             // Something came back: not a connection that closed before it was used.
             promise.fail(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
-        case .streamingBody(let source):
+        case .streamingBody(let source, _):
             source.finish(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
         case .idle, .answered, .closed:
             break

@@ -245,7 +245,7 @@ public struct ProxyHandler: Sendable {
 
             let outcome: Result<UpstreamAnswer, any Error>
             var bodyProblem: BodyProblem?
-            /// Full duplex (HTTP/2 upstreams): the task still sending the client's body upstream.
+            /// Full duplex (cleartext upstreams): the task still sending the client's body upstream.
             var duplexPump: Task<PumpedBody, Never>?
             var duplexPipe: BodyPipe?
             /// What that task read, once it ends (a rate limit in bytes charges it then).
@@ -254,7 +254,7 @@ public struct ProxyHandler: Sendable {
                 if hasBody { outgoing.body = .bytes(kept) }
                 outgoing.trailers = body.trailers
                 outcome = await Self.execute(outgoing, on: upstream, deadline: deadline)
-            } else if upstream.http2 != nil {
+            } else if upstream.http1 != nil || upstream.http2 != nil {
                 // Full duplex: the body goes upstream from its own task while the answer is
                 // awaited and relayed; the listener takes the body back when that task ends.
                 let pipe = BodyPipe()
@@ -273,21 +273,25 @@ public struct ProxyHandler: Sendable {
                 }
                 duplexPipe = pipe
                 outcome = await Self.execute(outgoing, on: upstream, deadline: deadline)
-                if case .failure = outcome, let pump = duplexPump {
+                if case .failure(let error) = outcome, let pump = duplexPump {
                     // The pipe was abandoned: the pump has stopped, or stops at its next part.
                     let pumped = await pump.value
                     body = pumped.body
                     duplexPump = nil
+                    // Sent again only if the request never left (no connection, no stream): once
+                    // its head is out, the endpoint may act on it, body or not.
+                    let neverSent = [.connect, .overloaded].contains(Self.classify(error))
                     switch pumped.result {
                     case .complete: streamState = .finished
-                    case .abandoned(let part, let pipeStarted): streamState = pipeStarted ? .finished : .notStarted(part)
+                    case .abandoned(let part, let pipeStarted): streamState = pipeStarted || !neverSent ? .finished : .notStarted(part)
                     case .failed(let problem):
                         streamState = .finished
                         bodyProblem = problem
                     }
                 }
             } else {
-                // Streamed: the upstream reads from the pipe while this task reads the client.
+                // Streamed to AsyncHTTPClient (TLS upstreams): the upstream reads from the pipe
+                // while this task reads the client; the answer is relayed once the body is sent.
                 let pipe = BodyPipe()
                 outgoing.body = .stream(pipe)
                 async let executed = Self.execute(outgoing, on: upstream, deadline: deadline)
@@ -582,7 +586,8 @@ public struct ProxyHandler: Sendable {
                 let answer = try await http1.execute(
                     HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers), body: request.body,
                     endpoint: request.endpoint, host: address.host, port: address.port, on: loop, deadline: deadline)
-                response = UpstreamAnswer(status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body))
+                response = UpstreamAnswer(
+                    status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body), trailers: answer.trailers)
             } else if let http2 = upstream.http2 {
                 // Cleartext HTTP/2: a stream on the client's loop's connection, full duplex.
                 let address = upstream.address(of: request.endpoint)
