@@ -87,6 +87,25 @@ import Testing
         #expect(post.map(\.status) == [200, 502], "\(post)")
     }
 
+    @Test func answersThatAreNotHTTPOrNotTheirLengthAreGatewayErrorsAndPoisonNoConnection() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream)
+        // Not HTTP: 502. Cut short of its content-length: 502 (small answers are read whole
+        // before the head goes out, so the client never sees half of one).
+        let garbage = try await curl(["\(sluice.baseURL)/garbage"])
+        #expect(garbage.status == 502, "\(garbage.body)")
+        #expect(garbage.body.contains("upstream_unavailable"))
+        let short = try await curl(["\(sluice.baseURL)/short"])
+        #expect(short.status == 502, "\(short.body)")
+        // Five bytes beyond the content-length: the answer is its five bytes, and the connection
+        // they came on is not used again — every later answer on the same client connection is
+        // intact (the extra bytes would otherwise be read as the start of the next answer).
+        let urls = ["\(sluice.baseURL)/overlong"] + (0..<10).map { "\(sluice.baseURL)/item/\($0)" }
+        let answers = try await ProxyTests.sequential(urls)
+        #expect(answers.count == 11 && answers.allSatisfy { $0.status == 200 }, "\(answers.map(\.status))")
+        #expect(answers.dropFirst().allSatisfy { $0.upstream == "a" }, "\(answers)")
+    }
+
     @Test func connectionsPerEndpointAreCappedAndRequestsWaitForOne() async throws {
         let upstream = try await ProxyTests.upstream("a")
         let sluice = try await Self.sluice(upstream, upstreamSettings: "    limits: { max_connections: 2 }\n    timeouts: { connect: 5s }")

@@ -13,6 +13,9 @@ Every request is answered by path (any method):
                         as that request came
   /echo-stream          200 at once, then echoes each chunk of a chunked request as it comes,
                         and the request's trailers as the answer's (full duplex)
+  /garbage              answers bytes that are not HTTP, then closes
+  /overlong             200 with content-length 5 and 10 bytes of body (5 too many)
+  /short                200 with content-length 100, 5 bytes, then closes
   /early/<code>         answers <code> at once without reading the request body, then closes
   /healthz              200, or 503 while the health is set down
   ?read_rate=<bytes/s>  (any path) read the request body no faster than that
@@ -213,6 +216,33 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n" + b"".join(t + b"\r\n" for t in trailers) + b"\r\n")
+            return
+        if path == "/garbage":
+            # Not HTTP at all, then the connection closes.
+            self.read_body()
+            self.close_connection = True
+            self.wfile.write(b"SMTP ready\r\n\r\n")
+            self.wfile.flush()
+            return
+        if path == "/overlong":
+            # content-length 5, and 10 bytes: the 5 extra arrive on a connection that then looks
+            # idle (and would corrupt the next answer on it if it were reused).
+            self.read_body()
+            self.send_response(200)
+            self.send_header("content-length", "5")
+            self.end_headers()
+            self.wfile.write(b"helloworld")
+            self.wfile.flush()
+            return
+        if path == "/short":
+            # content-length 100, 5 bytes, then the connection closes: a cut answer.
+            self.read_body()
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("content-length", "100")
+            self.end_headers()
+            self.wfile.write(b"hello")
+            self.wfile.flush()
             return
         if path.startswith("/early/"):
             code = int(path.rsplit("/", 1)[1])
