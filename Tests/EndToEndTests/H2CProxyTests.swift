@@ -158,6 +158,39 @@ import Testing
         #expect(plainDown.body.contains("upstream_unavailable"))
     }
 
+    @Test func grpcUpstreamsOverTLSAreReachedByH2() async throws {
+        let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
+        defer { try? FileManager.default.removeItem(at: pki.directory) }
+        let grpc = try await PeerProcess(
+            "grpc-tls-upstream", ["python3", Self.grpcPeer, "serve", "--port", "{PORT}", "--cert", pki.serverCertificate, "--key", pki.serverKey])
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                upstreams:
+                  - name: echo
+                    endpoints: ["127.0.0.1:\(grpc.port)"]
+                    tls: { ca_file: \(pki.caCertificate) }
+                    http2: true
+                  - name: untrusted
+                    endpoints: ["127.0.0.1:\(grpc.port)"]
+                    tls: {}
+                    http2: true
+                routes:
+                  - { name: grpc, match: { path_prefix: /sluice.test.Echo/ }, proxy: { upstream: echo } }
+                  - { name: untrusted, match: { path_prefix: /untrusted.Echo/ }, proxy: { upstream: untrusted } }
+                """)
+        defer { withExtendedLifetime(grpc) {} }
+        let unary = try await Self.call(sluice, "Unary", ["--count", "1000", "--timeout", "10"])
+        #expect(unary.code == "OK", "\(unary)")
+        #expect(unary.trailing["x-trailer"] == "1000")
+        let bidi = try await Self.call(sluice, "Bidi", ["--count", "10", "--timeout", "10"])
+        #expect(bidi.messages == (0..<10).map { "turn \($0)" }, "\(bidi)")
+        // A certificate Sluice does not trust: the endpoint is unavailable.
+        let untrusted = try await Self.call(sluice, "Unary", ["--service", "untrusted.Echo", "--timeout", "10"])
+        #expect(untrusted.code == "UNAVAILABLE", "\(untrusted)")
+    }
+
     @Test func plainHTTPToAnH2CUpstreamCarriesTrailersBothWaysInFullDuplex() async throws {
         let peers = try await Self.start()
         let sluice = peers.sluice

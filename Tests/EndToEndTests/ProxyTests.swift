@@ -474,6 +474,14 @@ import Testing
             location / { \(answer) }
             """
         }
+        let http1Only = try await startNginx("nginx-tls-h1") { port in
+            """
+            listen 127.0.0.1:\(port) ssl;
+            ssl_certificate \(pki.serverCertificate);
+            ssl_certificate_key \(pki.serverKey);
+            location / { \(answer) }
+            """
+        }
         let sluice = try await SluiceProcess(
             config: """
                 listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
@@ -481,6 +489,10 @@ import Testing
                 upstreams:
                   - name: h2
                     endpoints: ["127.0.0.1:\(open.port)"]
+                    tls: { ca_file: \(pki.caCertificate) }
+                    http2: true
+                  - name: h2-refused
+                    endpoints: ["127.0.0.1:\(http1Only.port)"]
                     tls: { ca_file: \(pki.caCertificate) }
                     http2: true
                   - name: h1
@@ -497,6 +509,7 @@ import Testing
                     tls: { ca_file: \(pki.caCertificate) }
                 routes:
                   - { name: h2, match: { path_prefix: /h2/ }, proxy: { upstream: h2 } }
+                  - { name: h2-refused, match: { path_prefix: /h2-refused/ }, proxy: { upstream: h2-refused } }
                   - { name: h1, match: { path_prefix: /h1/ }, proxy: { upstream: h1 } }
                   - { name: roots, match: { path_prefix: /roots/ }, proxy: { upstream: system-roots } }
                   - { name: mtls, match: { path_prefix: /mtls/ }, proxy: { upstream: mtls } }
@@ -504,6 +517,9 @@ import Testing
                 """)
         let h2 = try await curl(["\(sluice.baseURL)/h2/x"])
         #expect(h2.status == 200 && h2.body.contains("proto=HTTP/2.0") && h2.body.contains("tls=TLSv1."), "\(h2.body)")
+        // `http2` means HTTP/2: an endpoint that does not agree to h2 by ALPN is not spoken to.
+        let refused = try await curl(["\(sluice.baseURL)/h2-refused/x"])
+        #expect(refused.status == 502, "\(refused.body)")
         let h1 = try await curl(["\(sluice.baseURL)/h1/x"])
         #expect(h1.status == 200 && h1.body.contains("proto=HTTP/1.1") && h1.body.contains("tls=TLSv1."), "\(h1.body)")
         let roots = try await curl(["\(sluice.baseURL)/roots/x"])

@@ -2,7 +2,7 @@
 """A real gRPC server and client (PyPI `grpcio`) for Sluice's gRPC-proxy tests. Messages are raw
 bytes (no protobuf): the service is generic, `sluice.test.Echo`.
 
-    grpc_proxy_peer.py serve --port P
+    grpc_proxy_peer.py serve --port P [--cert PEM --key PEM]   (TLS when given)
         Unary         echoes the request; initial metadata x-initial: yes, trailing metadata
                       x-trailer: <request length>
         Metadata      answers the call's metadata as JSON, with the deadline it saw
@@ -64,7 +64,7 @@ def bidi(request_iterator, context):
         yield message
 
 
-def serve(port):
+def serve(port, cert=None, key=None):
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Metadata": grpc.unary_unary_rpc_method_handler(metadata),
@@ -76,7 +76,12 @@ def serve(port):
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert and key:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            credentials = grpc.ssl_server_credentials(((k.read(), c.read()),))
+        server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
 
@@ -145,6 +150,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--cert", help="serve TLS with this certificate (PEM) and --key")
+    s.add_argument("--key")
     c = sub.add_parser("client")
     c.add_argument("--target", required=True)
     c.add_argument("--case", required=True)
@@ -153,7 +160,7 @@ def main():
     c.add_argument("--service", default=None, help="the service name in the path (default sluice.test.Echo)")
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.port)
+        serve(args.port, args.cert, args.key)
     else:
         client(args.target, args.case, args.timeout, args.count, args.service)
 

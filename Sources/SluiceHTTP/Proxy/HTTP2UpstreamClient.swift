@@ -3,9 +3,12 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
-/// Cleartext HTTP/2 (h2c, prior knowledge: RFC 9113 3.3) to the endpoints of an upstream with
-/// `http2: true` and no `tls`, the way gRPC services are usually reached inside a cluster.
+/// HTTP/2 to the endpoints of an upstream with `http2: true`: cleartext with prior knowledge
+/// (h2c, RFC 9113 3.3) without `tls`, the way gRPC services are usually reached inside a
+/// cluster; with `tls`, h2 by ALPN (an endpoint that does not agree to h2 is not used).
 ///
 /// One connection per endpoint and event loop carries every request made on that loop as its
 /// own stream (at most `maxConnections` per endpoint: past that, a request borrows another
@@ -20,6 +23,8 @@ final class HTTP2UpstreamClient: Sendable {
         var idleTimeout: TimeAmount
         /// A stream with no frame either way for this long is reset.
         var readTimeout: TimeAmount
+        /// TLS to the endpoints (its ALPN offers h2 only), or nil for h2c.
+        var tls: NIOSSLContext?
     }
 
     private struct Key: Hashable {
@@ -136,8 +141,16 @@ final class HTTP2UpstreamClient: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port).get()
         let configuration = settings
+        let tls = self.settings.tls
         let multiplexer = try await channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
+            if let tls {
+                // The endpoint's name is what its certificate is checked against (an IP address
+                // is checked as such).
+                let serverName = host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
+                try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                try sync.addHandler(HTTP2ALPNRequirement())
+            }
             let multiplexer = try sync.configureAsyncHTTP2Pipeline(
                 mode: .client, streamDelegate: activity, configuration: configuration
             ) { stream in
@@ -286,6 +299,25 @@ final class HTTP2StreamActivity: NIOHTTP2StreamDelegate, @unchecked Sendable {
     }
 }
 
+/// Closes a TLS connection whose endpoint did not agree to h2 by ALPN: HTTP/2 frames must not
+/// go to an HTTP/1.1 server.
+final class HTTP2ALPNRequirement: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
+            guard negotiated == "h2" else {
+                context.fireErrorCaught(HTTP2UpstreamError.http2Refused)
+                context.close(promise: nil)
+                return
+            }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
 /// Marks the connection as going away on GOAWAY: streams already open finish, new ones go to
 /// a new connection.
 final class HTTP2GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
@@ -401,6 +433,8 @@ enum HTTP2UpstreamError: Error, Equatable {
     case deadlineExceeded
     /// The stream was reset or the connection lost before the answer was complete.
     case streamReset
+    /// A TLS endpoint did not agree to h2 by ALPN.
+    case http2Refused
 }
 
 /// One request on its own HTTP/2 stream: the request side is written with `write`/`send`/

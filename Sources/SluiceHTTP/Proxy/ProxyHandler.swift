@@ -589,7 +589,7 @@ public struct ProxyHandler: Sendable {
                 response = UpstreamAnswer(
                     status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body), trailers: answer.trailers)
             } else if let http2 = upstream.http2 {
-                // Cleartext HTTP/2: a stream on the client's loop's connection, full duplex.
+                // HTTP/2 (h2c, or h2 over TLS): a stream on the client's loop's connection, full duplex.
                 let address = upstream.address(of: request.endpoint)
                 let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers)
@@ -704,6 +704,7 @@ public struct ProxyHandler: Sendable {
             switch error {
             case .deadlineExceeded: return .timeout
             case .streamReset: return .reset
+            case .http2Refused: return .connect
             }
         }
         if let error = error as? HTTPClientError {

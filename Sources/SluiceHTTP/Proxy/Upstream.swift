@@ -20,9 +20,10 @@ public final class Upstream: Service, Sendable {
     let config: UpstreamConfig
     let client: HTTPClient
     /// Cleartext upstreams: HTTP/1.1 on the client's event loop (AsyncHTTPClient serves TLS
-    /// and HTTP/2 upstreams, health checks and mirrors).
+    /// HTTP/1.1 upstreams, and health checks and mirrors of HTTP/1.1 upstreams).
     let http1: HTTP1UpstreamClient?
-    /// Cleartext upstreams with `http2`: h2c with prior knowledge on the client's event loop.
+    /// Upstreams with `http2`: h2c with prior knowledge, or h2 by ALPN over TLS, on the
+    /// client's event loop.
     let http2: HTTP2UpstreamClient?
     let eventLoopGroup: any EventLoopGroup
     /// TLS for upgrade tunnels (HTTP/1.1 by ALPN), with the client's trust and identity.
@@ -88,6 +89,7 @@ public final class Upstream: Service, Sendable {
         // retry budget); the client's own connect retries would hide a dead endpoint.
         client.connectionPool.retryConnectionEstablishment = false
         client.httpVersion = config.http2 ? .automatic : .http1Only
+        var http2TLS: NIOSSLContext?
         if let tls = config.tls {
             var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
             tlsConfiguration.minimumTLSVersion = .tlsv12
@@ -98,6 +100,9 @@ public final class Upstream: Service, Sendable {
                 tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
                 tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
             }
+            var http2Configuration = tlsConfiguration
+            http2Configuration.applicationProtocols = ["h2"]
+            http2TLS = try NIOSSLContext(configuration: http2Configuration)
             var tunnelConfiguration = tlsConfiguration
             tunnelConfiguration.applicationProtocols = ["http/1.1"]
             self.tunnelTLS = try NIOSSLContext(configuration: tunnelConfiguration)
@@ -109,11 +114,11 @@ public final class Upstream: Service, Sendable {
         self.client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: client)
         self.eventLoopGroup = eventLoopGroup
         self.http2 =
-            config.tls == nil && config.http2
+            config.http2
             ? HTTP2UpstreamClient(
                 settings: .init(
                     maxConnections: config.limits.maxConnections, connectTimeout: TimeAmount(config.timeouts.connect),
-                    idleTimeout: TimeAmount(config.timeouts.idle), readTimeout: TimeAmount(config.timeouts.read)))
+                    idleTimeout: TimeAmount(config.timeouts.idle), readTimeout: TimeAmount(config.timeouts.read), tls: http2TLS))
             : nil
         self.http1 =
             config.tls == nil && !config.http2
@@ -338,7 +343,7 @@ public final class Upstream: Service, Sendable {
                     if self.http2 != nil {
                         let head = HTTPRequestHead(
                             version: .http1_1, method: .GET, uri: check.path,
-                            headers: ["host": String(origin.dropFirst("http://".count)), "user-agent": "sluice-health-check"])
+                            headers: ["host": self.address(of: index).description, "user-agent": "sluice-health-check"])
                         let status = try? await self.wholeExchange(head, body: nil, endpoint: index, timeout: TimeAmount(check.timeout))
                         return (index, status.map { check.expectedStatuses.contains($0) } ?? false)
                     }
