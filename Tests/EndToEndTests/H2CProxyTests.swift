@@ -158,6 +158,60 @@ import Testing
         #expect(plainDown.body.contains("upstream_unavailable"))
     }
 
+    @Test func idleConnectionsCloseAndGoAwayMovesRequestsToANewConnection() async throws {
+        let h2c = try await PeerProcess("h2c-upstream", ["python3", Self.h2cPeer, "serve", "--port", "{PORT}"])
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                upstreams:
+                  - name: plain
+                    endpoints: ["127.0.0.1:\(h2c.port)"]
+                    http2: true
+                    timeouts: { idle: 1s }
+                routes:
+                  - { name: plain, match: { path_prefix: / }, proxy: { upstream: plain } }
+                """)
+        defer { withExtendedLifetime(h2c) {} }
+        // The upstream says GOAWAY after each answer: every request still gets its answer, each
+        // on a connection of its own (none is sent on a connection that is going away).
+        let before = try await curl(["\(sluice.baseURL)/_stats"]).json["connections"] as? Int ?? 0
+        let answers = try await ProxyTests.sequential(Array(repeating: "\(sluice.baseURL)/goaway", count: 5))
+        #expect(answers.map(\.status) == [200, 200, 200, 200, 200], "\(answers)")
+        let stats = try await curl(["\(sluice.baseURL)/_stats"]).json
+        #expect((stats["connections"] as? Int ?? 0) - before >= 5, "\(stats)")
+        #expect(stats["refused"] == nil, "a stream was sent on a connection after its GOAWAY: \(stats)")
+        // idle: 1s: with no stream left, every connection is closed.
+        var open = stats["open"] as? Int ?? -1
+        for _ in 0..<50 where open > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            open = (try? JSONSerialization.jsonObject(with: Data(try await runProgram(
+                "python3", ["-c", Self.statsOverH2C, String(h2c.port)]).stdout.utf8)) as? [String: Any])?["open"] as? Int ?? -1
+            open -= 1  // the probe's own connection
+        }
+        #expect(open == 0, "connections left open after the idle timeout: \(open)")
+    }
+
+    /// Reads the h2c upstream's /_stats directly (its own connection, counted as open).
+    static let statsOverH2C = """
+        import socket, sys, h2.connection, h2.config, h2.events, json
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        c.send_headers(1, [(":method", "GET"), (":path", "/_stats"), (":scheme", "http"), (":authority", "x")], end_stream=True)
+        s.sendall(c.data_to_send())
+        body = b""
+        done = False
+        while not done:
+            for e in c.receive_data(s.recv(65536)):
+                if isinstance(e, h2.events.DataReceived):
+                    body += e.data
+                if isinstance(e, h2.events.StreamEnded):
+                    done = True
+            s.sendall(c.data_to_send())
+        print(body.decode())
+        """
+
     @Test func grpcUpstreamsOverTLSAreReachedByH2() async throws {
         let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }

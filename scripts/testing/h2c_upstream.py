@@ -3,7 +3,10 @@
 that sends and reads trailers, for Sluice's h2c proxy tests.
 
     h2c_upstream.py serve --port P
-        /_stats      {"connections": N, "streams": N}: connections accepted, streams served
+        /_stats      {"connections": N, "streams": N, "open": N}: connections accepted (and open
+                     now), streams served
+        /goaway      answers 200, then sends GOAWAY on its connection (a server shutting down);
+                     later streams on it are refused (REFUSED_STREAM, counted as "refused")
         /cut         answers 200 and "partial", then resets the stream (INTERNAL_ERROR)
         /duplex      answers 200 at once, then echoes each DATA frame as it arrives; ends with
                      trailers x-echoed-bytes: N
@@ -29,19 +32,24 @@ import h2.config
 import h2.connection
 import h2.events
 
-STATS = {"connections": 0, "streams": 0}
+STATS = {"connections": 0, "streams": 0, "open": 0}
 
 
 class Upstream(asyncio.Protocol):
     def __init__(self):
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.streams = {}
+        self.going_away = False
 
     def connection_made(self, transport):
         STATS["connections"] += 1
+        STATS["open"] += 1
         self.transport = transport
         self.conn.initiate_connection()
         self.transport.write(self.conn.data_to_send())
+
+    def connection_lost(self, exc):
+        STATS["open"] -= 1
 
     def data_received(self, data):
         try:
@@ -51,6 +59,11 @@ class Upstream(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
+                if self.going_away:
+                    # After GOAWAY a new stream is refused, unprocessed (RFC 9113 6.8).
+                    STATS["refused"] = STATS.get("refused", 0) + 1
+                    self.conn.reset_stream(event.stream_id, error_code=7)
+                    continue
                 STATS["streams"] += 1
                 headers = dict(event.headers)
                 self.streams[event.stream_id] = {"headers": headers, "body": 0, "trailers": {}}
@@ -92,6 +105,15 @@ class Upstream(asyncio.Protocol):
             self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "text/plain")])
             self.conn.send_data(stream_id, b"partial")
             self.conn.reset_stream(stream_id, error_code=2)
+            return
+        if path == "/goaway":
+            # Answers, then GOAWAY (as a server that is shutting down): streams already open
+            # finish, new ones must go to another connection.
+            body = b"going away"
+            self.conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+            self.conn.send_data(stream_id, body, end_stream=True)
+            self.conn.close_connection(last_stream_id=stream_id)
+            self.going_away = True
             return
         if path == "/_stats":
             body = json.dumps(STATS).encode()
