@@ -178,10 +178,19 @@ import Testing
         let before = try await curl(["\(sluice.baseURL)/_stats"]).json["connections"] as? Int ?? 0
         let answers = try await ProxyTests.sequential(Array(repeating: "\(sluice.baseURL)/goaway", count: 5))
         #expect(answers.map(\.status) == [200, 200, 200, 200, 200], "\(answers)")
-        let stats = try await curl(["\(sluice.baseURL)/_stats"]).json
+        var stats = try await curl(["\(sluice.baseURL)/_stats"]).json
         #expect((stats["connections"] as? Int ?? 0) - before >= 5, "\(stats)")
         #expect(stats["refused"] == nil, "a stream was sent on a connection after its GOAWAY: \(stats)")
+        // A stream refused unprocessed (REFUSED_STREAM) is opened once more: the client sees
+        // nothing of it.
+        let refusedBefore = stats["refused"] as? Int ?? 0
+        let afterRefusal = try await ProxyTests.sequential(["\(sluice.baseURL)/refuse-next", "\(sluice.baseURL)/item"])
+        #expect(afterRefusal.map(\.status) == [200, 200], "\(afterRefusal)")
+        let refusedAfter = try await curl(["\(sluice.baseURL)/_stats"]).json["refused"] as? Int ?? 0
+        #expect(refusedAfter - refusedBefore == 1, "the upstream refused one stream (\(refusedAfter))")
+
         // idle: 1s: with no stream left, every connection is closed.
+        stats = try await curl(["\(sluice.baseURL)/_stats"]).json
         var open = stats["open"] as? Int ?? -1
         for _ in 0..<50 where open > 0 {
             try await Task.sleep(for: .milliseconds(100))

@@ -7,6 +7,7 @@ that sends and reads trailers, for Sluice's h2c proxy tests.
                      now), streams served
         /goaway      answers 200, then sends GOAWAY on its connection (a server shutting down);
                      later streams on it are refused (REFUSED_STREAM, counted as "refused")
+        /refuse-next echoes, and the next stream on its connection is refused (REFUSED_STREAM)
         /cut         answers 200 and "partial", then resets the stream (INTERNAL_ERROR)
         /duplex      answers 200 at once, then echoes each DATA frame as it arrives; ends with
                      trailers x-echoed-bytes: N
@@ -40,6 +41,7 @@ class Upstream(asyncio.Protocol):
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.streams = {}
         self.going_away = False
+        self.refuse_next = False
 
     def connection_made(self, transport):
         STATS["connections"] += 1
@@ -59,7 +61,8 @@ class Upstream(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
-                if self.going_away:
+                if self.going_away or self.refuse_next:
+                    self.refuse_next = False
                     # After GOAWAY a new stream is refused, unprocessed (RFC 9113 6.8).
                     STATS["refused"] = STATS.get("refused", 0) + 1
                     self.conn.reset_stream(event.stream_id, error_code=7)
@@ -106,6 +109,8 @@ class Upstream(asyncio.Protocol):
             self.conn.send_data(stream_id, b"partial")
             self.conn.reset_stream(stream_id, error_code=2)
             return
+        if path == "/refuse-next":
+            self.refuse_next = True
         if path == "/goaway":
             # Answers, then GOAWAY (as a server that is shutting down): streams already open
             # finish, new ones must go to another connection.

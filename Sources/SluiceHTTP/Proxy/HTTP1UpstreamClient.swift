@@ -27,6 +27,11 @@ final class HTTP1UpstreamClient: Sendable {
         case bytes(ByteBuffer)
         /// Sent part by part as the pipe yields them (`content-length` or chunked, by the head).
         case stream(BodyPipe)
+
+        var isStream: Bool {
+            if case .stream = self { return true }
+            return false
+        }
     }
 
     private let settings: Settings

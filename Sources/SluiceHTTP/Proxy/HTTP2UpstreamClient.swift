@@ -435,6 +435,9 @@ enum HTTP2UpstreamError: Error, Equatable {
     case streamReset
     /// A TLS endpoint did not agree to h2 by ALPN.
     case http2Refused
+    /// The endpoint refused the stream unprocessed (REFUSED_STREAM, or a GOAWAY that came as it
+    /// was opened): safe to send again.
+    case refused
 }
 
 /// One request on its own HTTP/2 stream: the request side is written with `write`/`send`/
@@ -499,6 +502,8 @@ final class HTTP2UpstreamExchange: @unchecked Sendable {
             throw error
         } catch let error as HTTP2UpstreamError {
             throw error
+        } catch let error as NIOHTTP2Errors.StreamClosed where error.errorCode == .refusedStream {
+            throw HTTP2UpstreamError.refused
         } catch {
             throw HTTP2UpstreamError.streamReset
         }

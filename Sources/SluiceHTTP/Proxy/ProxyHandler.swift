@@ -594,28 +594,41 @@ public struct ProxyHandler: Sendable {
                 let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers)
                 if case .bytes(let bytes) = request.body { head.headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes)) }
-                let exchange = try await http2.open(
-                    head, endpoint: request.endpoint, host: address.host, port: address.port, on: loop, answerDeadline: deadline,
-                    streamDeadline: request.streamDeadline)
-                switch request.body {
-                case .none:
-                    exchange.finish(trailers: nil)
-                case .bytes(let bytes):
-                    exchange.write(.body(.byteBuffer(bytes)))
-                    exchange.finish(trailers: request.trailers)
-                case .stream(let pipe):
-                    Task {
-                        do {
-                            for try await part in pipe { try await exchange.send(part) }
-                            exchange.finish(trailers: pipe.trailers)
-                        } catch {
-                            // The client's body failed (or the stream did): the endpoint must not
-                            // take a cut body for a whole one.
-                            exchange.reset()
+                var exchange: HTTP2UpstreamExchange
+                var answer: HTTPResponseHead
+                var refusals = 0
+                while true {
+                    exchange = try await http2.open(
+                        head, endpoint: request.endpoint, host: address.host, port: address.port, on: loop, answerDeadline: deadline,
+                        streamDeadline: request.streamDeadline)
+                    switch request.body {
+                    case .none:
+                        exchange.finish(trailers: nil)
+                    case .bytes(let bytes):
+                        exchange.write(.body(.byteBuffer(bytes)))
+                        exchange.finish(trailers: request.trailers)
+                    case .stream(let pipe):
+                        let sending = exchange
+                        Task {
+                            do {
+                                for try await part in pipe { try await sending.send(part) }
+                                sending.finish(trailers: pipe.trailers)
+                            } catch {
+                                // The client's body failed (or the stream did): the endpoint must not
+                                // take a cut body for a whole one.
+                                sending.reset()
+                            }
                         }
                     }
+                    do {
+                        answer = try await exchange.answer()
+                        break
+                    } catch HTTP2UpstreamError.refused where refusals == 0 && !request.body.isStream {
+                        // Refused unprocessed (a GOAWAY crossed it): once more, on a connection
+                        // that takes streams; nothing of it was seen.
+                        refusals += 1
+                    }
                 }
-                var answer = try await exchange.answer()
                 if answer.headers.contains(name: "grpc-status") {
                     // gRPC's Trailers-Only answer (one HEADERS frame that ends the stream): the
                     // metadata goes on as trailers after a head of its own, which is how the
@@ -704,7 +717,7 @@ public struct ProxyHandler: Sendable {
             switch error {
             case .deadlineExceeded: return .timeout
             case .streamReset: return .reset
-            case .http2Refused: return .connect
+            case .http2Refused, .refused: return .connect
             }
         }
         if let error = error as? HTTPClientError {
