@@ -54,6 +54,15 @@ import Testing
         #expect(HTTPResponse.grpcMessage("100% ü\n") == "100%25 %C3%BC%0A")
     }
 
+    @Test func teTrailersIsRecognisedAmongOtherCodings() {
+        #expect(ProxyHandler.acceptsTrailers("trailers"))
+        #expect(ProxyHandler.acceptsTrailers("gzip, Trailers"))
+        #expect(ProxyHandler.acceptsTrailers("deflate;q=0.5, trailers"))
+        #expect(!ProxyHandler.acceptsTrailers("gzip"))
+        #expect(!ProxyHandler.acceptsTrailers("trailersx"))
+        #expect(!ProxyHandler.acceptsTrailers(""))
+    }
+
     @Test func onlyGRPCContentTypesAreGRPCCalls() {
         func request(_ type: String?) -> HTTPRequest {
             var head = HTTPRequestHead(version: .http2, method: .POST, uri: "/a.B/C")
