@@ -221,6 +221,30 @@ import Testing
         print(body.decode())
         """
 
+    @Test func manyConcurrentStreamsToAnNginxH2CUpstreamAllGetAnswers() async throws {
+        // nginx as the h2c upstream, 2000 requests over 4 connections x 16 streams: every one
+        // answered (a bodiless request once went as HEADERS plus a separate empty DATA frame,
+        // and nginx then stalled other streams of the connection until the request timeout).
+        let nginx = try await startNginx("nginx-h2c") { port in
+            "listen 127.0.0.1:\(port) http2; location / { return 200 'from nginx'; }"
+        }
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                upstreams:
+                  - name: nginx
+                    endpoints: ["127.0.0.1:\(nginx.port)"]
+                    http2: true
+                    timeouts: { request: 5s }
+                routes:
+                  - { name: all, match: { path_prefix: / }, proxy: { upstream: nginx } }
+                """)
+        defer { withExtendedLifetime(nginx) {} }
+        let load = try await runProgram("h2load", ["-c", "4", "-m", "16", "-n", "2000", "\(sluice.baseURL)/item"])
+        #expect(load.stdout.contains("status codes: 2000 2xx"), "\(load.stdout)")
+    }
+
     @Test func grpcUpstreamsOverTLSAreReachedByH2() async throws {
         let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }

@@ -239,7 +239,11 @@ final class HTTP2UpstreamConnection: Sendable {
             }
         }
         let exchange = HTTP2UpstreamExchange(stream)
-        exchange.write(.head(head))
+        // Not flushed yet: a request that ends at once goes out as one HEADERS frame with
+        // END_STREAM (the codec merges a head and an end written before a flush), as every
+        // HTTP/2 client sends a bodiless request — a separate empty DATA frame after an answer
+        // has been sent made nginx stall the connection's other streams.
+        stream.channel.write(HTTPClientRequestPart.head(head), promise: nil)
         return exchange
     }
 }
@@ -333,9 +337,9 @@ final class HTTP2GoAwayWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A connection-level protocol error: NIOHTTP2 has sent GOAWAY and closes.
-        self.activity.goingAway()
-        context.close(promise: nil)
+        // Stream-level errors pass here too (a stream reset): not a reason to close the
+        // connection. A connection-level one NIOHTTP2 answers with GOAWAY and a close itself.
+        context.fireErrorCaught(error)
     }
 }
 
@@ -462,8 +466,15 @@ final class HTTP2UpstreamExchange: @unchecked Sendable {
         self.channel.close(promise: nil)
     }
 
+    /// Queues a part of the request; `finish` (or `flush`) sends it.
     func write(_ part: HTTPClientRequestPart) {
-        self.channel.writeAndFlush(part, promise: nil)
+        self.channel.write(part, promise: nil)
+    }
+
+    /// Sends what is written so far (the head) without ending the request: for a body that
+    /// comes later.
+    func flush() {
+        self.channel.flush()
     }
 
     /// Sends a part of the request body; returns once HTTP/2 flow control let it go.

@@ -609,6 +609,7 @@ public struct ProxyHandler: Sendable {
                         exchange.finish(trailers: request.trailers)
                     case .stream(let pipe):
                         let sending = exchange
+                        sending.flush()
                         Task {
                             do {
                                 for try await part in pipe { try await sending.send(part) }
