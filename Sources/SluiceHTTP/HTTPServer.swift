@@ -361,15 +361,15 @@ public final class HTTPServer: Service, Listening, Sendable {
                         var keepAlive = head.isKeepAlive && !closeDelimited
                         if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
                         var written = WrittenBytes()
+                        var failure: (any Error)?
                         do {
                             try await Self.write(response, version: head.version, to: channel.channel, written: &written)
                         } catch {
-                            body = await handback.take()
-                            self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
-                            throw error
+                            failure = error
                         }
                         body = await handback.take()
                         self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
+                        if let failure { throw failure }
                         if keepAlive, !body.isComplete { keepAlive = await body.drain(limit: 64 * 1024) }
                         if let next = body.iterator { iterator = next }
                         if !keepAlive { return }

@@ -179,6 +179,13 @@ struct HTTP1UpstreamBody: AsyncSequence, Sendable {
             guard bytes.readableBytes <= limit else { throw HTTP1UpstreamError.invalidAnswer }
             return bytes
         }
+        return try await self.collectAnswer(upTo: limit)
+    }
+}
+
+extension AsyncSequence where Element == ByteBuffer {
+    /// An upstream answer's whole body, if it is at most `limit` bytes (else `invalidAnswer`).
+    func collectAnswer(upTo limit: Int) async throws -> ByteBuffer {
         var whole = ByteBuffer()
         for try await part in self {
             guard whole.readableBytes + part.readableBytes <= limit else { throw HTTP1UpstreamError.invalidAnswer }

@@ -558,11 +558,6 @@ struct HTTP2UpstreamBody: AsyncSequence, Sendable {
     }
 
     func collect(upTo limit: Int) async throws -> ByteBuffer {
-        var whole = ByteBuffer()
-        for try await part in self {
-            guard whole.readableBytes + part.readableBytes <= limit else { throw HTTP1UpstreamError.invalidAnswer }
-            whole.writeImmutableBuffer(part)
-        }
-        return whole
+        try await self.collectAnswer(upTo: limit)
     }
 }

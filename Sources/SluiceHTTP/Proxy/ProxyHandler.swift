@@ -281,13 +281,7 @@ public struct ProxyHandler: Sendable {
                     // Sent again only if the request never left (no connection, no stream): once
                     // its head is out, the endpoint may act on it, body or not.
                     let neverSent = [.connect, .overloaded].contains(Self.classify(error))
-                    switch pumped.result {
-                    case .complete: streamState = .finished
-                    case .abandoned(let part, let pipeStarted): streamState = pipeStarted || !neverSent ? .finished : .notStarted(part)
-                    case .failed(let problem):
-                        streamState = .finished
-                        bodyProblem = problem
-                    }
+                    (streamState, bodyProblem) = Self.after(pumped.result, resendable: neverSent)
                 }
             } else {
                 // Streamed to AsyncHTTPClient (TLS upstreams): the upstream reads from the pipe
@@ -297,13 +291,7 @@ public struct ProxyHandler: Sendable {
                 async let executed = Self.execute(outgoing, on: upstream, deadline: deadline)
                 let pumped = await self.pump(&body, from: streamState, into: pipe)
                 outcome = await executed
-                switch pumped {
-                case .complete: streamState = .finished
-                case .abandoned(let part, let pipeStarted): streamState = pipeStarted ? .finished : .notStarted(part)
-                case .failed(let problem):
-                    streamState = .finished
-                    bodyProblem = problem
-                }
+                (streamState, bodyProblem) = Self.after(pumped, resendable: true)
             }
 
             if retryHeld {
@@ -317,11 +305,12 @@ public struct ProxyHandler: Sendable {
                 return bodyProblem == .tooLarge ? Self.tooLarge(self.config.maxBodyBytes) : Self.bodyReadFailed()
             }
 
-            let canResend: Bool = {
+            // Read where it is used: a full-duplex attempt may settle the stream state below.
+            var canResend: Bool {
                 if kept != nil { return true }
                 if case .notStarted = streamState { return true }
                 return false
-            }()
+            }
             switch outcome {
             case .success(let response):
                 let status = Int(response.status.code)
@@ -333,12 +322,11 @@ public struct ProxyHandler: Sendable {
                         pipe.abandon()
                         let pumped = await pump.value
                         body = pumped.body
-                        switch pumped.result {
-                        case .abandoned(let part, false): streamState = .notStarted(part)
-                        case .failed(let problem):
+                        let problem: BodyProblem?
+                        (streamState, problem) = Self.after(pumped.result, resendable: true)
+                        if let problem {
                             upstream.finished(index, failed: false)
                             return problem == .tooLarge ? Self.tooLarge(self.config.maxBodyBytes) : Self.bodyReadFailed()
-                        default: streamState = .finished
                         }
                     } else {
                         slotHeld = false
@@ -349,8 +337,7 @@ public struct ProxyHandler: Sendable {
                         return answer
                     }
                 }
-                let resendable = duplexPump == nil ? canResend : { if case .notStarted = streamState { return true } else { return false } }()
-                if attempt < retries.attempts, resendable, self.shouldRetry(status: status),
+                if attempt < retries.attempts, canResend, self.shouldRetry(status: status),
                     upstream.acquireRetry(retries)
                 {
                     // Dropped unread, as above.
@@ -488,6 +475,16 @@ public struct ProxyHandler: Sendable {
 
     enum BodyProblem: Equatable { case tooLarge, readFailed }
 
+    /// Where a body stands after its pump ended, and the client's fault if it failed. A body the
+    /// endpoint took none of may be sent again when the attempt is `resendable`.
+    static func after(_ pumped: PumpResult, resendable: Bool) -> (StreamState, BodyProblem?) {
+        switch pumped {
+        case .complete: return (.finished, nil)
+        case .abandoned(let part, let pipeStarted): return (pipeStarted || !resendable ? .finished : .notStarted(part), nil)
+        case .failed(let problem): return (.finished, problem)
+        }
+    }
+
     /// A full-duplex pump's end: the body it read (with its trailers) and how it stopped.
     struct PumpedBody: @unchecked Sendable {
         var body: RequestBody
@@ -579,10 +576,11 @@ public struct ProxyHandler: Sendable {
         let started = ContinuousClock.now
         do {
             let response: UpstreamAnswer
+            // The event-loop clients run the exchange on the client's own loop.
+            let address = upstream.address(of: request.endpoint)
+            let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
             if let http1 = upstream.http1 {
-                // Cleartext HTTP/1.1: the upstream exchange runs on the client's event loop.
-                let address = upstream.address(of: request.endpoint)
-                let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
+                // Cleartext HTTP/1.1.
                 let answer = try await http1.execute(
                     HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers), body: request.body,
                     endpoint: request.endpoint, host: address.host, port: address.port, on: loop, deadline: deadline)
@@ -590,8 +588,6 @@ public struct ProxyHandler: Sendable {
                     status: answer.head.status, headers: answer.head.headers, body: .loop(answer.body), trailers: answer.trailers)
             } else if let http2 = upstream.http2 {
                 // HTTP/2 (h2c, or h2 over TLS): a stream on the client's loop's connection, full duplex.
-                let address = upstream.address(of: request.endpoint)
-                let loop = request.eventLoop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? upstream.eventLoopGroup.next()
                 var head = HTTPRequestHead(version: .http1_1, method: method, uri: request.head.uri, headers: headers)
                 if case .bytes(let bytes) = request.body { head.headers.replaceOrAdd(name: "content-length", value: String(bytes.readableBytes)) }
                 var exchange: HTTP2UpstreamExchange
