@@ -14,7 +14,7 @@ if [[ "$mode" != run ]]; then
     command -v kcat >/dev/null || need_apt+=(kcat)
     command -v curl >/dev/null || need_apt+=(curl)
     curl --version 2>/dev/null | grep -q HTTP2 || need_apt+=(curl)
-    command -v nghttp >/dev/null || need_apt+=(nghttp2-client)   # nghttp (tests), h2load (benchmarks)
+    command -v nghttp >/dev/null || need_apt+=(nghttp2-client)   # nghttp (tests), h2load (tests, benchmarks)
     command -v openssl >/dev/null || need_apt+=(openssl)          # test certificates
     # nginx: a TLS/HTTP/2 upstream in the proxy tests, and the reference in the proxy benchmark.
     [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || need_apt+=(nginx)
