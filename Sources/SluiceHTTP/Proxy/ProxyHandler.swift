@@ -47,12 +47,6 @@ public struct ProxyHandler: Sendable {
         self.logger = logger
     }
 
-    /// Hop-by-hop headers (RFC 9110 7.6.1) and those Sluice sets itself.
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "transfer-encoding", "upgrade", "expect",
-    ]
-
     enum Failure: Error {
         case connect, reset, timeout, overloaded
         /// The request itself could not be sent (a header or URL the client library refuses, a
@@ -737,16 +731,69 @@ public struct ProxyHandler: Sendable {
     /// The headers that travel past this hop: without hop-by-hop ones, those the Connection
     /// header names, and HTTP/2 pseudo-headers.
     static func endToEnd(_ headers: HTTPHeaders) -> HTTPHeaders {
-        let connectionListed = Set(headers["connection"].flatMap { $0.split(separator: ",") }.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        })
-        var kept = HTTPHeaders()
+        // Most messages carry none or only `Connection: keep-alive`: no lowercased copy of each
+        // name, no new header list, no Foundation trimming.
+        var dropped: [String] = []
         for (name, value) in headers {
-            let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || connectionListed.contains(lower) || lower.hasPrefix(":") { continue }
-            kept.add(name: name, value: value)
+            if Self.isHopByHop(name) {
+                dropped.append(name)
+                if Self.asciiEqualsLowercase(name, "connection") { Self.fieldsNamed(byConnection: value, into: &dropped) }
+            } else if name.utf8.first == UInt8(ascii: ":") {
+                dropped.append(name)
+            }
         }
+        guard !dropped.isEmpty else { return headers }
+        var kept = headers
+        for name in dropped { kept.remove(name: name) }
         return kept
+    }
+
+    /// The field names a `Connection` value lists, other than hop-by-hop ones (RFC 9110 7.6.1).
+    static func fieldsNamed(byConnection value: String, into names: inout [String]) {
+        let utf8 = value.utf8
+        var start = utf8.startIndex
+        while start < utf8.endIndex {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+            var token = utf8[start..<end]
+            while let first = token.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { token = token.dropFirst() }
+            while let last = token.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { token = token.dropLast() }
+            if !token.isEmpty {
+                let name = String(decoding: token, as: UTF8.self)
+                if !Self.isHopByHop(name) { names.append(name) }
+            }
+            start = end < utf8.endIndex ? utf8.index(after: end) : end
+        }
+    }
+
+    /// Whether `name` is a hop-by-hop field (RFC 9110 7.6.1: connection, keep-alive,
+    /// proxy-connection, proxy-authenticate, proxy-authorization, te, trailer, transfer-encoding,
+    /// upgrade) or `expect` (answered by Sluice itself), in any case, without lowercasing it.
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: return Self.asciiEqualsLowercase(name, "te")
+        case 6: return Self.asciiEqualsLowercase(name, "expect")
+        case 7: return Self.asciiEqualsLowercase(name, "trailer") || Self.asciiEqualsLowercase(name, "upgrade")
+        case 10: return Self.asciiEqualsLowercase(name, "connection") || Self.asciiEqualsLowercase(name, "keep-alive")
+        case 16: return Self.asciiEqualsLowercase(name, "proxy-connection")
+        case 17: return Self.asciiEqualsLowercase(name, "transfer-encoding")
+        case 18: return Self.asciiEqualsLowercase(name, "proxy-authenticate")
+        case 19: return Self.asciiEqualsLowercase(name, "proxy-authorization")
+        default: return false
+        }
+    }
+
+    /// `name` equals `lowercase` (ASCII, already lowercase) ignoring ASCII case.
+    @inline(__always)
+    static func asciiEqualsLowercase(_ name: String, _ lowercase: StaticString) -> Bool {
+        guard name.utf8.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        var index = 0
+        for byte in name.utf8 {
+            let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            if folded != expected[index] { return false }
+            index += 1
+        }
+        return true
     }
 
     // MARK: - Mirroring
