@@ -55,29 +55,30 @@ final class HTTP1UpstreamClient: Sendable {
         case .none, .bytes:
             let bytes: ByteBuffer? = if case .bytes(let bytes) = body { bytes } else { nil }
             do {
-                return try await connection.exchange(head, bytes: bytes, streamed: false, deadline: deadline).get()
+                return try await connection.exchange(head, bytes: bytes, streamed: nil, deadline: deadline).get()
             } catch HTTP1UpstreamError.closedBeforeAnswer where connection.wasReused && Self.idempotent.contains(head.method) {
                 // A kept-alive connection the endpoint closed as this request came (its idle
                 // timeout ran out): once more on a fresh connection, as nginx does, for methods
                 // that may be sent twice. Not a byte came back.
                 connection = try await self.pool.connection(to: endpoint, host: host, port: port, on: eventLoop, fresh: true)
-                return try await connection.exchange(head, bytes: bytes, streamed: false, deadline: deadline).get()
+                return try await connection.exchange(head, bytes: bytes, streamed: nil, deadline: deadline).get()
             }
         case .stream(let pipe):
             // Full duplex: the body goes out from its own task, and the answer is handed over
             // as soon as its head comes (an answer that ends before the request does closes the
             // connection: the endpoint will not read the rest).
-            let answer = connection.exchange(head, bytes: nil, streamed: true, deadline: deadline)
+            let token = HTTP1RequestToken()
+            let answer = connection.exchange(head, bytes: nil, streamed: token, deadline: deadline)
             let sending = connection
             Task {
                 do {
                     for try await part in pipe {
-                        try await sending.writeBodyPart(part).get()
+                        try await sending.writeBodyPart(part, of: token).get()
                     }
-                    sending.finishRequest(trailers: pipe.trailers)
+                    sending.finishRequest(of: token, trailers: pipe.trailers)
                 } catch {
                     // The client's body failed, or the connection did (then `answer` says how).
-                    sending.abort()
+                    sending.abort(token)
                 }
             }
             return try await answer.get()
@@ -278,22 +279,31 @@ final class HTTP1Connection: Sendable {
         return self.channel.eventLoop.flatSubmit { body(self.handler.value) }
     }
 
-    func exchange(_ head: HTTPRequestHead, bytes: ByteBuffer?, streamed: Bool, deadline: NIODeadline) -> EventLoopFuture<HTTP1UpstreamResponse> {
+    /// Starts an exchange; a request whose body follows (`streamed`) is named by its token in
+    /// the calls that send it.
+    func exchange(_ head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline)
+        -> EventLoopFuture<HTTP1UpstreamResponse>
+    {
         self.onLoopFuture { $0.start(connection: self, head: head, bytes: bytes, streamed: streamed, deadline: deadline) }
     }
 
-    func writeBodyPart(_ part: ByteBuffer) -> EventLoopFuture<Void> {
-        self.onLoopFuture { $0.writeBodyPart(part) }
+    func writeBodyPart(_ part: ByteBuffer, of request: HTTP1RequestToken) -> EventLoopFuture<Void> {
+        self.onLoopFuture { $0.writeBodyPart(part, of: request) }
     }
 
-    func finishRequest(trailers: HTTPHeaders?) {
-        self.onLoop { $0.finishRequest(trailers: trailers) }
+    func finishRequest(of request: HTTP1RequestToken, trailers: HTTPHeaders?) {
+        self.onLoop { $0.finishRequest(of: request, trailers: trailers) }
     }
 
-    func abort() {
-        self.onLoop { $0.abort() }
+    func abort(_ request: HTTP1RequestToken) {
+        self.onLoop { $0.abort(request) }
     }
 }
+
+/// Names one streamed request to its connection: the connection may be back in the pool and
+/// carrying another exchange by the time the task sending this one's body makes a late call
+/// (its body ended on the wire before the task said so), which must not touch the other.
+final class HTTP1RequestToken: Sendable {}
 
 /// The connection's exchanges, one at a time, on its loop: writes the request, turns the
 /// answer into a head and a backpressured body, and gives the connection back to the pool once
@@ -324,11 +334,21 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     private var state = State.idle
     private var exchangeID = 0
     private var requestDone = true
+    /// The streamed request in progress, if one is.
+    private var requestToken: HTTP1RequestToken?
+    /// Of a streamed request with a content-length, the body bytes still to send.
+    private var bodyBytesLeft: Int?
     private var keepAlive = true
     private var demand = false
     private var readPending = false
-    private var headTimer: Scheduled<Void>?
-    private var readTimer: Scheduled<Void>?
+    /// When the exchange's answer head is due (while one is awaited).
+    private var headDue: NIODeadline?
+    /// When the body read asked for is due (while one is asked for during an answer's body).
+    private var readDue: NIODeadline?
+    /// One timer for both deadlines, armed at most once per connection rather than once per
+    /// exchange: when it fires it fails what is overdue, or is set again for what is due next.
+    private var watchdog: Scheduled<Void>?
+    private var watchdogAt = NIODeadline.distantFuture
 
     init(settings: HTTP1UpstreamClient.Settings, released: @escaping @Sendable (HTTP1Connection, Bool) -> Void) {
         self.settings = settings
@@ -345,7 +365,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
 
     // MARK: Requests
 
-    func start(connection: HTTP1Connection, head: HTTPRequestHead, bytes: ByteBuffer?, streamed: Bool, deadline: NIODeadline)
+    func start(connection: HTTP1Connection, head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline)
         -> EventLoopFuture<HTTP1UpstreamResponse>
     {
         guard let context = self.context else { return connection.channel.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer) }
@@ -354,21 +374,19 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         }
         self.connection = connection
         self.exchangeID += 1
-        self.requestDone = !streamed
+        self.requestDone = streamed == nil
+        self.requestToken = streamed
+        self.bodyBytesLeft = streamed == nil ? nil : head.headers.first(name: "content-length").flatMap { Int($0) }
         self.keepAlive = head.isKeepAlive
         let promise = context.eventLoop.makePromise(of: HTTP1UpstreamResponse.self)
         self.state = .awaitingHead(promise)
-        let exchange = self.exchangeID
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        self.headTimer = context.eventLoop.scheduleTask(deadline: deadline) {
-            guard loopBound.value.exchangeID == exchange else { return }
-            loopBound.value.fail(HTTP1UpstreamError.responseTimeout)
-        }
+        self.headDue = deadline
+        self.watch(until: deadline, context: context)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if let bytes, bytes.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
         }
-        if !streamed {
+        if streamed == nil {
             context.write(self.wrapOutboundOut(.end(nil)), promise: nil)
         }
         context.flush()
@@ -376,24 +394,34 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         return promise.futureResult
     }
 
-    func writeBodyPart(_ part: ByteBuffer) -> EventLoopFuture<Void> {
+    func writeBodyPart(_ part: ByteBuffer, of request: HTTP1RequestToken) -> EventLoopFuture<Void> {
         let context = self.context!
-        guard !self.isClosed else { return context.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer) }
+        guard !self.isClosed, request === self.requestToken, !self.requestDone else {
+            return context.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer)
+        }
         // Completes once the bytes are in the socket: one part in flight, so the client's body
         // is read no faster than the endpoint takes it.
-        return context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(part))))
+        let written = context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(part))))
+        if let left = self.bodyBytesLeft {
+            self.bodyBytesLeft = left - part.readableBytes
+            // The last byte of a content-length body is out: the request is complete on the
+            // wire now, not when the sending task comes back to say so (an answer arriving in
+            // between would otherwise find the request unfinished and close the connection).
+            if left - part.readableBytes <= 0 { self.finishRequest(of: request, trailers: nil) }
+        }
+        return written
     }
 
-    func finishRequest(trailers: HTTPHeaders?) {
-        guard let context = self.context, !self.isClosed, !self.requestDone else { return }
+    func finishRequest(of request: HTTP1RequestToken, trailers: HTTPHeaders?) {
+        guard let context = self.context, !self.isClosed, request === self.requestToken, !self.requestDone else { return }
         self.requestDone = true
         context.writeAndFlush(self.wrapOutboundOut(.end(trailers)), promise: nil)
         if case .answered = self.state { self.exchangeEnded() }
     }
 
     /// The request cannot be completed (the client's body failed): the connection is closed.
-    func abort() {
-        guard !self.isClosed else { return }
+    func abort(_ request: HTTP1RequestToken) {
+        guard !self.isClosed, request === self.requestToken else { return }
         self.fail(HTTP1UpstreamError.closedBeforeAnswer)
     }
 
@@ -401,7 +429,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.readPending = false
-        self.readTimer?.cancel()
+        self.readDue = nil
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .awaitingHead(let promise)):
             if head.status.code >= 100 && head.status.code < 200 {
@@ -410,7 +438,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
                 self.state = .skippingInformational(promise)
                 return
             }
-            self.headTimer?.cancel()
+            self.headDue = nil
             self.keepAlive = self.keepAlive && head.isKeepAlive
             if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length >= 0,
                 length <= self.settings.wholeAnswerBytes
@@ -515,22 +543,42 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         // connection reads only to notice a close).
         switch self.state {
         case .streamingBody, .collectingBody:
-            let exchange = self.exchangeID
-            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            self.readTimer?.cancel()
-            self.readTimer = context.eventLoop.scheduleTask(in: self.settings.readTimeout) {
-                guard loopBound.value.exchangeID == exchange else { return }
-                loopBound.value.fail(HTTP1UpstreamError.readTimeout)
-            }
+            let due = NIODeadline.now() + self.settings.readTimeout
+            self.readDue = due
+            self.watch(until: due, context: context)
         default:
             break
         }
     }
 
+    /// Makes sure the watchdog fires no later than `deadline`.
+    private func watch(until deadline: NIODeadline, context: ChannelHandlerContext) {
+        if self.watchdog != nil, self.watchdogAt <= deadline { return }
+        self.watchdog?.cancel()
+        self.watchdogAt = deadline
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.watchdog = context.eventLoop.scheduleTask(deadline: deadline) { loopBound.value.watchdogFired() }
+    }
+
+    private func watchdogFired() {
+        self.watchdog = nil
+        guard let context = self.context, !self.isClosed else { return }
+        let now = NIODeadline.now()
+        if let due = self.headDue, due <= now { return self.fail(HTTP1UpstreamError.responseTimeout) }
+        if let due = self.readDue, due <= now { return self.fail(HTTP1UpstreamError.readTimeout) }
+        if let next = [self.headDue, self.readDue].compactMap({ $0 }).min() { self.watch(until: next, context: context) }
+    }
+
+    private func stopWatching() {
+        self.headDue = nil
+        self.readDue = nil
+    }
+
     /// Both directions are complete: back to the pool, or closed if the connection is not to be kept.
     private func exchangeEnded() {
-        self.headTimer?.cancel()
-        self.readTimer?.cancel()
+        // (The watchdog stays armed, if it is: it finds nothing due and lapses.)
+        self.stopWatching()
+        self.requestToken = nil
         guard self.keepAlive, let connection = self.connection else { return self.close() }
         self.state = .idle
         self.read()
@@ -541,8 +589,9 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     private func fail(_ error: HTTP1UpstreamError) {
         let previous = self.state
         self.state = .closed
-        self.headTimer?.cancel()
-        self.readTimer?.cancel()
+        self.stopWatching()
+        self.watchdog?.cancel()
+        self.watchdog = nil
         switch previous {
         case .awaitingHead(let promise):
             promise.fail(error)
@@ -565,6 +614,9 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     private func close() {
         guard !self.isClosed else { return }
         self.state = .closed
+        self.stopWatching()
+        self.watchdog?.cancel()
+        self.watchdog = nil
         self.context?.close(promise: nil)
         if let connection = self.connection {
             self.connection = nil
