@@ -4,28 +4,101 @@ import NIOSSL
 import SluiceCore
 import SluiceConnections
 
-/// Answers HTTP/1.1 parse errors with a JSON error and closes: 431 when the request head is
-/// larger than `max_header_bytes`, 400 for anything else malformed. (Replaces NIO's
-/// HTTPServerProtocolErrorHandler, which answers every parse error with an empty 400.)
+/// The life of one HTTP/1.1 connection between and around its requests, in one handler (it
+/// sees every request and response part, so it is kept to one pipeline step):
 ///
-/// One bad request gets exactly one response: when the error comes mid-body (a malformed chunk)
-/// the handler of that request may still be running and would answer too; once this handler has
-/// answered, every later response part is dropped (its write fails), and the connection closes
-/// as soon as the answer is flushed. If the handler's own response had already begun, nothing
-/// is added to it: the connection is closed.
-final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
+/// - **Idle timeout**: closes the connection once no request has been in progress for
+///   `idleTimeout`. One timer per connection, not one per request: it stays armed while
+///   requests come and go, and when it fires it closes the connection only if it has been
+///   idle long enough, else it is set again for when that would be.
+/// - **Parse errors**: answered with a JSON error, then the connection closes: 431 when the
+///   request head is larger than `max_header_bytes`, 400 for anything else malformed (NIO's
+///   HTTPServerProtocolErrorHandler would answer every one with an empty 400). One bad request
+///   gets exactly one response: when the error comes mid-body (a malformed chunk) the
+///   request's handler may still be running and would answer too; once this handler has
+///   answered, every later response part is dropped (its write fails). If that request's own
+///   response had already begun, nothing is added to it: the connection is closed. A
+///   malformed request pipelined behind others still owed an answer is answered after them.
+/// - **Graceful close**: when the server quiesces (a drain), an idle connection closes at
+///   once and a busy one after its answer, which says `connection: close`. The same when the
+///   client half-closes its side after a request (`nc`-style clients): the answer still goes
+///   out, then the connection closes.
+///
+/// Requests are read while an answer is pending (NIO's HTTPServerPipelineHandler stops reading
+/// instead, which costs two `epoll_ctl` calls per request): the listener answers them one at a
+/// time in order, and what a pipelining client sends ahead waits in the connection's bounded
+/// inbound buffer, which stops reading when it is full.
+final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
+    private let idleTimeout: TimeAmount
+    private let maxHeaderBytes: Int
+    private var idleTimer: Scheduled<Void>?
+    private var idleSince = NIODeadline.now()
+    /// Requests whose head has been read and whose answer has not ended.
+    private var inFlight = 0
+    /// The last request's head has been read, its end not yet.
+    private var requestEndPending = false
     private var responseInProgress = false
     /// A parse error has been answered (or the connection is being closed for one).
     private var failed = false
-    private let maxHeaderBytes: Int
+    /// A malformed request pipelined behind others, answered once they have been.
+    private var pendingParseError: HTTPParserError?
+    /// Close once the answers owed have gone out (a drain, a half-closed client).
+    private var closeWhenAnswered = false
+    private var closing = false
 
-    init(maxHeaderBytes: Int) {
+    init(idleTimeout: TimeAmount, maxHeaderBytes: Int) {
+        self.idleTimeout = idleTimeout
         self.maxHeaderBytes = maxHeaderBytes
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.idleSince = .now()
+        self.armIdleTimer(context: context, at: self.idleSince + self.idleTimeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+    }
+
+    // MARK: Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head:
+            self.inFlight += 1
+            self.requestEndPending = true
+        case .end:
+            self.requestEndPending = false
+            if self.closeWhenAnswered, self.inFlight == 0 {
+                // Answered early; the rest of the request has now been read.
+                context.fireChannelRead(data)
+                return self.close(context: context)
+            }
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            self.closeWhenAnswered = true
+            if self.inFlight == 0 && !self.requestEndPending { self.close(context: context) }
+        case ChannelEvent.inputClosed:
+            // The client sends no more: answer what it asked, then close.
+            self.closeWhenAnswered = true
+            if self.inFlight == 0 { self.close(context: context) }
+            context.fireUserInboundEventTriggered(event)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -33,31 +106,44 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
             context.fireErrorCaught(error)
             return
         }
-        guard !self.failed else { return }
-        self.failed = true
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        if self.responseInProgress {
-            // A response has begun: it cannot be replaced, and the connection cannot be reused.
-            context.close(promise: nil)
+        guard !self.failed, self.pendingParseError == nil else { return }
+        // Answers owed to requests before the one being read (pipelined ahead of it).
+        let earlierAnswersOwed = self.inFlight - (self.requestEndPending ? 1 : 0)
+        if earlierAnswersOwed > 0 {
+            // Not this request's turn yet: it is answered once those have been.
+            self.pendingParseError = parseError
+            self.requestEndPending = false
+            self.inFlight = earlierAnswersOwed
         } else {
-            let response: HTTPResponse =
-                parseError == .headerOverflow
-                ? .error(
-                    .headersTooLarge,
-                    message: "the request head is larger than max_header_bytes (\(self.maxHeaderBytes) bytes)")
-                : .error(.malformedRequest, message: "the request is not valid HTTP/1.1 (\(parseError))")
-            var headers = response.headers
-            headers.replaceOrAdd(name: "connection", value: "close")
-            headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
-            context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
-                loopBound.value.close(promise: nil)
-            }
+            self.answer(parseError, context: context)
         }
         // The request's handler learns that its body is broken (its read fails).
         context.fireErrorCaught(error)
     }
+
+    private func answer(_ parseError: HTTPParserError, context: ChannelHandlerContext) {
+        self.failed = true
+        if self.responseInProgress {
+            // A response has begun: it cannot be replaced, and the connection cannot be reused.
+            return self.close(context: context)
+        }
+        let response: HTTPResponse =
+            parseError == .headerOverflow
+            ? .error(.headersTooLarge, message: "the request head is larger than max_header_bytes (\(self.maxHeaderBytes) bytes)")
+            : .error(.malformedRequest, message: "the request is not valid HTTP/1.1 (\(parseError))")
+        var headers = response.headers
+        headers.replaceOrAdd(name: "connection", value: "close")
+        headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.close(context: context)
+        }
+    }
+
+    // MARK: Responses
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard !self.failed else {
@@ -65,14 +151,63 @@ final class HTTP1ParseErrorResponder: ChannelDuplexHandler, RemovableChannelHand
             return
         }
         switch self.unwrapOutboundIn(data) {
-        case .head(let head) where head.status.code >= 200:
+        case .head(var head) where head.status.code >= 200:
             self.responseInProgress = true
+            if self.closeWhenAnswered, head.isKeepAlive {
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+                context.write(self.wrapOutboundOut(.head(head)), promise: promise)
+                return
+            }
         case .end:
             self.responseInProgress = false
+            self.inFlight -= 1
+            if self.inFlight == 0, let parseError = self.pendingParseError {
+                self.pendingParseError = nil
+                context.write(data, promise: promise)
+                return self.answer(parseError, context: context)
+            }
+            if self.inFlight == 0 {
+                self.idleSince = .now()
+                if self.idleTimer == nil { self.armIdleTimer(context: context, at: self.idleSince + self.idleTimeout) }
+                if self.closeWhenAnswered && !self.requestEndPending {
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    let written = context.write(data)
+                    written.whenComplete { _ in
+                        let (handler, context) = loopBound.value
+                        handler.close(context: context)
+                    }
+                    if let promise { written.cascade(to: promise) }
+                    return
+                }
+            }
         default:
             break
         }
         context.write(data, promise: promise)
+    }
+
+    // MARK: -
+
+    private func close(context: ChannelHandlerContext) {
+        guard !self.closing else { return }
+        self.closing = true
+        context.close(promise: nil)
+    }
+
+    private func armIdleTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.idleTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.idleTimer = nil
+            // Busy: armed again when its last answer ends.
+            guard handler.inFlight == 0 else { return }
+            let due = handler.idleSince + handler.idleTimeout
+            if due <= .now() {
+                handler.close(context: context)
+            } else {
+                handler.armIdleTimer(context: context, at: due)
+            }
+        }
     }
 }
 

@@ -278,11 +278,14 @@ public final class HTTPServer: Service, Listening, Sendable {
             var decoderLimits = NIOHTTPDecoderLimitConfiguration()
             decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
             decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+            // (No pipelining assistance: HTTP1ConnectionHandler and the listener's one-at-a-time
+            // loop do that job without stopping reads between requests.)
             try sync.configureHTTPServerPipeline(
-                withPipeliningAssistance: true, withErrorHandling: false, withEncoderConfiguration: .init(),
+                withPipeliningAssistance: false, withErrorHandling: false, withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: decoderLimits)
-            try sync.addHandler(HTTP1ParseErrorResponder(maxHeaderBytes: limits.maxHeaderBytes))
-            try sync.addHandler(HTTP1IdleTimeoutHandler(timeout: TimeAmount(limits.idleTimeout)))
+            try sync.addHandler(HTTP1ConnectionHandler(idleTimeout: TimeAmount(limits.idleTimeout), maxHeaderBytes: limits.maxHeaderBytes))
+            // A client that half-closes after its request still gets the answer.
+            if !tls.isTLS { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
             return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), tls)
         case .http2:
@@ -451,6 +454,8 @@ public final class HTTPServer: Service, Listening, Sendable {
             guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
             return channel.writeAndFlush(HTTPServerResponsePart.head(head)).flatMapThrowing {
                 let sync = channel.pipeline.syncOperations
+                // The tunnel ends when either side closes (a client's half-close included).
+                try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: false)
                 try tunnel.attach(client: channel)
                 // Whatever HTTP/1.1 handler is still there sees no more bytes; remove them all.
                 for handler in HTTP1PipelineHandlers.find(in: sync) {
@@ -475,8 +480,7 @@ public final class HTTPServer: Service, Listening, Sendable {
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)
         let body = response.body
         let trailers = response.trailers?.value
-        // One hop to the event loop for the whole response.
-        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+        @Sendable func writeWhole() -> EventLoopFuture<Void> {
             // A connection closed meanwhile (a body timeout, the client gone) gets no response:
             // its HTTP handlers may already have reset their state for it.
             guard channel.isActive else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
@@ -485,8 +489,29 @@ public final class HTTPServer: Service, Listening, Sendable {
                 channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
             }
             return channel.writeAndFlush(HTTPServerResponsePart.end(trailers))
-        }.get()
+        }
+        if channel.eventLoop.inEventLoop {
+            // The connection's task runs on its loop (EventLoopTaskExecutor): written right here,
+            // and when the socket took it all during the flush, done without suspending.
+            let done = writeWhole()
+            if let result = Self.resultIfSettled(done) {
+                try result.get()
+            } else {
+                try await done.get()
+            }
+        } else {
+            // One hop to the event loop for the whole response.
+            try await channel.eventLoop.flatSubmit(writeWhole).get()
+        }
         written.count = body.readableBytes
+    }
+
+    /// A future's result if it is already settled (asked on its event loop: a settled future
+    /// runs the callback at once), else nil.
+    private static func resultIfSettled(_ future: EventLoopFuture<Void>) -> Result<Void, any Error>? {
+        let settled = NIOLoopBoundBox<Result<Void, any Error>?>(nil, eventLoop: future.eventLoop)
+        future.whenComplete { settled.value = $0 }
+        return settled.value
     }
 
     /// The request's server span, continuing the client's `traceparent` (nil when tracing is off).
@@ -586,66 +611,15 @@ extension HTTPServer {
     }
 }
 
-/// Closes an HTTP/1.1 connection that has had no request in progress for `timeout`.
 /// The HTTP/1.1 handlers `configure` puts in a connection's pipeline (those present).
 enum HTTP1PipelineHandlers {
     static func find(in sync: ChannelPipeline.SynchronousOperations) -> [any RemovableChannelHandler] {
         var found: [any RemovableChannelHandler] = []
         if let handler = try? sync.handler(type: HTTPResponseEncoder.self) { found.append(handler) }
         if let handler = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { found.append(handler) }
-        if let handler = try? sync.handler(type: HTTPServerPipelineHandler.self) { found.append(handler) }
-        if let handler = try? sync.handler(type: HTTP1ParseErrorResponder.self) { found.append(handler) }
-        if let handler = try? sync.handler(type: HTTP1IdleTimeoutHandler.self) { found.append(handler) }
+        if let handler = try? sync.handler(type: HTTP1ConnectionHandler.self) { found.append(handler) }
         if let handler = try? sync.handler(type: BodyReadTimeoutHandler.self) { found.append(handler) }
         return found
-    }
-}
-
-final class HTTP1IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let timeout: TimeAmount
-    private var timer: Scheduled<Void>?
-    private var inFlight = 0
-
-    init(timeout: TimeAmount) {
-        self.timeout = timeout
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.arm(context: context)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.timer?.cancel()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = self.unwrapInboundIn(data) {
-            self.inFlight += 1
-            self.timer?.cancel()
-            self.timer = nil
-        }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = self.unwrapOutboundIn(data) {
-            self.inFlight -= 1
-            if self.inFlight == 0 { self.arm(context: context) }
-        }
-        context.write(data, promise: promise)
-    }
-
-    private func arm(context: ChannelHandlerContext) {
-        self.timer?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        self.timer = context.eventLoop.scheduleTask(in: self.timeout) {
-            loopBound.value.close(promise: nil)
-        }
     }
 }
 

@@ -344,6 +344,11 @@ final class RawConnection: Sendable {
         _ = bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Closes the sending side only (TCP half-close): the peer reads an end of stream.
+    func shutdownWrite() {
+        _ = shutdown(self.fd, Int32(SHUT_WR))
+    }
+
     /// Reads until what arrived contains `marker` (true), or the peer closes or `timeout` passes (false).
     func read(until marker: String, timeout: Duration) -> Bool {
         var received: [UInt8] = []

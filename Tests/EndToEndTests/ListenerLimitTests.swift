@@ -83,6 +83,50 @@ import Testing
         #expect(closed)
     }
 
+    @Test func aServedConnectionIsClosedOnceIdleForTheIdleTimeout() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let kept = try RawConnection(port: sluice.port)
+        // Two requests on the connection (the idle timer is set once and looked at again when
+        // it fires, not set per request), then nothing: closed after idle_timeout (3s).
+        for _ in 0..<2 {
+            kept.send("GET /not-routed HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(kept.read(until: "\r\n\r\n", timeout: .seconds(10)))
+        }
+        let (_, closed) = await kept.readUntilClosed(timeout: .seconds(15))
+        #expect(closed, "a kept-alive connection left idle is closed")
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderAndAHalfClosingClientStillGetsItsAnswers() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let connection = try RawConnection(port: sluice.port)
+        // Three requests in one write, then the client's side closes (as `nc` does at the end
+        // of its input): each is answered, in order, then the connection closes.
+        let body = "{\"n\":1}"
+        connection.send(
+            "POST /v1/events/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                + "GET /first-missing HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /second-missing HTTP/1.1\r\nHost: x\r\n\r\n")
+        connection.shutdownWrite()
+        let (text, closed) = await connection.readUntilClosed(timeout: .seconds(15))
+        #expect(closed, "closed once the answers are out")
+        let statuses = Self.statusLines(in: text)
+        #expect(statuses == ["200", "404", "404"], "\(text)")
+        let first = try #require(text.range(of: "/first-missing")), second = try #require(text.range(of: "/second-missing"))
+        #expect(first.lowerBound < second.lowerBound, "answers in the order asked")
+    }
+
+    @Test func aMalformedRequestPipelinedBehindAGoodOneIsAnsweredAfterIt() async throws {
+        let sluice = try await SluiceProcess(config: Self.config)
+        let connection = try RawConnection(port: sluice.port)
+        // Both arrive in one read: the parse error is found while the good request's answer is
+        // still owed, and its 400 must not go out first (or in the middle of it).
+        connection.send("GET /missing HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+        let (text, closed) = await connection.readUntilClosed(timeout: .seconds(15))
+        #expect(closed)
+        let statuses = Self.statusLines(in: text)
+        #expect(statuses == ["404", "400"], "\(text)")
+    }
+
     @Test func connectionsPastTheLimitAreClosedAtOnce() async throws {
         // Long timeouts here, so that only max_connections can close a connection.
         let config = Self.config.replacingOccurrences(of: "idle_timeout: 3s", with: "idle_timeout: 30s")
@@ -113,5 +157,14 @@ import Testing
         let result = try await runProgram("nghttp", ["-v", "-n", "\(sluice.baseURL)/nowhere"])
         #expect(result.stdout.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]"), "\(result.stdout.prefix(2000))")
         #expect(result.stdout.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):4096]"))
+    }
+
+    /// The status codes of the status lines in what a raw connection read (`HTTP/1.1 404 Not
+    /// Found`; an error message that quotes "HTTP/1.1 (" is not one).
+    static func statusLines(in text: String) -> [String] {
+        let pattern = try! NSRegularExpression(pattern: "HTTP/1\\.1 ([0-9]{3}) [A-Za-z]")
+        return pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap {
+            Range($0.range(at: 1), in: text).map { String(text[$0]) }
+        }
     }
 }

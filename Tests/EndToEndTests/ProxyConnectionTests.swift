@@ -4,7 +4,7 @@ import Testing
 /// The event-loop HTTP/1.1 path to cleartext upstreams (HTTP1UpstreamClient): kept-alive
 /// connections, their idle timeout, connections the upstream closes without a word, the cap per
 /// endpoint, and answers that must not be waited for (HEAD).
-@Suite(.timeLimit(.minutes(2))) struct ProxyConnectionTests {
+@Suite(.timeLimit(.minutes(3))) struct ProxyConnectionTests {
     struct Counts {
         var connections: Int
         var open: Int
@@ -19,11 +19,16 @@ import Testing
             maxConcurrent: json["max_concurrent"] as? Int ?? -1)
     }
 
-    static func sluice(_ upstream: PeerProcess, upstreamSettings: String = "") async throws -> SluiceProcess {
+    /// A proxy route to `upstream`; `listenerSettings` are added to the listener's mapping,
+    /// `settings` at the top level.
+    static func sluice(
+        _ upstream: PeerProcess, upstreamSettings: String = "", listenerSettings: String = "", settings: String = ""
+    ) async throws -> SluiceProcess {
         try await SluiceProcess(
             config: """
-                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}"\(listenerSettings) }]
                 admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                \(settings)
                 upstreams:
                   - name: app
                     endpoints: ["127.0.0.1:\(upstream.port)"]
@@ -55,6 +60,71 @@ import Testing
             open = try await Self.counts(upstream).open
         }
         #expect(open == 1, "only the stats request's own connection is left (\(open) open)")
+    }
+
+    @Test func postsWithABodyKeepTheirUpstreamConnection() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream)
+        try await ProxyTests.control(upstream, "reset")
+        // Each body goes upstream from its own task (full duplex); once both the request and
+        // the answer are complete the connection goes back to the pool. (The request counts as
+        // complete when the last byte of its content-length is out, not when that task comes
+        // back to say so: an answer arriving in between would find it unfinished and close the
+        // connection, which made the POST case of the quiet-close test below flaky under load.)
+        let answers = try await ProxyTests.sequential((0..<30).map { "\(sluice.baseURL)/item/\($0)" }, ["-X", "POST", "-d", "x=1"])
+        #expect(answers.count == 30 && answers.allSatisfy { $0.status == 200 && $0.upstream == "a" }, "\(answers)")
+        let counts = try await Self.counts(upstream)
+        #expect(counts.connections <= 3, "30 proxied POSTs took \(counts.connections - 1) upstream connections")
+    }
+
+    @Test func aLaterExchangeOnAKeptConnectionStillTimesOut() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream, upstreamSettings: "    timeouts: { request: 500ms }")
+        // One client connection: each slow request follows a fast one on the same upstream
+        // connection, whose one watchdog timer was set for the fast one's earlier deadline and
+        // must be set again for the slow one's (the slow answer would come after 60 s).
+        let base = sluice.baseURL
+        let answers = try await ProxyTests.sequential(["\(base)/item/1", "\(base)/delay/60000", "\(base)/item/2", "\(base)/delay/60000", "\(base)/item/3"])
+        #expect(answers.map(\.status) == [200, 504, 200, 504, 200], "\(answers)")
+    }
+
+    @Test func aClientWaitingLongerThanTheListenersIdleTimeoutIsNotCut() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream, listenerSettings: ", idle_timeout: 1s")
+        // idle_timeout is for connections with no request in progress: the listener's idle
+        // timer fires during each 2.5 s wait and must leave the connection alone.
+        let answers = try await ProxyTests.sequential(["\(sluice.baseURL)/delay/2500", "\(sluice.baseURL)/delay/2500"])
+        #expect(answers.map(\.status) == [200, 200], "\(answers)")
+    }
+
+    @Test func aDrainEndsABusyConnectionAfterItsAnswerWhichSaysClose() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream, settings: "shutdown: { drain_timeout: 60s }")
+        try await ProxyTests.control(upstream, "reset")
+        let busy = try RawConnection(port: sluice.port)
+        // (The upstream answers after 20 s: well after the drain has begun, even on a loaded machine.)
+        busy.send("GET /delay/20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Wait until the upstream holds the request (the connection is busy, not idle).
+        var held = 0
+        for _ in 0..<200 where held < 1 {
+            try await Task.sleep(for: .milliseconds(50))
+            held = try await Self.counts(upstream).maxConcurrent
+        }
+        #expect(held >= 1)
+        sluice.sendTerminate()
+        var draining = false
+        for _ in 0..<180 where !draining {
+            try await Task.sleep(for: .milliseconds(50))
+            // (The main listener's line: the admin listener drains at another moment.)
+            draining = sluice.log.split(separator: "\n").contains { $0.contains("listener=main") && $0.contains("draining") }
+        }
+        #expect(draining, "the listener began draining while the answer was awaited")
+        let (text, closed) = await busy.readUntilClosed(timeout: .seconds(45))
+        #expect(closed)
+        let answer = try #require(RawHTTPResponse(text), "\(text)")
+        #expect(answer.status == 200)
+        #expect(answer.headers.contains("connection: close"), "a draining server says it closes: \(answer.headers)\n\(sluice.log.suffix(4000))")
+        #expect(try await sluice.waitForExit() == 0)
     }
 
     @Test func answersAreRelayedWhileTheRequestBodyStillFlows() async throws {
