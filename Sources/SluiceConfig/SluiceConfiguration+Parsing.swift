@@ -45,7 +45,7 @@ extension SluiceConfiguration {
         throw ConfigValidationError(errors: reader.errors)
     }
 
-    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process", "access_log", "tracing"]
+    static let topLevelKeys = ["listeners", "admin", "grpc", "policies", "upstreams", "sinks", "routes", "shutdown", "process", "access_log", "tracing", "catalog"]
 
     private static func read(_ root: Node?, _ r: ConfigReader, sinkKinds: [SinkKind]) -> SluiceConfiguration? {
         guard let root else {
@@ -253,6 +253,37 @@ extension SluiceConfiguration {
             tracing = config
         }
 
+        var catalog = CatalogConfig()
+        if let (node, path) = top["catalog"],
+            let fields = r.mapping(node, path, allowed: ["name", "title", "version", "description", "owner", "system", "lifecycle", "servers"])
+        {
+            // Backstage's rule for metadata.name (and for the references it takes as owner/system).
+            func entityName(_ n: Node, _ p: String, maxLength: Int = 63) -> String? {
+                guard let text = r.nonEmptyString(n, p) else { return nil }
+                let allowed = text.utf8.allSatisfy { b in
+                    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+                }
+                guard allowed, text.utf8.count <= maxLength, text.first!.isLetter || text.first!.isNumber, text.last!.isLetter || text.last!.isNumber else {
+                    r.error(p, "expected 1-\(maxLength) ASCII letters, digits, '-', '_' or '.', starting and ending with a letter or digit, got \"\(text)\"")
+                    return nil
+                }
+                return text
+            }
+            // The APIs are named <name>-http and <name>-events: 63 characters at most.
+            if let (n, p) = fields["name"], let value = entityName(n, p, maxLength: 56) { catalog.name = value }
+            if let (n, p) = fields["title"], let value = r.nonEmptyString(n, p) { catalog.title = value }
+            if let (n, p) = fields["version"], let value = r.nonEmptyString(n, p) { catalog.version = value }
+            if let (n, p) = fields["description"], let value = r.nonEmptyString(n, p) { catalog.description = value }
+            if let (n, p) = fields["owner"], let value = r.nonEmptyString(n, p) { catalog.owner = value }
+            if let (n, p) = fields["system"], let value = r.nonEmptyString(n, p) { catalog.system = value }
+            if let (n, p) = fields["lifecycle"], let value = entityName(n, p) { catalog.lifecycle = value }
+            if let (n, p) = fields["servers"], let items = r.sequence(n, p) {
+                for (n, p) in items {
+                    if let url = r.httpURL(n, p, example: "https://events.example.com") { catalog.servers.append(url.absoluteString) }
+                }
+            }
+        }
+
         if let admin {
             for (index, listener) in zip(listenerIndices, listeners) where listener.address == admin.address && admin.address.port != 0 {
                 r.error("admin.address", "\(admin.address) is already used by listeners[\(index)]")
@@ -283,7 +314,7 @@ extension SluiceConfiguration {
 
         return SluiceConfiguration(
             listeners: listeners, admin: admin, grpc: grpc, policies: policies, upstreams: upstreams, sinks: sinks, routes: routes,
-            shutdown: shutdown, process: process, accessLog: accessLog, tracing: tracing)
+            shutdown: shutdown, process: process, accessLog: accessLog, tracing: tracing, catalog: catalog)
     }
 
     /// A list of named entries (`policies:`, `upstreams:`): the valid ones, and every name
@@ -1101,7 +1132,7 @@ extension SluiceConfiguration {
         }
         do {
             let document = try JSONParser.parse(text)
-            var schema = EventSchema(file: file, avro: try AvroSchema.compile(document), schemaID: schemaID)
+            var schema = EventSchema(file: file, avro: try AvroSchema.compile(document), schemaID: schemaID, document: document)
             if let (n, p) = fields["registry"] {
                 guard let registry = readSchemaRegistry(n, p, r, schemaType: "AVRO", schema: text) else { return nil }
                 schema.registry = registry
@@ -1248,7 +1279,9 @@ extension SluiceConfiguration {
                 guard uri.hasPrefix("file://"), let url = URL(string: uri), let text = try? String(contentsOf: url, encoding: .utf8) else { return nil }
                 return try? JSONParser.parse(text)
             }
-            return EventSchema(file: file, schema: schema, maxViolations: maxViolations)
+            var event = EventSchema(file: file, schema: schema, maxViolations: maxViolations, document: document)
+            event.draft = draft
+            return event
         } catch {
             r.error(filePath, "\(file): \(error)")
             return nil

@@ -22,6 +22,8 @@ public struct SluiceConfiguration: Sendable {
     public var accessLog: AccessLogConfig? = nil
     /// OpenTelemetry traces; nil (the default): none, unless `OTEL_TRACES_EXPORTER` asks.
     public var tracing: TracingConfig? = nil
+    /// What `sluice catalog` says of this gateway's APIs besides what the routes say.
+    public var catalog = CatalogConfig()
 
     public func sink(named name: String) -> SinkConfig? {
         self.sinks.first { $0.name == name }
@@ -360,15 +362,21 @@ public struct EventSchema: Sendable {
     public var registry: SchemaRegistryConfig?
     /// Violations named in one event's error, at most.
     public var maxViolations: Int
+    /// The schema file's JSON (a JSON Schema or an Avro schema), as `sluice catalog` publishes it.
+    public var document: JSONValue?
+    /// The JSON Schema dialect of a schema without `$schema` (`draft`).
+    public var draft = JSONSchemaDraft.draft2020_12
 
-    public init(file: String, schema: JSONSchema, maxViolations: Int = 4) {
+    public init(file: String, schema: JSONSchema, maxViolations: Int = 4, document: JSONValue? = nil) {
         self.file = file
         self.schema = schema
         self.maxViolations = maxViolations
+        self.document = document
     }
 
-    public init(file: String, avro: AvroSchema, schemaID: UInt32? = nil) {
+    public init(file: String, avro: AvroSchema, schemaID: UInt32? = nil, document: JSONValue? = nil) {
         self.file = file
+        self.document = document
         self.avro = avro
         self.schemaID = schemaID
         self.maxViolations = 1
@@ -571,4 +579,27 @@ public struct ShutdownConfig: Sendable, Equatable {
     public var drainTimeout: Duration
     /// How long sinks may take to deliver what they hold after the listeners have drained.
     public var flushTimeout: Duration
+}
+
+/// Metadata for `sluice catalog` (OpenAPI, AsyncAPI, Backstage): who owns the gateway's APIs and
+/// where clients reach them. Only the catalog reads it; a reload that changes it changes nothing else.
+public struct CatalogConfig: Sendable, Equatable {
+    /// The documents' title; default "Sluice event ingest".
+    public var title = "Sluice event ingest"
+    /// The documents' version (`info.version`); default "1.0.0".
+    public var version = "1.0.0"
+    public var description: String?
+    /// The Backstage entities' `spec.owner` (a group or user reference); default "unknown".
+    public var owner = "unknown"
+    /// The Backstage entities' `spec.system`, if any.
+    public var system: String?
+    /// The Backstage entities' `spec.lifecycle`; default "production".
+    public var lifecycle = "production"
+    /// Where clients reach the listeners (`https://events.example.com`), as OpenAPI `servers`;
+    /// empty: each listener's own address.
+    public var servers: [String] = []
+    /// The Backstage entities' name prefix (metadata.name); default "sluice".
+    public var name = "sluice"
+
+    public init() {}
 }

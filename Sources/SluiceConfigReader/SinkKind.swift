@@ -38,10 +38,29 @@ public protocol SinkSettings: Sendable {
     var destinations: SinkDestinations { get }
     /// A resource no two sinks may share (a file sink's directory), or nil.
     var exclusiveResource: ExclusiveSinkResource? { get }
+    /// Where the sink's records go, as `sluice catalog` describes it (an AsyncAPI server).
+    var server: SinkServer { get }
 }
 
 extension SinkSettings {
     public var exclusiveResource: ExclusiveSinkResource? { nil }
+}
+
+/// Where a sink's records go, as an AsyncAPI server object: the host (`host:port`), the protocol
+/// (`kafka`, `kafka-secure`, `https`, `file`…), the path under it, and a line for people. Never
+/// credentials: catalogs are published.
+public struct SinkServer: Sendable, Equatable {
+    public var host: String
+    public var `protocol`: String
+    public var pathname: String?
+    public var description: String
+
+    public init(host: String, protocol: String, pathname: String? = nil, description: String) {
+        self.host = host
+        self.protocol = `protocol`
+        self.pathname = pathname
+        self.description = description
+    }
 }
 
 /// A resource only one sink may use: `field` is the key under the kind that names it, `shown`

@@ -14,6 +14,11 @@ extension FileSinkConfig: SinkSettings {
     /// Named like Kafka topics, with keys and headers; no partitions to choose.
     public var destinations: SinkDestinations { SinkDestinations(problem: TopicName.problem) }
 
+    /// NDJSON segment files under the directory, on the gateway's own host.
+    public var server: SinkServer {
+        SinkServer(host: "localhost", protocol: "file", pathname: self.directory, description: "NDJSON segment files, one directory per topic")
+    }
+
     /// Two file sinks writing one directory would interleave segments and offsets.
     public var exclusiveResource: ExclusiveSinkResource? {
         ExclusiveSinkResource(

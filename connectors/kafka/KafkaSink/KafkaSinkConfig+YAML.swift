@@ -12,6 +12,15 @@ extension KafkaSink {
 extension KafkaSinkConfig: SinkSettings {
     public var destinations: SinkDestinations { .kafkaTopics }
 
+    /// The bootstrap brokers; `kafka-secure` when the producer speaks TLS (security.protocol ssl/sasl_ssl).
+    public var server: SinkServer {
+        let security = self.properties.last { $0.name == "security.protocol" }?.value.lowercased() ?? "plaintext"
+        let secure = security == "ssl" || security == "sasl_ssl"
+        return SinkServer(
+            host: self.bootstrapServers.joined(separator: ","), protocol: secure ? "kafka-secure" : "kafka",
+            description: "Kafka brokers (idempotent producer, acks=all)")
+    }
+
     /// Reads `kafka:` of a sink entry.
     public static func read(_ node: Node, _ path: String, _ r: ConfigReader) -> KafkaSinkConfig? {
         guard let fields = r.mapping(node, path, allowed: ["bootstrap_servers", "properties", "delivery_timeout"]) else { return nil }

@@ -19,6 +19,15 @@ extension KinesisSinkConfig: SinkSettings {
             defaultKey: defaultKey)
     }
 
+    /// The Kinesis API endpoint of the region (or the configured one): PutRecords, SigV4-signed.
+    public var server: SinkServer {
+        let endpoint = self.effectiveEndpoint
+        let host = endpoint.host ?? "kinesis.\(self.region).amazonaws.com"
+        return SinkServer(
+            host: endpoint.port.map { "\(host):\($0)" } ?? host, protocol: endpoint.scheme ?? "https",
+            description: "Amazon Kinesis Data Streams in \(self.region) (PutRecords, SigV4)")
+    }
+
     /// Reads `kinesis:` of a sink entry.
     public static func read(_ node: Node, _ path: String, _ r: ConfigReader) -> KinesisSinkConfig? {
         let allowed = [

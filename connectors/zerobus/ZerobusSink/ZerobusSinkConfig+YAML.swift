@@ -16,6 +16,14 @@ extension ZerobusSinkConfig: SinkSettings {
             problem: ZerobusSinkConfig.tableProblem, defaultTopic: self.table, defaultTopicKey: "table", carriesHeaders: false, carriesKeys: false)
     }
 
+    /// The Zerobus ingest endpoint: one gRPC stream per table.
+    public var server: SinkServer {
+        let host = self.endpoint.host ?? self.endpoint.absoluteString
+        return SinkServer(
+            host: self.endpoint.port.map { "\(host):\($0)" } ?? host, protocol: self.usesTLS ? "grpcs" : "grpc",
+            description: "Databricks Zerobus ingest (EphemeralStream, durability acks)")
+    }
+
     /// Reads `zerobus:` of a sink entry.
     public static func read(_ node: Node, _ path: String, _ r: ConfigReader) -> ZerobusSinkConfig? {
         let allowed = [
