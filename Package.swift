@@ -193,6 +193,20 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // `sluice catalog`: OpenAPI, AsyncAPI and Backstage documents from a configuration. Links no connector.
+        .target(
+            name: "SluiceCatalog",
+            dependencies: [
+                "SluiceConfig",
+                "SluiceConfigReader",
+                "SluiceCore",
+                "SluicePolicy",
+                "SluiceSchema",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Request tracing through swift-distributed-tracing's API (the executable bootstraps the
         // OpenTelemetry tracer): W3C trace context in and out, span helpers, off unless enabled.
         .target(
@@ -379,6 +393,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "SluiceGateway",
+                "SluiceCatalog",
                 "SluiceConfig",
                 "SluiceConfigReader",
                 "SluiceConnections",
@@ -416,6 +431,10 @@ let package = Package(
         .testTarget(
             name: "SluiceConfigTests",
             dependencies: ["SluiceConfig", "SluiceConfigReader", "SluiceCore", "SluicePolicy", "SluiceSchema", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
+        ),
+        .testTarget(
+            name: "SluiceCatalogTests",
+            dependencies: ["SluiceCatalog", "SluiceConfig", "SluiceConfigReader", "SluiceSchema", "KafkaSink", "FileSink", "KinesisSink", "ZerobusSink"]
         ),
         .testTarget(
             name: "SluiceSpoolTests",

@@ -107,3 +107,14 @@ if ! "$confluent_venv/bin/python" -c 'import confluent_kafka.schema_registry.avr
     python3 -m venv "$confluent_venv"
     "$confluent_venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[schemaregistry,avro]==2.16.1"
 fi
+
+# The API catalog's checkers (scripts/testing/catalog_check.py): openapi-spec-validator, jsonschema
+# for the AsyncAPI and Backstage schemas, schemathesis against a live gateway, and
+# kubernetes-validate for deploy/kubernetes. Schemathesis pins its own stack, so a venv of their own.
+catalog_venv="$(cd "$(dirname "$0")/.." && pwd)/.testbed/catalog"
+if ! "$catalog_venv/bin/python" -c 'import openapi_spec_validator, schemathesis, kubernetes_validate, yaml, referencing' 2>/dev/null; then
+    echo "setup: installing schemathesis, openapi-spec-validator and kubernetes-validate into $catalog_venv" >&2
+    python3 -m venv "$catalog_venv"
+    "$catalog_venv/bin/pip" install -q --disable-pip-version-check \
+        schemathesis==4.32.5 openapi-spec-validator==0.9.0 kubernetes-validate==1.37.0
+fi

@@ -7,6 +7,7 @@ import KinesisSink
 import ZerobusSink
 import Logging
 import ServiceLifecycle
+import SluiceCatalog
 import SluiceConfig
 import SluiceConfigReader
 import SluiceGateway
@@ -30,7 +31,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "An ingress gateway for event pipelines: HTTP in, Kafka (and files) out.",
         version: sluiceVersion,
-        subcommands: [Run.self, Validate.self, PrintDefaultConfig.self, Top.self]
+        subcommands: [Run.self, Validate.self, Catalog.self, PrintDefaultConfig.self, Top.self]
     )
 }
 
@@ -184,6 +185,52 @@ struct Validate: ParsableCommand {
         } catch {
             for problem in error.errors { print("\(self.file): \(problem)") }
             throw ExitCode(1)
+        }
+    }
+}
+
+struct Catalog: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the API catalog of a configuration: OpenAPI 3.1, AsyncAPI 3.0 or Backstage entities.",
+        discussion: """
+            openapi and asyncapi are JSON documents; backstage is a YAML stream (a Component and an \
+            API per route group, each API with its definition). Without --config, the embedded \
+            quickstart configuration. Exits 1 (with every error) when the configuration is invalid.
+            """
+    )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case openapi, asyncapi, backstage
+    }
+
+    @Option(name: .long, help: "Path to the YAML configuration.")
+    var config: String?
+
+    @Option(name: .long, help: "openapi, asyncapi or backstage.")
+    var format: Format
+
+    func run() throws {
+        let configuration: SluiceConfiguration
+        do {
+            if let path = self.config {
+                configuration = try SluiceConfiguration.load(path: path, sinkKinds: sinkKinds)
+            } else {
+                configuration = try SluiceConfiguration.parse(yaml: DefaultConfig.yaml, sinkKinds: sinkKinds)
+            }
+        } catch {
+            for problem in error.errors { printError("\(self.config ?? "(embedded)"): \(problem)") }
+            throw ExitCode(1)
+        }
+        switch self.format {
+        case .openapi: print(JSONText.pretty(OpenAPIDocument.make(configuration)), terminator: "")
+        case .asyncapi: print(JSONText.pretty(AsyncAPIDocument.make(configuration)), terminator: "")
+        case .backstage:
+            do {
+                print(try BackstageEntities.yaml(configuration), terminator: "")
+            } catch {
+                printError("backstage: \(error)")
+                throw ExitCode(1)
+            }
         }
     }
 }

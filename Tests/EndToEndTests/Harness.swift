@@ -28,15 +28,20 @@ func spawnSerially<T>(_ body: () throws -> T) rethrows -> T {
 /// threads as the machine has cores; a test that blocked one for a subprocess's lifetime
 /// stalled every other test with it (a recovery test missed its deadline that way in CI).
 @discardableResult
-func runProgram(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) async throws -> ProgramResult {
-    try await offThePool { try runProgramBlocking(executable, arguments, stdin: stdin, environment: environment) }
+func runProgram(
+    _ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil, directory: URL? = nil
+) async throws -> ProgramResult {
+    try await offThePool { try runProgramBlocking(executable, arguments, stdin: stdin, environment: environment, directory: directory) }
 }
 
-private func runProgramBlocking(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> ProgramResult {
+private func runProgramBlocking(
+    _ executable: String, _ arguments: [String], stdin: Data?, environment: [String: String]?, directory: URL?
+) throws -> ProgramResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
     process.arguments = arguments
     if let environment { process.environment = environment }
+    if let directory { process.currentDirectoryURL = directory }
     let (out, err, input) = try spawnSerially {
         let (out, err, input) = (Pipe(), Pipe(), Pipe())
         process.standardOutput = out
