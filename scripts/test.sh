@@ -20,4 +20,10 @@ if [[ $# -eq 0 ]]; then
     scripts/fuzz.sh all "${FUZZ_SECONDS:-15}"
 fi
 
+# The release binary a container image ships (deploy/Containerfile runs the same script), with the
+# Swift runtime linked in: built and checked (no Swift library loaded from the system; it runs).
+if [[ $# -eq 0 ]]; then
+    scripts/build-release.sh
+fi
+
 swift test --skip-build "$@"
