@@ -490,7 +490,9 @@ extension OpenAPIDocument {
         func openAPIPath(_ pattern: PathPattern, topic: IngestConfig?) -> (String, [JSONValue])? {
             switch pattern {
             case .exact(let path): return (path, [])
-            case .prefix(let prefix): return (Self.prefix(pattern).isEmpty ? "/" : prefix.hasSuffix("/") && prefix.count > 1 ? String(prefix.dropLast()) : prefix, [])
+            case .prefix:
+                let prefix = Self.prefix(pattern)
+                return (prefix.isEmpty ? "/" : prefix, [])
             case .template(let segments):
                 var path = ""
                 var parameters: [JSONValue] = []
