@@ -359,6 +359,9 @@ import Testing
                 upstreams:
                   - name: app
                     endpoints: ["127.0.0.1:\(a.port)"]
+                    # The echo upstream answers after the whole 96 MiB body; on a loaded CI
+                    # machine that can take longer than the default 30 s.
+                    timeouts: { request: 3m }
                 routes:
                   - name: files
                     match: { path_prefix: /files/ }
@@ -382,17 +385,17 @@ import Testing
         let expected = digest.finalize().map { String(format: "%02x", $0) }.joined()
 
         // curl -T streams the file with its length (and Expect: 100-continue).
-        let upload = try await curl(["-X", "POST", "-T", file.path, "\(sluice.baseURL)/files/echo"])
+        let upload = try await curl(["--max-time", "180", "-X", "POST", "-T", file.path, "\(sluice.baseURL)/files/echo"])
         #expect(upload.status == 200)
         #expect(upload.json["body_bytes"] as? Int == size)
         #expect(upload.json["body_sha256"] as? String == expected)
         // Chunked upload (no length) over HTTP/2.
         for version in ["--http1.1", "--http2-prior-knowledge"] {
-            let chunked = try await runProgram("sh", ["-c", "curl -sS --max-time 60 \(version) -X POST -T - \(sluice.baseURL)/files/echo < \(file.path)"])
+            let chunked = try await runProgram("sh", ["-c", "curl -sS --max-time 180 \(version) -X POST -T - \(sluice.baseURL)/files/echo < \(file.path)"])
             #expect(chunked.stdout.contains(expected), "\(version): \(chunked.stdout.prefix(300))")
         }
 
-        let download = try await runProgram("sh", ["-c", "curl -sS --max-time 60 \(sluice.baseURL)/files/stream/\(size) | sha256sum"])
+        let download = try await runProgram("sh", ["-c", "curl -sS --max-time 180 \(sluice.baseURL)/files/stream/\(size) | sha256sum"])
         var pattern = SHA256()
         let block = Data((0..<65536).map { UInt8($0 % 256) })
         for _ in 0..<(size / 65536) { pattern.update(data: block) }
