@@ -14,3 +14,4 @@ build:
 
 bench:
 	Benchmarks/kafka-ingest.sh
+	Benchmarks/instructions.sh
