@@ -72,6 +72,21 @@ public struct DeliveryResults: RandomAccessCollection, Sendable {
         self.large.append(contentsOf: repeatElement(0, count: count))
     }
 
+    /// Records the commonest fate, delivered at `offset` of `partition`, without building a
+    /// `DeliveryResult` (a Kafka delivery report's path).
+    mutating func setDelivered(_ position: Int, partition: Int32, offset: Int64) {
+        self.kinds[position] = Kind.partitionAndOffset.rawValue
+        self.small[position] = partition
+        self.large[position] = offset
+    }
+
+    /// The partition and offset of the event at `position` when that is all its receipt holds
+    /// (the commonest answer, written without building a `DeliveryResult`); nil otherwise.
+    public func partitionAndOffset(at position: Int) -> (partition: Int32, offset: Int64)? {
+        guard self.kinds[position] == Kind.partitionAndOffset.rawValue else { return nil }
+        return (self.small[position], self.large[position])
+    }
+
     /// Records the fate of the event at `position`.
     mutating func set(_ position: Int, _ result: DeliveryResult) {
         switch result {

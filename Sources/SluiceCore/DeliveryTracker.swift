@@ -54,21 +54,39 @@ public final class DeliveryTracker: Sendable {
             if case .failed(let failure) = result { self.onFailure?(index, failure) }
             return
         }
-        let (waiter, results): (CheckedContinuation<DeliveryResults, Never>?, DeliveryResults) =
-            self.state.withLockedValue { state in
-                guard state.results.isPending(index) else { return (nil, DeliveryResults()) }
-                state.results.set(index, result)
-                state.pending -= 1
-                if state.sealed, state.pending == 0, let waiter = state.waiter {
-                    state.waiter = nil
-                    return (waiter, state.results)
-                }
-                return (nil, DeliveryResults())
-            }
+        let finished = self.record(index) { $0.set(index, result) }
         if case .failed(let failure) = result {
             self.onFailure?(index, failure)
         }
-        waiter?.resume(returning: results)
+        if let (waiter, results) = finished { waiter.resume(returning: results) }
+    }
+
+    /// `complete(index, with: .delivered(DeliveryReceipt(partition:offset:)))` without building
+    /// the result: once per event on a Kafka delivery report's path.
+    public func completeDelivered(_ index: Int, partition: Int32, offset: Int64) {
+        if !self.recordsResults {
+            self.state.withLockedValue { $0.pending -= 1 }
+            return
+        }
+        if let (waiter, results) = self.record(index, { $0.setDelivered(index, partition: partition, offset: offset) }) {
+            waiter.resume(returning: results)
+        }
+    }
+
+    /// Records slot `index` with `write` if it is still open; the waiter to resume, with the
+    /// results, when that was the last open slot of a sealed tracker.
+    @inline(__always)
+    private func record(
+        _ index: Int, _ write: (inout DeliveryResults) -> Void
+    ) -> (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? {
+        self.state.withLockedValue { state in
+            guard state.results.isPending(index) else { return nil }
+            write(&state.results)
+            state.pending -= 1
+            guard state.sealed, state.pending == 0, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return (waiter, state.results)
+        }
     }
 
     /// Number of slots reserved so far.

@@ -20,6 +20,15 @@ extension DeliveryLedger {
             self.remaining = Synchronization.Atomic(held.count)
         }
 
+        /// Settles the event in `slot` (one of the run's) as delivered at `offset` of `partition`:
+        /// `settle(slot:bytes:with: .delivered(…))` without building the result.
+        public func settleDelivered(slot: Int, partition: Int32, offset: Int64) {
+            if self.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                self.ledger.release(self)
+            }
+            self.held.tracker.completeDelivered(slot, partition: partition, offset: offset)
+        }
+
         /// Settles the event in `slot` (one of the run's), of `bytes` bytes.
         public func settle(slot: Int, bytes: Int, with result: DeliveryResult) {
             if case .failed(let failure) = result {

@@ -210,6 +210,21 @@ public struct JSONWriter: Sendable {
         self.needsComma = true
     }
 
+    /// An integer field whose key is a literal of plain ASCII needing no escape (`"partition"`):
+    /// the key's bytes are copied as they are, not escaped one by one.
+    public mutating func field<I: BinaryInteger>(literal name: StaticString, _ value: I) {
+        self.separator()
+        self.bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { key in
+            assert(key.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
+            self.bytes.append(contentsOf: key)
+        }
+        self.bytes.append(UInt8(ascii: "\""))
+        self.bytes.append(UInt8(ascii: ":"))
+        self.integer(Int64(value))
+        self.needsComma = true
+    }
+
     /// Writes an integer's decimal digits without going through String.
     private mutating func integer(_ value: Int64) {
         if value < 0 { self.bytes.append(UInt8(ascii: "-")) }

@@ -349,6 +349,12 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
         }
         if self.hasList {
             while self.position < self.results.count, self.json.bytes.count < limit {
+                if let (partition, offset) = self.results.partitionAndOffset(at: self.position) {
+                    // The commonest answer, written without building the event's result.
+                    if !self.minimal { Self.encodeDelivered(partition: partition, offset: offset, into: &self.json) }
+                    self.position += 1
+                    continue
+                }
                 let result = self.results[self.position]
                 if !self.minimal {
                     Self.encode(result, into: &self.json)
@@ -415,10 +421,18 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
         }
     }
 
+    /// `{"partition":P,"offset":O}`: what `encode(.delivered(DeliveryReceipt(partition:offset:)))` writes.
+    static func encodeDelivered(partition: Int32, offset: Int64, into json: inout JSONWriter) {
+        json.openObject()
+        json.field(literal: "partition", partition)
+        json.field(literal: "offset", offset)
+        json.closeObject()
+    }
+
     /// A receipt's fields inside an event's object.
     static func encode(_ receipt: DeliveryReceipt, into json: inout JSONWriter) {
-        if let partition = receipt.partition { json.field("partition", partition) }
-        if let offset = receipt.offset { json.field("offset", offset) }
+        if let partition = receipt.partition { json.field(literal: "partition", partition) }
+        if let offset = receipt.offset { json.field(literal: "offset", offset) }
         if let shard = receipt.shardID { json.field("shard_id", shard) }
         if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
     }

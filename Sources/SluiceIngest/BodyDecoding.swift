@@ -99,7 +99,7 @@ public struct NDJSONDecoder {
     private mutating func emit(_ buffer: ByteBuffer, into events: inout [Event]) throws(IngestError) {
         self.line += 1
         var buffer = buffer
-        if buffer.readableBytesView.last == UInt8(ascii: "\r") {
+        if buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
             buffer.moveWriterIndex(to: buffer.writerIndex - 1)
         }
         if buffer.readableBytes > self.maxLineBytes {

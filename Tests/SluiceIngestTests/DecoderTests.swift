@@ -40,6 +40,30 @@ import Testing
         }
     }
 
+    /// The 8-byte fast path jumps to the first special byte of a word: every byte value, at every
+    /// place in a word, is judged as the byte loop alone would judge it, at its own offset.
+    @Test func everyByteValueIsFoundWhereverItFallsInAWord() {
+        for offset in 0..<17 {
+            let pad = [UInt8](repeating: UInt8(ascii: "a"), count: offset)
+            for byte in UInt8.min...UInt8.max {
+                let text = [UInt8(ascii: "\"")] + pad + [byte] + [UInt8](repeating: UInt8(ascii: "c"), count: 9) + [UInt8(ascii: "\"")]
+                let error = Self.validate(bytes: text)
+                switch byte {
+                case UInt8(ascii: "\""):
+                    #expect(error?.offset == 2 + offset, "quote after \(offset)")
+                case UInt8(ascii: "\\"):
+                    #expect(error?.message == "invalid escape in string" && error?.offset == 1 + offset, "\\c after \(offset)")
+                case ..<0x20:
+                    #expect(error?.message == "control character in string" && error?.offset == 1 + offset, "\(byte) after \(offset)")
+                case 0x80...:
+                    #expect(error?.message == "invalid UTF-8 in string" && error?.offset == 1 + offset, "\(byte) after \(offset)")
+                default:
+                    #expect(error == nil, "\(byte) after \(offset)")
+                }
+            }
+        }
+    }
+
     static func validate(bytes: [UInt8]) -> JSONScanner.SyntaxError? {
         bytes.withUnsafeBytes { raw in
             do throws(JSONScanner.SyntaxError) {

@@ -131,46 +131,56 @@ final class KafkaProducerClient: @unchecked Sendable {
         topic: (inout rd_kafka_vu_t) -> Void
     ) -> rd_kafka_resp_err_t {
         let capacity = 7 + event.headers.count
+        // `count` is only captured by non-escaping closures (no local function holds it), so
+        // its accesses are checked at compile time, not once per event at run time.
         return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
             var count = 0
-            func append(_ fill: (inout rd_kafka_vu_t) -> Void) {
-                var vu = rd_kafka_vu_t()
-                fill(&vu)
-                entries.initializeElement(at: count, to: vu)
+            entries.initializeElement(at: count, to: Self.entry(topic))
+            count += 1
+            entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY })
+            count += 1
+            entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() })
+            count += 1
+            if let timestamp = event.timestampMilliseconds {
+                entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp })
                 count += 1
             }
-            append(topic)
-            append { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY }
-            append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() }
-            if let timestamp = event.timestampMilliseconds {
-                append { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp }
-            }
             if let partition = event.partition {
-                append { $0.vtype = RD_KAFKA_VTYPE_PARTITION; $0.u.i32 = partition }
+                entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_PARTITION; $0.u.i32 = partition })
+                count += 1
             }
             return event.value.withUnsafeReadableBytes { value in
-                append {
-                    // A null pointer is a null value (a tombstone); any other, even for no bytes, a value.
-                    $0.vtype = RD_KAFKA_VTYPE_VALUE
-                    $0.u.mem.ptr = event.valueIsNull ? nil : UnsafeMutableRawPointer(mutating: value.baseAddress ?? emptyValue)
-                    $0.u.mem.size = event.valueIsNull ? 0 : value.count
-                }
+                entries.initializeElement(
+                    at: count,
+                    to: Self.entry {
+                        // A null pointer is a null value (a tombstone); any other, even for no bytes, a value.
+                        $0.vtype = RD_KAFKA_VTYPE_VALUE
+                        $0.u.mem.ptr = event.valueIsNull ? nil : UnsafeMutableRawPointer(mutating: value.baseAddress ?? emptyValue)
+                        $0.u.mem.size = event.valueIsNull ? 0 : value.count
+                    })
+                count += 1
                 return withOptionalBytes(event.key) { key in
                     if let key {
-                        append {
-                            $0.vtype = RD_KAFKA_VTYPE_KEY
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                            $0.u.mem.size = key.count
-                        }
+                        entries.initializeElement(
+                            at: count,
+                            to: Self.entry {
+                                $0.vtype = RD_KAFKA_VTYPE_KEY
+                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                                $0.u.mem.size = key.count
+                            })
+                        count += 1
                     }
                     return withHeaderArena(event.headers) { spans in
                         for span in spans {
-                            append {
-                                $0.vtype = RD_KAFKA_VTYPE_HEADER
-                                $0.u.header.name = span.name
-                                $0.u.header.val = span.value
-                                $0.u.header.size = span.count
-                            }
+                            entries.initializeElement(
+                                at: count,
+                                to: Self.entry {
+                                    $0.vtype = RD_KAFKA_VTYPE_HEADER
+                                    $0.u.header.name = span.name
+                                    $0.u.header.val = span.value
+                                    $0.u.header.size = span.count
+                                })
+                            count += 1
                         }
                         defer { entries.baseAddress!.deinitialize(count: count) }
                         guard let error = rd_kafka_produceva(self.handle, entries.baseAddress, count) else {
@@ -183,6 +193,14 @@ final class KafkaProducerClient: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// One `rd_kafka_vu_t` argument of `rd_kafka_produceva`, filled by `fill`.
+    @inline(__always)
+    private static func entry(_ fill: (inout rd_kafka_vu_t) -> Void) -> rd_kafka_vu_t {
+        var vu = rd_kafka_vu_t()
+        fill(&vu)
+        return vu
     }
 
     private func topicHandle(_ topic: String) -> OpaquePointer? {
@@ -341,8 +359,7 @@ private let kafkaDeliveryReport:
         let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            ticket.hold.settle(
-                slot: ticket.slot, bytes: ticket.bytes, with: .delivered(DeliveryReceipt(partition: report.partition, offset: report.offset)))
+            ticket.hold.settleDelivered(slot: ticket.slot, partition: report.partition, offset: report.offset)
         } else {
             ticket.hold.settle(slot: ticket.slot, bytes: ticket.bytes, with: .failed(KafkaSinkError(report.err).deliveryFailure))
         }
