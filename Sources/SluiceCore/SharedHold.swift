@@ -23,9 +23,7 @@ extension DeliveryLedger {
         /// Settles the event in `slot` (one of the run's) as delivered at `offset` of `partition`:
         /// `settle(slot:bytes:with: .delivered(…))` without building the result.
         public func settleDelivered(slot: Int, partition: Int32, offset: Int64) {
-            if self.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                self.ledger.release(self)
-            }
+            self.countSettled()
             self.held.tracker.completeDelivered(slot, partition: partition, offset: offset)
         }
 
@@ -39,11 +37,17 @@ extension DeliveryLedger {
                     tallies[failure] = tally
                 }
             }
-            // Budget and recorder before the slot: completing the request's last slot may answer it.
+            self.countSettled()
+            self.held.tracker.complete(slot, with: result)
+        }
+
+        /// One more of the run settled; the last gives the budget back and tells the recorder.
+        /// Called before the slot completes: completing the request's last slot may answer it.
+        @inline(__always)
+        private func countSettled() {
             if self.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
                 self.ledger.release(self)
             }
-            self.held.tracker.complete(slot, with: result)
         }
     }
 

@@ -131,59 +131,45 @@ final class KafkaProducerClient: @unchecked Sendable {
         topic: (inout rd_kafka_vu_t) -> Void
     ) -> rd_kafka_resp_err_t {
         let capacity = 7 + event.headers.count
-        // `count` is only captured by non-escaping closures (no local function holds it), so
-        // its accesses are checked at compile time, not once per event at run time.
         return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
-            var count = 0
-            entries.initializeElement(at: count, to: Self.entry(topic))
-            count += 1
-            entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY })
-            count += 1
-            entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() })
-            count += 1
+            // A local value, not a local function capturing a counter: the closures below only
+            // borrow it, so its accesses are checked at compile time, not per event at run time.
+            var list = ProduceArguments(entries: entries)
+            list.append(topic)
+            list.append { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY }
+            list.append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() }
             if let timestamp = event.timestampMilliseconds {
-                entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp })
-                count += 1
+                list.append { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp }
             }
             if let partition = event.partition {
-                entries.initializeElement(at: count, to: Self.entry { $0.vtype = RD_KAFKA_VTYPE_PARTITION; $0.u.i32 = partition })
-                count += 1
+                list.append { $0.vtype = RD_KAFKA_VTYPE_PARTITION; $0.u.i32 = partition }
             }
             return event.value.withUnsafeReadableBytes { value in
-                entries.initializeElement(
-                    at: count,
-                    to: Self.entry {
-                        // A null pointer is a null value (a tombstone); any other, even for no bytes, a value.
-                        $0.vtype = RD_KAFKA_VTYPE_VALUE
-                        $0.u.mem.ptr = event.valueIsNull ? nil : UnsafeMutableRawPointer(mutating: value.baseAddress ?? emptyValue)
-                        $0.u.mem.size = event.valueIsNull ? 0 : value.count
-                    })
-                count += 1
+                list.append {
+                    // A null pointer is a null value (a tombstone); any other, even for no bytes, a value.
+                    $0.vtype = RD_KAFKA_VTYPE_VALUE
+                    $0.u.mem.ptr = event.valueIsNull ? nil : UnsafeMutableRawPointer(mutating: value.baseAddress ?? emptyValue)
+                    $0.u.mem.size = event.valueIsNull ? 0 : value.count
+                }
                 return withOptionalBytes(event.key) { key in
                     if let key {
-                        entries.initializeElement(
-                            at: count,
-                            to: Self.entry {
-                                $0.vtype = RD_KAFKA_VTYPE_KEY
-                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                                $0.u.mem.size = key.count
-                            })
-                        count += 1
+                        list.append {
+                            $0.vtype = RD_KAFKA_VTYPE_KEY
+                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                            $0.u.mem.size = key.count
+                        }
                     }
                     return withHeaderArena(event.headers) { spans in
                         for span in spans {
-                            entries.initializeElement(
-                                at: count,
-                                to: Self.entry {
-                                    $0.vtype = RD_KAFKA_VTYPE_HEADER
-                                    $0.u.header.name = span.name
-                                    $0.u.header.val = span.value
-                                    $0.u.header.size = span.count
-                                })
-                            count += 1
+                            list.append {
+                                $0.vtype = RD_KAFKA_VTYPE_HEADER
+                                $0.u.header.name = span.name
+                                $0.u.header.val = span.value
+                                $0.u.header.size = span.count
+                            }
                         }
-                        defer { entries.baseAddress!.deinitialize(count: count) }
-                        guard let error = rd_kafka_produceva(self.handle, entries.baseAddress, count) else {
+                        defer { entries.baseAddress!.deinitialize(count: list.count) }
+                        guard let error = rd_kafka_produceva(self.handle, entries.baseAddress, list.count) else {
                             return RD_KAFKA_RESP_ERR_NO_ERROR
                         }
                         let code = rd_kafka_error_code(error)
@@ -193,14 +179,6 @@ final class KafkaProducerClient: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    /// One `rd_kafka_vu_t` argument of `rd_kafka_produceva`, filled by `fill`.
-    @inline(__always)
-    private static func entry(_ fill: (inout rd_kafka_vu_t) -> Void) -> rd_kafka_vu_t {
-        var vu = rd_kafka_vu_t()
-        fill(&vu)
-        return vu
     }
 
     private func topicHandle(_ topic: String) -> OpaquePointer? {
@@ -349,6 +327,24 @@ private func withHeaderArena<R>(_ headers: [EventHeader], _ body: ([HeaderSpan])
             HeaderSpan(name: (base + $0.name).assumingMemoryBound(to: CChar.self), value: base + $0.value, count: $0.count)
         }
         return body(spans)
+    }
+}
+
+/// The `rd_kafka_vu_t` arguments of one `rd_kafka_produceva` call, written into `entries` in order.
+private struct ProduceArguments {
+    let entries: UnsafeMutableBufferPointer<rd_kafka_vu_t>
+    private(set) var count = 0
+
+    init(entries: UnsafeMutableBufferPointer<rd_kafka_vu_t>) {
+        self.entries = entries
+    }
+
+    @inline(__always)
+    mutating func append(_ fill: (inout rd_kafka_vu_t) -> Void) {
+        var vu = rd_kafka_vu_t()
+        fill(&vu)
+        self.entries.initializeElement(at: self.count, to: vu)
+        self.count += 1
     }
 }
 
