@@ -99,45 +99,44 @@ final class KafkaProducerClient: @unchecked Sendable {
         self.topicHandle(topic).map { .handle($0) } ?? .name(topic)
     }
 
-    /// Hands `event` (slot `slot` of `hold`) to librdkafka. Returns NO_ERROR when queued: the
-    /// delivery report settles the slot later, through the ticket it carries. On an error the
-    /// slot is not settled (the caller settles it).
-    func produce(_ event: Event, to destination: Destination, hold: DeliveryLedger.SharedHold, slot: Int) -> rd_kafka_resp_err_t {
-        let ticket = Unmanaged.passRetained(KafkaDeliveryTicket(hold: hold, slot: slot, bytes: event.size))
+    /// Hands `event` to librdkafka with `ticket` (an entry of a run's `KafkaDeliveryTickets`,
+    /// written by `KafkaDeliveryTickets.issue`). Returns NO_ERROR when queued: the delivery
+    /// report settles the event's slot later, through the ticket. On an error the ticket is
+    /// taken back and the slot is not settled (the caller settles it).
+    func produce(_ event: Event, to destination: Destination, ticket: KafkaDeliveryTickets.Ticket) -> rd_kafka_resp_err_t {
+        var topic = rd_kafka_vu_t()
         let err: rd_kafka_resp_err_t
         switch destination {
         case .handle(let handle):
-            err = self.produce(event, ticket: ticket) { vu in
-                vu.vtype = RD_KAFKA_VTYPE_RKT
-                vu.u.rkt = handle
-            }
+            topic.vtype = RD_KAFKA_VTYPE_RKT
+            topic.u.rkt = handle
+            err = self.produce(event, ticket: ticket, topic: topic)
         case .name(let name):
             err = name.withCString { cName in
-                self.produce(event, ticket: ticket) { vu in
-                    vu.vtype = RD_KAFKA_VTYPE_TOPIC
-                    vu.u.cstr = cName
-                }
+                topic.vtype = RD_KAFKA_VTYPE_TOPIC
+                topic.u.cstr = cName
+                return self.produce(event, ticket: ticket, topic: topic)
             }
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            ticket.release()
+            ticket.takeBack()
         }
         return err
     }
 
     private func produce(
         _ event: Event,
-        ticket: Unmanaged<KafkaDeliveryTicket>,
-        topic: (inout rd_kafka_vu_t) -> Void
+        ticket: KafkaDeliveryTickets.Ticket,
+        topic: rd_kafka_vu_t
     ) -> rd_kafka_resp_err_t {
         let capacity = 7 + event.headers.count
         return withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: capacity) { entries in
             // A local value, not a local function capturing a counter: the closures below only
             // borrow it, so its accesses are checked at compile time, not per event at run time.
             var list = ProduceArguments(entries: entries)
-            list.append(topic)
+            list.append { $0 = topic }
             list.append { $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS; $0.u.i = RD_KAFKA_MSG_F_COPY }
-            list.append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.toOpaque() }
+            list.append { $0.vtype = RD_KAFKA_VTYPE_OPAQUE; $0.u.ptr = ticket.opaque }
             if let timestamp = event.timestampMilliseconds {
                 list.append { $0.vtype = RD_KAFKA_VTYPE_TIMESTAMP; $0.u.i64 = timestamp }
             }
@@ -276,18 +275,70 @@ struct KafkaClientSetupError: Error, CustomStringConvertible {
     var description: String { self.message }
 }
 
-/// The per-event opaque that travels through librdkafka to the delivery report.
-final class KafkaDeliveryTicket {
-    /// The budget the event holds with the rest of its run.
-    let hold: DeliveryLedger.SharedHold
-    /// The event's slot in its request's tracker.
-    let slot: Int
-    let bytes: Int
+/// The delivery tickets of one run of events (one `SharedHold`): what travels through librdkafka
+/// to each event's delivery report, as the address of the event's entry (its `opaque`).
+///
+/// One allocation per run instead of one object per event: each produced event retains the run
+/// once, and its delivery report (or a refused produce) gives that back; the last one frees it.
+final class KafkaDeliveryTickets: ManagedBuffer<KafkaDeliveryTickets.Header, KafkaDeliveryTickets.Entry>, @unchecked Sendable {
+    struct Header {
+        /// The budget the run's events hold together.
+        let hold: DeliveryLedger.SharedHold
+        /// Entries there is room for (the run's events).
+        let count: Int
+        /// Entries written so far.
+        var issued: Int
+    }
 
-    init(hold: DeliveryLedger.SharedHold, slot: Int, bytes: Int) {
-        self.hold = hold
-        self.slot = slot
-        self.bytes = bytes
+    /// One event's ticket: written before the event is produced, read once by its report.
+    struct Entry {
+        /// The run, not retained by the entry: the event's own retain of it keeps it alive.
+        let run: Unmanaged<KafkaDeliveryTickets>
+        /// The event's slot in its request's tracker.
+        let slot: Int
+        let bytes: Int
+    }
+
+    /// An issued ticket, until librdkafka has it (or refused it).
+    struct Ticket {
+        let entry: UnsafeMutablePointer<Entry>
+
+        /// What librdkafka hands back in the delivery report.
+        var opaque: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self.entry) }
+
+        /// The produce was refused: no report will come, so the event's retain goes back here.
+        func takeBack() {
+            self.entry.pointee.run.release()
+        }
+    }
+
+    /// Tickets for at most `count` events of `hold`'s run.
+    static func make(hold: DeliveryLedger.SharedHold, count: Int) -> KafkaDeliveryTickets {
+        let buffer = Self.create(minimumCapacity: count) { _ in Header(hold: hold, count: count, issued: 0) }
+        return unsafeDowncast(buffer, to: KafkaDeliveryTickets.self)
+    }
+
+    /// The next ticket: the event in `slot`, of `bytes` bytes. The run is retained for it until
+    /// its report (or `takeBack`).
+    func issue(slot: Int, bytes: Int) -> Ticket {
+        self.withUnsafeMutablePointers { header, entries in
+            precondition(header.pointee.issued < header.pointee.count, "more tickets than the run's events")
+            let entry = entries + header.pointee.issued
+            header.pointee.issued += 1
+            entry.initialize(to: Entry(run: Unmanaged.passUnretained(self).retain(), slot: slot, bytes: bytes))
+            return Ticket(entry: entry)
+        }
+    }
+
+    /// Read through the header's pointer: `self.header` is a class's stored property, and each
+    /// read of it would be checked for exclusive access at run time.
+    var hold: DeliveryLedger.SharedHold { self.withUnsafeMutablePointerToHeader { $0.pointee.hold } }
+
+    /// The entry and run of a delivery report's opaque; the run's retain for the event is now
+    /// the caller's (released when the returned value goes).
+    static func redeem(_ opaque: UnsafeMutableRawPointer) -> (entry: Entry, run: KafkaDeliveryTickets) {
+        let entry = opaque.assumingMemoryBound(to: Entry.self).pointee
+        return (entry, entry.run.takeRetainedValue())
     }
 }
 
@@ -352,12 +403,12 @@ private let kafkaDeliveryReport:
     @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
         _, message, _ in
         guard let message, let opaque = message.pointee._private else { return }
-        let ticket = Unmanaged<KafkaDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
+        let (ticket, run) = KafkaDeliveryTickets.redeem(opaque)
         let report = message.pointee
         if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            ticket.hold.settleDelivered(slot: ticket.slot, partition: report.partition, offset: report.offset)
+            run.hold.settleDelivered(slot: ticket.slot, partition: report.partition, offset: report.offset)
         } else {
-            ticket.hold.settle(slot: ticket.slot, bytes: ticket.bytes, with: .failed(KafkaSinkError(report.err).deliveryFailure))
+            run.hold.settle(slot: ticket.slot, bytes: ticket.bytes, with: .failed(KafkaSinkError(report.err).deliveryFailure))
         }
     }
 

@@ -175,17 +175,10 @@ public final class KafkaSink: TunableSink {
             // Budget for a run of the next events at once while there is room (one settlement
             // for the run, see SharedHold), else for one event, waiting for room until the deadline.
             let slot = firstIndex + index
-            var runCount = 0
-            var runBytes = 0
-            while index + runCount < events.count, runCount < runLimit.events {
-                let size = events[index + runCount].size
-                if runCount > 0, runBytes + size > runLimit.bytes { break }
-                runBytes += size
-                runCount += 1
-            }
+            let run = Self.runExtent(events, from: index, limit: runLimit)
             let hold: DeliveryLedger.SharedHold
-            if let run = self.ledger.tryTakeShared(tracker: tracker, firstSlot: slot, count: runCount, bytes: runBytes) {
-                hold = run
+            if let shared = self.ledger.tryTakeShared(tracker: tracker, firstSlot: slot, count: run.count, bytes: run.bytes) {
+                hold = shared
             } else if let one = await self.ledger.takeShared(tracker: tracker, firstSlot: slot, count: 1, bytes: events[index].size, deadline: deadline) {
                 hold = one
             } else {
@@ -193,42 +186,81 @@ public final class KafkaSink: TunableSink {
                 return index
             }
             let runEnd = index + hold.held.count
-            while index < runEnd {
-                // Ends the call: this event and the rest of the run fail with `failure` (they hold
-                // budget in the run), the events after the run are refused.
-                func stop(with failure: DeliveryFailure) -> Int {
-                    for rest in index..<runEnd {
-                        hold.settle(slot: firstIndex + rest, bytes: events[rest].size, with: .failed(failure))
-                    }
-                    self.ledger.refuse(tracker: tracker, slots: (firstIndex + runEnd)..<(firstIndex + events.count), with: failure)
-                    return index
-                }
-                if self.closed.load(ordering: .acquiring) {
-                    return stop(with: .shuttingDown(sink: self.name))
-                }
-                let size = events[index].size
-                var err = client.produce(events[index], to: destination, hold: hold, slot: firstIndex + index)
-                // librdkafka's queue is sized to twice the budget, so it is full only when the
-                // budget was raised past it; wait for delivery reports to drain it.
-                while err == RD_KAFKA_RESP_ERR__QUEUE_FULL, ContinuousClock.now < deadline {
+            while true {
+                let start = index
+                let produced = self.produce(events, index..<runEnd, firstIndex: firstIndex, client: client, destination: destination, hold: hold)
+                index = produced.index
+                if index > start { backoff = .microseconds(500) }
+                if produced.stop == .done { break }
+                if produced.stop == .queueFull, ContinuousClock.now < deadline {
+                    // librdkafka's queue is sized to twice the budget, so it is full only when the
+                    // budget was raised past it; wait for delivery reports to drain it.
                     try? await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .milliseconds(20))
-                    err = client.produce(events[index], to: destination, hold: hold, slot: firstIndex + index)
+                    continue
                 }
-                backoff = .microseconds(500)
-                switch err {
-                case RD_KAFKA_RESP_ERR_NO_ERROR:
-                    break
-                case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                    return stop(with: .queueFull(sink: self.name))
-                default:
-                    // This event alone was refused (too large, bad topic, ...); the rest may proceed.
-                    hold.settle(slot: firstIndex + index, bytes: size, with: .failed(KafkaSinkError(err).deliveryFailure))
+                // Ends the call: this event and the rest of the run fail (they hold budget in the
+                // run), the events after the run are refused.
+                let failure: DeliveryFailure = produced.stop == .closed ? .shuttingDown(sink: self.name) : .queueFull(sink: self.name)
+                for rest in index..<runEnd {
+                    hold.settle(slot: firstIndex + rest, bytes: events[rest].size, with: .failed(failure))
                 }
-                index += 1
+                self.ledger.refuse(tracker: tracker, slots: (firstIndex + runEnd)..<(firstIndex + events.count), with: failure)
+                return index
             }
         }
         return index
+    }
+
+    /// Why producing a run stopped.
+    private enum RunStop {
+        /// Every event of the range was handed over (or refused alone and settled).
+        case done
+        /// librdkafka's queue is full: the caller waits, then goes on from the returned index.
+        case queueFull
+        /// The sink is shutting down.
+        case closed
+    }
+
+    /// How many of the events from `start` one budget take covers, and their bytes: at most
+    /// `limit.events`, and past the first event no more than `limit.bytes`.
+    private static func runExtent(_ events: [Event], from start: Int, limit: (bytes: Int, events: Int)) -> (count: Int, bytes: Int) {
+        events.withUnsafeBufferPointer { events in
+            var count = 0
+            var bytes = 0
+            while start + count < events.count, count < limit.events {
+                let size = events[start + count].size
+                if count > 0, bytes + size > limit.bytes { break }
+                bytes += size
+                count += 1
+            }
+            return (count, bytes)
+        }
+    }
+
+    /// Hands `events[range]` (slots from `firstIndex`) to librdkafka under `hold`, synchronously
+    /// and borrowing each event (no copy): what an async loop would copy per event across its
+    /// potential suspension points. An event librdkafka refuses alone (too large, bad topic) is
+    /// settled failed here and the rest go on. Returns the index it stopped at.
+    private func produce(
+        _ events: [Event], _ range: Range<Int>, firstIndex: Int, client: KafkaProducerClient,
+        destination: KafkaProducerClient.Destination, hold: DeliveryLedger.SharedHold
+    ) -> (index: Int, stop: RunStop) {
+        let tickets = KafkaDeliveryTickets.make(hold: hold, count: range.count)
+        for index in range {
+            if self.closed.load(ordering: .acquiring) { return (index, .closed) }
+            let ticket = tickets.issue(slot: firstIndex + index, bytes: events[index].size)
+            let err = client.produce(events[index], to: destination, ticket: ticket)
+            switch err {
+            case RD_KAFKA_RESP_ERR_NO_ERROR:
+                continue
+            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                return (index, .queueFull)
+            default:
+                hold.settle(slot: firstIndex + index, bytes: events[index].size, with: .failed(KafkaSinkError(err).deliveryFailure))
+            }
+        }
+        return (range.upperBound, .done)
     }
 
     public func run() async throws {
