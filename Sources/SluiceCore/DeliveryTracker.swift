@@ -58,7 +58,7 @@ public final class DeliveryTracker: Sendable {
         if case .failed(let failure) = result {
             self.onFailure?(index, failure)
         }
-        if let (waiter, results) = finished { waiter.resume(returning: results) }
+        finished?.resume()
     }
 
     /// `complete(index, with: .delivered(DeliveryReceipt(partition:offset:)))` without building
@@ -68,24 +68,32 @@ public final class DeliveryTracker: Sendable {
             self.state.withLockedValue { $0.pending -= 1 }
             return
         }
-        if let (waiter, results) = self.record(index, { $0.setDelivered(index, partition: partition, offset: offset) }) {
-            waiter.resume(returning: results)
+        self.record(index) { $0.setDelivered(index, partition: partition, offset: offset) }?.resume()
+    }
+
+    /// The waiter of a tracker whose last slot just completed, and the results to give it. A
+    /// struct, not a tuple: the optional tuple this was went through the runtime's generic value
+    /// witnesses on every event's completion.
+    private struct Wakeup {
+        let waiter: CheckedContinuation<DeliveryResults, Never>
+        let results: DeliveryResults
+
+        func resume() {
+            self.waiter.resume(returning: self.results)
         }
     }
 
     /// Records slot `index` with `write` if it is still open; the waiter to resume, with the
     /// results, when that was the last open slot of a sealed tracker.
     @inline(__always)
-    private func record(
-        _ index: Int, _ write: (inout DeliveryResults) -> Void
-    ) -> (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? {
+    private func record(_ index: Int, _ write: (inout DeliveryResults) -> Void) -> Wakeup? {
         self.state.withLockedValue { state in
             guard state.results.isPending(index) else { return nil }
             write(&state.results)
             state.pending -= 1
             guard state.sealed, state.pending == 0, let waiter = state.waiter else { return nil }
             state.waiter = nil
-            return (waiter, state.results)
+            return Wakeup(waiter: waiter, results: state.results)
         }
     }
 
