@@ -96,33 +96,44 @@ public struct NDJSONDecoder {
         try self.emit(carry, into: &events)
     }
 
+    /// What one line holds.
+    private enum LineVerdict {
+        /// One valid JSON value in its first `length` bytes (a trailing CR left out).
+        case event(length: Int)
+        case blank
+        case tooLarge
+        case invalid(JSONScanner.SyntaxError)
+    }
+
     private mutating func emit(_ buffer: ByteBuffer, into events: inout [Event]) throws(IngestError) {
         self.line += 1
-        var buffer = buffer
-        if buffer.readableBytes > 0, buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "\r") {
-            buffer.moveWriterIndex(to: buffer.writerIndex - 1)
-        }
-        if buffer.readableBytes > self.maxLineBytes {
-            throw IngestError(.eventTooLarge, "line \(self.line) is longer than max_event_bytes (\(self.maxLineBytes) bytes)", line: self.line)
-        }
         let line = self.line
-        // nil: a valid event; .some(nil): a blank line; .some(error): invalid JSON.
-        let outcome: JSONScanner.SyntaxError?? = buffer.withUnsafeReadableBytes { raw in
-            if JSONScanner(bytes: raw).skipSpace(0) == raw.count { return .some(nil) }
+        let maxLineBytes = self.maxLineBytes
+        // One look at the bytes (each read of a ByteBuffer's storage is checked for exclusive
+        // access at run time): drop a trailing CR, then blank, too large, or one JSON value.
+        let verdict: LineVerdict = buffer.withUnsafeReadableBytes { raw in
+            var raw = raw
+            if let last = raw.last, last == UInt8(ascii: "\r") { raw = UnsafeRawBufferPointer(start: raw.baseAddress, count: raw.count - 1) }
+            if raw.count > maxLineBytes { return .tooLarge }
+            if JSONScanner(bytes: raw).skipSpace(0) == raw.count { return .blank }
             do throws(JSONScanner.SyntaxError) {
                 try JSONScanner.validate(raw)
-                return nil
+                return .event(length: raw.count)
             } catch {
-                return .some(error)
+                return .invalid(error)
             }
         }
-        switch outcome {
-        case nil:
-            events.append(Event(value: buffer, valueIsJSON: true))
+        switch verdict {
+        case .event(let length):
+            var value = buffer
+            if length < value.readableBytes { value.moveWriterIndex(to: value.readerIndex + length) }
+            events.append(Event(value: value, valueIsJSON: true))
             self.eventLines.append(line)
-        case .some(nil):
+        case .blank:
             return
-        case .some(let error?):
+        case .tooLarge:
+            throw IngestError(.eventTooLarge, "line \(line) is longer than max_event_bytes (\(maxLineBytes) bytes)", line: line)
+        case .invalid(let error):
             throw .invalidJSON(line: line, error)
         }
     }
