@@ -423,10 +423,7 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
 
     /// `{"partition":P,"offset":O}`: what `encode(.delivered(DeliveryReceipt(partition:offset:)))` writes.
     static func encodeDelivered(partition: Int32, offset: Int64, into json: inout JSONWriter) {
-        json.openObject()
-        json.field(literal: "partition", partition)
-        json.field(literal: "offset", offset)
-        json.closeObject()
+        json.integerPairObject("partition", Int64(partition), "offset", offset)
     }
 
     /// A receipt's fields inside an event's object.
