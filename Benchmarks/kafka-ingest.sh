@@ -13,9 +13,11 @@
 # Prints events/s for each and the ratio (b)/(a). Everything runs on 127.0.0.1, bounded by
 # request counts. Both producers use the same librdkafka settings (acks=all, idempotence, lz4,
 # linger.ms=5). Usage: Benchmarks/kafka-ingest.sh   (env: N, EVENTS_PER_REQUEST, CONNECTIONS,
-# H2_CONNECTIONS, H2_STREAMS, SINGLE_REQUESTS, KAFKA_PORT, SLUICE_PORT)
+# H2_CONNECTIONS, H2_STREAMS, SINGLE_REQUESTS, KAFKA_PORT, SLUICE_PORT; SLUICE_BIN and LOADGEN_BIN
+# for builds made elsewhere, e.g. before/after pairs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+given_bin="${SLUICE_BIN:-}"
 source Benchmarks/lib.sh
 
 N="${N:-500000}"
@@ -37,8 +39,14 @@ work=".testbed/bench"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
-swift build -c release --product sluice-loadgen >/dev/null
+# With SLUICE_BIN (an earlier commit's build, or the static-stdlib one) nothing is built: the gRPC
+# load generator is then LOADGEN_BIN, or the one already in .build/release.
+if [[ -z "$given_bin" ]]; then
+    swift build -c release --product sluice >/dev/null
+    swift build -c release --product sluice-loadgen >/dev/null
+fi
+LOADGEN_BIN="${LOADGEN_BIN:-.build/release/sluice-loadgen}"
+[[ -x "$LOADGEN_BIN" ]] || { echo "no gRPC load generator at $LOADGEN_BIN (swift build -c release --product sluice-loadgen)" >&2; exit 1; }
 
 sluice_pid=""
 mqb_pid=""
@@ -154,7 +162,7 @@ mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
 
 # (d) gRPC PublishStream.
 cpu_before=$(cpu_of_pid "$sluice_pid")
-grpc_out=$(.build/release/sluice-loadgen "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS" "$GRPC_CONNECTIONS")
+grpc_out=$("$LOADGEN_BIN" "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS" "$GRPC_CONNECTIONS")
 grpc_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
 [[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
 grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
