@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Instructions per proxied request under callgrind: the stable figure beside proxy.sh's noisy ones.
+#
+#   upstream:  nginx answering GET /item with a 1 KiB body (keep-alive), not counted
+#   (n) nginx  proxy_pass to it, upstream keepalive 64, one process (master_process off), under callgrind
+#   (s) Sluice proxy route to it (the static-stdlib build, debug info stripped), under callgrind
+#
+# Each proxy's count runs from a reset of its counters just before the load (N requests, h2load
+# over HTTP/1.1 with CONNECTIONS connections, every request answered 2xx) to a dump just after it,
+# over every thread of the process. The ratio (s)/(n) is the instruction side of issue 18's goal
+# "CPU per request <= 2 x nginx's"; callgrind counts instructions, not cycles or waits, so the
+# kernel's share (socket calls, wake-ups) is not in it.
+# Usage: Benchmarks/proxy-instructions.sh  (env: N, CONNECTIONS, ROUNDS; SLUICE_STATIC_BIN: a
+# static-stdlib build to measure instead of this tree's)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Benchmarks/lib.sh
+
+N="${N:-20000}"
+CONNECTIONS="${CONNECTIONS:-8}"
+ROUNDS="${ROUNDS:-2}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-18490}"
+NGINX_PORT="${NGINX_PORT:-18491}"
+SLUICE_PORT="${SLUICE_PORT:-18492}"
+ADMIN_PORT="${ADMIN_PORT:-18493}"
+work="$(pwd)/.testbed/bench-proxy-instructions"
+mkdir -p "$work"
+rm -f "$work"/*.out*
+
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+scripts/setup.sh
+# The static-stdlib build: valgrind 3.19 dies on a binary using the shared libdispatch (see
+# instructions.sh), and cannot read swiftc's DWARF 5, so a copy without debug info runs.
+if [[ -z "${SLUICE_STATIC_BIN:-}" ]]; then
+    swift build -c release --static-swift-stdlib --product sluice >/dev/null
+fi
+objcopy --strip-debug "${SLUICE_STATIC_BIN:-$(swift build -c release --static-swift-stdlib --show-bin-path)/sluice}" "$work/sluice"
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+trap stop_started EXIT
+
+body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
+
+# (n): the same proxy_pass setup as proxy.sh, but one process, so callgrind sees the worker.
+mkdir -p "$work/front"
+cat >"$work/front/nginx.conf" <<CONF
+master_process off;
+daemon off;
+pid $work/front/nginx.pid;
+error_log $work/front/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/front/body;
+    proxy_temp_path $work/front/proxy;
+    fastcgi_temp_path $work/front/fastcgi;
+    uwsgi_temp_path $work/front/uwsgi;
+    scgi_temp_path $work/front/scgi;
+    upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; keepalive_requests 1000000; }
+    server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+valgrind --tool=callgrind --callgrind-out-file="$work/nginx.out" "$nginx_bin" -p "$work/front" -c "$work/front/nginx.conf" \
+    >"$work/nginx-valgrind.log" 2>&1 &
+nginx_front_pid=$!
+pids+=("$nginx_front_pid")
+
+cat >"$work/sluice.yaml" <<YAML
+listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT", max_connections: 4096 }]
+admin: { address: "127.0.0.1:$ADMIN_PORT" }
+upstreams:
+  - name: app
+    endpoints: ["127.0.0.1:$UPSTREAM_PORT"]
+routes:
+  - name: proxied
+    match: { path_prefix: / }
+    proxy: { upstream: app }
+YAML
+valgrind --tool=callgrind --callgrind-out-file="$work/sluice.out" "$work/sluice" run --config "$work/sluice.yaml" \
+    --log-level warning >"$work/sluice.log" 2>&1 &
+sluice_pid=$!
+pids+=("$sluice_pid")
+
+for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$SLUICE_PORT"; do
+    for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.2; done
+    curl -fs "http://127.0.0.1:$port/item" >/dev/null || {
+        echo "port $port does not answer" >&2; cat "$work/sluice.log" "$work/nginx-valgrind.log" >&2; exit 1; }
+done
+
+load() {  # port requests: every request answered 2xx
+    h2load --h1 -c "$CONNECTIONS" -n "$2" "http://127.0.0.1:$1/item" >"$work/load.out" 2>&1
+    grep -q "status codes: $2 2xx" "$work/load.out" || { echo "not every request was answered 2xx:" >&2; cat "$work/load.out" >&2; exit 1; }
+}
+# Warm-up: pooled upstream connections, first allocations.
+load "$NGINX_PORT" 2000
+load "$SLUICE_PORT" 2000
+
+# Instructions per request of one proxy for one round: zero its counters, load, dump, read the
+# dump (callgrind numbers each process's dumps <out-file>.1, .2, …).
+declare -A dumps=([nginx]=0 [sluice]=0)
+measure() {  # name pid port -> sets last
+    callgrind_control -z "$2" >/dev/null 2>&1
+    load "$3" "$N"
+    dumps[$1]=$((dumps[$1] + 1))
+    callgrind_control -d "round${dumps[$1]}" "$2" >/dev/null 2>&1
+    local file="$work/$1.out.${dumps[$1]}"
+    for _ in $(seq 1 100); do [[ -s "$file" ]] && grep -q '^totals:' "$file" && break; sleep 0.1; done
+    last=$(python3 -c "print(round($(awk '/^summary:/ {print $2}' "$file") / $N))")
+}
+n=(); s=()
+for round in $(seq 1 "$ROUNDS"); do
+    # Alternate the order, so neither proxy always runs on a warmer machine.
+    if (( round % 2 )); then
+        measure nginx "$nginx_front_pid" "$NGINX_PORT"; n+=("$last")
+        measure sluice "$sluice_pid" "$SLUICE_PORT"; s+=("$last")
+    else
+        measure sluice "$sluice_pid" "$SLUICE_PORT"; s+=("$last")
+        measure nginx "$nginx_front_pid" "$NGINX_PORT"; n+=("$last")
+    fi
+done
+cat <<OUT
+date:                                 $(date -u +%Y-%m-%d)
+binary:                               ${SLUICE_STATIC_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources connectors || echo ' (with uncommitted changes)')}
+requests:                             $N x GET /item (1 KiB answer), HTTP/1.1 x$CONNECTIONS, $ROUNDS rounds, under callgrind
+(n) nginx, instructions/request:      ${n[*]}
+(s) Sluice, instructions/request:     ${s[*]}
+ratio (s)/(n):                        $(python3 -c "print(f'{${s[0]} / ${n[0]}:.2f}')")   (issue 18: CPU per request <= 2 x nginx's)
+profiles:                             $work/{nginx,sluice}.out.N (callgrind_annotate)
+OUT
