@@ -32,7 +32,7 @@ public final class Upstream: Service, Sendable {
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
     /// Request slots (circuit breaking): the requests in progress and those waiting for one.
-    private let slots: FIFOWaitQueue<RequestSlots>
+    private let slots: ConcurrencySlots
     private let now: @Sendable () -> ContinuousClock.Instant
     /// The upstream's request, retry and overflow series.
     let metrics: UpstreamMetrics
@@ -74,7 +74,7 @@ public final class Upstream: Service, Sendable {
         let scheme = self.scheme
         self.state = NIOLockedValueBox(
             State(endpoints: config.endpoints.map { Endpoint(address: $0, origin: "\(scheme)://\($0)") }))
-        self.slots = FIFOWaitQueue(RequestSlots(max: config.limits.maxRequests))
+        self.slots = ConcurrencySlots(max: config.limits.maxRequests)
 
         var client = HTTPClient.Configuration()
         client.redirectConfiguration = .disallow
@@ -238,40 +238,24 @@ public final class Upstream: Service, Sendable {
 
     // MARK: - Circuit breaking
 
-    /// Requests in progress, at most `max_requests`.
-    struct RequestSlots: FIFOCapacity {
-        let max: Int
-        var active = 0
-
-        mutating func take(_ amount: Void) -> Bool {
-            guard self.active < self.max else { return false }
-            self.active += 1
-            return true
-        }
-
-        mutating func give(_ amount: Void) {
-            self.active -= 1
-        }
-    }
-
     /// A request slot: at most `max_requests` in progress; past it a request waits up to
     /// `pending_timeout` among at most `max_pending` others. False: the upstream is saturated.
     func acquireSlot() async -> Bool {
         let limits = self.config.limits
-        let taken = await self.slots.take((), deadline: .now + limits.pendingTimeout, maxWaiting: limits.maxPending)
+        let taken = await self.slots.take(deadline: .now + limits.pendingTimeout, maxWaiting: limits.maxPending)
         if !taken { self.metrics.overflows.increment() }
         return taken
     }
 
     /// Gives a slot back (to the longest waiter, if any).
     func releaseSlot() {
-        self.slots.give(())
+        self.slots.give()
     }
 
     /// A retry is allowed while retries in progress stay within the budget: `budgetPercent` of
     /// the requests in progress, or `minConcurrency`, whichever is more.
     func acquireRetry(_ retries: RetryConfig) -> Bool {
-        let active = self.slots.withCapacity { $0.active }
+        let active = self.slots.active
         let allowed = self.state.withLockedValue { state in
             let budget = max(retries.minRetryConcurrency, active * retries.budgetPercent / 100)
             guard state.activeRetries < budget else { return false }
@@ -306,7 +290,7 @@ public final class Upstream: Service, Sendable {
                         ejections: $0.ejections)
             }
         }
-        return (endpoints, self.slots.withCapacity { $0.active }, self.slots.waiting)
+        return (endpoints, self.slots.active, self.slots.waiting)
     }
 
     public func run() async throws {
