@@ -55,6 +55,14 @@ import Testing
         #expect(HeaderFieldCheck.problem(name: "X(Bad)", value: "v") != nil)
         #expect(HeaderFieldCheck.problem(name: "", value: "v") != nil)
         #expect(HeaderFieldCheck.problem(name: ":path", value: "/") != nil)
+        #expect(HeaderFieldCheck.problem(name: "X-\u{e9}", value: "v") != nil)
+    }
+
+    /// The bit masks the header check reads agree with RFC 9110's tchar list for every byte value.
+    @Test func tokenByteMasksMatchTheDefinition() {
+        for byte in UInt8.min...UInt8.max {
+            #expect(HeaderFieldCheck.isTokenByte(byte) == HeaderFieldCheck.isTokenByteSlow(byte), "byte \(byte)")
+        }
     }
 }
 

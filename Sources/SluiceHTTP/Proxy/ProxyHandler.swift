@@ -403,7 +403,9 @@ public struct ProxyHandler: Sendable {
     /// header rewrite and path rewrite.
     func upstreamHead(for request: HTTPRequest, hasBody: Bool) -> UpstreamHead {
         var headers = Self.endToEnd(request.head.headers)
-        if !hasBody { headers.remove(name: "content-length") }
+        // (A lookup before each removal or replacement: HTTPHeaders' remove rebuilds its
+        // storage and costs several times a lookup, and the common request has nothing to remove.)
+        if !hasBody, headers.contains(name: "content-length") { headers.remove(name: "content-length") }
         // `TE: trailers` is hop-by-hop, but says the client takes trailers (gRPC needs it
         // upstream): passed on as the proxy's own, the only TE value HTTP/2 allows.
         if request.header("te") != nil, request.head.headers["te"].contains(where: Self.acceptsTrailers) {
@@ -416,8 +418,17 @@ public struct ProxyHandler: Sendable {
                 headers.add(name: "x-forwarded-for", value: ip)
             }
         }
-        headers.replaceOrAdd(name: "x-forwarded-proto", value: request.isTLS ? "https" : "http")
-        if let host = request.host { headers.replaceOrAdd(name: "host", value: host) }
+        let proto = request.isTLS ? "https" : "http"
+        if headers.contains(name: "x-forwarded-proto") {
+            headers.replaceOrAdd(name: "x-forwarded-proto", value: proto)
+        } else {
+            headers.add(name: "x-forwarded-proto", value: proto)
+        }
+        // The client's one Host header is already there, as it came; an absolute-form target's
+        // authority, or HTTP/2's :authority, replaces or supplies it.
+        if let host = request.host, request.targetAuthority != nil || request.header("host") == nil {
+            headers.replaceOrAdd(name: "host", value: host)
+        }
         self.config.requestHeaders.apply(to: &headers)
 
         var path = request.path
