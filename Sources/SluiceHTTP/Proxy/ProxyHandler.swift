@@ -780,29 +780,39 @@ public struct ProxyHandler: Sendable {
     /// proxy-connection, proxy-authenticate, proxy-authorization, te, trailer, transfer-encoding,
     /// upgrade) or `expect` (answered by Sluice itself), in any case, without lowercasing it.
     static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: return Self.asciiEqualsLowercase(name, "te")
-        case 6: return Self.asciiEqualsLowercase(name, "expect")
-        case 7: return Self.asciiEqualsLowercase(name, "trailer") || Self.asciiEqualsLowercase(name, "upgrade")
-        case 10: return Self.asciiEqualsLowercase(name, "connection") || Self.asciiEqualsLowercase(name, "keep-alive")
-        case 16: return Self.asciiEqualsLowercase(name, "proxy-connection")
-        case 17: return Self.asciiEqualsLowercase(name, "transfer-encoding")
-        case 18: return Self.asciiEqualsLowercase(name, "proxy-authenticate")
-        case 19: return Self.asciiEqualsLowercase(name, "proxy-authorization")
-        default: return false
+        // Over the contiguous UTF-8 (native strings, as NIO's parser makes them), not
+        // String.UTF8View's iterator (~220 instructions per header that way).
+        var name = name
+        return name.withUTF8 { name in
+            switch name.count {
+            case 2: return Self.asciiEqualsLowercase(name, "te")
+            case 6: return Self.asciiEqualsLowercase(name, "expect")
+            case 7: return Self.asciiEqualsLowercase(name, "trailer") || Self.asciiEqualsLowercase(name, "upgrade")
+            case 10: return Self.asciiEqualsLowercase(name, "connection") || Self.asciiEqualsLowercase(name, "keep-alive")
+            case 16: return Self.asciiEqualsLowercase(name, "proxy-connection")
+            case 17: return Self.asciiEqualsLowercase(name, "transfer-encoding")
+            case 18: return Self.asciiEqualsLowercase(name, "proxy-authenticate")
+            case 19: return Self.asciiEqualsLowercase(name, "proxy-authorization")
+            default: return false
+            }
         }
     }
 
     /// `name` equals `lowercase` (ASCII, already lowercase) ignoring ASCII case.
-    @inline(__always)
     static func asciiEqualsLowercase(_ name: String, _ lowercase: StaticString) -> Bool {
         guard name.utf8.count == lowercase.utf8CodeUnitCount else { return false }
-        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        var index = 0
-        for byte in name.utf8 {
+        var name = name
+        return name.withUTF8 { Self.asciiEqualsLowercase($0, lowercase) }
+    }
+
+    @inline(__always)
+    static func asciiEqualsLowercase(_ name: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        guard name.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        for index in 0..<name.count {
+            let byte = name[index]
             let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
             if folded != expected[index] { return false }
-            index += 1
         }
         return true
     }
