@@ -545,3 +545,11 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Every Swift target, tests included, runs nonisolated async functions on their caller's
+// executor (SE-0461): fewer task switches per request, each of which asks the runtime for the
+// task's preferred executor under a lock. One setting for all, so protocol requirements and
+// their conformances across modules agree.
+for target in package.targets where [.regular, .executable, .test].contains(target.type) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+}

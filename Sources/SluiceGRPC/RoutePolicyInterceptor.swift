@@ -17,10 +17,10 @@ struct RoutePolicyInterceptor: ServerInterceptor {
     /// Told about every ingest call when it ends (metrics, access log).
     let observer: (any ExchangeObserver)?
 
-    func intercept<Input: Sendable, Output: Sendable>(
+    @concurrent func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+        next: @concurrent @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let method = context.descriptor.method
         guard context.descriptor.service.fullyQualifiedService == IngestService.serviceName else {

@@ -184,7 +184,7 @@ struct V3ReportStream: AsyncSequence, Sendable {
         let producer: Task<Void, Never>
 
         mutating func next() async throws -> ByteBuffer? {
-            guard let batch = await self.batches.next() else { return nil }
+            guard let batch = await self.batches.next(isolation: #isolation) else { return nil }
             let out = await batch.reports(clusterID: self.clusterID, topic: self.topic)
             self.room.release(batch.records.count)
             return ByteBuffer(bytes: out)

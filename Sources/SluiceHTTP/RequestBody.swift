@@ -66,7 +66,7 @@ public struct RequestBody {
         case .channel(var iterator):
             self.source = nil
             defer { self.source = .channel(iterator) }
-            switch try await iterator.next() {
+            switch try await iterator.next(isolation: #isolation) {
             case .body(let buffer):
                 self.bytesRead += buffer.readableBytes
                 self.fingerprint?.add(body: buffer)

@@ -168,8 +168,8 @@ struct HTTP1UpstreamBody: AsyncSequence, Sendable {
             case .whole(let bytes):
                 self.base = .whole(nil)
                 return bytes
-            case .streamed(let iterator):
-                return try await iterator.next()
+            case .streamed(var iterator):
+                return try await iterator.next(isolation: #isolation)
             }
         }
     }

@@ -954,7 +954,7 @@ struct ProxiedBody: AsyncSequence, Sendable {
             switch self.base {
             case .client(var iterator):
                 defer { self.base = .client(iterator) }
-                return try await iterator.next()
+                return try await iterator.next(isolation: #isolation)
             case .loop(var iterator):
                 defer { self.base = .loop(iterator) }
                 return try await iterator.next()
