@@ -238,10 +238,11 @@ public final class KafkaSink: TunableSink {
         }
     }
 
-    /// Hands `events[range]` (slots from `firstIndex`) to librdkafka under `hold`, synchronously
-    /// and borrowing each event (no copy): what an async loop would copy per event across its
-    /// potential suspension points. An event librdkafka refuses alone (too large, bad topic) is
-    /// settled failed here and the rest go on. Returns the index it stopped at.
+    /// Hands `events[range]` (slots from `firstIndex`) to librdkafka under `hold`, synchronously:
+    /// the async loop this replaced copied each event twice across its potential suspension
+    /// points (one copy remains, made for the call into the producer client). An event librdkafka
+    /// refuses alone (too large, bad topic) is settled failed here and the rest go on. Returns the
+    /// index it stopped at.
     private func produce(
         _ events: [Event], _ range: Range<Int>, firstIndex: Int, client: KafkaProducerClient,
         destination: KafkaProducerClient.Destination, hold: DeliveryLedger.SharedHold
