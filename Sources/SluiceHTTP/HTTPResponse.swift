@@ -213,15 +213,11 @@ public struct JSONWriter: Sendable {
     /// An integer field whose key is a literal of plain ASCII needing no escape (`"partition"`):
     /// the key's bytes are copied as they are, not escaped one by one.
     public mutating func field<I: BinaryInteger>(literal name: StaticString, _ value: I) {
-        self.separator()
-        self.bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { key in
-            assert(key.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
-            self.bytes.append(contentsOf: key)
+        // ,"name":value
+        self.appendASCII(capacity: name.utf8CodeUnitCount + 20 + 4, separated: true) { out in
+            out.putKey(name)
+            out.put(Int64(value))
         }
-        self.bytes.append(UInt8(ascii: "\""))
-        self.bytes.append(UInt8(ascii: ":"))
-        self.integer(Int64(value))
         self.needsComma = true
     }
 
@@ -229,11 +225,8 @@ public struct JSONWriter: Sendable {
     /// escape, written with one append: the commonest per-event answer (`{"partition":P,"offset":O}`),
     /// where appending each piece on its own cost more than the rest of the answer.
     public mutating func integerPairObject(_ first: StaticString, _ a: Int64, _ second: StaticString, _ b: Int64) {
-        // ,{"first":a,"second":b} with each integer at most 20 bytes ("-" and 19 digits).
-        let capacity = first.utf8CodeUnitCount + second.utf8CodeUnitCount + 2 * 20 + 10
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch in
-            var out = ASCIIScratch(base: scratch.baseAddress!)
-            if self.needsComma { out.put(UInt8(ascii: ",")) }
+        // ,{"first":a,"second":b}
+        self.appendASCII(capacity: first.utf8CodeUnitCount + second.utf8CodeUnitCount + 2 * 20 + 10, separated: true) { out in
             out.put(UInt8(ascii: "{"))
             out.putKey(first)
             out.put(a)
@@ -241,23 +234,24 @@ public struct JSONWriter: Sendable {
             out.putKey(second)
             out.put(b)
             out.put(UInt8(ascii: "}"))
-            self.bytes.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress, count: out.count))
         }
         self.needsComma = true
     }
 
     /// Writes an integer's decimal digits without going through String.
     private mutating func integer(_ value: Int64) {
-        if value < 0 { self.bytes.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = 20
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        self.appendASCII(capacity: 20, separated: false) { $0.put(value) }
+    }
+
+    /// Renders at most `capacity` bytes of ASCII with `write` (an integer is at most 20: "-" and
+    /// 19 digits), after the separator if `separated`, and appends them at once.
+    private mutating func appendASCII(capacity: Int, separated: Bool, _ write: (inout ASCIIScratch) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity + 1) { scratch in
+            var out = ASCIIScratch(base: scratch.baseAddress!)
+            if separated, self.needsComma { out.put(UInt8(ascii: ",")) }
+            write(&out)
+            assert(out.count <= capacity + 1)
+            self.bytes.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress, count: out.count))
         }
     }
 
@@ -321,7 +315,7 @@ public struct JSONWriter: Sendable {
     }
 }
 
-/// Writes ASCII into memory its caller sized (see `JSONWriter.integerPairObject`).
+/// Writes ASCII into memory its caller sized (see `JSONWriter.appendASCII`).
 private struct ASCIIScratch {
     let base: UnsafeMutablePointer<UInt8>
     private(set) var count = 0
