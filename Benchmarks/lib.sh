@@ -51,13 +51,13 @@ run_ndjson_load() {  # path
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 
-# start_nginx NAME HTTP_BLOCK: nginx in the foreground (one worker, no access log) in $work/NAME
-# with that http{} content; adds its PID to pids and sets nginx_pid. Needs $nginx_bin and $work.
-start_nginx() {
+# write_nginx_conf NAME HTTP_BLOCK [MAIN]: $work/NAME/nginx.conf, nginx in the foreground with no
+# access log, that http{} content and MAIN as its process directives (default: one worker).
+write_nginx_conf() {
     local dir="$work/$1"
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
+${3:-worker_processes 1;}
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -72,9 +72,43 @@ http {
     $2
 }
 CONF
-    "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" &
+}
+
+# start_nginx NAME HTTP_BLOCK: nginx (write_nginx_conf) in $work/NAME; adds its PID to pids and
+# sets nginx_pid. Needs $nginx_bin and $work.
+start_nginx() {
+    write_nginx_conf "$1" "$2"
+    "$nginx_bin" -p "$work/$1" -c "$work/$1/nginx.conf" &
     pids+=($!)
     nginx_pid=$!
+}
+
+# The proxy benchmarks' setup, shared so each compares the same thing: the upstream's answer (GET
+# /item, 1 KiB, keep-alive), nginx's proxy_pass to it (upstream keepalive 64), and Sluice's proxy
+# route to it. nginx_upstream_block PORT; nginx_front_block LISTEN_PORT UPSTREAM_PORT;
+# write_sluice_proxy_config FILE LISTEN_PORT ADMIN_PORT UPSTREAM_PORT.
+nginx_upstream_block() {
+    local body
+    body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+    echo "server { listen 127.0.0.1:$1; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
+}
+nginx_front_block() {
+    echo "upstream app { server 127.0.0.1:$2; keepalive 64; keepalive_requests 1000000; }
+    server { listen 127.0.0.1:$1; keepalive_requests 1000000;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+}
+write_sluice_proxy_config() {
+    cat >"$1" <<YAML
+listeners: [{ name: bench, address: "127.0.0.1:$2", max_connections: 4096 }]
+admin: { address: "127.0.0.1:$3" }
+upstreams:
+  - name: app
+    endpoints: ["127.0.0.1:$4"]
+routes:
+  - name: proxied
+    match: { path_prefix: / }
+    proxy: { upstream: app }
+YAML
 }
 
 # The processes a script started, stopped (SIGTERM, then waited for) by stop_started: scripts

@@ -39,45 +39,15 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 trap stop_started EXIT
 
-body=$(head -c 1024 /dev/zero | tr '\0' 'x')
-start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
-
-# (n): the same proxy_pass setup as proxy.sh, but one process, so callgrind sees the worker.
-mkdir -p "$work/front"
-cat >"$work/front/nginx.conf" <<CONF
-master_process off;
-daemon off;
-pid $work/front/nginx.pid;
-error_log $work/front/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/front/body;
-    proxy_temp_path $work/front/proxy;
-    fastcgi_temp_path $work/front/fastcgi;
-    uwsgi_temp_path $work/front/uwsgi;
-    scgi_temp_path $work/front/scgi;
-    upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; keepalive_requests 1000000; }
-    server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
+start_nginx upstream "$(nginx_upstream_block "$UPSTREAM_PORT")"
+# (n): proxy.sh's front, but one process, so callgrind sees the worker.
+write_nginx_conf front "$(nginx_front_block "$NGINX_PORT" "$UPSTREAM_PORT")" "master_process off;"
 valgrind --tool=callgrind --callgrind-out-file="$work/nginx.out" "$nginx_bin" -p "$work/front" -c "$work/front/nginx.conf" \
     >"$work/nginx-valgrind.log" 2>&1 &
 nginx_front_pid=$!
 pids+=("$nginx_front_pid")
 
-cat >"$work/sluice.yaml" <<YAML
-listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT", max_connections: 4096 }]
-admin: { address: "127.0.0.1:$ADMIN_PORT" }
-upstreams:
-  - name: app
-    endpoints: ["127.0.0.1:$UPSTREAM_PORT"]
-routes:
-  - name: proxied
-    match: { path_prefix: / }
-    proxy: { upstream: app }
-YAML
+write_sluice_proxy_config "$work/sluice.yaml" "$SLUICE_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT"
 valgrind --tool=callgrind --callgrind-out-file="$work/sluice.out" "$work/sluice" run --config "$work/sluice.yaml" \
     --log-level warning >"$work/sluice.log" 2>&1 &
 sluice_pid=$!

@@ -41,12 +41,9 @@ find_envoy
 
 trap stop_started EXIT
 
-body=$(head -c 1024 /dev/zero | tr '\0' 'x')
-start_nginx upstream "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
+start_nginx upstream "$(nginx_upstream_block "$UPSTREAM_PORT")"
 upstream_pid=$nginx_pid
-start_nginx front "upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; keepalive_requests 1000000; }
-    server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+start_nginx front "$(nginx_front_block "$NGINX_PORT" "$UPSTREAM_PORT")"
 front_pid=$nginx_pid
 
 cat >"$work/envoy.yaml" <<YAML
@@ -81,17 +78,7 @@ YAML
 envoy_pid=$!
 pids+=("$envoy_pid")
 
-cat >"$work/sluice.yaml" <<YAML
-listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT", max_connections: 4096 }]
-admin: { address: "127.0.0.1:$ADMIN_PORT" }
-upstreams:
-  - name: app
-    endpoints: ["127.0.0.1:$UPSTREAM_PORT"]
-routes:
-  - name: proxied
-    match: { path_prefix: / }
-    proxy: { upstream: app }
-YAML
+write_sluice_proxy_config "$work/sluice.yaml" "$SLUICE_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT"
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 pids+=("$sluice_pid")
 for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do
