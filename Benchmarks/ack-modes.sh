@@ -29,15 +29,10 @@ rm -rf "$work/spool"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 
 write_ndjson_request "$EVENTS_PER_REQUEST"
 python3 -c 'import sys; sys.stdout.write("{\"id\":1,\"user\":\"u1\",\"pad\":\"" + "x" * 170 + "\"}")' >"$work/single.json"
@@ -73,11 +68,7 @@ run() {  # mode requests body content-type events_per_request
     cpu_before=$(cpu_of_pid "$sluice_pid")
     h2load --h1 -c "$CONNECTIONS" -n "$requests" -d "$body" -H "content-type: $type" --log-file="$work/requests.log" \
         "http://127.0.0.1:$SLUICE_PORT/$mode/bench-$mode" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $requests 2xx" "$work/load.out"; then
-        echo "$mode: not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$requests" "$work/load.out" "$mode"
     local rps
     rps=$(awk '/finished in/ {print $4}' "$work/load.out")
     local drain="-"

@@ -48,13 +48,8 @@ loadgen="$(swift build -c release --static-swift-stdlib --show-bin-path)/sluice-
 # without it (the symbol table stays, so callgrind_annotate still names functions).
 objcopy --strip-debug "$SLUICE_BIN" "$work/sluice"
 
-sluice_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 
 python3 - "$N" "$work" <<'PY'
 import sys
@@ -109,7 +104,7 @@ h2load_ok() {  # requests body content-type topic [h2]
     local proto=(--h1 -c 4)
     [[ "${5:-}" == h2 ]] && proto=(-c 2 -m 4)
     h2load "${proto[@]}" -n "$1" -d "$2" -H "content-type: $3" "http://127.0.0.1:$SLUICE_PORT/v1/events/$4" >"$work/load.out" 2>&1
-    grep -q "status codes: $1 2xx" "$work/load.out" || { echo "not every request was answered 2xx:" >&2; cat "$work/load.out" >&2; exit 1; }
+    expect_all_2xx "$1"
 }
 # Warm-up: connections to the broker, metadata, first allocations of every path.
 h2load_ok 20 "$work/request.ndjson" application/x-ndjson bench-warm

@@ -48,15 +48,10 @@ fi
 LOADGEN_BIN="${LOADGEN_BIN:-.build/release/sluice-loadgen}"
 [[ -x "$LOADGEN_BIN" ]] || { echo "no gRPC load generator at $LOADGEN_BIN (swift build -c release --product sluice-loadgen)" >&2; exit 1; }
 
-sluice_pid=""
 mqb_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    [[ -n "$mqb_pid" ]] && kill -TERM "$mqb_pid" 2>/dev/null && wait "$mqb_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+stop_mq_bridge() { [[ -n "$mqb_pid" ]] && kill -TERM "$mqb_pid" 2>/dev/null && wait "$mqb_pid" 2>/dev/null || true; mqb_pid=""; }
+trap 'stop_mq_bridge; stop_started' EXIT
+start_kafka_broker
 
 # N events of exactly 200 bytes each (one JSON object per line).
 python3 - "$N" "$EVENTS_PER_REQUEST" "$work" <<'PY'
@@ -120,11 +115,7 @@ run_load() {  # requests body content-type topic [h2]
     local proto=(--h1 -c "$CONNECTIONS")
     [[ "${5:-}" == h2 ]] && proto=(-c "$H2_CONNECTIONS" -m "$H2_STREAMS")
     h2load "${proto[@]}" -n "$1" -d "$2" -H "content-type: $3" "http://127.0.0.1:$SLUICE_PORT/v1/events/$4" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $1 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$1"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 
@@ -156,8 +147,8 @@ mqb_pid=$!
 for _ in $(seq 1 100); do grep -q ready "$work/mq-bridge.log" && break; sleep 0.1; done
 h2load --h1 -c "$CONNECTIONS" -n "$SINGLE_REQUESTS" -d "$work/single.json" -H "content-type: application/json" \
     "http://127.0.0.1:$MQB_PORT/events" >"$work/load-mqb.out" 2>&1
-kill -TERM "$mqb_pid"; wait "$mqb_pid" 2>/dev/null || true; mqb_pid=""
-grep -q "status codes: $SINGLE_REQUESTS 2xx" "$work/load-mqb.out" || { echo "mq-bridge did not answer every request 2xx:" >&2; cat "$work/load-mqb.out" >&2; exit 1; }
+stop_mq_bridge
+expect_all_2xx "$SINGLE_REQUESTS" "$work/load-mqb.out" mq-bridge
 mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
 
 # (d) gRPC PublishStream.
@@ -168,7 +159,7 @@ grpc_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
 grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
 
 # (e) Metrics on and off, alternating, each on a fresh Sluice.
-kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
+stop_sluice
 on_rates=(0); off_rates=(1); on_us=(0); off_us=(0)
 ((METRICS_ROUNDS > 0)) && on_rates=() && off_rates=() && on_us=() && off_us=()
 for round in $(seq 1 "$METRICS_ROUNDS"); do
@@ -187,7 +178,7 @@ for round in $(seq 1 "$METRICS_ROUNDS"); do
         else
             off_rates+=("$rps_e"); off_us+=("$us_e")
         fi
-        kill -TERM "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; sluice_pid=""
+        stop_sluice
     done
 done
 best() { printf '%s\n' "$@" | sort -g | tail -1; }

@@ -27,19 +27,13 @@ work=".testbed/bench-kinesis"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
-endpoint_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    [[ -n "$endpoint_pid" ]] && kill -TERM "$endpoint_pid" 2>/dev/null && wait "$endpoint_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-secret --shards 4 --no-store >"$work/endpoint.log" 2>&1 &
 endpoint_pid=$!
+pids+=("$endpoint_pid")
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" >/dev/null && break; sleep 0.1; done
 
 write_ndjson_request "$EVENTS_PER_REQUEST"

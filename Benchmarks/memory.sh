@@ -22,19 +22,17 @@ work=".testbed/bench-memory"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
 throttle_pid=""
 cleanup() {
     [[ -n "$throttle_pid" ]] && kill "$throttle_pid" 2>/dev/null || true
     [[ -f ".testbed/kafka-$KAFKA_PORT/pid" ]] && kill -CONT -- "-$(cat ".testbed/kafka-$KAFKA_PORT/pid")" 2>/dev/null || true
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
+    stop_started
     rm -f "$work/upload.ndjson"
 }
 trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+start_kafka_broker
 broker_group=$(cat ".testbed/kafka-$KAFKA_PORT/pid")
 
 python3 - "$SIZE_MIB" "$EVENT_BYTES" "$work/upload.ndjson" <<'PY'

@@ -24,15 +24,10 @@ work=".testbed/bench-policy"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 
 # An RS256 key pair: the public half as a JWKS for Sluice, a token signed with the private half.
 token=$(python3 - "$work" <<'PY'
@@ -80,11 +75,7 @@ start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
 run() {  # path -> requests/s (every request must be answered 2xx)
     h2load --h1 -c "$CONNECTIONS" -n "$REQUESTS" -d "$work/event.json" -H "content-type: application/json" \
         -H "authorization: Bearer $token" "http://127.0.0.1:$SLUICE_PORT/$1" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $REQUESTS 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$REQUESTS"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 run open >/dev/null  # warm-up: connections, topic metadata

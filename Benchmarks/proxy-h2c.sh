@@ -28,7 +28,7 @@ work="$(pwd)/.testbed/bench-proxy-h2c"
 mkdir -p "$work"
 
 scripts/setup.sh
-[[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
+build_sluice
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 find_envoy
 
@@ -88,7 +88,6 @@ routes:
     proxy: { upstream: app }
 YAML
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
-pids+=("$sluice_pid")
 for port in "$UPSTREAM_PORT" "$ENVOY_PORT" "$SLUICE_PORT"; do
     for _ in $(seq 1 100); do curl -fs --http2-prior-knowledge "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.1; done
     curl -fs --http2-prior-knowledge "http://127.0.0.1:$port/item" >/dev/null \
@@ -97,11 +96,7 @@ done
 
 run() {  # port -> requests/s (every request must be answered 2xx)
     h2load -c "$CONNECTIONS" -m "$STREAMS" -n "$REQUESTS" "http://127.0.0.1:$1/item" >"$work/load.out" 2>&1
-    if ! grep -q "status codes: $REQUESTS 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$REQUESTS"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 measure() {  # name pid port: sets <name>_rps and <name>_cpu (us/request) for this round

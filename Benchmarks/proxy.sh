@@ -35,7 +35,7 @@ work="$(pwd)/.testbed/bench-proxy"
 mkdir -p "$work"
 
 scripts/setup.sh
-[[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
+build_sluice
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 find_envoy
 
@@ -80,22 +80,14 @@ pids+=("$envoy_pid")
 
 write_sluice_proxy_config "$work/sluice.yaml" "$SLUICE_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT"
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
-pids+=("$sluice_pid")
 for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.1; done
     curl -fs "http://127.0.0.1:$port/item" >/dev/null || { echo "port $port does not answer" >&2; cat "$work/envoy.log" >&2; exit 1; }
 done
 
-check_all_2xx() {  # expected-count
-    if ! grep -q "status codes: $1 2xx" "$work/load.out"; then
-        echo "not every request was answered 2xx:" >&2
-        cat "$work/load.out" >&2
-        exit 1
-    fi
-}
 run() {  # port -> requests/s (every request must be answered 2xx)
     h2load --h1 -c "$CONNECTIONS" -n "$REQUESTS" "http://127.0.0.1:$1/item" >"$work/load.out" 2>&1
-    check_all_2xx "$REQUESTS"
+    expect_all_2xx "$REQUESTS"
     awk '/finished in/ {print $4}' "$work/load.out"
 }
 # nginx's worker is the child of its master: its CPU is what proxying costs.
@@ -121,7 +113,7 @@ paced() {  # name port: per-request log in $work/latency-<name>.log
     local count=$((rate * LATENCY_SECONDS))
     h2load --h1 -c "$CONNECTIONS" -n "$count" --rps "$per_connection" --log-file "$work/latency-$1.log" \
         "http://127.0.0.1:$2/item" >"$work/load.out" 2>&1
-    check_all_2xx "$count"
+    expect_all_2xx "$count"
 }
 paced d "$UPSTREAM_PORT"; paced n "$NGINX_PORT"; paced e "$ENVOY_PORT"; paced s "$SLUICE_PORT"
 

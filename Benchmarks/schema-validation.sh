@@ -25,15 +25,10 @@ work=".testbed/bench-schema"
 mkdir -p "$work"
 
 scripts/setup.sh
-[[ "$SLUICE_BIN" != .build/release/sluice ]] || swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 
 cat >"$work/order.json" <<'JSON'
 {
@@ -104,11 +99,7 @@ run() {
     before=$(cpu_of_pid "$sluice_pid")
     h2load --h1 -c "$CONNECTIONS" -n "$requests" -d "$work/orders.ndjson" -H "content-type: application/x-ndjson" \
         "http://127.0.0.1:$SLUICE_PORT$2" >"$work/load-$1.out" 2>&1
-    if ! grep -q "status codes: $requests 2xx" "$work/load-$1.out"; then
-        echo "$1: not every request was answered 2xx:" >&2
-        cat "$work/load-$1.out" >&2
-        exit 1
-    fi
+    expect_all_2xx "$requests" "$work/load-$1.out" "$1"
     local rps
     rps=$(awk '/finished in/ {print $4}' "$work/load-$1.out")
     echo "$(python3 -c "print(round($rps * $PER))") $(per_event_us "$before" "$(cpu_of_pid "$sluice_pid")" "$N")"

@@ -23,16 +23,11 @@ rm -rf "$work"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-cleanup() {
-    stop_started
-    KAFKA_PORT="$KAFKA_PORT" scripts/kafka-broker.sh stop >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-KAFKA_PORT="$KAFKA_PORT" scripts/kafka-broker.sh start >/dev/null
+trap stop_started EXIT
+start_kafka_broker
 
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 start_nginx nginx "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000; location /item { return 200 '$body'; } }"
@@ -55,7 +50,6 @@ routes:
     proxy: { upstream: app }
 YAML
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
-pids+=("$sluice_pid")
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$UPSTREAM_PORT/item" >/dev/null && break; sleep 0.1; done
 write_ndjson_request 10
 

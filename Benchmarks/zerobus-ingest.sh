@@ -31,9 +31,8 @@ work=".testbed/bench-zerobus"
 mkdir -p "$work"
 
 scripts/setup.sh
-swift build -c release --product sluice >/dev/null
+build_sluice
 
-sluice_pid=""
 server_pid=""
 start_server() {
     python3 connectors/zerobus/testserver/zerobus_test_server.py --grpc-port "$ZEROBUS_PORT" --http-port "$ZEROBUS_HTTP_PORT" \
@@ -46,13 +45,8 @@ start_server() {
     done
 }
 stop_server() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; server_pid=""; }
-cleanup() {
-    [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    stop_server
-    scripts/kafka-broker.sh stop >/dev/null
-}
-trap cleanup EXIT
-scripts/kafka-broker.sh start >/dev/null
+trap 'stop_server; stop_started' EXIT
+start_kafka_broker
 
 write_ndjson_request "$EVENTS_PER_REQUEST"
 
