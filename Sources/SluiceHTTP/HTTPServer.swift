@@ -174,8 +174,8 @@ public final class HTTPServer: Service, Listening, Sendable {
     }
 
     enum Connection: Sendable {
-        case http1(NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, TLSState)
-        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>, TLSState)
+        case http1(RequestParts, TLSState)
+        case http2(NIOHTTP2Handler.AsyncStreamMultiplexer<RequestParts>, TLSState)
     }
 
     /// What a connection's TLS tells its requests.
@@ -287,7 +287,9 @@ public final class HTTPServer: Service, Listening, Sendable {
             // A client that half-closes after its request still gets the answer.
             if !tls.isTLS { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
-            return .http1(try NIOAsyncChannel(wrappingChannelSynchronously: channel), tls)
+            let parts = RequestParts(channel: channel)
+            try sync.addHandler(parts.makeHandler())
+            return .http1(parts, tls)
         case .http2:
             try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout)))
             var configuration = NIOHTTP2Handler.Configuration()
@@ -299,7 +301,9 @@ public final class HTTPServer: Service, Listening, Sendable {
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                     try stream.pipeline.syncOperations.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: stream)
+                    let parts = RequestParts(channel: stream)
+                    try stream.pipeline.syncOperations.addHandler(parts.makeHandler())
+                    return parts
                 }
             }
             try sync.addHandler(HTTP2IdleCloseHandler())
@@ -317,8 +321,8 @@ public final class HTTPServer: Service, Listening, Sendable {
                         group.addTask(executorPreference: EventLoopTaskExecutor(connection.eventLoop)) {
                             guard let connection = try? await connection.get() else { return }
                             switch connection {
-                            case .http1(let channel, let tls):
-                                await self.serveHTTP1(channel, tls: tls)
+                            case .http1(let parts, let tls):
+                                await self.serveHTTP1(parts, tls: tls)
                             case .http2(let multiplexer, let tls):
                                 await self.serveHTTP2(multiplexer, tls: tls)
                             }
@@ -331,63 +335,61 @@ public final class HTTPServer: Service, Listening, Sendable {
         }
     }
 
-    private func serveHTTP1(_ channel: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, tls: TLSState) async {
+    private func serveHTTP1(_ parts: RequestParts, tls: TLSState) async {
+        let channel = parts.channel
+        // Whatever ends the loop (a last request, an error, the client gone), the connection closes.
+        defer { channel.close(promise: nil) }
         do {
-            try await channel.executeThenClose { inbound, _ in
-                var iterator = inbound.makeAsyncIterator()
-                while let part = try await iterator.next() {
-                    guard case .head(let head) = part else { continue }
-                    let started = ExchangeStart(observed: self.observer != nil)
-                    var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, channel.channel))
-                    var request = HTTPRequest(
-                        head: head, isHTTP2: false, remoteIP: channel.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
-                    request.eventLoop = channel.channel.eventLoop
-                    let span = Self.startSpan(request)
-                    var response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
-                    if let tunnel = response.tunnel {
-                        // 101 from the upstream: the connection becomes its tunnel until either side closes.
-                        self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: 0)
-                        do {
-                            try await Self.switchProtocols(response, to: channel.channel, tunnel: tunnel)
-                        } catch {
-                            tunnel.abandon()
-                            throw error
-                        }
-                        try? await channel.channel.closeFuture.get()
-                        return
+            while let part = try await parts.next() {
+                guard case .head(let head) = part else { continue }
+                let started = ExchangeStart(observed: self.observer != nil)
+                var body = RequestBody(parts: parts, sendContinue: Self.continueSender(head, channel))
+                var request = HTTPRequest(
+                    head: head, isHTTP2: false, remoteIP: channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
+                request.eventLoop = channel.eventLoop
+                let span = Self.startSpan(request)
+                var response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
+                if let tunnel = response.tunnel {
+                    // 101 from the upstream: the connection becomes its tunnel until either side closes.
+                    self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: 0)
+                    do {
+                        try await Self.switchProtocols(response, to: channel, tunnel: tunnel)
+                    } catch {
+                        tunnel.abandon()
+                        throw error
                     }
-                    // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
-                    let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
-                    if let handback = response.requestBodyHandback {
-                        // Full duplex: the body is still flowing upstream while the answer goes
-                        // out; the connection is kept if the body then ends (or drains) cleanly.
-                        var keepAlive = head.isKeepAlive && !closeDelimited
-                        if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
-                        var written = WrittenBytes()
-                        var failure: (any Error)?
-                        do {
-                            try await Self.write(response, version: head.version, to: channel.channel, written: &written)
-                        } catch {
-                            failure = error
-                        }
-                        body = await handback.take()
-                        self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
-                        if let failure { throw failure }
-                        if keepAlive, !body.isComplete { keepAlive = await body.drain(limit: 64 * 1024) }
-                        if let next = body.iterator { iterator = next }
-                        if !keepAlive { return }
-                        continue
-                    }
-                    // Keep the connection only if the whole request body has been read.
-                    let complete = response.readsRequestBody ? false : body.isComplete ? true : await body.drain(limit: 64 * 1024)
-                    if let next = body.iterator { iterator = next }
-                    let keepAlive = head.isKeepAlive && complete && !closeDelimited
+                    try? await channel.closeFuture.get()
+                    return
+                }
+                // HTTP/1.0 has no chunked coding: a streamed answer is delimited by closing.
+                let closeDelimited = response.stream != nil && head.version.major == 1 && head.version.minor == 0
+                if let handback = response.requestBodyHandback {
+                    // Full duplex: the body is still flowing upstream while the answer goes
+                    // out; the connection is kept if the body then ends (or drains) cleanly.
+                    var keepAlive = head.isKeepAlive && !closeDelimited
                     if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
                     var written = WrittenBytes()
-                    defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
-                    try await Self.write(response, version: head.version, to: channel.channel, written: &written)
+                    var failure: (any Error)?
+                    do {
+                        try await Self.write(response, version: head.version, to: channel, written: &written)
+                    } catch {
+                        failure = error
+                    }
+                    body = await handback.take()
+                    self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count)
+                    if let failure { throw failure }
+                    if keepAlive, !body.isComplete { keepAlive = await body.drain(limit: 64 * 1024) }
                     if !keepAlive { return }
+                    continue
                 }
+                // Keep the connection only if the whole request body has been read.
+                let complete = response.readsRequestBody ? false : body.isComplete ? true : await body.drain(limit: 64 * 1024)
+                let keepAlive = head.isKeepAlive && complete && !closeDelimited
+                if !keepAlive { response.headers.replaceOrAdd(name: "connection", value: "close") }
+                var written = WrittenBytes()
+                defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+                try await Self.write(response, version: head.version, to: channel, written: &written)
+                if !keepAlive { return }
             }
         } catch {
             self.logger.debug("connection ended", metadata: ["error": "\(error)"])
@@ -395,7 +397,7 @@ public final class HTTPServer: Service, Listening, Sendable {
     }
 
     private func serveHTTP2(
-        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>>,
+        _ multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<RequestParts>,
         tls: TLSState
     ) async {
         do {
@@ -411,21 +413,21 @@ public final class HTTPServer: Service, Listening, Sendable {
         }
     }
 
-    private func serveHTTP2Stream(_ stream: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, tls: TLSState) async {
+    private func serveHTTP2Stream(_ parts: RequestParts, tls: TLSState) async {
+        let stream = parts.channel
+        // The answer has gone out whole (or failed): the stream is done either way.
+        defer { stream.close(promise: nil) }
         do {
-            try await stream.executeThenClose { inbound, _ in
-                var iterator = inbound.makeAsyncIterator()
-                guard let part = try await iterator.next(), case .head(let head) = part else { return }
-                let started = ExchangeStart(observed: self.observer != nil)
-                var body = RequestBody(iterator: iterator, sendContinue: Self.continueSender(head, stream.channel))
-                let request = HTTPRequest(
-                    head: head, isHTTP2: true, remoteIP: stream.channel.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
-                let span = Self.startSpan(request)
-                let response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
-                var written = WrittenBytes()
-                defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
-                try await Self.write(response, version: head.version, to: stream.channel, written: &written)
-            }
+            guard let part = try await parts.next(), case .head(let head) = part else { return }
+            let started = ExchangeStart(observed: self.observer != nil)
+            var body = RequestBody(parts: parts, sendContinue: Self.continueSender(head, stream))
+            let request = HTTPRequest(
+                head: head, isHTTP2: true, remoteIP: stream.remoteAddress?.ipAddress, isTLS: tls.isTLS, tlsClient: tls.client)
+            let span = Self.startSpan(request)
+            let response = await RequestTracing.withCurrent(span) { await self.responder.respond(to: request, body: &body) }
+            var written = WrittenBytes()
+            defer { self.finish(request, response, span: span, started: started, bytesIn: body.bytesRead, bytesOut: written.count) }
+            try await Self.write(response, version: head.version, to: stream, written: &written)
         } catch {
             self.logger.debug("http/2 stream ended", metadata: ["error": "\(error)"])
         }

@@ -21,15 +21,12 @@ public struct RequestBody {
     var fingerprint: RequestFingerprint?
 
     enum Source {
-        case channel(NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator)
+        case channel(RequestParts)
         case chunks(ArraySlice<ByteBuffer>)
     }
 
-    init(
-        iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        sendContinue: (@Sendable () async throws -> Void)? = nil
-    ) {
-        self.source = .channel(iterator)
+    init(parts: RequestParts, sendContinue: (@Sendable () async throws -> Void)? = nil) {
+        self.source = .channel(parts)
         self.sendContinue = sendContinue
     }
 
@@ -63,10 +60,8 @@ public struct RequestBody {
             self.bytesRead += buffer.readableBytes
             self.fingerprint?.add(body: buffer)
             return buffer
-        case .channel(var iterator):
-            self.source = nil
-            defer { self.source = .channel(iterator) }
-            switch try await iterator.next(isolation: #isolation) {
+        case .channel(let parts):
+            switch try await parts.next() {
             case .body(let buffer):
                 self.bytesRead += buffer.readableBytes
                 self.fingerprint?.add(body: buffer)
@@ -97,11 +92,6 @@ public struct RequestBody {
             }
         }
         return self.isComplete
-    }
-
-    var iterator: NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator? {
-        if case .channel(let iterator) = self.source { return iterator }
-        return nil
     }
 }
 
