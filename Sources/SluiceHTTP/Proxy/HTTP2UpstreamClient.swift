@@ -235,7 +235,9 @@ final class HTTP2UpstreamConnection: Sendable {
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
                 try sync.addHandler(
                     HTTP2ExchangeTimeouts(answerDeadline: answerDeadline, streamDeadline: streamDeadline, idleTimeout: settings.readTimeout))
-                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: stream)
+                let parts = InboundParts<HTTPClientResponsePart>(channel: stream)
+                try sync.addHandler(parts.makeHandler())
+                return parts
             }
         }
         let exchange = HTTP2UpstreamExchange(stream)
@@ -243,7 +245,7 @@ final class HTTP2UpstreamConnection: Sendable {
         // END_STREAM (the codec merges a head and an end written before a flush), as every
         // HTTP/2 client sends a bodiless request — a separate empty DATA frame after an answer
         // has been sent made nginx stall the connection's other streams.
-        stream.channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        exchange.channel.write(HTTPClientRequestPart.head(head), promise: nil)
         return exchange
     }
 }
@@ -450,16 +452,15 @@ enum HTTP2UpstreamError: Error, Equatable {
 final class HTTP2UpstreamExchange: @unchecked Sendable {
     let channel: any Channel
     /// Read by one task at a time: `answer()`, then the body's iterator.
-    private var inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
+    private let inbound: InboundParts<HTTPClientResponsePart>
     /// The answer's trailers, once its body has ended.
     let trailers = ResponseTrailers()
 
-    init(_ stream: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>) {
-        self.channel = stream.channel
-        self.inbound = stream.inbound.makeAsyncIterator()
-        // Requests are written straight to the channel (each write's promise is HTTP/2 flow
-        // control's backpressure); the async writer is unused (and, unfinished, would trap).
-        stream.outbound.finish()
+    /// Requests are written straight to the channel (each write's promise is HTTP/2 flow
+    /// control's backpressure); the answer is read from `parts`.
+    init(_ parts: InboundParts<HTTPClientResponsePart>) {
+        self.channel = parts.channel
+        self.inbound = parts
     }
 
     deinit {
