@@ -288,7 +288,7 @@ public final class HTTPServer: Service, Listening, Sendable {
             if !tls.isTLS { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
             let parts = RequestParts(channel: channel)
-            try sync.addHandler(parts.makeHandler())
+            try sync.addHandler(RequestPartsReader(parts))
             return .http1(parts, tls)
         case .http2:
             try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout)))
@@ -302,7 +302,7 @@ public final class HTTPServer: Service, Listening, Sendable {
                     try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                     try stream.pipeline.syncOperations.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
                     let parts = RequestParts(channel: stream)
-                    try stream.pipeline.syncOperations.addHandler(parts.makeHandler())
+                    try stream.pipeline.syncOperations.addHandler(RequestPartsReader(parts))
                     return parts
                 }
             }

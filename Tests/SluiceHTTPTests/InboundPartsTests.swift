@@ -32,7 +32,7 @@ import Testing
         let counter = ReadCounter()
         let parts = RequestParts(channel: channel, highWatermark: high, lowWatermark: low)
         try channel.pipeline.syncOperations.addHandler(counter)
-        try channel.pipeline.syncOperations.addHandler(parts.makeHandler())
+        try channel.pipeline.syncOperations.addHandler(RequestPartsReader(parts))
         return (channel, parts, counter)
     }
 

@@ -236,7 +236,7 @@ final class HTTP2UpstreamConnection: Sendable {
                 try sync.addHandler(
                     HTTP2ExchangeTimeouts(answerDeadline: answerDeadline, streamDeadline: streamDeadline, idleTimeout: settings.readTimeout))
                 let parts = InboundParts<HTTPClientResponsePart>(channel: stream)
-                try sync.addHandler(parts.makeHandler())
+                try sync.addHandler(AnswerPartsReader(parts))
                 return parts
             }
         }
