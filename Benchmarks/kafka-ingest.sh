@@ -49,8 +49,7 @@ LOADGEN_BIN="${LOADGEN_BIN:-.build/release/sluice-loadgen}"
 [[ -x "$LOADGEN_BIN" ]] || { echo "no gRPC load generator at $LOADGEN_BIN (swift build -c release --product sluice-loadgen)" >&2; exit 1; }
 
 mqb_pid=""
-stop_mq_bridge() { [[ -n "$mqb_pid" ]] && kill -TERM "$mqb_pid" 2>/dev/null && wait "$mqb_pid" 2>/dev/null || true; mqb_pid=""; }
-trap 'stop_mq_bridge; stop_started' EXIT
+trap 'stop_pid_in mqb_pid; stop_started' EXIT
 start_kafka_broker
 
 # N events of exactly 200 bytes each (one JSON object per line).
@@ -147,7 +146,7 @@ mqb_pid=$!
 for _ in $(seq 1 100); do grep -q ready "$work/mq-bridge.log" && break; sleep 0.1; done
 h2load --h1 -c "$CONNECTIONS" -n "$SINGLE_REQUESTS" -d "$work/single.json" -H "content-type: application/json" \
     "http://127.0.0.1:$MQB_PORT/events" >"$work/load-mqb.out" 2>&1
-stop_mq_bridge
+stop_pid_in mqb_pid
 expect_all_2xx "$SINGLE_REQUESTS" "$work/load-mqb.out" mq-bridge
 mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
 

@@ -22,11 +22,15 @@ start_sluice() {  # config log admin_port
     return 1
 }
 
-# Stops the sluice start_sluice started, if one runs (SIGTERM, then waits for it).
-stop_sluice() {
-    [[ -n "${sluice_pid:-}" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null || true
-    sluice_pid=""
+# Stops the process whose PID the variable VAR holds, if any (SIGTERM, then waits for it), and
+# empties VAR.
+stop_pid_in() {  # var
+    local pid="${!1:-}"
+    [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    printf -v "$1" '%s' ""
 }
+# Stops the sluice start_sluice started, if one runs.
+stop_sluice() { stop_pid_in sluice_pid; }
 
 # The test broker on $KAFKA_PORT (scripts/kafka-broker.sh); stop_started stops it again.
 kafka_started_on=""

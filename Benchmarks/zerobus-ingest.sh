@@ -44,8 +44,7 @@ start_server() {
         sleep 0.1
     done
 }
-stop_server() { [[ -n "$server_pid" ]] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; server_pid=""; }
-trap 'stop_server; stop_started' EXIT
+trap 'stop_pid_in server_pid; stop_started' EXIT
 start_kafka_broker
 
 write_ndjson_request "$EVENTS_PER_REQUEST"
@@ -60,7 +59,7 @@ sdk=$(.testbed/zerobus-sdk/bin/python scripts/testing/zerobus_sdk_bench.py "$ZER
 e1=$(cpu_of_pid "$server_pid")
 read -r sdk_seconds sdk_cpu <<<"$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['seconds'], d['cpu_seconds'])" "$sdk")"
 [[ "$(committed)" -ge "$N" ]] || { echo "the SDK run left $(committed) of $N records committed" >&2; exit 1; }
-stop_server
+stop_pid_in server_pid
 
 # (z) and (f) through Sluice, with a fresh server.
 start_server
