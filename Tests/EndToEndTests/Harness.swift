@@ -153,28 +153,47 @@ func uniqueTopic(_ name: String) -> String {
 
 /// A running `sluice run` process with its own ports and working directory.
 final class SluiceProcess: @unchecked Sendable {
-    let process = Process()
-    let port: Int
-    let adminPort: Int
+    private(set) var process = Process()
+    private(set) var port: Int
+    private(set) var adminPort: Int
     /// A free port for the gRPC listener, for configs that use `{GRPC_PORT}`.
-    let grpcPort: Int
+    private(set) var grpcPort: Int
     let workDirectory: URL
     let logURL: URL
 
     /// Starts sluice with `config` (a YAML template: `{PORT}`, `{ADMIN_PORT}`, `{KAFKA}` are filled in),
     /// or with the embedded default config when `config` is nil.
     /// `launcher`: a program and its arguments that run sluice (e.g. prlimit with a lower descriptor limit).
+    ///
+    /// The ports were free a moment ago, not reserved: when a process outside this run took one
+    /// first (Sluice exits with "Address already in use"), it starts again on fresh ports.
     init(
         config: String?, arguments: [String] = [], environment: [String: String] = [:], launcher: [String] = [], waitUntilReady: Bool = true
     ) async throws {
         self.workDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.workDirectory, withIntermediateDirectories: true)
         self.logURL = self.workDirectory.appendingPathComponent("sluice.log")
+        (self.port, self.adminPort, self.grpcPort) = config == nil ? (8080, 9901, try freePort()) : (try freePort(), try freePort(), try freePort())
+        for attempt in 1...3 {
+            if attempt > 1 {
+                self.process = Process()
+                (self.port, self.adminPort, self.grpcPort) = (try freePort(), try freePort(), try freePort())
+            }
+            try self.spawn(config: config, arguments: arguments, environment: environment, launcher: launcher)
+            guard waitUntilReady else { return }
+            do {
+                try await self.waitUntilReady()
+                return
+            } catch {
+                let portTaken = !self.process.isRunning && self.log.contains("Address already in use")
+                guard config != nil, portTaken, attempt < 3 else { throw error }
+            }
+        }
+    }
+
+    private func spawn(config: String?, arguments: [String], environment: [String: String], launcher: [String]) throws {
         var args = ["run"]
-        self.grpcPort = try freePort()
         if let config {
-            self.port = try freePort()
-            self.adminPort = try freePort()
             let text = config
                 .replacingOccurrences(of: "{PORT}", with: String(self.port))
                 .replacingOccurrences(of: "{ADMIN_PORT}", with: String(self.adminPort))
@@ -183,9 +202,6 @@ final class SluiceProcess: @unchecked Sendable {
             let path = self.workDirectory.appendingPathComponent("sluice.yaml")
             try text.write(to: path, atomically: true, encoding: .utf8)
             args += ["--config", path.path]
-        } else {
-            self.port = 8080
-            self.adminPort = 9901
         }
         if launcher.isEmpty {
             self.process.executableURL = URL(fileURLWithPath: try sluiceBinary())
@@ -201,7 +217,6 @@ final class SluiceProcess: @unchecked Sendable {
         self.process.standardOutput = log
         self.process.standardError = log
         try spawnSerially { try self.process.run() }
-        if waitUntilReady { try await self.waitUntilReady() }
     }
 
     var baseURL: String { "http://127.0.0.1:\(self.port)" }
@@ -556,10 +571,15 @@ final class Counter: @unchecked Sendable {
 }
 
 /// A server the test starts for itself (moto, MiniStack, the Kinesis fault server): its own
-/// process, bound to 127.0.0.1, ready once its port accepts connections; stopped by PID
-/// (SIGTERM, then SIGKILL) when the test lets go of it.
+/// process, bound to 127.0.0.1, ready once its port is listening on a socket that the process (or
+/// a child of it) holds; stopped by PID (SIGTERM, then SIGKILL) when the test lets go of it.
+///
+/// A port from `freePort()` was free a moment ago, not reserved: a process outside this test run
+/// (a fleet script, another suite's own helper) can take it before the peer binds it. A peer
+/// that then fails to bind, or a port answered by someone else, starts the peer again on fresh
+/// ports (not for a `fixedPort`) instead of sending the test's requests to a stranger.
 final class PeerProcess: @unchecked Sendable {
-    let process = Process()
+    let process: Process
     let port: Int
     /// A second port, for servers with two listeners (`{PORT2}`).
     let port2: Int
@@ -568,51 +588,147 @@ final class PeerProcess: @unchecked Sendable {
     var endpoint: String { "http://127.0.0.1:\(self.port)" }
 
     /// `command` and `environment` values have `{PORT}` and `{PORT2}` replaced by fresh ports.
-    /// Ready once `{PORT}` accepts connections.
+    /// Ready once `{PORT}` is listening on a socket the started process holds.
     init(_ name: String, _ command: [String], environment: [String: String] = [:], fixedPort: Int? = nil) async throws {
         self.name = name
-        self.port = try fixedPort ?? freePort()
-        self.port2 = try freePort()
         self.log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-\(name)-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: self.log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: self.log)
-        let fill = { (text: String) in
-            text.replacingOccurrences(of: "{PORT2}", with: String(self.port2)).replacingOccurrences(of: "{PORT}", with: String(self.port))
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try fixedPort ?? freePort()
+            let port2 = try freePort()
+            let process = try Self.spawn(command, environment: environment, port: port, port2: port2, log: self.log)
+            switch await Self.waitForListener(process, port: port) {
+            case .ready:
+                self.process = process
+                self.port = port
+                self.port2 = port2
+                return
+            case let outcome:
+                Self.stop(process)
+                let text = Self.tail(of: self.log)
+                if attempt < 3 && fixedPort == nil && outcome != .timedOut { continue }
+                throw HarnessError("\(name) did not start (\(outcome), attempt \(attempt), port \(port)): \(text)")
+            }
         }
-        let arguments = command.map(fill)
-        // A child spawned from a test worker thread inherits its blocked signals: unblock them
-        // before exec so SIGTERM stops the server.
-        self.process.executableURL = URL(fileURLWithPath: try which("python3"))
-        self.process.arguments = [
-            "-c",
-            "import os, shutil, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])",
-        ] + arguments
-        let filled = environment.mapValues(fill)
-        self.process.environment = ProcessInfo.processInfo.environment.merging(filled) { $1 }
-        self.process.standardOutput = handle
-        self.process.standardError = handle
-        try spawnSerially { try self.process.run() }
-        for _ in 0..<300 {
-            if (try? RawConnection(port: self.port)) != nil { return }
-            guard self.process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        self.stop()
-        throw HarnessError("\(name) did not start: \(self.logText)")
     }
 
-    var logText: String { (try? String(contentsOf: self.log, encoding: .utf8)).map { String($0.suffix(3000)) } ?? "" }
+    private enum StartOutcome: Equatable { case ready, exited, portTakenByAnotherProcess, timedOut }
 
-    func stop() {
-        guard self.process.isRunning else { return }
-        kill(self.process.processIdentifier, SIGTERM)
-        for _ in 0..<50 where self.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
-        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
-        self.process.waitUntilExit()
+    private static func spawn(_ command: [String], environment: [String: String], port: Int, port2: Int, log: URL) throws -> Process {
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        let fill = { (text: String) in
+            text.replacingOccurrences(of: "{PORT2}", with: String(port2)).replacingOccurrences(of: "{PORT}", with: String(port))
+        }
+        let process = Process()
+        // A child spawned from a test worker thread inherits its blocked signals: unblock them
+        // before exec so SIGTERM stops the server.
+        process.executableURL = URL(fileURLWithPath: try which("python3"))
+        process.arguments = [
+            "-c",
+            "import os, shutil, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execvp(sys.argv[1], sys.argv[1:])",
+        ] + command.map(fill)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment.mapValues(fill)) { $1 }
+        process.standardOutput = handle
+        process.standardError = handle
+        try spawnSerially { try process.run() }
+        return process
+    }
+
+    private static func waitForListener(_ process: Process, port: Int) async -> StartOutcome {
+        for _ in 0..<300 {
+            let listeners = listeningSocketInodes(port: port)
+            if !listeners.isEmpty {
+                return socketInodes(ofProcessTree: process.processIdentifier).isDisjoint(with: listeners) ? .portTakenByAnotherProcess : .ready
+            }
+            guard process.isRunning else { return .exited }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return .timedOut
+    }
+
+    var logText: String { Self.tail(of: self.log) }
+
+    private static func tail(of log: URL) -> String {
+        (try? String(contentsOf: log, encoding: .utf8)).map { String($0.suffix(3000)) } ?? ""
+    }
+
+    func stop() { Self.stop(self.process) }
+
+    private static func stop(_ process: Process) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        for _ in 0..<50 where process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     deinit {
         self.stop()
         try? FileManager.default.removeItem(at: self.log)
+    }
+}
+
+/// The inodes of the sockets listening on TCP `port` (IPv4 or IPv6), from /proc/net/tcp{,6}.
+func listeningSocketInodes(port: Int) -> Set<String> {
+    let wanted = String(format: "%04X", port)
+    var inodes: Set<String> = []
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        guard let text = readWholeProcFile(table) else { continue }
+        for line in text.split(separator: "\n").dropFirst() {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count > 9, fields[3] == "0A", fields[1].hasSuffix(":" + wanted) else { continue }
+            inodes.insert(String(fields[9]))
+        }
+    }
+    return inodes
+}
+
+/// The inodes of the sockets that `pid` and its descendants hold open.
+func socketInodes(ofProcessTree pid: Int32) -> Set<String> {
+    var tree: Set<Int32> = [pid]
+    var parents: [(pid: Int32, parent: Int32)] = []
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let child = Int32(entry), let stat = readWholeProcFile("/proc/\(entry)/stat"),
+              let close = stat.lastIndex(of: ")") else { continue }
+        // After "pid (comm)": state, then the parent's pid.
+        let rest = stat[stat.index(after: close)...].split(separator: " ")
+        if rest.count > 1, let parent = Int32(rest[1]) { parents.append((child, parent)) }
+    }
+    var grew = true
+    while grew {
+        grew = false
+        for (child, parent) in parents where tree.contains(parent) && !tree.contains(child) {
+            tree.insert(child)
+            grew = true
+        }
+    }
+    var inodes: Set<String> = []
+    for member in tree {
+        let directory = "/proc/\(member)/fd"
+        for fd in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(fd)"),
+                  target.hasPrefix("socket:[") else { continue }
+            inodes.insert(String(target.dropFirst("socket:[".count).dropLast()))
+        }
+    }
+    return inodes
+}
+
+/// A /proc file read to its end: such files report size 0 and hand out a page or so per read(),
+/// so a reader that stops at the first short read (Foundation's does) sees only its first lines.
+func readWholeProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+        bytes += chunk[0..<count]
     }
 }
