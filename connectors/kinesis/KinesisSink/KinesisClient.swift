@@ -170,10 +170,10 @@ struct KinesisClient: Sendable {
         }
         return .records(
             records.map { record in
-                if let code = record["ErrorCode"] {
-                    return .failure(KinesisError(code: code, message: record["ErrorMessage"] ?? ""))
+                if let code = record.errorCode {
+                    return .failure(KinesisError(code: code, message: record.errorMessage ?? ""))
                 }
-                guard let shard = record["ShardId"], let sequence = record["SequenceNumber"] else {
+                guard let shard = record.shardID, let sequence = record.sequenceNumber else {
                     return .failure(KinesisError(code: "InvalidResponse", message: "a record result has neither ShardId nor ErrorCode"))
                 }
                 return .success(DeliveryReceipt(shardID: shard, sequenceNumber: sequence))
