@@ -4,6 +4,16 @@ public enum JSONString {
     /// characters are escaped, everything else is copied as is.
     @inlinable
     public static func append<C: Collection>(_ bytes: C, to out: inout [UInt8]) where C.Element == UInt8 {
+        // Contiguous bytes (a native String's UTF-8, an array): scanned and copied through a
+        // pointer. Through the collection's own indices a String cost ~13 instructions a byte.
+        let plain = bytes.withContiguousStorageIfAvailable { buffer -> Bool in
+            guard !Self.needsEscaping(buffer) else { return false }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: buffer)
+            out.append(UInt8(ascii: "\""))
+            return true
+        }
+        if plain == true { return }
         out.append(UInt8(ascii: "\""))
         if !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
             out.append(contentsOf: bytes)
@@ -22,6 +32,31 @@ public enum JSONString {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// Whether any byte is a quote, a backslash or a control character: eight bytes at a time.
+    @inlinable
+    static func needsEscaping(_ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = buffer.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        while i + 8 <= buffer.count {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            // A byte below 0x20, or equal to either: its high bit set in the result (bytes of
+            // 0x80 and above excluded by `~word`).
+            let special = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (word &- ones &* 0x20)) & ~word & highs
+            if special != 0 { return true }
+            i += 8
+        }
+        while i < buffer.count {
+            let byte = base[i]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C { return true }
+            i += 1
+        }
+        return false
     }
 
     @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

@@ -168,7 +168,9 @@ public final class KinesisSink: TunableSink {
                 return .failure(
                     DeliveryFailure(.invalidPartitionKey, "a Kinesis partition key must be UTF-8 text"))
             }
-            guard text.count <= KinesisSinkConfig.maxPartitionKeyLength else {
+            // (Characters are counted only when the bytes could be too many: counting them is
+            // grapheme breaking, per event.)
+            guard key.readableBytes <= KinesisSinkConfig.maxPartitionKeyLength || text.count <= KinesisSinkConfig.maxPartitionKeyLength else {
                 return .failure(
                     DeliveryFailure(.invalidPartitionKey, "a Kinesis partition key has 1 to 256 characters; this one has \(text.count)"))
             }
@@ -177,8 +179,23 @@ public final class KinesisSink: TunableSink {
         switch self.config.partitionKey {
         case .fixed(let key): return .success(key)
         case .random, .template:  // a template is rendered by the route; nothing left to render here
-            let (a, b) = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
-            return .success(String(a, radix: 16) + String(b, radix: 16))
+            return .success(Self.randomPartitionKey())
+        }
+    }
+
+    /// 32 random hex digits (128 bits: spread evenly over the shards' hash ranges), written in
+    /// one string allocation.
+    static func randomPartitionKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let halves = (generator.next() as UInt64, generator.next() as UInt64)
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            for k in 0..<16 {
+                let shift = UInt64(60 - 4 * k)
+                buffer[k] = digits.utf8Start[Int(halves.0 >> shift & 0xF)]
+                buffer[16 + k] = digits.utf8Start[Int(halves.1 >> shift & 0xF)]
+            }
+            return 32
         }
     }
 

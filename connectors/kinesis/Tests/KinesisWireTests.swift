@@ -31,11 +31,24 @@ struct KinesisWireTests {
         #expect(object["StreamARN"] as? String == arn && object["StreamName"] == nil)
     }
 
-    @Test(arguments: 0..<7) func base64MatchesFoundation(_ length: Int) {
+    @Test(arguments: [0, 1, 2, 3, 4, 5, 6, 768, 769, 770]) func base64MatchesFoundation(_ length: Int) {
+        // (768 and more: every byte value, so every character of the alphabet, at each position.)
         let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 * 37 + 11) }
         var out: [UInt8] = []
         bytes.withUnsafeBytes { Base64.append($0, to: &out) }
         #expect(String(decoding: out, as: UTF8.self) == Data(bytes).base64EncodedString())
+        // Appended after what the array holds, which stays as it was.
+        var after = Array(#"{"Data":""#.utf8)
+        bytes.withUnsafeBytes { Base64.append($0, to: &after) }
+        #expect(String(decoding: after, as: UTF8.self) == #"{"Data":""# + Data(bytes).base64EncodedString())
+    }
+
+    @Test func randomPartitionKeysAre32HexDigitsAndDiffer() {
+        let keys = (0..<100).map { _ in KinesisSink.randomPartitionKey() }
+        #expect(keys.allSatisfy { $0.utf8.count == 32 && $0.utf8.allSatisfy { byte in (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) } })
+        #expect(Set(keys).count == 100)
+        // Every digit turns up somewhere (none is stuck, e.g. by a wrong shift).
+        #expect(Set(keys.joined().utf8).count == 16)
     }
 
     @Test func partialFailuresKeepTheirPositions() throws {
@@ -67,8 +80,8 @@ struct KinesisWireTests {
                 """#)
         let records = try #require(PutRecordsResponseReader.records(body))
         #expect(records.count == 2)
-        #expect(records[0]["SequenceNumber"] == "495" && records[0]["ShardId"] == "shardId-1")
-        #expect(records[1]["ErrorMessage"] == "say \"hi\" é")
+        #expect(records[0] == .init(shardID: "shardId-1", sequenceNumber: "495"))
+        #expect(records[1] == .init(errorCode: "InternalFailure", errorMessage: "say \"hi\" é"))
         for garbage in ["", "[]", #"{"Records": [{"a": }]}"#, #"{"Records": [{"a": "b"}"#, #"{"FailedRecordCount": 0}"#, #"{"Records": "x"}"#,
             // Not JSON, though a lax skipper would pass over it: bad literals and numbers,
             // raw control characters, invalid UTF-8, trailing bytes.
@@ -83,7 +96,7 @@ struct KinesisWireTests {
         #expect(PutRecordsResponseReader.records(invalidUTF8) == nil, "invalid UTF-8 in a string")
         // Found by fuzzing against Foundation: a name given twice takes its last value, even when
         // that is not a string.
-        #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [{"ShardId": "s", "ShardId": {}}]}"#)) == [[:]])
+        #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [{"ShardId": "s", "ShardId": {}}]}"#)) == [.init()])
         #expect(PutRecordsResponseReader.records(ByteBuffer(string: #"{"Records": [], "n": -0.5e+10, "t": true, "f": false, "z": null}"#)) == [])
     }
 

@@ -1,0 +1,31 @@
+import Foundation
+import SluiceCore
+import Testing
+
+@Suite struct JSONStringTests {
+    static let samples = ["", "plain", "shardId-000000000001", "say \"hi\"", "back\\slash", "line\nbreak\ttab\r", "\u{01}\u{1F}", "é ünïcode ✓", String(repeating: "x", count: 300),
+        // A special byte in a later 8-byte word, and in the tail after the last whole word.
+        "0123456789abcdef\"quoted", "0123456789abcdef01234\\", "0123456789abcdef\u{7F}\u{1F}", "ünïcødé bytes above 0x7F then \u{1E}"]
+
+    /// Contiguous UTF-8 (a String's, an array's) and a collection without contiguous storage take
+    /// different paths: both must write what JSONSerialization reads back as the same string.
+    @Test(arguments: samples) func writesWhatAJSONParserReadsBack(_ text: String) throws {
+        for written in [Self.written(text.utf8), Self.written(Array(text.utf8)), Self.written(text.utf8.lazy.map { $0 })] {
+            #expect(written.first == UInt8(ascii: "{"))
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(written)) as? [String: String])
+            #expect(object["k"] == text)
+        }
+    }
+
+    @Test func plainTextIsCopiedAsItIs() {
+        #expect(String(decoding: Self.written("shardId-1".utf8), as: UTF8.self) == #"{"k":"shardId-1"}"#)
+        #expect(String(decoding: Self.written(#"a"b"#.utf8), as: UTF8.self) == #"{"k":"a\"b"}"#)
+    }
+
+    static func written(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        var out = Array(#"{"k":"#.utf8)
+        JSONString.append(bytes, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
