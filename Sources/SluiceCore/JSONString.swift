@@ -59,6 +59,25 @@ public enum JSONString {
         return false
     }
 
+    /// How many bytes from `start`, in whole 8-byte words, are plain ASCII inside a JSON string
+    /// (no quote, backslash, control character or byte above 0x7F): a reader skips them at once
+    /// and looks at the rest byte by byte.
+    @inlinable
+    public static func plainASCIIWords(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var i = start
+        while i + 8 <= end {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let special = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (word &- ones &* 0x20)) & ~word & highs
+            if special | (word & highs) != 0 { break }
+            i += 8
+        }
+        return i - start
+    }
+
     @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// The byte a one-character escape stands for (`\n` -> 0x0A; `\"`, `\\`, `\/` themselves);

@@ -22,6 +22,22 @@ import Testing
         #expect(String(decoding: Self.written(#"a"b"#.utf8), as: UTF8.self) == #"{"k":"a\"b"}"#)
     }
 
+    /// Every special byte (and one above 0x7F) at every place of a 24-byte run: the plain words
+    /// counted are exactly those before the word that holds it.
+    @Test func plainASCIIWordsStopAtTheWordHoldingASpecialByte() {
+        for special: UInt8 in [0x00, 0x09, 0x1F, 0x22, 0x5C, 0x80, 0xFF] {
+            for place in 0..<24 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "7"), count: 24)
+                bytes[place] = special
+                let counted = bytes.withUnsafeBufferPointer { JSONString.plainASCIIWords($0.baseAddress!, from: 0, to: 24) }
+                #expect(counted == place / 8 * 8, "byte \(special) at \(place)")
+            }
+        }
+        // Near-misses are plain: 0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F.
+        let plain: [UInt8] = [0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F, 0x41, 0x30, 0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F, 0x41, 0x30, 0x31]
+        #expect(plain.withUnsafeBufferPointer { JSONString.plainASCIIWords($0.baseAddress!, from: 1, to: plain.count) } == 16)
+    }
+
     static func written(_ bytes: some Collection<UInt8>) -> [UInt8] {
         var out = Array(#"{"k":"#.utf8)
         JSONString.append(bytes, to: &out)

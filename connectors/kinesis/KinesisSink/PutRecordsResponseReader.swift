@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SluiceCore
 
 /// Reads the `Records` of a PutRecords answer: an array of flat objects whose values are strings
 /// (numbers, booleans and nulls are skipped). Foundation's JSONSerialization cost more than the
@@ -169,12 +170,13 @@ enum PutRecordsResponseReader {
         /// neither an escape nor a byte above 0x7F.
         mutating func rawString() -> (raw: UnsafeRawBufferPointer, plain: Bool, ascii: Bool)? {
             guard expect(UInt8(ascii: "\"")) else { return nil }
-            // A local index and the buffer's own pointer: stepping `self.i` through the struct
-            // cost ~20 instructions a byte (56-digit sequence numbers, one per record).
+            // Whole words of plain ASCII at once, then a local index and the buffer's own
+            // pointer: stepping `self.i` through the struct byte by byte cost ~20 instructions
+            // a byte (56-digit sequence numbers, one per record).
             let start = i
             let count = bytes.count
             guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
-            var j = start
+            var j = start + JSONString.plainASCIIWords(base, from: start, to: count)
             var plain = true
             var high: UInt8 = 0
             while j < count {
