@@ -11,11 +11,18 @@
 #   (b') the same over HTTP/2
 #   (c) one event per request, ack: sink
 #   (d) gRPC PublishStream, 100 events per message
+#   (k) as (b), into a Kinesis sink (the project's SigV4-checking PutRecords server, --no-store)
+#   (z) as (b), into a Zerobus sink (the project's Zerobus test server, --no-store)
+#
+# (k) and (z) are set against (b), the same requests into Kafka: issue 17 wants a Kinesis or
+# Zerobus event to cost at most 1.5x a Kafka event. Their servers are Python processes outside
+# the count.
 #
 # Sluice's counts cover every thread of the process (event loops, the Swift pool, librdkafka's
 # threads: compression, delivery reports) from a reset of the counters just before a scenario's
 # load to a dump just after it. Each scenario runs ROUNDS times; the script prints each.
-# Usage: Benchmarks/instructions.sh   (env: N, ROUNDS, SINGLE_REQUESTS, KAFKA_PORT; SLUICE_STATIC_BIN:
+# Usage: Benchmarks/instructions.sh   (env: N, ROUNDS, SINGLE_REQUESTS, KAFKA_PORT, KINESIS_PORT,
+# ZEROBUS_PORT, ZEROBUS_HTTP_PORT; SLUICE_STATIC_BIN:
 # a static-stdlib build to measure instead of this tree's, e.g. an earlier commit's for before/after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +35,9 @@ export KAFKA_PORT="${KAFKA_PORT:-19093}"
 SLUICE_PORT="${SLUICE_PORT:-18480}"
 ADMIN_PORT="${ADMIN_PORT:-18481}"
 GRPC_PORT="${GRPC_PORT:-18482}"
+KINESIS_PORT="${KINESIS_PORT:-18483}"
+ZEROBUS_PORT="${ZEROBUS_PORT:-18484}"
+ZEROBUS_HTTP_PORT="${ZEROBUS_HTTP_PORT:-18485}"
 BROKER="127.0.0.1:$KAFKA_PORT"
 work=".testbed/bench-instructions"
 mkdir -p "$work"
@@ -79,6 +89,20 @@ kcat_small=$(kcat_run events)
 kcat_large=$(kcat_run events3)
 kcat=$(per_event "$kcat_small" "$kcat_large" $((2 * N)))
 
+# The Kinesis and Zerobus peers (not counted; stopped with the broker by stop_started).
+python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-secret --shards 4 --no-store \
+    >"$work/kinesis.log" 2>&1 &
+pids+=("$!")
+python3 connectors/zerobus/testserver/zerobus_test_server.py --grpc-port "$ZEROBUS_PORT" --http-port "$ZEROBUS_HTTP_PORT" \
+    --client-id bench --client-secret bench-secret --no-store >"$work/zerobus.log" 2>&1 &
+pids+=("$!")
+for port in "$KINESIS_PORT" "$ZEROBUS_PORT" "$ZEROBUS_HTTP_PORT"; do
+    for _ in $(seq 1 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$port" 2>/dev/null && break
+        sleep 0.1
+    done
+done
+
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
 admin: { address: "127.0.0.1:$ADMIN_PORT" }
@@ -86,30 +110,52 @@ grpc: { address: "127.0.0.1:$GRPC_PORT" }
 sinks:
   - name: events
     kafka: { bootstrap_servers: ["$BROKER"] }
+  - name: kinesis
+    kinesis:
+      region: us-east-1
+      endpoint: "http://127.0.0.1:$KINESIS_PORT"
+      stream: bench
+      credentials: { access_key_id: AKIDBENCH, secret_access_key_env: BENCH_KINESIS_SECRET }
+  - name: zerobus
+    zerobus:
+      endpoint: "http://127.0.0.1:$ZEROBUS_PORT"
+      workspace_url: "http://127.0.0.1:$ZEROBUS_HTTP_PORT"
+      client_id: bench
+      client_secret: { env: BENCH_ZEROBUS_SECRET }
+      table: main.bench.events
 routes:
   - name: ingest
     match: { path: "/v1/events/{topic}", methods: [POST] }
     ingest: { sink: events, topic: "{topic}", ack: sink }
+  - name: kinesis
+    match: { path: /kinesis, methods: [POST] }
+    ingest: { sink: kinesis, ack: sink }
+  - name: zerobus
+    match: { path: /zerobus, methods: [POST] }
+    ingest: { sink: zerobus, ack: sink }
   - name: grpc
     match: { grpc_service: sluice.v1.Ingest }
     ingest: { sink: events, topic: "{topic}" }
 YAML
-valgrind --tool=callgrind --callgrind-out-file="$work/sluice.out" "$work/sluice" run \
+BENCH_KINESIS_SECRET=bench-secret BENCH_ZEROBUS_SECRET=bench-secret \
+    valgrind --tool=callgrind --callgrind-out-file="$work/sluice.out" "$work/sluice" run \
     --config "$work/sluice.yaml" --log-level warning >"$work/sluice.log" 2>&1 &
 sluice_pid=$!
 for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null && break; sleep 0.2; done
 curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null || { echo "sluice not ready under valgrind:" >&2; cat "$work/sluice.log" >&2; exit 1; }
 
-h2load_ok() {  # requests body content-type topic [h2]
+h2load_ok() {  # requests body content-type path [h2]
     local proto=(--h1 -c 4)
     [[ "${5:-}" == h2 ]] && proto=(-c 2 -m 4)
-    h2load "${proto[@]}" -n "$1" -d "$2" -H "content-type: $3" "http://127.0.0.1:$SLUICE_PORT/v1/events/$4" >"$work/load.out" 2>&1
+    h2load "${proto[@]}" -n "$1" -d "$2" -H "content-type: $3" "http://127.0.0.1:$SLUICE_PORT$4" >"$work/load.out" 2>&1
     expect_all_2xx "$1"
 }
 # Warm-up: connections to the broker, metadata, first allocations of every path.
-h2load_ok 20 "$work/request.ndjson" application/x-ndjson bench-warm
-h2load_ok 20 "$work/request.ndjson" application/x-ndjson bench-warm h2
-h2load_ok 20 "$work/single.json" application/json bench-warm
+h2load_ok 20 "$work/request.ndjson" application/x-ndjson /v1/events/bench-warm
+h2load_ok 20 "$work/request.ndjson" application/x-ndjson /v1/events/bench-warm h2
+h2load_ok 20 "$work/single.json" application/json /v1/events/bench-warm
+h2load_ok 20 "$work/request.ndjson" application/x-ndjson /kinesis
+h2load_ok 20 "$work/request.ndjson" application/x-ndjson /zerobus
 "$loadgen" "$GRPC_PORT" bench-warm 2000 100 2 1 >/dev/null
 
 dumps=0
@@ -130,14 +176,17 @@ grpc_ok() {
     out=$("$loadgen" "$GRPC_PORT" bench-grpc "$N" 100 4 1)
     [[ "$out" == *durable=true* ]] || { echo "gRPC run not fully durable: $out" >&2; exit 1; }
 }
-b=(); b2=(); c=(); d=()
+b=(); b2=(); c=(); d=(); k=(); z=()
 for _ in $(seq 1 "$ROUNDS"); do
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson bench-ndjson; b+=("$last")
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson bench-ndjson-h2 h2; b2+=("$last")
-    measure "$SINGLE_REQUESTS" h2load_ok "$SINGLE_REQUESTS" "$work/single.json" application/json bench-single; c+=("$last")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson; b+=("$last")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson-h2 h2; b2+=("$last")
+    measure "$SINGLE_REQUESTS" h2load_ok "$SINGLE_REQUESTS" "$work/single.json" application/json /v1/events/bench-single; c+=("$last")
     measure "$N" grpc_ok; d+=("$last")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /kinesis; k+=("$last")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /zerobus; z+=("$last")
 done
 ratio() { python3 -c "print(f'{$1 / $kcat:.2f}')"; }
+of_kafka() { python3 -c "print(f'{$1 / ${b[0]}:.2f}')"; }
 cat <<OUT
 date:                               $(date -u +%Y-%m-%d)
 binary:                             ${SLUICE_STATIC_BIN:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources connectors || echo ' (with uncommitted changes)')}
@@ -147,5 +196,7 @@ events:                             $N x 200 B per scenario (c: $SINGLE_REQUESTS
 (b') h2 NDJSON x100, instructions/event:  ${b2[*]}   (x kcat: $(ratio "${b2[0]}"))
 (c) 1 event/request, instructions/event:  ${c[*]}   (x kcat: $(ratio "${c[0]}"))
 (d) gRPC stream x100, instructions/event: ${d[*]}   (x kcat: $(ratio "${d[0]}"))
+(k) Kinesis h1 x100, instructions/event:  ${k[*]}   (x (b): $(of_kafka "${k[0]}"), goal <= 1.5)
+(z) Zerobus h1 x100, instructions/event:  ${z[*]}   (x (b): $(of_kafka "${z[0]}"), goal <= 1.5)
 profiles:                           $work/sluice.out.N (callgrind_annotate), one per scenario and round
 OUT
