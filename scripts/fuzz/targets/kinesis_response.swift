@@ -15,6 +15,14 @@ func flatStrings(_ object: Any) -> [String: String]? {
     return strings
 }
 
+/// The fields the reader keeps (it reads the four names Kinesis answers with, and skips others).
+func result(_ object: Any) -> PutRecordsResponseReader.RecordResult? {
+    guard let strings = flatStrings(object) else { return nil }
+    return PutRecordsResponseReader.RecordResult(
+        shardID: strings["ShardId"], sequenceNumber: strings["SequenceNumber"], errorCode: strings["ErrorCode"],
+        errorMessage: strings["ErrorMessage"])
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
@@ -35,7 +43,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         guard let list = foundation["Records"] as? [Any] else { preconditionFailure("the reader found Records Foundation did not") }
         precondition(list.count == read.count, "record counts differ")
         for (mine, theirs) in zip(read, list) {
-            precondition(flatStrings(theirs) == mine, "a record's string fields differ")
+            precondition(result(theirs) == mine, "a record's string fields differ")
         }
     }
     // Whatever Foundation reads as a PutRecords answer, written out again by a standard serializer,
@@ -48,7 +56,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let again = PutRecordsResponseReader.records(ByteBuffer(bytes: canonical))
         precondition(again != nil || deep, "the reader refused a PutRecords answer Foundation wrote")
         if let again {
-            precondition(again == list.map { flatStrings($0)! }, "the reader read a written answer differently")
+            precondition(again == list.map { result($0)! }, "the reader read a written answer differently")
         }
     }
     return 0
