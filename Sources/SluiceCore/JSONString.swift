@@ -34,21 +34,33 @@ public enum JSONString {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// The high bit of each of the 8 bytes in `word` (first byte lowest) that a JSON string must
+    /// escape: `"`, `\` or below 0x20. A marked byte above the lowest one may be a false alarm
+    /// (a borrow from the byte below), the lowest one never is.
+    @inlinable @inline(__always)
+    public static func escapedBytes(in word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        let quote = zeroBytes(word ^ (ones &* 0x22))
+        let backslash = zeroBytes(word ^ (ones &* 0x5C))
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return quote | backslash | control
+    }
+
+    /// As `escapedBytes(in:)`, and bytes at or above 0x80 too (UTF-8 a reader must look at).
+    @inlinable @inline(__always)
+    public static func escapedOrNonASCIIBytes(in word: UInt64) -> UInt64 {
+        Self.escapedBytes(in: word) | (word & 0x8080_8080_8080_8080)
+    }
+
     /// Whether any byte is a quote, a backslash or a control character: eight bytes at a time.
     @inlinable
     static func needsEscaping(_ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = buffer.baseAddress else { return false }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
         var i = 0
         while i + 8 <= buffer.count {
-            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            // A byte below 0x20, or equal to either: its high bit set in the result (bytes of
-            // 0x80 and above excluded by `~word`).
-            let special = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (word &- ones &* 0x20)) & ~word & highs
-            if special != 0 { return true }
+            if Self.escapedBytes(in: Self.word(base, at: i)) != 0 { return true }
             i += 8
         }
         while i < buffer.count {
@@ -64,18 +76,14 @@ public enum JSONString {
     /// and looks at the rest byte by byte.
     @inlinable
     public static func plainASCIIWords(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) -> Int {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
         var i = start
-        while i + 8 <= end {
-            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            let special = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (word &- ones &* 0x20)) & ~word & highs
-            if special | (word & highs) != 0 { break }
-            i += 8
-        }
+        while i + 8 <= end, Self.escapedOrNonASCIIBytes(in: Self.word(base, at: i)) == 0 { i += 8 }
         return i - start
+    }
+
+    @inlinable @inline(__always)
+    static func word(_ base: UnsafePointer<UInt8>, at offset: Int) -> UInt64 {
+        UInt64(littleEndian: UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self))
     }
 
     @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

@@ -169,7 +169,8 @@ public struct JSONScanner {
             // Skip 8 ordinary bytes at a time (no quote, backslash or control character), then
             // straight to the first special byte of the word that holds one.
             while i + 8 <= b.count {
-                let special = Self.stringSpecialBytes(UInt64(littleEndian: b.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+                // (The lowest marked byte is never a false alarm: see escapedBytes(in:).)
+                let special = JSONString.escapedOrNonASCIIBytes(in: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
                 if special == 0 {
                     i += 8
                 } else {
@@ -236,21 +237,6 @@ public struct JSONScanner {
         default:
             return nil
         }
-    }
-
-    /// The high bit of each of the 8 bytes in `word` (first byte lowest) that is `"`, `\`, below
-    /// 0x20 or at or above 0x80 (UTF-8 to validate). A marked byte above the lowest one may be a
-    /// false alarm (a borrow from the byte below), the lowest one never is: it is where the
-    /// ordinary bytes end.
-    @inline(__always)
-    static func stringSpecialBytes(_ word: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        func zeroBytes(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
-        let quote = zeroBytes(word ^ (ones &* 0x22))
-        let backslash = zeroBytes(word ^ (ones &* 0x5C))
-        let control = (word &- ones &* 0x20) & ~word & highs
-        return quote | backslash | control | (word & highs)
     }
 
     private func skipArray(_ start: Int, depth: Int) throws(SyntaxError) -> Int {
