@@ -108,16 +108,29 @@ private func kernelFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket() failed") }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    var address = loopbackAddress(port: 0)
+    let bound = withSockaddr(&address) { pointer, length in
+        var length = length
+        return bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
     }
     guard bound else { throw HarnessError("bind() failed") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// 127.0.0.1 at `port` (0: the kernel picks one at bind).
+func loopbackAddress(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return address
+}
+
+/// `address` as the `sockaddr` pointer and length that bind, connect and getsockname take.
+func withSockaddr<T>(_ address: inout sockaddr_in, _ body: (UnsafeMutablePointer<sockaddr>, socklen_t) -> T) -> T {
+    withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
 }
 
 /// The `sluice` binary built next to this test bundle (or SLUICE_BINARY).
@@ -345,13 +358,8 @@ final class RawConnection: Sendable {
         // someone else's descriptor (it closed Foundation's child-exit socket and hung the suite).
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket() failed") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        var address = loopbackAddress(port: port)
+        let connected = withSockaddr(&address) { connect(fd, $0, $1) == 0 }
         guard connected else {
             close(fd)
             throw HarnessError("connect to 127.0.0.1:\(port) failed")
@@ -606,9 +614,8 @@ final class PeerProcess: @unchecked Sendable {
                 return
             case let outcome:
                 Self.stop(process)
-                let text = Self.tail(of: self.log)
                 if attempt < 3 && fixedPort == nil && outcome != .timedOut { continue }
-                throw HarnessError("\(name) did not start (\(outcome), attempt \(attempt), port \(port)): \(text)")
+                throw HarnessError("\(name) did not start (\(outcome), attempt \(attempt), port \(port)): \(Self.tail(of: self.log))")
             }
         }
     }

@@ -44,13 +44,8 @@ import Glibc
 private func listeningSocket(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket() failed") }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
+    var address = loopbackAddress(port: port)
+    let bound = withSockaddr(&address) { bind(fd, $0, $1) == 0 }
     guard bound, listen(fd, 4) == 0 else {
         close(fd)
         throw HarnessError("cannot listen on \(port)")
