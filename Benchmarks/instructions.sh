@@ -90,18 +90,9 @@ kcat_large=$(kcat_run events3)
 kcat=$(per_event "$kcat_small" "$kcat_large" $((2 * N)))
 
 # The Kinesis and Zerobus peers (not counted; stopped with the broker by stop_started).
-python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-secret --shards 4 --no-store \
-    >"$work/kinesis.log" 2>&1 &
-pids+=("$!")
-python3 connectors/zerobus/testserver/zerobus_test_server.py --grpc-port "$ZEROBUS_PORT" --http-port "$ZEROBUS_HTTP_PORT" \
-    --client-id bench --client-secret bench-secret --no-store >"$work/zerobus.log" 2>&1 &
-pids+=("$!")
-for port in "$KINESIS_PORT" "$ZEROBUS_PORT" "$ZEROBUS_HTTP_PORT"; do
-    for _ in $(seq 1 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$port" 2>/dev/null && break
-        sleep 0.1
-    done
-done
+start_kinesis_endpoint "$work/kinesis.log"
+start_zerobus_server "$work/zerobus.log"
+pids+=("$zerobus_pid")
 
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
@@ -110,19 +101,8 @@ grpc: { address: "127.0.0.1:$GRPC_PORT" }
 sinks:
   - name: events
     kafka: { bootstrap_servers: ["$BROKER"] }
-  - name: kinesis
-    kinesis:
-      region: us-east-1
-      endpoint: "http://127.0.0.1:$KINESIS_PORT"
-      stream: bench
-      credentials: { access_key_id: AKIDBENCH, secret_access_key_env: BENCH_KINESIS_SECRET }
-  - name: zerobus
-    zerobus:
-      endpoint: "http://127.0.0.1:$ZEROBUS_PORT"
-      workspace_url: "http://127.0.0.1:$ZEROBUS_HTTP_PORT"
-      client_id: bench
-      client_secret: { env: BENCH_ZEROBUS_SECRET }
-      table: main.bench.events
+$(kinesis_sink_yaml kinesis)
+$(zerobus_sink_yaml zerobus)
 routes:
   - name: ingest
     match: { path: "/v1/events/{topic}", methods: [POST] }

@@ -31,10 +31,7 @@ build_sluice
 
 trap stop_started EXIT
 start_kafka_broker
-python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-secret --shards 4 --no-store >"$work/endpoint.log" 2>&1 &
-endpoint_pid=$!
-pids+=("$endpoint_pid")
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" >/dev/null && break; sleep 0.1; done
+start_kinesis_endpoint "$work/endpoint.log"
 
 write_ndjson_request "$EVENTS_PER_REQUEST"
 
@@ -42,12 +39,7 @@ cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
 admin: { address: "127.0.0.1:$ADMIN_PORT" }
 sinks:
-  - name: kinesis
-    kinesis:
-      region: us-east-1
-      endpoint: "http://127.0.0.1:$KINESIS_PORT"
-      stream: bench
-      credentials: { access_key_id: AKIDBENCH, secret_access_key_env: BENCH_KINESIS_SECRET }
+$(kinesis_sink_yaml kinesis)
       max_concurrent_requests: ${KINESIS_CONCURRENCY:-8}
       linger: ${KINESIS_LINGER:-10ms}
   - name: kafka
@@ -64,9 +56,9 @@ KINESIS_CONCURRENCY="${KINESIS_CONCURRENCY:-8}" KINESIS_LINGER="${KINESIS_LINGER
 
 requests=$((N / EVENTS_PER_REQUEST))
 
-s0=$(cpu_of_pid "$sluice_pid"); e0=$(cpu_of_pid "$endpoint_pid")
+s0=$(cpu_of_pid "$sluice_pid"); e0=$(cpu_of_pid "$kinesis_pid")
 krps=$(run_ndjson_load kinesis)
-s1=$(cpu_of_pid "$sluice_pid"); e1=$(cpu_of_pid "$endpoint_pid")
+s1=$(cpu_of_pid "$sluice_pid"); e1=$(cpu_of_pid "$kinesis_pid")
 klat=$(latency)
 stored=$(curl -fs "http://127.0.0.1:$KINESIS_PORT/_stats" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['records'], d['calls'], d['signature_failures'])")
 read -r records calls bad <<<"$stored"

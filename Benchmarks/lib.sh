@@ -29,6 +29,59 @@ stop_pid_in() {  # var
     [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     printf -v "$1" '%s' ""
 }
+# Waits (up to 10 s) until 127.0.0.1:PORT accepts connections.
+wait_for_port() {  # port
+    for _ in $(seq 1 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+}
+
+# The project's PutRecords server on KINESIS_PORT (checks every SigV4 signature, keeps only counts),
+# for the credentials kinesis_sink_yaml gives Sluice; sets kinesis_pid and adds it to pids.
+start_kinesis_endpoint() {  # log
+    python3 scripts/testing/kinesis_fault_server.py "$KINESIS_PORT" AKIDBENCH bench-secret --shards 4 --no-store >"$1" 2>&1 &
+    kinesis_pid=$!
+    pids+=("$kinesis_pid")
+    wait_for_port "$KINESIS_PORT"
+}
+
+# The Zerobus test server on ZEROBUS_PORT (gRPC) and ZEROBUS_HTTP_PORT (OAuth, /_stats), parsing
+# every record and keeping only counts; sets zerobus_pid (stop it with `stop_pid_in zerobus_pid`).
+start_zerobus_server() {  # log
+    python3 connectors/zerobus/testserver/zerobus_test_server.py --grpc-port "$ZEROBUS_PORT" --http-port "$ZEROBUS_HTTP_PORT" \
+        --client-id bench --client-secret bench-secret --no-store >"$1" 2>&1 &
+    zerobus_pid=$!
+    # The HTTP side binds first; ready once the gRPC port accepts connections too.
+    wait_for_port "$ZEROBUS_HTTP_PORT"
+    wait_for_port "$ZEROBUS_PORT"
+}
+
+# sluice.yaml sink entries against those servers (Sluice's environment must hold
+# BENCH_KINESIS_SECRET / BENCH_ZEROBUS_SECRET=bench-secret). Lines a caller adds after one
+# continue its `kinesis:` / `zerobus:` block.
+kinesis_sink_yaml() {  # name
+    cat <<YAML
+  - name: $1
+    kinesis:
+      region: us-east-1
+      endpoint: "http://127.0.0.1:$KINESIS_PORT"
+      stream: bench
+      credentials: { access_key_id: AKIDBENCH, secret_access_key_env: BENCH_KINESIS_SECRET }
+YAML
+}
+zerobus_sink_yaml() {  # name
+    cat <<YAML
+  - name: $1
+    zerobus:
+      endpoint: "http://127.0.0.1:$ZEROBUS_PORT"
+      workspace_url: "http://127.0.0.1:$ZEROBUS_HTTP_PORT"
+      client_id: bench
+      client_secret: { env: BENCH_ZEROBUS_SECRET }
+      table: main.bench.events
+YAML
+}
+
 # Stops the sluice start_sluice started, if one runs.
 stop_sluice() { stop_pid_in sluice_pid; }
 

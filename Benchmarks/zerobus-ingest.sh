@@ -33,18 +33,8 @@ mkdir -p "$work"
 scripts/setup.sh
 build_sluice
 
-server_pid=""
-start_server() {
-    python3 connectors/zerobus/testserver/zerobus_test_server.py --grpc-port "$ZEROBUS_PORT" --http-port "$ZEROBUS_HTTP_PORT" \
-        --client-id bench --client-secret bench-secret --no-store >"$work/server.log" 2>&1 &
-    server_pid=$!
-    # The HTTP side binds first; ready once the gRPC port accepts connections too.
-    for _ in $(seq 1 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$ZEROBUS_PORT" 2>/dev/null && break
-        sleep 0.1
-    done
-}
-trap 'stop_pid_in server_pid; stop_started' EXIT
+zerobus_pid=""
+trap 'stop_pid_in zerobus_pid; stop_started' EXIT
 start_kafka_broker
 
 write_ndjson_request "$EVENTS_PER_REQUEST"
@@ -52,28 +42,22 @@ write_ndjson_request "$EVENTS_PER_REQUEST"
 committed() { curl -fs "http://127.0.0.1:$ZEROBUS_HTTP_PORT/_stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['committed_count'])"; }
 
 # (s) the official SDK, straight into a fresh server.
-start_server
-e0=$(cpu_of_pid "$server_pid")
+start_zerobus_server "$work/server.log"
+e0=$(cpu_of_pid "$zerobus_pid")
 sdk=$(.testbed/zerobus-sdk/bin/python scripts/testing/zerobus_sdk_bench.py "$ZEROBUS_PORT" "$ZEROBUS_HTTP_PORT" bench bench-secret \
     main.bench.events "$work/request.ndjson" "$N" "$EVENTS_PER_REQUEST" | tail -n 1)  # the SDK logs to stdout
-e1=$(cpu_of_pid "$server_pid")
+e1=$(cpu_of_pid "$zerobus_pid")
 read -r sdk_seconds sdk_cpu <<<"$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['seconds'], d['cpu_seconds'])" "$sdk")"
 [[ "$(committed)" -ge "$N" ]] || { echo "the SDK run left $(committed) of $N records committed" >&2; exit 1; }
-stop_pid_in server_pid
+stop_pid_in zerobus_pid
 
 # (z) and (f) through Sluice, with a fresh server.
-start_server
+start_zerobus_server "$work/server.log"
 cat >"$work/sluice.yaml" <<YAML
 listeners: [{ name: bench, address: "127.0.0.1:$SLUICE_PORT" }]
 admin: { address: "127.0.0.1:$ADMIN_PORT" }
 sinks:
-  - name: zerobus
-    zerobus:
-      endpoint: "http://127.0.0.1:$ZEROBUS_PORT"
-      workspace_url: "http://127.0.0.1:$ZEROBUS_HTTP_PORT"
-      client_id: bench
-      client_secret: { env: BENCH_ZEROBUS_SECRET }
-      table: main.bench.events
+$(zerobus_sink_yaml zerobus)
   - name: kafka
     kafka: { bootstrap_servers: ["$BROKER"] }
 routes:
@@ -88,9 +72,9 @@ BENCH_ZEROBUS_SECRET=bench-secret start_sluice "$work/sluice.yaml" "$work/sluice
 
 requests=$((N / EVENTS_PER_REQUEST))
 
-s0=$(cpu_of_pid "$sluice_pid"); z0=$(cpu_of_pid "$server_pid")
+s0=$(cpu_of_pid "$sluice_pid"); z0=$(cpu_of_pid "$zerobus_pid")
 zrps=$(run_ndjson_load zerobus)
-s1=$(cpu_of_pid "$sluice_pid"); z1=$(cpu_of_pid "$server_pid")
+s1=$(cpu_of_pid "$sluice_pid"); z1=$(cpu_of_pid "$zerobus_pid")
 zlat=$(latency)
 [[ "$(committed)" -ge "$N" ]] || { echo "the server committed $(committed) of $N records" >&2; exit 1; }
 
