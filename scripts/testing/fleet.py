@@ -35,9 +35,19 @@ import uuid
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count):
+    """Distinct free ports: the sockets are held until all are chosen."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_port(port, timeout=30):
@@ -55,11 +65,18 @@ class Instance:
     def __init__(self, index, binary, directory, bootstrap, redis_port, topic, burst):
         self.index = index
         self.binary = binary
-        self.port = free_port()
-        self.admin = free_port()
+        self.bootstrap, self.redis_port, self.topic, self.burst = bootstrap, redis_port, topic, burst
         self.directory = os.path.join(directory, f"sluice-{index}")
         os.makedirs(self.directory, exist_ok=True)
         self.config = os.path.join(self.directory, "sluice.yaml")
+        self.process = None
+        self.starts = 0
+        self.choose_ports()
+
+    def choose_ports(self):
+        """Fresh ports and the config that listens on them."""
+        self.port, self.admin = free_ports(2)
+        bootstrap, redis_port, topic, burst = self.bootstrap, self.redis_port, self.topic, self.burst
         with open(self.config, "w") as f:
             f.write(f"""
 listeners: [{{ name: main, address: "127.0.0.1:{self.port}" }}]
@@ -87,14 +104,30 @@ routes:
     ingest: {{ sink: archive, topic: limited }}
 shutdown: {{ drain_timeout: 10s, flush_timeout: 10s }}
 """)
-        self.process = None
-        self.starts = 0
 
     def start(self):
         self.log = open(os.path.join(self.directory, f"sluice-{self.starts}.log"), "w")
         self.starts += 1
         self.process = subprocess.Popen(
             [self.binary, "run", "--config", self.config], cwd=self.directory, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_first(self, attempts=3):
+        """The first start, before nginx knows the ports: a port that another process took between
+        free_port() and Sluice's bind (any concurrent test's outgoing connection may) is not this
+        instance's failure, so it starts again on fresh ports. Returns whether it became ready."""
+        for _ in range(attempts):
+            self.start()
+            if self.ready():
+                return True
+            if self.process.poll() is None or "Address already in use" not in self.log_tail():
+                return False
+            self.choose_ports()
+        return False
+
+    def log_tail(self, characters=1500):
+        self.log.flush()
+        with open(self.log.name, errors="replace") as f:
+            return f.read()[-characters:]
 
     def ready(self, timeout=90):
         deadline = time.time() + timeout
@@ -290,12 +323,12 @@ def main():
         started.append(redis)
         if not wait_port(redis_port):
             raise RuntimeError("redis-server did not start")
-        instances = [Instance(n, args.sluice, directory, args.bootstrap, redis_port, topic, args.burst) for n in range(args.instances)]
-        for instance in instances:
-            instance.start()
-        for instance in instances:
-            if not instance.ready():
-                raise RuntimeError(f"instance {instance.index} did not become ready")
+        # Each started before the next chooses its ports, so no two choose the same.
+        for n in range(args.instances):
+            instance = Instance(n, args.sluice, directory, args.bootstrap, redis_port, topic, args.burst)
+            instances.append(instance)
+            if not instance.start_first():
+                raise RuntimeError(f"instance {instance.index} did not become ready: {instance.log_tail()}")
         nginx = Nginx(directory, instances)
 
         load = Load(nginx.port, topic, args.clients, args.events_per_request)
@@ -317,7 +350,7 @@ def main():
                 if status != 0:
                     problems.append(f"instance {instance.index} exited {status} on SIGTERM")
                 if not ready:
-                    problems.append(f"instance {instance.index} did not become ready again")
+                    problems.append(f"instance {instance.index} did not become ready again: {instance.log_tail()}")
             summary["restarts"] = restarts
             time.sleep(args.settle)
         load.stop()
