@@ -10,7 +10,7 @@ import NIOCore
 public protocol BatchEntry: HoldingEntry {
     /// What the entry counts against a batch's byte limit.
     var bytes: Int { get }
-    var deadline: ContinuousClock.Instant { get }
+    var deadline: MonotonicInstant { get }
 }
 
 /// The entries a worker has not sent yet, oldest first, with their bytes counted and the time the
@@ -22,14 +22,14 @@ public protocol BatchEntry: HoldingEntry {
 public struct PendingEntries<Entry: BatchEntry> {
     @usableFromInline var entries = CircularBuffer<Entry>()
     @usableFromInline var queuedBytes = 0
-    @usableFromInline var oldestQueuedSince: ContinuousClock.Instant?
+    @usableFromInline var oldestQueuedSince: MonotonicInstant?
 
     @inlinable public init() {}
 
     /// Bytes of the entries queued.
     @inlinable public var bytes: Int { self.queuedBytes }
     /// Since when the entry at the front has waited to be sent; nil when empty.
-    @inlinable public var oldestSince: ContinuousClock.Instant? { self.oldestQueuedSince }
+    @inlinable public var oldestSince: MonotonicInstant? { self.oldestQueuedSince }
     @inlinable public var isEmpty: Bool { self.entries.isEmpty }
     @inlinable public var count: Int { self.entries.count }
 
@@ -46,7 +46,7 @@ public struct PendingEntries<Entry: BatchEntry> {
     /// Puts entries back at the front (they are the oldest: sent before, to be sent again), as
     /// having waited since `since`.
     @inlinable
-    public mutating func prepend(_ again: [Entry], since: ContinuousClock.Instant) {
+    public mutating func prepend(_ again: [Entry], since: MonotonicInstant) {
         for entry in again.reversed() {
             self.entries.prepend(entry)
             self.queuedBytes += entry.bytes
@@ -59,7 +59,7 @@ public struct PendingEntries<Entry: BatchEntry> {
     /// past their deadline are handed to `expired` instead of being taken.
     @inlinable
     public mutating func takeBatch(
-        maxRecords: Int, maxBytes: Int, expiringAt now: ContinuousClock.Instant? = nil, expired: (Entry) -> Void = { _ in }
+        maxRecords: Int, maxBytes: Int, expiringAt now: MonotonicInstant? = nil, expired: (Entry) -> Void = { _ in }
     ) -> [Entry] {
         var batch: [Entry] = []
         batch.reserveCapacity(Swift.min(maxRecords, self.entries.count))
@@ -82,7 +82,7 @@ public struct PendingEntries<Entry: BatchEntry> {
     /// in deadline order, so the rest are not). True if there were any.
     @inlinable
     @discardableResult
-    public mutating func removeExpired(at now: ContinuousClock.Instant, _ expired: (Entry) -> Void) -> Bool {
+    public mutating func removeExpired(at now: MonotonicInstant, _ expired: (Entry) -> Void) -> Bool {
         var any = false
         while let first = self.entries.first, first.deadline <= now {
             self.entries.removeFirst()

@@ -56,10 +56,10 @@ public final class DeliveryLedger: Sendable {
         /// The budget bytes the events hold.
         public let bytes: Int
         /// When the sink took them; kept only when a recorder wants latencies.
-        public var since: ContinuousClock.Instant?
+        public var since: MonotonicInstant?
 
         @inlinable
-        init(tracker: DeliveryTracker, firstSlot: Int, count: Int, bytes: Int, since: ContinuousClock.Instant?) {
+        init(tracker: DeliveryTracker, firstSlot: Int, count: Int, bytes: Int, since: MonotonicInstant?) {
             self.tracker = tracker
             self.firstSlot = firstSlot
             self.count = count
@@ -123,7 +123,7 @@ public final class DeliveryLedger: Sendable {
         self.budget.release(bytes: held.bytes, events: held.count)
         if let recorder = self.recorder {
             recorder.recordSettled(
-                sink: self.sink, outcome: outcome(), count: held.count, bytes: held.bytes, latency: held.since.map { .now - $0 })
+                sink: self.sink, outcome: outcome(), count: held.count, bytes: held.bytes, latency: held.since.map { MonotonicInstant.now - $0 })
         }
     }
 

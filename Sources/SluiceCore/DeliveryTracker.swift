@@ -15,9 +15,21 @@ public final class DeliveryTracker: Sendable {
         var reserved = 0
         var pending = 0
         var sealed = false
-        var waiter: CheckedContinuation<DeliveryResults, Never>?
+        var waiter: Waiter?
         /// Set when the deadline passed before anyone waited: the next wait ends at once.
         var expiredWith: DeliveryFailure?
+    }
+
+    /// The continuation of the task waiting in `results()`, in a class of its own:
+    /// `CheckedContinuation` is a resilient type of the standard library, and held in `State`
+    /// directly it gave `State` a layout known only at run time, so every event's completion
+    /// reached its fields through metadata lookups and value witnesses.
+    private final class Waiter: Sendable {
+        let continuation: CheckedContinuation<DeliveryResults, Never>
+
+        init(_ continuation: CheckedContinuation<DeliveryResults, Never>) {
+            self.continuation = continuation
+        }
     }
 
     private let state = NIOLockedValueBox(State())
@@ -75,11 +87,11 @@ public final class DeliveryTracker: Sendable {
     /// struct, not a tuple: the optional tuple this was went through the runtime's generic value
     /// witnesses on every event's completion.
     private struct Wakeup {
-        let waiter: CheckedContinuation<DeliveryResults, Never>
+        let waiter: Waiter
         let results: DeliveryResults
 
         func resume() {
-            self.waiter.resume(returning: self.results)
+            self.waiter.continuation.resume(returning: self.results)
         }
     }
 
@@ -121,7 +133,7 @@ public final class DeliveryTracker: Sendable {
 
     /// Reports the slots still open as `unsettled` to the waiting `results()` (a deadline passed).
     func expire(with unsettled: DeliveryFailure) {
-        let expired: (CheckedContinuation<DeliveryResults, Never>, DeliveryResults)? = self.state.withLockedValue { state in
+        let expired: Wakeup? = self.state.withLockedValue { state in
             guard let waiter = state.waiter else {
                 state.expiredWith = unsettled
                 return nil
@@ -129,9 +141,9 @@ public final class DeliveryTracker: Sendable {
             state.waiter = nil
             // A late completion finds no open slot and is ignored; pending stays above zero.
             state.results.settleRemaining(with: unsettled)
-            return (waiter, state.results)
+            return Wakeup(waiter: waiter, results: state.results)
         }
-        if let (waiter, results) = expired { waiter.resume(returning: results) }
+        expired?.resume()
     }
 
     /// Waits until every slot is complete; requires `seal()` first and a tracker that records results.
@@ -145,7 +157,7 @@ public final class DeliveryTracker: Sendable {
                     state.results.settleRemaining(with: unsettled)
                     return state.results
                 }
-                state.waiter = continuation
+                state.waiter = Waiter(continuation)
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
@@ -169,6 +181,18 @@ final class SettleDeadlines: Sendable {
         var watched: [Int: Watched] = [:]
         var nextID = 0
         var sweeping = false
+    }
+
+    /// The continuation of the task waiting in `results()`, in a class of its own:
+    /// `CheckedContinuation` is a resilient type of the standard library, and held in `State`
+    /// directly it gave `State` a layout known only at run time, so every event's completion
+    /// reached its fields through metadata lookups and value witnesses.
+    private final class Waiter: Sendable {
+        let continuation: CheckedContinuation<DeliveryResults, Never>
+
+        init(_ continuation: CheckedContinuation<DeliveryResults, Never>) {
+            self.continuation = continuation
+        }
     }
 
     private let state = NIOLockedValueBox(State())

@@ -72,7 +72,7 @@ extension DeliveryLedger {
         self.budget.release(bytes: held.bytes, events: held.count)
         guard let recorder = self.recorder else { return }
         let failures = hold.failures.withLockedValue { $0 }
-        let latency = held.since.map { .now - $0 }
+        let latency = held.since.map { MonotonicInstant.now - $0 }
         let failed = failures.values.reduce(into: (count: 0, bytes: 0)) { $0.count += $1.count; $0.bytes += $1.bytes }
         if failed.count < held.count {
             recorder.recordSettled(

@@ -29,6 +29,8 @@ public final class KinesisSink: TunableSink {
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
     public let settleTimeout: Duration?
+    /// `config.deliveryTimeout` in nanoseconds: added to every event's take time.
+    private let deliveryTimeoutNanoseconds: Int64
 
     public var messagingSystem: String { "aws_kinesis" }
     let config: KinesisSinkConfig
@@ -56,6 +58,7 @@ public final class KinesisSink: TunableSink {
         let environment = context.environment
         // An in-flight answer arrives within the request timeout of the delivery deadline.
         self.settleTimeout = config.deliveryTimeout + config.requestTimeout
+        self.deliveryTimeoutNanoseconds = MonotonicInstant.nanoseconds(of: config.deliveryTimeout)
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
@@ -118,7 +121,7 @@ public final class KinesisSink: TunableSink {
             }
             return StreamPump.Entry(
                 data: event.value, partitionKey: partitionKey, bytes: bytes, held: held,
-                deadline: .now + self.config.deliveryTimeout)
+                deadline: MonotonicInstant.now.advanced(byNanoseconds: self.deliveryTimeoutNanoseconds))
         } hand: { entries in
             await self.hand(entries, to: topic)
         }

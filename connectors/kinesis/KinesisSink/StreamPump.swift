@@ -36,7 +36,7 @@ actor StreamPump {
         /// The event's slot and what it holds of the sink's in-flight budget.
         var held: DeliveryLedger.Held
         /// Not delivered by then: failed, retryable.
-        var deadline: ContinuousClock.Instant
+        var deadline: MonotonicInstant
         var attempts = 0
         var lastError: KinesisError?
     }
@@ -164,12 +164,12 @@ actor StreamPump {
                 continue
             }
             let full = self.pending.count >= config.maxBatchRecords || self.pending.bytes >= config.maxBatchBytes
-            if !full, !self.closing, let oldest = self.pending.oldestSince, ContinuousClock.now < oldest + config.linger {
-                await self.wait(until: oldest + config.linger)
+            if !full, !self.closing, let oldest = self.pending.oldestSince, MonotonicInstant.now < oldest + config.linger {
+                await self.wait(until: (oldest + config.linger).continuousInstant)
                 continue
             }
             // Entries already past their deadline fail instead of being sent.
-            let batch = self.pending.takeBatch(maxRecords: config.maxBatchRecords, maxBytes: config.maxBatchBytes, expiringAt: .now) {
+            let batch = self.pending.takeBatch(maxRecords: config.maxBatchRecords, maxBytes: config.maxBatchBytes, expiringAt: MonotonicInstant.now) {
                 self.settle($0, with: .failed(self.context.exhausted($0.lastError)))
             }
             self.notifyIfDrained()
@@ -239,12 +239,14 @@ actor StreamPump {
 
     private func scheduleRetry(_ entries: [Entry]) {
         let attempt = entries.map(\.attempts).max() ?? 0
-        let retryAt = ContinuousClock.now + Self.backoff.delay(after: attempt)
+        let delay = Self.backoff.delay(after: attempt)
+        let retryAt = ContinuousClock.now + delay
+        let entriesDueBy = MonotonicInstant.now + delay
         var again: [Entry] = []
         for var entry in entries {
             if self.aborted {
                 self.settle(entry, with: .failed(self.context.shuttingDown))
-            } else if entry.deadline <= retryAt {
+            } else if entry.deadline <= entriesDueBy {
                 self.settle(entry, with: .failed(self.context.exhausted(entry.lastError)))
             } else {
                 entry.attempts += 1
@@ -269,7 +271,7 @@ actor StreamPump {
             return
         }
         // As if they had lingered already: sent at once.
-        self.pending.prepend(entries, since: .now - self.context.live.load().linger)
+        self.pending.prepend(entries, since: MonotonicInstant.now - self.context.live.load().linger)
         self.wake()
     }
 }

@@ -15,7 +15,7 @@ struct ZerobusEntry: BatchEntry {
     /// The event's slot and what it holds of the sink's in-flight budget.
     var held: DeliveryLedger.Held
     /// Not acknowledged by then: failed, retryable.
-    var deadline: ContinuousClock.Instant
+    var deadline: MonotonicInstant
     /// Already completed (it outlived its deadline while sent); skipped when its ack comes.
     var settled = false
     var bytes: Int { self.record.bytes }
@@ -437,7 +437,7 @@ actor TableStream {
         self.sent.removeAll()
         self.sentRecords = 0
         self.context.ledger.noteRetries(again.count)
-        self.pending.prepend(again, since: .now)
+        self.pending.prepend(again, since: MonotonicInstant.now)
     }
 
     private func backOff() {
@@ -485,6 +485,7 @@ actor TableStream {
     /// Fails what outlived its deadline; retires the stream when idle. False: stop ticking.
     private func tick() -> Bool {
         let now = ContinuousClock.now
+        let monotonicNow = MonotonicInstant.now
         let failure = ZerobusSinkError(
             table: self.table, reason: .deliveryTimeout(self.config.deliveryTimeout, lastError: self.lastFailure?.message)
         ).deliveryFailure
@@ -492,15 +493,15 @@ actor TableStream {
         for index in self.sent.indices {
             var submission = self.sent[index]
             var changed = false
-            for i in submission.entries.indices where !submission.entries[i].settled && submission.entries[i].deadline <= now {
+            for i in submission.entries.indices where !submission.entries[i].settled && submission.entries[i].deadline <= monotonicNow {
                 self.finish(submission.entries[i], with: .failed(failure))
                 submission.entries[i].settled = true
                 changed = true
             }
-            if changed { self.sent[index] = submission } else if submission.entries.last.map({ $0.deadline > now }) ?? true { break }
+            if changed { self.sent[index] = submission } else if submission.entries.last.map({ $0.deadline > monotonicNow }) ?? true { break }
             expired = expired || changed
         }
-        if self.pending.removeExpired(at: now, { self.finish($0, with: .failed(failure)) }) { expired = true }
+        if self.pending.removeExpired(at: monotonicNow, { self.finish($0, with: .failed(failure)) }) { expired = true }
         if expired { self.notifyIfDrained() }
         if let session, session.opened.withLockedValue({ $0 }), let oldest = self.sent.first,
             now - max(oldest.sentAt, session.lastAck.withLockedValue { $0 }) > self.config.ackTimeout,

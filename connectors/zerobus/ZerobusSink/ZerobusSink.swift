@@ -25,6 +25,8 @@ public final class ZerobusSink: TunableSink {
     public var budget: InFlightBudget { self.ledger.budget }
     let ledger: DeliveryLedger
     public let settleTimeout: Duration?
+    /// `config.deliveryTimeout` in nanoseconds: added to every event's take time.
+    private let deliveryTimeoutNanoseconds: Int64
 
     public var messagingSystem: String { "databricks_zerobus" }
     let config: ZerobusSinkConfig
@@ -53,6 +55,7 @@ public final class ZerobusSink: TunableSink {
         let environment = context.environment
         // The ticker fails overdue events within a quarter second of their deadline.
         self.settleTimeout = config.deliveryTimeout + .seconds(1)
+        self.deliveryTimeoutNanoseconds = MonotonicInstant.nanoseconds(of: config.deliveryTimeout)
 
         let secret = try config.clientSecret.read(what: "Zerobus client secret", environment: environment)
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -126,7 +129,7 @@ public final class ZerobusSink: TunableSink {
         ) { slot, event, held -> ZerobusEntry? in
             switch self.config.recordType.record(from: event.value, isJSON: event.valueIsJSON, maxBytes: self.config.maxRecordBytes) {
             case .success(let record):
-                return ZerobusEntry(record: record, held: held, deadline: .now + self.config.deliveryTimeout)
+                return ZerobusEntry(record: record, held: held, deadline: MonotonicInstant.now.advanced(byNanoseconds: self.deliveryTimeoutNanoseconds))
             case .failure(let failure):
                 self.ledger.refuse(tracker: tracker, slot: slot, with: failure)
                 return nil
