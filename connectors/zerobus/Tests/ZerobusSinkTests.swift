@@ -29,6 +29,28 @@ import Testing
         if case .success = type.record(from: invalidUTF8, isJSON: true, maxBytes: 100) { Issue.record("invalid UTF-8 accepted") }
     }
 
+    /// The UTF-8 check agrees with the standard library's validation, for valid text of every
+    /// width (small strings included) and for each kind of invalid sequence at each place.
+    @Test func utf8CheckAgreesWithTheStandardLibrary() {
+        let valid = ["", "a", "{}", "plain ascii text", "é", "ünïcødé ✓ 𝄞", String(repeating: "x", count: 300) + "€"]
+        for text in valid {
+            #expect(ZerobusSinkConfig.RecordType.validUTF8(ByteBuffer(string: text)) == text)
+        }
+        let invalid: [[UInt8]] = [[0xFF], [0xC3], [0xE2, 0x82], [0xED, 0xA0, 0x80], [0xC0, 0xAF], [0xF4, 0x90, 0x80, 0x80], [0x80], [0xF0, 0x9F, 0x98]]
+        for bad in invalid {
+            for prefix in ["", "ab", String(repeating: "y", count: 40)] {
+                for suffix in ["", "z", "ünï"] {
+                    let bytes = Array(prefix.utf8) + bad + Array(suffix.utf8)
+                    var buffer = ByteBuffer()
+                    buffer.writeBytes(bytes)
+                    let expected = String(validating: bytes, as: UTF8.self)
+                    #expect(expected == nil)
+                    #expect(ZerobusSinkConfig.RecordType.validUTF8(buffer) == expected, "\(bytes)")
+                }
+            }
+        }
+    }
+
     @Test func protoRecordsMustBeWellFormedWireFormat() {
         #expect(ZerobusRecordCheck.protoWireProblem(Data()) == nil)
         // field 1 "hi", field 2 varint 150, field 3 fixed64, field 4 fixed32, group 5 with field 1 varint inside

@@ -27,8 +27,7 @@ extension ZerobusSinkConfig.RecordType {
         }
         switch self {
         case .json:
-            let bytes = value.readableBytesView
-            guard let text = String(validating: bytes, as: UTF8.self), ZerobusRecordCheck.isJSONObject(text, known: isJSON) else {
+            guard let text = Self.validUTF8(value), ZerobusRecordCheck.isJSONObject(text, known: isJSON) else {
                 return .failure(
                     DeliveryFailure(.invalidRecord, "a Zerobus JSON record must be one JSON object (UTF-8)"))
             }
@@ -40,6 +39,26 @@ extension ZerobusSinkConfig.RecordType {
                     DeliveryFailure(.invalidRecord, "a Zerobus proto record must be one encoded protobuf message: \(problem)"))
             }
             return .success(.proto(data))
+        }
+    }
+
+    /// The bytes as a string if they are valid UTF-8. `String(validating:as:)` ran the standard
+    /// library's generic validation unspecialized (~1,300 instructions for a 200-byte event under
+    /// callgrind); a string built from the bytes (validated, and repaired where invalid, by the
+    /// standard library's own fast path) that still holds exactly those bytes was valid.
+    static func validUTF8(_ value: ByteBuffer) -> String? {
+        value.withUnsafeReadableBytes { raw -> String? in
+            guard let source = raw.baseAddress, !raw.isEmpty else { return "" }
+            let text = String(unsafeUninitializedCapacity: raw.count) { out in
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: raw)
+                return raw.count
+            }
+            guard
+                let unchanged = text.utf8.withContiguousStorageIfAvailable({ utf8 in
+                    utf8.count == raw.count && memcmp(utf8.baseAddress!, source, raw.count) == 0
+                })
+            else { return String(validating: raw, as: UTF8.self) }
+            return unchanged ? text : nil
         }
     }
 }
