@@ -183,18 +183,6 @@ final class SettleDeadlines: Sendable {
         var sweeping = false
     }
 
-    /// The continuation of the task waiting in `results()`, in a class of its own:
-    /// `CheckedContinuation` is a resilient type of the standard library, and held in `State`
-    /// directly it gave `State` a layout known only at run time, so every event's completion
-    /// reached its fields through metadata lookups and value witnesses.
-    private final class Waiter: Sendable {
-        let continuation: CheckedContinuation<DeliveryResults, Never>
-
-        init(_ continuation: CheckedContinuation<DeliveryResults, Never>) {
-            self.continuation = continuation
-        }
-    }
-
     private let state = NIOLockedValueBox(State())
     private let tick: Duration
 
