@@ -34,11 +34,6 @@ public struct MonotonicInstant: Comparable, Hashable, Sendable {
         return MonotonicInstant(nanoseconds: Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec))
     }
 
-    /// The same moment as `instant` (read against both clocks' now).
-    public init(_ instant: ContinuousClock.Instant) {
-        self = .now + ContinuousClock.now.duration(to: instant)
-    }
-
     /// The same moment as a `ContinuousClock.Instant` (for `Task.sleep(until:)`).
     public var continuousInstant: ContinuousClock.Instant {
         ContinuousClock.now.advanced(by: self - .now)

@@ -26,16 +26,13 @@ import Testing
         #expect(MonotonicInstant(nanoseconds: .min + 5).advanced(byNanoseconds: -10) == MonotonicInstant(nanoseconds: .min))
     }
 
-    /// Conversions either way land near the other clock's reading. (The clocks are read one
-    /// after the other, so a loaded machine may put time between the reads: the bound is loose;
-    /// a wrong clock, such as the wall clock, would be off by decades.)
-    @Test func agreesWithContinuousClock() {
+    /// A deadline converted for `Task.sleep(until:)` is as far ahead on ContinuousClock as it
+    /// was on this one. (The clocks are read one after the other, so a loaded machine may put
+    /// time between the reads: the bound is loose.)
+    @Test func convertsToContinuousClock() {
         let before = MonotonicInstant.now
-        let continuous = ContinuousClock.now
         let after = MonotonicInstant.now
         #expect(before <= after)
-        let converted = MonotonicInstant(continuous)
-        #expect(converted >= before - .seconds(1) && converted <= after + .seconds(1))
         let deadline = MonotonicInstant.now + .seconds(10)
         let back = deadline.continuousInstant
         let expected = ContinuousClock.now + .seconds(10)
