@@ -34,7 +34,7 @@ import Testing
     @Test func utf8CheckAgreesWithTheStandardLibrary() {
         let valid = ["", "a", "{}", "plain ascii text", "é", "ünïcødé ✓ 𝄞", String(repeating: "x", count: 300) + "€"]
         for text in valid {
-            #expect(ZerobusSinkConfig.RecordType.validUTF8(ByteBuffer(string: text)) == text)
+            #expect(ByteBuffer(string: text).withUnsafeReadableBytes(ZerobusRecordCheck.validUTF8) == text)
         }
         let invalid: [[UInt8]] = [[0xFF], [0xC3], [0xE2, 0x82], [0xED, 0xA0, 0x80], [0xC0, 0xAF], [0xF4, 0x90, 0x80, 0x80], [0x80], [0xF0, 0x9F, 0x98]]
         for bad in invalid {
@@ -45,7 +45,7 @@ import Testing
                     buffer.writeBytes(bytes)
                     let expected = String(validating: bytes, as: UTF8.self)
                     #expect(expected == nil)
-                    #expect(ZerobusSinkConfig.RecordType.validUTF8(buffer) == expected, "\(bytes)")
+                    #expect(buffer.withUnsafeReadableBytes(ZerobusRecordCheck.validUTF8) == expected, "\(bytes)")
                 }
             }
         }

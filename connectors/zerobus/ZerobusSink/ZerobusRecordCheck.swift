@@ -10,6 +10,24 @@ enum ZerobusRecordCheck {
         return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) is [String: Any]
     }
 
+    /// The bytes as a string if they are valid UTF-8. `String(validating:as:)` ran the standard
+    /// library's generic validation unspecialized (~1,300 instructions for a 200-byte event under
+    /// callgrind); a string built from the bytes (validated, and repaired where invalid, by the
+    /// standard library's own fast path) that still holds exactly those bytes was valid.
+    static func validUTF8(_ raw: UnsafeRawBufferPointer) -> String? {
+        guard let source = raw.baseAddress, !raw.isEmpty else { return "" }
+        let text = String(unsafeUninitializedCapacity: raw.count) { out in
+            UnsafeMutableRawBufferPointer(out).copyMemory(from: raw)
+            return raw.count
+        }
+        guard
+            let unchanged = text.utf8.withContiguousStorageIfAvailable({ utf8 in
+                utf8.count == raw.count && memcmp(utf8.baseAddress!, source, raw.count) == 0
+            })
+        else { return String(validating: raw, as: UTF8.self) }
+        return unchanged ? text : nil
+    }
+
     /// Why `data` is not well-formed protobuf wire format, or nil. Checks tags, varints and
     /// lengths (not the schema: the service does that).
     static func protoWireProblem(_ data: Data) -> String? {
