@@ -101,9 +101,26 @@ public final class DeliveryLedger: Sendable {
     @inlinable
     public func settle(_ held: Held, with result: DeliveryResult) {
         self.release(held, outcome: Self.outcome(result))
-        for slot in held.firstSlot..<(held.firstSlot + held.count) {
-            held.tracker.complete(slot, with: result)
+        held.tracker.complete(held.firstSlot..<(held.firstSlot + held.count), with: result)
+    }
+
+    /// Settles holds that share one result (a sink's acknowledgement of everything up to a point),
+    /// a run of consecutive slots of one tracker at a time: one budget release, one recorder call
+    /// (timed from the run's first take) and one tracker lock per run, not per event.
+    @inlinable
+    public func settle(_ holds: some Sequence<Held>, with result: DeliveryResult) {
+        var run: Held?
+        for held in holds {
+            if let current = run, current.tracker === held.tracker, current.firstSlot + current.count == held.firstSlot {
+                run = Held(
+                    tracker: current.tracker, firstSlot: current.firstSlot, count: current.count + held.count,
+                    bytes: current.bytes + held.bytes, since: current.since ?? held.since)
+                continue
+            }
+            if let current = run { self.settle(current, with: result) }
+            run = held
         }
+        if let current = run { self.settle(current, with: result) }
     }
 
     /// Settles a delivered batch: `receipt(i)` is where its i-th event landed.

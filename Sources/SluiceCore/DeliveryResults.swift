@@ -124,6 +124,26 @@ public struct DeliveryResults: RandomAccessCollection, Sendable {
         }
     }
 
+    /// Records `result` for every event of `positions` that has no fate yet (an event settled
+    /// twice keeps its first fate) and returns how many that were: the result is read once and
+    /// copied, not taken apart per event.
+    mutating func set(pendingIn positions: Range<Int>, _ result: DeliveryResult) -> Int {
+        var model: Int?
+        var settled = 0
+        for position in positions where self.isPending(position) {
+            if let model {
+                self.kinds[position] = self.kinds[model]
+                self.small[position] = self.small[model]
+                self.large[position] = self.large[model]
+            } else {
+                self.set(position, result)
+                model = position
+            }
+            settled += 1
+        }
+        return settled
+    }
+
     /// Changes the recorded fate of the event at `position` (a dead letter's outcome, known after
     /// the request's own results).
     public mutating func replace(_ position: Int, with result: DeliveryResult) {

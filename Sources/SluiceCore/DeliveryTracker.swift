@@ -73,6 +73,21 @@ public final class DeliveryTracker: Sendable {
         finished?.resume()
     }
 
+    /// `complete(_:with:)` for each slot of `slots`, under one lock: a batch settled as one.
+    public func complete(_ slots: Range<Int>, with result: DeliveryResult) {
+        guard !slots.isEmpty else { return }
+        var finished: Wakeup?
+        if self.recordsResults {
+            finished = self.record { $0.set(pendingIn: slots, result) }
+        } else {
+            self.state.withLockedValue { $0.pending -= slots.count }
+        }
+        if case .failed(let failure) = result, let onFailure = self.onFailure {
+            for slot in slots { onFailure(slot, failure) }
+        }
+        finished?.resume()
+    }
+
     /// `complete(index, with: .delivered(DeliveryReceipt(partition:offset:)))` without building
     /// the result: once per event on a Kafka delivery report's path.
     public func completeDelivered(_ index: Int, partition: Int32, offset: Int64) {
@@ -99,10 +114,19 @@ public final class DeliveryTracker: Sendable {
     /// results, when that was the last open slot of a sealed tracker.
     @inline(__always)
     private func record(_ index: Int, _ write: (inout DeliveryResults) -> Void) -> Wakeup? {
+        self.record { results in
+            guard results.isPending(index) else { return 0 }
+            write(&results)
+            return 1
+        }
+    }
+
+    /// Records results with `write`, which returns how many open slots it closed; the waiter to
+    /// resume, with the results, when no open slot is left in a sealed tracker.
+    @inline(__always)
+    private func record(_ write: (inout DeliveryResults) -> Int) -> Wakeup? {
         self.state.withLockedValue { state in
-            guard state.results.isPending(index) else { return nil }
-            write(&state.results)
-            state.pending -= 1
+            state.pending -= write(&state.results)
             guard state.sealed, state.pending == 0, let waiter = state.waiter else { return nil }
             state.waiter = nil
             return Wakeup(waiter: waiter, results: state.results)

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import SluiceCore
 import Testing
 
@@ -25,6 +26,32 @@ import Testing
         tracker.complete(0, with: .failed(.notAttempted))
         tracker.seal()
         #expect(await tracker.results() == [.delivered(DeliveryReceipt(offset: 1))])
+    }
+
+    @Test func aRangeCompletesItsOpenSlotsUnderOneResultAndKeepsTheFateOfSettledOnes() async {
+        let tracker = DeliveryTracker()
+        _ = tracker.reserve(6)
+        tracker.seal()
+        tracker.complete(1, with: .delivered(DeliveryReceipt(partition: 2, offset: 9)))
+        let waiter = Task { await tracker.results() }
+        tracker.complete(0..<3, with: .failed(.queueFull(sink: "s")))
+        tracker.complete(3..<3, with: .failed(.notAttempted))
+        tracker.complete(3..<6, with: .delivered(DeliveryReceipt(offset: 4)))
+        let results = await waiter.value
+        #expect(Array(results) == [
+            .failed(.queueFull(sink: "s")), .delivered(DeliveryReceipt(partition: 2, offset: 9)), .failed(.queueFull(sink: "s")),
+            .delivered(DeliveryReceipt(offset: 4)), .delivered(DeliveryReceipt(offset: 4)), .delivered(DeliveryReceipt(offset: 4)),
+        ])
+        #expect(results.summary().delivered == 4)
+    }
+
+    @Test func aCountingTrackerTellsTheFailureCallbackOfEverySlotOfAFailedRange() {
+        let failed = NIOLockedValueBox<[Int]>([])
+        let tracker = DeliveryTracker(recordsResults: false, onFailure: { slot, _ in failed.withLockedValue { $0.append(slot) } })
+        _ = tracker.reserve(5)
+        tracker.complete(0..<2, with: .delivered(DeliveryReceipt()))
+        tracker.complete(2..<5, with: .failed(.notAttempted))
+        #expect(failed.withLockedValue { $0 } == [2, 3, 4])
     }
 
     @Test func reportsEveryFailureToTheFailureCallback() async {

@@ -120,6 +120,38 @@ final class RecordingRecorder: DeliveryRecorder {
         #expect(recorded[2].latency == nil, "a refused event was never held")
     }
 
+    @Test func holdsSettledTogetherAreReleasedAndRecordedOncePerRunOfConsecutiveSlotsOfOneTracker() async {
+        let recorder = RecordingRecorder()
+        let ledger = DeliveryLedger(sink: "s", budget: InFlightBudget(maxBytes: 1000, maxEvents: 20), recorder: recorder)
+        let first = DeliveryTracker()
+        let second = DeliveryTracker()
+        _ = first.reserve(6)
+        _ = second.reserve(2)
+        first.seal()
+        second.seal()
+        // first 0,1,2 | second 0,1 | first 4 (slot 3 skipped: a break in the run) | first 5
+        let order: [(DeliveryTracker, Int)] = [(first, 0), (first, 1), (first, 2), (second, 0), (second, 1), (first, 4), (first, 5)]
+        var holds: [DeliveryLedger.Held] = []
+        for (tracker, slot) in order {
+            guard let held = ledger.tryTake(tracker: tracker, firstSlot: slot, bytes: 10 + slot) else {
+                Issue.record("budget refused")
+                return
+            }
+            holds.append(held)
+        }
+        #expect(ledger.budget.inFlight == (83, 7))
+        ledger.settle(holds, with: .delivered(DeliveryReceipt()))
+        #expect(ledger.budget.inFlight == (0, 0), "every run gave its bytes and events back")
+        #expect(recorder.recorded.map(\.count) == [3, 2, 2], "one record per run")
+        #expect(recorder.recorded.allSatisfy { $0.outcome == .delivered && $0.latency != nil })
+        ledger.refuse(tracker: first, slot: 3, with: .notAttempted)
+        #expect(await second.results() == [.delivered(DeliveryReceipt()), .delivered(DeliveryReceipt())])
+        #expect(await first.results() == [
+            .delivered(DeliveryReceipt()), .delivered(DeliveryReceipt()), .delivered(DeliveryReceipt()), .failed(.notAttempted),
+            .delivered(DeliveryReceipt()), .delivered(DeliveryReceipt()),
+        ])
+    }
+
     @Test func admitRefusesWhatHasNoBudgetByTheDeadlineAndHandsTheRestInChunks() async {
         struct Entry: HoldingEntry {
             var held: DeliveryLedger.Held

@@ -330,9 +330,7 @@ actor TableStream {
         while let first = self.sent.first, first.offset <= offset {
             self.sent.removeFirst()
             self.sentRecords -= first.entries.count
-            for entry in first.entries where !entry.settled {
-                self.finish(entry, with: .delivered(DeliveryReceipt()))
-            }
+            self.finish(first.entries, with: .delivered(DeliveryReceipt()))
         }
         if session.draining.withLockedValue({ $0 }) {
             if self.sent.isEmpty { session.outbox.finish() }
@@ -450,15 +448,16 @@ actor TableStream {
         self.context.ledger.settle(entry.held, with: result)
     }
 
+    /// Settles the entries not settled yet, a request's consecutive events as one.
+    private func finish(_ entries: some Sequence<ZerobusEntry>, with result: DeliveryResult) {
+        self.context.ledger.settle(entries.lazy.filter { !$0.settled }.map(\.held), with: result)
+    }
+
     private func failAll(with failure: DeliveryFailure, includingPending: Bool) {
-        for submission in self.sent {
-            for entry in submission.entries where !entry.settled { self.finish(entry, with: .failed(failure)) }
-        }
+        for submission in self.sent { self.finish(submission.entries, with: .failed(failure)) }
         self.sent.removeAll()
         self.sentRecords = 0
-        if includingPending {
-            for entry in self.pending.removeAll() { self.finish(entry, with: .failed(failure)) }
-        }
+        if includingPending { self.finish(self.pending.removeAll(), with: .failed(failure)) }
     }
 
     private var isDrained: Bool {
