@@ -1,5 +1,6 @@
 @testable import SluiceHTTP
 import SluiceConfig
+import SluiceCore
 import Testing
 
 @Suite struct RouterTests {
@@ -108,5 +109,54 @@ import Testing
         #expect(target("debug") == "debug" && target("debug=") == "debug" && target("x=1&debug=yes") == "debug")
         #expect(target("Debug=1") == "default", "names are case-sensitive")
         #expect(target(nil) == "default" && target("version=%zz") == "default", "a malformed escape matches nothing")
+    }
+
+    /// The matcher reads bytes; this is the rule it keeps, written with the standard library's
+    /// collections (as the router matched before), checked against it on every pattern and path.
+    static func referenceMatch(_ pattern: PathPattern, _ path: String) -> [String: String]? {
+        switch pattern {
+        case .exact(let expected):
+            return path == expected ? [:] : nil
+        case .prefix(let prefix):
+            if prefix.hasSuffix("/") { return path.hasPrefix(prefix) ? [:] : nil }
+            return path == prefix || path.hasPrefix(prefix + "/") ? [:] : nil
+        case .template(let segments):
+            guard path.hasPrefix("/") else { return nil }
+            let parts = path.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+            guard parts.count == segments.count else { return nil }
+            var parameters: [String: String] = [:]
+            for (segment, part) in zip(segments, parts) {
+                switch segment {
+                case .literal(let literal):
+                    guard literal.utf8.elementsEqual(part) else { return nil }
+                case .parameter(let name):
+                    guard !part.isEmpty, let value = PercentEncoding.decode(part) else { return nil }
+                    parameters[name] = value
+                }
+            }
+            return parameters
+        }
+    }
+
+    @Test func pathMatchingAgreesWithTheCollectionRuleOnEveryPatternAndPath() throws {
+        let patterns: [PathPattern] = [
+            .exact("/v1/health"), .exact("/"), .prefix("/api"), .prefix("/api/"), .prefix("/"), .prefix("/ü"),
+            try PathPattern.parseTemplate("/v1/events/{topic}").get(), try PathPattern.parseTemplate("/{a}").get(),
+            try PathPattern.parseTemplate("/{a}/{b}").get(), try PathPattern.parseTemplate("/t/{id}/items").get(),
+            try PathPattern.parseTemplate("/ä/{x}").get(), try PathPattern.parseTemplate("/v1/{topic}/").get(),
+        ]
+        let paths = [
+            "", "/", "//", "/api", "/api/", "/apix", "/api/x/y", "/v1/health", "/v1/health/", "/v1/events/orders",
+            "/v1/events/", "/v1/events/a/b", "/v1/events/caf%C3%A9", "/v1/events/%zz", "/v1/events/%FF", "/x", "/x/y",
+            "/x//y", "/t/7/items", "/t//items", "/t/7/items/", "/ä/1", "/a%CC%88/1", "/ü", "/üx", "/ü/z", "v1/events/x",
+            "/v1/orders/", "/v1/orders", "/v1//", "*",
+        ]
+        for pattern in patterns {
+            for path in paths {
+                #expect(Router<String>.matchPath(pattern, path) == Self.referenceMatch(pattern, path), "\(pattern) on \(path)")
+            }
+        }
+        #expect(Router<String>.matchPath(patterns[6], "/v1/events/caf%C3%A9") == ["topic": "café"])
+        #expect(Router<String>.matchPath(patterns[8], "/x/y") == ["a": "x", "b": "y"])
     }
 }
