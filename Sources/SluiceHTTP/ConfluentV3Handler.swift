@@ -27,8 +27,7 @@ extension IngestHandler {
         if self.pipeline.problem(topic: target.topic) != nil {
             return .confluentError(status: 404, errorCode: 404, message: "Topic \(target.topic) cannot be found.", contentType: "application/json")
         }
-        let media = (request.header("content-type") ?? "").split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        guard media == "application/json" else {
+        guard MediaType.essence(of: request.header("content-type")) == "application/json" else {
             return .confluentError(status: 415, errorCode: 415, message: "HTTP 415 Unsupported Media Type: send application/json", contentType: "application/json")
         }
         switch target.operation {

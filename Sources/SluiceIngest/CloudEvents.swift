@@ -18,7 +18,7 @@ public enum CloudEvents {
         case unsupportedFormat(String)
 
         public init(contentType: String?) {
-            let media = (contentType ?? "").split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() }?.lowercased() ?? ""
+            let media = MediaType.essence(of: contentType)
             switch media {
             case "application/cloudevents+json": self = .structured
             case "application/cloudevents-batch+json": self = .batch
@@ -172,8 +172,7 @@ public enum CloudEvents {
     }
 
     static func isJSON(_ contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() }?.lowercased() ?? ""
+        let media = MediaType.essence(of: contentType)
         return media == "application/json" || media == "text/json" || media.hasSuffix("+json")
     }
 

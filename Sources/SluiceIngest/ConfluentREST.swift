@@ -91,8 +91,7 @@ public enum ConfluentREST {
         case unsupported
 
         public init(contentType: String?) {
-            let media = (contentType ?? "").split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() }?.lowercased() ?? ""
-            switch media {
+            switch MediaType.essence(of: contentType) {
             case "application/vnd.kafka.json.v2+json": self = .json
             case "application/vnd.kafka.binary.v2+json": self = .binary
             case "application/vnd.kafka.avro.v2+json": self = .needsSchema("avro")
@@ -110,7 +109,7 @@ public enum ConfluentREST {
     public static func acceptsV2(_ accept: String?) -> Bool {
         guard let accept, !accept.isEmpty else { return true }
         for range in accept.split(separator: ",") {
-            let media = range.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters() }?.lowercased() ?? ""
+            let media = MediaType.essence(of: range)
             if ["*/*", "application/*", "application/json", "application/vnd.kafka.v2+json", "application/vnd.kafka+json"].contains(media) {
                 return true
             }

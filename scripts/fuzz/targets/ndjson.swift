@@ -1,7 +1,8 @@
 // libFuzzer target: request bodies as events (SluiceIngest's BodyDecoding.swift: NDJSON streamed
 // in reads of any size, JSON arrays and single values), built with the JSON scanner by scripts/fuzz.sh.
 // Input: byte 0 picks max_event_bytes (1...64), byte 1 the size of each read (1...256); the
-// rest is the body. Where the reads cut the body must never change the outcome.
+// rest is the body. Where the reads cut the body must never change the outcome. The body is also
+// read as a Content-Type value (MediaType.essence, checked against its rule written with Strings).
 import NIOCore
 import SluiceCore
 
@@ -31,12 +32,24 @@ func decodeNDJSON(_ body: UnsafeRawBufferPointer, maxLineBytes: Int, readSize: I
     return outcome
 }
 
+/// `MediaType.essence` reads bytes; this is its rule in terms of the standard library (over
+/// Unicode scalars: an HTTP delimiter is a byte, even before a combining mark).
+func referenceEssence(_ value: String) -> String {
+    var type = value.unicodeScalars.prefix { $0 != ";" }
+    while let first = type.first, first == " " || first == "\t" { type.removeFirst() }
+    while let last = type.last, last == " " || last == "\t" { type.removeLast() }
+    return String(String.UnicodeScalarView(type)).lowercased()
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 2 else { return 0 }
     let maxEventBytes = Int(data[0] & 0x3F) + 1
     let readSize = Int(data[1]) + 1
     let body = UnsafeRawBufferPointer(start: data + 2, count: size - 2)
+    // The body's bytes as a Content-Type header, too.
+    let header = String(decoding: body, as: UTF8.self)
+    precondition(MediaType.essence(of: header) == referenceEssence(header), "media type of \(header.debugDescription)")
 
     let whole = decodeNDJSON(body, maxLineBytes: maxEventBytes, readSize: max(1, body.count))
     let pieces = decodeNDJSON(body, maxLineBytes: maxEventBytes, readSize: readSize)
