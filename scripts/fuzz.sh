@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 declare -A SOURCES=(
     [json_scanner]="Sources/SluiceIngest/JSONScanner.swift"
-    [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/Router.swift"
+    [request_target]="Sources/SluiceHTTP/RequestTarget.swift Sources/SluiceHTTP/Router.swift Tests/SluiceHTTPTests/PathMatchReference.swift"
     [path_template]="Sources/SluiceConfigReader/PathPattern.swift Sources/SluiceConfigReader/ParameterTemplate.swift Sources/SluiceConfigReader/ConfigError.swift"
     [units]="Sources/SluiceConfigReader/Units.swift"
     [ndjson]="Sources/SluiceIngest/BodyDecoding.swift Sources/SluiceIngest/JSONScanner.swift Sources/SluiceIngest/IngestError.swift"

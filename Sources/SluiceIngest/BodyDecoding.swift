@@ -17,10 +17,6 @@ public enum BodyFormat: Sendable, Equatable {
     case raw
 
     public init(contentType: String?) {
-        guard let contentType else {
-            self = .raw
-            return
-        }
         switch MediaType.essence(of: contentType) {
         case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines":
             self = .ndjson

@@ -1,36 +1,8 @@
 // libFuzzer target: RequestTarget (canonical paths), the router's path matching and HeaderFieldCheck.
-// Built with Sources/SluiceHTTP/RequestTarget.swift and Router.swift against the debug build by scripts/fuzz.sh.
+// Built with Sources/SluiceHTTP/RequestTarget.swift and Router.swift (and the router's reference rule,
+// Tests/SluiceHTTPTests/PathMatchReference.swift) against the debug build by scripts/fuzz.sh.
 import SluiceConfig
 import SluiceCore
-
-/// The router matches bytes; this is its rule written with the standard library's collections.
-func referenceMatch(_ pattern: PathPattern, _ path: String) -> [String: String]? {
-    switch pattern {
-    case .exact(let expected):
-        return path == expected ? [:] : nil
-    case .prefix(let prefix):
-        let bytes = Array(path.utf8)
-        let expected = Array(prefix.utf8)
-        guard bytes.starts(with: expected) else { return nil }
-        if bytes.count == expected.count || expected.last == UInt8(ascii: "/") || bytes[expected.count] == UInt8(ascii: "/") { return [:] }
-        return nil
-    case .template(let segments):
-        guard path.utf8.first == UInt8(ascii: "/") else { return nil }  // a byte: "/" may precede a combining mark
-        let parts = path.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        guard parts.count == segments.count else { return nil }
-        var parameters: [String: String] = [:]
-        for (segment, part) in zip(segments, parts) {
-            switch segment {
-            case .literal(let literal):
-                guard literal.utf8.elementsEqual(part) else { return nil }
-            case .parameter(let name):
-                guard !part.isEmpty, let value = PercentEncoding.decode(part) else { return nil }
-                parameters[name] = value
-            }
-        }
-        return parameters
-    }
-}
 
 let fixedPatterns: [PathPattern] = [
     .exact("/v1/health"), .prefix("/api"), .prefix("/api/"), .prefix("/"),
@@ -77,7 +49,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for pattern in patterns {
         for path in paths {
             let matched = Router<Int>.matchPath(pattern, path)
-            let expected = referenceMatch(pattern, path)
+            let expected = PathMatchReference.match(pattern, path)
             if matched != expected { fatalError("router disagrees: \(pattern) on \(path.debugDescription): \(String(describing: matched)) vs \(String(describing: expected))") }
         }
     }
