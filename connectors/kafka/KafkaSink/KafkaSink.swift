@@ -240,28 +240,30 @@ public final class KafkaSink: TunableSink {
 
     /// Hands `events[range]` (slots from `firstIndex`) to librdkafka under `hold`, synchronously:
     /// the async loop this replaced copied each event twice across its potential suspension
-    /// points (one copy remains, made for the call into the producer client). An event librdkafka
-    /// refuses alone (too large, bad topic) is settled failed here and the rest go on. Returns the
-    /// index it stopped at.
+    /// points. An event librdkafka refuses alone (too large, bad topic) is settled failed here
+    /// and the rest go on. Returns the index it stopped at.
     private func produce(
         _ events: [Event], _ range: Range<Int>, firstIndex: Int, client: KafkaProducerClient,
         destination: KafkaProducerClient.Destination, hold: DeliveryLedger.SharedHold
     ) -> (index: Int, stop: RunStop) {
         let tickets = KafkaDeliveryTickets.make(hold: hold, count: range.count)
-        for index in range {
-            if self.closed.load(ordering: .acquiring) { return (index, .closed) }
-            let ticket = tickets.issue(slot: firstIndex + index, bytes: events[index].size)
-            let err = client.produce(events[index], to: destination, ticket: ticket)
-            switch err {
-            case RD_KAFKA_RESP_ERR_NO_ERROR:
-                continue
-            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                return (index, .queueFull)
-            default:
-                hold.settle(slot: firstIndex + index, bytes: events[index].size, with: .failed(KafkaSinkError(err).deliveryFailure))
+        // Each event is lent to the producer in place (see KafkaProducerClient.produce).
+        return events.withUnsafeBufferPointer { events in
+            for index in range {
+                if self.closed.load(ordering: .acquiring) { return (index, .closed) }
+                let ticket = tickets.issue(slot: firstIndex + index, bytes: events[index].size)
+                let err = client.produce(events.baseAddress! + index, to: destination, ticket: ticket)
+                switch err {
+                case RD_KAFKA_RESP_ERR_NO_ERROR:
+                    continue
+                case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                    return (index, .queueFull)
+                default:
+                    hold.settle(slot: firstIndex + index, bytes: events[index].size, with: .failed(KafkaSinkError(err).deliveryFailure))
+                }
             }
+            return (range.upperBound, .done)
         }
-        return (range.upperBound, .done)
     }
 
     public func run() async throws {
