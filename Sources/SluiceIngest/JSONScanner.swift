@@ -166,18 +166,7 @@ public struct JSONScanner {
         var i = start + 1
         let b = self.bytes
         while i < b.count {
-            // Skip 8 ordinary bytes at a time (no quote, backslash or control character), then
-            // straight to the first special byte of the word that holds one.
-            while i + 8 <= b.count {
-                // (The lowest marked byte is never a false alarm: see escapedBytes(in:).)
-                let special = JSONString.escapedOrNonASCIIBytes(in: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
-                if special == 0 {
-                    i += 8
-                } else {
-                    i += special.trailingZeroBitCount &>> 3
-                    break
-                }
-            }
+            i = Self.skipOrdinaryBytes(b.baseAddress!, from: i, count: b.count)
             guard i < b.count else { break }
             let c = b[i]
             if c == UInt8(ascii: "\"") { return i + 1 }
@@ -209,6 +198,34 @@ public struct JSONScanner {
             i += 1
         }
         throw SyntaxError(offset: start, message: "unterminated string")
+    }
+
+    /// Skips bytes that are ordinary inside a string (not a quote, a backslash, a control
+    /// character or above 0x7F) from `start`, in whole 8-byte words, two at a time while they
+    /// last: the offset of the first byte that is not, or else where the last whole word ends
+    /// (fewer than 8 bytes are left there, which the caller reads one by one).
+    @inline(__always)
+    static func skipOrdinaryBytes(_ base: UnsafeRawPointer, from start: Int, count: Int) -> Int {
+        @inline(__always) func special(_ offset: Int) -> UInt64 {
+            // (The lowest marked byte is never a false alarm: see JSONString.escapedBytes(in:).)
+            JSONString.escapedOrNonASCIIBytes(in: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+        }
+        // Unchecked arithmetic: offsets stay within `count` (an Int) plus 16.
+        var i = start
+        while i &+ 16 <= count {
+            let first = special(i)
+            let second = special(i &+ 8)
+            if first | second != 0 {
+                return first != 0 ? i &+ (first.trailingZeroBitCount &>> 3) : i &+ 8 &+ (second.trailingZeroBitCount &>> 3)
+            }
+            i &+= 16
+        }
+        if i &+ 8 <= count {
+            let word = special(i)
+            if word != 0 { return i &+ (word.trailingZeroBitCount &>> 3) }
+            i &+= 8
+        }
+        return i
     }
 
     /// The length of the well-formed UTF-8 sequence that starts at `i` with a byte >= 0x80
