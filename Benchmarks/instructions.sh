@@ -20,7 +20,9 @@
 #
 # Sluice's counts cover every thread of the process (event loops, the Swift pool, librdkafka's
 # threads: compression, delivery reports) from a reset of the counters just before a scenario's
-# load to a dump just after it. Each scenario runs ROUNDS times; the script prints each.
+# load to a dump just after it. Each scenario runs ROUNDS times; the script prints each, and
+# then the part spent in the sluice binary alone (Sluice's code, SwiftNIO, the Swift runtime:
+# librdkafka's share moves by a few percent between runs with how it batched).
 # Usage: Benchmarks/instructions.sh   (env: N, ROUNDS, SINGLE_REQUESTS, KAFKA_PORT, KINESIS_PORT,
 # ZEROBUS_PORT, ZEROBUS_HTTP_PORT; SLUICE_STATIC_BIN:
 # a static-stdlib build to measure instead of this tree's, e.g. an earlier commit's for before/after)
@@ -140,7 +142,9 @@ h2load_ok 20 "$work/request.ndjson" application/x-ndjson /zerobus
 
 dumps=0
 # Instructions per event of one scenario: zero the counters, run it, dump, read the dump.
-# Sets `last` (not printed: a $(…) subshell would lose the dump count).
+# Sets `last` (not printed: a $(…) subshell would lose the dump count), and `own`: the part
+# spent in the sluice binary itself (see Benchmarks/callgrind_own.py), which does not move with
+# how librdkafka happened to batch in the run.
 measure() {  # events command...
     local events="$1"; shift
     callgrind_control -z "$sluice_pid" >/dev/null 2>&1
@@ -150,20 +154,21 @@ measure() {  # events command...
     local file="$work/sluice.out.$dumps"
     for _ in $(seq 1 100); do [[ -s "$file" ]] && grep -q '^totals:' "$file" && break; sleep 0.1; done
     last=$(python3 -c "print(round($(awk '/^summary:/ {print $2}' "$file") / $events))")
+    own=$(python3 Benchmarks/callgrind_own.py "$file" sluice "$events")
 }
 grpc_ok() {
     local out
     out=$("$loadgen" "$GRPC_PORT" bench-grpc "$N" 100 4 1)
     [[ "$out" == *durable=true* ]] || { echo "gRPC run not fully durable: $out" >&2; exit 1; }
 }
-b=(); b2=(); c=(); d=(); k=(); z=()
+b=(); b2=(); c=(); d=(); k=(); z=(); own_b=(); own_b2=(); own_c=(); own_d=(); own_k=(); own_z=()
 for _ in $(seq 1 "$ROUNDS"); do
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson; b+=("$last")
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson-h2 h2; b2+=("$last")
-    measure "$SINGLE_REQUESTS" h2load_ok "$SINGLE_REQUESTS" "$work/single.json" application/json /v1/events/bench-single; c+=("$last")
-    measure "$N" grpc_ok; d+=("$last")
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /kinesis; k+=("$last")
-    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /zerobus; z+=("$last")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson; b+=("$last"); own_b+=("$own")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson-h2 h2; b2+=("$last"); own_b2+=("$own")
+    measure "$SINGLE_REQUESTS" h2load_ok "$SINGLE_REQUESTS" "$work/single.json" application/json /v1/events/bench-single; c+=("$last"); own_c+=("$own")
+    measure "$N" grpc_ok; d+=("$last"); own_d+=("$own")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /kinesis; k+=("$last"); own_k+=("$own")
+    measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /zerobus; z+=("$last"); own_z+=("$own")
 done
 ratio() { python3 -c "print(f'{$1 / $kcat:.2f}')"; }
 of_kafka() { python3 -c "print(f'{$1 / ${b[0]}:.2f}')"; }
@@ -178,5 +183,6 @@ events:                             $N x 200 B per scenario (c: $SINGLE_REQUESTS
 (d) gRPC stream x100, instructions/event: ${d[*]}   (x kcat: $(ratio "${d[0]}"))
 (k) Kinesis h1 x100, instructions/event:  ${k[*]}   (x (b): $(of_kafka "${k[0]}"), goal <= 1.5)
 (z) Zerobus h1 x100, instructions/event:  ${z[*]}   (x (b): $(of_kafka "${z[0]}"), goal <= 1.5)
+in the sluice binary alone (b b' c d k z): ${own_b[*]} / ${own_b2[*]} / ${own_c[*]} / ${own_d[*]} / ${own_k[*]} / ${own_z[*]}
 profiles:                           $work/sluice.out.N (callgrind_annotate), one per scenario and round
 OUT
