@@ -221,6 +221,15 @@ public struct JSONWriter: Sendable {
         self.needsComma = true
     }
 
+    /// A string field whose key is a literal of plain ASCII needing no escape (`"shard_id"`): the
+    /// key's bytes are copied as they are; the value is escaped like any string.
+    public mutating func field(literal name: StaticString, _ value: String) {
+        // ,"name":
+        self.appendASCII(capacity: name.utf8CodeUnitCount + 4, separated: true) { $0.putKey(name) }
+        self.string(value)
+        self.needsComma = true
+    }
+
     /// `{"first":a,"second":b}` as the next value, for literal keys of plain ASCII needing no
     /// escape, written with one append: the commonest per-event answer (`{"partition":P,"offset":O}`),
     /// where appending each piece on its own cost more than the rest of the answer.

@@ -430,8 +430,8 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
     static func encode(_ receipt: DeliveryReceipt, into json: inout JSONWriter) {
         if let partition = receipt.partition { json.field(literal: "partition", partition) }
         if let offset = receipt.offset { json.field(literal: "offset", offset) }
-        if let shard = receipt.shardID { json.field("shard_id", shard) }
-        if let sequence = receipt.sequenceNumber { json.field("sequence_number", sequence) }
+        if let shard = receipt.shardID { json.field(literal: "shard_id", shard) }
+        if let sequence = receipt.sequenceNumber { json.field(literal: "sequence_number", sequence) }
     }
 
     /// `"error":{…}` inside an event's object.

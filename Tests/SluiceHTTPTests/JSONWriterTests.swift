@@ -32,4 +32,22 @@ import Testing
             #expect((parsed[1]["offset"] as? NSNumber)?.int64Value == other)
         }
     }
+
+    /// A literal key with a string value writes what `field(_:_:)` writes, the value escaped.
+    @Test(arguments: ["shardId-000000000001", "", "quote \" and \\ and \n", "é \u{1F600}"])
+    func literalKeyStringFieldMatchesTheGeneralOne(_ value: String) throws {
+        var literal = JSONWriter()
+        var general = JSONWriter()
+        literal.object {
+            $0.field(literal: "shard_id", value)
+            $0.field(literal: "sequence_number", "1")
+        }
+        general.object {
+            $0.field("shard_id", value)
+            $0.field("sequence_number", "1")
+        }
+        #expect(literal.bytes == general.bytes)
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(literal.bytes)) as? [String: String])
+        #expect(parsed == ["shard_id": value, "sequence_number": "1"])
+    }
 }
