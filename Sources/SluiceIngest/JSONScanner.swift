@@ -168,36 +168,44 @@ public struct JSONScanner {
         while i < b.count {
             i = Self.skipOrdinaryBytes(b.baseAddress!, from: i, count: b.count)
             guard i < b.count else { break }
-            let c = b[i]
-            if c == UInt8(ascii: "\"") { return i + 1 }
-            if c == UInt8(ascii: "\\") {
-                guard i + 1 < b.count else { break }
-                switch b[i + 1] {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    i += 2
-                case UInt8(ascii: "u"):
-                    guard i + 5 < b.count, (2...5).allSatisfy({ PercentEncoding.hexValue(b[i + $0]) != nil }) else {
-                        throw SyntaxError(offset: i, message: "invalid \\u escape in string")
-                    }
-                    i += 6
-                default:
-                    throw SyntaxError(offset: i, message: "invalid escape in string")
-                }
-                continue
-            }
-            if c < 0x20 { throw SyntaxError(offset: i, message: "control character in string") }
-            if c >= 0x80 {
-                // RFC 8259 8.1: JSON text is UTF-8; a consumer downstream must be able to decode it.
-                guard let length = Self.utf8SequenceLength(b, at: i) else {
-                    throw SyntaxError(offset: i, message: "invalid UTF-8 in string")
-                }
-                i += length
-                continue
-            }
-            i += 1
+            guard let next = try self.stepInString(at: i) else { return i + 1 }
+            i = next
         }
         throw SyntaxError(offset: start, message: "unterminated string")
+    }
+
+    /// One step through a string at byte `i` (inside it, after its opening quote): nil at the
+    /// closing quote, else where the next character starts, past an escape or a whole UTF-8
+    /// sequence; throws at a byte a JSON string may not hold there.
+    @inline(__always)
+    func stepInString(at i: Int) throws(SyntaxError) -> Int? {
+        let b = self.bytes
+        let c = b[i]
+        if c == UInt8(ascii: "\"") { return nil }
+        if c == UInt8(ascii: "\\") {
+            guard i + 1 < b.count else { return i + 1 }  // the string is unterminated
+            switch b[i + 1] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                return i + 2
+            case UInt8(ascii: "u"):
+                guard i + 5 < b.count, (2...5).allSatisfy({ PercentEncoding.hexValue(b[i + $0]) != nil }) else {
+                    throw SyntaxError(offset: i, message: "invalid \\u escape in string")
+                }
+                return i + 6
+            default:
+                throw SyntaxError(offset: i, message: "invalid escape in string")
+            }
+        }
+        if c < 0x20 { throw SyntaxError(offset: i, message: "control character in string") }
+        if c >= 0x80 {
+            // RFC 8259 8.1: JSON text is UTF-8; a consumer downstream must be able to decode it.
+            guard let length = Self.utf8SequenceLength(b, at: i) else {
+                throw SyntaxError(offset: i, message: "invalid UTF-8 in string")
+            }
+            return i + length
+        }
+        return i + 1
     }
 
     /// Skips bytes that are ordinary inside a string (not a quote, a backslash, a control

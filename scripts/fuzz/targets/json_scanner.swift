@@ -1,8 +1,6 @@
 // libFuzzer target: JSONScanner (NDJSON/JSON validation, array splitting, JSON-pointer keys).
 // Built with Sources/SluiceIngest/JSONScanner.swift against the debug build (SluiceCore) by scripts/fuzz.sh.
 
-import SluiceCore
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
@@ -49,38 +47,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// The string rule byte by byte, as `skipString` read strings before it skipped whole words:
-/// the two agree on every string, what they return and how they fail.
+/// `skipString` without its word-at-a-time skip: one `stepInString` per byte, as strings were
+/// read before ordinary bytes were skipped by words. The two agree on every string, on where it
+/// ends and on how it fails.
 func referenceSkipString(_ b: UnsafeRawBufferPointer, _ start: Int) throws(JSONScanner.SyntaxError) -> Int {
+    let scanner = JSONScanner(bytes: b)
     var i = start + 1
     while i < b.count {
-        let c = b[i]
-        if c == UInt8(ascii: "\"") { return i + 1 }
-        if c == UInt8(ascii: "\\") {
-            guard i + 1 < b.count else { break }
-            switch b[i + 1] {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                i += 2
-            case UInt8(ascii: "u"):
-                guard i + 5 < b.count, (2...5).allSatisfy({ PercentEncoding.hexValue(b[i + $0]) != nil }) else {
-                    throw JSONScanner.SyntaxError(offset: i, message: "invalid \\u escape in string")
-                }
-                i += 6
-            default:
-                throw JSONScanner.SyntaxError(offset: i, message: "invalid escape in string")
-            }
-            continue
-        }
-        if c < 0x20 { throw JSONScanner.SyntaxError(offset: i, message: "control character in string") }
-        if c >= 0x80 {
-            guard let length = JSONScanner.utf8SequenceLength(b, at: i) else {
-                throw JSONScanner.SyntaxError(offset: i, message: "invalid UTF-8 in string")
-            }
-            i += length
-            continue
-        }
-        i += 1
+        guard let next = try scanner.stepInString(at: i) else { return i + 1 }
+        i = next
     }
     throw JSONScanner.SyntaxError(offset: start, message: "unterminated string")
 }
