@@ -38,8 +38,10 @@ public struct PendingEntries<Entry: BatchEntry> {
     public mutating func append(contentsOf new: some Sequence<Entry>) {
         for entry in new {
             if self.entries.isEmpty { self.oldestQueuedSince = .now }
-            self.entries.append(entry)
+            // Counted before it is queued: its last use then moves it in (read after, the
+            // entry was copied into the queue, a value-witness copy per entry).
             self.queuedBytes += entry.bytes
+            self.entries.append(entry)
         }
     }
 
@@ -64,15 +66,16 @@ public struct PendingEntries<Entry: BatchEntry> {
         var batch: [Entry] = []
         batch.reserveCapacity(Swift.min(maxRecords, self.entries.count))
         var bytes = 0
-        while let first = self.entries.first, batch.count < maxRecords, batch.isEmpty || bytes + first.bytes <= maxBytes {
+        // The front entry's size is read in place (binding `first` copied the whole entry).
+        while batch.count < maxRecords, let next = self.entries.first?.bytes, batch.isEmpty || bytes + next <= maxBytes {
             let entry = self.entries.removeFirst()
             self.queuedBytes -= entry.bytes
             if let now, entry.deadline <= now {
                 expired(entry)
                 continue
             }
-            batch.append(entry)
             bytes += entry.bytes
+            batch.append(entry)
         }
         self.oldestQueuedSince = self.entries.isEmpty ? nil : .now
         return batch
