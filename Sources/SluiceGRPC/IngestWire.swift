@@ -299,15 +299,41 @@ enum IngestWire {
     /// Bytes of the `results` field's entries (a one-byte tag each).
     private static func resultsSize(_ results: DeliveryResults) -> Int {
         var total = 0
-        for result in results {
-            let body = Self.resultBodySize(result)
+        for position in results.indices {
+            let body: Int
+            if let (partition, offset) = results.partitionAndOffset(at: position) {
+                let inner = Self.deliveredSize(partition: partition, offset: offset)
+                body = 1 + Writer.varintSize(UInt64(inner)) + inner
+            } else {
+                body = Self.resultBodySize(results[position])
+            }
             total += 1 + Writer.varintSize(UInt64(body)) + body
         }
         return total
     }
 
+    /// The size of the `Delivered` message of a receipt that holds only a partition and an offset
+    /// (its shard and sequence fields are empty, so left out).
+    private static func deliveredSize(partition: Int32, offset: Int64) -> Int {
+        Self.varintFieldSize(UInt64(bitPattern: Int64(partition))) + Self.varintFieldSize(UInt64(bitPattern: offset))
+    }
+
     private static func write(_ results: DeliveryResults, field: Int, to writer: inout Writer) {
-        for result in results {
+        for position in results.indices {
+            // The commonest result, a Kafka receipt, is written from the partition and offset the
+            // results keep for it, without building a `DeliveryResult` (and copying its receipt)
+            // twice per event, for the size and for the bytes.
+            if let (partition, offset) = results.partitionAndOffset(at: position) {
+                let inner = Self.deliveredSize(partition: partition, offset: offset)
+                writer.tag(field, .lengthDelimited)
+                writer.varint(UInt64(1 + Writer.varintSize(UInt64(inner)) + inner))
+                writer.tag(1, .lengthDelimited)
+                writer.varint(UInt64(inner))
+                writer.varintField(1, UInt64(bitPattern: Int64(partition)))
+                writer.varintField(2, UInt64(bitPattern: offset))
+                continue
+            }
+            let result = results[position]
             let inner = Self.innerSize(result)
             let body = 1 + Writer.varintSize(UInt64(inner)) + inner
             writer.tag(field, .lengthDelimited)
