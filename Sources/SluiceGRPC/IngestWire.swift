@@ -287,9 +287,7 @@ enum IngestWire {
     private static func innerSize(_ result: DeliveryResult) -> Int {
         switch result {
         case .delivered(let receipt):
-            // int32 is written sign-extended to 64 bits, as protobuf requires.
-            return Self.varintFieldSize(UInt64(bitPattern: Int64(receipt.partition ?? 0)))
-                + Self.varintFieldSize(UInt64(bitPattern: receipt.offset ?? 0))
+            return Self.deliveredSize(partition: receipt.partition ?? 0, offset: receipt.offset ?? 0)
                 + Self.stringFieldSize(receipt.shardID ?? "") + Self.stringFieldSize(receipt.sequenceNumber ?? "")
         case .failed(let failure):
             return Self.stringFieldSize(failure.code) + Self.stringFieldSize(failure.message) + (failure.isRetryable ? 2 : 0)
@@ -312,8 +310,9 @@ enum IngestWire {
         return total
     }
 
-    /// The size of the `Delivered` message of a receipt that holds only a partition and an offset
-    /// (its shard and sequence fields are empty, so left out).
+    /// The size of a `Delivered` message's partition and offset fields: the whole message for a
+    /// receipt that holds only those (its empty shard and sequence fields are left out). The int32
+    /// partition is written sign-extended to 64 bits, as protobuf requires.
     private static func deliveredSize(partition: Int32, offset: Int64) -> Int {
         Self.varintFieldSize(UInt64(bitPattern: Int64(partition))) + Self.varintFieldSize(UInt64(bitPattern: offset))
     }
