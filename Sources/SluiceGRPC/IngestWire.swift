@@ -277,10 +277,20 @@ enum IngestWire {
         return count == 0 ? 0 : 1 + Writer.varintSize(UInt64(count)) + count
     }
 
-    /// An `EventResult`'s body: the oneof's message with its tag and length.
-    private static func resultBodySize(_ result: DeliveryResult) -> Int {
-        let inner = Self.innerSize(result)
-        return 1 + Writer.varintSize(UInt64(inner)) + inner
+    /// An `EventResult`'s body around its `Delivered` or `Failure` message of `inner` bytes: the
+    /// oneof's tag, the message's length, the message.
+    private static func resultBodySize(inner: Int) -> Int {
+        1 + Writer.varintSize(UInt64(inner)) + inner
+    }
+
+    /// The size of the `Delivered` or `Failure` message of the result at `position`. The commonest,
+    /// a Kafka receipt, is sized from the partition and offset the results keep for it, without
+    /// building a `DeliveryResult` (and copying its receipt).
+    private static func innerSize(of results: DeliveryResults, at position: Int) -> Int {
+        if let (partition, offset) = results.partitionAndOffset(at: position) {
+            return Self.deliveredSize(partition: partition, offset: offset)
+        }
+        return Self.innerSize(results[position])
     }
 
     /// The size of the `Delivered` or `Failure` message inside an `EventResult`.
@@ -294,22 +304,6 @@ enum IngestWire {
         }
     }
 
-    /// Bytes of the `results` field's entries (a one-byte tag each).
-    private static func resultsSize(_ results: DeliveryResults) -> Int {
-        var total = 0
-        for position in results.indices {
-            let body: Int
-            if let (partition, offset) = results.partitionAndOffset(at: position) {
-                let inner = Self.deliveredSize(partition: partition, offset: offset)
-                body = 1 + Writer.varintSize(UInt64(inner)) + inner
-            } else {
-                body = Self.resultBodySize(results[position])
-            }
-            total += 1 + Writer.varintSize(UInt64(body)) + body
-        }
-        return total
-    }
-
     /// The size of a `Delivered` message's partition and offset fields: the whole message for a
     /// receipt that holds only those (its empty shard and sequence fields are left out). The int32
     /// partition is written sign-extended to 64 bits, as protobuf requires.
@@ -317,42 +311,58 @@ enum IngestWire {
         Self.varintFieldSize(UInt64(bitPattern: Int64(partition))) + Self.varintFieldSize(UInt64(bitPattern: offset))
     }
 
+    /// Bytes of the `results` field's entries (a one-byte tag each).
+    private static func resultsSize(_ results: DeliveryResults) -> Int {
+        var total = 0
+        for position in results.indices {
+            let body = Self.resultBodySize(inner: Self.innerSize(of: results, at: position))
+            total += 1 + Writer.varintSize(UInt64(body)) + body
+        }
+        return total
+    }
+
     private static func write(_ results: DeliveryResults, field: Int, to writer: inout Writer) {
         for position in results.indices {
-            // The commonest result, a Kafka receipt, is written from the partition and offset the
-            // results keep for it, without building a `DeliveryResult` (and copying its receipt)
-            // twice per event, for the size and for the bytes.
+            // A Kafka receipt from the partition and offset the results keep (see innerSize(of:at:)).
             if let (partition, offset) = results.partitionAndOffset(at: position) {
                 let inner = Self.deliveredSize(partition: partition, offset: offset)
-                writer.tag(field, .lengthDelimited)
-                writer.varint(UInt64(1 + Writer.varintSize(UInt64(inner)) + inner))
-                writer.tag(1, .lengthDelimited)
-                writer.varint(UInt64(inner))
-                writer.varintField(1, UInt64(bitPattern: Int64(partition)))
-                writer.varintField(2, UInt64(bitPattern: offset))
+                Self.writeDelivered(partition: partition, offset: offset, shardID: "", sequenceNumber: "", inner: inner, field: field, to: &writer)
                 continue
             }
             let result = results[position]
             let inner = Self.innerSize(result)
-            let body = 1 + Writer.varintSize(UInt64(inner)) + inner
-            writer.tag(field, .lengthDelimited)
-            writer.varint(UInt64(body))
             switch result {
             case .delivered(let receipt):
-                writer.tag(1, .lengthDelimited)
-                writer.varint(UInt64(inner))
-                writer.varintField(1, UInt64(bitPattern: Int64(receipt.partition ?? 0)))
-                writer.varintField(2, UInt64(bitPattern: receipt.offset ?? 0))
-                writer.stringField(3, receipt.shardID ?? "")
-                writer.stringField(4, receipt.sequenceNumber ?? "")
+                Self.writeDelivered(
+                    partition: receipt.partition ?? 0, offset: receipt.offset ?? 0, shardID: receipt.shardID ?? "",
+                    sequenceNumber: receipt.sequenceNumber ?? "", inner: inner, field: field, to: &writer)
             case .failed(let failure):
-                writer.tag(2, .lengthDelimited)
-                writer.varint(UInt64(inner))
+                Self.writeResultHead(field: field, oneof: 2, inner: inner, to: &writer)
                 writer.stringField(1, failure.code)
                 writer.stringField(2, failure.message)
                 if failure.isRetryable { writer.varintField(3, 1) }
             }
         }
+    }
+
+    /// An `EventResult` entry of the `results` field up to its oneof message's fields: the entry's
+    /// tag and length, the oneof's tag (1 `delivered`, 2 `failed`) and the message's length.
+    private static func writeResultHead(field: Int, oneof: Int, inner: Int, to writer: inout Writer) {
+        writer.tag(field, .lengthDelimited)
+        writer.varint(UInt64(Self.resultBodySize(inner: inner)))
+        writer.tag(oneof, .lengthDelimited)
+        writer.varint(UInt64(inner))
+    }
+
+    /// An `EventResult` entry holding a `Delivered` message of `inner` bytes.
+    private static func writeDelivered(
+        partition: Int32, offset: Int64, shardID: String, sequenceNumber: String, inner: Int, field: Int, to writer: inout Writer
+    ) {
+        Self.writeResultHead(field: field, oneof: 1, inner: inner, to: &writer)
+        writer.varintField(1, UInt64(bitPattern: Int64(partition)))
+        writer.varintField(2, UInt64(bitPattern: offset))
+        writer.stringField(3, shardID)
+        writer.stringField(4, sequenceNumber)
     }
 
     /// Appends fields (numbers 1-15) in field order, proto3 defaults left out, as SwiftProtobuf does.
