@@ -11,6 +11,7 @@
 #   (b') the same over HTTP/2
 #   (c) one event per request, ack: sink
 #   (d) gRPC PublishStream, 100 events per message
+#   (d') gRPC unary Publish, 100 events per call, 4 calls in flight
 #   (k) as (b), into a Kinesis sink (the project's SigV4-checking PutRecords server, --no-store)
 #   (z) as (b), into a Zerobus sink (the project's Zerobus test server, --no-store)
 #
@@ -139,6 +140,7 @@ h2load_ok 20 "$work/single.json" application/json /v1/events/bench-warm
 h2load_ok 20 "$work/request.ndjson" application/x-ndjson /kinesis
 h2load_ok 20 "$work/request.ndjson" application/x-ndjson /zerobus
 "$loadgen" "$GRPC_PORT" bench-warm 2000 100 2 1 >/dev/null
+"$loadgen" --unary "$GRPC_PORT" bench-warm 2000 100 2 1 >/dev/null
 
 dumps=0
 # Instructions per event of one scenario: zero the counters, run it, dump, read the dump.
@@ -156,12 +158,12 @@ measure() {  # events command...
     last=$(python3 -c "print(round($(awk '/^summary:/ {print $2}' "$file") / $events))")
     own=$(python3 Benchmarks/callgrind_own.py "$file" sluice "$events")
 }
-grpc_ok() {
+grpc_ok() {  # [--unary]
     local out
-    out=$("$loadgen" "$GRPC_PORT" bench-grpc "$N" 100 4 1)
+    out=$("$loadgen" "$@" "$GRPC_PORT" bench-grpc "$N" 100 4 1)
     [[ "$out" == *durable=true* ]] || { echo "gRPC run not fully durable: $out" >&2; exit 1; }
 }
-b=(); b2=(); c=(); d=(); k=(); z=(); own_b=(); own_b2=(); own_c=(); own_d=(); own_k=(); own_z=()
+b=(); b2=(); c=(); d=(); k=(); z=(); du=(); own_b=(); own_b2=(); own_c=(); own_d=(); own_k=(); own_z=(); own_du=()
 for _ in $(seq 1 "$ROUNDS"); do
     measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson; b+=("$last"); own_b+=("$own")
     measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /v1/events/bench-ndjson-h2 h2; b2+=("$last"); own_b2+=("$own")
@@ -169,6 +171,7 @@ for _ in $(seq 1 "$ROUNDS"); do
     measure "$N" grpc_ok; d+=("$last"); own_d+=("$own")
     measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /kinesis; k+=("$last"); own_k+=("$own")
     measure "$N" h2load_ok $((N / 100)) "$work/request.ndjson" application/x-ndjson /zerobus; z+=("$last"); own_z+=("$own")
+    measure "$N" grpc_ok --unary; du+=("$last"); own_du+=("$own")
 done
 ratio() { python3 -c "print(f'{$1 / $kcat:.2f}')"; }
 of_kafka() { python3 -c "print(f'{$1 / ${b[0]}:.2f}')"; }
@@ -181,8 +184,9 @@ events:                             $N x 200 B per scenario (c: $SINGLE_REQUESTS
 (b') h2 NDJSON x100, instructions/event:  ${b2[*]}   (x kcat: $(ratio "${b2[0]}"))
 (c) 1 event/request, instructions/event:  ${c[*]}   (x kcat: $(ratio "${c[0]}"))
 (d) gRPC stream x100, instructions/event: ${d[*]}   (x kcat: $(ratio "${d[0]}"))
+(d') gRPC unary x100, instructions/event: ${du[*]}   (x kcat: $(ratio "${du[0]}"))
 (k) Kinesis h1 x100, instructions/event:  ${k[*]}   (x (b): $(of_kafka "${k[0]}"), goal <= 1.5)
 (z) Zerobus h1 x100, instructions/event:  ${z[*]}   (x (b): $(of_kafka "${z[0]}"), goal <= 1.5)
-in the sluice binary alone (b b' c d k z): ${own_b[*]} / ${own_b2[*]} / ${own_c[*]} / ${own_d[*]} / ${own_k[*]} / ${own_z[*]}
+in the sluice binary alone (b b' c d k z d'): ${own_b[*]} / ${own_b2[*]} / ${own_c[*]} / ${own_d[*]} / ${own_k[*]} / ${own_z[*]} / ${own_du[*]}
 profiles:                           $work/sluice.out.N (callgrind_annotate), one per scenario and round
 OUT
