@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SluiceConfig
 import SluiceCore
@@ -94,13 +95,17 @@ public struct IngestService: RegistrableRPCService {
     }
 
     func publish(
-        request: ServerRequest<IncomingPublishRequest>,
+        request: consuming ServerRequest<IncomingPublishRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<OutgoingPublishResponse> {
         let route = try Self.route(in: self.callRoutes, method: "Publish", metadata: request.metadata)
-        let message = request.message
+        // The message goes to the settling task as the only holder of its events: captured
+        // as a value (and the request kept), the events would be shared, and handing them
+        // over would copy every one of them.
+        let handed = NIOLockedValueBox<IncomingPublishRequest?>(request.message)
+        _ = consume request
         let (results, summary) = try await Self.untilCancelled {
-            var message = message
+            guard var message = handed.withLockedValue({ $0.take() }) else { preconditionFailure("a unary request handed over twice") }
             return await self.handOver(&message, route: route).results()
         }
         try Self.callLevelError(summary)
