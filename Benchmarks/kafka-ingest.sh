@@ -93,6 +93,13 @@ wall = time.monotonic() - start
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(wall, r.ru_utime + r.ru_stime)' "$@"; }
 
+# Runs a command; prints its output's last line with " cpu_seconds=S" (its rusage) appended: the
+# gRPC load generator's own cost, which shares the two cores with Sluice (h2load's is small).
+output_and_cpu_of() { python3 -c 'import resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(out, f"cpu_seconds={r.ru_utime + r.ru_stime:.3f}")' "$@"; }
+
 read -r kcat_wall kcat_cpu < <(wall_and_cpu_of kcat -P -b "$BROKER" -t bench-direct -X acks=all -X enable.idempotence=true \
     -X compression.type=lz4 -X linger.ms=5 -l "$work/events.ndjson")
 direct=$(rate "$N" 0 "$kcat_wall")
@@ -175,18 +182,20 @@ mqb=$(awk '/finished in/ {print int($4)}' "$work/load-mqb.out")
 
 # (d) gRPC PublishStream.
 cpu_before=$(cpu_of_pid "$sluice_pid")
-grpc_out=$("$LOADGEN_BIN" "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS" "$GRPC_CONNECTIONS")
+grpc_out=$(output_and_cpu_of "$LOADGEN_BIN" "$GRPC_PORT" bench-grpc "$N" "$EVENTS_PER_REQUEST" "$GRPC_STREAMS" "$GRPC_CONNECTIONS")
 grpc_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$N")
 [[ "$grpc_out" == *durable=true* ]] || { echo "gRPC run not fully durable: $grpc_out" >&2; exit 1; }
 grpc_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$grpc_out")
+grpc_client_us=$(per_event_us 0 "$(sed -E 's/.*cpu_seconds=([0-9.]+).*/\1/' <<<"$grpc_out")" "$N")
 
 # (d') gRPC unary Publish, as many calls in flight as (b) has connections.
 cpu_before=$(cpu_of_pid "$sluice_pid")
-unary_out=$("$LOADGEN_BIN" --unary "$GRPC_PORT" bench-grpc-unary "$N" "$EVENTS_PER_REQUEST" "$GRPC_UNARY_CALLS" "$GRPC_CONNECTIONS")
+unary_out=$(output_and_cpu_of "$LOADGEN_BIN" --unary "$GRPC_PORT" bench-grpc-unary "$N" "$EVENTS_PER_REQUEST" "$GRPC_UNARY_CALLS" "$GRPC_CONNECTIONS")
 unary_events=$(sed -E 's/^events=([0-9]+).*/\1/' <<<"$unary_out")
 unary_us=$(per_event_us "$cpu_before" "$(cpu_of_pid "$sluice_pid")" "$unary_events")
 [[ "$unary_out" == *durable=true* ]] || { echo "gRPC unary run not fully accepted: $unary_out" >&2; exit 1; }
 unary_rate=$(sed -E 's/.*events_per_second=([0-9]+).*/\1/' <<<"$unary_out")
+unary_client_us=$(per_event_us 0 "$(sed -E 's/.*cpu_seconds=([0-9.]+).*/\1/' <<<"$unary_out")" "$unary_events")
 
 # (k) and (z): SINK_N events as in (b) into the Kinesis and Zerobus sinks; every request is
 # answered after the endpoint acknowledged its events, and the endpoints must hold them all.
@@ -247,8 +256,8 @@ events:                        $N x 200 B; HTTP/1.1 $CONNECTIONS connections; HT
 (b) Sluice NDJSON x$EVENTS_PER_REQUEST h1:     $batched events/s  (request time $latb; $sluice_us us CPU per event in Sluice)
 (b') Sluice NDJSON x$EVENTS_PER_REQUEST h2:    $batched2 events/s
 (c) Sluice 1 event/request:    $single events/s  (request time $lats)
-(d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams on $GRPC_CONNECTIONS connections; $grpc_us us CPU per event in Sluice)
-(d') Sluice gRPC unary x$EVENTS_PER_REQUEST:   $unary_rate events/s  ($GRPC_UNARY_CALLS calls in flight on $GRPC_CONNECTIONS connections; $unary_us us CPU per event in Sluice)
+(d) Sluice gRPC stream x$EVENTS_PER_REQUEST:   $grpc_rate events/s  ($GRPC_STREAMS streams on $GRPC_CONNECTIONS connections; $grpc_us us CPU per event in Sluice, $grpc_client_us in the client)
+(d') Sluice gRPC unary x$EVENTS_PER_REQUEST:   $unary_rate events/s  ($GRPC_UNARY_CALLS calls in flight on $GRPC_CONNECTIONS connections; $unary_us us CPU per event in Sluice, $unary_client_us in the client)
 (f) mq-bridge 1 event/request: $mqb events/s  (202 before the broker's ack; Sluice's (c) waits for it)
 (k) Sluice -> Kinesis x$EVENTS_PER_REQUEST:    $(python3 -c "print(round($krps * $EVENTS_PER_REQUEST))") events/s  ($SINK_N events; $kinesis_us us CPU per event in Sluice)
 (z) Sluice -> Zerobus x$EVENTS_PER_REQUEST:    $(python3 -c "print(round($zrps * $EVENTS_PER_REQUEST))") events/s  ($SINK_N events; $zerobus_us us CPU per event in Sluice)
@@ -260,6 +269,7 @@ issue 17's goals:
   CPU per event (b)/(a):       $(goal "$sluice_us" "$kcat_us" '<=' 1.5)
   (d)/(b) events/s:            $(goal "$grpc_rate" "$batched" '>=' 1)
   (d')/(b) events/s:           $(goal "$unary_rate" "$batched" '>=' 0.9)
+  (for (d), (d'): Sluice's CPU per event against (b)'s: $(python3 -c "print(f'{$grpc_us / $sluice_us:.2f} and {$unary_us / $sluice_us:.2f}')"))
   (c)/(f) requests/s:          $(goal "$single" "$mqb" '>=' 2)
   CPU per event (k)/(b):       $(goal "$kinesis_us" "$sluice_us" '<=' 1.5)
   CPU per event (z)/(b):       $(goal "$zerobus_us" "$sluice_us" '<=' 1.5)
