@@ -66,6 +66,16 @@ public final class DeliveryLedger: Sendable {
             self.bytes = bytes
             self.since = since
         }
+
+        /// This hold and `next` as one, when `next` holds the slots right after this one's, of
+        /// the same tracker (timed from the earlier take); nil otherwise.
+        @inlinable
+        public func joined(with next: Held) -> Held? {
+            guard self.tracker === next.tracker, self.firstSlot + self.count == next.firstSlot else { return nil }
+            return Held(
+                tracker: self.tracker, firstSlot: self.firstSlot, count: self.count + next.count, bytes: self.bytes + next.bytes,
+                since: self.since ?? next.since)
+        }
     }
 
     // MARK: Taking
@@ -111,10 +121,8 @@ public final class DeliveryLedger: Sendable {
     public func settle(_ holds: some Sequence<Held>, with result: DeliveryResult) {
         var run: Held?
         for held in holds {
-            if let current = run, current.tracker === held.tracker, current.firstSlot + current.count == held.firstSlot {
-                run = Held(
-                    tracker: current.tracker, firstSlot: current.firstSlot, count: current.count + held.count,
-                    bytes: current.bytes + held.bytes, since: current.since ?? held.since)
+            if let joined = run?.joined(with: held) {
+                run = joined
                 continue
             }
             if let current = run { self.settle(current, with: result) }

@@ -152,6 +152,27 @@ final class RecordingRecorder: DeliveryRecorder {
         ])
     }
 
+    @Test func holdsJoinOnlyWhenTheyContinueTheSameTrackersSlots() {
+        let ledger = DeliveryLedger(sink: "s", budget: InFlightBudget(maxBytes: 1000, maxEvents: 20), recorder: RecordingRecorder())
+        let tracker = DeliveryTracker()
+        _ = tracker.reserve(8)
+        func take(_ slot: Int, count: Int = 1, tracker: DeliveryTracker = tracker) -> DeliveryLedger.Held {
+            ledger.tryTake(tracker: tracker, firstSlot: slot, count: count, bytes: 10 * count)!
+        }
+        let first = take(3, count: 2)
+        let next = take(5)
+        let joined = first.joined(with: next)
+        #expect(joined?.firstSlot == 3 && joined?.count == 3 && joined?.bytes == 30)
+        #expect(joined?.since != nil && joined?.since == first.since, "a run is timed from its earliest take")
+        // A gap, an overlap, the order reversed, another request's tracker: no run.
+        #expect(first.joined(with: take(6)) == nil)
+        #expect(first.joined(with: take(4)) == nil)
+        #expect(next.joined(with: first) == nil)
+        let other = DeliveryTracker()
+        _ = other.reserve(8)
+        #expect(first.joined(with: take(5, tracker: other)) == nil)
+    }
+
     @Test func admitRefusesWhatHasNoBudgetByTheDeadlineAndHandsTheRestInChunks() async {
         struct Entry: HoldingEntry {
             var held: DeliveryLedger.Held

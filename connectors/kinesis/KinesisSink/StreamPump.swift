@@ -189,19 +189,43 @@ actor StreamPump {
         switch outcome {
         case .records(let results):
             context.health.succeeded()
-            for (entry, result) in zip(batch, results) {
+            // Delivered events in consecutive slots of one request settle as one run (one budget
+            // release, one metrics observation), each with its own receipt. An entry is one
+            // event, so the run's i-th event is entry `first + i`.
+            var delivered: (held: DeliveryLedger.Held, first: Int)?
+            func settleDelivered() {
+                guard let (held, first) = delivered else { return }
+                context.ledger.settleDelivered(held) { i in
+                    guard case .success(let receipt) = results[first + i] else { preconditionFailure("a failed record in a delivered run") }
+                    return receipt
+                }
+                delivered = nil
+            }
+            for (index, (entry, result)) in zip(batch, results).enumerated() {
+                let error: KinesisError
                 switch result {
-                case .success(let receipt):
-                    context.ledger.settle(entry.held, with: .delivered(receipt))
-                case .failure(let error) where error.isRetryable:
+                case .success:
+                    if let run = delivered, let joined = run.held.joined(with: entry.held) {
+                        delivered = (joined, run.first)
+                    } else {
+                        settleDelivered()
+                        delivered = (entry.held, index)
+                    }
+                    continue
+                case .failure(let failure):
+                    error = failure
+                }
+                settleDelivered()
+                if error.isRetryable {
                     throttled = throttled || error.isThrottling
                     var again = entry
                     again.lastError = error
                     retry.append(again)
-                case .failure(let error):
+                } else {
                     context.ledger.settle(entry.held, with: .failed(KinesisSinkError.refused(error).deliveryFailure))
                 }
             }
+            settleDelivered()
         case .failed(let error):
             context.health.failed(error)
             if error.isRetryable {
