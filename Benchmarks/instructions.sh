@@ -110,12 +110,7 @@ routes:
   - name: ingest
     match: { path: "/v1/events/{topic}", methods: [POST] }
     ingest: { sink: events, topic: "{topic}", ack: sink }
-  - name: kinesis
-    match: { path: /kinesis, methods: [POST] }
-    ingest: { sink: kinesis, ack: sink }
-  - name: zerobus
-    match: { path: /zerobus, methods: [POST] }
-    ingest: { sink: zerobus, ack: sink }
+$(kinesis_zerobus_routes_yaml)
   - name: grpc
     match: { grpc_service: sluice.v1.Ingest }
     ingest: { sink: events, topic: "{topic}" }

@@ -122,14 +122,7 @@ routes:
     match: { grpc_service: sluice.v1.Ingest }
     ingest: { sink: events, topic: "{topic}" }
 YAML
-[[ "${3:-}" == other ]] && cat >>"$1" <<YAML
-  - name: kinesis
-    match: { path: /kinesis, methods: [POST] }
-    ingest: { sink: kinesis, ack: sink }
-  - name: zerobus
-    match: { path: /zerobus, methods: [POST] }
-    ingest: { sink: zerobus, ack: sink }
-YAML
+[[ "${3:-}" == other ]] && kinesis_zerobus_routes_yaml >>"$1"
 return 0
 }
 # With METRICS_ROUNDS=0 the config does not name admin.metrics (default: on), so a build from

@@ -82,6 +82,19 @@ zerobus_sink_yaml() {  # name
 YAML
 }
 
+# Route entries (under `routes:`) sending /kinesis and /zerobus to the sinks above, named
+# kinesis and zerobus, with `ack: sink`.
+kinesis_zerobus_routes_yaml() {
+    cat <<YAML
+  - name: kinesis
+    match: { path: /kinesis, methods: [POST] }
+    ingest: { sink: kinesis, ack: sink }
+  - name: zerobus
+    match: { path: /zerobus, methods: [POST] }
+    ingest: { sink: zerobus, ack: sink }
+YAML
+}
+
 # Stops the sluice start_sluice started, if one runs.
 stop_sluice() { stop_pid_in sluice_pid; }
 
