@@ -8,7 +8,7 @@ import Testing
 /// The JSON access log through the real binary: exactly one parseable line per request and gRPC
 /// call, refused ones (401, 413, 429, 502, 503) included, with the route, status, events, sink or
 /// upstream and identity — and no credential anywhere.
-@Suite(.timeLimit(.minutes(2))) struct AccessLogEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct AccessLogEndToEndTests {
     static let key = "key-\(UUID().uuidString.prefix(8))"
 
     static var config: String {

@@ -4,7 +4,7 @@ import Testing
 /// The operators' admin API through the real binary: the bearer token, `GET /config` with its
 /// secrets redacted, `GET`/`PATCH /sinks/{name}` retuning each connector (Kafka by replacing its
 /// producer while events flow), and `sluice top`.
-@Suite(.timeLimit(.minutes(3))) struct AdminAPITests {
+@Suite(.timeLimit(.minutes(6))) struct AdminAPITests {
     static let token = "admin-token-0123456789abcdef"
 
     static func config(topic: String) -> String {

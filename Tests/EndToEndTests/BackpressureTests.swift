@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Backpressure end to end: a slow sink slows the client instead of filling Sluice's memory.
-@Suite(.timeLimit(.minutes(5))) struct BackpressureTests {
+@Suite(.timeLimit(.minutes(6))) struct BackpressureTests {
     @Test func aPausedBrokerStallsTheUploadAndMemoryStaysBounded() async throws {
         let broker = try await BrokerProcess()
         let config = """

@@ -4,7 +4,7 @@ import Testing
 /// `sluice catalog` against the formats' own validators (openapi-spec-validator, the AsyncAPI
 /// 3.0.0 JSON Schema, Backstage's entity schemas: scripts/testing/catalog_check.py in the
 /// .testbed/catalog venv), and its OpenAPI document against a live gateway with schemathesis.
-@Suite(.timeLimit(.minutes(5))) struct CatalogTests {
+@Suite(.timeLimit(.minutes(6))) struct CatalogTests {
     static let python = packageRoot.appendingPathComponent(".testbed/catalog/bin/python").path
     static let schemathesis = packageRoot.appendingPathComponent(".testbed/catalog/bin/st").path
     static let checker = packageRoot.appendingPathComponent("scripts/testing/catalog_check.py").path

@@ -4,7 +4,7 @@ import Testing
 /// CloudEvents through the real binary into the real broker, with the official Python SDK as the
 /// client (binary, structured and batched modes) and as the decoder of the Kafka records
 /// (scripts/testing/cloudevents_check.py).
-@Suite(.timeLimit(.minutes(3))) struct CloudEventsSDKTests {
+@Suite(.timeLimit(.minutes(6))) struct CloudEventsSDKTests {
     @Test func theSDKsEventsComeBackFromKafkaAsSent() async throws {
         try await requireBroker()
         let topic = uniqueTopic("cloudevents")

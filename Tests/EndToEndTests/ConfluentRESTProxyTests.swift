@@ -5,7 +5,7 @@ import Testing
 /// Producers that speak Confluent REST Proxy v2 (`api: confluent_v2`), through the real binary
 /// into the real broker: the request bodies and headers REST Proxy documents, its answers and
 /// error codes, and every record where its answer says.
-@Suite(.timeLimit(.minutes(3))) struct ConfluentRESTProxyTests {
+@Suite(.timeLimit(.minutes(6))) struct ConfluentRESTProxyTests {
     static let key = "rest-key"
 
     static func config(allowed topics: [String]) -> String {

@@ -4,7 +4,7 @@ import Testing
 /// The ops console in a real headless Chromium (scripts/testing/console_check.py, selenium over
 /// Debian's chromium-driver): the page asks for the admin token, its charts get points while
 /// traffic flows, and a setting changed in a sink's form is what `GET /sinks/{name}` shows.
-@Suite(.timeLimit(.minutes(2))) struct ConsoleTests {
+@Suite(.timeLimit(.minutes(6))) struct ConsoleTests {
     @Test func theConsoleChartsLiveTrafficAndItsFormRetunesTheSink() async throws {
         let token = "console-token-0123456789abcdef"
         let sluice = try await SluiceProcess(

@@ -5,7 +5,7 @@ import Testing
 /// unknown fields refused), keep what they promise about Sluice (probes on the admin port, a
 /// grace period above preStop + drain + flush, selectors that match: scripts/testing/
 /// k8s_manifest_check.py), and carry a configuration the binary accepts.
-@Suite(.timeLimit(.minutes(3))) struct DeployManifestTests {
+@Suite(.timeLimit(.minutes(6))) struct DeployManifestTests {
     static let venv = packageRoot.appendingPathComponent(".testbed/catalog/bin")
     static let manifests = packageRoot.appendingPathComponent("deploy/kubernetes")
 

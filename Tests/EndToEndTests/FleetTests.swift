@@ -5,7 +5,7 @@ import Testing
 /// load (scripts/testing/fleet.py): a rolling restart (each in turn: SIGTERM, drain, exit 0,
 /// start, ready) fails no client request and loses no acknowledged event, and a global rate
 /// limit holds across the three.
-@Suite(.timeLimit(.minutes(4))) struct FleetTests {
+@Suite(.timeLimit(.minutes(6))) struct FleetTests {
     @Test func aRollingRestartUnderLoadFailsNoRequestAndLosesNoEvent() async throws {
         try await requireBroker()
         let result = try await runProgram(

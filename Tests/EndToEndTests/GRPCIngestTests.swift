@@ -6,7 +6,7 @@ import SluiceGRPC
 import Testing
 
 /// gRPC ingest through the real binary into the real broker, with grpc-swift-2's client.
-@Suite(.timeLimit(.minutes(3))) struct GRPCIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct GRPCIngestTests {
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }

@@ -3,7 +3,7 @@ import Testing
 
 /// `rate_limit` with `scope: global`: two Sluice processes share one Redis (redis-server from
 /// Debian, started here) and hold one limit together; with Redis gone, `failure_mode` decides.
-@Suite(.timeLimit(.minutes(2))) struct GlobalRateLimitTests {
+@Suite(.timeLimit(.minutes(6))) struct GlobalRateLimitTests {
     static func redis() async throws -> PeerProcess {
         try await PeerProcess("redis", ["redis-server", "--port", "{PORT}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
     }
@@ -100,7 +100,7 @@ import Testing
 }
 
 /// Rate limits counted in events (ingest) and bytes (proxy), through the real binary.
-@Suite(.timeLimit(.minutes(2))) struct EventAndByteRateLimitTests {
+@Suite(.timeLimit(.minutes(6))) struct EventAndByteRateLimitTests {
     @Test func eventsAndBytesAreChargedAfterTheRequest() async throws {
         let upstream = try await ProxyTests.upstream("app")
         let sluice = try await SluiceProcess(

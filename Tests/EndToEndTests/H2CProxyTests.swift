@@ -5,7 +5,7 @@ import Testing
 /// grpcio on both ends (scripts/testing/grpc_proxy_peer.py), and plain HTTP through python-hyper's
 /// `h2` as the upstream (scripts/testing/h2c_upstream.py): trailers both ways, full duplex, one
 /// pooled connection per event loop.
-@Suite(.timeLimit(.minutes(3))) struct H2CProxyTests {
+@Suite(.timeLimit(.minutes(6))) struct H2CProxyTests {
     static let grpcPeer = packageRoot.appendingPathComponent("scripts/testing/grpc_proxy_peer.py").path
     static let h2cPeer = packageRoot.appendingPathComponent("scripts/testing/h2c_upstream.py").path
 

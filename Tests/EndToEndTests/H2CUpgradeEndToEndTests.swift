@@ -3,7 +3,7 @@ import Testing
 
 /// `Upgrade: h2c` on a cleartext listener, with the clients that send it: curl (`--http2`
 /// upgrades its first request) and nghttp (`-u`; `OPTIONS *` first when the request has a body).
-@Suite(.timeLimit(.minutes(2))) struct H2CUpgradeEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct H2CUpgradeEndToEndTests {
     static func config(h2cUpgrade: Bool? = nil) -> String {
         """
         listeners:

@@ -6,7 +6,7 @@ import Testing
 /// (HTTP/1.1 framing and smuggling, paths, headers, JSON, JWT, basic auth, API keys, rate-limit
 /// spoofing, HTTP/2 frames, gRPC) and checks each exact answer, that the process stays alive, and
 /// that its RSS and descriptors come back to the baseline.
-@Suite(.timeLimit(.minutes(4))) struct HostileInputTests {
+@Suite(.timeLimit(.minutes(6))) struct HostileInputTests {
     static let jwtSecret = "hostile-suite-secret-of-32-bytes!!"
 
     static func config(upstream: Int, htpasswd: String, jwks: String, schema: String) -> String {

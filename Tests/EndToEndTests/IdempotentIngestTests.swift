@@ -5,7 +5,7 @@ import Testing
 /// `Idempotency-Key` on an ingest route, through the real binary into the real broker: a retry is
 /// answered from the first answer and produces nothing; keys in Redis are shared by two
 /// instances and outlive both; keys in memory are this process's only.
-@Suite(.timeLimit(.minutes(3))) struct IdempotentIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct IdempotentIngestTests {
     static func hash(_ key: String) -> String { SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined() }
 
     static func config(topic: String, store: String) -> String {

@@ -3,7 +3,7 @@ import Testing
 
 /// How an ingest answer is written: a long result list streamed in parts (HTTP/1.1 chunked,
 /// HTTP/2 data frames) that still parses as one document, and `Prefer: return=minimal`.
-@Suite(.timeLimit(.minutes(3))) struct IngestResponseTests {
+@Suite(.timeLimit(.minutes(6))) struct IngestResponseTests {
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }

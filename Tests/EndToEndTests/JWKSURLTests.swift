@@ -5,7 +5,7 @@ import Testing
 /// `jwt` with `jwks_url`: keys fetched over HTTPS from nginx (test CA), refetched when a token
 /// names a key Sluice does not have (a rotation), and a provider that cannot be reached at start
 /// does not stop Sluice.
-@Suite(.timeLimit(.minutes(2))) struct JWKSURLTests {
+@Suite(.timeLimit(.minutes(6))) struct JWKSURLTests {
     static func b64(_ data: some DataProtocol) -> String {
         Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

@@ -7,7 +7,7 @@ import Glibc
 
 /// The real `sluice` binary in front of the real broker that `make test` / `.ci/run` start.
 /// Every event answered 2xx must be in the topic, at the partition and offset the response named.
-@Suite(.timeLimit(.minutes(3))) struct KafkaIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct KafkaIngestTests {
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }
@@ -284,7 +284,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
+@Suite(.timeLimit(.minutes(6))) struct CommandLineTests {
     @Test func validateExitsZeroForValidConfigs() async throws {
         let result = try await runProgram(try sluiceBinary(), ["validate", packageRoot.appendingPathComponent("configs/quickstart.yaml").path])
         #expect(result.status == 0)

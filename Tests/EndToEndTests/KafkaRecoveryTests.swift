@@ -10,7 +10,7 @@ import Glibc
 /// fatal error (OUT_OF_ORDER_SEQUENCE_NUMBER), and Sluice must replace it and serve again by
 /// itself — no 2xx for an event it did not deliver, and every event acknowledged after the
 /// restart in the topic where the response said.
-@Suite(.timeLimit(.minutes(3))) struct KafkaRecoveryTests {
+@Suite(.timeLimit(.minutes(6))) struct KafkaRecoveryTests {
     @Test func aBrokerKilledAndRestartedUnderLoadLeavesIngestWorking() async throws {
         let broker = try await BrokerProcess()
         let config = """

@@ -5,7 +5,7 @@ import Testing
 /// HTTP ingest into Kinesis through the real binary: moto and MiniStack (emulators nobody here
 /// wrote, both checking SigV4) and the project's fault-injecting endpoint
 /// (scripts/testing/kinesis_fault_server.py) for partial failures, throttling and STS.
-@Suite(.timeLimit(.minutes(3))) struct KinesisIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct KinesisIngestTests {
     static let peerScript = packageRoot.appendingPathComponent("scripts/testing/kinesis_peer.py").path
     static let faultScript = packageRoot.appendingPathComponent("scripts/testing/kinesis_fault_server.py").path
 

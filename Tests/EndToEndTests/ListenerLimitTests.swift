@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Each listener limit, triggered on purpose against the real binary (file sink: no broker needed).
-@Suite(.timeLimit(.minutes(2))) struct ListenerLimitTests {
+@Suite(.timeLimit(.minutes(6))) struct ListenerLimitTests {
     static let config = """
         listeners:
           - name: main

@@ -7,7 +7,7 @@ import Testing
 /// TLS on listeners through the real binary, with curl and openssl as clients: certificates by
 /// SNI, ALPN h2, TLS 1.2 at least, client certificates required or optional (and their names
 /// in authorization rules), and certificates replaced on disk while running.
-@Suite(.timeLimit(.minutes(3))) struct ListenerTLSTests {
+@Suite(.timeLimit(.minutes(6))) struct ListenerTLSTests {
     /// The subject of the certificate a TLS listener presents for `serverName`.
     static func presentedSubject(port: Int, serverName: String) async throws -> String {
         let result = try await runProgram(

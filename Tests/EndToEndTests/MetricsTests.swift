@@ -9,7 +9,7 @@ import Testing
 /// `GET /metrics` on the admin listener through the real binary: exact counts after known
 /// traffic (HTTP, gRPC, refusals), clean under `promtool check metrics`, and scraped by a real
 /// Prometheus server whose query API returns the same counts.
-@Suite(.timeLimit(.minutes(3))) struct MetricsTests {
+@Suite(.timeLimit(.minutes(6))) struct MetricsTests {
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
         admin: { address: "127.0.0.1:{ADMIN_PORT}" }

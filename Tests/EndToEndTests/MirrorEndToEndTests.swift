@@ -3,7 +3,7 @@ import Testing
 
 /// `mirror` through the real binary and the broker: every event the route delivers is also in
 /// the mirror topic; a mirror whose broker cannot be reached never touches the answers.
-@Suite(.timeLimit(.minutes(2))) struct MirrorEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct MirrorEndToEndTests {
     @Test func eventsAreMirroredAndADeadMirrorChangesNoAnswer() async throws {
         try await requireBroker()
         let topic = uniqueTopic("mirrored")

@@ -7,7 +7,7 @@ import Testing
 
 /// Route policies through the real binary: API keys, authorization rules and rate limits, on HTTP
 /// and gRPC ingest alike (into a file sink: no broker needed).
-@Suite(.timeLimit(.minutes(2))) struct PolicyIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct PolicyIngestTests {
     static func hash(_ key: String) -> String {
         SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
     }

@@ -4,7 +4,7 @@ import Testing
 /// The event-loop HTTP/1.1 path to cleartext upstreams (HTTP1UpstreamClient): kept-alive
 /// connections, their idle timeout, connections the upstream closes without a word, the cap per
 /// endpoint, and answers that must not be waited for (HEAD).
-@Suite(.timeLimit(.minutes(3))) struct ProxyConnectionTests {
+@Suite(.timeLimit(.minutes(6))) struct ProxyConnectionTests {
     struct Counts {
         var connections: Int
         var open: Int

@@ -4,7 +4,7 @@ import Testing
 
 /// The reverse proxy through the real binary, against real HTTP/1.1 upstream processes
 /// (scripts/testing/proxy_upstream.py) and curl as the client.
-@Suite(.timeLimit(.minutes(3))) struct ProxyTests {
+@Suite(.timeLimit(.minutes(6))) struct ProxyTests {
     static let upstreamScript = packageRoot.appendingPathComponent("scripts/testing/proxy_upstream.py").path
 
     static func upstream(_ name: String) async throws -> PeerProcess {
@@ -454,7 +454,7 @@ import Testing
 
 /// Upstreams over TLS: nginx (from Debian) with a certificate from a test CA, HTTP/2 by ALPN,
 /// and a client certificate when nginx requires one.
-@Suite(.timeLimit(.minutes(2))) struct ProxyTLSTests {
+@Suite(.timeLimit(.minutes(6))) struct ProxyTLSTests {
     @Test func upstreamsOverTLSWithHTTP2AndClientCertificates() async throws {
         let pki = try await TLSFixtures(in: URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-pki-\(UUID().uuidString)"))
         defer { try? FileManager.default.removeItem(at: pki.directory) }

@@ -3,7 +3,7 @@ import Testing
 
 /// `match.query` through the real binary: the same path goes to different routes by a query
 /// parameter's value or presence, and falls through to the next route otherwise.
-@Suite(.timeLimit(.minutes(1))) struct QueryRoutingTests {
+@Suite(.timeLimit(.minutes(6))) struct QueryRoutingTests {
     @Test func queryParametersChooseTheRoute() async throws {
         let sluice = try await SluiceProcess(
             config: """

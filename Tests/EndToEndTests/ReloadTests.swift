@@ -8,7 +8,7 @@ import Testing
 /// sink changes and a sink replaced, and every event answered 200 found in Kafka; what a reload
 /// keeps (rate-limit buckets, listener sockets) and what it refuses (invalid files, changes
 /// only a restart can make).
-@Suite(.timeLimit(.minutes(4))) struct ReloadTests {
+@Suite(.timeLimit(.minutes(6))) struct ReloadTests {
     /// Generation `step` of the configuration the load test walks through; every sink writes
     /// `topic`.
     static func loadConfig(step: Int, topic: String) -> String {

@@ -5,7 +5,7 @@ import Testing
 /// writes every event to Kafka and to Kinesis and answers both receipts; `mode: any` delivers
 /// what one reachable sink settled while `mode: all` fails it; a key split keeps each key in
 /// one topic.
-@Suite(.timeLimit(.minutes(3))) struct RouteTargetsEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct RouteTargetsEndToEndTests {
     static func json(_ body: String) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
     }

@@ -5,7 +5,7 @@ import Testing
 /// Protobuf values is looked up in a Schema Registry (scripts/testing/schema_registry.py, which
 /// follows Confluent's REST API; no real registry installs here), and the records are read back
 /// with Confluent's own client and deserializer (confluent-kafka, in .testbed/confluent-kafka).
-@Suite(.timeLimit(.minutes(2))) struct SchemaRegistryEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct SchemaRegistryEndToEndTests {
     static let registryScript = packageRoot.appendingPathComponent("scripts/testing/schema_registry.py").path
     static let decodeScript = packageRoot.appendingPathComponent("scripts/testing/registry_decode.py").path
     static let confluentPython = packageRoot.appendingPathComponent(".testbed/confluent-kafka/bin/python").path

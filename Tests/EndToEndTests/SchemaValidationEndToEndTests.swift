@@ -4,7 +4,7 @@ import Testing
 /// An ingest route with `schema: { json_schema_file }`, through the real binary into the real
 /// broker: the events that break the schema are answered `schema_violation` in their place, the
 /// others are in the topic, and nothing else is.
-@Suite(.timeLimit(.minutes(2))) struct SchemaValidationEndToEndTests {
+@Suite(.timeLimit(.minutes(6))) struct SchemaValidationEndToEndTests {
     /// A directory for the test's schema files, removed by `body`'s end.
     static func withSchemaFiles<T>(_ body: (URL) async throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-schema-e2e-\(UUID().uuidString)")

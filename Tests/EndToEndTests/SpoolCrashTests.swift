@@ -6,7 +6,7 @@ import Testing
 /// the backend (a Kafka-protocol broker; moto's Kinesis), and the duplicates are at most what was
 /// spooled and not yet acknowledged at the kill. A full disk (a 2 MiB tmpfs the test mounts)
 /// is answered 503, and the spool reads back intact.
-@Suite(.serialized, .timeLimit(.minutes(4))) struct SpoolCrashTests {
+@Suite(.serialized, .timeLimit(.minutes(6))) struct SpoolCrashTests {
     /// A spool directory outside any one Sluice's work directory, so a restart finds it.
     static func withSpoolDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-spool-e2e-\(UUID().uuidString)").path

@@ -8,7 +8,7 @@ import Testing
 /// built on the official opentelemetry-proto package (scripts/testing/otlp_receiver.py), the
 /// client's trace continued, the messaging and HTTP conventions followed, and the trace context
 /// carried into the Kafka records and to the proxied upstream.
-@Suite(.timeLimit(.minutes(3))) struct TracingTests {
+@Suite(.timeLimit(.minutes(6))) struct TracingTests {
     static let receiverScript = packageRoot.appendingPathComponent("scripts/testing/otlp_receiver.py").path
     static let upstreamScript = packageRoot.appendingPathComponent("scripts/testing/proxy_upstream.py").path
 

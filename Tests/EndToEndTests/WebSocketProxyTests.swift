@@ -4,7 +4,7 @@ import Testing
 /// WebSocket through a proxy route (`upgrade: { protocols: [websocket] }`), with a real
 /// WebSocket server and client on both ends (scripts/testing/websocket_peer.py, PyPI
 /// `websockets`).
-@Suite(.timeLimit(.minutes(2))) struct WebSocketProxyTests {
+@Suite(.timeLimit(.minutes(6))) struct WebSocketProxyTests {
     static let script = packageRoot.appendingPathComponent("scripts/testing/websocket_peer.py").path
 
     static func config(upstreamPort: Int, closedPort: Int) -> String {

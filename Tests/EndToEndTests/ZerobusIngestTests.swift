@@ -7,7 +7,7 @@ import Testing
 /// HTTP and gRPC ingest through the real binary into the project's Zerobus test server
 /// (connectors/zerobus/testserver, proven against the official SDK by ZerobusTestServerTests):
 /// tokens, offsets, durability acks, and recovery from the faults the server injects.
-@Suite(.timeLimit(.minutes(4))) struct ZerobusIngestTests {
+@Suite(.timeLimit(.minutes(6))) struct ZerobusIngestTests {
     static let secret = "zb-secret-\(UUID().uuidString.prefix(8))"
 
     static func server(_ extra: [String] = []) async throws -> PeerProcess {

@@ -7,7 +7,7 @@ import ZerobusSink
 /// against if it speaks the real protocol: the official Python SDK (databricks-zerobus-ingest-sdk
 /// 1.10.0, in the venv scripts/setup.sh makes) must get through OAuth, ingest, durability acks,
 /// recovery after UNAVAILABLE (new stream, unacknowledged records resent) and close_stream_signal.
-@Suite(.timeLimit(.minutes(3))) struct ZerobusTestServerTests {
+@Suite(.timeLimit(.minutes(6))) struct ZerobusTestServerTests {
     static let server = packageRoot.appendingPathComponent("connectors/zerobus/testserver/zerobus_test_server.py").path
     static let check = packageRoot.appendingPathComponent("scripts/testing/zerobus_sdk_check.py").path
     static let sdkPython = packageRoot.appendingPathComponent(".testbed/zerobus-sdk/bin/python").path

@@ -4,7 +4,7 @@ import Testing
 
 @testable import SluiceObservability
 
-@Suite(.timeLimit(.minutes(1))) struct AccessLogTests {
+@Suite(.timeLimit(.minutes(6))) struct AccessLogTests {
     static func record(_ index: Int) -> ExchangeRecord {
         var facts = ExchangeFacts(route: "ingest", sink: "events")
         facts.events = 3
