@@ -31,6 +31,8 @@ struct RoutePolicyInterceptor: ServerInterceptor {
         table.leases.acquire()
         let route = try? IngestService.route(in: table.routes, method: method, metadata: request.metadata)
         let metadata = request.metadata
+        // The peer's address, parsed from grpc-swift's `ipv4:a.b.c.d:port` form once per call.
+        let clientIP = IngestService.peerIP(context.remotePeer)
         var span: (any Span)?
         if RequestTracing.isEnabled {
             // RPC conventions: "{service}/{method}", continuing the client's traceparent.
@@ -41,7 +43,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
                 attributes["rpc.system"] = "grpc"
                 attributes["rpc.service"] = IngestService.serviceName
                 attributes["rpc.method"] = method
-                if let client = IngestService.peerIP(context.remotePeer) { attributes["client.address"] = client }
+                if let client = clientIP { attributes["client.address"] = client }
                 if let route { attributes["sluice.route"] = route.name }
             }
         }
@@ -49,7 +51,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             observed: self.observer.map { observer in
                 CallTally.Observed(
                     observer: observer, method: method, path: "/\(IngestService.serviceName)/\(method)",
-                    client: IngestService.peerIP(context.remotePeer), facts: ExchangeFacts(route: route?.name, sink: route?.sink.name))
+                    client: clientIP, facts: ExchangeFacts(route: route?.name, sink: route?.sink.name))
             }, span: span, leases: table.leases)
         // Calls no route serves go on to the service, which answers NOT_FOUND.
         guard let route, !route.policies.isEmpty else {
@@ -60,7 +62,7 @@ struct RoutePolicyInterceptor: ServerInterceptor {
             }
         }
         let policyRequest = PolicyRequest(
-            method: "POST", path: "/\(IngestService.serviceName)/\(method)", sourceIP: IngestService.peerIP(context.remotePeer),
+            method: "POST", path: "/\(IngestService.serviceName)/\(method)", sourceIP: clientIP,
             tlsPrincipals: IngestService.tlsPrincipals(context)
         ) { name in metadata[stringValues: name.lowercased()].first(where: { _ in true }) }
         var called: Result<StreamingServerResponse<Output>, any Error>?
