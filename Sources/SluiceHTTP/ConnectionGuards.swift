@@ -32,9 +32,11 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundOut = IOData
 
     private let idleTimeout: TimeAmount
+    /// Answers become bytes here (NIO's HTTPResponseEncoder is not in the pipeline).
+    private var encoding = HTTP1ResponseEncoding()
     private let maxHeaderBytes: Int
     private var idleTimer: Scheduled<Void>?
     private var idleSince = NIODeadline.now()
@@ -70,7 +72,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
+            self.encoding.requestRead(head.method)
             self.inFlight += 1
             self.requestEndPending = true
         case .end:
@@ -134,10 +137,13 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var headers = response.headers
         headers.replaceOrAdd(name: "connection", value: "close")
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        self.encoding.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)), context: context, promise: nil)
+        self.encoding.write(.body(.byteBuffer(response.body)), context: context, promise: nil)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+        let ended = context.eventLoop.makePromise(of: Void.self)
+        self.encoding.write(.end(nil), context: context, promise: ended)
+        self.flush(context: context)
+        ended.futureResult.whenComplete { _ in
             let (handler, context) = loopBound.value
             handler.close(context: context)
         }
@@ -150,12 +156,13 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        switch self.unwrapOutboundIn(data) {
+        let part = self.unwrapOutboundIn(data)
+        switch part {
         case .head(var head) where head.status.code >= 200:
             self.responseInProgress = true
             if self.closeWhenAnswered, head.isKeepAlive {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
-                context.write(self.wrapOutboundOut(.head(head)), promise: promise)
+                self.encoding.write(.head(head), context: context, promise: promise)
                 return
             }
         case .end:
@@ -163,7 +170,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.inFlight -= 1
             if self.inFlight == 0, let parseError = self.pendingParseError {
                 self.pendingParseError = nil
-                context.write(data, promise: promise)
+                self.encoding.write(part, context: context, promise: promise)
                 return self.answer(parseError, context: context)
             }
             if self.inFlight == 0 {
@@ -171,19 +178,25 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 if self.idleTimer == nil { self.armIdleTimer(context: context, at: self.idleSince + self.idleTimeout) }
                 if self.closeWhenAnswered && !self.requestEndPending {
                     let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                    let written = context.write(data)
-                    written.whenComplete { _ in
+                    let written = context.eventLoop.makePromise(of: Void.self)
+                    self.encoding.write(part, context: context, promise: written)
+                    written.futureResult.whenComplete { _ in
                         let (handler, context) = loopBound.value
                         handler.close(context: context)
                     }
-                    if let promise { written.cascade(to: promise) }
+                    if let promise { written.futureResult.cascade(to: promise) }
                     return
                 }
             }
         default:
             break
         }
-        context.write(data, promise: promise)
+        self.encoding.write(part, context: context, promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        self.encoding.flushHeld(context)
+        context.flush()
     }
 
     // MARK: -

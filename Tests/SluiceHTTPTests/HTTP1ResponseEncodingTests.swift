@@ -1,0 +1,116 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import SluiceHTTP
+
+/// The listener's own HTTP/1.1 answer encoding (HTTP1ConnectionHandler + HTTP1ResponseEncoding):
+/// the exact bytes for each framing rule, and a whole answer leaving as one write.
+@Suite struct HTTP1ResponseEncodingTests {
+    static func channel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionHandler(idleTimeout: .hours(1), maxHeaderBytes: 16384))
+        return channel
+    }
+
+    static func request(_ channel: EmbeddedChannel, _ method: HTTPMethod) throws {
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/x")))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        while try channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
+    }
+
+    /// Every write that reached the socket side, as text.
+    static func written(_ channel: EmbeddedChannel) throws -> [String] {
+        var writes: [String] = []
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("a file region"); continue }
+            writes.append(String(buffer: buffer))
+        }
+        return writes
+    }
+
+    static func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:]) -> HTTPServerResponsePart {
+        .head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))
+    }
+
+    static func body(_ text: String) -> HTTPServerResponsePart {
+        .body(.byteBuffer(ByteBuffer(string: text)))
+    }
+
+    @Test func aWholeAnswerLeavesAsOneWrite() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .GET)
+        channel.write(Self.head(.ok, ["content-length": "5", "x-a": "b"]), promise: nil)
+        channel.write(Self.body("hello"), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello"])
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func anAnswerToHEADCarriesItsHeadOnly() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .HEAD)
+        channel.write(Self.head(.ok, ["content-length": "5"]), promise: nil)
+        let bodyWrite = channel.write(Self.body("hello"))
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        #expect(throws: HTTP1ResponseEncodingError.self) { try bodyWrite.wait() }
+        #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"])
+    }
+
+    @Test func anAnswerWithoutALengthIsChunkedWithItsTrailers() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .POST)
+        try channel.writeAndFlush(Self.head(.ok, ["content-type": "text/plain"])).wait()
+        try channel.writeAndFlush(Self.body("abc")).wait()
+        let large = String(repeating: "z", count: HTTP1ResponseEncoding.coalescedBodyBytes + 1)
+        try channel.writeAndFlush(Self.body(large)).wait()
+        try channel.writeAndFlush(HTTPServerResponsePart.end(["grpc-status": "0"])).wait()
+        let writes = try Self.written(channel)
+        #expect(
+            writes.joined()
+                == "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4001\r\n\(large)\r\n0\r\ngrpc-status: 0\r\n\r\n"
+        )
+        // The large part is not copied: its size line, the part itself and its CRLF.
+        #expect(writes.contains(large))
+    }
+
+    @Test func statusesWithoutABodyLoseTheirFraming() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .GET)
+        try Self.request(channel, .GET)
+        channel.write(Self.head(.noContent, ["content-length": "0", "transfer-encoding": "chunked", "x": "1"]), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        channel.write(Self.head(.notModified, ["etag": "\"v1\""]), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        #expect(try Self.written(channel).joined() == "HTTP/1.1 204 No Content\r\nx: 1\r\n\r\nHTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\n\r\n")
+    }
+
+    @Test func anInterimAnswerGoesOutAtOnceAndLeavesTheMethodForTheFinalOne() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .HEAD)
+        try Self.request(channel, .GET)
+        try channel.writeAndFlush(Self.head(.continue)).wait()
+        #expect(try Self.written(channel) == ["HTTP/1.1 100 Continue\r\n\r\n"])
+        // The HEAD's answer: a length and no body.
+        channel.write(Self.head(.ok, ["content-length": "2"]), promise: nil)
+        channel.write(Self.body("no"), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        // The GET's answer, pipelined behind it, keeps its body.
+        channel.write(Self.head(.custom(code: 299, reasonPhrase: "Fine"), ["content-length": "2"]), promise: nil)
+        channel.write(Self.body("ok"), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        #expect(
+            try Self.written(channel).joined()
+                == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nHTTP/1.1 299 Fine\r\ncontent-length: 2\r\n\r\nok")
+    }
+
+    @Test func aLengthWinsOverTransferEncoding() throws {
+        let channel = try Self.channel()
+        try Self.request(channel, .GET)
+        channel.write(Self.head(.ok, ["transfer-encoding": "chunked", "content-length": "1"]), promise: nil)
+        channel.write(Self.body("a"), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"])
+    }
+}
