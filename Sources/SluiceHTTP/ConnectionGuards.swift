@@ -36,7 +36,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private let idleTimeout: TimeAmount
     /// Answers become bytes here (NIO's HTTPResponseEncoder is not in the pipeline).
-    private var encoding = HTTP1ResponseEncoding()
+    private var encoding = HTTP1MessageEncoding()
     private let maxHeaderBytes: Int
     private var idleTimer: Scheduled<Void>?
     private var idleSince = NIODeadline.now()
@@ -137,11 +137,11 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         var headers = response.headers
         headers.replaceOrAdd(name: "connection", value: "close")
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
-        self.encoding.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)), context: context, promise: nil)
-        self.encoding.write(.body(.byteBuffer(response.body)), context: context, promise: nil)
+        self.encoding.write(answer: .head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)), context: context, promise: nil)
+        self.encoding.write(answer: .body(.byteBuffer(response.body)), context: context, promise: nil)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let ended = context.eventLoop.makePromise(of: Void.self)
-        self.encoding.write(.end(nil), context: context, promise: ended)
+        self.encoding.write(answer: .end(nil), context: context, promise: ended)
         self.flush(context: context)
         ended.futureResult.whenComplete { _ in
             let (handler, context) = loopBound.value
@@ -162,7 +162,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.responseInProgress = true
             if self.closeWhenAnswered, head.isKeepAlive {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
-                self.encoding.write(.head(head), context: context, promise: promise)
+                self.encoding.write(answer: .head(head), context: context, promise: promise)
                 return
             }
         case .end:
@@ -170,7 +170,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
             self.inFlight -= 1
             if self.inFlight == 0, let parseError = self.pendingParseError {
                 self.pendingParseError = nil
-                self.encoding.write(part, context: context, promise: promise)
+                self.encoding.write(answer: part, context: context, promise: promise)
                 return self.answer(parseError, context: context)
             }
             if self.inFlight == 0 {
@@ -179,7 +179,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
                 if self.closeWhenAnswered && !self.requestEndPending {
                     let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                     let written = context.eventLoop.makePromise(of: Void.self)
-                    self.encoding.write(part, context: context, promise: written)
+                    self.encoding.write(answer: part, context: context, promise: written)
                     written.futureResult.whenComplete { _ in
                         let (handler, context) = loopBound.value
                         handler.close(context: context)
@@ -191,7 +191,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         default:
             break
         }
-        self.encoding.write(part, context: context, promise: promise)
+        self.encoding.write(answer: part, context: context, promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {

@@ -286,7 +286,7 @@ public final class HTTPServer: Service, Listening, Sendable {
             decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
             // No pipelining assistance: HTTP1ConnectionHandler and the listener's one-at-a-time
             // loop do that job without stopping reads between requests. No HTTPResponseEncoder
-            // either: HTTP1ConnectionHandler encodes answers (HTTP1ResponseEncoding), after
+            // either: HTTP1ConnectionHandler encodes answers (HTTP1MessageEncoding), after
             // NIO's validator has checked every outbound header field.
             try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)))
             try sync.addHandler(HTTP1ConnectionHandler(idleTimeout: TimeAmount(limits.idleTimeout), maxHeaderBytes: limits.maxHeaderBytes))

@@ -733,7 +733,14 @@ final class HTTP1ConnectionPool: Sendable {
                 .channelOption(.autoRead, value: false)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
+                        // NIO's client handlers with Sluice's request encoder (HTTP1MessageEncoding)
+                        // in place of HTTPRequestEncoder; the response decoder sees each request
+                        // head go by (answers to HEAD have no body), the validator checks every
+                        // field first.
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(HTTP1RequestEncoder())
+                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                        try sync.addHandler(NIOHTTPRequestHeadersValidator())
                         try channel.pipeline.syncOperations.addHandler(
                             HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
                                 self?.released(connection, reusable: reusable)

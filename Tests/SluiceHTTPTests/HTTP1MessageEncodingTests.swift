@@ -5,9 +5,10 @@ import Testing
 
 @testable import SluiceHTTP
 
-/// The listener's own HTTP/1.1 answer encoding (HTTP1ConnectionHandler + HTTP1ResponseEncoding):
-/// the exact bytes for each framing rule, and a whole answer leaving as one write.
-@Suite struct HTTP1ResponseEncodingTests {
+/// Sluice's own HTTP/1.1 encoding: the listener's answers (HTTP1ConnectionHandler) and the
+/// upstream client's requests (HTTP1RequestEncoder): the exact bytes for each framing rule, and
+/// a whole message leaving as one write.
+@Suite struct HTTP1MessageEncodingTests {
     static func channel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(HTTP1ConnectionHandler(idleTimeout: .hours(1), maxHeaderBytes: 16384))
@@ -54,7 +55,7 @@ import Testing
         channel.write(Self.head(.ok, ["content-length": "5"]), promise: nil)
         let bodyWrite = channel.write(Self.body("hello"))
         try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
-        #expect(throws: HTTP1ResponseEncodingError.self) { try bodyWrite.wait() }
+        #expect(throws: HTTP1MessageEncodingError.self) { try bodyWrite.wait() }
         #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"])
     }
 
@@ -63,7 +64,7 @@ import Testing
         try Self.request(channel, .POST)
         try channel.writeAndFlush(Self.head(.ok, ["content-type": "text/plain"])).wait()
         try channel.writeAndFlush(Self.body("abc")).wait()
-        let large = String(repeating: "z", count: HTTP1ResponseEncoding.coalescedBodyBytes + 1)
+        let large = String(repeating: "z", count: HTTP1MessageEncoding.coalescedBodyBytes + 1)
         try channel.writeAndFlush(Self.body(large)).wait()
         try channel.writeAndFlush(HTTPServerResponsePart.end(["grpc-status": "0"])).wait()
         let writes = try Self.written(channel)
@@ -112,5 +113,54 @@ import Testing
         channel.write(Self.body("a"), promise: nil)
         try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
         #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"])
+    }
+
+    // MARK: Requests
+
+    static func requestChannel() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(HTTP1RequestEncoder())
+        return channel
+    }
+
+    static func requestHead(_ method: HTTPMethod, _ uri: String, _ headers: HTTPHeaders) -> HTTPClientRequestPart {
+        .head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers))
+    }
+
+    @Test func aWholeRequestLeavesAsOneWrite() throws {
+        let channel = try Self.requestChannel()
+        channel.write(Self.requestHead(.GET, "/item?a=1", ["host": "up", "x-forwarded-for": "127.0.0.1"]), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        channel.write(Self.requestHead(.POST, "/in", ["content-length": "3"]), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "abc"))), promise: nil)
+        channel.write(HTTPClientRequestPart.end(nil), promise: nil)
+        channel.flush()
+        #expect(
+            try Self.written(channel) == [
+                "GET /item?a=1 HTTP/1.1\r\nhost: up\r\nx-forwarded-for: 127.0.0.1\r\n\r\n",
+                "POST /in HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
+            ])
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func requestsAreFramedByTheirMethod() throws {
+        let channel = try Self.requestChannel()
+        // A POST without a length goes chunked, with its trailers.
+        try channel.writeAndFlush(Self.requestHead(.POST, "/s", ["te": "trailers"])).wait()
+        try channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "0123456789abcdef!")))).wait()
+        try channel.writeAndFlush(HTTPClientRequestPart.end(["x-sum": "1"])).wait()
+        // A GET that says chunked keeps it; a TRACE has no body framing at all.
+        channel.write(Self.requestHead(.GET, "/g", ["transfer-encoding": "chunked"]), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        channel.write(Self.requestHead(.TRACE, "/t", ["content-length": "4"]), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        channel.write(Self.requestHead(.DELETE, "/d", [:]), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        #expect(
+            try Self.written(channel).joined()
+                == "POST /s HTTP/1.1\r\nte: trailers\r\ntransfer-encoding: chunked\r\n\r\n11\r\n0123456789abcdef!\r\n0\r\nx-sum: 1\r\n\r\n"
+                + "GET /g HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+                + "TRACE /t HTTP/1.1\r\n\r\n"
+                + "DELETE /d HTTP/1.1\r\n\r\n")
     }
 }
