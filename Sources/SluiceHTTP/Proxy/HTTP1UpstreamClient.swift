@@ -741,7 +741,7 @@ final class HTTP1ConnectionPool: Sendable {
                         try sync.addHandler(HTTP1RequestEncoder())
                         try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
                         try sync.addHandler(NIOHTTPRequestHeadersValidator())
-                        try channel.pipeline.syncOperations.addHandler(
+                        try sync.addHandler(
                             HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
                                 self?.released(connection, reusable: reusable)
                             })

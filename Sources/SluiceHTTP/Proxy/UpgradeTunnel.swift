@@ -93,7 +93,7 @@ final class UpgradeTunnel: Sendable {
 
     private static func connect(
         host: String, port: Int, tls: NIOSSLContext?, on eventLoop: any EventLoop, connectTimeout: TimeAmount,
-        reader: @escaping @Sendable (any Channel, HTTPRequestEncoder, ByteToMessageHandler<HTTPResponseDecoder>) -> UpgradeAnswerReader
+        reader: @escaping @Sendable (any Channel, HTTP1RequestEncoder, ByteToMessageHandler<HTTPResponseDecoder>) -> UpgradeAnswerReader
     ) async throws -> any Channel {
         try await ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
@@ -105,7 +105,7 @@ final class UpgradeTunnel: Sendable {
                         let serverName = host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
-                    let encoder = HTTPRequestEncoder()
+                    let encoder = HTTP1RequestEncoder()
                     let decoder = ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
                     try sync.addHandler(encoder)
                     try sync.addHandler(decoder)
