@@ -139,9 +139,13 @@ struct HTTP1MessageEncoding {
         if self.chunked {
             var line = self.takeHeld(context, extra: 20)
             Self.writeChunkLine(data.readableBytes, into: &line)
+            // The part's closing CRLF is the size line's own last two bytes (shared storage,
+            // no buffer of its own).
+            var crlf = line
+            crlf.moveReaderIndex(to: crlf.writerIndex - 2)
             context.write(NIOAny(IOData.byteBuffer(line)), promise: nil)
             context.write(NIOAny(data), promise: nil)
-            context.write(NIOAny(IOData.byteBuffer(context.channel.allocator.buffer(staticString: "\r\n"))), promise: promise)
+            context.write(NIOAny(IOData.byteBuffer(crlf)), promise: promise)
         } else {
             self.flushHeld(context)
             context.write(NIOAny(data), promise: promise)
@@ -303,9 +307,9 @@ enum HTTP1MessageEncodingError: Error {
     case bodyNotAllowed
 }
 
-/// The upstream client's request encoder (in place of NIO's `HTTPRequestEncoder`, at its place
-/// in the pipeline: below the response decoder, which watches the requests go by to frame the
-/// answers to HEAD).
+/// The request encoder of Sluice's upstream connections, the pooled client's and the upgrade
+/// tunnel's (in place of NIO's `HTTPRequestEncoder`, at its place in the pipeline: below the
+/// response decoder, which watches the requests go by to frame the answers to HEAD).
 final class HTTP1RequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = IOData
