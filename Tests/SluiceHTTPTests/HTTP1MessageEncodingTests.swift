@@ -39,12 +39,17 @@ import Testing
         .body(.byteBuffer(ByteBuffer(string: text)))
     }
 
+    /// An answer written as `HTTPServer.write` writes a whole one: head, body, end, one flush.
+    static func answerWhole(_ channel: EmbeddedChannel, _ head: HTTPServerResponsePart, _ body: String) throws {
+        channel.write(head, promise: nil)
+        channel.write(Self.body(body), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+    }
+
     @Test func aWholeAnswerLeavesAsOneWrite() throws {
         let channel = try Self.channel()
         try Self.request(channel, .GET)
-        channel.write(Self.head(.ok, ["content-length": "5", "x-a": "b"]), promise: nil)
-        channel.write(Self.body("hello"), promise: nil)
-        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        try Self.answerWhole(channel, Self.head(.ok, ["content-length": "5", "x-a": "b"]), "hello")
         #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello"])
         #expect(try channel.finish().isClean)
     }
@@ -94,13 +99,9 @@ import Testing
         try channel.writeAndFlush(Self.head(.continue)).wait()
         #expect(try Self.written(channel) == ["HTTP/1.1 100 Continue\r\n\r\n"])
         // The HEAD's answer: a length and no body.
-        channel.write(Self.head(.ok, ["content-length": "2"]), promise: nil)
-        channel.write(Self.body("no"), promise: nil)
-        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        try Self.answerWhole(channel, Self.head(.ok, ["content-length": "2"]), "no")
         // The GET's answer, pipelined behind it, keeps its body.
-        channel.write(Self.head(.custom(code: 299, reasonPhrase: "Fine"), ["content-length": "2"]), promise: nil)
-        channel.write(Self.body("ok"), promise: nil)
-        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        try Self.answerWhole(channel, Self.head(.custom(code: 299, reasonPhrase: "Fine"), ["content-length": "2"]), "ok")
         #expect(
             try Self.written(channel).joined()
                 == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nHTTP/1.1 299 Fine\r\ncontent-length: 2\r\n\r\nok")
@@ -109,9 +110,7 @@ import Testing
     @Test func aLengthWinsOverTransferEncoding() throws {
         let channel = try Self.channel()
         try Self.request(channel, .GET)
-        channel.write(Self.head(.ok, ["transfer-encoding": "chunked", "content-length": "1"]), promise: nil)
-        channel.write(Self.body("a"), promise: nil)
-        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        try Self.answerWhole(channel, Self.head(.ok, ["transfer-encoding": "chunked", "content-length": "1"]), "a")
         #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"])
     }
 
