@@ -593,12 +593,15 @@ final class PeerProcess: @unchecked Sendable {
     let port2: Int
     let name: String
     let log: URL
+    /// A directory of the peer's own files (config, state), removed with the log when it stops.
+    let ownedDirectory: URL?
     var endpoint: String { "http://127.0.0.1:\(self.port)" }
 
     /// `command` and `environment` values have `{PORT}` and `{PORT2}` replaced by fresh ports.
     /// Ready once `{PORT}` is listening on a socket the started process holds.
-    init(_ name: String, _ command: [String], environment: [String: String] = [:], fixedPort: Int? = nil) async throws {
+    init(_ name: String, _ command: [String], environment: [String: String] = [:], fixedPort: Int? = nil, ownedDirectory: URL? = nil) async throws {
         self.name = name
+        self.ownedDirectory = ownedDirectory
         self.log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sluice-\(name)-\(UUID().uuidString).log")
         var attempt = 0
         while true {
@@ -615,7 +618,10 @@ final class PeerProcess: @unchecked Sendable {
             case let outcome:
                 Self.stop(process)
                 if attempt < 3 && fixedPort == nil && outcome != .timedOut { continue }
-                throw HarnessError("\(name) did not start (\(outcome), attempt \(attempt), port \(port)): \(Self.tail(of: self.log))")
+                let error = HarnessError("\(name) did not start (\(outcome), attempt \(attempt), port \(port)): \(Self.tail(of: self.log))")
+                // No deinit runs for an instance that never finished its init.
+                Self.removeFiles(log: self.log, directory: ownedDirectory)
+                throw error
             }
         }
     }
@@ -671,9 +677,14 @@ final class PeerProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    private static func removeFiles(log: URL, directory: URL?) {
+        try? FileManager.default.removeItem(at: log)
+        if let directory { try? FileManager.default.removeItem(at: directory) }
+    }
+
     deinit {
         self.stop()
-        try? FileManager.default.removeItem(at: self.log)
+        Self.removeFiles(log: self.log, directory: self.ownedDirectory)
     }
 }
 

@@ -71,5 +71,5 @@ func startNginx(_ name: String, server: (Int) -> String) async throws -> PeerPro
         """
     let path = directory.appendingPathComponent("nginx.conf").path
     try config.write(toFile: path, atomically: true, encoding: .utf8)
-    return try await PeerProcess(name, [FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") ? "/usr/sbin/nginx" : try which("nginx"), "-p", directory.path, "-c", path], fixedPort: port)
+    return try await PeerProcess(name, [FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") ? "/usr/sbin/nginx" : try which("nginx"), "-p", directory.path, "-c", path], fixedPort: port, ownedDirectory: directory)
 }

@@ -7,8 +7,10 @@ prints one JSON document: {"acks": N, "durable": bool, "delivered": [[sequence, 
 
 usage: grpc_publish_stream.py PORT TOPIC BATCHES PER_BATCH
 """
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -20,6 +22,7 @@ root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 protos = os.path.join(root, "Sources", "SluiceGRPC", "Protos")
 
 out = tempfile.mkdtemp(prefix="sluice-py-stubs-")
+atexit.register(shutil.rmtree, out, ignore_errors=True)
 status = protoc.main(["protoc", f"--proto_path={protos}", f"--python_out={out}", f"--grpc_python_out={out}",
                       "sluice/v1/ingest.proto"])
 if status != 0:
