@@ -20,6 +20,15 @@ import NIOHTTP1
 /// body and never carries body bytes; a message with `content-length` drops
 /// `transfer-encoding`; any other HTTP/1.1 answer, and a POST, PUT or PATCH without a length,
 /// is sent chunked (other requests only when they say so themselves; TRACE never has a body).
+///
+/// What may be sent (in place of NIO's `NIOHTTPResponseHeadersValidator` and
+/// `NIOHTTPRequestHeadersValidator`, two pipeline steps that walked every field again): each
+/// field is checked by `HeaderFieldCheck`'s rules while it is copied, the request line's method
+/// is a token and its target holds only URI bytes, and a reason phrase holds no control byte. A
+/// head or trailers that break them is not written at all: the write's promise fails with
+/// `HTTPParserError.invalidHeaderToken` and the error goes down the pipeline, as NIO's
+/// validators did. The parts that follow a refused answer are refused too (the connection's
+/// framing is lost); for requests, until the next head.
 struct HTTP1MessageEncoding {
     /// Body parts up to this size are copied behind their head (or chunk line) instead of
     /// being written as a buffer of their own.
@@ -32,6 +41,8 @@ struct HTTP1MessageEncoding {
     private var chunked = false
     /// Bytes encoded and not yet handed to the channel (a head waiting for its body and end).
     private var held: ByteBuffer?
+    /// A head or trailers broke the rules of what may be sent: the parts that follow are refused.
+    private var refusing = false
 
     /// A request head was read: its answer's framing depends on the method.
     mutating func requestRead(_ method: HTTPMethod) {
@@ -40,6 +51,10 @@ struct HTTP1MessageEncoding {
 
     /// Encodes an answer's `part` and writes what is due to `context`'s next handler.
     mutating func write(answer part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        if self.refusing {
+            promise?.fail(HTTPParserError.invalidHeaderToken)
+            return
+        }
         switch part {
         case .head(var head):
             let code = head.status.code
@@ -52,7 +67,10 @@ struct HTTP1MessageEncoding {
             let chunked = Self.frame(&head.headers, version: head.version, body: answersConnect || !head.status.mayHaveResponseBody ? .no : .yes)
             self.chunked = self.suppressBody ? false : chunked
             var buffer = self.takeHeld(context, extra: Self.headCapacity)
-            Self.encode(head, into: &buffer)
+            let start = buffer.writerIndex
+            guard Self.encode(head, into: &buffer) else {
+                return self.refuse(buffer, from: start, context: context, promise: promise)
+            }
             self.writeHead(buffer, context: context, promise: promise, hold: !interim)
         case .body(let data):
             if self.suppressBody {
@@ -71,6 +89,7 @@ struct HTTP1MessageEncoding {
     mutating func write(request part: HTTPClientRequestPart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(var head):
+            self.refusing = false
             let body: BodyExpectation
             switch head.method {
             case .TRACE: body = .no
@@ -79,13 +98,36 @@ struct HTTP1MessageEncoding {
             }
             self.chunked = Self.frame(&head.headers, version: head.version, body: body)
             var buffer = self.takeHeld(context, extra: Self.headCapacity)
-            Self.encode(head, into: &buffer)
+            let start = buffer.writerIndex
+            guard Self.encode(head, into: &buffer) else {
+                return self.refuse(buffer, from: start, context: context, promise: promise)
+            }
             self.writeHead(buffer, context: context, promise: promise, hold: true)
         case .body(let data):
+            if self.refusing {
+                promise?.fail(HTTPParserError.invalidHeaderToken)
+                return
+            }
             self.writeBody(data, context: context, promise: promise)
         case .end(let trailers):
+            if self.refusing {
+                promise?.fail(HTTPParserError.invalidHeaderToken)
+                return
+            }
             self.writeEnd(trailers, context: context, promise: promise)
         }
+    }
+
+    /// A head or trailers may not be sent: what was encoded of it since `start` is dropped (the
+    /// held bytes before it stay), the write fails and the error goes down the pipeline.
+    private mutating func refuse(_ buffer: ByteBuffer, from start: Int, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        var kept = buffer
+        kept.moveWriterIndex(to: start)
+        self.held = kept.readableBytes > 0 ? kept : nil
+        self.refusing = true
+        self.chunked = false
+        promise?.fail(HTTPParserError.invalidHeaderToken)
+        context.fireErrorCaught(HTTPParserError.invalidHeaderToken)
     }
 
     /// Whether a message may carry a body, by its method or status.
@@ -155,8 +197,15 @@ struct HTTP1MessageEncoding {
     private mutating func writeEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if self.chunked {
             var buffer = self.takeHeld(context, extra: trailers == nil ? 5 : Self.headCapacity)
+            let start = buffer.writerIndex
             buffer.writeStaticString("0\r\n")
-            if let trailers { Self.encode(trailers, into: &buffer) } else { buffer.writeStaticString("\r\n") }
+            if let trailers {
+                guard Self.encode(trailers, into: &buffer) else {
+                    return self.refuse(buffer, from: start, context: context, promise: promise)
+                }
+            } else {
+                buffer.writeStaticString("\r\n")
+            }
             context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         } else if let held = self.held {
             self.held = nil
@@ -190,12 +239,14 @@ struct HTTP1MessageEncoding {
     /// The most bytes `HTTP/x.y` takes (two 64-bit integers written out).
     static let versionRoom = 5 + 20 + 1 + 20
 
-    static func encode(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
+    /// Writes the head, or returns false (having written part of it at most) if it may not be sent.
+    static func encode(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) -> Bool {
         // METHOD SP target SP HTTP/x.y CRLF, in one write.
         var method = head.method.rawValue
         var target = head.uri
-        method.withUTF8 { method in
+        let sendable = method.withUTF8 { method in
             target.withUTF8 { target in
+                guard HeaderFieldCheck.isSendableName(method), HeaderFieldCheck.isSendableTarget(target) else { return false }
                 let length = method.count + target.count + Self.versionRoom + 4
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
                     var at = Self.put(method, into: out, at: 0)
@@ -207,16 +258,19 @@ struct HTTP1MessageEncoding {
                     out[at + 1] = UInt8(ascii: "\n")
                     return at + 2
                 }
+                return true
             }
         }
-        self.encode(head.headers, into: &buffer)
+        return sendable && self.encode(head.headers, into: &buffer)
     }
 
-    static func encode(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
+    /// Writes the head, or returns false (having written part of it at most) if it may not be sent.
+    static func encode(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) -> Bool {
         // HTTP/x.y SP code SP reason CRLF, in one write.
         var reason = head.status.reasonPhrase
         let code = head.status.code
-        reason.withUTF8 { reason in
+        let sendable = reason.withUTF8 { reason in
+            guard HeaderFieldCheck.isSendableValue(reason) else { return false }
             let length = Self.versionRoom + 1 + 20 + 1 + reason.count + 2
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
                 var at = Self.put(head.version, into: out, at: 0)
@@ -238,17 +292,21 @@ struct HTTP1MessageEncoding {
                 out[at + 1] = UInt8(ascii: "\n")
                 return at + 2
             }
+            return true
         }
-        self.encode(head.headers, into: &buffer)
+        return sendable && self.encode(head.headers, into: &buffer)
     }
 
-    /// Each field as `name: value` CRLF, then the blank line: one write per field, one pass.
-    static func encode(_ fields: HTTPHeaders, into buffer: inout ByteBuffer) {
+    /// Each field as `name: value` CRLF, then the blank line: one write per field, one pass,
+    /// each field checked as it is copied. False (having written part of them at most) if one
+    /// may not be sent.
+    static func encode(_ fields: HTTPHeaders, into buffer: inout ByteBuffer) -> Bool {
         for (name, value) in fields {
             var name = name
             var value = value
-            name.withUTF8 { name in
+            let sendable = name.withUTF8 { name in
                 value.withUTF8 { value in
+                    guard HeaderFieldCheck.isSendableName(name), HeaderFieldCheck.isSendableValue(value) else { return false }
                     buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { out in
                         var at = Self.put(name, into: out, at: 0)
                         out[at] = UInt8(ascii: ":")
@@ -258,10 +316,13 @@ struct HTTP1MessageEncoding {
                         out[at + 1] = UInt8(ascii: "\n")
                         return at + 2
                     }
+                    return true
                 }
             }
+            guard sendable else { return false }
         }
         buffer.writeStaticString("\r\n")
+        return true
     }
 
     @inline(__always)

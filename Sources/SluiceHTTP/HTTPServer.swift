@@ -286,11 +286,10 @@ public final class HTTPServer: Service, Listening, Sendable {
             decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
             // No pipelining assistance: HTTP1ConnectionHandler and the listener's one-at-a-time
             // loop do that job without stopping reads between requests. No HTTPResponseEncoder
-            // either: HTTP1ConnectionHandler encodes answers (HTTP1MessageEncoding), after
-            // NIO's validator has checked every outbound header field.
+            // or NIOHTTPResponseHeadersValidator either: HTTP1ConnectionHandler encodes answers
+            // (HTTP1MessageEncoding), checking every field as it copies it.
             try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)))
             try sync.addHandler(HTTP1ConnectionHandler(idleTimeout: TimeAmount(limits.idleTimeout), maxHeaderBytes: limits.maxHeaderBytes))
-            try sync.addHandler(NIOHTTPResponseHeadersValidator())
             // A client that half-closes after its request still gets the answer.
             if !peer.isTLS { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
@@ -629,7 +628,6 @@ enum HTTP1PipelineHandlers {
         var found: [any RemovableChannelHandler] = []
         if let handler = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { found.append(handler) }
         if let handler = try? sync.handler(type: HTTP1ConnectionHandler.self) { found.append(handler) }
-        if let handler = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { found.append(handler) }
         if let handler = try? sync.handler(type: BodyReadTimeoutHandler.self) { found.append(handler) }
         return found
     }

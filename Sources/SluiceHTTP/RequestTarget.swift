@@ -216,7 +216,9 @@ public struct RequestTarget: Sendable, Equatable {
 
 /// Header checks at the edge (RFC 9110 5.1, 5.5): a name is a token, a value holds no control
 /// character but HTAB. A request that breaks them is refused before routing: passed on, it
-/// would make the upstream call fail and count against a healthy endpoint.
+/// would make the upstream call fail and count against a healthy endpoint. The same rules hold
+/// for every HTTP/1.1 message Sluice writes (`HTTP1MessageEncoding` refuses a head or trailers
+/// that break them: no response splitting or request smuggling through a rewritten field).
 public enum HeaderFieldCheck {
     /// Why the header `name: value` may not be passed on, or nil.
     public static func problem(name: String, value: String) -> String? {
@@ -226,14 +228,85 @@ public enum HeaderFieldCheck {
         var value = value
         let nameProblem: String? = name.withUTF8 { bytes in
             if bytes.isEmpty { return "a header name is empty" }
-            return bytes.allSatisfy(Self.isTokenByte) ? nil : "a header name holds a character that is not allowed"
+            return Self.isSendableName(bytes) ? nil : "a header name holds a character that is not allowed"
         }
         if let nameProblem { return nameProblem }
-        let controlInValue = value.withUTF8 { bytes in bytes.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F } }
-        if controlInValue {
+        if !value.withUTF8(Self.isSendableValue) {
             return "the value of header \"\(Self.printableName(name))\" holds a control character"
         }
         return nil
+    }
+
+    /// A field name that may be sent: one or more token bytes.
+    @inline(__always)
+    static func isSendableName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy(Self.isTokenByte)
+    }
+
+    /// A field value (or a reason phrase) that may be sent: no control byte but HTAB. Eight
+    /// bytes a step: a word with no byte below 0x20 and none equal to 0x7F is sendable as a
+    /// whole (the byte loop decides only the words that hold one, such as an HTAB's).
+    static func isSendableValue(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        var at = 0
+        while at + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self)
+            // "Has a byte below n" (n <= 128) is exact as a yes/no: a borrow starts only at such
+            // a byte. A byte equal to 0x7F is a zero byte of word ^ 0x7F7F...
+            let below0x20 = (word &- ones &* 0x20) & ~word & highBits
+            let del = word ^ (ones &* 0x7F)
+            let has0x7F = (del &- ones) & ~del & highBits
+            if below0x20 | has0x7F != 0 {
+                for index in at..<(at + 8) where !Self.isSendableValueByte(base[index]) { return false }
+            }
+            at += 8
+        }
+        while at < bytes.count {
+            if !Self.isSendableValueByte(base[at]) { return false }
+            at += 1
+        }
+        return true
+    }
+
+    @inline(__always)
+    static func isSendableValueByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x20 || byte == 0x09) && byte != 0x7F
+    }
+
+    /// A request target that may be sent (RFC 9112 3.2 with RFC 3986's grammar): only the bytes
+    /// of unreserved, gen-delims, sub-delims and `%` (no space, control, non-ASCII, or any of
+    /// `"<>\^`{|}`): what NIO's outbound request validator allowed.
+    @inline(__always)
+    static func isSendableTarget(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy(Self.isTargetByte)
+    }
+
+    /// The bytes of a sendable request target as bits, 0-63 and 64-127; `isTargetByteSlow` is
+    /// the definition (a test checks they agree).
+    static let targetBytesLow: UInt64 = 0xAFFF_FFFA_0000_0000
+    static let targetBytesHigh: UInt64 = 0x47FF_FFFE_AFFF_FFFF
+
+    @inline(__always)
+    static func isTargetByte(_ byte: UInt8) -> Bool {
+        if byte < 64 { return Self.targetBytesLow & (1 << UInt64(byte)) != 0 }
+        if byte < 128 { return Self.targetBytesHigh & (1 << UInt64(byte - 64)) != 0 }
+        return false
+    }
+
+    static func isTargetByteSlow(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
+            UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"),
+            UInt8(ascii: "@"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+            UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// RFC 9110 5.6.2 tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~) as a bit per byte below 128,

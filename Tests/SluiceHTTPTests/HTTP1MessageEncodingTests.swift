@@ -162,4 +162,90 @@ import Testing
                 + "TRACE /t HTTP/1.1\r\n\r\n"
                 + "DELETE /d HTTP/1.1\r\n\r\n")
     }
+
+    // MARK: What may not be sent
+
+    /// Records the errors that go down the pipeline past the encoder.
+    final class ErrorRecorder: ChannelInboundHandler {
+        typealias InboundIn = Any
+        var errors: [any Error] = []
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { self.errors.append(error) }
+    }
+
+    static func expectRefused(_ write: EventLoopFuture<Void>) {
+        #expect(throws: HTTPParserError.invalidHeaderToken) { try write.wait() }
+    }
+
+    @Test(arguments: [
+        HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "b\r\nset-cookie: admin=1"]),
+        HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "nul\u{0}"]),
+        HTTPResponseHead(version: .http1_1, status: .ok, headers: ["bad name": "v"]),
+        HTTPResponseHead(version: .http1_1, status: .ok, headers: ["": "v"]),
+        HTTPResponseHead(version: .http1_1, status: .custom(code: 200, reasonPhrase: "OK\r\nx-b: c")),
+    ])
+    func anAnswerThatMayNotBeSentIsNotWrittenAndNothingFollowsIt(_ refused: HTTPResponseHead) throws {
+        let channel = try Self.channel()
+        let recorder = ErrorRecorder()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try Self.request(channel, .GET)
+        try Self.request(channel, .GET)
+        try Self.request(channel, .GET)
+        // The first answer is held whole (not flushed yet) when the second one is refused.
+        channel.write(Self.head(.ok, ["content-length": "2", "x-tab": "a\tb"]), promise: nil)
+        channel.write(Self.body("ok"), promise: nil)
+        channel.write(HTTPServerResponsePart.end(nil), promise: nil)
+        Self.expectRefused(channel.write(HTTPServerResponsePart.head(refused)))
+        Self.expectRefused(channel.write(Self.body("no")))
+        Self.expectRefused(channel.write(HTTPServerResponsePart.end(nil)))
+        // The framing is lost for what follows: the next answer is refused too.
+        Self.expectRefused(channel.writeAndFlush(Self.head(.ok, ["content-length": "0"])))
+        #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-tab: a\tb\r\n\r\nok"])
+        #expect(recorder.errors.count == 1)
+        #expect(recorder.errors.first as? HTTPParserError == .invalidHeaderToken)
+    }
+
+    @Test func answerTrailersThatMayNotBeSentEndNothing() throws {
+        let channel = try Self.channel()
+        let recorder = ErrorRecorder()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try Self.request(channel, .POST)
+        try channel.writeAndFlush(Self.head(.ok)).wait()
+        try channel.writeAndFlush(Self.body("abc")).wait()
+        Self.expectRefused(channel.writeAndFlush(HTTPServerResponsePart.end(["grpc-message": "a\nb"])))
+        // No last chunk: the client sees an unfinished answer, not a forged one.
+        #expect(try Self.written(channel).joined() == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        #expect(recorder.errors.count == 1)
+    }
+
+    @Test(arguments: [
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a b"),
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: "/a\r\nx: y"),
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: "/caf\u{e9}"),
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: ""),
+        HTTPRequestHead(version: .http1_1, method: .RAW(value: "GE T"), uri: "/"),
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "up\r\n\r\nGET /admin HTTP/1.1"]),
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["x:y": "v"]),
+    ])
+    func aRequestThatMayNotBeSentIsNotWrittenUntilTheNextHead(_ refused: HTTPRequestHead) throws {
+        let channel = try Self.requestChannel()
+        let recorder = ErrorRecorder()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        Self.expectRefused(channel.write(HTTPClientRequestPart.head(refused)))
+        Self.expectRefused(channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "x")))))
+        Self.expectRefused(channel.writeAndFlush(HTTPClientRequestPart.end(nil)))
+        #expect(try Self.written(channel).isEmpty)
+        #expect(recorder.errors.first as? HTTPParserError == .invalidHeaderToken)
+        // A request's refusal ends with it: the next one goes out.
+        channel.write(Self.requestHead(.GET, "/ok?a=%20&b=[1]", ["host": "up"]), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        #expect(try Self.written(channel) == ["GET /ok?a=%20&b=[1] HTTP/1.1\r\nhost: up\r\n\r\n"])
+    }
+
+    @Test func requestTrailersThatMayNotBeSentAreNotWritten() throws {
+        let channel = try Self.requestChannel()
+        try channel.writeAndFlush(Self.requestHead(.POST, "/s", [:])).wait()
+        try channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "ab")))).wait()
+        Self.expectRefused(channel.writeAndFlush(HTTPClientRequestPart.end(["x-sum\r\n": "1"])))
+        #expect(try Self.written(channel).joined() == "POST /s HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n")
+    }
 }

@@ -58,10 +58,36 @@ import Testing
         #expect(HeaderFieldCheck.problem(name: "X-\u{e9}", value: "v") != nil)
     }
 
-    /// The bit masks the header check reads agree with RFC 9110's tchar list for every byte value.
-    @Test func tokenByteMasksMatchTheDefinition() {
+    /// The eight-bytes-a-step value check agrees with the byte rule for every byte value at every
+    /// place in a word and in the tail, beside bytes at the edges of the rule (a borrow from one
+    /// byte must not hide or invent another).
+    @Test func theWordWiseValueCheckAgreesWithTheByteRule() {
+        var disagreements: [String] = []
+        for filler: UInt8 in [UInt8(ascii: "a"), 0x20, 0x7E, 0x80, 0xFF, 0x09] {
+            for length in [1, 7, 8, 9, 16, 19] {
+                for position in 0..<length {
+                    for byte in UInt8.min...UInt8.max {
+                        var bytes = [UInt8](repeating: filler, count: length)
+                        bytes[position] = byte
+                        let expected = bytes.allSatisfy(HeaderFieldCheck.isSendableValueByte)
+                        if bytes.withUnsafeBufferPointer(HeaderFieldCheck.isSendableValue) != expected {
+                            disagreements.append("filler \(filler) length \(length) at \(position): \(byte)")
+                        }
+                    }
+                }
+            }
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(10))")
+        #expect(!HeaderFieldCheck.isSendableValueByte(0x7F) && !HeaderFieldCheck.isSendableValueByte(0x0A))
+        #expect(HeaderFieldCheck.isSendableValueByte(0x09) && HeaderFieldCheck.isSendableValueByte(0x80))
+    }
+
+    /// The bit masks the header check reads agree with their definitions (RFC 9110 tchar, the
+    /// bytes of a request target) for every byte value.
+    @Test func byteMasksMatchTheirDefinitions() {
         for byte in UInt8.min...UInt8.max {
             #expect(HeaderFieldCheck.isTokenByte(byte) == HeaderFieldCheck.isTokenByteSlow(byte), "byte \(byte)")
+            #expect(HeaderFieldCheck.isTargetByte(byte) == HeaderFieldCheck.isTargetByteSlow(byte), "byte \(byte)")
         }
     }
 }

@@ -734,13 +734,12 @@ final class HTTP1ConnectionPool: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         // NIO's client handlers with Sluice's request encoder (HTTP1MessageEncoding)
-                        // in place of HTTPRequestEncoder; the response decoder sees each request
-                        // head go by (answers to HEAD have no body), the validator checks every
-                        // field first.
+                        // in place of HTTPRequestEncoder and NIOHTTPRequestHeadersValidator (it
+                        // checks every field as it copies it); the response decoder sees each
+                        // request head go by (answers to HEAD have no body).
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(HTTP1RequestEncoder())
                         try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                        try sync.addHandler(NIOHTTPRequestHeadersValidator())
                         try sync.addHandler(
                             HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
                                 self?.released(connection, reusable: reusable)
