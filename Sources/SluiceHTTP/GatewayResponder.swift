@@ -104,12 +104,13 @@ public struct GatewayResponder: HTTPResponder {
         if request.path == "*", request.head.method != .OPTIONS {
             return .error(.invalidPath, message: "the request target \"*\" is for OPTIONS only")
         }
-        if let problem = request.headerProblem {
+        let fields = request.checkHeaders()
+        if let problem = fields.problem {
             return .error(.invalidHeader, message: problem)
         }
         // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host.
         if !request.isHTTP2 {
-            let hosts = request.head.headers["host"].count
+            let hosts = fields.hosts
             if hosts > 1 || (hosts == 0 && request.head.version.minor >= 1) {
                 return .error(.invalidHost, message: "an HTTP/1.1 request needs exactly one Host header")
             }

@@ -70,13 +70,16 @@ public struct HTTPRequest: Sendable {
         self.targetAuthority ?? self.header("host") ?? self.header(":authority")
     }
 
-    /// Why a header may not be passed on (a name that is not a token, a control character in a
-    /// value), or nil.
-    public var headerProblem: String? {
+    /// One pass over the fields: why the first one that may not be passed on may not (a name
+    /// that is not a token, a control character in a value), and how many are named Host
+    /// (`head.headers["host"].count` would make an array of their values).
+    func checkHeaders() -> (problem: String?, hosts: Int) {
+        var hosts = 0
         for (name, value) in self.head.headers {
-            if let problem = HeaderFieldCheck.problem(name: name, value: value) { return problem }
+            if let problem = HeaderFieldCheck.problem(name: name, value: value) { return (problem, hosts) }
+            if HeaderFieldCheck.isHost(name) { hosts += 1 }
         }
-        return nil
+        return (nil, hosts)
     }
 
     /// The first value of a query parameter, percent-decoded ('+' is a space).
@@ -441,7 +444,9 @@ public final class HTTPServer: Service, Listening, Sendable {
 
     /// For `Expect: 100-continue`, a closure that sends the interim `100 Continue` response.
     private static func continueSender(_ head: HTTPRequestHead, _ channel: any Channel) -> (@Sendable () async throws -> Void)? {
-        guard head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) else { return nil }
+        // Most requests have no Expect: asked first, without making an array of values.
+        guard head.headers.contains(name: "expect"), head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" })
+        else { return nil }
         let version = head.version
         return {
             try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in

@@ -289,6 +289,8 @@ public struct IngestHandler: Sendable {
 extension IngestHandler {
     /// Whether the client asked for counts only (`Prefer: return=minimal`, RFC 7240).
     static func prefersMinimal(_ request: HTTPRequest) -> Bool {
+        // Most requests have no Prefer: asked first, without making an array of values.
+        guard request.head.headers.contains(name: "prefer") else { return false }
         for value in request.head.headers["prefer"] {
             for preference in value.split(separator: ",") {
                 let token = preference.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }

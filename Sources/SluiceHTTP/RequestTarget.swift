@@ -237,6 +237,15 @@ public enum HeaderFieldCheck {
         return nil
     }
 
+    /// The name is `Host`, in any case.
+    static func isHost(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { bytes in
+            bytes.count == 4 && bytes[0] | 0x20 == UInt8(ascii: "h") && bytes[1] | 0x20 == UInt8(ascii: "o")
+                && bytes[2] | 0x20 == UInt8(ascii: "s") && bytes[3] | 0x20 == UInt8(ascii: "t")
+        }
+    }
+
     /// A field name that may be sent: one or more token bytes.
     @inline(__always)
     static func isSendableName(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -56,6 +56,8 @@ import Testing
         #expect(HeaderFieldCheck.problem(name: "", value: "v") != nil)
         #expect(HeaderFieldCheck.problem(name: ":path", value: "/") != nil)
         #expect(HeaderFieldCheck.problem(name: "X-\u{e9}", value: "v") != nil)
+        #expect(["host", "Host", "HOST", "hOsT"].allSatisfy(HeaderFieldCheck.isHost))
+        #expect(!["hos", "hosts", "ghost", "x-host", "h\u{0}st", "HOS\u{14}"].contains(where: HeaderFieldCheck.isHost))
     }
 
     /// The eight-bytes-a-step value check agrees with the byte rule for every byte value at every

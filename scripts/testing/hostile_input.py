@@ -238,6 +238,7 @@ def smuggling_cases():
                (base + "X-Big: " + "a" * 9000 + "\r\nContent-Length: 3\r\n\r\n{}\n").encode(), 431, "headers_too_large", closed=True)
     expect_one("host: missing on HTTP/1.1", b"GET /static/a HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "invalid_host")
     expect_one("host: two Host headers", b"GET /static/a HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400, "invalid_host")
+    expect_one("host: two Host headers, the second in other case", b"GET /static/a HTTP/1.1\r\nHost: a\r\nhOST: b\r\nConnection: close\r\n\r\n", 400, "invalid_host")
     expect_one("host: control character in Host", b"GET /static/a HTTP/1.1\r\nHost: a\x01b\r\nConnection: close\r\n\r\n", 400)
     # Two requests pipelined on one connection get two answers, in order (positive control).
     two = (base + "Content-Length: 3\r\n\r\n{}\n").encode() + http("POST", "/v1/events/hostile", b"{}\n", NDJSON)
