@@ -41,6 +41,11 @@ public final class ExchangeMetrics: ExchangeObserver {
         var deadLettered: [PairKey: Counter] = [:]
         var mirrored: [PairKey: Counter] = [:]
         var denied: [PairKey: Counter] = [:]
+        /// The last HTTP request's labels and handlers, and the last route's event series: a
+        /// run of requests with the same labels (the common case) compares them instead of
+        /// hashing the route and listener names into two or three dictionaries.
+        var lastHTTP: (key: HTTPKey, requests: Counter, duration: Timer)?
+        var lastRoute: (name: String, series: RouteSeries)?
     }
 
     private let handlers = NIOLockedValueBox(Handlers())
@@ -59,10 +64,15 @@ public final class ExchangeMetrics: ExchangeObserver {
             switch record.transport {
             case .http:
                 let key = HTTPKey(listener: record.listener, route: route, code: record.status)
-                requests = cached(&handlers.http, key) {
-                    MetricCatalogue.httpRequests.counter(record.listener, route, String(record.status), factory: factory)
+                if let last = handlers.lastHTTP, last.key == key {
+                    (requests, duration) = (last.requests, last.duration)
+                } else {
+                    requests = cached(&handlers.http, key) {
+                        MetricCatalogue.httpRequests.counter(record.listener, route, String(record.status), factory: factory)
+                    }
+                    duration = cached(&handlers.httpDuration, route) { MetricCatalogue.httpRequestDuration.timer(route, factory: factory) }
+                    handlers.lastHTTP = (key, requests, duration)
                 }
-                duration = cached(&handlers.httpDuration, route) { MetricCatalogue.httpRequestDuration.timer(route, factory: factory) }
             case .grpc:
                 let code = record.statusName ?? String(record.status)
                 let key = GRPCKey(route: route, method: record.method, code: code)
@@ -71,10 +81,16 @@ public final class ExchangeMetrics: ExchangeObserver {
             }
             var series: RouteSeries?
             if let named = record.facts.route, record.facts.events > 0 || !record.facts.rejected.isEmpty {
-                series = cached(&handlers.routes, named) {
-                    RouteSeries(
-                        received: MetricCatalogue.eventsReceived.counter(named, factory: factory),
-                        receivedBytes: MetricCatalogue.eventsReceivedBytes.counter(named, factory: factory))
+                if let last = handlers.lastRoute, last.name == named {
+                    series = last.series
+                } else {
+                    let made = cached(&handlers.routes, named) {
+                        RouteSeries(
+                            received: MetricCatalogue.eventsReceived.counter(named, factory: factory),
+                            receivedBytes: MetricCatalogue.eventsReceivedBytes.counter(named, factory: factory))
+                    }
+                    handlers.lastRoute = (named, made)
+                    series = made
                 }
             }
             var rejected: [(Counter, Int)] = []

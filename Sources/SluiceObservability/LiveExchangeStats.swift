@@ -23,7 +23,43 @@ public final class LiveExchangeStats: ExchangeObserver {
         }
     }
 
-    private let totals = NIOLockedValueBox<(routes: [String: Totals], upstreams: [String: Totals])>(([:], [:]))
+    /// A route's or upstream's totals, changed in place. Read and written only under the box's
+    /// lock, and never handed out (`snapshot` copies the values).
+    private final class Tally: @unchecked Sendable {
+        var totals = Totals()
+    }
+
+    private struct Tallies {
+        var routes: [String: Tally] = [:]
+        var upstreams: [String: Tally] = [:]
+        /// The last request's route and upstream tallies: a run of requests to the same ones
+        /// (the common case) compares the names instead of hashing them.
+        var lastRoute: (name: String, tally: Tally)?
+        var lastUpstream: (name: String, tally: Tally)?
+
+        mutating func route(_ name: String) -> Tally {
+            if let last = self.lastRoute, last.name == name { return last.tally }
+            let tally = Self.tally(name, in: &self.routes)
+            self.lastRoute = (name, tally)
+            return tally
+        }
+
+        mutating func upstream(_ name: String) -> Tally {
+            if let last = self.lastUpstream, last.name == name { return last.tally }
+            let tally = Self.tally(name, in: &self.upstreams)
+            self.lastUpstream = (name, tally)
+            return tally
+        }
+
+        private static func tally(_ name: String, in tallies: inout [String: Tally]) -> Tally {
+            if let tally = tallies[name] { return tally }
+            let tally = Tally()
+            tallies[name] = tally
+            return tally
+        }
+    }
+
+    private let tallies = NIOLockedValueBox(Tallies())
 
     public init() {}
 
@@ -37,19 +73,17 @@ public final class LiveExchangeStats: ExchangeObserver {
         let route = record.facts.route
         let upstream = record.facts.upstream
         guard route != nil || upstream != nil else { return }
-        self.totals.withLockedValue { totals in
-            if let route {
-                totals.routes[route, default: Totals()].add(record, failed: failed)
-            }
-            if let upstream {
-                totals.upstreams[upstream, default: Totals()].add(record, failed: failed)
-            }
+        self.tallies.withLockedValue { tallies in
+            if let route { tallies.route(route).totals.add(record, failed: failed) }
+            if let upstream { tallies.upstream(upstream).totals.add(record, failed: failed) }
         }
     }
 
     /// The totals now, by route and by upstream.
     public var snapshot: (routes: [String: Totals], upstreams: [String: Totals]) {
-        self.totals.withLockedValue { $0 }
+        self.tallies.withLockedValue { tallies in
+            (tallies.routes.mapValues(\.totals), tallies.upstreams.mapValues(\.totals))
+        }
     }
 }
 
