@@ -172,10 +172,22 @@ import Testing
                   - name: slow
                     endpoints: ["127.0.0.1:\(a.port)"]
                     timeouts: { request: 300ms }
+                  # Endpoints named by host go through the resolver (IP literals are connected to directly).
+                  - name: named
+                    endpoints: ["localhost:\(a.port)"]
+                  - name: dead-named
+                    endpoints: ["localhost:\(closedPort)"]
+                    timeouts: { connect: 500ms }
                 routes:
                   - name: dead
                     match: { path_prefix: /dead/ }
                     proxy: { upstream: dead }
+                  - name: named
+                    match: { path_prefix: /named/ }
+                    proxy: { upstream: named, path_rewrite: / }
+                  - name: dead-named
+                    match: { path_prefix: /dead-named/ }
+                    proxy: { upstream: dead-named }
                   - name: slow
                     match: { path_prefix: /slow/ }
                     proxy: { upstream: slow, path_rewrite: / }
@@ -184,6 +196,10 @@ import Testing
         #expect(dead.status == 502)
         #expect((dead.json["error"] as? [String: Any])?["code"] as? String == "upstream_unavailable")
         #expect(!dead.body.contains(String(closedPort)), "the answer does not reveal the upstream's address")
+        let deadNamed = try await curl(["\(sluice.baseURL)/dead-named/x"])
+        #expect(deadNamed.status == 502)
+        #expect((deadNamed.json["error"] as? [String: Any])?["code"] as? String == "upstream_unavailable")
+        #expect(try await curl(["\(sluice.baseURL)/named/fine"]).status == 200, "an endpoint named by host is resolved")
 
         // The upstream would answer 200 after 60 s, past curl's own 20 s limit: only Sluice's
         // 300 ms request timeout gives an answer at all (no clock read here; a loaded run may be slow).

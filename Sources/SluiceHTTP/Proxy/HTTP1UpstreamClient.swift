@@ -746,7 +746,7 @@ final class HTTP1ConnectionPool: Sendable {
                             })
                     }
                 }
-                .connect(host: host, port: port).get()
+                .connect(toHost: host, port: port).get()
             return try await channel.eventLoop.submit {
                 if !channel.isActive { throw HTTP1UpstreamError.closedBeforeAnswer }
                 let handler = try channel.pipeline.syncOperations.handler(type: HTTP1ExchangeHandler.self)

@@ -139,7 +139,7 @@ final class HTTP2UpstreamClient: Sendable {
         let channel = try await ClientBootstrap(group: loop)
             .connectTimeout(self.settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port).get()
+            .connect(toHost: host, port: port).get()
         let configuration = settings
         let tls = self.settings.tls
         let multiplexer = try await channel.eventLoop.submit {

@@ -112,7 +112,7 @@ final class UpgradeTunnel: Sendable {
                     try sync.addHandler(reader(channel, encoder, decoder))
                 }
             }
-            .connect(host: host, port: port).get()
+            .connect(toHost: host, port: port).get()
     }
 }
 
