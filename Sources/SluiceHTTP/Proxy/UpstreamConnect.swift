@@ -8,8 +8,8 @@ extension ClientBootstrap {
     /// `connect(host:port:)` resolves even `127.0.0.1`: `getaddrinfo` on a Dispatch queue, two
     /// thread hand-offs and the Happy Eyeballs state machine for every new connection. That is
     /// rare while connections are reused, but it is every request's cost while an endpoint
-    /// refuses connections: 236 µs of CPU per refused proxied request before, measured on
-    /// 127.0.0.1 (Benchmarks/README.md, "A refused endpoint").
+    /// refuses connections: ~165 µs of CPU per refused proxied request with the resolver, 141
+    /// without (`Benchmarks/proxy-refused.sh`, Benchmarks/README.md "A refused endpoint").
     func connect(toHost host: String, port: Int) -> EventLoopFuture<any Channel> {
         if let address = try? SocketAddress(ipAddress: host, port: port) {
             return self.connect(to: address)
