@@ -357,6 +357,9 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // Added to a connected channel (the pool adds it after the connect): reading starts
+        // now, so that the upstream closing an idle connection is seen.
+        if context.channel.isActive { self.read() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -727,29 +730,32 @@ final class HTTP1ConnectionPool: Sendable {
     private func connect(to endpoint: Int, host: String, port: Int, on loop: any EventLoop) async throws -> HTTP1Connection {
         let settings = self.settings
         do {
+            // The handlers join once the connection is up: a refused connect (every request's
+            // fate while an endpoint is down) does not build and tear down a pipeline. Nothing
+            // is read before they are there (autoRead is off).
             let channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(settings.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.autoRead, value: false)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        // NIO's client handlers with Sluice's request encoder (HTTP1MessageEncoding)
-                        // in place of HTTPRequestEncoder and NIOHTTPRequestHeadersValidator (it
-                        // checks every field as it copies it); the response decoder sees each
-                        // request head go by (answers to HEAD have no body).
-                        let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(HTTP1RequestEncoder())
-                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                        try sync.addHandler(
-                            HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
-                                self?.released(connection, reusable: reusable)
-                            })
-                    }
-                }
                 .connect(toHost: host, port: port).get()
             return try await channel.eventLoop.submit {
                 if !channel.isActive { throw HTTP1UpstreamError.closedBeforeAnswer }
-                let handler = try channel.pipeline.syncOperations.handler(type: HTTP1ExchangeHandler.self)
+                // NIO's client handlers with Sluice's request encoder (HTTP1MessageEncoding) in
+                // place of HTTPRequestEncoder and NIOHTTPRequestHeadersValidator (it checks every
+                // field as it copies it); the response decoder sees each request head go by
+                // (answers to HEAD have no body).
+                let sync = channel.pipeline.syncOperations
+                let handler = HTTP1ExchangeHandler(settings: settings) { [weak self] connection, reusable in
+                    self?.released(connection, reusable: reusable)
+                }
+                do {
+                    try sync.addHandler(HTTP1RequestEncoder())
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try sync.addHandler(handler)
+                } catch {
+                    channel.close(promise: nil)
+                    throw error
+                }
                 let connection = HTTP1Connection(channel: channel, endpoint: endpoint, handler: handler)
                 handler.adopt(connection)
                 connection.taken()
