@@ -16,11 +16,14 @@ import SluiceCore
 /// - runs of `/` become one; `.` and `..` segments are removed (RFC 3986 5.2.4; `..` never climbs
 ///   above the root); a `.`/`..` segment with a `;` parameter (`..;/`) is refused;
 /// - control characters, space, `\`, `#` and bytes outside ASCII are refused in the path; the
-///   query keeps its bytes but may not hold control characters, space or `#`.
+///   query keeps its bytes but may not hold control characters, space or `#`;
+/// - bytes a target may not carry raw but clients send anyway (`"<>^`{|}`, and in the query `\`
+///   and bytes outside ASCII) are percent-encoded, in the path and the query alike.
 public struct RequestTarget: Sendable, Equatable {
     /// The canonical path: starts with `/` (or is `*`).
     public var path: String
-    /// The query string without `?`, as sent.
+    /// The query string without `?`, as sent but for the bytes a target may not carry raw
+    /// (percent-encoded).
     public var query: String?
     /// The authority of an absolute-form target (`POST http://host:8080/x`), lower-cased scheme stripped.
     public var authority: String?
@@ -59,7 +62,10 @@ public struct RequestTarget: Sendable, Equatable {
             if let bad = queryBytes.first(where: { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "#") }) {
                 return .failure(Problem(message: "the query holds a forbidden byte (\(Self.describe(bad)))"))
             }
-            query = String(decoding: queryBytes, as: UTF8.self)
+            var sendable: [UInt8] = []
+            sendable.reserveCapacity(queryBytes.count)
+            for byte in queryBytes { Self.appendSendable(byte, to: &sendable) }
+            query = String(decoding: sendable, as: UTF8.self)
             pathEnd = mark
         }
         switch Self.canonicalPath(bytes[0..<pathEnd]) {
@@ -82,9 +88,9 @@ public struct RequestTarget: Sendable, Equatable {
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "?") { break }
-            if byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "#") {
-                return nil
-            }
+            // A byte no target may carry raw (control, space, backslash, `{`, non-ASCII ...), an
+            // escape or a fragment: the full parse decides.
+            if !Self.isTargetByte(byte) || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "#") { return nil }
             if previous == UInt8(ascii: "/"), byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".") { return nil }
             previous = byte
             index += 1
@@ -92,7 +98,7 @@ public struct RequestTarget: Sendable, Equatable {
         if index == bytes.count { return RequestTarget(path: uri, query: nil, authority: nil) }
         for position in (index + 1)..<bytes.count {
             let byte = bytes[position]
-            if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "#") { return nil }
+            if !Self.isTargetByte(byte) || byte == UInt8(ascii: "#") { return nil }
         }
         let path = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<index]), as: UTF8.self)
         let query = String(decoding: UnsafeBufferPointer(rebasing: bytes[(index + 1)...]), as: UTF8.self)
@@ -129,7 +135,7 @@ public struct RequestTarget: Sendable, Equatable {
             if byte <= 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "#") {
                 return .failure(Problem(message: "the path holds a forbidden byte (\(Self.describe(byte)))"))
             }
-            decoded.append(byte)
+            Self.appendSendable(byte, to: &decoded)
             i += 1
         }
         // Second pass: merge slashes and remove dot segments.
@@ -165,6 +171,56 @@ public struct RequestTarget: Sendable, Equatable {
         }
         if out.isEmpty || endsWithSlash { out.append(UInt8(ascii: "/")) }
         return .success(String(decoding: out, as: UTF8.self))
+    }
+
+    /// A request target that may be sent (RFC 9112 3.2 with RFC 3986's grammar): only the bytes
+    /// of unreserved, gen-delims, sub-delims and `%` (no space, control, non-ASCII, or any of
+    /// `"<>\^`{|}`). What the canonical form holds, and what the
+    /// HTTP/1.1 encoder checks.
+    @inline(__always)
+    static func isSendableTarget(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy(Self.isTargetByte)
+    }
+
+    /// The bytes of a sendable request target as bits, 0-63 and 64-127; `isTargetByteSlow` is
+    /// the definition (a test checks they agree).
+    static let targetBytesLow: UInt64 = 0xAFFF_FFFA_0000_0000
+    static let targetBytesHigh: UInt64 = 0x47FF_FFFE_AFFF_FFFF
+
+    @inline(__always)
+    static func isTargetByte(_ byte: UInt8) -> Bool {
+        if byte < 64 { return Self.targetBytesLow & (1 << UInt64(byte)) != 0 }
+        if byte < 128 { return Self.targetBytesHigh & (1 << UInt64(byte - 64)) != 0 }
+        return false
+    }
+
+    static func isTargetByteSlow(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
+            UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"),
+            UInt8(ascii: "@"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+            UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Appends `byte`, percent-encoded if a request target may not carry it raw (`"`, `<`, `>`,
+    /// `\`, `^`, `` ` ``, `{`, `|`, `}` and non-ASCII bytes; the callers have refused controls,
+    /// space and `#`). Clients send these unencoded (`?q={"a":1}`, `/a|b`); forwarded raw they
+    /// would be refused by the HTTP/1.1 encoder, failing the request upstream and counting
+    /// against a healthy endpoint. Escaped, they mean the same (RFC 3986 2.1, 2.4).
+    private static func appendSendable(_ byte: UInt8, to out: inout [UInt8]) {
+        if Self.isTargetByte(byte) {
+            out.append(byte)
+        } else {
+            out.append(UInt8(ascii: "%"))
+            out.append(Self.upperHex[Int(byte >> 4)])
+            out.append(Self.upperHex[Int(byte & 0xF)])
+        }
     }
 
     /// For `http://` or `https://` (any case): where the authority and the path start.
@@ -282,40 +338,6 @@ public enum HeaderFieldCheck {
     @inline(__always)
     static func isSendableValueByte(_ byte: UInt8) -> Bool {
         (byte >= 0x20 || byte == 0x09) && byte != 0x7F
-    }
-
-    /// A request target that may be sent (RFC 9112 3.2 with RFC 3986's grammar): only the bytes
-    /// of unreserved, gen-delims, sub-delims and `%` (no space, control, non-ASCII, or any of
-    /// `"<>\^`{|}`): what NIO's outbound request validator allowed.
-    @inline(__always)
-    static func isSendableTarget(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.allSatisfy(Self.isTargetByte)
-    }
-
-    /// The bytes of a sendable request target as bits, 0-63 and 64-127; `isTargetByteSlow` is
-    /// the definition (a test checks they agree).
-    static let targetBytesLow: UInt64 = 0xAFFF_FFFA_0000_0000
-    static let targetBytesHigh: UInt64 = 0x47FF_FFFE_AFFF_FFFF
-
-    @inline(__always)
-    static func isTargetByte(_ byte: UInt8) -> Bool {
-        if byte < 64 { return Self.targetBytesLow & (1 << UInt64(byte)) != 0 }
-        if byte < 128 { return Self.targetBytesHigh & (1 << UInt64(byte - 64)) != 0 }
-        return false
-    }
-
-    static func isTargetByteSlow(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
-            UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"),
-            UInt8(ascii: "@"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
-            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
-            UInt8(ascii: "%"):
-            return true
-        default:
-            return false
-        }
     }
 
     /// RFC 9110 5.6.2 tchar (ALPHA, DIGIT and !#$%&'*+-.^_`|~) as a bit per byte below 128,
