@@ -156,9 +156,16 @@ public struct GatewayResponder: HTTPResponder {
                     return .answered(PolicyRejection(.corsRefused, message: "this origin may not call this route"))
                 }
                 var request = request
-                // Headers set from verified claims replace whatever the client sent under those names.
+                // Headers set from verified claims replace whatever the client sent under those
+                // names. A claim that cannot be a header value (a control character: signed, but
+                // perhaps a user's own text) is dropped like an absent one: passed on, it would
+                // be refused on the way upstream and count against a healthy endpoint.
                 for (name, value) in identity.headers {
-                    if let value { request.head.headers.replaceOrAdd(name: name, value: value) } else { request.head.headers.remove(name: name) }
+                    if let value, HeaderFieldCheck.problem(name: name, value: value) == nil {
+                        request.head.headers.replaceOrAdd(name: name, value: value)
+                    } else {
+                        request.head.headers.remove(name: name)
+                    }
                 }
                 var handled = await Self.run(target, request, parameters: parameters, identity: identity.client, body: &body)
                 handled.response.facts.identity = identity.client

@@ -209,6 +209,9 @@ import Testing
         var untenanted = claims
         untenanted["tenant"] = nil
         await #expect(try post(Self.jwt(untenanted)).status == 200, "a token without the claim: the client's header is dropped")
+        var splitting = claims
+        splitting["tenant"] = "acme\r\nx-admin: 1"
+        await #expect(try post(Self.jwt(splitting)).status == 200, "a claim no header may carry: dropped like an absent one")
         var expired = claims
         expired["exp"] = now - 3600
         await #expect(try post(Self.jwt(expired)).status == 401)
@@ -218,9 +221,10 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         let text = try files.map { try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }.joined()
         let lines = text.split(separator: "\n").filter { $0.contains("\"claims\"") }
-        #expect(lines.count == 2, "\(text)")
+        #expect(lines.count == 3, "\(text)")
         #expect(lines.first?.contains(#""X-Tenant":"acme""#) == true, "the verified claim, not the client's header: \(lines)")
-        #expect(!text.contains("evil"))
+        #expect(lines.dropFirst().allSatisfy { !$0.contains("X-Tenant") }, "\(lines)")
+        #expect(!text.contains("evil") && !text.contains("x-admin"))
     }
 
     /// One unary Publish of one event: nil when accepted, else the call's status.
