@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import Yams
 import SluiceConfigReader
 
@@ -322,7 +323,7 @@ extension SluiceConfiguration {
 
     /// An RFC 9110 token (header names, `Upgrade` protocol names): visible ASCII but separators.
     static func isToken(_ text: String) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }
+        !text.isEmpty && text.utf8.allSatisfy(HeaderFieldCheck.isTokenByte)
     }
 
     /// Header names a proxy manages itself: rewriting them would break the exchange.
@@ -348,8 +349,10 @@ extension SluiceConfiguration {
                     ok = false
                     continue
                 }
-                if text.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
-                    r.error(vp, "a header value cannot contain CR, LF or NUL")
+                var bytes = text
+                if !bytes.withUTF8(HeaderFieldCheck.isSendableValue) {
+                    // What the HTTP/1.1 encoder would refuse on every request of the route.
+                    r.error(vp, "a header value cannot contain a control character (HTAB is allowed)")
                     ok = false
                     continue
                 }

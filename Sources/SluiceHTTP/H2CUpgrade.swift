@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SluiceCore
 
 /// An HTTP/1.1 request asking to continue the connection as cleartext HTTP/2
 /// (`Upgrade: h2c`, RFC 7540 §3.2), accepted only when it is unambiguous: a request line

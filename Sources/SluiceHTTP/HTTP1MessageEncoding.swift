@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SluiceCore
 
 /// HTTP/1.1 message encoding for both ends of the proxy: the listener's answers (inside
 /// `HTTP1ConnectionHandler`'s one pipeline step) and the requests of the upstream client

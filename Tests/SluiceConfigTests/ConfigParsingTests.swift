@@ -561,3 +561,34 @@ import Testing
             .contains("routes[0].ingest.api: api confluent_v2 answers in its own shape, with one sink's receipt; sinks and split are for api sluice"))
     }
 }
+
+/// A proxy route's header rewrites are held to the rules the HTTP/1.1 encoder applies to every
+/// field it sends (HeaderFieldCheck): what it would refuse on each request is a config error.
+@Suite struct HeaderRewriteParsingTests {
+    static func errors(_ rewrite: String) -> [String] {
+        let yaml = """
+            listeners: [{ name: main, address: "127.0.0.1:8080" }]
+            upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"] }]
+            routes:
+              - name: api
+                match: { path_prefix: /api/ }
+                proxy: { upstream: app, request_headers: \(rewrite) }
+            """
+        do {
+            _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func valuesAndNamesFollowTheFieldRules() {
+        #expect(Self.errors(#"{ set: { x-a: "b\tc d" }, remove: [x-b] }"#) == [])
+        let control = "a header value cannot contain a control character (HTAB is allowed)"
+        #expect(Self.errors(#"{ set: { x-a: "b\x01c" } }"#) == ["routes[0].proxy.request_headers.set.x-a: \(control)"])
+        #expect(Self.errors(#"{ set: { x-a: "b\x7F" } }"#) == ["routes[0].proxy.request_headers.set.x-a: \(control)"])
+        #expect(Self.errors(#"{ set: { x-a: "b\r\nx-c: d" } }"#) == ["routes[0].proxy.request_headers.set.x-a: \(control)"])
+        #expect(Self.errors(#"{ set: { "x a": "b" } }"#).first?.hasSuffix("\"x a\" is not a valid header name") == true)
+        #expect(Self.errors(#"{ remove: ["x{a}"] }"#).first?.hasSuffix("\"x{a}\" is not a valid header name") == true)
+    }
+}
