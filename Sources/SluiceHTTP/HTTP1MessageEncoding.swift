@@ -27,8 +27,9 @@ import SluiceCore
 /// field is checked by `HeaderFieldCheck`'s rules while it is copied, the request line's method
 /// is a token and its target holds only URI bytes, and a reason phrase holds no control byte. A
 /// head or trailers that break them is not written at all: the write's promise fails with
-/// `HTTPParserError.invalidHeaderToken` and the error goes down the pipeline, as NIO's
-/// validators did. The parts that follow a refused answer are refused too (the connection's
+/// `HTTP1MessageEncodingError.fieldNotSendable` and the error goes down the pipeline (as NIO's
+/// validators did with a parser error, which the upstream client could not tell from a broken
+/// answer). The parts that follow a refused answer are refused too (the connection's
 /// framing is lost); for requests, until the next head.
 struct HTTP1MessageEncoding {
     /// Body parts up to this size are copied behind their head (or chunk line) instead of
@@ -53,7 +54,7 @@ struct HTTP1MessageEncoding {
     /// Encodes an answer's `part` and writes what is due to `context`'s next handler.
     mutating func write(answer part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if self.refusing {
-            promise?.fail(HTTPParserError.invalidHeaderToken)
+            promise?.fail(HTTP1MessageEncodingError.fieldNotSendable)
             return
         }
         switch part {
@@ -106,13 +107,13 @@ struct HTTP1MessageEncoding {
             self.writeHead(buffer, context: context, promise: promise, hold: true)
         case .body(let data):
             if self.refusing {
-                promise?.fail(HTTPParserError.invalidHeaderToken)
+                promise?.fail(HTTP1MessageEncodingError.fieldNotSendable)
                 return
             }
             self.writeBody(data, context: context, promise: promise)
         case .end(let trailers):
             if self.refusing {
-                promise?.fail(HTTPParserError.invalidHeaderToken)
+                promise?.fail(HTTP1MessageEncodingError.fieldNotSendable)
                 return
             }
             self.writeEnd(trailers, context: context, promise: promise)
@@ -127,8 +128,8 @@ struct HTTP1MessageEncoding {
         self.held = kept.readableBytes > 0 ? kept : nil
         self.refusing = true
         self.chunked = false
-        promise?.fail(HTTPParserError.invalidHeaderToken)
-        context.fireErrorCaught(HTTPParserError.invalidHeaderToken)
+        promise?.fail(HTTP1MessageEncodingError.fieldNotSendable)
+        context.fireErrorCaught(HTTP1MessageEncodingError.fieldNotSendable)
     }
 
     /// Whether a message may carry a body, by its method or status.
@@ -367,6 +368,9 @@ struct HTTP1MessageEncoding {
 enum HTTP1MessageEncodingError: Error {
     /// Body bytes for an answer to HEAD or CONNECT, which has none.
     case bodyNotAllowed
+    /// A head or trailers with a field, method, target or reason phrase HTTP/1.1 may not carry
+    /// (and every part after it, until the next request head).
+    case fieldNotSendable
 }
 
 /// The request encoder of Sluice's upstream connections, the pooled client's and the upgrade

@@ -173,7 +173,7 @@ import Testing
     }
 
     static func expectRefused(_ write: EventLoopFuture<Void>) {
-        #expect(throws: HTTPParserError.invalidHeaderToken) { try write.wait() }
+        #expect(throws: HTTP1MessageEncodingError.fieldNotSendable) { try write.wait() }
     }
 
     @Test(arguments: [
@@ -201,7 +201,7 @@ import Testing
         Self.expectRefused(channel.writeAndFlush(Self.head(.ok, ["content-length": "0"])))
         #expect(try Self.written(channel) == ["HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-tab: a\tb\r\n\r\nok"])
         #expect(recorder.errors.count == 1)
-        #expect(recorder.errors.first as? HTTPParserError == .invalidHeaderToken)
+        #expect(recorder.errors.first as? HTTP1MessageEncodingError == .fieldNotSendable)
     }
 
     @Test func answerTrailersThatMayNotBeSentEndNothing() throws {
@@ -234,7 +234,7 @@ import Testing
         Self.expectRefused(channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "x")))))
         Self.expectRefused(channel.writeAndFlush(HTTPClientRequestPart.end(nil)))
         #expect(try Self.written(channel).isEmpty)
-        #expect(recorder.errors.first as? HTTPParserError == .invalidHeaderToken)
+        #expect(recorder.errors.first as? HTTP1MessageEncodingError == .fieldNotSendable)
         // A request's refusal ends with it: the next one goes out.
         channel.write(Self.requestHead(.GET, "/ok?a=%20&b=[1]", ["host": "up"]), promise: nil)
         try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
@@ -247,5 +247,14 @@ import Testing
         try channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "ab")))).wait()
         Self.expectRefused(channel.writeAndFlush(HTTPClientRequestPart.end(["x-sum\r\n": "1"])))
         #expect(try Self.written(channel).joined() == "POST /s HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n")
+    }
+}
+
+extension HTTP1MessageEncodingTests {
+    /// A request the encoder refuses is the request's fault: the proxy answers 400
+    /// invalid_request and the endpoint's health is not charged (a broken answer still is).
+    @Test func aRefusedRequestIsTheRequestsFaultNotTheEndpoints() {
+        #expect(ProxyHandler.classify(HTTP1UpstreamError.unsendableRequest) == .request)
+        #expect(ProxyHandler.classify(HTTP1UpstreamError.invalidAnswer) == .reset)
     }
 }

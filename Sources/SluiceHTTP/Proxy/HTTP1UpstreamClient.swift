@@ -123,6 +123,9 @@ enum HTTP1UpstreamError: Error, Equatable {
     case closedDuringAnswer
     /// The endpoint sent something that is not an HTTP/1.1 answer to this request.
     case invalidAnswer
+    /// The request holds what HTTP/1.1 may not carry (the encoder refused it): the request's
+    /// fault, not the endpoint's.
+    case unsendableRequest
     case shutDown
 }
 
@@ -528,6 +531,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case HTTP1MessageEncodingError.fieldNotSendable = error { return self.fail(HTTP1UpstreamError.unsendableRequest) }
         self.fail(error is HTTPParserError ? HTTP1UpstreamError.invalidAnswer : HTTP1UpstreamError.closedBeforeAnswer)
     }
 

@@ -713,6 +713,7 @@ public struct ProxyHandler: Sendable {
             case .noConnectionAvailable, .shutDown: return .overloaded
             case .responseTimeout, .readTimeout: return .timeout
             case .closedBeforeAnswer, .closedDuringAnswer, .invalidAnswer: return .reset
+            case .unsendableRequest: return .request
             }
         }
         if let error = error as? HTTP2UpstreamError {
