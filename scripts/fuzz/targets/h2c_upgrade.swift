@@ -7,6 +7,7 @@
 //    to exactly its fields without touching the dynamic table.
 import NIOCore
 import NIOHPACK
+import SluiceCore
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
