@@ -8,6 +8,16 @@ import SluicePolicy
 import SluiceSchema
 import Testing
 
+/// Every error parsing `yaml` reports, as the operator reads them (none if it parses).
+func configErrors(_ yaml: String) -> [String] {
+    do {
+        _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
+        return []
+    } catch {
+        return error.errors.map(\.description)
+    }
+}
+
 @Suite struct ConfigParsingTests {
     static let base = """
         listeners: [{ name: main, address: "127.0.0.1:8080" }]
@@ -152,12 +162,7 @@ import Testing
                 policies: [per-ip]
                 ingest: { sink: archive, topic: "{topic}" }
             """
-        do {
-            _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
-            return []
-        } catch {
-            return error.errors.map(\.description)
-        }
+        return configErrors(yaml)
     }
 
     /// Found by the config fuzz target: a rate past Int's range crashed the reader while it
@@ -574,12 +579,7 @@ import Testing
                 match: { path_prefix: /api/ }
                 proxy: { upstream: app, request_headers: \(rewrite) }
             """
-        do {
-            _ = try SluiceConfiguration.parse(yaml: yaml, environment: [:], sinkKinds: allSinkKinds)
-            return []
-        } catch {
-            return error.errors.map(\.description)
-        }
+        return configErrors(yaml)
     }
 
     @Test func valuesAndNamesFollowTheFieldRules() {
