@@ -32,20 +32,15 @@ public final class ExchangeMetrics: ExchangeObserver {
     }
 
     private struct Handlers {
-        var http: [HTTPKey: Counter] = [:]
-        var httpDuration: [String: Timer] = [:]
-        var grpc: [GRPCKey: Counter] = [:]
-        var grpcDuration: [String: Timer] = [:]
-        var routes: [String: RouteSeries] = [:]
-        var rejected: [PairKey: Counter] = [:]
-        var deadLettered: [PairKey: Counter] = [:]
-        var mirrored: [PairKey: Counter] = [:]
-        var denied: [PairKey: Counter] = [:]
-        /// The last HTTP request's labels and handlers, and the last route's event series: a
-        /// run of requests with the same labels (the common case) compares them instead of
-        /// hashing the route and listener names into two or three dictionaries.
-        var lastHTTP: (key: HTTPKey, requests: Counter, duration: Timer)?
-        var lastRoute: (name: String, series: RouteSeries)?
+        var http = MadeOnFirstUse<HTTPKey, Counter>()
+        var httpDuration = MadeOnFirstUse<String, Timer>()
+        var grpc = MadeOnFirstUse<GRPCKey, Counter>()
+        var grpcDuration = MadeOnFirstUse<String, Timer>()
+        var routes = MadeOnFirstUse<String, RouteSeries>()
+        var rejected = MadeOnFirstUse<PairKey, Counter>()
+        var deadLettered = MadeOnFirstUse<PairKey, Counter>()
+        var mirrored = MadeOnFirstUse<PairKey, Counter>()
+        var denied = MadeOnFirstUse<PairKey, Counter>()
     }
 
     private let handlers = NIOLockedValueBox(Handlers())
@@ -64,55 +59,44 @@ public final class ExchangeMetrics: ExchangeObserver {
             switch record.transport {
             case .http:
                 let key = HTTPKey(listener: record.listener, route: route, code: record.status)
-                if let last = handlers.lastHTTP, last.key == key {
-                    (requests, duration) = (last.requests, last.duration)
-                } else {
-                    requests = cached(&handlers.http, key) {
-                        MetricCatalogue.httpRequests.counter(record.listener, route, String(record.status), factory: factory)
-                    }
-                    duration = cached(&handlers.httpDuration, route) { MetricCatalogue.httpRequestDuration.timer(route, factory: factory) }
-                    handlers.lastHTTP = (key, requests, duration)
+                requests = handlers.http.value(for: key) {
+                    MetricCatalogue.httpRequests.counter(record.listener, route, String(record.status), factory: factory)
                 }
+                duration = handlers.httpDuration.value(for: route) { MetricCatalogue.httpRequestDuration.timer(route, factory: factory) }
             case .grpc:
                 let code = record.statusName ?? String(record.status)
                 let key = GRPCKey(route: route, method: record.method, code: code)
-                requests = cached(&handlers.grpc, key) { MetricCatalogue.grpcRequests.counter(route, record.method, code, factory: factory) }
-                duration = cached(&handlers.grpcDuration, route) { MetricCatalogue.grpcRequestDuration.timer(route, factory: factory) }
+                requests = handlers.grpc.value(for: key) { MetricCatalogue.grpcRequests.counter(route, record.method, code, factory: factory) }
+                duration = handlers.grpcDuration.value(for: route) { MetricCatalogue.grpcRequestDuration.timer(route, factory: factory) }
             }
             var series: RouteSeries?
             if let named = record.facts.route, record.facts.events > 0 || !record.facts.rejected.isEmpty {
-                if let last = handlers.lastRoute, last.name == named {
-                    series = last.series
-                } else {
-                    let made = cached(&handlers.routes, named) {
-                        RouteSeries(
-                            received: MetricCatalogue.eventsReceived.counter(named, factory: factory),
-                            receivedBytes: MetricCatalogue.eventsReceivedBytes.counter(named, factory: factory))
-                    }
-                    handlers.lastRoute = (named, made)
-                    series = made
+                series = handlers.routes.value(for: named) {
+                    RouteSeries(
+                        received: MetricCatalogue.eventsReceived.counter(named, factory: factory),
+                        receivedBytes: MetricCatalogue.eventsReceivedBytes.counter(named, factory: factory))
                 }
             }
             var rejected: [(Counter, Int)] = []
             for (reason, count) in record.facts.rejected {
                 let key = PairKey(first: route, second: reason)
-                let counter = cached(&handlers.rejected, key) { MetricCatalogue.eventsRejected.counter(route, reason, factory: factory) }
+                let counter = handlers.rejected.value(for: key) { MetricCatalogue.eventsRejected.counter(route, reason, factory: factory) }
                 rejected.append((counter, count))
             }
             for (reason, count) in record.facts.deadLettered {
                 let key = PairKey(first: route, second: reason)
-                let counter = cached(&handlers.deadLettered, key) { MetricCatalogue.eventsDeadLettered.counter(route, reason, factory: factory) }
+                let counter = handlers.deadLettered.value(for: key) { MetricCatalogue.eventsDeadLettered.counter(route, reason, factory: factory) }
                 rejected.append((counter, count))
             }
             for (outcome, count) in record.facts.mirrored {
                 let key = PairKey(first: route, second: outcome)
-                let counter = cached(&handlers.mirrored, key) { MetricCatalogue.eventsMirrored.counter(route, outcome, factory: factory) }
+                let counter = handlers.mirrored.value(for: key) { MetricCatalogue.eventsMirrored.counter(route, outcome, factory: factory) }
                 rejected.append((counter, count))
             }
             var denied: Counter?
             if let denial = record.facts.denial {
                 let key = PairKey(first: denial.policy, second: denial.reason)
-                denied = cached(&handlers.denied, key) { MetricCatalogue.policyDenied.counter(denial.policy, denial.reason, factory: factory) }
+                denied = handlers.denied.value(for: key) { MetricCatalogue.policyDenied.counter(denial.policy, denial.reason, factory: factory) }
             }
             return (requests, duration, series, rejected, denied)
         }
@@ -125,14 +109,6 @@ public final class ExchangeMetrics: ExchangeObserver {
         for (counter, count) in rejected { counter.increment(by: count) }
         denied?.increment()
     }
-}
-
-/// The handler kept under `key`, made by `make` the first time.
-private func cached<Key: Hashable, Handler>(_ handlers: inout [Key: Handler], _ key: Key, _ make: () -> Handler) -> Handler {
-    if let handler = handlers[key] { return handler }
-    let handler = make()
-    handlers[key] = handler
-    return handler
 }
 
 /// Several observers told in turn.

@@ -30,33 +30,8 @@ public final class LiveExchangeStats: ExchangeObserver {
     }
 
     private struct Tallies {
-        var routes: [String: Tally] = [:]
-        var upstreams: [String: Tally] = [:]
-        /// The last request's route and upstream tallies: a run of requests to the same ones
-        /// (the common case) compares the names instead of hashing them.
-        var lastRoute: (name: String, tally: Tally)?
-        var lastUpstream: (name: String, tally: Tally)?
-
-        mutating func route(_ name: String) -> Tally {
-            if let last = self.lastRoute, last.name == name { return last.tally }
-            let tally = Self.tally(name, in: &self.routes)
-            self.lastRoute = (name, tally)
-            return tally
-        }
-
-        mutating func upstream(_ name: String) -> Tally {
-            if let last = self.lastUpstream, last.name == name { return last.tally }
-            let tally = Self.tally(name, in: &self.upstreams)
-            self.lastUpstream = (name, tally)
-            return tally
-        }
-
-        private static func tally(_ name: String, in tallies: inout [String: Tally]) -> Tally {
-            if let tally = tallies[name] { return tally }
-            let tally = Tally()
-            tallies[name] = tally
-            return tally
-        }
+        var routes = MadeOnFirstUse<String, Tally>()
+        var upstreams = MadeOnFirstUse<String, Tally>()
     }
 
     private let tallies = NIOLockedValueBox(Tallies())
@@ -74,15 +49,15 @@ public final class LiveExchangeStats: ExchangeObserver {
         let upstream = record.facts.upstream
         guard route != nil || upstream != nil else { return }
         self.tallies.withLockedValue { tallies in
-            if let route { tallies.route(route).totals.add(record, failed: failed) }
-            if let upstream { tallies.upstream(upstream).totals.add(record, failed: failed) }
+            if let route { tallies.routes.value(for: route, make: Tally.init).totals.add(record, failed: failed) }
+            if let upstream { tallies.upstreams.value(for: upstream, make: Tally.init).totals.add(record, failed: failed) }
         }
     }
 
     /// The totals now, by route and by upstream.
     public var snapshot: (routes: [String: Totals], upstreams: [String: Totals]) {
         self.tallies.withLockedValue { tallies in
-            (tallies.routes.mapValues(\.totals), tallies.upstreams.mapValues(\.totals))
+            (tallies.routes.all.mapValues(\.totals), tallies.upstreams.all.mapValues(\.totals))
         }
     }
 }
