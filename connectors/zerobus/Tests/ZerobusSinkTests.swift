@@ -22,6 +22,7 @@ import Testing
         #expect(check("\"text\"") == "error:invalid_record")
         #expect(check("{broken") == "error:invalid_record")
         #expect(check("{broken", known: true) == "{broken", "a body decoder's verdict is trusted")
+        #expect(check("\u{FEFF}{\"a\":1}") == "error:invalid_record", "a byte order mark (found by fuzzing: Foundation skips it)")
         #expect(check(String(repeating: "x", count: 101)) == "error:event_too_large")
         var invalidUTF8 = ByteBuffer(string: "{\"a\":\"")
         invalidUTF8.writeBytes([0xFF, 0xFE])
@@ -66,6 +67,11 @@ import Testing
         #expect(ZerobusRecordCheck.protoWireProblem(Data([0x2B, 0x08, 0x01, 0x34])) != nil, "group 5 ended as group 6")
         #expect(ZerobusRecordCheck.protoWireProblem(Data([0x8D, 0x8D, 0x8D, 0x8D, 0x8D, 0x00, 0, 0, 0, 0])) != nil, "overlong tag")
         #expect(ZerobusRecordCheck.protoWireProblem(Data("{\"json\": true}".utf8)) != nil, "JSON is not protobuf")
+        // Found by fuzzing: groups nested past protobuf parsers' depth limit of 100 (the record is one).
+        let depth = ZerobusRecordCheck.maxGroupDepth
+        func nested(_ n: Int) -> Data { Data([UInt8](repeating: 0x0B, count: n) + [UInt8](repeating: 0x0C, count: n)) }
+        #expect(ZerobusRecordCheck.protoWireProblem(nested(depth)) == nil)
+        #expect(ZerobusRecordCheck.protoWireProblem(nested(depth + 1)) != nil, "groups nested too deep")
     }
 
     @Test func tableNamesHaveThreeParts() {

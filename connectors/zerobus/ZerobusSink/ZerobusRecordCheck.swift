@@ -2,7 +2,8 @@ import Foundation
 
 /// Checks an event is a well-formed Zerobus record before it is sent.
 enum ZerobusRecordCheck {
-    /// Whether `text` is one JSON object. `known`: already checked to be one JSON value.
+    /// Whether `text` is one JSON object. `known`: already checked to be one JSON value. A text
+    /// led by a byte order mark is not (RFC 8259 forbids sending one; Foundation would skip it).
     static func isJSONObject(_ text: String, known: Bool) -> Bool {
         let trimmed = text.utf8.drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         guard trimmed.first == UInt8(ascii: "{") else { return false }
@@ -27,6 +28,9 @@ enum ZerobusRecordCheck {
         else { return String(validating: raw, as: UTF8.self) }
         return unchanged ? text : nil
     }
+
+    /// Open groups a record may hold inside one another.
+    static let maxGroupDepth = 99
 
     /// Why `data` is not well-formed protobuf wire format, or nil. Checks tags, varints and
     /// lengths (not the schema: the service does that).
@@ -66,6 +70,9 @@ enum ZerobusRecordCheck {
                     guard let length = varint(), length <= UInt64(bytes.count - i) else { return "length of field \(field) runs past the end" }
                     i += Int(length)
                 case 3:
+                    // Protobuf parsers stop at a nesting depth of 100, the record itself being one
+                    // (the C++ and Java default, SwiftProtobuf's `messageDepthLimit`).
+                    guard groups.count < maxGroupDepth else { return "groups nested deeper than \(maxGroupDepth) at byte \(tagStart)" }
                     groups.append(field)
                 case 4:
                     guard let open = groups.popLast() else { return "group end without start in field \(field)" }

@@ -26,8 +26,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // Foundation reads text with a NUL in its first four bytes as UTF-16 or UTF-32 (RFC 4627's
     // detection: "\0{\0}" is "{}" to it); a Zerobus JSON record is UTF-8, where NUL is never valid JSON.
+    // Foundation also skips a leading UTF-8 byte order mark, which the check refuses (RFC 8259:
+    // never sent, a parser may refuse it).
     if let text = validated, !bytes.prefix(4).contains(0) {
-        let object = (try? JSONSerialization.jsonObject(with: bytes)) is [String: Any]
+        let object = !bytes.starts(with: [0xEF, 0xBB, 0xBF]) && (try? JSONSerialization.jsonObject(with: bytes)) is [String: Any]
         precondition(ZerobusRecordCheck.isJSONObject(text, known: false) == object, "JSON object check disagrees with Foundation")
     }
     return 0
