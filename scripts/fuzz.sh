@@ -4,6 +4,9 @@
 #   scripts/fuzz.sh list                  the targets
 #   scripts/fuzz.sh run TARGET SECONDS    build and run one; non-zero on a crash, leak or timeout
 #   scripts/fuzz.sh all SECONDS           each target for SECONDS (CI)
+# FUZZ_SEED picks libFuzzer's random seed (default 0: a new one each run, to explore); the test
+# gate (scripts/test.sh) fixes it, so a commit's gate tries the same inputs on every run and what
+# it finds can be reproduced (same seed, empty corpus).
 # Targets whose sources import packages (NIO, Yams, jwt-kit, SwiftProtobuf, ...) are compiled
 # against Sluice's debug build and linked with its objects: run `swift build` first.
 # Seeds are committed in scripts/fuzz/seeds/TARGET; the growing corpus and any crash file stay
@@ -103,7 +106,7 @@ run() {
     echo "fuzz: $target for ${seconds}s" >&2
     # -timeout: one input taking over 10 s is a finding; -rss_limit_mb bounds memory.
     # Swift's own crash backtracer and ASan both want the crash: leave it to ASan.
-    SWIFT_BACKTRACE=enable=no LSAN_OPTIONS="print_suppressions=0:suppressions=$PWD/scripts/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$OUT/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    SWIFT_BACKTRACE=enable=no LSAN_OPTIONS="print_suppressions=0:suppressions=$PWD/scripts/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$OUT/$target" -seed="${FUZZ_SEED:-0}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$OUT/artifacts/$target/" "$corpus" "scripts/fuzz/seeds/$target"
 }
 
