@@ -102,8 +102,8 @@ import Testing
         let sluice = try await Self.sluice(upstream, settings: "shutdown: { drain_timeout: 60s }")
         try await ProxyTests.control(upstream, "reset")
         let busy = try RawConnection(port: sluice.port)
-        // (The upstream answers after 20 s: well after the drain has begun, even on a loaded machine.)
-        busy.send("GET /delay/20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        // (The upstream answers when released, after the drain has begun: no race with a loaded machine.)
+        busy.send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         // Wait until the upstream holds the request (the connection is busy, not idle).
         var held = 0
         for _ in 0..<200 where held < 1 {
@@ -119,6 +119,7 @@ import Testing
             draining = sluice.log.split(separator: "\n").contains { $0.contains("listener=main") && $0.contains("draining") }
         }
         #expect(draining, "the listener began draining while the answer was awaited")
+        try await ProxyTests.control(upstream, "release")
         let (text, closed) = await busy.readUntilClosed(timeout: .seconds(45))
         #expect(closed)
         let answer = try #require(RawHTTPResponse(text), "\(text)")

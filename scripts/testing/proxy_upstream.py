@@ -6,6 +6,7 @@
 Every request is answered by path (any method):
   /status/<code>        that status, JSON body
   /delay/<ms>           200 after <ms> milliseconds
+  /held                 200 once a test releases it (POST /_control/release; at most 120 s)
   /stream/<bytes>       <bytes> of a repeating pattern, chunked, in 64 KiB parts
   /reset                closes the connection without an answer
   /quiet-close          200 (no `Connection: close`), then the connection's next request is
@@ -28,7 +29,8 @@ Control (never proxied; tests call it directly):
   GET  /_control/stats             {"requests", "by_path", "max_concurrent", "health_checks",
                                    "connections" (accepted, control ones included), "open" (now),
                                    "dropped" (requests dropped after /quiet-close)}
-  POST /_control/reset             zero the counters
+  POST /_control/release           answer every held request (and those held after it)
+  POST /_control/reset             zero the counters, hold /held again
 """
 import argparse
 import hashlib
@@ -56,6 +58,7 @@ class State:
         self.connections = 0
         self.open = 0
         self.dropped = 0
+        self.released = threading.Event()
 
 
 STATE = State()
@@ -153,6 +156,8 @@ class Handler(BaseHTTPRequestHandler):
                 open_now = STATE.open
                 STATE.reset()
                 STATE.open = open_now
+        elif path == "/_control/release":
+            STATE.released.set()
         elif path.startswith("/_control/health/"):
             STATE.healthy = path.endswith("/up")
         elif path.startswith("/_control/fail/"):
@@ -257,6 +262,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             return self.reply(code, json.dumps({"status": code}).encode())
+        if path == "/held":
+            STATE.released.wait(120)
+            return self.reply(200, b'{"held":true}')
         if path.startswith("/delay/"):
             time.sleep(int(path.rsplit("/", 1)[1]) / 1000)
             return self.reply(200, b'{"delayed":true}')
