@@ -264,7 +264,7 @@ extension SluiceConfiguration {
         }
         if let (n, p) = fields["path_rewrite"], let value = r.string(n, p) {
             if case .prefix? = match?.path {
-                if value.hasPrefix("/") { config.pathRewrite = value } else { r.error(p, "must start with /"); ok = false }
+                if let problem = RequestTargetBytes.pathProblem(value) { r.error(p, problem); ok = false } else { config.pathRewrite = value }
             } else if match != nil {
                 r.error(p, "replaces the matched prefix: only for a route matched by path_prefix")
                 ok = false

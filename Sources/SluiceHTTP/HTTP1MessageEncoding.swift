@@ -248,7 +248,7 @@ struct HTTP1MessageEncoding {
         var target = head.uri
         let sendable = method.withUTF8 { method in
             target.withUTF8 { target in
-                guard HeaderFieldCheck.isSendableName(method), RequestTarget.isSendableTarget(target) else { return false }
+                guard HeaderFieldCheck.isSendableName(method), RequestTargetBytes.isSendable(target) else { return false }
                 let length = method.count + target.count + Self.versionRoom + 4
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
                     var at = Self.put(method, into: out, at: 0)

@@ -90,7 +90,7 @@ public struct RequestTarget: Sendable, Equatable {
             if byte == UInt8(ascii: "?") { break }
             // A byte no target may carry raw (control, space, backslash, `{`, non-ASCII ...), an
             // escape or a fragment: the full parse decides.
-            if !Self.isTargetByte(byte) || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "#") { return nil }
+            if !RequestTargetBytes.contains(byte) || byte == UInt8(ascii: "%") || byte == UInt8(ascii: "#") { return nil }
             if previous == UInt8(ascii: "/"), byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".") { return nil }
             previous = byte
             index += 1
@@ -98,7 +98,7 @@ public struct RequestTarget: Sendable, Equatable {
         if index == bytes.count { return RequestTarget(path: uri, query: nil, authority: nil) }
         for position in (index + 1)..<bytes.count {
             let byte = bytes[position]
-            if !Self.isTargetByte(byte) || byte == UInt8(ascii: "#") { return nil }
+            if !RequestTargetBytes.contains(byte) || byte == UInt8(ascii: "#") { return nil }
         }
         let path = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<index]), as: UTF8.self)
         let query = String(decoding: UnsafeBufferPointer(rebasing: bytes[(index + 1)...]), as: UTF8.self)
@@ -173,48 +173,13 @@ public struct RequestTarget: Sendable, Equatable {
         return .success(String(decoding: out, as: UTF8.self))
     }
 
-    /// A request target that may be sent (RFC 9112 3.2 with RFC 3986's grammar): only the bytes
-    /// of unreserved, gen-delims, sub-delims and `%` (no space, control, non-ASCII, or any of
-    /// `"<>\^`{|}`). What the canonical form holds, and what the
-    /// HTTP/1.1 encoder checks.
-    @inline(__always)
-    static func isSendableTarget(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.allSatisfy(Self.isTargetByte)
-    }
-
-    /// The bytes of a sendable request target as bits, 0-63 and 64-127; `isTargetByteSlow` is
-    /// the definition (a test checks they agree).
-    static let targetBytesLow: UInt64 = 0xAFFF_FFFA_0000_0000
-    static let targetBytesHigh: UInt64 = 0x47FF_FFFE_AFFF_FFFF
-
-    @inline(__always)
-    static func isTargetByte(_ byte: UInt8) -> Bool {
-        if byte < 64 { return Self.targetBytesLow & (1 << UInt64(byte)) != 0 }
-        if byte < 128 { return Self.targetBytesHigh & (1 << UInt64(byte - 64)) != 0 }
-        return false
-    }
-
-    static func isTargetByteSlow(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
-            UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"),
-            UInt8(ascii: "@"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
-            UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
-            UInt8(ascii: "%"):
-            return true
-        default:
-            return false
-        }
-    }
-
     /// Appends `byte`, percent-encoded if a request target may not carry it raw (`"`, `<`, `>`,
     /// `\`, `^`, `` ` ``, `{`, `|`, `}` and non-ASCII bytes; the callers have refused controls,
     /// space and `#`). Clients send these unencoded (`?q={"a":1}`, `/a|b`); forwarded raw they
     /// would be refused by the HTTP/1.1 encoder, failing the request upstream and counting
     /// against a healthy endpoint. Escaped, they mean the same (RFC 3986 2.1, 2.4).
     private static func appendSendable(_ byte: UInt8, to out: inout [UInt8]) {
-        if Self.isTargetByte(byte) {
+        if RequestTargetBytes.contains(byte) {
             out.append(byte)
         } else {
             out.append(UInt8(ascii: "%"))

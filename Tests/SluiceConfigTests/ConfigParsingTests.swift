@@ -592,3 +592,28 @@ func configErrors(_ yaml: String) -> [String] {
         #expect(Self.errors(#"{ remove: ["x{a}"] }"#).first?.hasSuffix("\"x{a}\" is not a valid header name") == true)
     }
 }
+
+/// A route's `path_rewrite` is held to what a target may carry: a rewrite the HTTP/1.1 encoder
+/// would refuse is a config error, not a route whose every request fails.
+@Suite struct PathRewriteParsingTests {
+    static func errors(_ rewrite: String) -> [String] {
+        configErrors("""
+            listeners: [{ name: main, address: "127.0.0.1:8080" }]
+            upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"] }]
+            routes:
+              - name: api
+                match: { path_prefix: /api/ }
+                proxy: { upstream: app, path_rewrite: \(rewrite) }
+            """)
+    }
+
+    @Test func aRewriteIsAPathThatMayBeSent() {
+        #expect(Self.errors(#""/v2/""#) == [])
+        #expect(Self.errors(#""/caf%C3%A9/""#) == [])
+        #expect(Self.errors(#""v2/""#) == ["routes[0].proxy.path_rewrite: must start with /"])
+        #expect(Self.errors(#""/v 2/""#) == ["routes[0].proxy.path_rewrite: holds a character a path may not carry raw at offset 2 (percent-encode it)"])
+        #expect(Self.errors(#""/{v}/""#).count == 1)
+        #expect(Self.errors(#""/v2?x=1""#).count == 1, "a query")
+        #expect(Self.errors(#""/100%/""#) == ["routes[0].proxy.path_rewrite: holds a % at offset 4 that does not begin an escape of two hex digits"])
+    }
+}

@@ -1,3 +1,4 @@
+import SluiceCore
 @testable import SluiceHTTP
 import Testing
 
@@ -43,7 +44,7 @@ import Testing
         for uri in ["/a{b}", "/a?q={x}", "/a|b", "/s?q=caf\u{e9}", "/a?b\\c"] {
             let target = try RequestTarget.parse(uri).get()
             let sent = target.path + (target.query.map { "?" + $0 } ?? "")
-            #expect(sent.utf8.allSatisfy(RequestTarget.isTargetByte), "\(uri) -> \(sent)")
+            #expect(sent.utf8.allSatisfy(RequestTargetBytes.contains), "\(uri) -> \(sent)")
         }
     }
 
@@ -62,13 +63,6 @@ import Testing
     ])
     func refusesTargetsWhoseMeaningIsAmbiguous(uri: String) {
         #expect(Self.path(uri) == nil, "\(uri)")
-    }
-
-    /// The bit mask of the bytes a target may carry agrees with its definition for every byte.
-    @Test func targetByteMaskMatchesItsDefinition() {
-        for byte in UInt8.min...UInt8.max {
-            #expect(RequestTarget.isTargetByte(byte) == RequestTarget.isTargetByteSlow(byte), "byte \(byte)")
-        }
     }
 }
 

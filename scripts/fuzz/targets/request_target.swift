@@ -23,8 +23,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             }
             precondition(!path.utf8.contains { $0 <= 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\\") }, "forbidden byte survived")
             // Only bytes a target may carry raw: what the HTTP/1.1 encoder sends without refusing.
-            precondition(path.utf8.allSatisfy(RequestTarget.isTargetByte), "a byte no target may carry raw survived in the path")
-            precondition(target.query?.utf8.allSatisfy(RequestTarget.isTargetByte) ?? true, "a byte no target may carry raw survived in the query")
+            precondition(path.utf8.allSatisfy(RequestTargetBytes.contains), "a byte no target may carry raw survived in the path")
+            precondition(target.query?.utf8.allSatisfy(RequestTargetBytes.contains) ?? true, "a byte no target may carry raw survived in the query")
             // The canonical form is a fixed point: what an upstream re-normalises is what Sluice judged.
             guard case .success(let again) = RequestTarget.parse(path) else { preconditionFailure("canonical path refused: \(path)") }
             precondition(again.path == path, "not a fixed point: \(path) -> \(again.path)")
