@@ -343,8 +343,9 @@ struct IngestResultsBody: AsyncSequence, AsyncIteratorProtocol, Sendable {
 
     /// Encodes results until about `limit` bytes are waiting or the document is complete.
     private mutating func encode(upTo limit: Int) {
-        // About 32 bytes per result still to list, at most a part's worth: one allocation per part.
-        self.json.reserveCapacity(Swift.min(limit, (self.results.count - self.position) * 32 + 64))
+        // About 40 bytes per result still to list (`,{"partition":P,"offset":O}` with a 7-digit
+        // offset is 33), at most a part's worth: one allocation per part, not a regrowth.
+        self.json.reserveCapacity(Swift.min(limit, (self.results.count - self.position) * 40 + 64))
         if !self.opened {
             self.opened = true
             if self.hasList { self.json.openArray() }

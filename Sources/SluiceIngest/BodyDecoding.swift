@@ -44,7 +44,17 @@ public struct NDJSONDecoder {
     /// Decodes every complete line in `chunk` and appends one event per non-empty line.
     public mutating func feed(_ chunk: ByteBuffer, into events: inout [Event]) throws(IngestError) {
         var chunk = chunk
+        var estimated = false
         while let length = Self.offsetOfNewline(in: chunk) {
+            if !estimated {
+                // Room for the chunk's lines at once, guessed from its first line's length: grown
+                // by doubling from empty, the two arrays were reallocated and copied ~8 times for a
+                // request of 100 events (~90 instructions per event). Bounded by the chunk's size.
+                estimated = true
+                let lines = min(chunk.readableBytes / (length + 1) + 1, Self.maxLinesReserved)
+                if events.capacity < events.count + lines { events.reserveCapacity(events.count + lines) }
+                if self.eventLines.capacity < self.eventLines.count + lines { self.eventLines.reserveCapacity(self.eventLines.count + lines) }
+            }
             var lineBuffer = chunk.readSlice(length: length)!
             chunk.moveReaderIndex(forwardBy: 1)
             if var carry = self.carry {
@@ -72,6 +82,9 @@ public struct NDJSONDecoder {
             }
         }
     }
+
+    /// The most lines `feed` makes room for at once (more grow the arrays as usual).
+    static let maxLinesReserved = 1024
 
     private static func offsetOfNewline(in buffer: ByteBuffer) -> Int? {
         buffer.withUnsafeReadableBytes { raw in
