@@ -13,12 +13,7 @@ import Testing
     }
 
     /// htpasswd with one `htpasswd -s` entry ("password") and one bcrypt entry ("U*U").
-    static let htpasswd: String = {
-        let path = NSTemporaryDirectory() + "sluice-htpasswd-\(UUID().uuidString)"
-        try! "# test users\nlegacy:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nvector:$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\n"
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }()
+    static let htpasswd = packageRoot.appendingPathComponent("Tests/Fixtures/policy/users.htpasswd").path
 
     static let config = """
         listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]

@@ -292,23 +292,36 @@ func configErrors(_ yaml: String) -> [String] {
     }
 }
 
-@Suite struct EventSchemaParsingTests {
-    static let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-schema-\(UUID().uuidString)")
+/// A directory of files a test writes, removed with the value (at the end of the test).
+final class ScratchDirectory {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)")
 
-    static func write(_ name: String, _ text: String) throws -> String {
-        try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
-        let file = Self.directory.appendingPathComponent(name)
+    init() throws {
+        try FileManager.default.createDirectory(at: self.url, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: self.url)
+    }
+
+    /// Writes `text` to the file `name` in it; its path.
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = self.url.appendingPathComponent(name)
         try text.write(to: file, atomically: true, encoding: .utf8)
         return file.path
     }
+}
 
+@Suite struct EventSchemaParsingTests {
     static func route(_ schema: String) -> String {
         "match: { path: /events }\n    ingest: { sink: events, topic: orders, schema: \(schema) }"
     }
 
     @Test func aSchemaFileIsCompiledWithTheFilesItRefersTo() throws {
-        _ = try Self.write("money.json", #"{"type": "number", "minimum": 0}"#)
-        let order = try Self.write(
+        let scratch = try ScratchDirectory()
+        defer { withExtendedLifetime(scratch) {} }  // removed once the test is done with its files
+        _ = try scratch.write("money.json", #"{"type": "number", "minimum": 0}"#)
+        let order = try scratch.write(
             "order.json", #"{"$schema": "http://json-schema.org/draft-07/schema#", "properties": {"amount": {"$ref": "money.json"}}}"#)
         let config = try IngestAPIParsingTests.parse(route: Self.route("{ json_schema_file: \"\(order)\", max_violations: 2 }")).get()
         guard case .ingest(let ingest) = config.routes[0].action, let schema = ingest.schema else {
@@ -321,14 +334,16 @@ func configErrors(_ yaml: String) -> [String] {
     }
 
     @Test func anAvroSchemaIsCompiledAndFramedOnlyWhenAsked() throws {
-        let avsc = try Self.write("order.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
+        let scratch = try ScratchDirectory()
+        defer { withExtendedLifetime(scratch) {} }  // removed once the test is done with its files
+        let avsc = try scratch.write("order.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
         let config = try IngestAPIParsingTests.parse(route: Self.route("{ avro_file: \"\(avsc)\", schema_id: 42 }")).get()
         guard case .ingest(let ingest) = config.routes[0].action, let schema = ingest.schema else {
             Issue.record("a schema")
             return
         }
         #expect(schema.avro != nil && schema.schema == nil && schema.schemaID == 42)
-        let notAvro = try Self.write("bad.avsc", #"{"type": "record", "fields": []}"#)
+        let notAvro = try scratch.write("bad.avsc", #"{"type": "record", "fields": []}"#)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ avro_file: \"\(notAvro)\" }"))
             == ["routes[0].ingest.schema.avro_file: \(notAvro): avro: a record needs a name"])
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(avsc)\", schema_id: 1 }"))
@@ -338,8 +353,10 @@ func configErrors(_ yaml: String) -> [String] {
     }
 
     @Test func aRegistryGivesTheIdInsteadOfAFixedOne() throws {
-        let avsc = try Self.write("registered.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
-        let secret = try Self.write("registry-password", "s3cret\n")
+        let scratch = try ScratchDirectory()
+        defer { withExtendedLifetime(scratch) {} }  // removed once the test is done with its files
+        let avsc = try scratch.write("registered.avsc", #"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#)
+        let secret = try scratch.write("registry-password", "s3cret\n")
         let config = try IngestAPIParsingTests.parse(
             route: Self.route(
                 "{ avro_file: \"\(avsc)\", registry: { url: \"http://127.0.0.1:8081/\", subject: \"shop.{topic}\", auto_register: true, timeout: 2s, retry_after: 1s, max_subjects: 10, username: sluice, password: { file: \"\(secret)\" } } }"
@@ -376,13 +393,15 @@ func configErrors(_ yaml: String) -> [String] {
     }
 
     @Test func aSchemaThatCannotBeUsedIsAConfigError() throws {
-        let broken = try Self.write("broken.json", #"{"type": "number""#)
+        let scratch = try ScratchDirectory()
+        defer { withExtendedLifetime(scratch) {} }  // removed once the test is done with its files
+        let broken = try scratch.write("broken.json", #"{"type": "number""#)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(broken)\" }")).first?.hasPrefix(
             "routes[0].ingest.schema.json_schema_file: \(broken) is not JSON: at byte") == true)
-        let dangling = try Self.write("dangling.json", #"{"$ref": "nowhere.json"}"#)
+        let dangling = try scratch.write("dangling.json", #"{"$ref": "nowhere.json"}"#)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(dangling)\" }")).first?.contains(
             "cannot resolve $ref \"nowhere.json\"") == true)
-        let badPattern = try Self.write("pattern.json", #"{"pattern": "(unclosed"}"#)
+        let badPattern = try scratch.write("pattern.json", #"{"pattern": "(unclosed"}"#)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: \"\(badPattern)\" }")).first?.contains("invalid pattern") == true)
         #expect(IngestAPIParsingTests.errors(route: Self.route("{ json_schema_file: /no/such/file.json }"))
             == ["routes[0].ingest.schema.json_schema_file: cannot read /no/such/file.json"])
@@ -393,7 +412,9 @@ func configErrors(_ yaml: String) -> [String] {
 
 @Suite struct DeadLetterParsingTests {
     @Test func aDeadLetterDestinationIsCheckedLikeAnyOther() throws {
-        let schema = try EventSchemaParsingTests.write("dl.json", #"{"type": "object"}"#)
+        let scratch = try ScratchDirectory()
+        defer { withExtendedLifetime(scratch) {} }  // removed once the test is done with its files
+        let schema = try scratch.write("dl.json", #"{"type": "object"}"#)
         func route(_ deadLetter: String) -> String {
             "match: { path: /events }\n    ingest: { sink: events, topic: orders, schema: { json_schema_file: \"\(schema)\" }, dead_letter: \(deadLetter) }"
         }
