@@ -177,8 +177,14 @@ final class HTTPProtocolSniffer<Output: Sendable>: ChannelInboundHandler, Remova
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Asked to quiesce before the client said anything: nothing is in flight, close.
+        // Asked to quiesce before the client said anything: nothing is in flight, close. The
+        // client's input ended before it showed its protocol (over TLS the channel allows
+        // half-closure, so that does not close it by itself): nothing can follow, close.
         if !self.decided, event is ChannelShouldQuiesceEvent {
+            context.close(promise: nil)
+            return
+        }
+        if !self.decided, case ChannelEvent.inputClosed = event {
             context.close(promise: nil)
             return
         }

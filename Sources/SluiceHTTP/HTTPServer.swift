@@ -231,7 +231,13 @@ public final class HTTPServer: Service, Listening, Sendable {
                                 ip: channel.remoteAddress?.ipAddress)
                             return try Self.configure(channel, wireProtocol, limits: limits, peer: peer)
                         }
-                        if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeHandler()) }
+                        if let tls {
+                            // Before the TLS handler reads anything: it looks at the option when a
+                            // close_notify comes, which may be in the same read as the request, before
+                            // the sniffer has configured HTTP/1.1 (see `configure`).
+                            try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+                            try channel.pipeline.syncOperations.addHandlers(tls.makeHandlers())
+                        }
                         try channel.pipeline.syncOperations.addHandler(sniffer)
                         return promise.futureResult
                     }
@@ -293,8 +299,10 @@ public final class HTTPServer: Service, Listening, Sendable {
             // (HTTP1MessageEncoding), checking every field as it copies it.
             try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)))
             try sync.addHandler(HTTP1ConnectionHandler(idleTimeout: TimeAmount(limits.idleTimeout), maxHeaderBytes: limits.maxHeaderBytes))
-            // A client that half-closes after its request still gets the answer.
-            if !peer.isTLS { try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true) }
+            // A client that half-closes after its request still gets the answer: a TCP FIN in
+            // cleartext, a close_notify over TLS (NIOSSLHandler reads it as the end of input when
+            // half-closure is allowed; a FIN without one is an unclean shutdown, an error).
+            try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
             try sync.addHandler(BodyReadTimeoutHandler(stallTimeout: bodyReadTimeout, minRate: minBodyRate, rateGrace: bodyReadTimeout))
             let parts = RequestParts(channel: channel)
             try sync.addHandler(RequestPartsReader(parts))
@@ -638,12 +646,18 @@ enum HTTP1PipelineHandlers {
     }
 }
 
-/// Closes an HTTP/2 connection when its IdleStateHandler reports no reads for the idle timeout.
+/// Closes an HTTP/2 connection when its IdleStateHandler reports no reads for the idle timeout,
+/// or when the client's input ends (HTTP/2 has no half-closed connection; over TLS the channel
+/// allows half-closure for HTTP/1.1's sake, so the end of input does not close it by itself).
 final class HTTP2IdleCloseHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        if case ChannelEvent.inputClosed = event {
             context.close(promise: nil)
             return
         }

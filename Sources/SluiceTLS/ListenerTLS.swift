@@ -54,9 +54,10 @@ public final class ListenerTLS: CertificateReloader, Sendable {
         return override
     }
 
-    /// A handler for one new connection, with the current certificates.
-    public func makeHandler() -> NIOSSLServerHandler {
-        NIOSSLServerHandler(context: self.loaded.withLockedValue { $0.context })
+    /// The handlers for one new connection, with the current certificates: the TLS handler
+    /// between the two of `RaggedEndCloser` (for a channel that allows half-closure).
+    public func makeHandlers() -> [any ChannelHandler] {
+        RaggedEndCloser.handlers(around: NIOSSLServerHandler(context: self.loaded.withLockedValue { $0.context }))
     }
 
     private static func files(_ config: ListenerTLSConfig) -> [String] {

@@ -78,6 +78,23 @@ import Testing
         #expect(sni.status == 200)
         #expect(try await Self.presentedSubject(port: sluice.port, serverName: "other.test").contains("CN = other.test"))
         #expect(try await Self.presentedSubject(port: sluice.port, serverName: "unknown.test").contains("CN = 127.0.0.1"), "the default for other names")
+        // A client that half-closes (its close_notify after two pipelined requests) still gets
+        // both answers, as over cleartext with a FIN.
+        let requests = pki.path("half-close-requests.txt")
+        try "GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n".write(toFile: requests, atomically: true, encoding: .utf8)
+        let halfClosed = try await runProgram(
+            "python3", [packageRoot.appendingPathComponent("scripts/testing/tls_half_close.py").path, "--port", String(sluice.port), "--ca", pki.caCertificate,
+                "--request-file", requests])
+        #expect(halfClosed.status == 0, "\(halfClosed.stderr)")
+        #expect(halfClosed.stdout.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(halfClosed.stdout)")
+        let first = try #require(halfClosed.stdout.range(of: "/first")), second = try #require(halfClosed.stdout.range(of: "/second"))
+        #expect(first.lowerBound < second.lowerBound, "answers in the order asked")
+        // A client whose TCP input ends without a close_notify (many just close) is closed at once:
+        // no TLS shutdown begun (its close_notify, then a wait for the client's that cannot come).
+        let ragged = try await runProgram(
+            "python3", [packageRoot.appendingPathComponent("scripts/testing/tls_half_close.py").path, "--port", String(sluice.port), "--ca", pki.caCertificate,
+                "--ragged"])
+        #expect(ragged.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0 eof", "\(ragged.stdout) \(ragged.stderr)")
         // Below TLS 1.2, and cleartext, get nothing.
         #expect(try await runProgram("curl", ["-sS", "--max-time", "10"] + trust + ["--tlsv1.0", "--tls-max", "1.1", "\(base)/old"]).status != 0)
         #expect((try? await curl(["http://127.0.0.1:\(sluice.port)/plain"]))?.status != 200)
