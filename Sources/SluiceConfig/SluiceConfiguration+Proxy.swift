@@ -179,7 +179,9 @@ extension SluiceConfiguration {
         var ok = true
         var check = HealthCheckConfig()
         if let (n, p) = fields["path"], let value = r.nonEmptyString(n, p) {
-            if value.hasPrefix("/") { check.path = value } else { r.error(p, "must start with /"); ok = false }
+            // Sent as the check's request target: one the HTTP/1.1 encoder refuses would fail every
+            // check and take every endpoint out of rotation.
+            if let problem = RequestTargetBytes.originFormProblem(value) { r.error(p, problem); ok = false } else { check.path = value }
         }
         if let (n, p) = fields["interval"], let v = r.duration(n, p, min: .milliseconds(100)) { check.interval = v }
         if let (n, p) = fields["timeout"], let v = r.duration(n, p, min: .milliseconds(10)) { check.timeout = v }

@@ -40,13 +40,30 @@ public enum RequestTargetBytes {
     /// from the configuration. It starts with `/`, holds only the bytes of RFC 3986's path
     /// (target bytes but `?`, `#`, `[` and `]`), and each `%` begins an escape of two hex digits.
     public static func pathProblem(_ path: String) -> String? {
-        let bytes = Array(path.utf8)
+        Self.problem(Array(path.utf8), query: false)
+    }
+
+    /// Why `target` may not be sent as an origin-form request target (a path, then perhaps `?`
+    /// and a query), or nil: a health check's target from the configuration. As `pathProblem`
+    /// for the path; the query holds target bytes but `#`, with well-formed escapes.
+    public static func originFormProblem(_ target: String) -> String? {
+        Self.problem(Array(target.utf8), query: true)
+    }
+
+    private static func problem(_ bytes: [UInt8], query allowed: Bool) -> String? {
         guard bytes.first == UInt8(ascii: "/") else { return "must start with /" }
+        var inQuery = false
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
-            guard Self.contains(byte), byte != UInt8(ascii: "?"), byte != UInt8(ascii: "#"), byte != UInt8(ascii: "["), byte != UInt8(ascii: "]") else {
-                return "holds a character a path may not carry raw at offset \(index) (percent-encode it)"
+            if byte == UInt8(ascii: "?"), allowed, !inQuery {
+                inQuery = true
+                index += 1
+                continue
+            }
+            let pathOnly = byte == UInt8(ascii: "?") || byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]")
+            guard Self.contains(byte), byte != UInt8(ascii: "#"), inQuery || !pathOnly else {
+                return "holds a character a \(inQuery ? "query" : "path") may not carry raw at offset \(index) (percent-encode it)"
             }
             if byte == UInt8(ascii: "%") {
                 guard index + 2 < bytes.count, bytes[index + 1].isHexDigit, bytes[index + 2].isHexDigit else {

@@ -614,8 +614,9 @@ final class ScratchDirectory {
     }
 }
 
-/// A route's `path_rewrite` is held to what a target may carry: a rewrite the HTTP/1.1 encoder
-/// would refuse is a config error, not a route whose every request fails.
+/// A route's `path_rewrite` and an upstream's health-check path are held to what a target may
+/// carry: one the HTTP/1.1 encoder would refuse is a config error, not a route whose every
+/// request fails or an upstream whose every check fails.
 @Suite struct PathRewriteParsingTests {
     static func errors(_ rewrite: String) -> [String] {
         configErrors("""
@@ -636,5 +637,18 @@ final class ScratchDirectory {
         #expect(Self.errors(#""/{v}/""#).count == 1)
         #expect(Self.errors(#""/v2?x=1""#).count == 1, "a query")
         #expect(Self.errors(#""/100%/""#) == ["routes[0].proxy.path_rewrite: holds a % at offset 4 that does not begin an escape of two hex digits"])
+    }
+
+    @Test func aHealthCheckTargetMayBeSent() {
+        func errors(_ target: String) -> [String] {
+            configErrors("""
+                listeners: [{ name: main, address: "127.0.0.1:8080" }]
+                upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"], health_check: { path: \(target) } }]
+                routes: [{ name: api, match: { path_prefix: / }, proxy: { upstream: app } }]
+                """)
+        }
+        #expect(errors(#""/healthz?full=1""#) == [])
+        #expect(errors(#""/health check""#) == ["upstreams[0].health_check.path: holds a character a path may not carry raw at offset 7 (percent-encode it)"])
+        #expect(errors(#""/healthz?q={}""#) == ["upstreams[0].health_check.path: holds a character a query may not carry raw at offset 11 (percent-encode it)"])
     }
 }

@@ -22,4 +22,15 @@ import Testing
     func aPathThatWouldBreakOrChangeTheTargetIsRefused(path: String) {
         #expect(RequestTargetBytes.pathProblem(path) != nil, "\(path)")
     }
+
+    @Test func anOriginFormTargetMayCarryAQuery() {
+        #expect(RequestTargetBytes.originFormProblem("/healthz") == nil)
+        #expect(RequestTargetBytes.originFormProblem("/healthz?full=1&x=[a]?b/c") == nil)
+        #expect(RequestTargetBytes.originFormProblem("/health z") != nil)
+        #expect(RequestTargetBytes.originFormProblem("/healthz?q={}") != nil)
+        #expect(RequestTargetBytes.originFormProblem("/healthz#top") != nil)
+        #expect(RequestTargetBytes.originFormProblem("/[x]?y") != nil, "brackets only in the query")
+        #expect(RequestTargetBytes.originFormProblem("/healthz?a=%zz") != nil)
+        #expect(RequestTargetBytes.pathProblem("/healthz?full=1") != nil, "a rewrite is a path only")
+    }
 }
