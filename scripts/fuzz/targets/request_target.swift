@@ -1,4 +1,5 @@
-// libFuzzer target: RequestTarget (canonical paths), the router's path matching and HeaderFieldCheck.
+// libFuzzer target: RequestTarget (canonical paths), the router's path matching, HeaderFieldCheck and
+// the configuration's target checks (RequestTargetBytes).
 // Built with Sources/SluiceHTTP/RequestTarget.swift and Router.swift (and the router's reference rule,
 // Tests/SluiceHTTPTests/PathMatchReference.swift) against the debug build by scripts/fuzz.sh.
 import SluiceConfig
@@ -38,6 +39,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             guard case .success(let slow) = RequestTarget.canonicalPath(bytes[..<end]) else { preconditionFailure("fast path accepted \(input)") }
             precondition(slow == target.path, "fast path disagrees: \(target.path) vs \(slow)")
         }
+    }
+    // A target the configuration accepts (a health check's, a path rewrite) is one the HTTP/1.1
+    // encoder sends: a check that let through what it refuses would fail every request.
+    if RequestTargetBytes.originFormProblem(input) == nil {
+        let sendable = Array(input.utf8).withUnsafeBufferPointer(RequestTargetBytes.isSendable)
+        precondition(sendable && !input.contains("#"), "a configured target the encoder refuses: \(input.debugDescription)")
+    }
+    if RequestTargetBytes.pathProblem(input) == nil {
+        precondition(RequestTargetBytes.originFormProblem(input) == nil && !input.contains("?"), "a rewrite that is not a path: \(input.debugDescription)")
     }
     // Path matching agrees with its rule, on the raw input and on its canonical path, against
     // fixed patterns and one parsed from the input's first half.
