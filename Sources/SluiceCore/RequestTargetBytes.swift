@@ -2,7 +2,8 @@
 /// unreserved, gen-delims, sub-delims and `%` (no space, control, non-ASCII, or any of
 /// `"<>\^`{|}`). One home for every place that makes or checks a target: the canonical form
 /// holds only these (`RequestTarget` percent-encodes the rest), the HTTP/1.1 encoder refuses a
-/// target with any other, and the configuration refuses a path rewrite that would make one.
+/// target with any other, and the configuration refuses a path rewrite or a health check's
+/// target that would hold one.
 public enum RequestTargetBytes {
     /// A target that may be sent: one or more target bytes.
     @inlinable

@@ -2,7 +2,7 @@ import Testing
 
 @testable import SluiceCore
 
-/// The bytes a request target may carry raw, and the check of a configured path rewrite.
+/// The bytes a request target may carry raw, and the checks of configured targets (path rewrites, health checks).
 @Suite struct RequestTargetBytesTests {
     /// The bit mask agrees with its definition for every byte.
     @Test func targetByteMaskMatchesItsDefinition() {
