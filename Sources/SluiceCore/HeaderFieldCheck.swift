@@ -78,9 +78,7 @@ public enum HeaderFieldCheck {
 
     @inlinable
     public static func isTokenByte(_ byte: UInt8) -> Bool {
-        if byte < 64 { return Self.tokenBytesLow & (1 << UInt64(byte)) != 0 }
-        if byte < 128 { return Self.tokenBytesHigh & (1 << UInt64(byte - 64)) != 0 }
-        return false
+        ASCIIByteMask.contains(byte, low: Self.tokenBytesLow, high: Self.tokenBytesHigh)
     }
 
     /// The definition the masks are built from.

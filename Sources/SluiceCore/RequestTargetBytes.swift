@@ -18,9 +18,7 @@ public enum RequestTargetBytes {
 
     @inlinable
     public static func contains(_ byte: UInt8) -> Bool {
-        if byte < 64 { return Self.low & (1 << UInt64(byte)) != 0 }
-        if byte < 128 { return Self.high & (1 << UInt64(byte - 64)) != 0 }
-        return false
+        ASCIIByteMask.contains(byte, low: Self.low, high: Self.high)
     }
 
     static func containsSlow(_ byte: UInt8) -> Bool {
