@@ -18,6 +18,19 @@ func configErrors(_ yaml: String) -> [String] {
     }
 }
 
+/// The errors of a config with one proxy route (`routes[0]`, matched by `path_prefix: /api/`)
+/// whose `proxy:` holds `field` beside its upstream.
+func proxyRouteErrors(_ field: String) -> [String] {
+    configErrors("""
+        listeners: [{ name: main, address: "127.0.0.1:8080" }]
+        upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"] }]
+        routes:
+          - name: api
+            match: { path_prefix: /api/ }
+            proxy: { upstream: app, \(field) }
+        """)
+}
+
 @Suite struct ConfigParsingTests {
     static let base = """
         listeners: [{ name: main, address: "127.0.0.1:8080" }]
@@ -592,15 +605,7 @@ final class ScratchDirectory {
 /// field it sends (HeaderFieldCheck): what it would refuse on each request is a config error.
 @Suite struct HeaderRewriteParsingTests {
     static func errors(_ rewrite: String) -> [String] {
-        let yaml = """
-            listeners: [{ name: main, address: "127.0.0.1:8080" }]
-            upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"] }]
-            routes:
-              - name: api
-                match: { path_prefix: /api/ }
-                proxy: { upstream: app, request_headers: \(rewrite) }
-            """
-        return configErrors(yaml)
+        proxyRouteErrors("request_headers: \(rewrite)")
     }
 
     @Test func valuesAndNamesFollowTheFieldRules() {
@@ -619,14 +624,7 @@ final class ScratchDirectory {
 /// request fails or an upstream whose every check fails.
 @Suite struct PathRewriteParsingTests {
     static func errors(_ rewrite: String) -> [String] {
-        configErrors("""
-            listeners: [{ name: main, address: "127.0.0.1:8080" }]
-            upstreams: [{ name: app, endpoints: ["127.0.0.1:9000"] }]
-            routes:
-              - name: api
-                match: { path_prefix: /api/ }
-                proxy: { upstream: app, path_rewrite: \(rewrite) }
-            """)
+        proxyRouteErrors("path_rewrite: \(rewrite)")
     }
 
     @Test func aRewriteIsAPathThatMayBeSent() {
