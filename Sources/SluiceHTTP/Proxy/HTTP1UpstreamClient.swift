@@ -55,33 +55,36 @@ final class HTTP1UpstreamClient: Sendable {
         case .none, .bytes:
             let bytes: ByteBuffer? = if case .bytes(let bytes) = body { bytes } else { nil }
             do {
-                return try await connection.exchange(head, bytes: bytes, streamed: nil, deadline: deadline).get()
+                return try await connection.exchange(head, bytes: bytes, deadline: deadline)
             } catch HTTP1UpstreamError.closedBeforeAnswer where connection.wasReused && Self.idempotent.contains(head.method) {
                 // A kept-alive connection the endpoint closed as this request came (its idle
                 // timeout ran out): once more on a fresh connection, as nginx does, for methods
                 // that may be sent twice. Not a byte came back.
                 connection = try await self.pool.connection(to: endpoint, host: host, port: port, on: eventLoop, fresh: true)
-                return try await connection.exchange(head, bytes: bytes, streamed: nil, deadline: deadline).get()
+                return try await connection.exchange(head, bytes: bytes, deadline: deadline)
             }
         case .stream(let pipe):
             // Full duplex: the body goes out from its own task, and the answer is handed over
             // as soon as its head comes (an answer that ends before the request does closes the
             // connection: the endpoint will not read the rest).
             let token = HTTP1RequestToken()
-            let answer = connection.exchange(head, bytes: nil, streamed: token, deadline: deadline)
             let sending = connection
-            Task {
-                do {
-                    for try await part in pipe {
-                        try await sending.writeBodyPart(part, of: token).get()
+            return try await withUnsafeThrowingContinuation { answer in
+                // The head is on its way (or queued on the connection's loop) before the task
+                // sending the body can ask to send a part of it.
+                sending.start(head, bytes: nil, streamed: token, deadline: deadline, answer: answer)
+                Task {
+                    do {
+                        for try await part in pipe {
+                            try await sending.writeBodyPart(part, of: token).get()
+                        }
+                        sending.finishRequest(of: token, trailers: pipe.trailers)
+                    } catch {
+                        // The client's body failed, or the connection did (then the answer says how).
+                        sending.abort(token)
                     }
-                    sending.finishRequest(of: token, trailers: pipe.trailers)
-                } catch {
-                    // The client's body failed, or the connection did (then `answer` says how).
-                    sending.abort(token)
                 }
             }
-            return try await answer.get()
         }
     }
 
@@ -282,12 +285,21 @@ final class HTTP1Connection: Sendable {
         return self.channel.eventLoop.flatSubmit { body(self.handler.value) }
     }
 
-    /// Starts an exchange; a request whose body follows (`streamed`) is named by its token in
-    /// the calls that send it.
-    func exchange(_ head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline)
-        -> EventLoopFuture<HTTP1UpstreamResponse>
-    {
-        self.onLoopFuture { $0.start(connection: self, head: head, bytes: bytes, streamed: streamed, deadline: deadline) }
+    /// One exchange of a request sent whole: returns once the answer's head has come.
+    func exchange(_ head: HTTPRequestHead, bytes: ByteBuffer?, deadline: NIODeadline) async throws -> HTTP1UpstreamResponse {
+        // A continuation the handler resumes, not a promise's future: the future, its callback
+        // list and the closure `get()` registers cost more than the wait itself.
+        try await withUnsafeThrowingContinuation { answer in
+            self.start(head, bytes: bytes, streamed: nil, deadline: deadline, answer: answer)
+        }
+    }
+
+    /// Starts an exchange whose answer goes to `answer` (resumed exactly once); a request whose
+    /// body follows (`streamed`) is named by its token in the calls that send it.
+    func start(
+        _ head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline, answer: HTTP1AnswerContinuation
+    ) {
+        self.onLoop { $0.start(connection: self, head: head, bytes: bytes, streamed: streamed, deadline: deadline, answer: answer) }
     }
 
     func writeBodyPart(_ part: ByteBuffer, of request: HTTP1RequestToken) -> EventLoopFuture<Void> {
@@ -308,6 +320,9 @@ final class HTTP1Connection: Sendable {
 /// (its body ended on the wire before the task said so), which must not touch the other.
 final class HTTP1RequestToken: Sendable {}
 
+/// Where an exchange's answer head (or its failure) goes.
+typealias HTTP1AnswerContinuation = UnsafeContinuation<HTTP1UpstreamResponse, any Error>
+
 /// The connection's exchanges, one at a time, on its loop: writes the request, turns the
 /// answer into a head and a backpressured body, and gives the connection back to the pool once
 /// both directions have ended cleanly (or closes it).
@@ -318,13 +333,13 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     private enum State {
         /// In the pool (or just opened): reading only to notice a close.
         case idle
-        case awaitingHead(EventLoopPromise<HTTP1UpstreamResponse>)
+        case awaitingHead(HTTP1AnswerContinuation)
         /// An informational (1xx) answer is being skipped.
-        case skippingInformational(EventLoopPromise<HTTP1UpstreamResponse>)
+        case skippingInformational(HTTP1AnswerContinuation)
         /// A streamed answer, and where its trailers go (only a chunked answer has any).
         case streamingBody(HTTP1UpstreamBodyProducer.Source, ResponseTrailers)
         /// A small answer (by its content-length) read whole before it is handed over.
-        case collectingBody(EventLoopPromise<HTTP1UpstreamResponse>, HTTPResponseHead, ByteBuffer)
+        case collectingBody(HTTP1AnswerContinuation, HTTPResponseHead, ByteBuffer)
         /// The answer is complete; the request may still be going out.
         case answered
         case closed
@@ -371,12 +386,13 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
 
     // MARK: Requests
 
-    func start(connection: HTTP1Connection, head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline)
-        -> EventLoopFuture<HTTP1UpstreamResponse>
-    {
-        guard let context = self.context else { return connection.channel.eventLoop.makeFailedFuture(HTTP1UpstreamError.closedBeforeAnswer) }
+    func start(
+        connection: HTTP1Connection, head: HTTPRequestHead, bytes: ByteBuffer?, streamed: HTTP1RequestToken?, deadline: NIODeadline,
+        answer: HTTP1AnswerContinuation
+    ) {
+        guard let context = self.context else { return answer.resume(throwing: HTTP1UpstreamError.closedBeforeAnswer) }
         guard case .idle = self.state else {
-            return context.eventLoop.makeFailedFuture(self.isClosed ? HTTP1UpstreamError.closedBeforeAnswer : HTTP1UpstreamError.invalidAnswer)
+            return answer.resume(throwing: self.isClosed ? HTTP1UpstreamError.closedBeforeAnswer : HTTP1UpstreamError.invalidAnswer)
         }
         self.connection = connection
         self.exchangeID += 1
@@ -384,8 +400,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         self.requestToken = streamed
         self.bodyBytesLeft = streamed == nil ? nil : head.headers.first(name: "content-length").flatMap { Int($0) }
         self.keepAlive = head.isKeepAlive
-        let promise = context.eventLoop.makePromise(of: HTTP1UpstreamResponse.self)
-        self.state = .awaitingHead(promise)
+        self.state = .awaitingHead(answer)
         self.headDue = deadline
         self.watch(until: deadline, context: context)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
@@ -397,7 +412,6 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         }
         context.flush()
         self.read()
-        return promise.futureResult
     }
 
     func writeBodyPart(_ part: ByteBuffer, of request: HTTP1RequestToken) -> EventLoopFuture<Void> {
@@ -437,11 +451,11 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         self.readPending = false
         self.readDue = nil
         switch (self.unwrapInboundIn(data), self.state) {
-        case (.head(let head), .awaitingHead(let promise)):
+        case (.head(let head), .awaitingHead(let answer)):
             if head.status.code >= 100 && head.status.code < 200 {
                 // 100 Continue, 103 Early Hints: not the answer (101 was never asked for here).
                 guard head.status != .switchingProtocols else { return self.fail(HTTP1UpstreamError.invalidAnswer) }
-                self.state = .skippingInformational(promise)
+                self.state = .skippingInformational(answer)
                 return
             }
             self.headDue = nil
@@ -449,7 +463,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
             if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length >= 0,
                 length <= self.settings.wholeAnswerBytes
             {
-                self.state = .collectingBody(promise, head, context.channel.allocator.buffer(capacity: length))
+                self.state = .collectingBody(answer, head, context.channel.allocator.buffer(capacity: length))
                 return
             }
             let connection = self.connection!
@@ -460,10 +474,10 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
             let trailers = ResponseTrailers()
             self.state = .streamingBody(produced.source, trailers)
             self.demand = true
-            promise.succeed(
-                HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .streamed(produced.sequence)), trailers: trailers))
-        case (.end, .skippingInformational(let promise)):
-            self.state = .awaitingHead(promise)
+            answer.resume(
+                returning: HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .streamed(produced.sequence)), trailers: trailers))
+        case (.end, .skippingInformational(let answer)):
+            self.state = .awaitingHead(answer)
         case (.body(let part), .streamingBody(let source, _)):
             switch source.yield(part) {
             case .produceMore: self.demand = true
@@ -472,16 +486,16 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
                 // The consumer is gone: the rest of the answer is not wanted.
                 self.fail(HTTP1UpstreamError.closedDuringAnswer)
             }
-        case (.body(var part), .collectingBody(let promise, let head, var whole)):
+        case (.body(var part), .collectingBody(let answer, let head, var whole)):
             guard whole.readableBytes + part.readableBytes <= self.settings.wholeAnswerBytes else {
                 return self.fail(HTTP1UpstreamError.invalidAnswer)
             }
             self.state = .answered  // (not holding a second reference to `whole` while it grows)
             whole.writeBuffer(&part)
-            self.state = .collectingBody(promise, head, whole)
-        case (.end, .collectingBody(let promise, let head, let whole)):
+            self.state = .collectingBody(answer, head, whole)
+        case (.end, .collectingBody(let answer, let head, let whole)):
             self.state = .answered
-            promise.succeed(HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .whole(whole))))
+            answer.resume(returning: HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .whole(whole))))
             if self.requestDone {
                 self.exchangeEnded()
             } else {
@@ -600,11 +614,11 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
         self.watchdog?.cancel()
         self.watchdog = nil
         switch previous {
-        case .awaitingHead(let promise):
-            promise.fail(error)
-        case .skippingInformational(let promise), .collectingBody(let promise, _, _):
+        case .awaitingHead(let answer):
+            answer.resume(throwing: error)
+        case .skippingInformational(let answer), .collectingBody(let answer, _, _):
             // Something came back: not a connection that closed before it was used.
-            promise.fail(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
+            answer.resume(throwing: error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
         case .streamingBody(let source, _):
             source.finish(error == .closedBeforeAnswer ? HTTP1UpstreamError.closedDuringAnswer : error)
         case .idle, .answered, .closed:
