@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-loadgen", targets: ["sluice-loadgen"]),
+        .executable(name: "sluice-reference-proxy", targets: ["sluice-reference-proxy"]),
         // For Benchmarks/Micro (a separate package, so the main build does not pay for it).
         .library(name: "KinesisSink", targets: ["KinesisSink"]),
     ],
@@ -424,6 +425,16 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             ],
             path: "Benchmarks/LoadGenerator"
+        ),
+        // Benchmarks/proxy-instructions.sh's floor: a handler-only NIO proxy with no gateway in it.
+        .executableTarget(
+            name: "sluice-reference-proxy",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/ReferenceProxy"
         ),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),

@@ -4,6 +4,9 @@
 #   upstream:  nginx answering GET /item with a 1 KiB body (keep-alive), not counted
 #   (n) nginx  proxy_pass to it, upstream keepalive 64, one process (master_process off), under callgrind
 #   (s) Sluice proxy route to it (the static-stdlib build, debug info stripped), under callgrind
+#   (r) sluice-reference-proxy (Benchmarks/ReferenceProxy): a handler-only SwiftNIO proxy with no
+#       gateway in it, built the same way, one event loop — the least any proxy on NIO's channels
+#       and HTTP/1.1 codecs costs, so (r)/(n) is the floor under (s)/(n) while Sluice stays on them
 #
 # Each proxy's count runs from a reset of its counters just before the load (N requests, h2load
 # over HTTP/1.1 with CONNECTIONS connections, every request answered 2xx) to a dump just after it,
@@ -23,6 +26,7 @@ UPSTREAM_PORT="${UPSTREAM_PORT:-18490}"
 NGINX_PORT="${NGINX_PORT:-18491}"
 SLUICE_PORT="${SLUICE_PORT:-18492}"
 ADMIN_PORT="${ADMIN_PORT:-18493}"
+REFERENCE_PORT="${REFERENCE_PORT:-18494}"
 work="$(pwd)/.testbed/bench-proxy-instructions"
 mkdir -p "$work"
 rm -f "$work"/*.out*
@@ -34,7 +38,10 @@ scripts/setup.sh
 if [[ -z "${SLUICE_STATIC_BIN:-}" ]]; then
     swift build -c release --static-swift-stdlib --product sluice >/dev/null
 fi
-objcopy --strip-debug "${SLUICE_STATIC_BIN:-$(swift build -c release --static-swift-stdlib --show-bin-path)/sluice}" "$work/sluice"
+swift build -c release --static-swift-stdlib --product sluice-reference-proxy >/dev/null
+static_bin_path="$(swift build -c release --static-swift-stdlib --show-bin-path)"
+objcopy --strip-debug "${SLUICE_STATIC_BIN:-$static_bin_path/sluice}" "$work/sluice"
+objcopy --strip-debug "$static_bin_path/sluice-reference-proxy" "$work/reference"
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 trap stop_started EXIT
@@ -51,8 +58,13 @@ write_sluice_proxy_config "$work/sluice.yaml" "$SLUICE_PORT" "$ADMIN_PORT" "$UPS
 valgrind --tool=callgrind --callgrind-out-file="$work/sluice.out" "$work/sluice" run --config "$work/sluice.yaml" \
     --log-level warning >"$work/sluice.log" 2>&1 &
 sluice_pid=$!
+# One event loop, as nginx runs one worker here.
+valgrind --tool=callgrind --callgrind-out-file="$work/reference.out" "$work/reference" "$REFERENCE_PORT" "$UPSTREAM_PORT" 1 \
+    >"$work/reference.log" 2>&1 &
+reference_pid=$!
+pids+=("$reference_pid")
 
-for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$SLUICE_PORT"; do
+for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$REFERENCE_PORT"; do
     for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.2; done
     curl -fs "http://127.0.0.1:$port/item" >/dev/null || {
         echo "port $port does not answer" >&2; cat "$work/sluice.log" "$work/nginx-valgrind.log" >&2; exit 1; }
@@ -65,10 +77,11 @@ load() {  # port requests: every request answered 2xx
 # Warm-up: pooled upstream connections, first allocations.
 load "$NGINX_PORT" 2000
 load "$SLUICE_PORT" 2000
+load "$REFERENCE_PORT" 2000
 
 # Instructions per request of one proxy for one round: zero its counters, load, dump, read the
 # dump (callgrind numbers each process's dumps <out-file>.1, .2, …).
-declare -A dumps=([nginx]=0 [sluice]=0)
+declare -A dumps=([nginx]=0 [sluice]=0 [reference]=0)
 measure() {  # name pid port -> sets last
     callgrind_control -z "$2" >/dev/null 2>&1
     load "$3" "$N"
@@ -78,13 +91,15 @@ measure() {  # name pid port -> sets last
     for _ in $(seq 1 100); do [[ -s "$file" ]] && grep -q '^totals:' "$file" && break; sleep 0.1; done
     last=$(python3 -c "print(round($(awk '/^summary:/ {print $2}' "$file") / $N))")
 }
-n=(); s=()
+n=(); s=(); r=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate the order, so neither proxy always runs on a warmer machine.
     if (( round % 2 )); then
         measure nginx "$nginx_front_pid" "$NGINX_PORT"; n+=("$last")
         measure sluice "$sluice_pid" "$SLUICE_PORT"; s+=("$last")
+        measure reference "$reference_pid" "$REFERENCE_PORT"; r+=("$last")
     else
+        measure reference "$reference_pid" "$REFERENCE_PORT"; r+=("$last")
         measure sluice "$sluice_pid" "$SLUICE_PORT"; s+=("$last")
         measure nginx "$nginx_front_pid" "$NGINX_PORT"; n+=("$last")
     fi
@@ -95,6 +110,9 @@ binary:                               ${SLUICE_STATIC_BIN:-$(git rev-parse --sho
 requests:                             $N x GET /item (1 KiB answer), HTTP/1.1 x$CONNECTIONS, $ROUNDS rounds, under callgrind
 (n) nginx, instructions/request:      ${n[*]}
 (s) Sluice, instructions/request:     ${s[*]}
+(r) NIO reference, instructions/req:  ${r[*]}
 ratio (s)/(n):                        $(python3 -c "print(f'{${s[0]} / ${n[0]}:.2f}')")   (issue 18: CPU per request <= 2 x nginx's)
-profiles:                             $work/{nginx,sluice}.out.N (callgrind_annotate)
+ratio (r)/(n):                        $(python3 -c "print(f'{${r[0]} / ${n[0]}:.2f}')")   (the floor for a proxy on NIO's channels and HTTP/1.1 codecs)
+ratio (s)/(r):                        $(python3 -c "print(f'{${s[0]} / ${r[0]}:.2f}')")   (what Sluice adds over that floor)
+profiles:                             $work/{nginx,sluice,reference}.out.N (callgrind_annotate)
 OUT

