@@ -9,14 +9,24 @@ import SluiceSpool
 /// The HTTP routes of one gateway snapshot: each route's policy chain and handler, bound to the
 /// running sinks and upstreams. Immutable; a new configuration builds a new table.
 public struct HTTPRouteTable: Sendable {
-    public struct Target: Sendable {
-        var name: String
+    /// A class, as its handlers are: the router hands the matched target to every request, and
+    /// a reference is one retain where a value is one per string, array and handler inside.
+    public final class Target: Sendable {
+        let name: String
         /// The route's path pattern, as written.
-        var path: String
-        var policies: PolicyChain
-        var action: Action
+        let path: String
+        let policies: PolicyChain
+        let action: Action
         /// The route's `idempotency`, when it has one.
-        var idempotency: IdempotencyGuard?
+        let idempotency: IdempotencyGuard?
+
+        init(name: String, path: String, policies: PolicyChain, action: Action, idempotency: IdempotencyGuard? = nil) {
+            self.name = name
+            self.path = path
+            self.policies = policies
+            self.action = action
+            self.idempotency = idempotency
+        }
 
         /// What the access log, metrics and traces say about a request this route serves.
         var facts: ExchangeFacts {
@@ -59,11 +69,12 @@ public struct HTTPRouteTable: Sendable {
                         routeName: route.name, config: ingest, sink: sink, deadLetterSink: ingest.deadLetter.flatMap { sinks[$0.sink] },
                         spool: spools[route.name], mirrorSink: ingest.mirror.flatMap { sinks[$0.sink] }, logger: logger),
                     pathPrefix: ingest.api.topicFromPath ? prefix : nil)
-                var target = Target(
-                    name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler))
-                if let idempotency = route.idempotency, let store = idempotencyStores[route.name] {
-                    target.idempotency = IdempotencyGuard(routeName: route.name, config: idempotency, store: store, logger: logger)
+                let idempotency = route.idempotency.flatMap { config in
+                    idempotencyStores[route.name].map { IdempotencyGuard(routeName: route.name, config: config, store: $0, logger: logger) }
                 }
+                let target = Target(
+                    name: route.name, path: route.match.path.template, policies: policies.chain(route.policies), action: .ingest(handler),
+                    idempotency: idempotency)
                 entries.append(.init(name: route.name, match: route.match, target: target))
             case .proxy(let proxy):
                 let handler = ProxyHandler(routeName: route.name, config: proxy, match: route.match, upstreams: upstreams, logger: logger)

@@ -16,7 +16,7 @@ import Tracing
 /// bytes. A body small enough to keep (`retries.max_buffered_body_bytes`, or the mirror's
 /// limit) is read first so it can be sent again or copied. Responses stream back part by part,
 /// each part read from the upstream only once the previous one has gone to the client.
-public struct ProxyHandler: Sendable {
+public final class ProxyHandler: Sendable {
     let routeName: String
     let config: ProxyConfig
     /// The split targets with their cumulative weights.
