@@ -221,9 +221,12 @@ let package = Package(
 
         // The transport-neutral ingest pipeline: body decoders, topic rules, limits, keys, and
         // handing events to a sink; HTTP and gRPC are adapters around it.
+        // The JSON scanner's hot loop (plain string bytes, 16 at a time with SSE2).
+        .target(name: "CSluiceScan", path: "Sources/CSluiceScan"),
         .target(
             name: "SluiceIngest",
             dependencies: [
+                "CSluiceScan",
                 "SluiceCore",
                 "SluiceConfig",
                 "SluiceSchema",
@@ -475,7 +478,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceIngestTests",
-            dependencies: ["SluiceIngest", "SluiceCore", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["SluiceIngest", "SluiceCore", "CSluiceScan", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // The sink contract every connector's sink is checked against (Tests/EndToEndTests/SinkContractTests.swift).
         .target(

@@ -1,3 +1,4 @@
+import CSluiceScan
 import SluiceCore
 
 /// A validating JSON scanner that works on raw bytes without building a document:
@@ -165,8 +166,20 @@ public struct JSONScanner {
     func skipString(_ start: Int) throws(SyntaxError) -> Int {
         var i = start + 1
         let b = self.bytes
+        let base = b.baseAddress!
         while i < b.count {
-            i = Self.skipOrdinaryBytes(b.baseAddress!, from: i, count: b.count)
+            // Past the plain bytes to the next one to look at: the first 8 here (most keys and
+            // many values end in them), the rest 16 or 32 at a time (CSluiceScan).
+            if i &+ 8 <= b.count {
+                // (The lowest marked byte is never a false alarm: see JSONString.escapedBytes(in:).)
+                let special = JSONString.escapedOrNonASCIIBytes(
+                    in: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+                i = special != 0
+                    ? i &+ (special.trailingZeroBitCount &>> 3)
+                    : sluice_json_string_plain_end(base.assumingMemoryBound(to: UInt8.self), i &+ 8, b.count)
+            } else {
+                i = sluice_json_string_plain_end(base.assumingMemoryBound(to: UInt8.self), i, b.count)
+            }
             guard i < b.count else { break }
             guard let next = try self.stepInString(at: i) else { return i + 1 }
             i = next
@@ -206,34 +219,6 @@ public struct JSONScanner {
             return i + length
         }
         return i + 1
-    }
-
-    /// Skips bytes that are ordinary inside a string (not a quote, a backslash, a control
-    /// character or above 0x7F) from `start`, in whole 8-byte words, two at a time while they
-    /// last: the offset of the first byte that is not, or else where the last whole word ends
-    /// (fewer than 8 bytes are left there, which the caller reads one by one).
-    @inline(__always)
-    static func skipOrdinaryBytes(_ base: UnsafeRawPointer, from start: Int, count: Int) -> Int {
-        @inline(__always) func special(_ offset: Int) -> UInt64 {
-            // (The lowest marked byte is never a false alarm: see JSONString.escapedBytes(in:).)
-            JSONString.escapedOrNonASCIIBytes(in: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
-        }
-        // Unchecked arithmetic: offsets stay within `count` (an Int) plus 16.
-        var i = start
-        while i &+ 16 <= count {
-            let first = special(i)
-            let second = special(i &+ 8)
-            if first | second != 0 {
-                return first != 0 ? i &+ (first.trailingZeroBitCount &>> 3) : i &+ 8 &+ (second.trailingZeroBitCount &>> 3)
-            }
-            i &+= 16
-        }
-        if i &+ 8 <= count {
-            let word = special(i)
-            if word != 0 { return i &+ (word.trailingZeroBitCount &>> 3) }
-            i &+= 8
-        }
-        return i
     }
 
     /// The length of the well-formed UTF-8 sequence that starts at `i` with a byte >= 0x80
