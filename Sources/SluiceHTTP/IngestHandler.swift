@@ -8,7 +8,8 @@ import SluiceIngest
 /// The HTTP adapter of the ingest pipeline: turns one request into events as the body streams
 /// (NDJSON, JSON, raw), hands them to the pipeline, and answers with the fate of every event
 /// (see `AckMode`).
-public struct IngestHandler: Sendable {
+/// A class, as the pipeline is: the route table hands it to every request.
+public final class IngestHandler: Sendable {
     public let pipeline: IngestPipeline
     public var routeName: String { self.pipeline.routeName }
     public var config: IngestConfig { self.pipeline.config }
@@ -18,7 +19,7 @@ public struct IngestHandler: Sendable {
     /// `path_prefix`, which the API's paths come after.
     let pathPrefix: String?
 
-    public init(
+    public convenience init(
         routeName: String, config: IngestConfig, sink: any Sink, deadLetterSink: (any Sink)? = nil, logger: Logger, pathPrefix: String? = nil
     ) {
         self.init(

@@ -11,7 +11,9 @@ import SluiceSpool
 /// topic and its checks, keys, headers, max_events, handing events to the sink within
 /// max_wait, and collecting every event's fate. HTTP and gRPC are adapters around it: they say
 /// where the topic, keys and events come from, and how the results are answered.
-public struct IngestPipeline: Sendable {
+/// A class: every request's handler and session hold the pipeline, and a reference is one
+/// retain where a copy of the value is one per sink, name and setting inside.
+public final class IngestPipeline: Sendable {
     public let routeName: String
     public let config: IngestConfig
     public let sink: any Sink
@@ -145,9 +147,13 @@ public struct IngestSession: Sendable {
     /// Result slots taken: one per event sent or failed alone.
     public private(set) var reserved = 0
     /// Set when the sink's queue stayed full past max_wait: the request stops.
-    public private(set) var saturated: DeliveryFailure?
+    public private(set) var saturated: DeliveryFailure? {
+        didSet { self.isStopped = true }
+    }
     /// Set when the request broke a rule mid-way (too many events, a bad key): the request stops.
-    public private(set) var failure: IngestError?
+    public private(set) var failure: IngestError? {
+        didSet { self.isStopped = true }
+    }
     /// The producer span of the request's send (tracing on), ended once its events' fate is known.
     var span: (any Span)?
     /// The span's W3C trace context: every event carries it as record headers, in place of any
@@ -169,8 +175,9 @@ public struct IngestSession: Sendable {
     /// Events offered to the mirror, by outcome (`queued`, `dropped`).
     public private(set) var mirrored: [String: Int] = [:]
 
-    /// Whether the request has stopped (saturated sink or broken rule).
-    public var isStopped: Bool { self.saturated != nil || self.failure != nil }
+    /// Whether the request has stopped (saturated sink or broken rule). Kept, not derived: it is
+    /// asked before every send, and reading the two optionals copies them.
+    public private(set) var isStopped = false
 
     /// What the events not sent after a stop fail with.
     public var stopFailure: DeliveryFailure {
