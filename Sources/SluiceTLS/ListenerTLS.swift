@@ -168,13 +168,18 @@ struct ListenerTLSError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Who a verified client certificate names: its subject and subject alternative names.
-public struct TLSClientIdentity: Sendable, Equatable {
+/// Who a verified client certificate names: its subject and subject alternative names. A class
+/// (immutable): every request on the connection carries it, and a reference copies as one retain.
+public final class TLSClientIdentity: Sendable, Equatable {
     /// `CN=client-a,O=Example` (subject attributes in certificate order).
-    public var subject: String
-    public var commonName: String?
+    public let subject: String
+    public let commonName: String?
     /// DNS names, URIs (e.g. SPIFFE IDs), e-mail addresses and IP addresses.
-    public var alternativeNames: [String]
+    public let alternativeNames: [String]
+
+    public static func == (lhs: TLSClientIdentity, rhs: TLSClientIdentity) -> Bool {
+        lhs.subject == rhs.subject && lhs.commonName == rhs.commonName && lhs.alternativeNames == rhs.alternativeNames
+    }
 
     init(_ certificate: NIOSSLCertificate) {
         let names = certificate.subjectName
