@@ -7,7 +7,11 @@
 ///   `firstIndex + i`: `.delivered` only when the backend has made it durable, `.failed`
 ///   with a reason otherwise. Events the sink could not queue are completed as failed
 ///   before `enqueue` returns.
-public protocol Sink: Sendable {
+///
+/// A sink is an object (each holds its backend's client, queue and state): class-bound, an
+/// `any Sink` is a reference, copied with a retain where an opaque existential is copied through
+/// its type's value witnesses — and requests, sessions and results hold one each.
+public protocol Sink: AnyObject, Sendable {
     /// The sink's name in the configuration.
     var name: String { get }
 
