@@ -43,9 +43,16 @@ public struct HTTPResponse: Sendable {
     }
 
     public static func json(_ status: HTTPResponseStatus, _ body: JSONWriter, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
-        var headers = headers
-        headers.replaceOrAdd(name: "content-type", value: "application/json")
-        return HTTPResponse(status: status, headers: headers, body: ByteBuffer(bytes: body.bytes))
+        // The head built as one list, with its length (what the listener would add): NIO's
+        // replaceOrAdd and add rebuild the list and walk each name, several times the work.
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(headers.count + 2)
+        for (name, value) in headers where !FieldName.equals(name, "content-type") && !FieldName.equals(name, "content-length") {
+            fields.append((name, value))
+        }
+        fields.append(("content-type", "application/json"))
+        fields.append(("content-length", String(body.bytes.count)))
+        return HTTPResponse(status: status, headers: HTTPHeaders(fields), body: ByteBuffer(bytes: body.bytes))
     }
 
     /// `{"error":{"code":…,"message":…}}` with the code's HTTP status.

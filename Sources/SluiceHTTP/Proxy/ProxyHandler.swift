@@ -749,7 +749,7 @@ public final class ProxyHandler: Sendable {
         for (name, value) in headers {
             if Self.isHopByHop(name) {
                 dropped.append(name)
-                if Self.asciiEqualsLowercase(name, "connection") { Self.fieldsNamed(byConnection: value, into: &dropped) }
+                if FieldName.equals(name, "connection") { Self.fieldsNamed(byConnection: value, into: &dropped) }
             } else if name.utf8.first == UInt8(ascii: ":") {
                 dropped.append(name)
             }
@@ -786,36 +786,17 @@ public final class ProxyHandler: Sendable {
         var name = name
         return name.withUTF8 { name in
             switch name.count {
-            case 2: return Self.asciiEqualsLowercase(name, "te")
-            case 6: return Self.asciiEqualsLowercase(name, "expect")
-            case 7: return Self.asciiEqualsLowercase(name, "trailer") || Self.asciiEqualsLowercase(name, "upgrade")
-            case 10: return Self.asciiEqualsLowercase(name, "connection") || Self.asciiEqualsLowercase(name, "keep-alive")
-            case 16: return Self.asciiEqualsLowercase(name, "proxy-connection")
-            case 17: return Self.asciiEqualsLowercase(name, "transfer-encoding")
-            case 18: return Self.asciiEqualsLowercase(name, "proxy-authenticate")
-            case 19: return Self.asciiEqualsLowercase(name, "proxy-authorization")
+            case 2: return FieldName.equals(name, "te")
+            case 6: return FieldName.equals(name, "expect")
+            case 7: return FieldName.equals(name, "trailer") || FieldName.equals(name, "upgrade")
+            case 10: return FieldName.equals(name, "connection") || FieldName.equals(name, "keep-alive")
+            case 16: return FieldName.equals(name, "proxy-connection")
+            case 17: return FieldName.equals(name, "transfer-encoding")
+            case 18: return FieldName.equals(name, "proxy-authenticate")
+            case 19: return FieldName.equals(name, "proxy-authorization")
             default: return false
             }
         }
-    }
-
-    /// `name` equals `lowercase` (ASCII, already lowercase) ignoring ASCII case.
-    static func asciiEqualsLowercase(_ name: String, _ lowercase: StaticString) -> Bool {
-        guard name.utf8.count == lowercase.utf8CodeUnitCount else { return false }
-        var name = name
-        return name.withUTF8 { Self.asciiEqualsLowercase($0, lowercase) }
-    }
-
-    @inline(__always)
-    static func asciiEqualsLowercase(_ name: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
-        guard name.count == lowercase.utf8CodeUnitCount else { return false }
-        let expected = lowercase.utf8Start
-        for index in 0..<name.count {
-            let byte = name[index]
-            let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
-            if folded != expected[index] { return false }
-        }
-        return true
     }
 
     // MARK: - Mirroring
