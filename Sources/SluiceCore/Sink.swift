@@ -83,8 +83,13 @@ public enum TopicName {
         if name.isEmpty { return "topic name must not be empty" }
         if name.utf8.count > 249 { return "topic name is longer than 249 characters" }
         if name == "." || name == ".." { return "topic name cannot be \".\" or \"..\"" }
-        let valid = name.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+        // Over the contiguous UTF-8 (asked per request): String.UTF8View's iterator costs ~20
+        // instructions a byte.
+        var contiguous = name
+        let valid = contiguous.withUTF8 { bytes in
+            bytes.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+            }
         }
         return valid ? nil : "topic name \"\(name)\" may contain only ASCII letters, digits, '.', '_' and '-'"
     }
