@@ -497,8 +497,8 @@ public final class HTTPServer: Service, Listening, Sendable {
         }
         var headers = response.headers
         let length = String(response.body.readableBytes)
-        // A proxied answer read whole usually carries the right one already; replacing costs
-        // several times the lookup.
+        // A proxied answer read whole usually carries the right one already, and an answer made
+        // by `HTTPResponse.json` always does; replacing costs several times the lookup.
         if !FieldName.holdOnly("content-length", length, in: headers) { headers.replaceOrAdd(name: "content-length", value: length) }
         if version.major >= 2 { headers.remove(name: "connection") }
         let head = HTTPResponseHead(version: version.major >= 2 ? version : .http1_1, status: response.status, headers: headers)

@@ -148,11 +148,11 @@ public struct IngestSession: Sendable {
     public private(set) var reserved = 0
     /// Set when the sink's queue stayed full past max_wait: the request stops.
     public private(set) var saturated: DeliveryFailure? {
-        didSet { self.isStopped = true }
+        didSet { self.isStopped = self.saturated != nil || self.failure != nil }
     }
     /// Set when the request broke a rule mid-way (too many events, a bad key): the request stops.
     public private(set) var failure: IngestError? {
-        didSet { self.isStopped = true }
+        didSet { self.isStopped = self.saturated != nil || self.failure != nil }
     }
     /// The producer span of the request's send (tracing on), ended once its events' fate is known.
     var span: (any Span)?
@@ -175,8 +175,8 @@ public struct IngestSession: Sendable {
     /// Events offered to the mirror, by outcome (`queued`, `dropped`).
     public private(set) var mirrored: [String: Int] = [:]
 
-    /// Whether the request has stopped (saturated sink or broken rule). Kept, not derived: it is
-    /// asked before every send, and reading the two optionals copies them.
+    /// Whether the request has stopped (saturated sink or broken rule). Kept as the two are set,
+    /// not derived when asked: it is asked before every send, and reading them copies them.
     public private(set) var isStopped = false
 
     /// What the events not sent after a stop fail with.
