@@ -1297,40 +1297,14 @@ extension SluiceConfiguration {
         }
         if text.hasPrefix("json:") {
             let pointer = String(text.dropFirst(5))
-            guard let tokens = JSONPointer.parse(pointer) else {
-                r.error(path, "invalid JSON pointer \"\(pointer)\": it must start with \"/\", like json:/user/id")
+            guard pointer.unicodeScalars.first == "/", let tokens = JSONPointer.tokens(pointer) else {
+                r.error(path, "invalid JSON pointer \"\(pointer)\": it must start with \"/\", like json:/user/id, and write ~ as ~0 and / within a key as ~1")
                 return nil
             }
             return .jsonPointer(tokens)
         }
         r.error(path, "expected header:NAME, query:NAME or json:/pointer; got \"\(text)\"")
         return nil
-    }
-}
-
-/// RFC 6901 JSON Pointer parsing.
-public enum JSONPointer {
-    /// `/a/b~1c` -> ["a", "b/c"]; nil if malformed.
-    public static func parse(_ text: String) -> [String]? {
-        guard text.hasPrefix("/") else { return nil }
-        var tokens: [String] = []
-        for raw in text.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
-            var token = ""
-            var iterator = raw.makeIterator()
-            while let c = iterator.next() {
-                if c == "~" {
-                    switch iterator.next() {
-                    case "0": token.append("~")
-                    case "1": token.append("/")
-                    default: return nil
-                    }
-                } else {
-                    token.append(c)
-                }
-            }
-            tokens.append(token)
-        }
-        return tokens
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// An Avro schema (`.avsc`), compiled to transcode JSON events into Avro's binary encoding.
 /// Named types (records, enums, fixed) are resolved by full name once; a union takes the first

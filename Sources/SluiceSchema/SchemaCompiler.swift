@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// Compiles schema documents into `JSONSchema` nodes: indexes every resource (`$id`) and anchor
 /// of each document it meets, then compiles subschemas on demand by their canonical location,
@@ -170,7 +171,7 @@ struct SchemaCompiler {
         guard let root = self.resources[resource] else { throw SchemaCompileError("cannot resolve $ref \"\(reference)\"") }
         let fragment = (target.fragment ?? "").removingPercentEncoding ?? ""
         if fragment.isEmpty { return root }
-        if let tokens = JSONPointer.decode(Substring(fragment)) {
+        if let tokens = JSONPointer.tokens(fragment) {
             return Location(document: root.document, pointer: root.pointer + tokens)
         }
         guard let anchor = self.anchors[resource + "#" + fragment] else {

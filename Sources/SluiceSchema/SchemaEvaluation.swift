@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// Where evaluation is: the instance path (for messages), the dynamic scope, the depth.
 struct EvaluationContext {
     var path: [String] = []
@@ -39,25 +41,6 @@ final class ViolationSink {
     func add(_ path: [String], _ keyword: String, _ message: String) {
         guard !self.isFull else { return }
         self.violations.append(SchemaViolation(instancePath: JSONPointer.encode(path), keyword: keyword, message: message))
-    }
-}
-
-enum JSONPointer {
-    static func encode(_ tokens: [String]) -> String {
-        var out = ""
-        for token in tokens {
-            out += "/"
-            out += token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
-        }
-        return out
-    }
-
-    static func decode(_ pointer: Substring) -> [String]? {
-        guard !pointer.isEmpty else { return [] }
-        guard pointer.first == "/" else { return nil }
-        return pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
-            $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
-        }
     }
 }
 

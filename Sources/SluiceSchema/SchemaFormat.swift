@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 
 /// A `format`: checked only when the route asks (`format_assertion: true`); both drafts make
 /// formats annotations by default. Unknown formats accept everything, as the drafts say.
@@ -27,7 +28,7 @@ struct SchemaFormat: Sendable {
         case "iri": return Self.uri(text, absolute: true, international: true)
         case "iri-reference": return Self.uri(text, absolute: false, international: true)
         case "uri-template": return Self.uriTemplate(text)
-        case "json-pointer": return JSONPointer.decode(Substring(text)) != nil && Self.pointerEscapes(text)
+        case "json-pointer": return JSONPointer.tokens(text) != nil
         case "relative-json-pointer": return Self.relativePointer(text)
         case "regex": return (try? Regex(text)) != nil
         default: return true
@@ -306,19 +307,6 @@ struct SchemaFormat: Sendable {
             && Character(scalars[position + 2]).isHexDigit
     }
 
-    static func pointerEscapes(_ text: String) -> Bool {
-        var characters = Array(text)
-        var i = 0
-        while i < characters.count {
-            if characters[i] == "~" {
-                guard i + 1 < characters.count, characters[i + 1] == "0" || characters[i + 1] == "1" else { return false }
-            }
-            i += 1
-        }
-        characters = []
-        return true
-    }
-
     static func relativePointer(_ text: String) -> Bool {
         let number = text.prefix { $0.isASCII && $0.isNumber }
         guard !number.isEmpty else { return false }
@@ -330,8 +318,8 @@ struct SchemaFormat: Sendable {
             let offset = rest.dropFirst().prefix { $0.isASCII && $0.isNumber }
             guard !offset.isEmpty, !(offset.count > 1 && offset.first == "0"), !(rest.first == "-" && offset == "0") else { return false }
             let after = rest.dropFirst(1 + offset.count)
-            return after.isEmpty || after == "#" || (JSONPointer.decode(after) != nil && Self.pointerEscapes(String(after)))
+            return after.isEmpty || after == "#" || JSONPointer.tokens(after) != nil
         }
-        return JSONPointer.decode(rest) != nil && Self.pointerEscapes(String(rest))
+        return JSONPointer.tokens(rest) != nil
     }
 }

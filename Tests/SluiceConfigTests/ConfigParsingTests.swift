@@ -142,14 +142,6 @@ func proxyRouteErrors(_ field: String) -> [String] {
         #expect(throws: ConfigError.self) { try PathPattern.parseTemplate("v1").get() }
     }
 
-    @Test func jsonPointers() {
-        #expect(JSONPointer.parse("/a/b") == ["a", "b"])
-        #expect(JSONPointer.parse("/a~0b/c~1d") == ["a~b", "c/d"])
-        #expect(JSONPointer.parse("/") == [""])
-        #expect(JSONPointer.parse("a") == nil)
-        #expect(JSONPointer.parse("/a~2") == nil)
-    }
-
     @Test func topicNames() {
         #expect(TopicName.problem("orders.v1_x-y") == nil)
         #expect(TopicName.problem("") != nil)

@@ -5,14 +5,11 @@ import FileSink
 import Foundation
 import KafkaSink
 import KinesisSink
+import SluiceCore
 import ZerobusSink
 
 let sinkKinds = [KafkaSink.kind, FileSink.kind, KinesisSink.kind, ZerobusSink.kind]
 let environment = ["SLUICE_FUZZ_SECRET": "s3cret-value-0123456789abcdef0123", "KAFKA": "127.0.0.1:9092"]
-
-func escapePointerToken(_ token: String) -> String {
-    token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
-}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -28,9 +25,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             precondition(!problem.message.contains(environment["SLUICE_FUZZ_SECRET"]!), "an error message repeats a secret")
         }
     }
-    if let tokens = JSONPointer.parse(text) {
-        let written = "/" + tokens.map(escapePointerToken).joined(separator: "/")
-        precondition(JSONPointer.parse(written) == tokens, "a JSON pointer does not read back")
+    if let tokens = JSONPointer.tokens(text) {
+        let written = JSONPointer.encode(tokens)
+        precondition(JSONPointer.tokens(written) == tokens, "a JSON pointer does not read back")
+        // ~0 and ~1 are the only escapes, so writing gives back the text read, scalar for scalar.
+        precondition(written.unicodeScalars.elementsEqual(text.unicodeScalars), "a JSON pointer writes back differently")
     }
     return 0
 }
