@@ -22,6 +22,21 @@ enum FieldName {
         return true
     }
 
+    /// `a` equals `b` ignoring ASCII case.
+    static func equals(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        var a = a
+        var b = b
+        return a.withUTF8 { a in
+            b.withUTF8 { b in
+                for index in 0..<a.count where a[index] != b[index] {
+                    if a[index] | 0x20 != b[index] | 0x20 || !(UInt8(ascii: "a")...UInt8(ascii: "z")).contains(a[index] | 0x20) { return false }
+                }
+                return true
+            }
+        }
+    }
+
     /// Whether `headers` hold exactly one `name` field, whose value is `value`.
     static func holdOnly(_ name: StaticString, _ value: String, in headers: HTTPHeaders) -> Bool {
         var found = false
