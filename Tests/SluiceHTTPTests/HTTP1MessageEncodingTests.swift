@@ -142,6 +142,22 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    /// Fields past the room a head asks for (HTTP1MessageEncoding.fieldsRoom), and one field
+    /// larger than that room by itself: the same bytes as a head that fits, in order.
+    @Test func aHeadLargerThanTheRoomAskedForIsWrittenWhole() throws {
+        let long = String(repeating: "v", count: 3 * HTTP1MessageEncoding.fieldsRoom)
+        var fields: [(String, String)] = [("host", "up")]
+        for index in 0..<40 { fields.append(("x-field-\(index)", "value-\(index)")) }
+        fields.append(("x-long", long))
+        fields.append(("x-last", "1"))
+        let channel = try Self.requestChannel()
+        channel.write(Self.requestHead(.GET, "/big", HTTPHeaders(fields)), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        let expected = "GET /big HTTP/1.1\r\n" + fields.map { "\($0.0): \($0.1)\r\n" }.joined() + "\r\n"
+        #expect(try Self.written(channel) == [expected])
+        #expect(try channel.finish().isClean)
+    }
+
     @Test func requestsAreFramedByTheirMethod() throws {
         let channel = try Self.requestChannel()
         // A POST without a length goes chunked, with its trailers.

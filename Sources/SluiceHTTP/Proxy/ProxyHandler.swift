@@ -490,6 +490,12 @@ public final class ProxyHandler: Sendable {
         downstream.trailers = response.trailers
         // (Not for answers without a body: their content-length describes another answer.)
         let hasBody = !isHead && response.status.code >= 200 && response.status != .noContent && response.status != .notModified
+        if hasBody, case .loop(let body) = response.body, case .whole(let bytes) = body.storage {
+            // The cleartext client read it whole already (by its content-length, up to its
+            // own whole-answer limit).
+            downstream.body = bytes
+            return downstream
+        }
         if hasBody, let length = response.headers.first(name: "content-length").flatMap({ Int($0) }), length <= Self.wholeAnswerLimit {
             do {
                 downstream.body = try await response.body.collect(upTo: length)
@@ -777,30 +783,31 @@ public final class ProxyHandler: Sendable {
     /// header names, and HTTP/2 pseudo-headers.
     static func endToEnd(_ headers: HTTPHeaders) -> HTTPHeaders {
         // Most messages carry none or only `Connection: keep-alive`: a look at each name, and a
-        // new list only when something goes (HTTPHeaders' remove rebuilds its list per name).
-        var dropsAny = false
+        // new list only from the first field that goes (HTTPHeaders' remove rebuilds its list
+        // per name).
+        var kept: [(String, String)]?
         var named: [String] = []
+        var index = 0
         for (name, value) in headers {
-            switch Self.role(of: name) {
-            case .hopByHop, .te, .pseudo:
-                dropsAny = true
-            case .connection:
-                dropsAny = true
-                Self.fieldsNamed(byConnection: value, into: &named)
+            let role = Self.role(of: name)
+            switch role {
             case .endToEnd, .contentLength, .forwardedFor, .forwardedProto, .host:
-                continue
-            }
-        }
-        guard dropsAny else { return headers }
-        var kept: [(String, String)] = []
-        kept.reserveCapacity(headers.count)
-        for (name, value) in headers {
-            switch Self.role(of: name) {
+                kept?.append((name, value))
             case .hopByHop, .te, .pseudo, .connection:
-                continue
-            case .endToEnd, .contentLength, .forwardedFor, .forwardedProto, .host:
-                if named.isEmpty || !named.contains(where: { FieldName.equals(name, $0) }) { kept.append((name, value)) }
+                if kept == nil {
+                    var list: [(String, String)] = []
+                    list.reserveCapacity(headers.count - 1)
+                    for field in headers.prefix(index) { list.append((field.name, field.value)) }
+                    kept = list
+                }
+                if role == .connection { Self.fieldsNamed(byConnection: value, into: &named) }
             }
+            index += 1
+        }
+        guard var kept else { return headers }
+        if !named.isEmpty {
+            // Rare: the fields the Connection field names go too, wherever they stand.
+            kept.removeAll { field in named.contains { FieldName.equals(field.0, $0) } }
         }
         return HTTPHeaders(kept)
     }
