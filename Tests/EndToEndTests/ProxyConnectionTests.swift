@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -60,6 +61,20 @@ import Testing
             open = try await Self.counts(upstream).open
         }
         #expect(open == 1, "only the stats request's own connection is left (\(open) open)")
+    }
+
+    /// A small answer (read whole before it is passed on) that comes in several parts, and one
+    /// in a single part: the bytes the upstream sent, in order, each time.
+    @Test func aSmallAnswerReadInPartsArrivesWhole() async throws {
+        let upstream = try await ProxyTests.upstream("a")
+        let sluice = try await Self.sluice(upstream)
+        // 40,000 bytes: under the whole-answer limit (64 KiB), in four writes 30 ms apart.
+        for size in [1, 1000, 40000, 1000] {
+            let expected = Data((0..<size).map { UInt8($0 % 256) })
+            let digest = SHA256.hash(data: expected).map { String(format: "%02x", $0) }.joined()
+            let download = try await runProgram("sh", ["-c", "curl -sS --max-time 30 \(sluice.baseURL)/parts/\(size) | sha256sum"])
+            #expect(download.stdout.hasPrefix(digest), "size \(size): \(download.stdout)")
+        }
     }
 
     @Test func postsWithABodyKeepTheirUpstreamConnection() async throws {

@@ -268,6 +268,21 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/delay/"):
             time.sleep(int(path.rsplit("/", 1)[1]) / 1000)
             return self.reply(200, b'{"delayed":true}')
+        if path.startswith("/parts/"):
+            # A content-length answer whose body leaves in four writes with pauses between, so
+            # that the proxy reads it in several parts.
+            size = int(path.rsplit("/", 1)[1])
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(size))
+            self.send_header("x-upstream", self.server.name)
+            self.end_headers()
+            step = max(1, (size + 3) // 4)
+            for start in range(0, size, step):
+                self.wfile.write(PATTERN[start:min(size, start + step)])
+                self.wfile.flush()
+                time.sleep(0.03)
+            return
         if path.startswith("/stream/"):
             size = int(path.rsplit("/", 1)[1])
             self.send_response(200)

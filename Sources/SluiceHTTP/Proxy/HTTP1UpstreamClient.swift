@@ -450,7 +450,24 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.readPending = false
         self.readDue = nil
-        switch (self.unwrapInboundIn(data), self.state) {
+        let part = self.unwrapInboundIn(data)
+        if case .body(var bytes) = part, case .collectingBody(let answer, let head, var whole) = self.state {
+            // Not in the switch below: its (part, state) tuple holds a second reference to
+            // `whole`, and each part would copy what was collected before it.
+            guard whole.readableBytes + bytes.readableBytes <= self.settings.wholeAnswerBytes else {
+                return self.fail(HTTP1UpstreamError.invalidAnswer)
+            }
+            self.state = .answered
+            if whole.readableBytes == 0 {
+                // The usual small answer comes in one part: kept as read, not copied.
+                whole = bytes
+            } else {
+                whole.writeBuffer(&bytes)
+            }
+            self.state = .collectingBody(answer, head, whole)
+            return
+        }
+        switch (part, self.state) {
         case (.head(let head), .awaitingHead(let answer)):
             if head.status.code >= 100 && head.status.code < 200 {
                 // 100 Continue, 103 Early Hints: not the answer (101 was never asked for here).
@@ -463,7 +480,7 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
             if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length >= 0,
                 length <= self.settings.wholeAnswerBytes
             {
-                self.state = .collectingBody(answer, head, context.channel.allocator.buffer(capacity: length))
+                self.state = .collectingBody(answer, head, ByteBuffer())
                 return
             }
             let connection = self.connection!
@@ -486,13 +503,6 @@ final class HTTP1ExchangeHandler: ChannelInboundHandler {
                 // The consumer is gone: the rest of the answer is not wanted.
                 self.fail(HTTP1UpstreamError.closedDuringAnswer)
             }
-        case (.body(var part), .collectingBody(let answer, let head, var whole)):
-            guard whole.readableBytes + part.readableBytes <= self.settings.wholeAnswerBytes else {
-                return self.fail(HTTP1UpstreamError.invalidAnswer)
-            }
-            self.state = .answered  // (not holding a second reference to `whole` while it grows)
-            whole.writeBuffer(&part)
-            self.state = .collectingBody(answer, head, whole)
         case (.end, .collectingBody(let answer, let head, let whole)):
             self.state = .answered
             answer.resume(returning: HTTP1UpstreamResponse(head: head, body: HTTP1UpstreamBody(storage: .whole(whole))))
