@@ -99,7 +99,7 @@ public final class IngestHandler: Sendable {
                 var whole = ByteBuffer()
                 while var chunk = try await body.next() {
                     if body.bytesRead > self.config.maxBodyBytes { throw IngestError.bodyTooLarge(limit: self.config.maxBodyBytes) }
-                    whole.writeBuffer(&chunk)
+                    Self.append(&chunk, to: &whole)
                 }
                 var events: [Event]
                 if format == .json {
@@ -123,6 +123,17 @@ public final class IngestHandler: Sendable {
         return await self.answer(session, stop: stop, request: request, facts: &facts)
     }
 
+    /// Collects a body read whole: a body that comes in one part (the usual small one) is kept
+    /// as read, not copied into a buffer of its own.
+    @inline(__always)
+    static func append(_ chunk: inout ByteBuffer, to whole: inout ByteBuffer) {
+        if whole.readableBytes == 0 {
+            whole = chunk
+        } else {
+            whole.writeBuffer(&chunk)
+        }
+    }
+
     enum WholeBodyFailure: Error {
         /// Past max_body_bytes (declared or read).
         case tooLarge
@@ -138,7 +149,7 @@ public final class IngestHandler: Sendable {
         do {
             while var chunk = try await body.next() {
                 if body.bytesRead > self.config.maxBodyBytes { throw WholeBodyFailure.tooLarge }
-                whole.writeBuffer(&chunk)
+                Self.append(&chunk, to: &whole)
             }
         } catch let failure as WholeBodyFailure {
             throw failure
