@@ -77,6 +77,47 @@ import Testing
         }
     }
 
+    /// Routes chosen by the request's host: its Host field (any case, port ignored), an
+    /// absolute-form target's authority over a Host field that says otherwise, and HTTP/2's
+    /// :authority.
+    @Test func routesAreChosenByTheRequestsHost() async throws {
+        let a = try await ProxyTests.upstream("a")
+        let b = try await ProxyTests.upstream("b")
+        let sluice = try await SluiceProcess(
+            config: """
+                listeners: [{ name: main, address: "127.0.0.1:{PORT}" }]
+                admin: { address: "127.0.0.1:{ADMIN_PORT}" }
+                upstreams:
+                  - name: a
+                    endpoints: ["127.0.0.1:\(a.port)"]
+                  - name: b
+                    endpoints: ["127.0.0.1:\(b.port)"]
+                routes:
+                  - name: b-hosts
+                    match: { path_prefix: /, host: "*.b.example" }
+                    proxy: { upstream: b }
+                  - name: rest
+                    match: { path_prefix: / }
+                    proxy: { upstream: a }
+                """)
+        let url = "\(sluice.baseURL)/item"
+        let port = URL(string: sluice.baseURL)!.port!
+        let cases: [(args: [String], upstream: String)] = [
+            (["-H", "Host: x.B.example:8080"], "b"),
+            (["-H", "Host: b.example"], "a"),
+            ([], "a"),
+            (["--request-target", "http://y.b.example/item", "-H", "Host: other"], "b"),
+            (["--request-target", "http://other/item", "-H", "Host: y.b.example"], "a"),
+            (["--http2-prior-knowledge", "-H", "Host: z.b.example"], "b"),
+        ]
+        for (args, upstream) in cases {
+            let answers = try await ProxyTests.sequential([url], args)
+            #expect(answers.map(\.upstream) == [upstream], "\(args): \(answers)")
+        }
+        let viaAuthority = try await ProxyTests.sequential(["http://z.b.example:\(port)/item"], ["--http2-prior-knowledge", "--connect-to", "z.b.example:\(port):127.0.0.1:\(port)"])
+        #expect(viaAuthority.map(\.upstream) == ["b"], "\(viaAuthority)")
+    }
+
     @Test func postsWithABodyKeepTheirUpstreamConnection() async throws {
         let upstream = try await ProxyTests.upstream("a")
         let sluice = try await Self.sluice(upstream)
