@@ -453,8 +453,7 @@ public final class ProxyHandler: Sendable {
             }
         }
         if !named.isEmpty {
-            // Rare: the fields the client's Connection field names go too.
-            fields.removeAll { field in named.contains { FieldName.equals(field.0, $0) } }
+            Self.remove(named, from: &fields)
             if named.contains(where: { FieldName.equals($0, "x-forwarded-for") }) { forwardedFor = nil }
         }
         if takesTrailers { fields.append(("te", "trailers")) }
@@ -790,10 +789,9 @@ public final class ProxyHandler: Sendable {
         var index = 0
         for (name, value) in headers {
             let role = Self.role(of: name)
-            switch role {
-            case .endToEnd, .contentLength, .forwardedFor, .forwardedProto, .host:
+            if !role.isHopByHop && role != .pseudo {
                 kept?.append((name, value))
-            case .hopByHop, .te, .pseudo, .connection:
+            } else {
                 if kept == nil {
                     var list: [(String, String)] = []
                     list.reserveCapacity(headers.count - 1)
@@ -805,11 +803,13 @@ public final class ProxyHandler: Sendable {
             index += 1
         }
         guard var kept else { return headers }
-        if !named.isEmpty {
-            // Rare: the fields the Connection field names go too, wherever they stand.
-            kept.removeAll { field in named.contains { FieldName.equals(field.0, $0) } }
-        }
+        if !named.isEmpty { Self.remove(named, from: &kept) }
         return HTTPHeaders(kept)
+    }
+
+    /// Drops the fields a Connection field names (rare), wherever they stand in the message.
+    static func remove(_ named: [String], from fields: inout [(String, String)]) {
+        fields.removeAll { field in named.contains { FieldName.equals(field.0, $0) } }
     }
 
     /// The field names a `Connection` value lists, other than hop-by-hop ones (RFC 9110 7.6.1).
@@ -829,10 +829,7 @@ public final class ProxyHandler: Sendable {
                 while last > first, bytes[last - 1] == UInt8(ascii: " ") || bytes[last - 1] == UInt8(ascii: "\t") { last -= 1 }
                 if first < last {
                     let token = UnsafeBufferPointer(rebasing: bytes[first..<last])
-                    switch Self.role(of: token) {
-                    case .hopByHop, .connection, .te: break
-                    default: names.append(String(decoding: token, as: UTF8.self))
-                    }
+                    if !Self.role(of: token).isHopByHop { names.append(String(decoding: token, as: UTF8.self)) }
                 }
                 start = end + 1
             }
@@ -855,6 +852,14 @@ public final class ProxyHandler: Sendable {
         case pseudo
         /// End-to-end fields the proxy sets or drops itself on the way upstream.
         case contentLength, forwardedFor, forwardedProto, host
+
+        /// Never passed on as it came (RFC 9110 7.6.1, and `expect`).
+        var isHopByHop: Bool {
+            switch self {
+            case .hopByHop, .connection, .te: return true
+            case .endToEnd, .pseudo, .contentLength, .forwardedFor, .forwardedProto, .host: return false
+            }
+        }
     }
 
     static func role(of name: String) -> FieldRole {
@@ -889,10 +894,7 @@ public final class ProxyHandler: Sendable {
 
     /// Whether `name` is a hop-by-hop field (RFC 9110 7.6.1) or `expect`, in any case.
     static func isHopByHop(_ name: String) -> Bool {
-        switch Self.role(of: name) {
-        case .hopByHop, .connection, .te: return true
-        case .endToEnd, .pseudo, .contentLength, .forwardedFor, .forwardedProto, .host: return false
-        }
+        Self.role(of: name).isHopByHop
     }
 
     // MARK: - Mirroring
